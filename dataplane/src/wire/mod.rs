@@ -1,0 +1,1 @@
+//! Wire views (see module docs in each file).
