@@ -5,11 +5,13 @@
 //! - [`wire`]: zero-copy views over Ethernet, VLAN, ARP, IPv4, IPv6, TCP, UDP, ICMP.
 //! - [`identity`]: the signed identity option, key rings, insert/verify/strip.
 //! - [`stats`]: per-worker counters with one slot per drop reason.
+//! - [`dispatch`]: the symmetric flow hash that picks a frame's worker.
 //! - [`worker`] (feature `dpdk`): the poll-mode, run-to-completion loop.
 //!
 //! Nothing outside `worker` touches DPDK.
 
 pub mod buf;
+pub mod dispatch;
 pub mod identity;
 pub mod stats;
 pub mod wire;

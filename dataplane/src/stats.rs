@@ -33,16 +33,19 @@ impl Counter {
 pub enum DropReason {
     /// The transmit queue of the opposite port did not take the packet.
     TxFull = 0,
+    /// The ring to the worker that owns the packet's flow was full.
+    HandoffFull = 1,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 1] = [DropReason::TxFull];
+    pub const ALL: [DropReason; 2] = [DropReason::TxFull, DropReason::HandoffFull];
     pub const COUNT: usize = Self::ALL.len();
 
     /// A stable snake_case name for logs and metrics.
     pub fn name(self) -> &'static str {
         match self {
             DropReason::TxFull => "tx_full",
+            DropReason::HandoffFull => "handoff_full",
         }
     }
 }
@@ -74,6 +77,10 @@ impl DirStats {
 pub struct WorkerStats {
     pub from_inside: DirStats,
     pub from_outside: DirStats,
+    /// Frames handed to the worker that owns their flow.
+    pub handed_off: Counter,
+    /// Frames received from other workers' hand-off rings.
+    pub handed_in: Counter,
     /// Poll iterations that received nothing on any queue.
     pub idle_polls: Counter,
     /// Poll iterations in total.
