@@ -11,8 +11,10 @@
 //! Nothing outside `worker` touches DPDK.
 
 pub mod buf;
+pub mod flow;
 pub mod dispatch;
 pub mod identity;
+pub mod policy;
 pub mod stats;
 pub mod wire;
 

@@ -1,0 +1,1101 @@
+//! Validation and compilation of a [`PolicyDocument`] into a [`PolicySnapshot`].
+//!
+//! Validation visits the whole document and returns every problem it finds,
+//! each naming the resource kind, resource name, field and offending value.
+//! Compilation then resolves every selector once:
+//!
+//! 1. Local PUs with identical tags form one *subject class*; directory
+//!    identities with identical tags one *identity group*.
+//! 2. Each selector is evaluated over a population (subject classes or identity
+//!    groups) through an inverted index on `key=value` and `key`: an
+//!    `==`/`in`/`has` clause (or an `&&` with one) gives a short candidate list
+//!    filtered by the full selector; other selectors fall back to a scan.
+//! 3. Identity groups matched by exactly the same set of (not match-everything)
+//!    rules collapse into one *identity class*. A class is the unit the
+//!    verdict table is keyed by, so 100k identities typically make a few
+//!    thousand classes.
+//! 4. For each subject class and direction, the applicable rules are expanded
+//!    into short entry lists per identity class that any rule names (plus one
+//!    default list for the rest) and per external-network set. Identical lists
+//!    are stored once.
+//!
+//! The cost is linear in the sizes of the rules' match sets, never
+//! PUs × identities × rules.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::hash::FxHashMap;
+use super::lpm::{parse_cidr, Cidr, LpmPair};
+use super::model::{self, Action, PolicyDocument, PortSpec, Protocol};
+use super::selector::{Node, Selector, SelectorError, TagError, TagSet};
+use super::{Direction, ExtNetRef, RuleRef};
+
+// ---------------------------------------------------------------------------
+// Errors
+
+/// The kind of resource an error is about, named as in the document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    Local,
+    ProcessingUnit,
+    Identity,
+    Peer,
+    Ruleset,
+    ExternalNetwork,
+    EnforcerProfile,
+}
+
+impl ResourceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ResourceKind::Local => "local",
+            ResourceKind::ProcessingUnit => "processing_units",
+            ResourceKind::Identity => "identities",
+            ResourceKind::Peer => "peers",
+            ResourceKind::Ruleset => "rulesets",
+            ResourceKind::ExternalNetwork => "external_networks",
+            ResourceKind::EnforcerProfile => "enforcer_profile",
+        }
+    }
+}
+
+/// What is wrong with a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// A name (or key id) used twice in the same scope.
+    Duplicate { first: String },
+    /// A numeric identity used twice (by PUs or directory entries).
+    DuplicateIdentity { other: String },
+    /// Two PU address ranges share addresses.
+    OverlappingAddress { other_pu: String, other_address: String },
+    /// A reference to a peer that is not in `peers`.
+    UnknownPeer,
+    BadCidr(String),
+    BadSelector(SelectorError),
+    BadTag(TagError),
+    /// Not a port or port range.
+    BadPort,
+    /// A port range whose low end is above its high end.
+    InvertedRange,
+    /// Ports given for a rule whose protocols have none (icmp only).
+    PortsWithoutProtocol,
+    /// Not 32 bytes of base64 or hex.
+    BadKey(String),
+    /// A list that must not be empty, or an exclusive choice not made.
+    Missing(&'static str),
+}
+
+/// One problem in the document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileError {
+    pub resource: ResourceKind,
+    /// The resource's name (or number, for identities).
+    pub name: String,
+    /// The field within it, e.g. `incoming[2].ports`.
+    pub field: String,
+    /// The offending value as written.
+    pub value: String,
+    pub problem: Problem,
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.resource {
+            ResourceKind::Local | ResourceKind::EnforcerProfile => {
+                write!(f, "{}.{}: ", self.resource.name(), self.field)?
+            }
+            _ => write!(f, "{}[{:?}].{}: ", self.resource.name(), self.name, self.field)?,
+        }
+        let v = &self.value;
+        match &self.problem {
+            Problem::Duplicate { first } => write!(f, "{v:?} is already used by {first}"),
+            Problem::DuplicateIdentity { other } => {
+                write!(f, "identity {v} is already used by {other}")
+            }
+            Problem::OverlappingAddress { other_pu, other_address } => write!(
+                f,
+                "{v:?} overlaps {other_address:?} of processing unit {other_pu:?}"
+            ),
+            Problem::UnknownPeer => write!(f, "{v:?} is not a peer in `peers`"),
+            Problem::BadCidr(why) => f.write_str(why),
+            Problem::BadSelector(e) => write!(f, "{e}"),
+            Problem::BadTag(e) => write!(f, "{e}"),
+            Problem::BadPort => write!(f, "{v:?} is not a port (0-65535) or a range \"lo-hi\""),
+            Problem::InvertedRange => write!(f, "{v:?} has its low end above its high end"),
+            Problem::PortsWithoutProtocol => {
+                write!(f, "ports {v} given but the protocols (icmp) have no ports")
+            }
+            Problem::BadKey(why) => write!(f, "{why}"),
+            Problem::Missing(what) => write!(f, "{what}"),
+        }
+    }
+}
+
+/// Every problem found in a document (never empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileErrors(pub Vec<CompileError>);
+
+impl fmt::Display for CompileErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} problem(s) in the policy document:", self.0.len())?;
+        for e in &self.0 {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CompileErrors {}
+
+// ---------------------------------------------------------------------------
+// The snapshot
+
+/// Protocol bits of an entry's protocol mask.
+pub(crate) const P_TCP: u8 = 1;
+pub(crate) const P_UDP: u8 = 2;
+pub(crate) const P_ICMP: u8 = 4;
+pub(crate) const P_OTHER: u8 = 8;
+
+pub(crate) const F_REJECT: u8 = 1;
+pub(crate) const F_OBSERVE: u8 = 2;
+
+pub(crate) const NO_EXT: u32 = u32::MAX;
+
+/// One `(protocols, port range) → action` line of a verdict list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Entry {
+    pub lo: u16,
+    pub hi: u16,
+    pub protos: u8,
+    pub flags: u8,
+    pub rule: u32,
+    /// External network index, or `NO_EXT`.
+    pub ext: u32,
+}
+
+/// A local PU as the snapshot knows it.
+#[derive(Debug, Clone)]
+pub struct PuInfo {
+    pub name: Box<str>,
+    pub tags: TagSet,
+    pub identity: u32,
+    pub ignored: bool,
+    pub(crate) class: u32,
+}
+
+/// A directory identity.
+#[derive(Debug, Clone)]
+pub struct IdentityInfo {
+    pub identity: u32,
+    pub name: Option<Box<str>>,
+    pub tags: TagSet,
+    pub peer: u32,
+    pub(crate) class: u32,
+}
+
+/// A peer gateway and its static X25519 public keys.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub name: Box<str>,
+    pub keys: Box<[(u32, [u8; 32])]>,
+}
+
+/// A rule's names and settings, for flow events.
+#[derive(Debug, Clone)]
+pub struct RuleInfo {
+    pub ruleset: Box<str>,
+    pub direction: Direction,
+    /// Position in the ruleset's `incoming` or `outgoing` list.
+    pub index: u32,
+    pub name: Box<str>,
+    pub action: Action,
+    pub observe: bool,
+}
+
+/// An external network's name and tags, for flow events.
+#[derive(Debug, Clone)]
+pub struct ExternalNetworkInfo {
+    pub name: Box<str>,
+    pub tags: TagSet,
+}
+
+/// This gateway's own key reference (as in the document; `private_key` decoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalKeyInfo {
+    pub gateway: Box<str>,
+    pub key_id: u32,
+    pub private_key_file: Option<Box<str>>,
+    pub private_key: Option<[u8; 32]>,
+}
+
+/// The compiled, immutable policy. `Send + Sync`; publish it through
+/// `arc_swap::ArcSwap<PolicySnapshot>` and load it once per burst.
+#[derive(Debug)]
+pub struct PolicySnapshot {
+    pub(crate) generation: u32,
+    pub(crate) revision: Option<Box<str>>,
+    pub(crate) local: Option<LocalKeyInfo>,
+    pub(crate) pus: Box<[PuInfo]>,
+    pub(crate) identities: Box<[IdentityInfo]>,
+    pub(crate) identity_index: FxHashMap<u32, u32>,
+    pub(crate) peers: Box<[PeerInfo]>,
+    /// key id → peer index.
+    pub(crate) key_index: FxHashMap<u32, u32>,
+    pub(crate) rules: Box<[RuleInfo]>,
+    pub(crate) external_networks: Box<[ExternalNetworkInfo]>,
+    pub(crate) pu_addresses: LpmPair,
+    /// Address → external-network set (index into `ext_sets`).
+    pub(crate) ext_lpm: LpmPair,
+    pub(crate) managed_tcp: LpmPair,
+    pub(crate) managed_udp: LpmPair,
+    pub(crate) excluded: LpmPair,
+    /// All entry lists, back to back.
+    pub(crate) entries: Box<[Entry]>,
+    /// `verdict_key(..)` → (start, len) in `entries`.
+    pub(crate) verdicts: FxHashMap<u64, (u32, u32)>,
+    /// Per `(direction, subject class)`: the list for identity classes no rule names.
+    pub(crate) defaults: Box<[(u32, u32)]>,
+    pub(crate) subject_classes: u32,
+    pub(crate) identity_classes: u32,
+    pub(crate) ext_set_count: u32,
+}
+
+pub(crate) const KIND_IDENTITY: u64 = 0;
+pub(crate) const KIND_EXTERNAL: u64 = 1;
+
+#[inline]
+pub(crate) fn verdict_key(dir: Direction, kind: u64, subject: u32, class: u32) -> u64 {
+    ((dir as u64) << 63) | (kind << 62) | ((subject as u64) << 32) | class as u64
+}
+
+static GENERATION: AtomicU32 = AtomicU32::new(0);
+
+// ---------------------------------------------------------------------------
+// Validation
+
+struct Ctx {
+    errors: Vec<CompileError>,
+}
+
+impl Ctx {
+    fn err(&mut self, resource: ResourceKind, name: &str, field: impl Into<String>, value: impl Into<String>, problem: Problem) {
+        self.errors.push(CompileError {
+            resource,
+            name: name.to_string(),
+            field: field.into(),
+            value: value.into(),
+            problem,
+        });
+    }
+
+    fn tags(&mut self, r: ResourceKind, name: &str, tags: &[String]) -> TagSet {
+        match TagSet::parse(tags) {
+            Ok(t) => t,
+            Err(e) => {
+                let v = match &e {
+                    TagError::Malformed(t) => t.clone(),
+                    TagError::DuplicateKey(k) => k.clone(),
+                };
+                self.err(r, name, "tags", v, Problem::BadTag(e));
+                TagSet::default()
+            }
+        }
+    }
+
+    fn cidrs(&mut self, r: ResourceKind, name: &str, field: &str, list: &[String]) -> Vec<Cidr> {
+        let mut out = Vec::with_capacity(list.len());
+        for (i, s) in list.iter().enumerate() {
+            match parse_cidr(s) {
+                Ok(c) => out.push(c),
+                Err(why) => self.err(r, name, format!("{field}[{i}]"), s.clone(), Problem::BadCidr(why)),
+            }
+        }
+        out
+    }
+
+    fn selector(&mut self, r: ResourceKind, name: &str, field: &str, text: &str) -> Selector {
+        match Selector::parse(text) {
+            Ok(s) => s,
+            Err(e) => {
+                self.err(r, name, field, text, Problem::BadSelector(e));
+                Selector::all()
+            }
+        }
+    }
+
+    fn ports(&mut self, r: ResourceKind, name: &str, field: &str, list: &[PortSpec]) -> Vec<(u16, u16)> {
+        let mut out = Vec::new();
+        for p in list {
+            match parse_port(p) {
+                Ok(range) => out.push(range),
+                Err(problem) => self.err(r, name, field, p.to_string(), problem),
+            }
+        }
+        if list.is_empty() {
+            out.push((0, u16::MAX));
+        }
+        out
+    }
+}
+
+fn parse_port(p: &PortSpec) -> Result<(u16, u16), Problem> {
+    let one = |s: &str| -> Result<u16, Problem> { s.trim().parse::<u16>().map_err(|_| Problem::BadPort) };
+    match p {
+        PortSpec::Number(n) => u16::try_from(*n).map(|n| (n, n)).map_err(|_| Problem::BadPort),
+        PortSpec::Text(s) => {
+            let (lo, hi) = match s.split_once('-') {
+                Some((a, b)) => (one(a)?, one(b)?),
+                None => {
+                    let n = one(s)?;
+                    (n, n)
+                }
+            };
+            if lo > hi {
+                return Err(Problem::InvertedRange);
+            }
+            Ok((lo, hi))
+        }
+    }
+}
+
+fn proto_mask(list: &[Protocol]) -> u8 {
+    list.iter().fold(0, |m, p| {
+        m | match p {
+            Protocol::Tcp => P_TCP,
+            Protocol::Udp => P_UDP,
+            Protocol::Icmp => P_ICMP,
+            Protocol::Any => P_TCP | P_UDP | P_ICMP | P_OTHER,
+        }
+    })
+}
+
+/// Decodes 32 bytes from 64 hex digits or base64 (standard or URL alphabet, padding optional).
+pub fn decode_key32(s: &str) -> Result<[u8; 32], String> {
+    let s = s.trim();
+    let mut out = [0u8; 32];
+    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+        }
+        return Ok(out);
+    }
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let body = s.trim_end_matches('=');
+    let mut bytes = Vec::with_capacity(33);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in body.bytes() {
+        let Some(v) = val(c) else {
+            return Err(format!("{s:?} is neither 64 hex digits nor base64"));
+        };
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            bytes.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    if bytes.len() != 32 {
+        return Err(format!("{s:?} decodes to {} bytes, an X25519 key has 32", bytes.len()));
+    }
+    out.copy_from_slice(&bytes);
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// Selector evaluation over a population of tag sets
+
+/// Tag sets indexed by `key=value` and by `key`.
+struct Population<'a> {
+    sets: Vec<&'a TagSet>,
+    by_kv: HashMap<(&'a str, &'a str), Vec<u32>>,
+    by_k: HashMap<&'a str, Vec<u32>>,
+}
+
+impl<'a> Population<'a> {
+    fn new(sets: Vec<&'a TagSet>) -> Population<'a> {
+        let mut by_kv: HashMap<(&str, &str), Vec<u32>> = HashMap::new();
+        let mut by_k: HashMap<&str, Vec<u32>> = HashMap::new();
+        for (i, t) in sets.iter().enumerate() {
+            for (k, v) in t.iter() {
+                by_kv.entry((k, v)).or_default().push(i as u32);
+                by_k.entry(k).or_default().push(i as u32);
+            }
+        }
+        Population { sets, by_kv, by_k }
+    }
+
+    /// Sorted indices of the members `sel` matches.
+    fn select(&self, sel: &Selector) -> Vec<u32> {
+        if sel.is_all() {
+            return (0..self.sets.len() as u32).collect();
+        }
+        match self.candidates(sel, sel.root()) {
+            Some(c) => c.into_iter().filter(|&i| sel.matches(self.sets[i as usize])).collect(),
+            None => (0..self.sets.len() as u32)
+                .filter(|&i| sel.matches(self.sets[i as usize]))
+                .collect(),
+        }
+    }
+
+    /// A sorted superset of the members node `n` matches, if the index gives one.
+    fn candidates(&self, sel: &Selector, n: u32) -> Option<Vec<u32>> {
+        let empty = Vec::new();
+        match &sel.nodes()[n as usize] {
+            Node::Eq(k, v) => Some(self.by_kv.get(&(&**k, &**v)).unwrap_or(&empty).clone()),
+            Node::Has(k) => Some(self.by_k.get(&**k).unwrap_or(&empty).clone()),
+            Node::In(k, vs) => {
+                let mut out: Vec<u32> = vs
+                    .iter()
+                    .flat_map(|v| self.by_kv.get(&(&**k, &**v)).unwrap_or(&empty).iter().copied())
+                    .collect();
+                out.sort_unstable();
+                out.dedup();
+                Some(out)
+            }
+            Node::And(a, b) => match (self.candidates(sel, *a), self.candidates(sel, *b)) {
+                (Some(x), Some(y)) => Some(if x.len() <= y.len() { x } else { y }),
+                (x, y) => x.or(y),
+            },
+            Node::Or(a, b) => {
+                let mut x = self.candidates(sel, *a)?;
+                let y = self.candidates(sel, *b)?;
+                x.extend(y);
+                x.sort_unstable();
+                x.dedup();
+                Some(x)
+            }
+            _ => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Compilation
+
+struct RuleC {
+    dir: Direction,
+    ruleset: u32,
+    protos: u8,
+    flags: u8,
+    ports: Vec<(u16, u16)>,
+    object: Selector,
+}
+
+struct ExtC {
+    cidrs: Vec<Cidr>,
+    protos: u8,
+    ports: Vec<(u16, u16)>,
+}
+
+/// Validates `doc` and compiles it. On failure returns every problem found.
+pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
+    use ResourceKind as K;
+    let mut cx = Ctx { errors: Vec::new() };
+
+    // --- local
+    let local = doc.local.as_ref().map(|l| {
+        let private_key = l.private_key.as_ref().and_then(|k| match decode_key32(k) {
+            Ok(k) => Some(k),
+            Err(why) => {
+                cx.err(K::Local, &l.gateway, "private_key", "(redacted)", Problem::BadKey(why.replace(k.trim(), "(redacted)")));
+                None
+            }
+        });
+        if l.private_key.is_some() == l.private_key_file.is_some() {
+            cx.err(K::Local, &l.gateway, "private_key", "", Problem::Missing("exactly one of private_key and private_key_file must be set"));
+        }
+        LocalKeyInfo {
+            gateway: l.gateway.as_str().into(),
+            key_id: l.key_id,
+            private_key_file: l.private_key_file.as_deref().map(Into::into),
+            private_key,
+        }
+    });
+
+    // --- peers
+    let mut peer_index: HashMap<&str, u32> = HashMap::new();
+    let mut key_index: FxHashMap<u32, u32> = FxHashMap::default();
+    let mut peers = Vec::with_capacity(doc.peers.len());
+    for (i, p) in doc.peers.iter().enumerate() {
+        if peer_index.insert(&p.name, i as u32).is_some() {
+            cx.err(K::Peer, &p.name, "name", p.name.clone(), Problem::Duplicate { first: "another peer".into() });
+        }
+        if p.keys.is_empty() {
+            cx.err(K::Peer, &p.name, "keys", "[]", Problem::Missing("a peer needs at least one key"));
+        }
+        let mut keys = Vec::with_capacity(p.keys.len());
+        for (j, k) in p.keys.iter().enumerate() {
+            if let Some(&other) = key_index.get(&k.id) {
+                cx.err(K::Peer, &p.name, format!("keys[{j}].id"), k.id.to_string(), Problem::Duplicate { first: format!("peer {:?}", doc.peers[other as usize].name) });
+            } else {
+                key_index.insert(k.id, i as u32);
+            }
+            match decode_key32(&k.public_key) {
+                Ok(b) => keys.push((k.id, b)),
+                Err(why) => cx.err(K::Peer, &p.name, format!("keys[{j}].public_key"), k.public_key.clone(), Problem::BadKey(why)),
+            }
+        }
+        peers.push(PeerInfo { name: p.name.as_str().into(), keys: keys.into() });
+    }
+
+    // --- identities used by anyone: number → who
+    let mut ident_owner: HashMap<u32, String> = HashMap::new();
+
+    // --- processing units
+    let mut pu_names: HashMap<&str, usize> = HashMap::new();
+    let mut pus = Vec::with_capacity(doc.processing_units.len());
+    let mut pu_prefixes: Vec<(Cidr, u32, usize)> = Vec::new(); // (cidr, pu, address index)
+    for (i, p) in doc.processing_units.iter().enumerate() {
+        if pu_names.insert(&p.name, i).is_some() {
+            cx.err(K::ProcessingUnit, &p.name, "name", p.name.clone(), Problem::Duplicate { first: "another processing unit".into() });
+        }
+        let tags = cx.tags(K::ProcessingUnit, &p.name, &p.tags);
+        if p.addresses.is_empty() {
+            cx.err(K::ProcessingUnit, &p.name, "addresses", "[]", Problem::Missing("a processing unit needs at least one address"));
+        }
+        for (j, s) in p.addresses.iter().enumerate() {
+            match parse_cidr(s) {
+                Ok(c) => pu_prefixes.push((c, i as u32, j)),
+                Err(why) => cx.err(K::ProcessingUnit, &p.name, format!("addresses[{j}]"), s.clone(), Problem::BadCidr(why)),
+            }
+        }
+        let me = format!("processing unit {:?}", p.name);
+        if let Some(other) = ident_owner.get(&p.identity) {
+            cx.err(K::ProcessingUnit, &p.name, "identity", p.identity.to_string(), Problem::DuplicateIdentity { other: other.clone() });
+        } else {
+            ident_owner.insert(p.identity, me);
+        }
+        pus.push(PuInfo { name: p.name.as_str().into(), tags, identity: p.identity, ignored: false, class: 0 });
+    }
+    // Overlaps: prefixes are nested or disjoint, so after sorting by (family,
+    // start, wider first) a prefix overlaps an earlier one iff it starts before
+    // the furthest end seen so far.
+    {
+        let range = |c: &Cidr| -> (u8, u128, u128) {
+            use super::lpm::LpmKey;
+            match *c {
+                Cidr::V4(a, l) => (4, a as u128, a.broadcast(l) as u128),
+                Cidr::V6(a, l) => (6, a, a.broadcast(l)),
+            }
+        };
+        let mut sorted: Vec<(u8, u128, u128, usize)> = pu_prefixes
+            .iter()
+            .enumerate()
+            .map(|(k, (c, _, _))| {
+                let (f, a, b) = range(c);
+                (f, a, b, k)
+            })
+            .collect();
+        sorted.sort_by(|x, y| (x.0, x.1, std::cmp::Reverse(x.2)).cmp(&(y.0, y.1, std::cmp::Reverse(y.2))));
+        let mut widest: Option<(u8, u128, usize)> = None; // (family, end, prefix)
+        for &(f, a, b, k) in &sorted {
+            if let Some((wf, wend, wk)) = widest {
+                if wf == f && a <= wend {
+                    let (_, pu, j) = pu_prefixes[k];
+                    let (_, opu, oj) = pu_prefixes[wk];
+                    let p = &doc.processing_units[pu as usize];
+                    let o = &doc.processing_units[opu as usize];
+                    cx.err(
+                        K::ProcessingUnit,
+                        &p.name,
+                        format!("addresses[{j}]"),
+                        p.addresses[j].clone(),
+                        Problem::OverlappingAddress { other_pu: o.name.clone(), other_address: o.addresses[oj].clone() },
+                    );
+                    continue;
+                }
+            }
+            widest = Some((f, b, k));
+        }
+    }
+
+    // --- identity directory
+    let mut identities = Vec::with_capacity(doc.identities.len());
+    let mut identity_index: FxHashMap<u32, u32> = FxHashMap::default();
+    identity_index.reserve(doc.identities.len());
+    for e in &doc.identities {
+        let name = e.identity.to_string();
+        if let Some(other) = ident_owner.get(&e.identity) {
+            cx.err(K::Identity, &name, "identity", name.clone(), Problem::DuplicateIdentity { other: other.clone() });
+            continue;
+        }
+        ident_owner.insert(e.identity, format!("identities[{name:?}]"));
+        let tags = cx.tags(K::Identity, &name, &e.tags);
+        let peer = match peer_index.get(e.peer.as_str()) {
+            Some(&p) => p,
+            None => {
+                cx.err(K::Identity, &name, "peer", e.peer.clone(), Problem::UnknownPeer);
+                u32::MAX
+            }
+        };
+        identity_index.insert(e.identity, identities.len() as u32);
+        identities.push(IdentityInfo { identity: e.identity, name: e.name.as_deref().map(Into::into), tags, peer, class: 0 });
+    }
+
+    // --- external networks
+    let mut ext_names: HashMap<&str, usize> = HashMap::new();
+    let mut exts = Vec::with_capacity(doc.external_networks.len());
+    let mut ext_infos = Vec::with_capacity(doc.external_networks.len());
+    for (i, x) in doc.external_networks.iter().enumerate() {
+        if ext_names.insert(&x.name, i).is_some() {
+            cx.err(K::ExternalNetwork, &x.name, "name", x.name.clone(), Problem::Duplicate { first: "another external network".into() });
+        }
+        let tags = cx.tags(K::ExternalNetwork, &x.name, &x.tags);
+        if x.cidrs.is_empty() {
+            cx.err(K::ExternalNetwork, &x.name, "cidrs", "[]", Problem::Missing("an external network needs at least one CIDR"));
+        }
+        let cidrs = cx.cidrs(K::ExternalNetwork, &x.name, "cidrs", &x.cidrs);
+        let ports = cx.ports(K::ExternalNetwork, &x.name, "ports", &x.ports);
+        let protos = proto_mask(&x.protocols);
+        check_ports_protocols(&mut cx, K::ExternalNetwork, &x.name, "ports", protos, &x.ports);
+        if x.protocols.is_empty() {
+            cx.err(K::ExternalNetwork, &x.name, "protocols", "[]", Problem::Missing("protocols must not be empty (omit it for any)"));
+        }
+        exts.push(ExtC { cidrs, protos, ports });
+        ext_infos.push(ExternalNetworkInfo { name: x.name.as_str().into(), tags });
+    }
+
+    // --- rulesets
+    let mut rs_names: HashMap<&str, usize> = HashMap::new();
+    let mut subjects = Vec::with_capacity(doc.rulesets.len());
+    let mut rules: Vec<RuleC> = Vec::new();
+    let mut rule_infos: Vec<RuleInfo> = Vec::new();
+    for (i, rs) in doc.rulesets.iter().enumerate() {
+        if rs_names.insert(&rs.name, i).is_some() {
+            cx.err(K::Ruleset, &rs.name, "name", rs.name.clone(), Problem::Duplicate { first: "another ruleset".into() });
+        }
+        subjects.push(cx.selector(K::Ruleset, &rs.name, "subject", &rs.subject));
+        for (dir, list, dname) in [
+            (Direction::Incoming, &rs.incoming, "incoming"),
+            (Direction::Outgoing, &rs.outgoing, "outgoing"),
+        ] {
+            let mut names: HashMap<&str, usize> = HashMap::new();
+            for (j, r) in list.iter().enumerate() {
+                let field = |f: &str| format!("{dname}[{j}].{f}");
+                if let Some(first) = names.insert(&r.name, j) {
+                    cx.err(K::Ruleset, &rs.name, field("name"), r.name.clone(), Problem::Duplicate { first: format!("{dname}[{first}]") });
+                }
+                let object = cx.selector(K::Ruleset, &rs.name, &field("object"), &r.object);
+                let ports = cx.ports(K::Ruleset, &rs.name, &field("ports"), &r.ports);
+                let protos = proto_mask(&r.protocols);
+                if r.protocols.is_empty() {
+                    cx.err(K::Ruleset, &rs.name, field("protocols"), "[]", Problem::Missing("protocols must not be empty (omit it for any)"));
+                }
+                check_ports_protocols(&mut cx, K::Ruleset, &rs.name, &field("ports"), protos, &r.ports);
+                let flags = if r.action == Action::Reject { F_REJECT } else { 0 } | if r.observe { F_OBSERVE } else { 0 };
+                rules.push(RuleC { dir, ruleset: i as u32, protos, flags, ports, object });
+                rule_infos.push(RuleInfo {
+                    ruleset: rs.name.as_str().into(),
+                    direction: dir,
+                    index: j as u32,
+                    name: r.name.as_str().into(),
+                    action: r.action,
+                    observe: r.observe,
+                });
+            }
+        }
+    }
+
+    // --- enforcer profile
+    let prof = &doc.enforcer_profile;
+    let managed_tcp = cx.cidrs(K::EnforcerProfile, "", "managed_tcp_networks", &prof.managed_tcp_networks);
+    let managed_udp = cx.cidrs(K::EnforcerProfile, "", "managed_udp_networks", &prof.managed_udp_networks);
+    let excluded = cx.cidrs(K::EnforcerProfile, "", "excluded_networks", &prof.excluded_networks);
+    let ignore = prof.ignore.as_ref().map(|s| cx.selector(K::EnforcerProfile, "", "ignore", s));
+
+    if !cx.errors.is_empty() {
+        return Err(CompileErrors(cx.errors));
+    }
+    drop(cx);
+
+    // ======================= build =======================
+    if let Some(ign) = &ignore {
+        for p in pus.iter_mut() {
+            p.ignored = ign.matches(&p.tags);
+        }
+    }
+
+    // Subject classes: PUs with identical tags.
+    let mut class_of_tags: HashMap<&TagSet, u32> = HashMap::new();
+    let mut subject_sets: Vec<&TagSet> = Vec::new();
+    let mut pu_class = Vec::with_capacity(pus.len());
+    for p in &pus {
+        let c = *class_of_tags.entry(&p.tags).or_insert_with(|| {
+            subject_sets.push(&p.tags);
+            subject_sets.len() as u32 - 1
+        });
+        pu_class.push(c);
+    }
+    drop(class_of_tags);
+    let n_subjects = subject_sets.len();
+    let subject_pop = Population::new(subject_sets);
+    // Rulesets applying to each subject class.
+    let mut applies: Vec<Vec<u32>> = vec![Vec::new(); n_subjects];
+    for (r, s) in subjects.iter().enumerate() {
+        for c in subject_pop.select(s) {
+            applies[c as usize].push(r as u32);
+        }
+    }
+    // Rules of each ruleset, by direction.
+    let mut rs_rules: Vec<[Vec<u32>; 2]> = vec![[Vec::new(), Vec::new()]; doc.rulesets.len()];
+    for (j, r) in rules.iter().enumerate() {
+        rs_rules[r.ruleset as usize][r.dir as usize].push(j as u32);
+    }
+
+    // Identity groups: directory entries with identical tags.
+    let mut group_of_tags: HashMap<&TagSet, u32> = HashMap::new();
+    let mut group_sets: Vec<&TagSet> = Vec::new();
+    let mut ident_group = Vec::with_capacity(identities.len());
+    for e in &identities {
+        let g = *group_of_tags.entry(&e.tags).or_insert_with(|| {
+            group_sets.push(&e.tags);
+            group_sets.len() as u32 - 1
+        });
+        ident_group.push(g);
+    }
+    drop(group_of_tags);
+    let n_groups = group_sets.len();
+    let group_pop = Population::new(group_sets);
+
+    // Only rules that apply to some subject matter; evaluate their objects.
+    let mut rule_used = vec![false; rules.len()];
+    for a in &applies {
+        for &rs in a {
+            for d in &rs_rules[rs as usize] {
+                for &j in d {
+                    rule_used[j as usize] = true;
+                }
+            }
+        }
+    }
+    let mut universal = vec![false; rules.len()];
+    let mut rule_groups: Vec<Vec<u32>> = vec![Vec::new(); rules.len()];
+    let mut rule_exts: Vec<Vec<u32>> = vec![Vec::new(); rules.len()];
+    // Several rules often share one object selector: evaluate each text once.
+    let mut by_text: HashMap<&str, usize> = HashMap::new();
+    for (j, r) in rules.iter().enumerate() {
+        if !rule_used[j] {
+            continue;
+        }
+        if r.object.is_all() && n_groups > 0 {
+            universal[j] = true;
+        } else if let Some(&k) = by_text.get(r.object.source()) {
+            universal[j] = universal[k];
+            rule_groups[j] = rule_groups[k].clone();
+        } else {
+            let g = group_pop.select(&r.object);
+            if n_groups > 0 && g.len() == n_groups {
+                universal[j] = true;
+            } else {
+                rule_groups[j] = g;
+            }
+            by_text.insert(r.object.source(), j);
+        }
+        rule_exts[j] = (0..ext_infos.len() as u32).filter(|&x| r.object.matches(&ext_infos[x as usize].tags)).collect();
+    }
+
+    // Identity classes: groups named by exactly the same non-universal rules.
+    // CSR of group → rules.
+    let mut counts = vec![0u32; n_groups + 1];
+    for g in rule_groups.iter().flatten() {
+        counts[*g as usize + 1] += 1;
+    }
+    for i in 0..n_groups {
+        counts[i + 1] += counts[i];
+    }
+    let mut fill = counts.clone();
+    let mut sig = vec![0u32; counts[n_groups] as usize];
+    for (j, gs) in rule_groups.iter().enumerate() {
+        for &g in gs {
+            sig[fill[g as usize] as usize] = j as u32;
+            fill[g as usize] += 1;
+        }
+    }
+    drop(fill);
+    let mut class_of_sig: HashMap<&[u32], u32> = HashMap::new();
+    class_of_sig.insert(&[], 0);
+    let mut group_class = Vec::with_capacity(n_groups);
+    for g in 0..n_groups {
+        let s = &sig[counts[g] as usize..counts[g + 1] as usize];
+        let next = class_of_sig.len() as u32;
+        group_class.push(*class_of_sig.entry(s).or_insert(next));
+    }
+    let n_classes = class_of_sig.len() as u32;
+    drop(class_of_sig);
+    for (e, &g) in identities.iter_mut().zip(&ident_group) {
+        e.class = group_class[g as usize];
+    }
+    // Rule → identity classes it names.
+    let mut seen = vec![u32::MAX; n_classes as usize];
+    let rule_classes: Vec<Vec<u32>> = rule_groups
+        .iter()
+        .enumerate()
+        .map(|(j, gs)| {
+            let mut out = Vec::new();
+            for &g in gs {
+                let c = group_class[g as usize];
+                if seen[c as usize] != j as u32 {
+                    seen[c as usize] = j as u32;
+                    out.push(c);
+                }
+            }
+            out
+        })
+        .collect();
+    drop(rule_groups);
+
+    // External-network sets: for each distinct prefix, the networks covering it.
+    let mut ext_prefixes: Vec<Cidr> = exts.iter().flat_map(|x| x.cidrs.iter().copied()).collect();
+    ext_prefixes.sort_by_key(|c| match *c {
+        Cidr::V4(a, l) => (4u8, a as u128, l),
+        Cidr::V6(a, l) => (6u8, a, l),
+    });
+    ext_prefixes.dedup();
+    let mut ext_sets: Vec<Vec<u32>> = Vec::new();
+    let mut set_index: HashMap<Vec<u32>, u32> = HashMap::new();
+    let mut ext_lpm_input = Vec::with_capacity(ext_prefixes.len());
+    for p in &ext_prefixes {
+        let plen = match *p {
+            Cidr::V4(_, l) | Cidr::V6(_, l) => l,
+        };
+        let set: Vec<u32> = (0..exts.len() as u32)
+            .filter(|&x| {
+                exts[x as usize].cidrs.iter().any(|q| {
+                    let qlen = match *q {
+                        Cidr::V4(_, l) | Cidr::V6(_, l) => l,
+                    };
+                    qlen <= plen && q.overlaps(p)
+                })
+            })
+            .collect();
+        let id = *set_index.entry(set.clone()).or_insert_with(|| {
+            ext_sets.push(set);
+            ext_sets.len() as u32 - 1
+        });
+        ext_lpm_input.push((*p, id));
+    }
+    drop(set_index);
+
+    // Verdict lists.
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut interned: HashMap<Vec<Entry>, (u32, u32)> = HashMap::new();
+    let mut intern = |mut list: Vec<Entry>, entries: &mut Vec<Entry>| -> (u32, u32) {
+        // Enforced before observed, reject before allow, then declaration order.
+        list.sort_by_key(|e| (e.flags & F_OBSERVE, (e.flags & F_REJECT) ^ F_REJECT, e.rule, e.ext, e.lo));
+        list.dedup();
+        if let Some(&r) = interned.get(&list) {
+            return r;
+        }
+        let r = (entries.len() as u32, list.len() as u32);
+        entries.extend_from_slice(&list);
+        interned.insert(list, r);
+        r
+    };
+    let rule_entries = |j: u32, ext: Option<u32>, out: &mut Vec<Entry>| {
+        let r = &rules[j as usize];
+        match ext {
+            None => {
+                for &(lo, hi) in &r.ports {
+                    out.push(Entry { lo, hi, protos: r.protos, flags: r.flags, rule: j, ext: NO_EXT });
+                }
+            }
+            Some(x) => {
+                let xc = &exts[x as usize];
+                let protos = r.protos & xc.protos;
+                if protos == 0 {
+                    return;
+                }
+                for &(lo, hi) in &r.ports {
+                    for &(xlo, xhi) in &xc.ports {
+                        let (l, h) = (lo.max(xlo), hi.min(xhi));
+                        if l <= h {
+                            out.push(Entry { lo: l, hi: h, protos, flags: r.flags, rule: j, ext: x });
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let mut verdicts: FxHashMap<u64, (u32, u32)> = FxHashMap::default();
+    let mut defaults = vec![(0u32, 0u32); 2 * n_subjects];
+    let mut per_class: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
+    for s in 0..n_subjects {
+        for dir in [Direction::Incoming, Direction::Outgoing] {
+            let applicable: Vec<u32> = applies[s]
+                .iter()
+                .flat_map(|&rs| rs_rules[rs as usize][dir as usize].iter().copied())
+                .collect();
+            if applicable.is_empty() {
+                continue;
+            }
+            let mut base = Vec::new();
+            per_class.clear();
+            for &j in &applicable {
+                if universal[j as usize] {
+                    rule_entries(j, None, &mut base);
+                } else {
+                    for &c in &rule_classes[j as usize] {
+                        per_class.entry(c).or_default().push(j);
+                    }
+                }
+            }
+            defaults[2 * s + dir as usize] = intern(base.clone(), &mut entries);
+            for (&c, js) in &per_class {
+                let mut list = base.clone();
+                for &j in js {
+                    rule_entries(j, None, &mut list);
+                }
+                let r = intern(list, &mut entries);
+                verdicts.insert(verdict_key(dir, KIND_IDENTITY, s as u32, c), r);
+            }
+            for (e, set) in ext_sets.iter().enumerate() {
+                let mut list = Vec::new();
+                for &j in &applicable {
+                    for &x in set {
+                        if rule_exts[j as usize].binary_search(&x).is_ok() {
+                            rule_entries(j, Some(x), &mut list);
+                        }
+                    }
+                }
+                if !list.is_empty() {
+                    let r = intern(list, &mut entries);
+                    verdicts.insert(verdict_key(dir, KIND_EXTERNAL, s as u32, e as u32), r);
+                }
+            }
+        }
+    }
+    drop(interned);
+
+    for (p, &c) in pus.iter_mut().zip(&pu_class) {
+        p.class = c;
+    }
+    let pu_lpm: Vec<(Cidr, u32)> = pu_prefixes.iter().map(|&(c, pu, _)| (c, pu)).collect();
+    let unit = |v: &[Cidr]| LpmPair::build(&v.iter().map(|&c| (c, 0)).collect::<Vec<_>>());
+
+    Ok(PolicySnapshot {
+        generation: GENERATION.fetch_add(1, Ordering::Relaxed).wrapping_add(1),
+        revision: doc.revision.as_deref().map(Into::into),
+        local,
+        pus: pus.into(),
+        identities: identities.into(),
+        identity_index,
+        peers: peers.into(),
+        key_index,
+        rules: rule_infos.into(),
+        external_networks: ext_infos.into(),
+        pu_addresses: LpmPair::build(&pu_lpm),
+        ext_lpm: LpmPair::build(&ext_lpm_input),
+        managed_tcp: unit(&managed_tcp),
+        managed_udp: unit(&managed_udp),
+        excluded: unit(&excluded),
+        entries: entries.into(),
+        verdicts,
+        defaults: defaults.into(),
+        subject_classes: n_subjects as u32,
+        identity_classes: n_classes,
+        ext_set_count: ext_sets.len() as u32,
+    })
+}
+
+fn check_ports_protocols(cx: &mut Ctx, r: ResourceKind, name: &str, field: &str, protos: u8, ports: &[PortSpec]) {
+    if !ports.is_empty() && protos != 0 && protos & (P_TCP | P_UDP) == 0 {
+        let v = ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        cx.err(r, name, field, format!("[{v}]"), Problem::PortsWithoutProtocol);
+    }
+}
+
+impl PolicySnapshot {
+    /// A process-wide counter, distinct for every compiled snapshot. Flow
+    /// entries remember it so that a verdict from an older snapshot can be told apart.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    pub fn revision(&self) -> Option<&str> {
+        self.revision.as_deref()
+    }
+
+    pub fn local(&self) -> Option<&LocalKeyInfo> {
+        self.local.as_ref()
+    }
+
+    /// The local PUs, indexed by `PuId`.
+    pub fn pus(&self) -> &[PuInfo] {
+        &self.pus
+    }
+
+    pub fn pu(&self, pu: super::PuId) -> Option<&PuInfo> {
+        self.pus.get(pu.0 as usize)
+    }
+
+    /// The directory entry of a remote identity.
+    pub fn identity(&self, identity: u32) -> Option<&IdentityInfo> {
+        self.identity_index.get(&identity).map(|&i| &self.identities[i as usize])
+    }
+
+    pub fn peers(&self) -> &[PeerInfo] {
+        &self.peers
+    }
+
+    /// The peer owning `key_id`, and the key.
+    pub fn peer_key(&self, key_id: u32) -> Option<(&PeerInfo, &[u8; 32])> {
+        let p = &self.peers[*self.key_index.get(&key_id)? as usize];
+        p.keys.iter().find(|(id, _)| *id == key_id).map(|(_, k)| (p, k))
+    }
+
+    pub fn rule(&self, r: RuleRef) -> Option<&RuleInfo> {
+        self.rules.get(r.0 as usize)
+    }
+
+    pub fn external_network(&self, x: ExtNetRef) -> Option<&ExternalNetworkInfo> {
+        self.external_networks.get(x.0 as usize)
+    }
+
+    /// Sizes of the compiled structures, for logs and benchmarks.
+    pub fn stats(&self) -> SnapshotStats {
+        SnapshotStats {
+            pus: self.pus.len(),
+            identities: self.identities.len(),
+            rules: self.rules.len(),
+            subject_classes: self.subject_classes as usize,
+            identity_classes: self.identity_classes as usize,
+            external_network_sets: self.ext_set_count as usize,
+            verdict_lists: self.verdicts.len(),
+            entries: self.entries.len(),
+        }
+    }
+}
+
+/// Sizes of a snapshot's compiled structures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotStats {
+    pub pus: usize,
+    pub identities: usize,
+    pub rules: usize,
+    pub subject_classes: usize,
+    pub identity_classes: usize,
+    pub external_network_sets: usize,
+    pub verdict_lists: usize,
+    pub entries: usize,
+}
+
+#[allow(unused)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<PolicySnapshot>();
+}
+
+#[allow(unused_imports)]
+use model as _;

@@ -1,0 +1,258 @@
+//! The declarative policy document, as an operator writes it (YAML).
+//!
+//! These are plain data: nothing here is validated beyond its shape; the
+//! compiler ([`super::compile`]) checks meaning and reports every problem at once.
+//! Every struct refuses unknown fields so that a typo is an error, not a silently
+//! ignored setting. `docs/config.md` documents each field.
+
+use serde::{Deserialize, Serialize};
+
+/// The whole policy of one gateway.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDocument {
+    /// Free-form revision label, echoed in flow events and apply acknowledgements.
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// This gateway's own name and key.
+    #[serde(default)]
+    pub local: Option<LocalKeys>,
+    /// Workloads behind this gateway.
+    #[serde(default)]
+    pub processing_units: Vec<ProcessingUnit>,
+    /// Identities of workloads behind other gateways.
+    #[serde(default)]
+    pub identities: Vec<IdentityEntry>,
+    /// Other gateways and their static public keys.
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+    #[serde(default)]
+    pub rulesets: Vec<Ruleset>,
+    #[serde(default)]
+    pub external_networks: Vec<ExternalNetwork>,
+    #[serde(default)]
+    pub enforcer_profile: EnforcerProfile,
+}
+
+impl PolicyDocument {
+    /// Parses a YAML document. Shape errors (unknown fields, wrong types) carry
+    /// serde_yaml's line and column.
+    pub fn from_yaml(text: &str) -> Result<PolicyDocument, serde_yaml::Error> {
+        serde_yaml::from_str(text)
+    }
+
+    pub fn to_yaml(&self) -> Result<String, serde_yaml::Error> {
+        serde_yaml::to_string(self)
+    }
+}
+
+/// This gateway's name and static X25519 key. Stored as data; the identity
+/// module loads and uses the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalKeys {
+    /// The name peers know this gateway by (their `peers[].name`).
+    pub gateway: String,
+    /// The key id this gateway sends in identity options.
+    pub key_id: u32,
+    /// Path of a file holding the 32-byte private key (base64 or hex text).
+    #[serde(default)]
+    pub private_key_file: Option<String>,
+    /// The private key inline (base64 or hex). Exactly one of the two must be set.
+    #[serde(default)]
+    pub private_key: Option<String>,
+}
+
+/// A workload behind this gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessingUnit {
+    pub name: String,
+    /// `key=value` tags; a key at most once.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// IPv4/IPv6 addresses or CIDRs. No two PUs may overlap.
+    pub addresses: Vec<String>,
+    /// The numeric identity this gateway sends on the PU's behalf.
+    pub identity: u32,
+}
+
+/// A workload behind another gateway, as it may be claimed in identity options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityEntry {
+    pub identity: u32,
+    /// Optional display name for flow events.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The peer gateway (by `peers[].name`) allowed to claim this identity.
+    pub peer: String,
+}
+
+/// Another gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub name: String,
+    /// Its static X25519 public keys, one per key id (several during a rotation).
+    pub keys: Vec<PeerKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerKey {
+    /// Key id as carried in the identity option; unique across all peers.
+    pub id: u32,
+    /// 32 bytes, base64 (standard alphabet, padded or not) or 64 hex digits.
+    pub public_key: String,
+}
+
+/// A set of rules that applies to the local PUs its subject selects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ruleset {
+    pub name: String,
+    /// Selector over local PU tags.
+    pub subject: String,
+    /// Rules for connections the subject PU accepts (it is the server).
+    #[serde(default)]
+    pub incoming: Vec<Rule>,
+    /// Rules for connections the subject PU opens (it is the client).
+    #[serde(default)]
+    pub outgoing: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Appears in flow events; unique within its ruleset and direction.
+    pub name: String,
+    pub action: Action,
+    /// Selector over remote identities' tags and external networks' tags.
+    pub object: String,
+    /// Default: `[any]`.
+    #[serde(default = "any_protocol")]
+    pub protocols: Vec<Protocol>,
+    /// Destination (server) ports: numbers or `"lo-hi"` ranges. Empty: all ports.
+    #[serde(default)]
+    pub ports: Vec<PortSpec>,
+    /// Report what this rule decides without enforcing it.
+    #[serde(default)]
+    pub observe: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Icmp,
+    Any,
+}
+
+pub(crate) fn any_protocol() -> Vec<Protocol> {
+    vec![Protocol::Any]
+}
+
+/// A port or a range as written: `443`, `"443"`, `"8000-8080"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PortSpec {
+    Number(i64),
+    Text(String),
+}
+
+impl std::fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PortSpec::Number(n) => write!(f, "{n}"),
+            PortSpec::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Hosts without an enforcer, judged by address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalNetwork {
+    pub name: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub cidrs: Vec<String>,
+    /// Default: `[any]`.
+    #[serde(default = "any_protocol")]
+    pub protocols: Vec<Protocol>,
+    /// Empty: all ports.
+    #[serde(default)]
+    pub ports: Vec<PortSpec>,
+}
+
+/// Where identity is sent and what is left alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnforcerProfile {
+    /// Remote networks whose TCP peers are sent identity. Default: everything.
+    #[serde(default = "default_managed_tcp")]
+    pub managed_tcp_networks: Vec<String>,
+    /// Remote networks whose UDP peers are sent identity. Default: none.
+    #[serde(default)]
+    pub managed_udp_networks: Vec<String>,
+    /// Never touched, never logged.
+    #[serde(default)]
+    pub excluded_networks: Vec<String>,
+    /// Selector over local PU tags; matching PUs are passed through untouched.
+    #[serde(default)]
+    pub ignore: Option<String>,
+}
+
+pub(crate) fn default_managed_tcp() -> Vec<String> {
+    vec!["0.0.0.0/0".to_string(), "::/0".to_string()]
+}
+
+impl Default for EnforcerProfile {
+    fn default() -> Self {
+        EnforcerProfile {
+            managed_tcp_networks: default_managed_tcp(),
+            managed_udp_networks: Vec::new(),
+            excluded_networks: Vec::new(),
+            ignore: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_unknown_fields() {
+        let d = PolicyDocument::from_yaml("processing_units: []\n").unwrap();
+        assert_eq!(d.enforcer_profile.managed_tcp_networks, vec!["0.0.0.0/0", "::/0"]);
+        assert!(d.enforcer_profile.managed_udp_networks.is_empty());
+        let e = PolicyDocument::from_yaml("procesing_units: []\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
+        let e = PolicyDocument::from_yaml(
+            "rulesets:\n- name: a\n  subject: all()\n  incoming:\n  - name: r\n    action: allow\n    object: all()\n    prots: [tcp]\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("prots"), "{e}");
+        let d = PolicyDocument::from_yaml(
+            "rulesets:\n- name: a\n  subject: all()\n  incoming:\n  - name: r\n    action: reject\n    object: all()\n    ports: [80, \"8000-8080\"]\n",
+        )
+        .unwrap();
+        let r = &d.rulesets[0].incoming[0];
+        assert_eq!(r.protocols, vec![Protocol::Any]);
+        assert_eq!(r.ports, vec![PortSpec::Number(80), PortSpec::Text("8000-8080".into())]);
+        assert_eq!(r.action, Action::Reject);
+        assert!(!r.observe);
+    }
+}
