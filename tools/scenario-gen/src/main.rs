@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use scenario_gen::net::{IpNet, MacAddr, PortRange};
 use scenario_gen::scenario::{write_pcap, DEFAULT_FLOWS};
+use scenario_gen::tcp_options::FORGED_IDENTITY;
 use scenario_gen::{
     Config, ForgedOption, Kind, Mix, NoExtraOptions, OsProfile, Scenario, SynOptionHook,
 };
@@ -128,8 +129,11 @@ struct SynArgs {
     /// Add a forged option KIND:LEN (seeded random value) to every SYN, e.g. the identity option's kind and length
     #[arg(long, value_name = "KIND:LEN")]
     forge_option: Option<ForgedOption>,
+    /// Add a forged identity option (kind 253, 20 bytes, ExID 0x4D49, version 1, random key id/identity/MAC): the verify path under attack
+    #[arg(long, conflicts_with = "forge_option")]
+    forge_identity: bool,
     /// Sign SYNs with valid identity options for this key: added when the identity option lands (dataplane/src/identity)
-    #[arg(long, value_name = "FILE", conflicts_with = "forge_option")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["forge_option", "forge_identity"])]
     identity_key: Option<PathBuf>,
 }
 
@@ -222,7 +226,12 @@ fn run(cli: Cli) -> Result<(), String> {
                     key.display()
                 ));
             }
-            let hook: Box<dyn SynOptionHook> = match s.forge_option {
+            let forged = match (s.forge_option, s.forge_identity) {
+                (Some(f), _) => Some(f),
+                (None, true) => Some(FORGED_IDENTITY.parse::<ForgedOption>()?),
+                (None, false) => None,
+            };
+            let hook: Box<dyn SynOptionHook> = match forged {
                 Some(f) => Box::new(f.reseed(common.seed)),
                 None => Box::new(NoExtraOptions),
             };

@@ -181,8 +181,17 @@ impl SynOptionHook for NoExtraOptions {
 pub struct ForgedOption {
     kind: u8,
     len: u8,
+    /// Fixed bytes after kind and length (e.g. an RFC 6994 ExID and a
+    /// version byte), so the receiver takes the option for its own.
+    prefix: Vec<u8>,
     rng: Rng,
 }
+
+/// `--forge-identity`: the identity option's kind, length, ExID and version
+/// byte as `dataplane/src/identity/option.rs` defines them (kind 253, 20
+/// bytes, ExID 0x4D49, version 1), then a random key id, identity and MAC.
+/// Such SYNs reach the gateway's verify path and must fail it.
+pub const FORGED_IDENTITY: &str = "253:20:4d4910";
 
 impl ForgedOption {
     pub fn new(kind: u8, len: u8, seed: u64) -> Result<Self, String> {
@@ -199,6 +208,7 @@ impl ForgedOption {
         Ok(ForgedOption {
             kind,
             len,
+            prefix: Vec::new(),
             rng: Rng::new(seed),
         })
     }
@@ -206,18 +216,38 @@ impl ForgedOption {
 
 impl FromStr for ForgedOption {
     type Err = String;
-    /// `KIND:LEN`, e.g. `253:20`.
+    /// `KIND:LEN[:HEXPREFIX]`, e.g. `253:20` or `253:20:4d4910`.
     fn from_str(s: &str) -> Result<Self, String> {
-        let (k, l) = s
-            .split_once(':')
-            .ok_or_else(|| format!("forged option {s:?}: expected KIND:LEN, e.g. 253:20"))?;
+        let mut parts = s.split(':');
+        let (k, l) = match (parts.next(), parts.next()) {
+            (Some(k), Some(l)) => (k, l),
+            _ => {
+                return Err(format!(
+                    "forged option {s:?}: expected KIND:LEN[:HEXPREFIX], e.g. 253:20"
+                ))
+            }
+        };
         let kind = k
             .parse()
             .map_err(|_| format!("forged option {s:?}: {k:?} is not a kind 0-255"))?;
         let len = l
             .parse()
             .map_err(|_| format!("forged option {s:?}: {l:?} is not a length 2-40"))?;
-        ForgedOption::new(kind, len, 0)
+        let mut f = ForgedOption::new(kind, len, 0)?;
+        if let Some(hex) = parts.next() {
+            if hex.len() % 2 != 0 || hex.len() / 2 + 2 > usize::from(len) {
+                return Err(format!("forged option {s:?}: the prefix must be whole hex bytes that fit in the option"));
+            }
+            f.prefix = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+                .collect::<Result<_, _>>()
+                .map_err(|_| format!("forged option {s:?}: {hex:?} is not hex"))?;
+        }
+        if parts.next().is_some() {
+            return Err(format!("forged option {s:?}: too many fields"));
+        }
+        Ok(f)
     }
 }
 
@@ -233,7 +263,9 @@ impl SynOptionHook for ForgedOption {
         let mut o = vec![0u8; usize::from(self.len)];
         o[0] = self.kind;
         o[1] = self.len;
-        self.rng.fill(&mut o[2..]);
+        let p = self.prefix.len();
+        o[2..2 + p].copy_from_slice(&self.prefix);
+        self.rng.fill(&mut o[2 + p..]);
         o
     }
 }
@@ -304,6 +336,10 @@ mod tests {
         let b = f.extra_options(&info);
         assert_eq!((a.len(), a[0], a[1]), (18, 253, 18));
         assert_ne!(a, b);
+        let mut id: ForgedOption = FORGED_IDENTITY.parse().unwrap();
+        let o = id.extra_options(&info);
+        assert_eq!((o.len(), &o[..5]), (20, &[253u8, 20, 0x4d, 0x49, 0x10][..]));
+        assert!("253:4:aabbcc".parse::<ForgedOption>().is_err());
         assert!("1:4".parse::<ForgedOption>().is_err());
         assert!("253:1".parse::<ForgedOption>().is_err());
     }
