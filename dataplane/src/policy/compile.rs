@@ -1099,3 +1099,129 @@ fn _assert_send_sync() {
 
 #[allow(unused_imports)]
 use model as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BAD: &str = r#"
+local:
+  gateway: gw
+  key_id: 1
+processing_units:
+  - name: a
+    tags: [app=a, app=b]
+    addresses: [10.0.0.0/24]
+    identity: 1
+  - name: b
+    addresses: [10.0.0.128/25, "10.1.0.1/16", "fd00::1"]
+    identity: 2
+  - name: a
+    addresses: [192.168.0.1]
+    identity: 1
+identities:
+  - identity: 2
+    peer: west
+  - identity: 7
+    tags: [novalue]
+    peer: nowhere
+peers:
+  - name: west
+    keys:
+      - id: 5
+        public_key: "not a key!"
+  - name: east
+    keys:
+      - id: 5
+        public_key: "0000000000000000000000000000000000000000000000000000000000000000"
+rulesets:
+  - name: db
+    subject: "role == "
+    incoming:
+      - name: r0
+        action: allow
+        object: all()
+      - name: r0
+        action: allow
+        object: app == web &&
+      - name: r2
+        action: allow
+        object: all()
+        protocols: [tcp]
+        ports: [80, 70000, "90-80", "x"]
+      - name: r3
+        action: allow
+        object: all()
+        protocols: [icmp]
+        ports: [1]
+external_networks:
+  - name: e
+    cidrs: [10.0.0.0/33]
+enforcer_profile:
+  excluded_networks: [bogus]
+  ignore: "has(x"
+"#;
+
+    #[test]
+    fn collects_every_error() {
+        let doc = PolicyDocument::from_yaml(BAD).unwrap();
+        let errs = compile(&doc).unwrap_err();
+        let text: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
+        let expect = [
+            r#"local.private_key: exactly one of private_key and private_key_file must be set"#,
+            r#"peers["west"].keys[0].public_key: "not a key!" is neither 64 hex digits nor base64"#,
+            r#"peers["east"].keys[0].id: "5" is already used by peer "west""#,
+            r#"processing_units["a"].tags: key "app" appears more than once"#,
+            r#"processing_units["b"].addresses[1]: "10.1.0.1/16" has host bits set (did you mean 10.1.0.0/16?)"#,
+            r#"processing_units["a"].name: "a" is already used by another processing unit"#,
+            r#"processing_units["a"].identity: identity 1 is already used by processing unit "a""#,
+            r#"processing_units["b"].addresses[0]: "10.0.0.128/25" overlaps "10.0.0.0/24" of processing unit "a""#,
+            r#"identities["2"].identity: identity 2 is already used by processing unit "b""#,
+            r#"identities["7"].tags: "novalue" is not a key=value tag"#,
+            r#"identities["7"].peer: "nowhere" is not a peer in `peers`"#,
+            r#"external_networks["e"].cidrs[0]: "10.0.0.0/33" has a prefix length over 32"#,
+            r#"rulesets["db"].subject: selector "role == " at column 9: expected a value"#,
+            r#"rulesets["db"].incoming[1].name: "r0" is already used by incoming[0]"#,
+            r#"rulesets["db"].incoming[1].object: selector "app == web &&" at column 14: expected a tag key"#,
+            r#"rulesets["db"].incoming[2].ports: "70000" is not a port"#,
+            r#"rulesets["db"].incoming[2].ports: "90-80" has its low end above its high end"#,
+            r#"rulesets["db"].incoming[2].ports: "x" is not a port"#,
+            r#"rulesets["db"].incoming[3].ports: ports [1] given but the protocols (icmp) have no ports"#,
+            r#"enforcer_profile.excluded_networks[0]: "bogus" is not an IP address or CIDR"#,
+            r#"enforcer_profile.ignore: selector "has(x" at column 6: expected ')' closing has("#,
+        ];
+        for e in expect {
+            assert!(text.iter().any(|t| t.starts_with(e)), "missing {e:?} in\n{}", text.join("\n"));
+        }
+        // "fd00::1" alone is a valid /128: the only error on addresses[2] would be a bug.
+        let fd = text.iter().filter(|t| t.contains("addresses[2]")).count();
+        assert_eq!(fd, 0, "{}", text.join("\n"));
+        assert_eq!(text.len(), expect.len(), "{}", text.join("\n"));
+        assert_eq!(errs.0[0].resource, ResourceKind::Local);
+        assert!(errs.to_string().starts_with("21 problem(s)"));
+    }
+
+    #[test]
+    fn keys_decode() {
+        let k = decode_key32("rpkk17OQp1XpEndN4If+uJpXXc82EU7P8keCkbzIpBs=").unwrap();
+        assert_eq!(k[0], 0xae);
+        assert_eq!(decode_key32("rpkk17OQp1XpEndN4If-uJpXXc82EU7P8keCkbzIpBs").unwrap(), k);
+        assert_eq!(decode_key32(&"ab".repeat(32)).unwrap(), [0xab; 32]);
+        assert!(decode_key32("AAAA").unwrap_err().contains("decodes to 3 bytes"));
+    }
+
+    #[test]
+    fn inline_private_key_is_not_echoed() {
+        let doc = PolicyDocument::from_yaml("local: {gateway: g, key_id: 1, private_key: secretsecret}\n").unwrap();
+        let e = compile(&doc).unwrap_err().to_string();
+        assert!(!e.contains("secretsecret"), "{e}");
+    }
+
+    #[test]
+    fn empty_document_rejects_nothing_is_local() {
+        let s = compile(&PolicyDocument::default()).unwrap();
+        assert_eq!(s.stats().pus, 0);
+        let c = s.classify(crate::policy::Side::Inside, "10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        assert_eq!(c, crate::policy::Classification::NotLocal);
+    }
+}

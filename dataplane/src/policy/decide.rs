@@ -154,3 +154,342 @@ fn evaluate(entries: &[Entry], proto: u8, port: u16, external: bool) -> Decision
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::model::{self, PolicyDocument, PortSpec, Protocol};
+    use crate::policy::{compile, Selector, TagSet};
+
+    const EXAMPLE: &str = include_str!("../../../docs/examples/policy.yaml");
+
+    fn example() -> PolicySnapshot {
+        let doc = PolicyDocument::from_yaml(EXAMPLE).expect("example parses");
+        compile(&doc).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn pu(s: &PolicySnapshot, name: &str) -> PuId {
+        PuId(s.pus().iter().position(|p| &*p.name == name).unwrap() as u32)
+    }
+
+    fn rule_name(s: &PolicySnapshot, d: &Decision) -> Option<String> {
+        d.rule.map(|r| {
+            let r = s.rule(r).unwrap();
+            format!("{}/{}/{}", r.ruleset, r.direction.name(), r.name)
+        })
+    }
+
+    #[test]
+    fn example_classifies() {
+        let s = example();
+        let web1 = pu(&s, "web-1");
+        assert_eq!(
+            s.classify(Side::Inside, ip("10.1.0.10"), ip("10.2.0.5")),
+            Classification::LocalPu { pu: web1, managed_tcp: true, managed_udp: false }
+        );
+        assert_eq!(
+            s.classify(Side::Outside, ip("10.20.0.5"), ip("10.1.0.10")),
+            Classification::LocalPu { pu: web1, managed_tcp: true, managed_udp: true }
+        );
+        assert_eq!(
+            s.classify(Side::Inside, ip("10.1.0.10"), ip("8.8.8.8")),
+            Classification::LocalPu { pu: web1, managed_tcp: false, managed_udp: false }
+        );
+        assert_eq!(
+            s.classify(Side::Outside, ip("fd00:2::1"), ip("fd00:1::10")),
+            Classification::LocalPu { pu: web1, managed_tcp: true, managed_udp: false }
+        );
+        assert_eq!(
+            s.classify(Side::Inside, ip("10.1.1.7"), ip("10.2.0.5")),
+            Classification::LocalPu { pu: pu(&s, "db-1"), managed_tcp: true, managed_udp: false }
+        );
+        assert_eq!(s.classify(Side::Inside, ip("10.1.2.5"), ip("10.2.0.5")), Classification::Ignored);
+        assert_eq!(s.classify(Side::Inside, ip("10.1.0.10"), ip("169.254.169.254")), Classification::Excluded);
+        assert_eq!(s.classify(Side::Outside, ip("10.255.0.1"), ip("10.1.0.10")), Classification::Excluded);
+        assert_eq!(s.classify(Side::Inside, ip("10.9.9.9"), ip("10.1.0.10")), Classification::NotLocal);
+        // Inside/outside matter: 10.1.0.10 is the remote here.
+        assert_eq!(s.classify(Side::Outside, ip("10.1.0.10"), ip("10.9.9.9")), Classification::NotLocal);
+        assert_eq!(s.pu_by_address(ip("10.1.1.15")), Some(pu(&s, "db-1")));
+        assert_eq!(s.pu_by_address(ip("10.1.1.16")), None);
+    }
+
+    #[test]
+    fn example_decides_identities() {
+        let s = example();
+        let (web1, db1) = (pu(&s, "web-1"), pu(&s, "db-1"));
+        let d = s.decide(web1, Direction::Incoming, Remote::Identity(2001), IPPROTO_TCP, 443);
+        assert_eq!((d.action, d.reason, d.observed), (Action::Allow, Reason::PolicyAllow, None));
+        assert_eq!(rule_name(&s, &d).unwrap(), "web/incoming/frontends-https");
+        let d = s.decide(web1, Direction::Incoming, Remote::Identity(2002), IPPROTO_TCP, 8443);
+        assert_eq!(d.action, Action::Allow);
+        // Port not allowed: implicit reject.
+        let d = s.decide(web1, Direction::Incoming, Remote::Identity(2001), IPPROTO_TCP, 80);
+        assert_eq!(d, Decision::implicit(Reason::NoMatch));
+        // Not a frontend, matches only the observed reject.
+        let d = s.decide(web1, Direction::Incoming, Remote::Identity(2003), IPPROTO_TCP, 443);
+        assert_eq!((d.action, d.reason, d.rule), (Action::Reject, Reason::ObservedOnly, None));
+        let o = d.observed.unwrap();
+        assert_eq!(o.action, Action::Reject);
+        assert_eq!(s.rule(o.rule).unwrap().name.as_ref(), "audit-dev");
+        // The all() ruleset applies to every PU.
+        let d = s.decide(web1, Direction::Incoming, Remote::Identity(3001), IPPROTO_TCP, 9101);
+        assert_eq!(rule_name(&s, &d).unwrap(), "monitoring/incoming/node-exporter");
+        let d = s.decide(web1, Direction::Incoming, Remote::Identity(3001), IPPROTO_TCP, 9103);
+        assert_eq!(d.reason, Reason::NoMatch);
+        let d = s.decide(db1, Direction::Incoming, Remote::Identity(2001), IPPROTO_ICMP, 0);
+        assert_eq!(rule_name(&s, &d).unwrap(), "monitoring/incoming/ping");
+        // ICMP does not match port-restricted rules.
+        let d = s.decide(web1, Direction::Incoming, Remote::Identity(2001), IPPROTO_ICMPV6, 443);
+        assert_eq!(rule_name(&s, &d).unwrap(), "monitoring/incoming/ping");
+        let d = s.decide(db1, Direction::Incoming, Remote::Identity(2001), IPPROTO_TCP, 5432);
+        assert_eq!(rule_name(&s, &d).unwrap(), "db/incoming/shop-clients");
+        // Reject wins over allow (batch is env=dev).
+        let d = s.decide(db1, Direction::Incoming, Remote::Identity(2003), IPPROTO_TCP, 5432);
+        assert_eq!((d.action, d.reason), (Action::Reject, Reason::PolicyReject));
+        assert_eq!(rule_name(&s, &d).unwrap(), "db/incoming/no-dev");
+        // `env != prod` also matches identities without an env tag.
+        let d = s.decide(db1, Direction::Incoming, Remote::Identity(3001), IPPROTO_TCP, 9100);
+        assert_eq!(rule_name(&s, &d).unwrap(), "db/incoming/no-dev");
+        // Outgoing rules are separate.
+        let d = s.decide(web1, Direction::Outgoing, Remote::Identity(2001), IPPROTO_TCP, 443);
+        assert_eq!(d.reason, Reason::NoMatch);
+        let d = s.decide(web1, Direction::Incoming, Remote::Identity(4242), IPPROTO_TCP, 443);
+        assert_eq!(d, Decision::implicit(Reason::UnknownIdentity));
+        let d = s.decide(PuId(99), Direction::Incoming, Remote::Identity(2001), IPPROTO_TCP, 443);
+        assert_eq!(d, Decision::implicit(Reason::UnknownPu));
+    }
+
+    #[test]
+    fn example_decides_external_networks() {
+        let s = example();
+        let web1 = pu(&s, "web-1");
+        let ext = |d: &Decision| d.external.map(|x| s.external_network(x).unwrap().name.to_string());
+        let d = s.decide(web1, Direction::Outgoing, Remote::Address(ip("10.0.0.53")), IPPROTO_UDP, 53);
+        assert_eq!((d.action, d.reason), (Action::Allow, Reason::ExternalNetworkAllow));
+        assert_eq!(rule_name(&s, &d).unwrap(), "web/outgoing/dns");
+        assert_eq!(ext(&d).unwrap(), "dns-resolvers");
+        // The resolver is also "internet", where tcp/443 is allowed.
+        let d = s.decide(web1, Direction::Outgoing, Remote::Address(ip("10.0.0.53")), IPPROTO_TCP, 443);
+        assert_eq!(rule_name(&s, &d).unwrap(), "web/outgoing/payment-api");
+        assert_eq!(ext(&d).unwrap(), "internet");
+        // dns-resolvers only covers port 53, so the dns rule cannot match elsewhere.
+        let d = s.decide(web1, Direction::Outgoing, Remote::Address(ip("10.0.0.53")), IPPROTO_UDP, 54);
+        assert_eq!(d.reason, Reason::NoMatch);
+        let d = s.decide(web1, Direction::Outgoing, Remote::Address(ip("8.8.8.8")), IPPROTO_UDP, 53);
+        assert_eq!(d.reason, Reason::NoMatch);
+        let d = s.decide(web1, Direction::Outgoing, Remote::Address(ip("2001:db8::1")), IPPROTO_TCP, 443);
+        assert_eq!(ext(&d).unwrap(), "internet");
+        let d = s.decide(web1, Direction::Incoming, Remote::Address(ip("172.16.5.5")), IPPROTO_TCP, 443);
+        assert_eq!(rule_name(&s, &d).unwrap(), "web/incoming/office-https");
+        assert_eq!(ext(&d).unwrap(), "corp-office");
+        let d = s.decide(web1, Direction::Incoming, Remote::Address(ip("172.16.5.5")), IPPROTO_ICMP, 0);
+        assert_eq!(rule_name(&s, &d).unwrap(), "monitoring/incoming/ping");
+        let d = s.decide(web1, Direction::Incoming, Remote::Address(ip("8.8.8.8")), IPPROTO_ICMP, 0);
+        assert_eq!(d.reason, Reason::NoMatch);
+    }
+
+    #[test]
+    fn example_keys_and_peers() {
+        let s = example();
+        assert!(s.identity_allowed_for_peer(2001, 21));
+        assert!(s.identity_allowed_for_peer(2001, 22));
+        assert!(!s.identity_allowed_for_peer(2001, 31));
+        assert!(s.identity_allowed_for_peer(3001, 31));
+        assert!(!s.identity_allowed_for_peer(9999, 21));
+        assert!(!s.identity_allowed_for_peer(2001, 99));
+        // Local PU identities are not claimable by peers.
+        assert!(!s.identity_allowed_for_peer(1001, 21));
+        let (peer, key) = s.peer_key(31).unwrap();
+        assert_eq!(&*peer.name, "gw-ops");
+        assert_eq!(key[0], 0x2d);
+        assert_eq!(s.local().unwrap().key_id, 11);
+        assert_eq!(s.revision(), Some("2024-05-17.3"));
+        assert_eq!(s.identity(2003).unwrap().tags.get("env"), Some("dev"));
+    }
+
+    // ---- Compiled decisions against a direct evaluation of every rule.
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+            &v[(self.next() % v.len() as u64) as usize]
+        }
+    }
+
+    fn random_doc(rng: &mut Rng) -> PolicyDocument {
+        let keys = ["app", "env", "team"];
+        let vals = ["a", "b", "c"];
+        let tags = |rng: &mut Rng| -> Vec<String> {
+            let mut out = Vec::new();
+            for k in keys {
+                if rng.next() % 4 != 0 {
+                    out.push(format!("{k}={}", rng.pick(&vals)));
+                }
+            }
+            out
+        };
+        let sels = [
+            "all()", "app == a", "app != a", "env in {a, b}", "env not in {a}", "has(team)", "!has(env)",
+            "app == a && env == b", "app == b || team == c", "(app == c || env == c) && !(team == a)",
+            "team == a && has(app)", "ext == x", "ext == y || app == a", "zone in {in, out}",
+        ];
+        let mut doc = PolicyDocument::default();
+        doc.peers.push(model::Peer {
+            name: "p".into(),
+            keys: vec![model::PeerKey { id: 1, public_key: "00".repeat(32) }],
+        });
+        for i in 0..6 {
+            doc.processing_units.push(model::ProcessingUnit {
+                name: format!("pu{i}"),
+                tags: tags(rng),
+                addresses: vec![format!("10.0.{i}.0/24")],
+                identity: 100 + i,
+            });
+        }
+        for i in 0..40 {
+            doc.identities.push(model::IdentityEntry { identity: 1000 + i, name: None, tags: tags(rng), peer: "p".into() });
+        }
+        let ext_tags = [vec!["ext=x"], vec!["ext=y", "zone=in"], vec!["zone=out"]];
+        let ext_cidrs = [vec!["0.0.0.0/0"], vec!["10.9.0.0/16", "192.168.1.0/24"], vec!["10.9.1.0/24"]];
+        for i in 0..3 {
+            doc.external_networks.push(model::ExternalNetwork {
+                name: format!("x{i}"),
+                tags: ext_tags[i].iter().map(|s| s.to_string()).collect(),
+                cidrs: ext_cidrs[i].iter().map(|s| s.to_string()).collect(),
+                protocols: if i == 1 { vec![Protocol::Tcp] } else { vec![Protocol::Any] },
+                ports: if i == 2 { vec![PortSpec::Text("20-30".into())] } else { vec![] },
+            });
+        }
+        let rule = |rng: &mut Rng, n: usize| model::Rule {
+            name: format!("r{n}"),
+            action: if rng.next() % 3 == 0 { Action::Reject } else { Action::Allow },
+            object: rng.pick(&sels).to_string(),
+            protocols: rng.pick(&[vec![Protocol::Any], vec![Protocol::Tcp], vec![Protocol::Udp, Protocol::Icmp]]).clone(),
+            ports: rng
+                .pick(&[vec![], vec![PortSpec::Number(25)], vec![PortSpec::Text("10-40".into()), PortSpec::Number(80)]])
+                .clone(),
+            observe: rng.next() % 5 == 0,
+        };
+        for i in 0..8 {
+            let inc = (0..rng.next() % 5).map(|n| rule(rng, n as usize)).collect();
+            let out = (0..rng.next() % 5).map(|n| rule(rng, n as usize)).collect();
+            doc.rulesets.push(model::Ruleset {
+                name: format!("rs{i}"),
+                subject: rng.pick(&sels).to_string(),
+                incoming: inc,
+                outgoing: out,
+            });
+        }
+        doc
+    }
+
+    /// Direct evaluation: every rule, in document order.
+    fn naive(doc: &PolicyDocument, pu: usize, dir: Direction, remote: Remote, proto: u8, port: u16) -> (Action, Option<(usize, usize)>, Option<(Action, (usize, usize))>) {
+        let put = TagSet::parse(&doc.processing_units[pu].tags).unwrap();
+        let pmatch = |protos: &[Protocol], ports: &[PortSpec]| {
+            let pb = proto_bit(proto);
+            let protos_ok = protos.iter().any(|p| match p {
+                Protocol::Any => true,
+                Protocol::Tcp => pb == P_TCP,
+                Protocol::Udp => pb == P_UDP,
+                Protocol::Icmp => pb == P_ICMP,
+            });
+            let has_ports = pb & (P_TCP | P_UDP) != 0;
+            let ports_ok = ports.is_empty()
+                || has_ports
+                    && ports.iter().any(|p| {
+                        let (lo, hi) = match p {
+                            PortSpec::Number(n) => (*n as u16, *n as u16),
+                            PortSpec::Text(t) => {
+                                let (a, b) = t.split_once('-').unwrap();
+                                (a.parse().unwrap(), b.parse().unwrap())
+                            }
+                        };
+                        lo <= port && port <= hi
+                    });
+            protos_ok && ports_ok
+        };
+        // candidate (flags, rule global order) list
+        let mut hits: Vec<(bool, bool, (usize, usize))> = Vec::new(); // (observe, reject, (ruleset, rule))
+        for (ri, rs) in doc.rulesets.iter().enumerate() {
+            if !Selector::parse(&rs.subject).unwrap().matches(&put) {
+                continue;
+            }
+            let list = if dir == Direction::Incoming { &rs.incoming } else { &rs.outgoing };
+            for (j, r) in list.iter().enumerate() {
+                let obj = Selector::parse(&r.object).unwrap();
+                let m = match remote {
+                    Remote::Identity(id) => {
+                        let e = doc.identities.iter().find(|e| e.identity == id).unwrap();
+                        obj.matches(&TagSet::parse(&e.tags).unwrap()) && pmatch(&r.protocols, &r.ports)
+                    }
+                    Remote::Address(a) => doc.external_networks.iter().any(|x| {
+                        x.cidrs.iter().any(|c| {
+                            let (net, len) = c.split_once('/').unwrap();
+                            let (net, len): (std::net::Ipv4Addr, u32) = (net.parse().unwrap(), len.parse().unwrap());
+                            let IpAddr::V4(a) = a else { return false };
+                            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+                            u32::from(a) & mask == u32::from(net)
+                        }) && pmatch(&x.protocols, &x.ports)
+                            && obj.matches(&TagSet::parse(&x.tags).unwrap())
+                            && pmatch(&r.protocols, &r.ports)
+                    }),
+                };
+                if m {
+                    hits.push((r.observe, r.action == Action::Reject, (ri, j)));
+                }
+            }
+        }
+        let best = |observe: bool| {
+            hits.iter()
+                .filter(|h| h.0 == observe && h.1)
+                .chain(hits.iter().filter(|h| h.0 == observe && !h.1))
+                .next()
+                .map(|h| (if h.1 { Action::Reject } else { Action::Allow }, h.2))
+        };
+        let enforced = best(false);
+        (enforced.map_or(Action::Reject, |e| e.0), enforced.map(|e| e.1), best(true))
+    }
+
+    #[test]
+    fn compiled_matches_direct_evaluation() {
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        for _round in 0..12 {
+            let doc = random_doc(&mut rng);
+            let s = compile(&doc).unwrap_or_else(|e| panic!("{e}"));
+            let locate = |r: RuleRef| {
+                let info = s.rule(r).unwrap();
+                let rs = doc.rulesets.iter().position(|x| *x.name == *info.ruleset).unwrap();
+                (rs, info.index as usize)
+            };
+            let remotes: Vec<Remote> = (0..40)
+                .map(|i| Remote::Identity(1000 + i))
+                .chain(["10.9.1.1", "10.9.2.2", "192.168.1.9", "8.8.8.8"].iter().map(|a| Remote::Address(ip(a))))
+                .collect();
+            for p in 0..doc.processing_units.len() {
+                for dir in [Direction::Incoming, Direction::Outgoing] {
+                    for &remote in &remotes {
+                        for (proto, port) in [(6, 25), (6, 80), (17, 25), (17, 35), (1, 0), (6, 1000), (47, 0)] {
+                            let d = s.decide(PuId(p as u32), dir, remote, proto, port);
+                            let (a, rule, obs) = naive(&doc, p, dir, remote, proto, port);
+                            let ctx = format!("pu{p} {dir:?} {remote:?} {proto}/{port}: {d:?}");
+                            assert_eq!(d.action, a, "{ctx}");
+                            assert_eq!(d.rule.map(locate), rule, "{ctx}");
+                            assert_eq!(d.observed.map(|o| (o.action, locate(o.rule))), obs, "{ctx}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
