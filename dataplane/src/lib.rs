@@ -1,0 +1,22 @@
+//! The gateway's packet engine.
+//!
+//! Layers, each depending only on those above it in this list:
+//! - [`buf`]: the byte-buffer abstraction (headroom/tailroom) every rewrite works on.
+//! - [`wire`]: zero-copy views over Ethernet, VLAN, ARP, IPv4, IPv6, TCP, UDP, ICMP.
+//! - [`identity`]: the signed identity option, key rings, insert/verify/strip.
+//! - [`stats`]: per-worker counters with one slot per drop reason.
+//! - [`dispatch`]: the symmetric flow hash that picks a frame's worker.
+//! - [`worker`] (feature `dpdk`): the poll-mode, run-to-completion loop.
+//!
+//! Nothing outside `worker` touches DPDK.
+
+pub mod buf;
+pub mod flow;
+pub mod dispatch;
+pub mod identity;
+pub mod policy;
+pub mod stats;
+pub mod wire;
+
+#[cfg(feature = "dpdk")]
+pub mod worker;
