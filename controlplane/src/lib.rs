@@ -1,1 +1,9 @@
-//! The gateway process: configuration and lifecycle.
+//! The gateway process: its configuration, bring-up and lifecycle.
+//!
+//! - [`config`]: the `gatewayd` TOML file, validated with errors that name the field.
+//! - [`gateway`]: EAL, pools, ports, hand-off rings, workers, shutdown.
+//! - [`report`]: counters as operators read them.
+
+pub mod config;
+pub mod gateway;
+pub mod report;

@@ -66,8 +66,35 @@ impl DirStats {
         &self.drops[r as usize]
     }
 
+    /// The values now, as plain numbers.
+    pub fn read(&self) -> DirCounts {
+        DirCounts {
+            rx_packets: self.rx_packets.get(),
+            rx_bytes: self.rx_bytes.get(),
+            tx_packets: self.tx_packets.get(),
+            tx_bytes: self.tx_bytes.get(),
+            drops: std::array::from_fn(|i| self.drops[i].get()),
+        }
+    }
+}
+
+/// A copy of [`DirStats`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DirCounts {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl DirCounts {
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        self.drops[r as usize]
+    }
+
     pub fn dropped_total(&self) -> u64 {
-        self.drops.iter().map(Counter::get).sum()
+        self.drops.iter().sum()
     }
 }
 
@@ -87,6 +114,31 @@ pub struct WorkerStats {
     pub polls: Counter,
 }
 
+impl WorkerStats {
+    /// The values now, as plain numbers.
+    pub fn read(&self) -> WorkerCounts {
+        WorkerCounts {
+            from_inside: self.from_inside.read(),
+            from_outside: self.from_outside.read(),
+            handed_off: self.handed_off.get(),
+            handed_in: self.handed_in.get(),
+            idle_polls: self.idle_polls.get(),
+            polls: self.polls.get(),
+        }
+    }
+}
+
+/// A copy of [`WorkerStats`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerCounts {
+    pub from_inside: DirCounts,
+    pub from_outside: DirCounts,
+    pub handed_off: u64,
+    pub handed_in: u64,
+    pub idle_polls: u64,
+    pub polls: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,7 +155,11 @@ mod tests {
     fn drop_slots_are_distinct() {
         let s = DirStats::default();
         s.drop_count(DropReason::TxFull).add(2);
-        assert_eq!(s.dropped_total(), 2);
+        s.drop_count(DropReason::HandoffFull).add(5);
+        let c = s.read();
+        assert_eq!(c.dropped(DropReason::TxFull), 2);
+        assert_eq!(c.dropped(DropReason::HandoffFull), 5);
+        assert_eq!(c.dropped_total(), 7);
         for r in DropReason::ALL {
             assert!(!r.name().is_empty());
         }

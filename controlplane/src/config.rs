@@ -1,0 +1,263 @@
+//! The `gatewayd` configuration file (TOML).
+//!
+//! ```toml
+//! [eal]
+//! args = ["-l", "0-1", "--vdev", "net_af_packet0,iface=gw-in", "--vdev", "net_af_packet1,iface=gw-out"]
+//! [ports]
+//! inside = "net_af_packet0"
+//! outside = "net_af_packet1"
+//! [[workers]]
+//! lcore = 1
+//! [tuning]
+//! burst = 32
+//! idle_backoff_us = 0
+//! ```
+//! See README.md for every field.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub eal: EalConfig,
+    pub ports: PortsConfig,
+    pub workers: Vec<WorkerConfig>,
+    #[serde(default)]
+    pub tuning: Tuning,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EalConfig {
+    /// Passed to `rte_eal_init` as they are (`-l`, `--vdev`, `-a`, `--no-huge`, …).
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortsConfig {
+    /// The workloads' side: a DPDK device name (`net_af_packet0`) or PCI address.
+    pub inside: String,
+    /// The network's side.
+    pub outside: String,
+    #[serde(default = "default_desc")]
+    pub rx_desc: u16,
+    #[serde(default = "default_desc")]
+    pub tx_desc: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// The EAL lcore the worker is pinned to (enabled by `-l`/`--lcores`, not the main lcore).
+    pub lcore: u32,
+    /// The queue this worker owns on both ports; defaults to its position in the list.
+    pub queue: Option<u16>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tuning {
+    /// Frames per receive call (1..=64).
+    #[serde(default = "default_burst")]
+    pub burst: usize,
+    /// Microseconds a worker sleeps after a run of empty polls; 0 busy-polls.
+    #[serde(default)]
+    pub idle_backoff_us: u64,
+    /// Mbufs in the pool; 0 sizes it from the queues.
+    #[serde(default)]
+    pub mbufs: u32,
+    /// Slots in each worker-to-worker hand-off ring (a power of two).
+    #[serde(default = "default_ring")]
+    pub handoff_ring: u32,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning { burst: default_burst(), idle_backoff_us: 0, mbufs: 0, handoff_ring: default_ring() }
+    }
+}
+
+fn default_desc() -> u16 {
+    1024
+}
+fn default_burst() -> usize {
+    32
+}
+fn default_ring() -> u32 {
+    1024
+}
+
+/// One thing wrong with a configuration, naming the field and value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Every error found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors {
+    pub source: String,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration {}:", self.source)?;
+        for e in &self.errors {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl GatewayConfig {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            source: source.clone(),
+            errors: vec![ConfigError { field: "(file)".into(), message: format!("cannot read: {e}") }],
+        })?;
+        Self::parse(&text, &source)
+    }
+
+    /// Parses and validates TOML text; `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<GatewayConfig, ConfigErrors> {
+        let cfg: GatewayConfig = toml::from_str(text).map_err(|e| ConfigErrors {
+            source: source.to_owned(),
+            errors: vec![ConfigError { field: "(syntax)".into(), message: e.to_string().trim_end().to_owned() }],
+        })?;
+        let errors = cfg.validate();
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors { source: source.to_owned(), errors })
+        }
+    }
+
+    /// Every problem found (empty when valid).
+    pub fn validate(&self) -> Vec<ConfigError> {
+        let mut errs = Vec::new();
+        let mut err = |field: String, message: String| errs.push(ConfigError { field, message });
+        if self.ports.inside.trim().is_empty() {
+            err("ports.inside".into(), "must name a device".into());
+        }
+        if self.ports.outside.trim().is_empty() {
+            err("ports.outside".into(), "must name a device".into());
+        }
+        if self.ports.inside == self.ports.outside && !self.ports.inside.is_empty() {
+            err("ports.outside".into(), format!("{:?} is also the inside port; a bump in the wire needs two", self.ports.outside));
+        }
+        if self.workers.is_empty() {
+            err("workers".into(), "at least one [[workers]] entry is needed".into());
+        }
+        let mut lcores = HashSet::new();
+        let mut queues = HashSet::new();
+        for (i, w) in self.workers.iter().enumerate() {
+            if !lcores.insert(w.lcore) {
+                err(format!("workers[{i}].lcore"), format!("{} is used by another worker", w.lcore));
+            }
+            let q = self.queue_of(i);
+            if usize::from(q) >= self.workers.len() {
+                err(
+                    format!("workers[{i}].queue"),
+                    format!("{q} is out of range: with {} workers the queues are 0..{}", self.workers.len(), self.workers.len() - 1),
+                );
+            } else if !queues.insert(q) {
+                err(format!("workers[{i}].queue"), format!("{q} is used by another worker"));
+            }
+        }
+        if self.tuning.burst == 0 || self.tuning.burst > dpdk_bindings::burst::MAX_BURST {
+            err("tuning.burst".into(), format!("{} is not in 1..={}", self.tuning.burst, dpdk_bindings::burst::MAX_BURST));
+        }
+        if !self.tuning.handoff_ring.is_power_of_two() || self.tuning.handoff_ring < 64 {
+            err("tuning.handoff_ring".into(), format!("{} must be a power of two of at least 64", self.tuning.handoff_ring));
+        }
+        if self.ports.rx_desc == 0 {
+            err("ports.rx_desc".into(), "0 descriptors".into());
+        }
+        if self.ports.tx_desc == 0 {
+            err("ports.tx_desc".into(), "0 descriptors".into());
+        }
+        errs
+    }
+
+    /// The queue worker `i` owns.
+    pub fn queue_of(&self, i: usize) -> u16 {
+        self.workers[i].queue.unwrap_or(i as u16)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[eal]
+args = ["-l", "0-2", "--no-huge"]
+[ports]
+inside = "net_null0"
+outside = "net_null1"
+[[workers]]
+lcore = 1
+[[workers]]
+lcore = 2
+"#;
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = GatewayConfig::parse(GOOD, "t").unwrap();
+        assert_eq!(c.workers.len(), 2);
+        assert_eq!(c.queue_of(1), 1);
+        assert_eq!(c.tuning.burst, 32);
+        assert_eq!(c.ports.rx_desc, 1024);
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_field() {
+        let bad = GOOD.replace("lcore = 2", "lcore = 1\nqueue = 7").replace("net_null1", "net_null0")
+            + "[tuning]\nburst = 0\nhandoff_ring = 1000\n";
+        let e = GatewayConfig::parse(&bad, "bad.toml").unwrap_err();
+        let fields: Vec<&str> = e.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["ports.outside", "workers[1].lcore", "workers[1].queue", "tuning.burst", "tuning.handoff_ring"],
+            "{e}"
+        );
+        let text = e.to_string();
+        assert!(text.contains("bad.toml"), "{text}");
+        assert!(text.contains("workers[1].queue: 7 is out of range"), "{text}");
+    }
+
+    #[test]
+    fn unknown_fields_and_syntax_errors_are_named() {
+        let e = GatewayConfig::parse(&GOOD.replace("[ports]", "[ports]\ninsde = \"x\""), "t").unwrap_err();
+        assert!(e.to_string().contains("insde"), "{e}");
+        let e = GatewayConfig::parse("[eal", "t").unwrap_err();
+        assert_eq!(e.errors[0].field, "(syntax)");
+    }
+
+    #[test]
+    fn no_workers_is_an_error() {
+        let e = GatewayConfig::parse(
+            "workers = []\n[eal]\nargs = []\n[ports]\ninside = \"a\"\noutside = \"b\"\n",
+            "t",
+        )
+        .unwrap_err();
+        assert_eq!(e.errors[0].field, "workers");
+    }
+}

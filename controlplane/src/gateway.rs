@@ -1,0 +1,222 @@
+//! Bringing the gateway up and down.
+//!
+//! Order matters and is the reverse on the way down: EAL → mbuf pool → ports
+//! (configured, started) → hand-off rings → workers launched on their lcores.
+//! Stopping sets one flag; workers finish their burst, drain and return; then
+//! the ports stop and the final counters are read.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dataplane::stats::{WorkerCounts, WorkerStats};
+use dataplane::worker::WorkerSetup;
+use dpdk_bindings::port::{PortConfig, PortStats};
+use dpdk_bindings::ring::{mbuf_ring, RingConsumer, RingProducer};
+use dpdk_bindings::{lcore, Eal, Mempool, Port};
+
+use crate::config::GatewayConfig;
+
+/// Why the gateway could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Dpdk { step: String, source: dpdk_bindings::Error },
+    Config { field: String, message: String },
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Dpdk { step, source } => write!(f, "{step}: {source}"),
+            StartError::Config { field, message } => write!(f, "{field}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+fn dpdk(step: impl Into<String>) -> impl FnOnce(dpdk_bindings::Error) -> StartError {
+    let step = step.into();
+    move |source| StartError::Dpdk { step, source }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    // Field order is drop order: ports close before the pool is freed, and
+    // the EAL is cleaned up last.
+    inside: Port,
+    outside: Port,
+    _pool: Arc<Mempool>,
+    workers: Vec<RunningWorker>,
+    stop: Arc<AtomicBool>,
+    started: Instant,
+    _eal: Eal,
+}
+
+struct RunningWorker {
+    lcore: u32,
+    queue: u16,
+    stats: Arc<WorkerStats>,
+    running: bool,
+}
+
+/// A snapshot of every counter.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub elapsed: Duration,
+    pub inside: PortStats,
+    pub outside: PortStats,
+    pub inside_name: String,
+    pub outside_name: String,
+    /// (lcore, queue, counters) per worker.
+    pub workers: Vec<(u32, u16, WorkerCounts)>,
+}
+
+impl Gateway {
+    /// Brings everything up and launches the workers.
+    pub fn start(cfg: &GatewayConfig) -> Result<Gateway, StartError> {
+        let eal = Eal::init(&cfg.eal.args).map_err(dpdk("EAL initialisation (check [eal] args)"))?;
+        let main = eal.main_lcore();
+        for (i, w) in cfg.workers.iter().enumerate() {
+            if w.lcore == main {
+                return Err(StartError::Config {
+                    field: format!("workers[{i}].lcore"),
+                    message: format!("{} is the EAL main lcore, which runs the control thread; pick another", w.lcore),
+                });
+            }
+            if !eal.lcore_enabled(w.lcore) {
+                return Err(StartError::Config {
+                    field: format!("workers[{i}].lcore"),
+                    message: format!("{} is not enabled by the EAL arguments (-l/--lcores); enabled: {:?}", w.lcore, eal.worker_lcores()),
+                });
+            }
+        }
+        let n = cfg.workers.len();
+        let queues = n as u16;
+        let desc = u32::from(cfg.ports.rx_desc) + u32::from(cfg.ports.tx_desc);
+        // Every descriptor of both ports may hold an mbuf, plus bursts and
+        // hand-off rings in flight and the per-lcore caches.
+        let needed = 2 * u32::from(queues) * desc
+            + (n as u32) * (4 * dpdk_bindings::burst::MAX_BURST as u32 + 2 * cfg.tuning.handoff_ring)
+            + 512 * (n as u32 + 1);
+        let count = if cfg.tuning.mbufs > 0 { cfg.tuning.mbufs } else { needed.next_power_of_two() - 1 };
+        let pool = Arc::new(
+            Mempool::new("gw_mbufs", count, 256, 2048 + 128, -1)
+                .map_err(dpdk(format!("creating a pool of {count} mbufs (are hugepages reserved, or --no-huge given?)")))?,
+        );
+        let pcfg = |_: &str| PortConfig {
+            rx_queues: queues,
+            tx_queues: queues,
+            rx_desc: cfg.ports.rx_desc,
+            tx_desc: cfg.ports.tx_desc,
+            promiscuous: true,
+        };
+        let mut inside = Port::configure(&cfg.ports.inside, &pcfg("inside"), pool.clone())
+            .map_err(dpdk(format!("ports.inside {:?}", cfg.ports.inside)))?;
+        let mut outside = Port::configure(&cfg.ports.outside, &pcfg("outside"), pool.clone())
+            .map_err(dpdk(format!("ports.outside {:?}", cfg.ports.outside)))?;
+        inside.start().map_err(dpdk("starting the inside port"))?;
+        outside.start().map_err(dpdk("starting the outside port"))?;
+
+        // rings[from][to]
+        let mut producers: Vec<Vec<Option<RingProducer>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+        let mut consumers: Vec<Vec<RingConsumer>> = (0..n).map(|_| Vec::new()).collect();
+        if n > 1 {
+            for from in 0..n {
+                for to in 0..n {
+                    if from == to {
+                        continue;
+                    }
+                    let (p, c) = mbuf_ring(&format!("gw_ho_{from}_{to}"), cfg.tuning.handoff_ring, -1)
+                        .map_err(dpdk(format!("creating hand-off ring {from}->{to}")))?;
+                    producers[from][to] = Some(p);
+                    consumers[to].push(c);
+                }
+            }
+        }
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut gw = Gateway {
+            inside,
+            outside,
+            _pool: pool,
+            workers: Vec::new(),
+            stop: stop.clone(),
+            started: Instant::now(),
+            _eal: eal,
+        };
+        for (i, (w, (handoff_out, handoff_in))) in
+            cfg.workers.iter().zip(producers.into_iter().zip(consumers)).enumerate()
+        {
+            let stats = Arc::new(WorkerStats::default());
+            let setup = WorkerSetup {
+                index: i,
+                workers: n,
+                inside_port: gw.inside.id(),
+                outside_port: gw.outside.id(),
+                queue: cfg.queue_of(i),
+                burst: cfg.tuning.burst,
+                idle_backoff: Duration::from_micros(cfg.tuning.idle_backoff_us),
+                handoff_out,
+                handoff_in,
+                stats: stats.clone(),
+                stop: stop.clone(),
+            };
+            if let Err(e) = lcore::launch(w.lcore, move || setup.run()) {
+                gw.stop_workers();
+                return Err(dpdk(format!("launching worker {i} on lcore {}", w.lcore))(e));
+            }
+            gw.workers.push(RunningWorker { lcore: w.lcore, queue: cfg.queue_of(i), stats, running: true });
+        }
+        gw.started = Instant::now();
+        Ok(gw)
+    }
+
+    pub fn inside(&self) -> &Port {
+        &self.inside
+    }
+
+    pub fn outside(&self) -> &Port {
+        &self.outside
+    }
+
+    /// Reads every counter (cheap; any time).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            elapsed: self.started.elapsed(),
+            inside: self.inside.stats(),
+            outside: self.outside.stats(),
+            inside_name: self.inside.name().to_owned(),
+            outside_name: self.outside.name().to_owned(),
+            workers: self.workers.iter().map(|w| (w.lcore, w.queue, w.stats.read())).collect(),
+        }
+    }
+
+    /// Asks the workers to stop and waits for them.
+    fn stop_workers(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for w in &mut self.workers {
+            if w.running {
+                lcore::wait(w.lcore);
+                w.running = false;
+            }
+        }
+    }
+
+    /// Stops the workers (they drain), then the ports; returns the final counters.
+    pub fn shutdown(mut self) -> Snapshot {
+        self.stop_workers();
+        let snap = self.snapshot();
+        let _ = self.inside.stop();
+        let _ = self.outside.stop();
+        snap
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        // Workers must never outlive the ports and pool they use.
+        self.stop_workers();
+    }
+}
