@@ -1,0 +1,100 @@
+//! Fuzz target bodies for the wire layer, shared by `cargo fuzz` and by a unit
+//! test that replays the seed corpus plus pseudo-random mutations.
+
+use super::{parse_frame, tcp, udp, L4Kind};
+
+/// Parses `data` as a frame; on success checks that every offset the summary
+/// reports lies inside the frame and walks the options it points at.
+pub fn parse(data: &[u8]) {
+    let Ok(info) = parse_frame(data) else { return };
+    let n = data.len();
+    let ip_end = usize::from(info.ip_end);
+    assert!(ip_end <= n);
+    assert!(usize::from(info.l3_offset) <= n);
+    if !info.is_ip() {
+        return;
+    }
+    assert!(usize::from(info.l4_offset) <= ip_end);
+    match info.l4 {
+        L4Kind::Tcp => {
+            let o = usize::from(info.tcp_opts_offset);
+            let opts = &data[o..o + usize::from(info.tcp_opts_len)];
+            assert!(usize::from(info.payload_offset) + usize::from(info.payload_len) == ip_end);
+            for r in tcp::options(opts) {
+                if let Ok((_, opt)) = r {
+                    let mut out = [0u8; 40];
+                    let len = opt.emit(&mut out).unwrap_or(0);
+                    assert_eq!(len, opt.buffer_len());
+                }
+            }
+        }
+        L4Kind::Udp => {
+            let o = usize::from(info.udp_opts_offset);
+            let l = usize::from(info.udp_opts_len);
+            if l > 0 {
+                assert_eq!(o + l, ip_end);
+                let udp_len = usize::from(info.udp_len);
+                if let Ok((_, opts)) = udp::options_area(&data[o..o + l], udp_len) {
+                    for _ in udp::options(opts) {}
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A tiny xorshift64* generator for deterministic mutation in tests.
+#[derive(Debug, Clone)]
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next_u64() % n as u64) as usize
+        }
+    }
+
+    /// Mutates `v` in place: flips bits, overwrites bytes with interesting
+    /// values, truncates or extends.
+    pub fn mutate(&mut self, v: &mut Vec<u8>) {
+        let rounds = 1 + self.below(4);
+        for _ in 0..rounds {
+            match self.below(6) {
+                0 | 1 if !v.is_empty() => {
+                    let i = self.below(v.len());
+                    v[i] ^= 1 << self.below(8);
+                }
+                2 if !v.is_empty() => {
+                    let i = self.below(v.len());
+                    const INTERESTING: [u8; 8] = [0, 1, 2, 0x7f, 0x80, 0xff, 20, 40];
+                    v[i] = INTERESTING[self.below(INTERESTING.len())];
+                }
+                3 if !v.is_empty() => {
+                    let n = self.below(v.len());
+                    v.truncate(n);
+                }
+                4 => {
+                    let n = self.below(16);
+                    for _ in 0..n {
+                        v.push(self.next_u64() as u8);
+                    }
+                }
+                _ if !v.is_empty() => {
+                    let i = self.below(v.len());
+                    v[i] = self.next_u64() as u8;
+                }
+                _ => {}
+            }
+        }
+    }
+}
