@@ -57,11 +57,12 @@ pub enum Malformed {
     UdpOptionsTruncated,
     UdpOptionBadLength,
     UdpOptionsBadChecksum,
+    UdpOptionsBadAlignment,
     IcmpTruncated,
 }
 
 impl Malformed {
-    pub const ALL: [Malformed; 25] = [
+    pub const ALL: [Malformed; 26] = [
         Malformed::FrameTooLong,
         Malformed::EthernetTruncated,
         Malformed::VlanTruncated,
@@ -86,6 +87,7 @@ impl Malformed {
         Malformed::UdpOptionsTruncated,
         Malformed::UdpOptionBadLength,
         Malformed::UdpOptionsBadChecksum,
+        Malformed::UdpOptionsBadAlignment,
         Malformed::IcmpTruncated,
     ];
 
@@ -116,6 +118,7 @@ impl Malformed {
             Malformed::UdpOptionsTruncated => "udp_options_truncated",
             Malformed::UdpOptionBadLength => "udp_option_bad_length",
             Malformed::UdpOptionsBadChecksum => "udp_options_bad_checksum",
+            Malformed::UdpOptionsBadAlignment => "udp_options_bad_alignment",
             Malformed::IcmpTruncated => "icmp_truncated",
         }
     }

@@ -150,6 +150,9 @@ pub fn compute_ocs(opts: &[u8]) -> u16 {
 /// and returns the option bytes after the OCS. `udp_len` is the UDP length.
 pub fn options_area(surplus: &[u8], udp_len: usize) -> Result<(OptionsArea, &[u8]), Malformed> {
     let pad = ocs_pad(udp_len);
+    if pad == 1 && surplus.first().is_some_and(|&b| b != 0) {
+        return Err(Malformed::UdpOptionsBadAlignment);
+    }
     let area = surplus.get(pad..).ok_or(Malformed::UdpOptionsTruncated)?;
     if area.len() < 2 {
         return Err(Malformed::UdpOptionsTruncated);
