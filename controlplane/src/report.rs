@@ -67,3 +67,33 @@ pub fn final_report(s: &Snapshot) -> String {
     }
     out
 }
+
+/// The final counters as JSON, for scripts and tests.
+pub fn final_json(s: &Snapshot) -> serde_json::Value {
+    use serde_json::json;
+    let dir = |d: &DirCounts| {
+        let drops: serde_json::Map<String, serde_json::Value> =
+            DropReason::ALL.iter().map(|r| (r.name().to_owned(), json!(d.dropped(*r)))).collect();
+        json!({
+            "rx_packets": d.rx_packets, "rx_bytes": d.rx_bytes,
+            "tx_packets": d.tx_packets, "tx_bytes": d.tx_bytes,
+            "drops": drops,
+        })
+    };
+    let port = |name: &str, p: &dpdk_bindings::port::PortStats| {
+        json!({
+            "name": name, "rx_packets": p.ipackets, "rx_bytes": p.ibytes, "tx_packets": p.opackets,
+            "tx_bytes": p.obytes, "missed": p.imissed, "rx_errors": p.ierrors, "tx_errors": p.oerrors,
+            "rx_nombuf": p.rx_nombuf,
+        })
+    };
+    json!({
+        "elapsed_s": s.elapsed.as_secs_f64(),
+        "ports": { "inside": port(&s.inside_name, &s.inside), "outside": port(&s.outside_name, &s.outside) },
+        "workers": s.workers.iter().map(|(lcore, queue, w)| json!({
+            "lcore": lcore, "queue": queue, "polls": w.polls, "idle_polls": w.idle_polls,
+            "handed_off": w.handed_off, "handed_in": w.handed_in,
+            "from_inside": dir(&w.from_inside), "from_outside": dir(&w.from_outside),
+        })).collect::<Vec<_>>(),
+    })
+}

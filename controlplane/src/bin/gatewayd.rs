@@ -28,6 +28,9 @@ struct Args {
     /// Stop by itself after this many seconds (0: run until signalled).
     #[arg(long, default_value_t = 0.0)]
     duration: f64,
+    /// Also write the final counters to this file as JSON.
+    #[arg(long)]
+    counters_json: Option<PathBuf>,
     /// Check the configuration and exit.
     #[arg(long)]
     check: bool,
@@ -94,5 +97,12 @@ fn main() -> ExitCode {
     println!("gatewayd: stopping");
     let last = gw.shutdown();
     print!("{}", report::final_report(&last));
+    if let Some(path) = &args.counters_json {
+        let text = serde_json::to_string_pretty(&report::final_json(&last)).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("gatewayd: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
     ExitCode::SUCCESS
 }

@@ -1,0 +1,229 @@
+//! Support for tests that run the real gatewayd: pcap files, network
+//! namespaces and the gateway process. Everything here drives real parts
+//! (the EAL, af_packet, kernel TCP stacks); nothing is mocked.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn gatewayd_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_gatewayd")
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// A fresh scratch directory under the target dir.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gw-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creating a scratch dir");
+    dir
+}
+
+/// Fails the test with a clear message when something it needs is missing:
+/// these tests exist to run against the real thing, so they never skip.
+pub fn require(cmds: &[&str]) {
+    assert!(
+        is_root(),
+        "this test needs root (namespaces, hugepages, af_packet); run it via tools/run-tests.sh"
+    );
+    for c in cmds {
+        let ok = Command::new("sh").arg("-c").arg(format!("command -v {c}")).output().map(|o| o.status.success());
+        assert!(matches!(ok, Ok(true)), "{c} is not installed; tools/setup.sh installs it");
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// Reads a classic libpcap file (either byte order, µs or ns) into frames.
+pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    let mut data = Vec::new();
+    std::fs::File::open(path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()))
+        .read_to_end(&mut data)
+        .unwrap();
+    assert!(data.len() >= 24, "{} is not a pcap file", path.display());
+    let magic = u32::from_le_bytes(data[0..4].try_into().unwrap());
+    let le = match magic {
+        0xa1b2c3d4 | 0xa1b23c4d => true,
+        0xd4c3b2a1 | 0x4d3cb2a1 => false,
+        m => panic!("{}: bad pcap magic {m:#x}", path.display()),
+    };
+    let rd = |b: &[u8]| {
+        let a: [u8; 4] = b.try_into().unwrap();
+        if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
+    };
+    let mut off = 24;
+    let mut frames = Vec::new();
+    while off + 16 <= data.len() {
+        let incl = rd(&data[off + 8..off + 12]) as usize;
+        off += 16;
+        assert!(off + incl <= data.len(), "{}: truncated record", path.display());
+        frames.push(data[off..off + incl].to_vec());
+        off += incl;
+    }
+    frames
+}
+
+pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    let f = std::fs::File::create(path).expect("creating pcap");
+    let mut w = scenario_gen::pcap::PcapWriter::new(std::io::BufWriter::new(f)).expect("pcap header");
+    for (i, fr) in frames.iter().enumerate() {
+        w.write_frame(i as u64, fr).expect("pcap record");
+    }
+    w.finish().expect("flushing pcap");
+}
+
+/// Runs a command, returning its output.
+pub fn run(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("running {cmd}: {e}"))
+}
+
+/// Runs a shell command inside a namespace.
+pub fn in_ns(ns: &str, script: &str) -> Output {
+    run("ip", &["netns", "exec", ns, "sh", "-c", script])
+}
+
+/// The namespaces of tools/topology.sh, torn down on drop.
+pub struct Topology {
+    pub kind: &'static str,
+}
+
+pub const CLIENT: &str = "gwt-client";
+pub const SERVER: &str = "gwt-server";
+pub const CLIENT_V4: &str = "198.18.0.1";
+pub const SERVER_V4: &str = "198.18.0.2";
+pub const SERVER_V6: &str = "fd00:2544::2";
+
+impl Topology {
+    pub fn up(kind: &'static str) -> Topology {
+        let out = run("bash", &[repo_root().join("tools/topology.sh").to_str().unwrap(), "up", kind]);
+        assert!(out.status.success(), "topology up {kind}: {}", String::from_utf8_lossy(&out.stderr));
+        Topology { kind }
+    }
+
+    /// A gatewayd.toml for the gateway in namespace `ns`.
+    pub fn config(&self, ns: &str, workers: u32, dir: &Path) -> PathBuf {
+        let out = run(
+            "bash",
+            &[repo_root().join("tools/topology.sh").to_str().unwrap(), "config", ns, &workers.to_string()],
+        );
+        assert!(out.status.success(), "topology config: {}", String::from_utf8_lossy(&out.stderr));
+        let path = dir.join(format!("{ns}.toml"));
+        std::fs::write(&path, out.stdout).unwrap();
+        path
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        let _ = run("bash", &[repo_root().join("tools/topology.sh").to_str().unwrap(), "down"]);
+    }
+}
+
+/// A gatewayd process (optionally in a namespace), stopped with SIGINT.
+pub struct Gatewayd {
+    child: Option<Child>,
+    output: Arc<Mutex<String>>,
+    pub counters: PathBuf,
+}
+
+impl Gatewayd {
+    /// Starts gatewayd and waits until it says it is running.
+    pub fn start(ns: Option<&str>, config: &Path, extra: &[&str]) -> Gatewayd {
+        let counters = config.with_extension("counters.json");
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, gatewayd_bin()]);
+                c
+            }
+            None => Command::new(gatewayd_bin()),
+        };
+        cmd.arg("--config").arg(config).arg("--counters-json").arg(&counters).args(extra);
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawning gatewayd");
+        let output = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
+        ] {
+            let out = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut o = out.lock().unwrap();
+                    o.push_str(&line);
+                    o.push('\n');
+                }
+            });
+        }
+        let mut gw = Gatewayd { child: Some(child), output, counters };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if gw.output().contains("gatewayd: running") {
+                return gw;
+            }
+            if let Some(status) = gw.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("gatewayd exited ({status}) before running:\n{}", gw.output());
+            }
+            assert!(Instant::now() < deadline, "gatewayd did not start in 30 s:\n{}", gw.output());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Sends SIGINT, waits for the exit, and returns (output, final counters).
+    pub fn stop(mut self) -> (String, serde_json::Value) {
+        let mut child = self.child.take().unwrap();
+        let _ = run("kill", &["-INT", &child.id().to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("gatewayd did not stop within 20 s of SIGINT:\n{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        std::thread::sleep(Duration::from_millis(100)); // let the reader threads finish
+        let out = self.output();
+        assert!(status.success(), "gatewayd exited with {status}:\n{out}");
+        let text = std::fs::read_to_string(&self.counters)
+            .unwrap_or_else(|e| panic!("reading {}: {e}\n{out}", self.counters.display()));
+        (out, serde_json::from_str(&text).expect("counters are JSON"))
+    }
+}
+
+impl Drop for Gatewayd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = run("kill", &["-INT", &c.id().to_string()]);
+            std::thread::sleep(Duration::from_millis(500));
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Sum of a per-worker counter, e.g. `("from_inside", "tx_packets")`.
+pub fn worker_sum(counters: &serde_json::Value, dir: &str, field: &str) -> u64 {
+    counters["workers"].as_array().expect("workers").iter().map(|w| w[dir][field].as_u64().unwrap()).sum()
+}
