@@ -270,6 +270,9 @@ pub(crate) fn verdict_key(dir: Direction, kind: u64, subject: u32, class: u32) -
     ((dir as u64) << 63) | (kind << 62) | ((subject as u64) << 32) | class as u64
 }
 
+/// Flow entries store external-network indices in 16 bits.
+pub const MAX_EXTERNAL_NETWORKS: usize = 65534;
+
 static GENERATION: AtomicU32 = AtomicU32::new(0);
 
 // ---------------------------------------------------------------------------
@@ -665,6 +668,11 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
         }
         exts.push(ExtC { cidrs, protos, ports });
         ext_infos.push(ExternalNetworkInfo { name: x.name.as_str().into(), tags });
+    }
+
+    if doc.external_networks.len() > MAX_EXTERNAL_NETWORKS {
+        let last = &doc.external_networks[MAX_EXTERNAL_NETWORKS];
+        cx.err(K::ExternalNetwork, &last.name, "name", last.name.clone(), Problem::Missing("more than 65534 external networks (flow entries index them in 16 bits)"));
     }
 
     // --- rulesets

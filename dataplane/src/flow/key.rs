@@ -1,0 +1,156 @@
+//! The flow key: a 5-tuple normalized so that the inside (PU-side) end comes
+//! first. A packet from the inside port has the PU as its source; one from the
+//! outside port has it as its destination; both build the same key.
+
+use std::net::IpAddr;
+
+use crate::policy::Side;
+
+/// A normalized 5-tuple, IPv4 or IPv6 (IPv4 addresses are stored as
+/// IPv4-mapped IPv6 so one layout serves both). 40 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C, align(8))]
+pub struct FlowKey {
+    pub inside_addr: [u8; 16],
+    pub outside_addr: [u8; 16],
+    pub inside_port: u16,
+    pub outside_port: u16,
+    pub proto: u8,
+    /// 4 or 6.
+    pub family: u8,
+    _pad: [u8; 2],
+}
+
+pub(crate) const ZERO_KEY: FlowKey = FlowKey {
+    inside_addr: [0; 16],
+    outside_addr: [0; 16],
+    inside_port: 0,
+    outside_port: 0,
+    proto: 0,
+    family: 0,
+    _pad: [0; 2],
+};
+
+impl FlowKey {
+    /// From a packet's fields and the port it arrived on. For protocols without
+    /// ports pass 0 (or, for ICMP echo, the identifier as both ports).
+    #[inline]
+    pub fn new(side: Side, src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8) -> FlowKey {
+        let (ia, ip, oa, op) = match side {
+            Side::Inside => (src, sport, dst, dport),
+            Side::Outside => (dst, dport, src, sport),
+        };
+        let family = if ia.is_ipv4() { 4 } else { 6 };
+        FlowKey {
+            inside_addr: bytes(ia),
+            outside_addr: bytes(oa),
+            inside_port: ip,
+            outside_port: op,
+            proto,
+            family,
+            _pad: [0; 2],
+        }
+    }
+
+    /// From raw address bytes (as the packet parser has them).
+    #[inline]
+    pub fn from_v4(side: Side, src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, proto: u8) -> FlowKey {
+        Self::new(side, IpAddr::from(src), IpAddr::from(dst), sport, dport, proto)
+    }
+
+    #[inline]
+    pub fn from_v6(side: Side, src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16, proto: u8) -> FlowKey {
+        Self::new(side, IpAddr::from(src), IpAddr::from(dst), sport, dport, proto)
+    }
+
+    pub fn inside_ip(&self) -> IpAddr {
+        ip(self.inside_addr, self.family)
+    }
+
+    pub fn outside_ip(&self) -> IpAddr {
+        ip(self.outside_addr, self.family)
+    }
+
+    /// A seeded 64-bit hash (multiply/xor-shift over the key's five words).
+    /// Seed it per table with a random value so that flow placement cannot be
+    /// predicted from outside.
+    #[inline]
+    pub fn hash(&self, seed: u64) -> u64 {
+        let w = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap());
+        let tail = (self.inside_port as u64)
+            | (self.outside_port as u64) << 16
+            | (self.proto as u64) << 32
+            | (self.family as u64) << 40;
+        let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
+        for x in [
+            w(&self.inside_addr[..8]),
+            w(&self.inside_addr[8..]),
+            w(&self.outside_addr[..8]),
+            w(&self.outside_addr[8..]),
+            tail,
+        ] {
+            h = (h ^ x).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            h ^= h >> 29;
+        }
+        // fmix64 finalizer.
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h
+    }
+}
+
+#[inline]
+fn bytes(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+fn ip(b: [u8; 16], family: u8) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(b);
+    match (family, v6.to_ipv4_mapped()) {
+        (4, Some(v4)) => IpAddr::V4(v4),
+        _ => IpAddr::V6(v6),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_directions_one_key() {
+        let pu: IpAddr = "10.1.0.10".parse().unwrap();
+        let peer: IpAddr = "10.2.0.5".parse().unwrap();
+        let out = FlowKey::new(Side::Inside, pu, peer, 40000, 443, 6);
+        let back = FlowKey::new(Side::Outside, peer, pu, 443, 40000, 6);
+        assert_eq!(out, back);
+        assert_eq!(out.hash(7), back.hash(7));
+        assert_ne!(out.hash(7), out.hash(8));
+        assert_eq!(out.inside_ip(), pu);
+        assert_eq!(out.outside_ip(), peer);
+        // The same addresses with the sides swapped are another flow.
+        let other = FlowKey::new(Side::Inside, peer, pu, 443, 40000, 6);
+        assert_ne!(out, other);
+        assert_eq!(FlowKey::from_v4(Side::Inside, [10, 1, 0, 10], [10, 2, 0, 5], 40000, 443, 6), out);
+    }
+
+    #[test]
+    fn ipv6_keys() {
+        let pu: IpAddr = "fd00:1::10".parse().unwrap();
+        let peer: IpAddr = "2001:db8::5".parse().unwrap();
+        let a = FlowKey::new(Side::Inside, pu, peer, 1, 2, 17);
+        let b = FlowKey::new(Side::Outside, peer, pu, 2, 1, 17);
+        assert_eq!(a, b);
+        assert_eq!(a.family, 6);
+        assert_eq!(a.outside_ip(), peer);
+        // ::ffff:a.b.c.d given as IPv6 stays IPv6.
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        let k = FlowKey::new(Side::Inside, mapped, peer, 1, 2, 6);
+        assert_eq!(k.inside_ip(), mapped);
+        assert_ne!(k, FlowKey::new(Side::Inside, "10.0.0.1".parse().unwrap(), peer, 1, 2, 6));
+        assert_eq!(std::mem::size_of::<FlowKey>(), 40);
+    }
+}
