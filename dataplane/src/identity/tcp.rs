@@ -213,7 +213,8 @@ pub fn insert_tcp<B: PacketBuf>(
                 at += n;
             }
         }
-        (at + 3) & !3
+        // never shrink the header: pad with EOL up to the old length
+        ((at + 3) & !3).max(old_len)
     } else {
         return Err(RewriteError::NoRoom);
     };

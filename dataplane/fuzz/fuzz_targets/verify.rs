@@ -1,0 +1,3 @@
+#![no_main]
+// Body shared with the unit test that replays the corpus: see dataplane::identity::fuzzing::verify.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dataplane::identity::fuzzing::verify(data));
