@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds, and runs every test:
+# unit tests, tests on the real EAL with virtual devices, end-to-end tests
+# through gatewayd between network namespaces, and the static lab checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash tools/setup.sh
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+
+echo "== build"
+cargo build --workspace --all-targets --locked 2>&1 | tail -n 3
+
+echo "== tests"
+if command -v cargo-nextest >/dev/null; then
+    # .config/nextest.toml runs the tests that own the EAL, namespaces or
+    # fixed names one at a time.
+    cargo nextest run --workspace --locked --profile ci
+else
+    cargo test --workspace --locked -- --test-threads=1
+fi
+
+echo "== lab checks"
+bash tools/check-lab.sh

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Installs everything the gateway needs to build, run and be tested on a
+# Debian 12 machine, and reserves hugepages. Safe to run again: it only does
+# what is missing. The README's two commands, the CI and the Vagrant lab all
+# start here, so this is the one list of dependencies.
+#
+#   GW_HUGEPAGES=N   2 MiB hugepages to reserve (default 512, i.e. 1 GiB; 0 skips)
+set -euo pipefail
+
+log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
+die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (apt-get, hugepages, namespaces): sudo $0"
+
+PACKAGES=(
+    # DPDK 22.11 and what bindgen needs to read its headers
+    dpdk dpdk-dev libdpdk-dev pkg-config libclang-dev clang build-essential
+    # namespaces, veth and the traffic the tests and demo send
+    iproute2 ethtool iputils-ping curl netcat-openbsd socat tcpdump python3 python3-scapy
+    # static checks of the lab files (Lua scripts, Vagrantfile)
+    lua5.4 ruby
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    log "packages: all present"
+fi
+pkg-config --atleast-version=22.11 libdpdk || die "libdpdk >= 22.11 not found after install"
+
+# Rust: the machine's toolchain (rustup). Cargo may not be on root's PATH under sudo.
+if ! command -v cargo >/dev/null; then
+    for d in "$HOME/.cargo/bin" /root/.cargo/bin /usr/local/cargo/bin; do
+        [ -x "$d/cargo" ] && export PATH="$d:$PATH" && break
+    done
+fi
+command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain (rustup, 1.75 or newer)"
+log "$(cargo --version), DPDK $(pkg-config --modversion libdpdk)"
+
+# Hugepages: 2 MiB pages, and a hugetlbfs mount for the EAL to map them from.
+want=${GW_HUGEPAGES:-512}
+nr=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+if [ "$want" -gt 0 ] && [ -w "$nr" ]; then
+    have=$(cat "$nr")
+    if [ "$have" -lt "$want" ]; then
+        echo "$want" > "$nr" || true
+        have=$(cat "$nr")
+    fi
+    if ! grep -q '^[^ ]* /dev/hugepages hugetlbfs' /proc/mounts; then
+        mkdir -p /dev/hugepages
+        mount -t hugetlbfs nodev /dev/hugepages || true
+    fi
+    if [ "$have" -ge 160 ] && grep -q hugetlbfs /proc/mounts; then
+        log "hugepages: $have x 2 MiB reserved, hugetlbfs mounted"
+    else
+        log "hugepages: only $have reserved; gateways will run with --no-huge (about half as fast)"
+    fi
+else
+    log "hugepages: skipped; gateways will run with --no-huge"
+fi
