@@ -422,16 +422,20 @@ pub fn decode_key32(s: &str) -> Result<[u8; 32], String> {
 /// Tag sets indexed by `key=value` and by `key`.
 struct Population<'a> {
     sets: Vec<&'a TagSet>,
-    by_kv: HashMap<(&'a str, &'a str), Vec<u32>>,
-    by_k: HashMap<&'a str, Vec<u32>>,
+    by_kv: FxHashMap<(&'a str, &'a str), Vec<u32>>,
+    by_k: FxHashMap<&'a str, Vec<u32>>,
 }
 
 impl<'a> Population<'a> {
-    fn new(sets: Vec<&'a TagSet>) -> Population<'a> {
-        let mut by_kv: HashMap<(&str, &str), Vec<u32>> = HashMap::new();
-        let mut by_k: HashMap<&str, Vec<u32>> = HashMap::new();
+    /// Indexes `sets` on the tag keys in `keys` (the keys some selector tests).
+    fn new(sets: Vec<&'a TagSet>, keys: &FxHashMap<&str, ()>) -> Population<'a> {
+        let mut by_kv: FxHashMap<(&str, &str), Vec<u32>> = FxHashMap::default();
+        let mut by_k: FxHashMap<&str, Vec<u32>> = FxHashMap::default();
         for (i, t) in sets.iter().enumerate() {
             for (k, v) in t.iter() {
+                if !keys.contains_key(k) {
+                    continue;
+                }
                 by_kv.entry((k, v)).or_default().push(i as u32);
                 by_k.entry(k).or_default().push(i as u32);
             }
@@ -554,7 +558,13 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
     }
 
     // --- identities used by anyone: number → who
-    let mut ident_owner: HashMap<u32, String> = HashMap::new();
+    // Owner of each numeric identity: `Ok(pu index)` or `Err(directory index)`.
+    let mut ident_owner: FxHashMap<u32, Result<usize, usize>> = FxHashMap::default();
+    ident_owner.reserve(doc.processing_units.len() + doc.identities.len());
+    let owner_name = |o: &Result<usize, usize>| match *o {
+        Ok(p) => format!("processing unit {:?}", doc.processing_units[p].name),
+        Err(i) => format!("identities[{:?}]", doc.identities[i].identity.to_string()),
+    };
 
     // --- processing units
     let mut pu_names: HashMap<&str, usize> = HashMap::new();
@@ -574,11 +584,10 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
                 Err(why) => cx.err(K::ProcessingUnit, &p.name, format!("addresses[{j}]"), s.clone(), Problem::BadCidr(why)),
             }
         }
-        let me = format!("processing unit {:?}", p.name);
         if let Some(other) = ident_owner.get(&p.identity) {
-            cx.err(K::ProcessingUnit, &p.name, "identity", p.identity.to_string(), Problem::DuplicateIdentity { other: other.clone() });
+            cx.err(K::ProcessingUnit, &p.name, "identity", p.identity.to_string(), Problem::DuplicateIdentity { other: owner_name(other) });
         } else {
-            ident_owner.insert(p.identity, me);
+            ident_owner.insert(p.identity, Ok(i));
         }
         pus.push(PuInfo { name: p.name.as_str().into(), tags, identity: p.identity, ignored: false, class: 0 });
     }
@@ -628,18 +637,21 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
     let mut identities = Vec::with_capacity(doc.identities.len());
     let mut identity_index: FxHashMap<u32, u32> = FxHashMap::default();
     identity_index.reserve(doc.identities.len());
-    for e in &doc.identities {
-        let name = e.identity.to_string();
+    for (ix, e) in doc.identities.iter().enumerate() {
         if let Some(other) = ident_owner.get(&e.identity) {
-            cx.err(K::Identity, &name, "identity", name.clone(), Problem::DuplicateIdentity { other: other.clone() });
+            let name = e.identity.to_string();
+            cx.err(K::Identity, &name, "identity", name.clone(), Problem::DuplicateIdentity { other: owner_name(other) });
             continue;
         }
-        ident_owner.insert(e.identity, format!("identities[{name:?}]"));
-        let tags = cx.tags(K::Identity, &name, &e.tags);
+        ident_owner.insert(e.identity, Err(ix));
+        let tags = match TagSet::parse(&e.tags) {
+            Ok(t) => t,
+            Err(_) => cx.tags(K::Identity, &e.identity.to_string(), &e.tags),
+        };
         let peer = match peer_index.get(e.peer.as_str()) {
             Some(&p) => p,
             None => {
-                cx.err(K::Identity, &name, "peer", e.peer.clone(), Problem::UnknownPeer);
+                cx.err(K::Identity, &e.identity.to_string(), "peer", e.peer.clone(), Problem::UnknownPeer);
                 u32::MAX
             }
         };
@@ -736,7 +748,7 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
     }
 
     // Subject classes: PUs with identical tags.
-    let mut class_of_tags: HashMap<&TagSet, u32> = HashMap::new();
+    let mut class_of_tags: FxHashMap<&TagSet, u32> = FxHashMap::default();
     let mut subject_sets: Vec<&TagSet> = Vec::new();
     let mut pu_class = Vec::with_capacity(pus.len());
     for p in &pus {
@@ -748,7 +760,8 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
     }
     drop(class_of_tags);
     let n_subjects = subject_sets.len();
-    let subject_pop = Population::new(subject_sets);
+    let subject_keys = selector_keys(subjects.iter());
+    let subject_pop = Population::new(subject_sets, &subject_keys);
     // Rulesets applying to each subject class.
     let mut applies: Vec<Vec<u32>> = vec![Vec::new(); n_subjects];
     for (r, s) in subjects.iter().enumerate() {
@@ -763,7 +776,7 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
     }
 
     // Identity groups: directory entries with identical tags.
-    let mut group_of_tags: HashMap<&TagSet, u32> = HashMap::new();
+    let mut group_of_tags: FxHashMap<&TagSet, u32> = FxHashMap::default();
     let mut group_sets: Vec<&TagSet> = Vec::new();
     let mut ident_group = Vec::with_capacity(identities.len());
     for e in &identities {
@@ -775,7 +788,8 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
     }
     drop(group_of_tags);
     let n_groups = group_sets.len();
-    let group_pop = Population::new(group_sets);
+    let object_keys = selector_keys(rules.iter().map(|r| &r.object));
+    let group_pop = Population::new(group_sets, &object_keys);
 
     // Only rules that apply to some subject matter; evaluate their objects.
     let mut rule_used = vec![false; rules.len()];
@@ -792,7 +806,7 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
     let mut rule_groups: Vec<Vec<u32>> = vec![Vec::new(); rules.len()];
     let mut rule_exts: Vec<Vec<u32>> = vec![Vec::new(); rules.len()];
     // Several rules often share one object selector: evaluate each text once.
-    let mut by_text: HashMap<&str, usize> = HashMap::new();
+    let mut by_text: FxHashMap<&str, usize> = FxHashMap::default();
     for (j, r) in rules.iter().enumerate() {
         if !rule_used[j] {
             continue;
@@ -832,7 +846,7 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
         }
     }
     drop(fill);
-    let mut class_of_sig: HashMap<&[u32], u32> = HashMap::new();
+    let mut class_of_sig: FxHashMap<&[u32], u32> = FxHashMap::default();
     class_of_sig.insert(&[], 0);
     let mut group_class = Vec::with_capacity(n_groups);
     for g in 0..n_groups {
@@ -898,7 +912,7 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
 
     // Verdict lists.
     let mut entries: Vec<Entry> = Vec::new();
-    let mut interned: HashMap<Vec<Entry>, (u32, u32)> = HashMap::new();
+    let mut interned: FxHashMap<Vec<Entry>, (u32, u32)> = FxHashMap::default();
     let mut intern = |mut list: Vec<Entry>, entries: &mut Vec<Entry>| -> (u32, u32) {
         // Enforced before observed, reject before allow, then declaration order.
         list.sort_by_key(|e| (e.flags & F_OBSERVE, (e.flags & F_REJECT) ^ F_REJECT, e.rule, e.ext, e.lo));
@@ -1015,6 +1029,22 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
         identity_classes: n_classes,
         ext_set_count: ext_sets.len() as u32,
     })
+}
+
+/// The tag keys the selectors test.
+fn selector_keys<'a>(sels: impl Iterator<Item = &'a Selector>) -> FxHashMap<&'a str, ()> {
+    let mut keys = FxHashMap::default();
+    for s in sels {
+        for n in s.nodes() {
+            match n {
+                Node::Has(k) | Node::Eq(k, _) | Node::Ne(k, _) | Node::In(k, _) | Node::NotIn(k, _) => {
+                    keys.insert(&**k, ());
+                }
+                _ => {}
+            }
+        }
+    }
+    keys
 }
 
 fn check_ports_protocols(cx: &mut Ctx, r: ResourceKind, name: &str, field: &str, protos: u8, ports: &[PortSpec]) {
