@@ -1,3 +1,4 @@
+#include <stddef.h>
 #include <rte_config.h>
 #include <rte_cycles.h>
 #include <rte_errno.h>
@@ -24,13 +25,6 @@ struct rte_mbuf *gw_pktmbuf_alloc(struct rte_mempool *mp) { return rte_pktmbuf_a
 void gw_pktmbuf_free(struct rte_mbuf *m) { rte_pktmbuf_free(m); }
 void gw_pktmbuf_free_bulk(struct rte_mbuf **pkts, unsigned int n) { rte_pktmbuf_free_bulk(pkts, n); }
 
-uint8_t *gw_pktmbuf_mtod(struct rte_mbuf *m) { return rte_pktmbuf_mtod(m, uint8_t *); }
-uint16_t gw_pktmbuf_data_len(const struct rte_mbuf *m) { return m->data_len; }
-uint32_t gw_pktmbuf_pkt_len(const struct rte_mbuf *m) { return m->pkt_len; }
-uint16_t gw_pktmbuf_nb_segs(const struct rte_mbuf *m) { return m->nb_segs; }
-uint16_t gw_pktmbuf_port(const struct rte_mbuf *m) { return m->port; }
-uint16_t gw_pktmbuf_headroom(const struct rte_mbuf *m) { return rte_pktmbuf_headroom(m); }
-uint16_t gw_pktmbuf_tailroom(const struct rte_mbuf *m) { return rte_pktmbuf_tailroom(m); }
 
 char *gw_pktmbuf_prepend(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_prepend(m, len); }
 char *gw_pktmbuf_append(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_append(m, len); }
@@ -53,4 +47,15 @@ unsigned int gw_lcore_id(void) { return rte_lcore_id(); }
 int gw_errno(void) { return rte_errno; }
 uint64_t gw_tsc(void) { return rte_get_tsc_cycles(); }
 void gw_pause(void) { rte_pause(); }
-void gw_prefetch0(const void *p) { rte_prefetch0(p); }
+
+void gw_mbuf_layout(uint32_t out[8])
+{
+	out[0] = offsetof(struct rte_mbuf, buf_addr);
+	out[1] = offsetof(struct rte_mbuf, data_off);
+	out[2] = offsetof(struct rte_mbuf, nb_segs);
+	out[3] = offsetof(struct rte_mbuf, port);
+	out[4] = offsetof(struct rte_mbuf, pkt_len);
+	out[5] = offsetof(struct rte_mbuf, data_len);
+	out[6] = offsetof(struct rte_mbuf, buf_len);
+	out[7] = sizeof(struct rte_mbuf);
+}

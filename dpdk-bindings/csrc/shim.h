@@ -20,15 +20,6 @@ struct rte_mbuf *gw_pktmbuf_alloc(struct rte_mempool *mp);
 void gw_pktmbuf_free(struct rte_mbuf *m);
 void gw_pktmbuf_free_bulk(struct rte_mbuf **pkts, unsigned int n);
 
-/* Data pointer and lengths of the first (only) segment. */
-uint8_t *gw_pktmbuf_mtod(struct rte_mbuf *m);
-uint16_t gw_pktmbuf_data_len(const struct rte_mbuf *m);
-uint32_t gw_pktmbuf_pkt_len(const struct rte_mbuf *m);
-uint16_t gw_pktmbuf_nb_segs(const struct rte_mbuf *m);
-/* The port the mbuf was received on (set by the rx PMD). */
-uint16_t gw_pktmbuf_port(const struct rte_mbuf *m);
-uint16_t gw_pktmbuf_headroom(const struct rte_mbuf *m);
-uint16_t gw_pktmbuf_tailroom(const struct rte_mbuf *m);
 
 /* NULL on failure, else the new start of data. */
 char *gw_pktmbuf_prepend(struct rte_mbuf *m, uint16_t len);
@@ -45,6 +36,9 @@ unsigned int gw_lcore_id(void);
 int gw_errno(void);
 uint64_t gw_tsc(void);
 void gw_pause(void);
-void gw_prefetch0(const void *p);
+
+/* offsetof() of the rte_mbuf fields Rust reads directly, in this order:
+ * buf_addr, data_off, nb_segs, port, pkt_len, data_len, buf_len; and sizeof. */
+void gw_mbuf_layout(uint32_t out[8]);
 
 #endif

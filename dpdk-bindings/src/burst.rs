@@ -90,7 +90,7 @@ impl Burst {
         let mut bytes = 0u64;
         for &p in &self.pkts[..self.len] {
             // SAFETY: every pointer in 0..len is a valid mbuf we own.
-            bytes += u64::from(unsafe { sys::gw_pktmbuf_pkt_len(p) });
+            bytes += u64::from(unsafe { (*p).pkt_len });
         }
         // SAFETY: 0..len are valid owned mbufs; the device takes ownership of
         // the first `sent` of them.
@@ -98,7 +98,7 @@ impl Burst {
         let mut unsent_bytes = 0u64;
         for &p in &self.pkts[sent..self.len] {
             // SAFETY: still ours: the device did not take these.
-            unsent_bytes += u64::from(unsafe { sys::gw_pktmbuf_pkt_len(p) });
+            unsent_bytes += u64::from(unsafe { (*p).pkt_len });
         }
         let dropped = self.len - sent;
         if dropped > 0 {
@@ -122,8 +122,9 @@ impl Burst {
     #[inline(always)]
     pub fn prefetch(&self, i: usize) {
         if i < self.len {
-            // SAFETY: a valid owned mbuf; prefetch does not dereference.
-            unsafe { sys::gw_prefetch0(sys::gw_pktmbuf_mtod(self.pkts[i]) as *const _) }
+            // SAFETY: a valid owned mbuf: its header is readable.
+            let h = unsafe { &*self.pkts[i] };
+            crate::prefetch((h.buf_addr as *const u8).wrapping_add(usize::from(h.data_off)));
         }
     }
 

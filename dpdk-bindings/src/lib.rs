@@ -41,6 +41,18 @@ pub fn tsc_hz() -> u64 {
     unsafe { sys::rte_get_tsc_hz() }
 }
 
+/// Hints the CPU to fetch the cache line at `p` (never faults).
+#[inline(always)]
+pub fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch is a hint that never dereferences or faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// A spin-wait hint (`pause`).
 #[inline(always)]
 pub fn pause() {

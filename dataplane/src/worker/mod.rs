@@ -134,8 +134,11 @@ impl Worker {
         }
         let mut tally = Tally::default();
         let mut handed = 0u64;
-        for i in 0..n {
-            rx.prefetch(i);
+        if self.s.workers > 1 {
+            // The dispatch hash reads each frame's headers.
+            for i in 0..n {
+                rx.prefetch(i);
+            }
         }
         for m in rx.drain() {
             tally.rx_packets += 1;
