@@ -25,11 +25,9 @@
 use core::fmt;
 
 use hkdf::Hkdf;
-use hmac::{Hmac, Mac};
+use sha2::digest::generic_array::GenericArray;
 use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
-
-pub(crate) type HmacSha256 = Hmac<Sha256>;
 
 /// A 24-bit key identifier as carried in the option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -60,14 +58,51 @@ impl KeyId {
 /// The control plane's name for a peer gateway.
 pub type PeerId = u32;
 
-/// A pre-keyed MAC state for one pairwise, one-directional key.
+/// A pre-keyed MAC state for one pairwise, one-directional key: the SHA-256
+/// chaining values after absorbing `key ⊕ ipad` and `key ⊕ opad` (RFC 2104),
+/// so a MAC of a message ≤ 55 bytes is exactly two compressions.
 #[derive(Clone)]
 pub struct MacKey {
     key_id: KeyId,
     peer: PeerId,
     not_before: u64,
     not_after: u64,
-    hmac: HmacSha256,
+    inner: [u32; 8],
+    outer: [u32; 8],
+}
+
+const SHA256_IV: [u32; 8] =
+    [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+
+#[inline(always)]
+fn compress(state: &mut [u32; 8], block: &[u8]) {
+    // `block` is always exactly 64 bytes here (chunks_exact / fixed arrays)
+    sha2::compress256(state, core::slice::from_ref(GenericArray::from_slice(block)));
+}
+
+/// Finishes a SHA-256 whose state has absorbed `prefix` bytes (a multiple of
+/// 64) with `msg`: full blocks, then the padding (one or two blocks).
+#[inline(always)]
+fn sha256_finish(state: &mut [u32; 8], prefix: u64, msg: &[u8]) -> [u8; 32] {
+    let mut chunks = msg.chunks_exact(64);
+    for c in &mut chunks {
+        compress(state, c);
+    }
+    let rem = chunks.remainder();
+    let mut last = [0u8; 128];
+    last[..rem.len()].copy_from_slice(rem);
+    last[rem.len()] = 0x80;
+    let n = if rem.len() + 9 <= 64 { 64 } else { 128 };
+    let bits = (prefix + msg.len() as u64) * 8;
+    last[n - 8..n].copy_from_slice(&bits.to_be_bytes());
+    for c in last[..n].chunks_exact(64) {
+        compress(state, c);
+    }
+    let mut out = [0u8; 32];
+    for (o, w) in out.chunks_exact_mut(4).zip(state.iter()) {
+        o.copy_from_slice(&w.to_be_bytes());
+    }
+    out
 }
 
 impl fmt::Debug for MacKey {
@@ -85,12 +120,17 @@ impl MacKey {
     /// A key from 32 secret bytes (derived, or issued by the control plane),
     /// valid for `not_before <= now <= not_after`.
     pub fn from_secret(key_id: KeyId, peer: PeerId, secret: &[u8; 32], not_before: u64, not_after: u64) -> Self {
-        // HMAC accepts keys of any length: this cannot fail.
-        let hmac = match <HmacSha256 as Mac>::new_from_slice(secret) {
-            Ok(h) => h,
-            Err(_) => unreachable_hmac(),
-        };
-        MacKey { key_id, peer, not_before, not_after, hmac }
+        let mut ipad = [0x36u8; 64];
+        let mut opad = [0x5cu8; 64];
+        for (i, k) in secret.iter().enumerate() {
+            ipad[i] ^= k;
+            opad[i] ^= k;
+        }
+        let mut inner = SHA256_IV;
+        let mut outer = SHA256_IV;
+        compress(&mut inner, &ipad);
+        compress(&mut outer, &opad);
+        MacKey { key_id, peer, not_before, not_after, inner, outer }
     }
 
     pub fn key_id(&self) -> KeyId {
@@ -109,16 +149,11 @@ impl MacKey {
     /// HMAC-SHA256 of `msg` under this key (full 32 bytes).
     #[inline]
     pub fn mac(&self, msg: &[u8]) -> [u8; 32] {
-        let mut h = self.hmac.clone();
-        h.update(msg);
-        h.finalize().into_bytes().into()
+        let mut s = self.inner;
+        let d = sha256_finish(&mut s, 64, msg);
+        let mut o = self.outer;
+        sha256_finish(&mut o, 64, &d)
     }
-}
-
-#[cold]
-fn unreachable_hmac() -> ! {
-    // `Hmac::new_from_slice` only fails for fixed-size-key MACs.
-    panic!("HMAC-SHA256 rejected a key length")
 }
 
 /// This gateway's static key pair.
@@ -199,10 +234,8 @@ fn derive_secret(shared: &[u8; 32], a: &[u8; 32], b: &[u8; 32], key_id: KeyId) -
     info[80..].copy_from_slice(&key_id.get().to_be_bytes()[1..]);
     let hk = Hkdf::<Sha256>::new(Some(HKDF_SALT), shared);
     let mut out = [0u8; 32];
-    // 32 bytes is far below HKDF-SHA256's 8160-byte limit: cannot fail.
-    if hk.expand(&info, &mut out).is_err() {
-        unreachable_hmac();
-    }
+    // 32 bytes is far below HKDF-SHA256's 8160-byte limit: expand cannot fail.
+    let _ = hk.expand(&info, &mut out);
     out
 }
 
@@ -312,6 +345,27 @@ mod tests {
 
     fn kp(id: u16, seed: u8) -> GatewayKeyPair {
         GatewayKeyPair::from_secret_bytes(id, [seed; 32])
+    }
+
+    #[test]
+    fn mac_matches_rustcrypto_hmac() {
+        use hmac::{Hmac, Mac};
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for len in 0..200usize {
+            let mut key = [0u8; 32];
+            let mut msg = vec![0u8; len];
+            for b in key.iter_mut().chain(msg.iter_mut()) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            let k = MacKey::from_secret(KeyId(1), 1, &key, 0, 1);
+            let mut h = <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap();
+            h.update(&msg);
+            let want: [u8; 32] = h.finalize().into_bytes().into();
+            assert_eq!(k.mac(&msg), want, "len {len}");
+        }
     }
 
     #[test]
