@@ -28,7 +28,8 @@ fn generate() -> PolicyDocument {
     let mut doc = PolicyDocument::default();
     doc.peers.push(Peer {
         name: "west".into(),
-        keys: vec![PeerKey { id: 1, public_key: "11".repeat(32) }],
+        keys: vec![PeerKey { id: 1, public_key: "11".repeat(32), not_before: None, not_after: None }],
+        networks: vec![],
     });
     for i in 0..PUS {
         doc.processing_units.push(ProcessingUnit {

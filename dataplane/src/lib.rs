@@ -6,6 +6,8 @@
 //! - [`identity`]: the signed identity option, key rings, insert/verify/strip.
 //! - [`stats`]: per-worker counters with one slot per drop reason.
 //! - [`dispatch`]: the symmetric flow hash that picks a frame's worker.
+//! - [`engine`]: per-packet identity and policy on TCP handshakes, cached verdicts after.
+//! - [`events`]: flow events and the lock-free queue that carries them off the worker.
 //! - [`worker`] (feature `dpdk`): the poll-mode, run-to-completion loop.
 //!
 //! Nothing outside `worker` touches DPDK.
@@ -13,6 +15,8 @@
 pub mod buf;
 pub mod flow;
 pub mod dispatch;
+pub mod engine;
+pub mod events;
 pub mod identity;
 pub mod policy;
 pub mod stats;

@@ -28,17 +28,88 @@ impl Counter {
 }
 
 /// Why a packet was dropped. Every drop the gateway makes has exactly one.
+/// `ALL`, `COUNT` and `name()` list every variant: the report and the JSON
+/// counters print them all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum DropReason {
     /// The transmit queue of the opposite port did not take the packet.
     TxFull = 0,
     /// The ring to the worker that owns the packet's flow was full.
-    HandoffFull = 1,
+    HandoffFull,
+    /// The frame does not parse (any `wire::Malformed`), or its identity option is malformed.
+    Malformed,
+    /// A fragment of a TCP segment: handshakes are never fragmented and TCP
+    /// stacks set DF, so fragments are refused rather than judged without ports.
+    TcpFragment,
+    /// Neither end is a local PU (and no excluded network covers it).
+    NoLocalPu,
+    /// A handshake retransmission lost the identity the flow was verified with.
+    NoIdentity,
+    /// The identity option's MAC does not verify (forged, or copied from another connection).
+    IdentityBadMac,
+    /// No receive key has the option's key id.
+    IdentityUnknownKey,
+    /// The key exists but is outside its validity window.
+    IdentityExpiredKey,
+    /// The option's format version is not ours.
+    IdentityBadVersion,
+    /// The identity is verified but the directory says another peer owns it.
+    IdentityNotAllowedForPeer,
+    /// The verified identity is not in the directory.
+    UnknownIdentity,
+    /// An enforced reject rule matched the remote identity.
+    PolicyReject,
+    /// An enforced reject rule matched an external network of the remote address.
+    ExternalNetworkReject,
+    /// No rule matched (implicit reject).
+    NoMatch,
+    /// Only observe rules matched (implicit reject, observed action reported).
+    ObservedOnly,
+    /// The SYN's options leave no room for the 20-byte identity option.
+    IdentityNoRoom,
+    /// The buffer has no headroom/tailroom for the longer frame.
+    IdentityBufferFull,
+    /// A packet from a local PU already carries an identity option (spoofing).
+    IdentityAlreadyPresent,
+    /// No flow entry could be made (table full of established flows).
+    FlowTableFull,
+    /// A non-handshake packet (or a SYN of an established flow) carries an
+    /// identity option: a middlebox or attacker replay.
+    Replay,
+    /// A TCP packet that does not fit its flow's state (e.g. data before the handshake).
+    OutOfState,
+    /// A TCP packet with no flow state (e.g. mid-stream after a restart) the
+    /// external-network ACLs do not allow.
+    NoFlowState,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 2] = [DropReason::TxFull, DropReason::HandoffFull];
+    pub const ALL: [DropReason; 23] = [
+        DropReason::TxFull,
+        DropReason::HandoffFull,
+        DropReason::Malformed,
+        DropReason::TcpFragment,
+        DropReason::NoLocalPu,
+        DropReason::NoIdentity,
+        DropReason::IdentityBadMac,
+        DropReason::IdentityUnknownKey,
+        DropReason::IdentityExpiredKey,
+        DropReason::IdentityBadVersion,
+        DropReason::IdentityNotAllowedForPeer,
+        DropReason::UnknownIdentity,
+        DropReason::PolicyReject,
+        DropReason::ExternalNetworkReject,
+        DropReason::NoMatch,
+        DropReason::ObservedOnly,
+        DropReason::IdentityNoRoom,
+        DropReason::IdentityBufferFull,
+        DropReason::IdentityAlreadyPresent,
+        DropReason::FlowTableFull,
+        DropReason::Replay,
+        DropReason::OutOfState,
+        DropReason::NoFlowState,
+    ];
     pub const COUNT: usize = Self::ALL.len();
 
     /// A stable snake_case name for logs and metrics.
@@ -46,6 +117,104 @@ impl DropReason {
         match self {
             DropReason::TxFull => "tx_full",
             DropReason::HandoffFull => "handoff_full",
+            DropReason::Malformed => "malformed",
+            DropReason::TcpFragment => "tcp_fragment",
+            DropReason::NoLocalPu => "no_local_pu",
+            DropReason::NoIdentity => "no_identity",
+            DropReason::IdentityBadMac => "identity_bad_mac",
+            DropReason::IdentityUnknownKey => "identity_unknown_key",
+            DropReason::IdentityExpiredKey => "identity_expired_key",
+            DropReason::IdentityBadVersion => "identity_bad_version",
+            DropReason::IdentityNotAllowedForPeer => "identity_not_allowed_for_peer",
+            DropReason::UnknownIdentity => "unknown_identity",
+            DropReason::PolicyReject => "policy_reject",
+            DropReason::ExternalNetworkReject => "external_network_reject",
+            DropReason::NoMatch => "no_match",
+            DropReason::ObservedOnly => "observed_only",
+            DropReason::IdentityNoRoom => "identity_no_room",
+            DropReason::IdentityBufferFull => "identity_buffer_full",
+            DropReason::IdentityAlreadyPresent => "identity_already_present",
+            DropReason::FlowTableFull => "flow_table_full",
+            DropReason::Replay => "replay",
+            DropReason::OutOfState => "out_of_state",
+            DropReason::NoFlowState => "no_flow_state",
+        }
+    }
+
+    /// From its `repr(u8)` value (flow events carry it as a byte).
+    pub fn from_u8(v: u8) -> Option<DropReason> {
+        Self::ALL.get(usize::from(v)).copied()
+    }
+}
+
+/// Things worth counting that are not drops: decisions that let traffic
+/// through, and what the engine did to packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Note {
+    /// An identity option was added to a SYN or SYN-ACK.
+    IdentityInserted = 0,
+    /// An identity option verified (and was stripped).
+    IdentityVerified,
+    /// A connection was allowed by a rule matching the remote identity.
+    PolicyAllow,
+    /// A connection was allowed by a rule matching an external network.
+    ExternalNetworkAllow,
+    /// A SYN to a managed network with no peer whose `networks` contain the
+    /// destination: no identity sent; the external-network ACLs decided.
+    NoPeerForDestination,
+    /// A peer covers the destination but none of its keys is valid now: no
+    /// identity sent; the external-network ACLs decided.
+    NoKeyForPeer,
+    /// A TCP packet without flow state allowed by the ACLs (flow re-created).
+    NoFlowStateAllowed,
+    /// A cached verdict was decided again under a new policy snapshot.
+    Redecided,
+    /// A RST was sent back (to the client, or to both ends).
+    RstSent,
+    /// Passed untouched: an end is in an excluded network.
+    Excluded,
+    /// Passed untouched: the local PU is ignored by the enforcer profile.
+    Ignored,
+    /// Passed untouched: not IP (ARP, …) or IPv6 neighbour discovery.
+    NotIpOrNd,
+    /// Flow events the worker could not queue (the drain is behind).
+    EventsLost,
+}
+
+impl Note {
+    pub const ALL: [Note; 13] = [
+        Note::IdentityInserted,
+        Note::IdentityVerified,
+        Note::PolicyAllow,
+        Note::ExternalNetworkAllow,
+        Note::NoPeerForDestination,
+        Note::NoKeyForPeer,
+        Note::NoFlowStateAllowed,
+        Note::Redecided,
+        Note::RstSent,
+        Note::Excluded,
+        Note::Ignored,
+        Note::NotIpOrNd,
+        Note::EventsLost,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Note::IdentityInserted => "identity_inserted",
+            Note::IdentityVerified => "identity_verified",
+            Note::PolicyAllow => "policy_allow",
+            Note::ExternalNetworkAllow => "external_network_allow",
+            Note::NoPeerForDestination => "no_peer_for_destination",
+            Note::NoKeyForPeer => "no_key_for_peer",
+            Note::NoFlowStateAllowed => "no_flow_state_allowed",
+            Note::Redecided => "redecided",
+            Note::RstSent => "rst_sent",
+            Note::Excluded => "excluded",
+            Note::Ignored => "ignored",
+            Note::NotIpOrNd => "not_ip_or_nd",
+            Note::EventsLost => "events_lost",
         }
     }
 }
@@ -58,9 +227,15 @@ pub struct DirStats {
     pub tx_packets: Counter,
     pub tx_bytes: Counter,
     pub drops: [Counter; DropReason::COUNT],
+    pub notes: [Counter; Note::COUNT],
 }
 
 impl DirStats {
+    #[inline]
+    pub fn note_count(&self, n: Note) -> &Counter {
+        &self.notes[n as usize]
+    }
+
     #[inline]
     pub fn drop_count(&self, r: DropReason) -> &Counter {
         &self.drops[r as usize]
@@ -74,6 +249,7 @@ impl DirStats {
             tx_packets: self.tx_packets.get(),
             tx_bytes: self.tx_bytes.get(),
             drops: std::array::from_fn(|i| self.drops[i].get()),
+            notes: std::array::from_fn(|i| self.notes[i].get()),
         }
     }
 }
@@ -86,6 +262,7 @@ pub struct DirCounts {
     pub tx_packets: u64,
     pub tx_bytes: u64,
     pub drops: [u64; DropReason::COUNT],
+    pub notes: [u64; Note::COUNT],
 }
 
 impl DirCounts {
@@ -95,6 +272,10 @@ impl DirCounts {
 
     pub fn dropped_total(&self) -> u64 {
         self.drops.iter().sum()
+    }
+
+    pub fn noted(&self, n: Note) -> u64 {
+        self.notes[n as usize]
     }
 }
 
@@ -160,8 +341,15 @@ mod tests {
         assert_eq!(c.dropped(DropReason::TxFull), 2);
         assert_eq!(c.dropped(DropReason::HandoffFull), 5);
         assert_eq!(c.dropped_total(), 7);
-        for r in DropReason::ALL {
-            assert!(!r.name().is_empty());
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "ALL is in discriminant order");
+            assert_eq!(DropReason::from_u8(i as u8), Some(*r));
+            assert!(names.insert(r.name()), "{} twice", r.name());
+        }
+        for (i, n) in Note::ALL.iter().enumerate() {
+            assert_eq!(*n as usize, i);
+            assert!(names.insert(n.name()), "{} twice", n.name());
         }
     }
 }

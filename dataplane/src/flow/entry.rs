@@ -85,6 +85,38 @@ impl CachedVerdict {
         })
     }
 
+    /// The 16 bytes as one number (flow events carry it so).
+    pub fn to_bits(&self) -> u128 {
+        u128::from(self.rule)
+            | u128::from(self.obs_rule) << 32
+            | u128::from(self.ext) << 64
+            | u128::from(self.obs_ext) << 80
+            | u128::from(self.action) << 96
+            | u128::from(self.obs_action) << 104
+            | u128::from(self.reason) << 112
+    }
+
+    /// The inverse of [`Self::to_bits`]. Values that name no reason unpack as undecided.
+    pub fn from_bits(b: u128) -> CachedVerdict {
+        let reason = (b >> 112) as u8;
+        CachedVerdict {
+            rule: b as u32,
+            obs_rule: (b >> 32) as u32,
+            ext: (b >> 64) as u16,
+            obs_ext: (b >> 80) as u16,
+            action: ((b >> 96) as u8).min(1),
+            obs_action: ((b >> 104) as u8).min(2),
+            reason: if usize::from(reason) < Reason::COUNT { reason } else { UNDECIDED },
+            _pad: 0,
+        }
+    }
+
+    /// Whether a decision is cached.
+    #[inline]
+    pub fn is_decided(&self) -> bool {
+        self.reason != UNDECIDED
+    }
+
     /// The enforced action without unpacking (undecided counts as not allowed).
     #[inline]
     pub fn allowed(&self) -> bool {
@@ -216,6 +248,18 @@ impl FlowEntry {
     #[inline]
     pub fn policy_generation(&self) -> u32 {
         self.policy_generation
+    }
+
+    /// The initiator's SYN sequence number.
+    #[inline]
+    pub fn syn_seq(&self) -> u32 {
+        self.syn_seq
+    }
+
+    /// Re-points the flow at its PU's index in a newer snapshot.
+    #[inline]
+    pub fn set_pu(&mut self, pu: PuId) {
+        self.pu = pu.0;
     }
 
     /// Caches a decision, the remote identity it was made for (if any) and the

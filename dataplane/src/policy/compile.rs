@@ -85,6 +85,8 @@ pub enum Problem {
     BadKey(String),
     /// A list that must not be empty, or an exclusive choice not made.
     Missing(&'static str),
+    /// A key id outside 0..=65535 (the sender's 16 bits of the option's key id).
+    KeyIdRange,
 }
 
 /// One problem in the document.
@@ -129,6 +131,10 @@ impl fmt::Display for CompileError {
             }
             Problem::BadKey(why) => write!(f, "{why}"),
             Problem::Missing(what) => write!(f, "{what}"),
+            Problem::KeyIdRange => write!(
+                f,
+                "{v} does not fit the identity option's 16-bit sender key id (0..=65535)"
+            ),
         }
     }
 }
@@ -200,6 +206,11 @@ pub struct IdentityInfo {
 pub struct PeerInfo {
     pub name: Box<str>,
     pub keys: Box<[(u32, [u8; 32])]>,
+    /// Validity of each key of `keys` (same order): `(not_before, not_after)`
+    /// in Unix seconds.
+    pub key_windows: Box<[(u64, u64)]>,
+    /// The networks behind the peer (`peers[].networks`).
+    pub networks: Box<[Cidr]>,
 }
 
 /// A rule's names and settings, for flow events.
@@ -251,6 +262,8 @@ pub struct PolicySnapshot {
     pub(crate) managed_tcp: LpmPair,
     pub(crate) managed_udp: LpmPair,
     pub(crate) excluded: LpmPair,
+    /// Address → peer index (`peers[].networks`).
+    pub(crate) peer_networks: LpmPair,
     /// All entry lists, back to back.
     pub(crate) entries: Box<[Entry]>,
     /// `verdict_key(..)` → (start, len) in `entries`.
@@ -269,6 +282,10 @@ pub(crate) const KIND_EXTERNAL: u64 = 1;
 pub(crate) fn verdict_key(dir: Direction, kind: u64, subject: u32, class: u32) -> u64 {
     ((dir as u64) << 63) | (kind << 62) | ((subject as u64) << 32) | class as u64
 }
+
+/// Largest `keys[].id` / `local.key_id`: the option carries 24 bits, the
+/// sender's 16-bit key id and the low byte of the receiver's.
+pub const MAX_KEY_ID: u32 = 0xffff;
 
 /// Flow entries store external-network indices in 16 bits.
 pub const MAX_EXTERNAL_NETWORKS: usize = 65534;
@@ -535,6 +552,13 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
     let mut peer_index: HashMap<&str, u32> = HashMap::new();
     let mut key_index: FxHashMap<u32, u32> = FxHashMap::default();
     let mut peers = Vec::with_capacity(doc.peers.len());
+    let mut peer_prefixes: Vec<(Cidr, u32, usize)> = Vec::new(); // (cidr, peer, index in networks)
+    let local_key_id = doc.local.as_ref().map(|l| l.key_id);
+    if let Some(l) = &doc.local {
+        if l.key_id > MAX_KEY_ID {
+            cx.err(K::Local, &l.gateway, "key_id", l.key_id.to_string(), Problem::KeyIdRange);
+        }
+    }
     for (i, p) in doc.peers.iter().enumerate() {
         if peer_index.insert(&p.name, i as u32).is_some() {
             cx.err(K::Peer, &p.name, "name", p.name.clone(), Problem::Duplicate { first: "another peer".into() });
@@ -543,7 +567,19 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
             cx.err(K::Peer, &p.name, "keys", "[]", Problem::Missing("a peer needs at least one key"));
         }
         let mut keys = Vec::with_capacity(p.keys.len());
+        let mut key_windows = Vec::with_capacity(p.keys.len());
         for (j, k) in p.keys.iter().enumerate() {
+            if k.id > MAX_KEY_ID {
+                cx.err(K::Peer, &p.name, format!("keys[{j}].id"), k.id.to_string(), Problem::KeyIdRange);
+            }
+            let window = (k.not_before.unwrap_or(0), k.not_after.unwrap_or(u64::MAX));
+            if window.0 > window.1 {
+                cx.err(K::Peer, &p.name, format!("keys[{j}].not_after"), window.1.to_string(), Problem::Missing("not_after is before not_before"));
+            }
+            key_windows.push(window);
+            if local_key_id == Some(k.id) {
+                cx.err(K::Peer, &p.name, format!("keys[{j}].id"), k.id.to_string(), Problem::Duplicate { first: "local.key_id".into() });
+            }
             if let Some(&other) = key_index.get(&k.id) {
                 cx.err(K::Peer, &p.name, format!("keys[{j}].id"), k.id.to_string(), Problem::Duplicate { first: format!("peer {:?}", doc.peers[other as usize].name) });
             } else {
@@ -554,7 +590,27 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
                 Err(why) => cx.err(K::Peer, &p.name, format!("keys[{j}].public_key"), k.public_key.clone(), Problem::BadKey(why)),
             }
         }
-        peers.push(PeerInfo { name: p.name.as_str().into(), keys: keys.into() });
+        let networks = cx.cidrs(K::Peer, &p.name, "networks", &p.networks);
+        for (j, c) in networks.iter().enumerate() {
+            peer_prefixes.push((*c, i as u32, j));
+        }
+        peers.push(PeerInfo { name: p.name.as_str().into(), keys: keys.into(), key_windows: key_windows.into(), networks: networks.into() });
+    }
+
+    // The same prefix behind two peers is ambiguous (nested prefixes are fine:
+    // the longest match wins).
+    {
+        let mut seen: HashMap<Cidr, u32> = HashMap::new();
+        for &(c, peer, j) in &peer_prefixes {
+            if let Some(&first) = seen.get(&c) {
+                if first != peer {
+                    let p = &doc.peers[peer as usize];
+                    cx.err(K::Peer, &p.name, format!("networks[{j}]"), p.networks[j].clone(), Problem::Duplicate { first: format!("peer {:?}", doc.peers[first as usize].name) });
+                }
+            } else {
+                seen.insert(c, peer);
+            }
+        }
     }
 
     // --- identities used by anyone: number → who
@@ -1022,6 +1078,7 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
         managed_tcp: unit(&managed_tcp),
         managed_udp: unit(&managed_udp),
         excluded: unit(&excluded),
+        peer_networks: LpmPair::build(&peer_prefixes.iter().map(|&(c, p, _)| (c, p)).collect::<Vec<_>>()),
         entries: entries.into(),
         verdicts,
         defaults: defaults.into(),
@@ -1237,6 +1294,43 @@ enforcer_profile:
         assert_eq!(text.len(), expect.len(), "{}", text.join("\n"));
         assert_eq!(errs.0[0].resource, ResourceKind::Local);
         assert!(errs.to_string().starts_with("21 problem(s)"));
+    }
+
+    #[test]
+    fn peer_networks_and_key_id_range() {
+        let k = "11".repeat(32);
+        let doc = PolicyDocument::from_yaml(&format!(
+            "local: {{gateway: me, key_id: 70000, private_key: \"{k}\"}}\n\
+             peers:\n\
+             - {{name: a, keys: [{{id: 65536, public_key: \"{k}\"}}], networks: [10.2.0.0/16, \"fd00:2::/64\"]}}\n\
+             - {{name: b, keys: [{{id: 7, public_key: \"{k}\", not_before: 9, not_after: 3}}], networks: [10.2.0.0/16, 10.2.5.0/24, bogus]}}\n"
+        ))
+        .unwrap();
+        let text: Vec<String> = compile(&doc).unwrap_err().0.iter().map(ToString::to_string).collect();
+        for e in [
+            r#"local.key_id: 70000 does not fit"#,
+            r#"peers["a"].keys[0].id: 65536 does not fit"#,
+            r#"peers["b"].keys[0].not_after: not_after is before not_before"#,
+            r#"peers["b"].networks[2]: "bogus" is not an IP address or CIDR"#,
+            r#"peers["b"].networks[0]: "10.2.0.0/16" is already used by peer "a""#,
+        ] {
+            assert!(text.iter().any(|t| t.starts_with(e)), "missing {e:?} in\n{}", text.join("\n"));
+        }
+        assert_eq!(text.len(), 5, "{}", text.join("\n"));
+
+        let doc = PolicyDocument::from_yaml(&format!(
+            "peers:\n\
+             - {{name: a, keys: [{{id: 65535, public_key: \"{k}\"}}], networks: [10.2.0.0/16, \"fd00:2::/64\"]}}\n\
+             - {{name: b, keys: [{{id: 7, public_key: \"{k}\", not_after: 100}}], networks: [10.2.5.0/24]}}\n"
+        ))
+        .unwrap();
+        let s = compile(&doc).unwrap();
+        let ip = |t: &str| t.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(s.peer_for(ip("10.2.1.1")), Some(0));
+        assert_eq!(s.peer_for(ip("10.2.5.1")), Some(1), "the longest prefix wins");
+        assert_eq!(s.peer_for(ip("fd00:2::9")), Some(0));
+        assert_eq!(s.peer_for(ip("10.3.0.1")), None);
+        assert_eq!(&*s.peers()[1].key_windows, &[(0, 100)]);
     }
 
     #[test]

@@ -98,8 +98,23 @@ impl PolicySnapshot {
         evaluate(entries, proto, port, external)
     }
 
+    /// The peer gateway (index in [`PolicySnapshot::peers`]) whose
+    /// `networks` contain `addr` (longest prefix wins).
+    #[inline]
+    pub fn peer_for(&self, addr: IpAddr) -> Option<u32> {
+        self.peer_networks.lookup(addr)
+    }
+
+    /// The peer (index) that may claim `identity`, per the directory.
+    #[inline]
+    pub fn identity_peer(&self, identity: u32) -> Option<u32> {
+        self.identity_index.get(&identity).map(|&i| self.identities[i as usize].peer)
+    }
+
     /// Whether the peer owning `key_id` may claim `identity` (the directory's
     /// `peer` of the identity is that peer). Unknown key or identity: `false`.
+    /// `key_id` is the peer's own 16-bit key id (`peers[].keys[].id`), i.e.
+    /// the high 16 bits of the option's 24-bit key id.
     #[inline]
     pub fn identity_allowed_for_peer(&self, identity: u32, key_id: u32) -> bool {
         match (self.identity_index.get(&identity), self.key_index.get(&key_id)) {
@@ -346,7 +361,8 @@ mod tests {
         let mut doc = PolicyDocument::default();
         doc.peers.push(model::Peer {
             name: "p".into(),
-            keys: vec![model::PeerKey { id: 1, public_key: "00".repeat(32) }],
+            keys: vec![model::PeerKey { id: 1, public_key: "00".repeat(32), not_before: None, not_after: None }],
+            networks: vec![],
         });
         for i in 0..6 {
             doc.processing_units.push(model::ProcessingUnit {

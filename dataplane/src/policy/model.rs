@@ -53,7 +53,8 @@ impl PolicyDocument {
 pub struct LocalKeys {
     /// The name peers know this gateway by (their `peers[].name`).
     pub gateway: String,
-    /// The key id this gateway sends in identity options.
+    /// The key id of this gateway's key pair (0..=65535: the sender's 16 bits
+    /// of the option's key id; peers list it as `peers[].keys[].id`).
     pub key_id: u32,
     /// Path of a file holding the 32-byte private key (base64 or hex text).
     #[serde(default)]
@@ -98,15 +99,26 @@ pub struct Peer {
     pub name: String,
     /// Its static X25519 public keys, one per key id (several during a rotation).
     pub keys: Vec<PeerKey>,
+    /// CIDRs of the workloads behind this peer: an outgoing SYN towards one of
+    /// them carries identity signed with the pairwise key towards this peer.
+    #[serde(default)]
+    pub networks: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerKey {
-    /// Key id as carried in the identity option; unique across all peers.
+    /// Key id as carried in the identity option (the sender's 16 bits of the
+    /// option's 24-bit key id, so 0..=65535); unique across all peers.
     pub id: u32,
     /// 32 bytes, base64 (standard alphabet, padded or not) or 64 hex digits.
     pub public_key: String,
+    /// Unix seconds from which the key may be used (default: always).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<u64>,
+    /// Unix seconds after which the key is refused (`identity_expired_key`; default: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<u64>,
 }
 
 /// A set of rules that applies to the local PUs its subject selects.

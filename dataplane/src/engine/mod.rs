@@ -1,0 +1,767 @@
+//! The per-packet engine: identity and policy on TCP handshakes, cached
+//! verdicts for everything after. Pure Rust over [`PacketBuf`]: the worker
+//! runs it on mbufs, tests on [`crate::buf::VecBuf`].
+//!
+//! One call per frame: [`Engine::process`] parses it once, finds its flow,
+//! and returns what to do with it. An established packet costs one parse, one
+//! flow lookup and a look at the cached verdict; no byte of it changes.
+//!
+//! What happens to a frame (the semantics are documented in `docs/config.md`,
+//! "The packet path"):
+//!
+//! - Not IP (ARP, …) and IPv6 neighbour discovery: forwarded untouched.
+//! - Either end in an excluded network, or the local PU ignored: forwarded
+//!   untouched, no flow, no event.
+//! - No local PU at the inside end (the source of a frame from the inside
+//!   port, the destination of one from the outside port): dropped
+//!   (`no_local_pu`). The gateway fails closed; traffic that must cross it
+//!   without a PU belongs in `excluded_networks`.
+//! - TCP SYN from a PU (it is the client) to a managed network: the PU's
+//!   identity is inserted, signed with the pairwise key towards the peer whose
+//!   `networks` contain the destination. No such peer (or no valid key): no
+//!   identity, and the external-network ACLs decide at once.
+//! - TCP SYN to a PU (it is the server): an identity option is verified (MAC,
+//!   key, key window, identity owned by the sending peer) and stripped; the PU's
+//!   incoming rules decide; a reject drops the SYN and answers the client with
+//!   a RST. No option: the ACLs decide. An option that does not verify: drop
+//!   (no RST: the source may be spoofed).
+//! - The server PU's SYN-ACK gets the PU's identity (towards the peer that
+//!   owns the client's verified identity).
+//! - The client PU's gateway verifies and strips the SYN-ACK's identity and
+//!   judges it against the PU's outgoing rules; a reject drops it and resets
+//!   both ends. No option: the ACLs decide (unless they already did at the SYN).
+//! - SYN and SYN-ACK retransmissions are handled again in full (re-insert with
+//!   the same key; the MAC binds the sequence numbers, so they verify again).
+//! - Any non-handshake packet carrying an identity option, or the flow's own
+//!   SYN replayed once established, is dropped (`replay`).
+//! - TCP without flow state (mid-stream after a restart): the ACLs decide with
+//!   the lower port taken as the server's; allowed flows are re-created as
+//!   established, others dropped (`no_flow_state`).
+//! - UDP, ICMP and other protocols of a PU: decided by the ACLs on the first
+//!   packet each way (flow cached); UDP identity comes with issue 6.
+//! - A new policy snapshot (generation): flows decided under an older one are
+//!   decided again on their next packet, with the same remote identity.
+
+pub mod config;
+pub mod rst;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+pub use config::EngineConfig;
+
+use crate::buf::PacketBuf;
+use crate::events::{EventKind, FlowRecord, Producer};
+use crate::flow::{FlowEntry, FlowKey, FlowState, FlowTable, NewFlow, TcpFlags, TcpStep, UdpState};
+use crate::identity::{insert_tcp, option, verify_and_strip_tcp, RewriteError, VerifyError};
+use crate::policy::{Classification, Decision, Direction, PuId, Reason, Remote, Side};
+use crate::stats::{DirStats, DropReason, Note, WorkerStats};
+use crate::wire::{self, parse_frame, Addr, FrameInfo, L4Kind};
+
+/// What the caller does with the frame after [`Engine::process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Transmit it on the opposite port.
+    Forward,
+    /// Free it (the reason is already counted).
+    Drop(DropReason),
+    /// The buffer now holds a RST: transmit it on the port it came from.
+    Reply(DropReason),
+    /// The buffer now holds a RST for the port it came from, and
+    /// [`Engine::extra_frame`] another for the opposite port (reset both ends).
+    ReplyAndReset(DropReason),
+}
+
+/// Budget of slots one [`Engine::sweep`] call examines.
+pub const SWEEP_BUDGET: usize = 64;
+
+/// One worker's engine: its flow table, its event queue, its counters.
+pub struct Engine {
+    table: FlowTable,
+    events: Option<Producer>,
+    stats: Arc<WorkerStats>,
+    extra: [u8; rst::MAX_RST],
+    extra_len: usize,
+}
+
+fn drop_of_reason(r: Reason) -> DropReason {
+    match r {
+        Reason::PolicyReject => DropReason::PolicyReject,
+        Reason::ExternalNetworkReject => DropReason::ExternalNetworkReject,
+        Reason::ObservedOnly => DropReason::ObservedOnly,
+        Reason::UnknownIdentity => DropReason::UnknownIdentity,
+        Reason::UnknownPu => DropReason::NoLocalPu,
+        _ => DropReason::NoMatch,
+    }
+}
+
+fn drop_of_verify(e: VerifyError) -> DropReason {
+    match e {
+        VerifyError::NoIdentity => DropReason::NoIdentity,
+        VerifyError::BadVersion => DropReason::IdentityBadVersion,
+        VerifyError::UnknownKey => DropReason::IdentityUnknownKey,
+        VerifyError::ExpiredKey => DropReason::IdentityExpiredKey,
+        VerifyError::BadMac => DropReason::IdentityBadMac,
+        VerifyError::NotApplicable | VerifyError::Malformed(_) => DropReason::Malformed,
+    }
+}
+
+fn drop_of_rewrite(e: RewriteError) -> DropReason {
+    match e {
+        RewriteError::NoRoom => DropReason::IdentityNoRoom,
+        RewriteError::BufferFull => DropReason::IdentityBufferFull,
+        RewriteError::AlreadyPresent => DropReason::IdentityAlreadyPresent,
+        RewriteError::Fragmented => DropReason::TcpFragment,
+        _ => DropReason::Malformed,
+    }
+}
+
+fn note_of_allow(d: &Decision) -> Note {
+    if d.reason == Reason::ExternalNetworkAllow {
+        Note::ExternalNetworkAllow
+    } else {
+        Note::PolicyAllow
+    }
+}
+
+fn ip(a: Addr) -> Option<IpAddr> {
+    match a {
+        Addr::V4(b) => Some(IpAddr::from(b)),
+        Addr::V6(b) => Some(IpAddr::from(b)),
+        Addr::None => None,
+    }
+}
+
+/// Whether the TCP options of the frame hold our identity option.
+#[inline]
+fn has_identity_option(frame: &[u8], info: &FrameInfo) -> bool {
+    if usize::from(info.tcp_opts_len) < option::TCP_LEN {
+        return false;
+    }
+    let o = usize::from(info.tcp_opts_offset);
+    let Some(opts) = frame.get(o..o + usize::from(info.tcp_opts_len)) else { return false };
+    wire::tcp::options(opts).any(|r| {
+        matches!(r, Ok((_, wire::tcp::TcpOption::Experimental { kind: option::TCP_KIND, exid: option::EXID, .. })))
+    })
+}
+
+/// The server's port of a flow (the destination port of its first packet).
+fn server_port(e: &FlowEntry) -> u16 {
+    match e.initiator() {
+        Side::Inside => e.key().outside_port,
+        Side::Outside => e.key().inside_port,
+    }
+}
+
+impl Engine {
+    /// An engine with a flow table of `flows` entries (allocated now, never
+    /// again), counting into `stats` and queueing flow events into `events`.
+    pub fn new(flows: usize, seed: u64, stats: Arc<WorkerStats>, events: Option<Producer>) -> Engine {
+        let ended = (flows / 4).clamp(64, 65536);
+        Engine {
+            table: FlowTable::new(flows, ended, seed, crate::flow::Timeouts::default()),
+            events,
+            stats,
+            extra: [0; rst::MAX_RST],
+            extra_len: 0,
+        }
+    }
+
+    pub fn table(&self) -> &FlowTable {
+        &self.table
+    }
+
+    pub fn stats(&self) -> &WorkerStats {
+        &self.stats
+    }
+
+    /// The second reset of an [`Action::ReplyAndReset`], for the opposite port.
+    pub fn extra_frame(&self) -> &[u8] {
+        &self.extra[..self.extra_len]
+    }
+
+    /// Hints the CPU to load what a lookup of this frame's flow will read.
+    #[inline]
+    pub fn prefetch_flow(&self, side: Side, frame: &[u8]) {
+        if let Ok(info) = parse_frame(frame) {
+            if let (Some(s), Some(d)) = (ip(info.src), ip(info.dst)) {
+                let k = FlowKey::new(side, s, d, info.src_port, info.dst_port, info.proto);
+                self.table.prefetch(self.table.hash(&k));
+            }
+        }
+    }
+
+    /// Ends idle flows (a bounded amount of work; call once per burst) and
+    /// turns every ended flow into an `End` event.
+    pub fn sweep(&mut self, now: u64) {
+        self.table.sweep(now, SWEEP_BUDGET);
+        while let Some(e) = self.table.pop_ended() {
+            let en = &e.entry;
+            let mut r = FlowRecord::new(EventKind::End, e.at, *en.key(), en.initiator(), en.pu().0, en.policy_generation());
+            r.verdict = *en.verdict();
+            r.remote_identity = en.remote_identity();
+            let (pi, bi) = en.counters(Side::Inside);
+            let (po, bo) = en.counters(Side::Outside);
+            r.packets = [pi, po];
+            r.bytes = [bi, bo];
+            self.emit(Side::Inside, &r);
+        }
+    }
+
+    fn dir(&self, side: Side) -> &DirStats {
+        match side {
+            Side::Inside => &self.stats.from_inside,
+            Side::Outside => &self.stats.from_outside,
+        }
+    }
+
+    #[inline]
+    fn note(&self, side: Side, n: Note) {
+        self.dir(side).note_count(n).add(1);
+    }
+
+    #[inline]
+    fn drop(&self, side: Side, r: DropReason) -> Action {
+        self.dir(side).drop_count(r).add(1);
+        Action::Drop(r)
+    }
+
+    fn emit(&mut self, side: Side, r: &FlowRecord) {
+        if let Some(p) = self.events.as_mut() {
+            if !p.push(r) {
+                let st = match side {
+                    Side::Inside => &self.stats.from_inside,
+                    Side::Outside => &self.stats.from_outside,
+                };
+                st.note_count(Note::EventsLost).add(1);
+            }
+        }
+    }
+
+    /// Processes one frame that arrived on `side`. `now` is Unix time in
+    /// nanoseconds (key windows and flow timeouts use it).
+    pub fn process<B: PacketBuf>(&mut self, cfg: &EngineConfig, side: Side, buf: &mut B, now: u64) -> Action {
+        let info = match parse_frame(buf.data()) {
+            Ok(i) => i,
+            Err(_) => return self.drop(side, DropReason::Malformed),
+        };
+        let (Some(src), Some(dst)) = (ip(info.src), ip(info.dst)) else {
+            self.note(side, Note::NotIpOrNd);
+            return Action::Forward;
+        };
+        if info.l4 == L4Kind::Icmpv6 && (133..=137).contains(&info.icmp_type) {
+            self.note(side, Note::NotIpOrNd);
+            return Action::Forward;
+        }
+        let gen = cfg.generation();
+        let tcp = info.l4 == L4Kind::Tcp;
+        // Fast path: a decided flow of this generation, not a handshake packet.
+        if !info.fragment && (!tcp || info.tcp_flags & TcpFlags::SYN == 0) {
+            let key = FlowKey::new(side, src, dst, info.src_port, info.dst_port, info.proto);
+            let h = self.table.hash(&key);
+            if let Some(e) = self.table.lookup_hashed(&key, h, now) {
+                if e.policy_generation() == gen && e.verdict().is_decided() {
+                    return self.established(side, buf, &info, key, now);
+                }
+            }
+        }
+        let pu = match cfg.policy.classify(side, src, dst) {
+            Classification::Excluded => {
+                self.note(side, Note::Excluded);
+                return Action::Forward;
+            }
+            Classification::Ignored => {
+                self.note(side, Note::Ignored);
+                return Action::Forward;
+            }
+            Classification::NotLocal => return self.drop(side, DropReason::NoLocalPu),
+            Classification::LocalPu { pu, managed_tcp, .. } => (pu, managed_tcp),
+        };
+        if !tcp {
+            if info.fragment && info.proto == wire::ip_proto::TCP {
+                return self.drop(side, DropReason::TcpFragment);
+            }
+            return self.other(cfg, side, &info, src, dst, pu.0, now);
+        }
+        if info.fragment {
+            return self.drop(side, DropReason::TcpFragment);
+        }
+        let key = FlowKey::new(side, src, dst, info.src_port, info.dst_port, info.proto);
+        let flags = TcpFlags(info.tcp_flags);
+        if flags.is_syn() {
+            return self.syn(cfg, side, buf, &info, key, pu.0, pu.1, now);
+        }
+        // Re-point and re-decide a flow from an older snapshot.
+        let Some(e) = self.table.lookup(&key, now) else {
+            return self.no_state(cfg, side, buf, &info, key, pu.0, now);
+        };
+        e.set_pu(pu.0);
+        if e.verdict().is_decided() && e.policy_generation() != gen {
+            Self::redecide(cfg, e, pu.0);
+            self.note(side, Note::Redecided);
+        }
+        if flags.is_syn_ack() {
+            return self.syn_ack(cfg, side, buf, &info, key, pu.0, now);
+        }
+        self.established(side, buf, &info, key, now)
+    }
+
+    fn redecide(cfg: &EngineConfig, e: &mut FlowEntry, pu: PuId) {
+        let remote = match e.remote_identity() {
+            Some(id) => Remote::Identity(id),
+            None => Remote::Address(e.key().outside_ip()),
+        };
+        let d = cfg.policy.decide(pu, e.direction(), remote, e.key().proto, server_port(e));
+        let id = e.remote_identity();
+        e.set_verdict(&d, id, cfg.generation());
+    }
+
+    /// A packet of a flow with a decided verdict (not a SYN).
+    #[inline]
+    fn established<B: PacketBuf>(
+        &mut self,
+        side: Side,
+        buf: &mut B,
+        info: &FrameInfo,
+        key: FlowKey,
+        now: u64,
+    ) -> Action {
+        let replay = info.l4 == L4Kind::Tcp && has_identity_option(buf.data(), info);
+        let len = buf.len() as u32;
+        let t = *self.table.timeouts();
+        let Some(e) = self.table.lookup(&key, now) else { return self.drop(side, DropReason::OutOfState) };
+        if info.l4 != L4Kind::Tcp {
+            e.on_udp(now, &t);
+            if !e.verdict().allowed() {
+                let r = e.verdict().unpack().map_or(DropReason::NoMatch, |d| drop_of_reason(d.reason));
+                return self.drop(side, r);
+            }
+            e.account(side, len);
+            return Action::Forward;
+        }
+        if replay {
+            return self.drop(side, DropReason::Replay);
+        }
+        let step = e.on_tcp(side, TcpFlags(info.tcp_flags), info.seq, now, &t);
+        match step {
+            TcpStep::Rst => {
+                e.account(side, len);
+                Action::Forward
+            }
+            TcpStep::OutOfState => self.drop(side, DropReason::OutOfState),
+            _ => {
+                if !e.verdict().allowed() {
+                    let r = e.verdict().unpack().map_or(DropReason::OutOfState, |d| drop_of_reason(d.reason));
+                    return self.drop(side, r);
+                }
+                e.account(side, len);
+                Action::Forward
+            }
+        }
+    }
+
+    /// Answers the sender of `buf` with a RST (the packet is consumed).
+    fn reply_rst<B: PacketBuf>(&self, side: Side, buf: &mut B, spec: &rst::RstSpec, r: DropReason) -> Action {
+        self.dir(side).drop_count(r).add(1);
+        if rst::in_place(buf, &Self::info_of(buf), true, spec) {
+            self.note(side, Note::RstSent);
+            Action::Reply(r)
+        } else {
+            Action::Drop(r)
+        }
+    }
+
+    fn info_of<B: PacketBuf>(buf: &B) -> FrameInfo {
+        parse_frame(buf.data()).unwrap_or_default()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn syn<B: PacketBuf>(
+        &mut self,
+        cfg: &EngineConfig,
+        side: Side,
+        buf: &mut B,
+        info: &FrameInfo,
+        key: FlowKey,
+        pu: PuId,
+        managed_tcp: bool,
+        now: u64,
+    ) -> Action {
+        let p = &cfg.policy;
+        let gen = cfg.generation();
+        let has_opt = has_identity_option(buf.data(), info);
+        // The flow's own SYN again once established: a replay.
+        if let Some(e) = self.table.get(&key) {
+            if e.initiator() != side {
+                return self.drop(side, DropReason::OutOfState);
+            }
+            if has_opt
+                && e.syn_seq() == info.seq
+                && matches!(e.state(), FlowState::Established | FlowState::Closing | FlowState::Closed)
+            {
+                return self.drop(side, DropReason::Replay);
+            }
+        }
+        let rst_spec = rst::RstSpec::answer_syn(info);
+        let (decision, remote_identity, note) = match side {
+            Side::Inside => {
+                if has_opt {
+                    return self.drop(side, DropReason::IdentityAlreadyPresent);
+                }
+                let Some(pu_identity) = p.pu(pu).map(|x| x.identity) else {
+                    return self.drop(side, DropReason::NoLocalPu);
+                };
+                let dst = key.outside_ip();
+                let mut note = None;
+                if managed_tcp {
+                    match p.peer_for(dst) {
+                        Some(peer) => match cfg.keys.tx_key(peer, now) {
+                            Some(k) => {
+                                if let Err(e) = insert_tcp(buf, info, k, pu_identity) {
+                                    return self.drop(side, drop_of_rewrite(e));
+                                }
+                                self.note(side, Note::IdentityInserted);
+                                // Decided at the SYN-ACK, when the peer's identity is known.
+                                let len = buf.len() as u32;
+                                return match self.upsert_syn(side, key, pu, info.seq, len, None, gen, now) {
+                                    Ok(_) => Action::Forward,
+                                    Err(r) => self.drop(side, r),
+                                };
+                            }
+                            None => note = Some(Note::NoKeyForPeer),
+                        },
+                        None => note = Some(Note::NoPeerForDestination),
+                    }
+                }
+                if let Some(n) = note {
+                    self.note(side, n);
+                }
+                (p.decide(pu, Direction::Outgoing, Remote::Address(dst), 6, key.outside_port), None, note)
+            }
+            Side::Outside => match verify_and_strip_tcp(buf, info, &cfg.keys, now) {
+                Ok(v) => {
+                    self.note(side, Note::IdentityVerified);
+                    if !p.identity_allowed_for_peer(v.identity, v.key_id.get() >> 8) {
+                        let r = if p.identity(v.identity).is_none() {
+                            DropReason::UnknownIdentity
+                        } else {
+                            DropReason::IdentityNotAllowedForPeer
+                        };
+                        let mut rec = FlowRecord::new(EventKind::Drop, now, key, side, pu.0, gen);
+                        rec.remote_identity = Some(v.identity);
+                        rec.drop = Some(r);
+                        self.emit(side, &rec);
+                        return self.drop(side, r);
+                    }
+                    let d = p.decide(pu, Direction::Incoming, Remote::Identity(v.identity), 6, key.inside_port);
+                    (d, Some(v.identity), None)
+                }
+                Err(VerifyError::NoIdentity) => {
+                    (p.decide(pu, Direction::Incoming, Remote::Address(key.outside_ip()), 6, key.inside_port), None, None)
+                }
+                Err(e) => {
+                    let r = drop_of_verify(e);
+                    let mut rec = FlowRecord::new(EventKind::Drop, now, key, side, pu.0, gen);
+                    rec.drop = Some(r);
+                    self.emit(side, &rec);
+                    return self.drop(side, r);
+                }
+            },
+        };
+        let mut rec = FlowRecord::new(EventKind::Decision, now, key, side, pu.0, gen).with_decision(&decision);
+        rec.remote_identity = remote_identity;
+        rec.note = note;
+        if decision.allowed() {
+            let len = buf.len() as u32;
+            match self.upsert_syn(side, key, pu, info.seq, len, Some((&decision, remote_identity)), gen, now) {
+                Ok(fresh) => {
+                    if fresh {
+                        self.note(side, note_of_allow(&decision));
+                        self.emit(side, &rec);
+                    }
+                    Action::Forward
+                }
+                Err(r) => self.drop(side, r),
+            }
+        } else {
+            let r = drop_of_reason(decision.reason);
+            rec.drop = Some(r);
+            self.emit(side, &rec);
+            self.table.remove(&key, now);
+            self.reply_rst(side, buf, &rst_spec, r)
+        }
+    }
+
+    /// Creates or restarts the flow of a SYN. Returns whether it is a new
+    /// connection (not a retransmission).
+    #[allow(clippy::too_many_arguments)]
+    fn upsert_syn(
+        &mut self,
+        side: Side,
+        key: FlowKey,
+        pu: PuId,
+        seq: u32,
+        len: u32,
+        decided: Option<(&Decision, Option<u32>)>,
+        gen: u32,
+        now: u64,
+    ) -> Result<bool, DropReason> {
+        let t = *self.table.timeouts();
+        let fresh;
+        let e = match self.table.lookup(&key, now) {
+            Some(e) => {
+                fresh = e.on_tcp(side, TcpFlags(TcpFlags::SYN), seq, now, &t) != TcpStep::SynRetransmit;
+                e.set_pu(pu);
+                e
+            }
+            None => {
+                fresh = true;
+                match self.table.insert(key, NewFlow { pu, initiator: side, state: FlowState::SynSent, seq }, now) {
+                    Ok(e) => e,
+                    Err(_) => return Err(DropReason::FlowTableFull),
+                }
+            }
+        };
+        if let Some((d, id)) = decided {
+            e.set_verdict(d, id, gen);
+        }
+        e.account(side, len);
+        Ok(fresh)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn syn_ack<B: PacketBuf>(
+        &mut self,
+        cfg: &EngineConfig,
+        side: Side,
+        buf: &mut B,
+        info: &FrameInfo,
+        key: FlowKey,
+        pu: PuId,
+        now: u64,
+    ) -> Action {
+        let p = &cfg.policy;
+        let gen = cfg.generation();
+        let t = *self.table.timeouts();
+        let len = buf.len() as u32;
+        let has_opt = has_identity_option(buf.data(), info);
+        let Some(e) = self.table.lookup(&key, now) else { return self.drop(side, DropReason::OutOfState) };
+        let step = e.on_tcp(side, TcpFlags(info.tcp_flags), info.seq, now, &t);
+        if !matches!(step, TcpStep::SynAck | TcpStep::SynAckRetransmit) {
+            return self.drop(side, DropReason::OutOfState);
+        }
+        let cached = e.verdict().unpack();
+        let flow_identity = e.remote_identity();
+        match side {
+            // The server is our PU: sign its SYN-ACK towards the client's gateway.
+            Side::Inside => {
+                if has_opt {
+                    return self.drop(side, DropReason::IdentityAlreadyPresent);
+                }
+                match cached {
+                    Some(d) if d.allowed() => {}
+                    Some(d) => return self.drop(side, drop_of_reason(d.reason)),
+                    None => return self.drop(side, DropReason::OutOfState),
+                }
+                e.account(side, len);
+                let Some(id) = flow_identity else { return Action::Forward };
+                let Some(pu_identity) = p.pu(pu).map(|x| x.identity) else {
+                    return self.drop(side, DropReason::NoLocalPu);
+                };
+                match p.identity_peer(id).and_then(|peer| cfg.keys.tx_key(peer, now)) {
+                    Some(k) => match insert_tcp(buf, info, k, pu_identity) {
+                        Ok(()) => {
+                            self.note(side, Note::IdentityInserted);
+                            Action::Forward
+                        }
+                        Err(e) => self.drop(side, drop_of_rewrite(e)),
+                    },
+                    None => {
+                        self.note(side, Note::NoKeyForPeer);
+                        Action::Forward
+                    }
+                }
+            }
+            // The client is our PU: verify the server's identity, judge it.
+            Side::Outside => {
+                let (decision, remote_identity) = match verify_and_strip_tcp(buf, info, &cfg.keys, now) {
+                    Ok(v) => {
+                        self.note(side, Note::IdentityVerified);
+                        if !p.identity_allowed_for_peer(v.identity, v.key_id.get() >> 8) {
+                            let r = if p.identity(v.identity).is_none() {
+                                DropReason::UnknownIdentity
+                            } else {
+                                DropReason::IdentityNotAllowedForPeer
+                            };
+                            let mut rec = FlowRecord::new(EventKind::Drop, now, key, Side::Inside, pu.0, gen);
+                            rec.remote_identity = Some(v.identity);
+                            rec.drop = Some(r);
+                            self.emit(side, &rec);
+                            return self.drop(side, r);
+                        }
+                        if flow_identity.is_some_and(|f| f != v.identity) {
+                            return self.drop(side, DropReason::IdentityBadMac);
+                        }
+                        let d = p.decide(pu, Direction::Outgoing, Remote::Identity(v.identity), 6, key.outside_port);
+                        (d, Some(v.identity))
+                    }
+                    Err(VerifyError::NoIdentity) => {
+                        if flow_identity.is_some() {
+                            // verified before: a retransmission must carry it again
+                            return self.drop(side, DropReason::NoIdentity);
+                        }
+                        match cached {
+                            Some(d) => (d, None),
+                            None => (
+                                p.decide(pu, Direction::Outgoing, Remote::Address(key.outside_ip()), 6, key.outside_port),
+                                None,
+                            ),
+                        }
+                    }
+                    Err(e) => {
+                        let r = drop_of_verify(e);
+                        let mut rec = FlowRecord::new(EventKind::Drop, now, key, Side::Inside, pu.0, gen);
+                        rec.drop = Some(r);
+                        self.emit(side, &rec);
+                        return self.drop(side, r);
+                    }
+                };
+                let fresh = cached.is_none() || step == TcpStep::SynAck && cached != Some(decision);
+                let Some(e) = self.table.lookup(&key, now) else { return self.drop(side, DropReason::OutOfState) };
+                e.set_verdict(&decision, remote_identity, gen);
+                let mut rec = FlowRecord::new(EventKind::Decision, now, key, Side::Inside, pu.0, gen).with_decision(&decision);
+                rec.remote_identity = remote_identity;
+                if decision.allowed() {
+                    e.account(side, len);
+                    if fresh {
+                        self.note(side, note_of_allow(&decision));
+                        self.emit(side, &rec);
+                    }
+                    return Action::Forward;
+                }
+                let r = drop_of_reason(decision.reason);
+                rec.drop = Some(r);
+                self.emit(side, &rec);
+                self.table.remove(&key, now);
+                // Reset both ends: the server (back where the SYN-ACK came from)
+                // and the client (onwards, as if from the server).
+                let to_client = rst::RstSpec::synack_to_client(info);
+                let l3 = usize::from(info.l3_offset);
+                self.extra_len = buf.data().get(..l3).and_then(|eth| rst::write(&mut self.extra, eth, false, &to_client)).unwrap_or(0);
+                let to_server = rst::RstSpec::synack_to_server(info);
+                self.dir(side).drop_count(r).add(1);
+                if rst::in_place(buf, &Self::info_of(buf), true, &to_server) {
+                    self.note(side, Note::RstSent);
+                    if self.extra_len > 0 {
+                        Action::ReplyAndReset(r)
+                    } else {
+                        Action::Reply(r)
+                    }
+                } else {
+                    Action::Drop(r)
+                }
+            }
+        }
+    }
+
+    /// A TCP packet, not a SYN, of no known flow: the ACLs decide.
+    #[allow(clippy::too_many_arguments)]
+    fn no_state<B: PacketBuf>(
+        &mut self,
+        cfg: &EngineConfig,
+        side: Side,
+        buf: &mut B,
+        info: &FrameInfo,
+        key: FlowKey,
+        pu: PuId,
+        now: u64,
+    ) -> Action {
+        if has_identity_option(buf.data(), info) {
+            return self.drop(side, DropReason::NoFlowState);
+        }
+        let flags = TcpFlags(info.tcp_flags);
+        let pu_is_server = if flags.is_syn_ack() { side == Side::Inside } else { key.inside_port < key.outside_port };
+        let (dir, port, initiator) = if pu_is_server {
+            (Direction::Incoming, key.inside_port, Side::Outside)
+        } else {
+            (Direction::Outgoing, key.outside_port, Side::Inside)
+        };
+        let gen = cfg.generation();
+        let d = cfg.policy.decide(pu, dir, Remote::Address(key.outside_ip()), 6, port);
+        let mut rec = FlowRecord::new(EventKind::Decision, now, key, initiator, pu.0, gen).with_decision(&d);
+        if !d.allowed() {
+            rec.drop = Some(DropReason::NoFlowState);
+            self.emit(side, &rec);
+            return self.drop(side, DropReason::NoFlowState);
+        }
+        rec.note = Some(Note::NoFlowStateAllowed);
+        self.note(side, Note::NoFlowStateAllowed);
+        self.emit(side, &rec);
+        if flags.has(TcpFlags::RST) {
+            return Action::Forward;
+        }
+        let state = if flags.is_syn_ack() { FlowState::SynAckSeen } else { FlowState::Established };
+        match self.table.insert(key, NewFlow { pu, initiator, state, seq: 0 }, now) {
+            Ok(e) => {
+                e.set_verdict(&d, None, gen);
+                e.account(side, buf.len() as u32);
+                Action::Forward
+            }
+            Err(_) => self.drop(side, DropReason::FlowTableFull),
+        }
+    }
+
+    /// UDP, ICMP and other IP protocols of a PU: the ACLs decide the first
+    /// packet; the flow caches the verdict (also a reject) both ways.
+    #[allow(clippy::too_many_arguments)]
+    fn other(&mut self, cfg: &EngineConfig, side: Side, info: &FrameInfo, src: IpAddr, dst: IpAddr, pu: PuId, now: u64) -> Action {
+        let key = FlowKey::new(side, src, dst, info.src_port, info.dst_port, info.proto);
+        let gen = cfg.generation();
+        let len = u32::from(info.ip_end);
+        let t = *self.table.timeouts();
+        if let Some(e) = self.table.lookup(&key, now) {
+            e.set_pu(pu);
+            let redo = e.policy_generation() != gen;
+            if redo {
+                Self::redecide(cfg, e, pu);
+            }
+            e.on_udp(now, &t);
+            let allowed = e.verdict().allowed();
+            let r = e.verdict().unpack().map_or(DropReason::NoMatch, |d| drop_of_reason(d.reason));
+            if allowed {
+                e.account(side, len);
+            }
+            if redo {
+                self.note(side, Note::Redecided);
+            }
+            return if allowed { Action::Forward } else { self.drop(side, r) };
+        }
+        let (dir, remote) = match side {
+            Side::Inside => (Direction::Outgoing, dst),
+            Side::Outside => (Direction::Incoming, src),
+        };
+        let d = cfg.policy.decide(pu, dir, Remote::Address(remote), info.proto, info.dst_port);
+        let mut rec = FlowRecord::new(EventKind::Decision, now, key, side, pu.0, gen).with_decision(&d);
+        let state = FlowState::Udp(UdpState::Authorized);
+        match self.table.insert(key, NewFlow { pu, initiator: side, state, seq: 0 }, now) {
+            Ok(e) => e.set_verdict(&d, None, gen),
+            Err(_) => return self.drop(side, DropReason::FlowTableFull),
+        }
+        if d.allowed() {
+            self.note(side, note_of_allow(&d));
+            self.emit(side, &rec);
+            if let Some(e) = self.table.lookup(&key, now) {
+                e.account(side, len);
+            }
+            Action::Forward
+        } else {
+            let r = drop_of_reason(d.reason);
+            rec.drop = Some(r);
+            self.emit(side, &rec);
+            self.drop(side, r)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,353 @@
+//! Flow events: compact, plain-data records a worker produces when it decides
+//! a connection or a flow ends, and the bounded lock-free single-producer /
+//! single-consumer queue that carries them to the control thread.
+//!
+//! A record holds numbers only (addresses, ports, PU index, identity, rule
+//! and external-network indices, the snapshot generation, reason codes,
+//! counters); the control thread resolves them to names through the policy
+//! snapshot of that generation and writes JSON lines.
+//!
+//! The queue never blocks the worker: when it is full the record is dropped
+//! and counted (`lost`). Slots are arrays of `AtomicU64` words, so the queue
+//! needs no `unsafe`: the producer writes a slot's words (relaxed), then
+//! publishes it by storing the tail with release ordering; the consumer reads
+//! the tail with acquire ordering before reading the words, and frees the slot
+//! by storing the head with release ordering.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::flow::{CachedVerdict, FlowKey};
+use crate::policy::{Decision, Side};
+use crate::stats::{DropReason, Note};
+
+/// What a record reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum EventKind {
+    /// A connection was decided (allowed or rejected) at its handshake, or
+    /// without state by ACL.
+    Decision = 0,
+    /// A packet was dropped before any decision (e.g. an identity that does
+    /// not verify).
+    Drop = 1,
+    /// A flow left the table (closed, idle, evicted), with its final counters.
+    End = 2,
+}
+
+impl EventKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Decision => "decision",
+            EventKind::Drop => "drop",
+            EventKind::End => "end",
+        }
+    }
+    fn from_u8(v: u8) -> EventKind {
+        match v {
+            0 => EventKind::Decision,
+            1 => EventKind::Drop,
+            _ => EventKind::End,
+        }
+    }
+}
+
+/// One flow event, as a worker produces it (no strings; `Copy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowRecord {
+    /// Unix time in nanoseconds.
+    pub time: u64,
+    pub kind: EventKind,
+    /// The flow's 5-tuple, inside (PU) end first.
+    pub key: FlowKey,
+    /// Where the connection's first packet came from: `Inside` when the PU is
+    /// the client (outgoing), `Outside` when it is the server (incoming).
+    pub initiator: Side,
+    /// The local PU (index in the snapshot of `generation`), `u32::MAX` if none.
+    pub pu: u32,
+    /// The remote workload's verified identity, if any.
+    pub remote_identity: Option<u32>,
+    /// The policy decision (rule, observed rule, external network, action).
+    pub verdict: CachedVerdict,
+    /// Why a packet was dropped (for `Drop` and rejected `Decision` events).
+    pub drop: Option<DropReason>,
+    /// A note about how it was decided (e.g. no peer for the destination).
+    pub note: Option<Note>,
+    /// The snapshot generation whose indices `pu` and `verdict` refer to.
+    pub generation: u32,
+    /// Packets and bytes received from the inside / outside port (End events).
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+}
+
+const WORDS: usize = 16;
+const NONE8: u8 = u8::MAX;
+
+impl FlowRecord {
+    /// A record for `key` with nothing decided yet.
+    pub fn new(kind: EventKind, time: u64, key: FlowKey, initiator: Side, pu: u32, generation: u32) -> FlowRecord {
+        FlowRecord {
+            time,
+            kind,
+            key,
+            initiator,
+            pu,
+            remote_identity: None,
+            verdict: CachedVerdict::UNDECIDED,
+            drop: None,
+            note: None,
+            generation,
+            packets: [0; 2],
+            bytes: [0; 2],
+        }
+    }
+
+    pub fn with_decision(mut self, d: &Decision) -> Self {
+        self.verdict = CachedVerdict::pack(d);
+        self
+    }
+
+    /// The decision, if one was made.
+    pub fn decision(&self) -> Option<Decision> {
+        self.verdict.unpack()
+    }
+
+    /// Source and destination of the connection (client → server).
+    pub fn client_server(&self) -> ((IpAddr, u16), (IpAddr, u16)) {
+        let inside = (self.key.inside_ip(), self.key.inside_port);
+        let outside = (self.key.outside_ip(), self.key.outside_port);
+        match self.initiator {
+            Side::Inside => (inside, outside),
+            Side::Outside => (outside, inside),
+        }
+    }
+
+    fn encode(&self) -> [u64; WORDS] {
+        let k = &self.key;
+        let a = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+        let small = u64::from_le_bytes([
+            self.kind as u8,
+            self.initiator as u8,
+            k.family,
+            k.proto,
+            self.drop.map_or(NONE8, |d| d as u8),
+            self.note.map_or(NONE8, |n| n as u8),
+            self.remote_identity.is_some() as u8,
+            0,
+        ]);
+        let v = self.verdict.to_bits();
+        [
+            self.time,
+            small,
+            a(&k.inside_addr[..8]),
+            a(&k.inside_addr[8..]),
+            a(&k.outside_addr[..8]),
+            a(&k.outside_addr[8..]),
+            u64::from(k.inside_port) | u64::from(k.outside_port) << 16 | u64::from(self.pu) << 32,
+            u64::from(self.remote_identity.unwrap_or(0)) | u64::from(self.generation) << 32,
+            v as u64,
+            (v >> 64) as u64,
+            self.packets[0],
+            self.packets[1],
+            self.bytes[0],
+            self.bytes[1],
+            0,
+            0,
+        ]
+    }
+
+    fn decode(w: &[u64; WORDS]) -> FlowRecord {
+        let s = w[1].to_le_bytes();
+        let mut key = FlowKey::default();
+        key.inside_addr[..8].copy_from_slice(&w[2].to_le_bytes());
+        key.inside_addr[8..].copy_from_slice(&w[3].to_le_bytes());
+        key.outside_addr[..8].copy_from_slice(&w[4].to_le_bytes());
+        key.outside_addr[8..].copy_from_slice(&w[5].to_le_bytes());
+        key.inside_port = w[6] as u16;
+        key.outside_port = (w[6] >> 16) as u16;
+        key.family = s[2];
+        key.proto = s[3];
+        FlowRecord {
+            time: w[0],
+            kind: EventKind::from_u8(s[0]),
+            key,
+            initiator: if s[1] == Side::Outside as u8 { Side::Outside } else { Side::Inside },
+            pu: (w[6] >> 32) as u32,
+            remote_identity: (s[6] != 0).then_some(w[7] as u32),
+            verdict: CachedVerdict::from_bits(u128::from(w[8]) | u128::from(w[9]) << 64),
+            drop: DropReason::from_u8(s[4]),
+            note: Note::ALL.get(usize::from(s[5])).copied(),
+            generation: (w[7] >> 32) as u32,
+            packets: [w[10], w[11]],
+            bytes: [w[12], w[13]],
+        }
+    }
+}
+
+struct Shared {
+    slots: Box<[AtomicU64]>,
+    mask: usize,
+    /// Next slot to read (written by the consumer).
+    head: AtomicUsize,
+    /// Next slot to write (written by the producer).
+    tail: AtomicUsize,
+    lost: AtomicU64,
+}
+
+/// The worker's end: [`Producer::push`] never blocks.
+pub struct Producer {
+    q: Arc<Shared>,
+    tail: usize,
+    /// The consumer's head as last seen (refreshed only when the queue looks full).
+    head_cache: usize,
+}
+
+/// The control thread's end.
+pub struct Consumer {
+    q: Arc<Shared>,
+}
+
+/// A queue of at least `capacity` records (rounded up to a power of two),
+/// allocated here, once.
+pub fn channel(capacity: usize) -> (Producer, Consumer) {
+    let cap = capacity.max(2).next_power_of_two();
+    let q = Arc::new(Shared {
+        slots: (0..cap * WORDS).map(|_| AtomicU64::new(0)).collect(),
+        mask: cap - 1,
+        head: AtomicUsize::new(0),
+        tail: AtomicUsize::new(0),
+        lost: AtomicU64::new(0),
+    });
+    (Producer { q: q.clone(), tail: 0, head_cache: 0 }, Consumer { q })
+}
+
+impl Producer {
+    /// Queues a record; if the queue is full, drops it, counts it and returns false.
+    #[inline]
+    pub fn push(&mut self, r: &FlowRecord) -> bool {
+        let cap = self.q.mask + 1;
+        if self.tail.wrapping_sub(self.head_cache) >= cap {
+            self.head_cache = self.q.head.load(Ordering::Acquire);
+            if self.tail.wrapping_sub(self.head_cache) >= cap {
+                let l = self.q.lost.load(Ordering::Relaxed);
+                self.q.lost.store(l + 1, Ordering::Relaxed);
+                return false;
+            }
+        }
+        let base = (self.tail & self.q.mask) * WORDS;
+        for (i, w) in r.encode().into_iter().enumerate() {
+            self.q.slots[base + i].store(w, Ordering::Relaxed);
+        }
+        self.tail = self.tail.wrapping_add(1);
+        self.q.tail.store(self.tail, Ordering::Release);
+        true
+    }
+
+    /// Records dropped because the queue was full.
+    pub fn lost(&self) -> u64 {
+        self.q.lost.load(Ordering::Relaxed)
+    }
+}
+
+impl Consumer {
+    /// The oldest queued record.
+    pub fn pop(&mut self) -> Option<FlowRecord> {
+        let head = self.q.head.load(Ordering::Relaxed);
+        let tail = self.q.tail.load(Ordering::Acquire);
+        if head == tail {
+            return None;
+        }
+        let base = (head & self.q.mask) * WORDS;
+        let mut w = [0u64; WORDS];
+        for (i, x) in w.iter_mut().enumerate() {
+            *x = self.q.slots[base + i].load(Ordering::Relaxed);
+        }
+        self.q.head.store(head.wrapping_add(1), Ordering::Release);
+        Some(FlowRecord::decode(&w))
+    }
+
+    /// Records the producer dropped because the queue was full.
+    pub fn lost(&self) -> u64 {
+        self.q.lost.load(Ordering::Relaxed)
+    }
+
+    pub fn len(&self) -> usize {
+        self.q.tail.load(Ordering::Acquire).wrapping_sub(self.q.head.load(Ordering::Relaxed))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Action, ExtNetRef, Observed, Reason, RuleRef};
+
+    fn rec(i: u64) -> FlowRecord {
+        let key = FlowKey::new(Side::Inside, "10.0.0.1".parse().unwrap(), "fd00::2".parse().unwrap(), 40000, 443, 6);
+        let mut r = FlowRecord::new(EventKind::End, i, key, Side::Outside, 7, 42);
+        r.remote_identity = Some(0xdead_beef);
+        r.drop = Some(DropReason::Replay);
+        r.note = Some(Note::NoPeerForDestination);
+        r.packets = [i, 2];
+        r.bytes = [3, u64::MAX];
+        r.with_decision(&Decision {
+            action: Action::Allow,
+            rule: Some(RuleRef(5)),
+            external: Some(ExtNetRef(9)),
+            observed: Some(Observed { action: Action::Reject, rule: RuleRef(6), external: None }),
+            reason: Reason::ExternalNetworkAllow,
+        })
+    }
+
+    #[test]
+    fn records_round_trip_and_full_queue_drops_and_counts() {
+        let (mut p, mut c) = channel(3); // rounded up to 4
+        for i in 0..6 {
+            assert_eq!(p.push(&rec(i)), i < 4, "push {i}");
+        }
+        assert_eq!(p.lost(), 2);
+        assert_eq!(c.len(), 4);
+        for i in 0..4 {
+            assert_eq!(c.pop(), Some(rec(i)));
+        }
+        assert_eq!(c.pop(), None);
+        // room again after the consumer freed the slots
+        assert!(p.push(&rec(9)));
+        let r = c.pop().unwrap();
+        assert_eq!(r, rec(9));
+        assert_eq!(r.decision().unwrap().rule, Some(RuleRef(5)));
+        let mut plain = FlowRecord::new(EventKind::Decision, 1, FlowKey::default(), Side::Inside, u32::MAX, 0);
+        plain.key.family = 4;
+        assert!(p.push(&plain));
+        assert_eq!(c.pop(), Some(plain));
+    }
+
+    #[test]
+    fn concurrent_producer_and_consumer_see_every_record_in_order() {
+        let (mut p, mut c) = channel(64);
+        let n = 100_000u64;
+        let t = std::thread::spawn(move || {
+            let mut sent = 0;
+            for i in 0..n {
+                while !p.push(&rec(i)) {
+                    std::hint::spin_loop();
+                }
+                sent += 1;
+            }
+            sent
+        });
+        let mut next = 0;
+        while next < n {
+            if let Some(r) = c.pop() {
+                assert_eq!(r.time, next);
+                assert_eq!(r.packets[0], next);
+                next += 1;
+            }
+        }
+        assert_eq!(t.join().unwrap(), n);
+    }
+}
