@@ -262,7 +262,9 @@ fn grow_at<B: PacketBuf>(
     if tail_ok && (tail_bytes <= opts_start || !head_ok) {
         let r = if extra >= delta { buf.trim(extra - delta) } else { buf.append(delta - extra) };
         r.map_err(|_| RewriteError::BufferFull)?;
-        buf.data_mut().copy_within(opts_end..ip_end, opts_end + delta);
+        if tail_bytes > 0 && delta > 0 {
+            buf.data_mut().copy_within(opts_end..ip_end, opts_end + delta);
+        }
         Ok(())
     } else if head_ok {
         buf.trim(extra).map_err(|_| RewriteError::BufferFull)?;
@@ -371,7 +373,9 @@ fn strip_at<B: PacketBuf>(buf: &mut B, loc: &Loc, at: usize) -> Result<(), Rewri
     let extra = frame.len() - loc.ip_end;
 
     if loc.ip_end - end <= at {
-        buf.data_mut().copy_within(end..loc.ip_end, at);
+        if loc.ip_end > end {
+            buf.data_mut().copy_within(end..loc.ip_end, at);
+        }
         buf.trim(TCP_LEN + extra).map_err(|_| RewriteError::BufferFull)?;
     } else {
         buf.data_mut().copy_within(0..at, TCP_LEN);

@@ -13,6 +13,7 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Malformed> {
         let b = buffer.as_ref();
         if b.len() < 8 {
@@ -24,15 +25,18 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
         Ok(Packet { buffer })
     }
+    #[inline]
     pub fn hardware_type(&self) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[0], b[1]])
     }
+    #[inline]
     pub fn protocol_type(&self) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[2], b[3]])
     }
     /// 1 = request, 2 = reply.
+    #[inline]
     pub fn operation(&self) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[6], b[7]])

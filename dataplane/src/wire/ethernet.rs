@@ -37,16 +37,19 @@ pub struct Frame<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Frame<T> {
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Frame { buffer }
     }
 
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Malformed> {
         let f = Self::new_unchecked(buffer);
         f.check_len()?;
         Ok(f)
     }
 
+    #[inline]
     pub fn check_len(&self) -> Result<(), Malformed> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             Err(Malformed::EthernetTruncated)
@@ -55,16 +58,19 @@ impl<T: AsRef<[u8]>> Frame<T> {
         }
     }
 
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    #[inline]
     pub fn dst(&self) -> [u8; 6] {
         let mut a = [0; 6];
         a.copy_from_slice(&self.buffer.as_ref()[field::DST]);
         a
     }
 
+    #[inline]
     pub fn src(&self) -> [u8; 6] {
         let mut a = [0; 6];
         a.copy_from_slice(&self.buffer.as_ref()[field::SRC]);
@@ -72,12 +78,14 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     /// The outer ethertype (a TPID when the frame is tagged).
+    #[inline]
     pub fn ethertype(&self) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[field::ETHERTYPE.start], b[field::ETHERTYPE.start + 1]])
     }
 
     /// Walks the VLAN tags: returns (tag count, inner ethertype, payload offset).
+    #[inline]
     pub fn walk_tags(&self) -> Result<(u8, u16, usize), Malformed> {
         let b = self.buffer.as_ref();
         let mut et = self.ethertype();
@@ -99,9 +107,11 @@ impl<T: AsRef<[u8]>> Frame<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
+    #[inline]
     pub fn set_dst(&mut self, a: [u8; 6]) {
         self.buffer.as_mut()[field::DST].copy_from_slice(&a);
     }
+    #[inline]
     pub fn set_src(&mut self, a: [u8; 6]) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&a);
     }
@@ -114,21 +124,25 @@ pub struct VlanTag<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> VlanTag<T> {
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Malformed> {
         if buffer.as_ref().len() < VLAN_TAG_LEN {
             return Err(Malformed::VlanTruncated);
         }
         Ok(VlanTag { buffer })
     }
+    #[inline]
     pub fn tpid(&self) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[0], b[1]])
     }
     /// Priority code point (3 bits).
+    #[inline]
     pub fn pcp(&self) -> u8 {
         self.buffer.as_ref()[2] >> 5
     }
     /// VLAN identifier (12 bits).
+    #[inline]
     pub fn vid(&self) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[2], b[3]]) & 0x0fff

@@ -36,16 +36,19 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
 
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Malformed> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
 
+    #[inline]
     pub fn check_len(&self) -> Result<(), Malformed> {
         let b = self.buffer.as_ref();
         if b.len() < HEADER_LEN {
@@ -68,67 +71,85 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    #[inline]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] >> 4
     }
     /// Header length in bytes (IHL * 4).
+    #[inline]
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
     }
+    #[inline]
     pub fn total_len(&self) -> u16 {
         self.get_u16(field::LENGTH.start)
     }
+    #[inline]
     pub fn ident(&self) -> u16 {
         self.get_u16(field::IDENT.start)
     }
+    #[inline]
     pub fn dont_frag(&self) -> bool {
         self.get_u16(field::FLG_OFF.start) & 0x4000 != 0
     }
+    #[inline]
     pub fn more_frags(&self) -> bool {
         self.get_u16(field::FLG_OFF.start) & 0x2000 != 0
     }
     /// Fragment offset in bytes.
+    #[inline]
     pub fn frag_offset(&self) -> u16 {
         (self.get_u16(field::FLG_OFF.start) & 0x1fff) << 3
     }
     /// Whether this is any fragment (first, middle or last).
+    #[inline]
     pub fn is_fragment(&self) -> bool {
         self.get_u16(field::FLG_OFF.start) & 0x3fff != 0
     }
+    #[inline]
     pub fn ttl(&self) -> u8 {
         self.buffer.as_ref()[field::TTL]
     }
+    #[inline]
     pub fn protocol(&self) -> u8 {
         self.buffer.as_ref()[field::PROTOCOL]
     }
+    #[inline]
     pub fn checksum(&self) -> u16 {
         self.get_u16(field::CHECKSUM.start)
     }
+    #[inline]
     pub fn src(&self) -> [u8; 4] {
         let b = &self.buffer.as_ref()[field::SRC];
         [b[0], b[1], b[2], b[3]]
     }
+    #[inline]
     pub fn dst(&self) -> [u8; 4] {
         let b = &self.buffer.as_ref()[field::DST];
         [b[0], b[1], b[2], b[3]]
     }
     /// The options bytes (may be empty).
+    #[inline]
     pub fn options(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..self.header_len()]
     }
     /// The payload up to the total length (Ethernet padding excluded).
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..usize::from(self.total_len())]
     }
     /// Whether the header checksum is valid.
+    #[inline]
     pub fn verify_checksum(&self) -> bool {
         checksum::fold(checksum::sum(&self.buffer.as_ref()[..self.header_len()])) == 0xffff
     }
 
+    #[inline]
     fn get_u16(&self, at: usize) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[at], b[at + 1]])
@@ -136,16 +157,20 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    #[inline]
     fn set_u16(&mut self, at: usize, v: u16) {
         self.buffer.as_mut()[at..at + 2].copy_from_slice(&v.to_be_bytes());
     }
+    #[inline]
     pub fn set_total_len(&mut self, v: u16) {
         self.set_u16(field::LENGTH.start, v)
     }
+    #[inline]
     pub fn set_checksum(&mut self, v: u16) {
         self.set_u16(field::CHECKSUM.start, v)
     }
     /// Sets the total length and updates the header checksum incrementally.
+    #[inline]
     pub fn set_total_len_incremental(&mut self, v: u16) {
         let old = self.total_len();
         let c = checksum::adjust_word(self.checksum(), old, v);
@@ -153,6 +178,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_checksum(c);
     }
     /// Recomputes the header checksum from scratch.
+    #[inline]
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
         let hl = self.header_len();

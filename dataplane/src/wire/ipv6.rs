@@ -47,16 +47,19 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
 
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Malformed> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
 
+    #[inline]
     pub fn check_len(&self) -> Result<(), Malformed> {
         let b = self.buffer.as_ref();
         if b.len() < HEADER_LEN {
@@ -76,50 +79,61 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    #[inline]
     pub fn traffic_class(&self) -> u8 {
         let b = self.buffer.as_ref();
         (b[0] << 4) | (b[1] >> 4)
     }
+    #[inline]
     pub fn flow_label(&self) -> u32 {
         let b = self.buffer.as_ref();
         u32::from_be_bytes([0, b[1] & 0x0f, b[2], b[3]])
     }
+    #[inline]
     pub fn payload_len(&self) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[field::PAYLOAD_LEN.start], b[field::PAYLOAD_LEN.start + 1]])
     }
+    #[inline]
     pub fn next_header(&self) -> u8 {
         self.buffer.as_ref()[field::NEXT_HEADER]
     }
+    #[inline]
     pub fn hop_limit(&self) -> u8 {
         self.buffer.as_ref()[field::HOP_LIMIT]
     }
+    #[inline]
     pub fn src(&self) -> [u8; 16] {
         let mut a = [0; 16];
         a.copy_from_slice(&self.buffer.as_ref()[field::SRC]);
         a
     }
+    #[inline]
     pub fn dst(&self) -> [u8; 16] {
         let mut a = [0; 16];
         a.copy_from_slice(&self.buffer.as_ref()[field::DST]);
         a
     }
     /// Bytes after the fixed header up to the payload length.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..HEADER_LEN + usize::from(self.payload_len())]
     }
 
     /// Walks the extension-header chain (see [`walk_ext`]).
+    #[inline]
     pub fn upper_layer(&self) -> Result<UpperLayer, Malformed> {
         walk_ext(self.next_header(), self.payload())
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    #[inline]
     pub fn set_payload_len(&mut self, v: u16) {
         self.buffer.as_mut()[field::PAYLOAD_LEN].copy_from_slice(&v.to_be_bytes());
     }

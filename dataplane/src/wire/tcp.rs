@@ -71,16 +71,19 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
 
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Malformed> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
 
+    #[inline]
     pub fn check_len(&self) -> Result<(), Malformed> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
@@ -93,82 +96,104 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    #[inline]
     fn get_u16(&self, at: usize) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[at], b[at + 1]])
     }
+    #[inline]
     fn get_u32(&self, at: usize) -> u32 {
         let b = self.buffer.as_ref();
         u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
     }
 
+    #[inline]
     pub fn src_port(&self) -> u16 {
         self.get_u16(field::SRC_PORT.start)
     }
+    #[inline]
     pub fn dst_port(&self) -> u16 {
         self.get_u16(field::DST_PORT.start)
     }
+    #[inline]
     pub fn seq(&self) -> u32 {
         self.get_u32(field::SEQ.start)
     }
+    #[inline]
     pub fn ack(&self) -> u32 {
         self.get_u32(field::ACK.start)
     }
     /// Header length in bytes (data offset * 4).
+    #[inline]
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::DOFF_FLAGS.start] >> 4) * 4
     }
+    #[inline]
     pub fn doff_flags_word(&self) -> u16 {
         self.get_u16(field::DOFF_FLAGS.start)
     }
     /// The eight classic flag bits (see [`flags`]).
+    #[inline]
     pub fn flags(&self) -> u8 {
         self.buffer.as_ref()[field::FLAGS]
     }
+    #[inline]
     pub fn syn(&self) -> bool {
         self.flags() & flags::SYN != 0
     }
+    #[inline]
     pub fn ack_flag(&self) -> bool {
         self.flags() & flags::ACK != 0
     }
+    #[inline]
     pub fn window(&self) -> u16 {
         self.get_u16(field::WINDOW.start)
     }
+    #[inline]
     pub fn checksum(&self) -> u16 {
         self.get_u16(field::CHECKSUM.start)
     }
+    #[inline]
     pub fn urgent(&self) -> u16 {
         self.get_u16(field::URGENT.start)
     }
+    #[inline]
     pub fn options(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..self.header_len()]
     }
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..]
     }
     /// Whether the checksum is valid given the pseudo-header's unfolded sum.
+    #[inline]
     pub fn verify_checksum(&self, pseudo: u32) -> bool {
         checksum::fold(pseudo + checksum::sum(self.buffer.as_ref())) == 0xffff
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    #[inline]
     fn set_u16(&mut self, at: usize, v: u16) {
         self.buffer.as_mut()[at..at + 2].copy_from_slice(&v.to_be_bytes());
     }
+    #[inline]
     pub fn set_checksum(&mut self, v: u16) {
         self.set_u16(field::CHECKSUM.start, v)
     }
     /// Sets the data offset (in bytes; a multiple of 4 in 20..=60).
+    #[inline]
     pub fn set_header_len(&mut self, len: usize) {
         let b = self.buffer.as_mut();
         b[field::DOFF_FLAGS.start] = (b[field::DOFF_FLAGS.start] & 0x0f) | (((len / 4) as u8) << 4);
     }
     /// Recomputes the checksum from scratch given the pseudo-header's sum.
+    #[inline]
     pub fn fill_checksum(&mut self, pseudo: u32) {
         self.set_checksum(0);
         let c = checksum::finish(pseudo + checksum::sum(self.buffer.as_ref()));
@@ -201,6 +226,7 @@ pub enum TcpOption<'a> {
 
 impl<'a> TcpOption<'a> {
     /// Parses one option at the start of `buf`; returns it and its wire length.
+    #[inline]
     pub fn parse(buf: &'a [u8]) -> Result<(TcpOption<'a>, usize), Malformed> {
         let kind = *buf.first().ok_or(Malformed::TcpOptionTruncated)?;
         match kind {
@@ -263,6 +289,7 @@ impl<'a> TcpOption<'a> {
     }
 
     /// The option's wire length.
+    #[inline]
     pub fn buffer_len(&self) -> usize {
         match self {
             TcpOption::EndOfList | TcpOption::Nop => 1,
@@ -278,6 +305,7 @@ impl<'a> TcpOption<'a> {
 
     /// Writes the option at the start of `buf`; returns the bytes written, or
     /// `None` when `buf` is too short (or the option too long for a length byte).
+    #[inline]
     pub fn emit(&self, buf: &mut [u8]) -> Option<usize> {
         let len = self.buffer_len();
         let out = buf.get_mut(..len)?;
@@ -339,6 +367,7 @@ pub struct Options<'a> {
 impl<'a> Iterator for Options<'a> {
     type Item = Result<(usize, TcpOption<'a>), Malformed>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
             return None;

@@ -50,16 +50,19 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
 
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Malformed> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
 
+    #[inline]
     pub fn check_len(&self) -> Result<(), Malformed> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
@@ -72,36 +75,45 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    #[inline]
     fn get_u16(&self, at: usize) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[at], b[at + 1]])
     }
+    #[inline]
     pub fn src_port(&self) -> u16 {
         self.get_u16(field::SRC_PORT.start)
     }
+    #[inline]
     pub fn dst_port(&self) -> u16 {
         self.get_u16(field::DST_PORT.start)
     }
     /// The UDP length field (header + user data).
+    #[inline]
     pub fn len(&self) -> u16 {
         self.get_u16(field::LENGTH.start)
     }
+    #[inline]
     pub fn checksum(&self) -> u16 {
         self.get_u16(field::CHECKSUM.start)
     }
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..usize::from(self.len())]
     }
     /// The surplus area: bytes after the UDP length within the IP payload.
+    #[inline]
     pub fn surplus(&self) -> &[u8] {
         &self.buffer.as_ref()[usize::from(self.len())..]
     }
     /// Whether the checksum is valid given the pseudo-header's unfolded sum
     /// (a zero checksum, "none", is valid for IPv4 only: the caller decides).
+    #[inline]
     pub fn verify_checksum(&self, pseudo: u32) -> bool {
         let b = &self.buffer.as_ref()[..usize::from(self.len())];
         checksum::fold(pseudo + checksum::sum(b)) == 0xffff
@@ -109,10 +121,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    #[inline]
     pub fn set_checksum(&mut self, v: u16) {
         self.buffer.as_mut()[field::CHECKSUM].copy_from_slice(&v.to_be_bytes());
     }
     /// Recomputes the checksum (over the UDP length only).
+    #[inline]
     pub fn fill_checksum(&mut self, pseudo: u32) {
         self.set_checksum(0);
         let ul = usize::from(self.len());
@@ -177,6 +191,7 @@ pub enum UdpOption<'a> {
 
 impl<'a> UdpOption<'a> {
     /// Parses one option at the start of `buf`; returns it and its wire length.
+    #[inline]
     pub fn parse(buf: &'a [u8]) -> Result<(UdpOption<'a>, usize), Malformed> {
         let kind = *buf.first().ok_or(Malformed::UdpOptionsTruncated)?;
         match kind {
