@@ -117,3 +117,38 @@ fn replay_corpus_and_mutations() {
         }
     }
 }
+
+/// The rewrites re-check every offset they take from `FrameInfo`: a stale or
+/// forged summary must give an error, never a panic.
+#[test]
+fn forged_frame_info_never_panics() {
+    use dataplane::identity::{strip_tcp, strip_udp, verify_and_strip_tcp, verify_and_strip_udp};
+    let (key, ring) = test_keys();
+    let mut rng = XorShift(0x51f1_5eed);
+    for f in frames() {
+        let Ok(info) = parse_frame(&f) else { continue };
+        for _ in 0..3000 {
+            let mut i = info;
+            let pick = |rng: &mut XorShift, v: u16| -> u16 {
+                match rng.below(4) {
+                    0 => rng.below(f.len() + 64) as u16,
+                    1 => v.wrapping_add(rng.below(9) as u16).wrapping_sub(4),
+                    _ => v,
+                }
+            };
+            i.l3_offset = pick(&mut rng, i.l3_offset);
+            i.l4_offset = pick(&mut rng, i.l4_offset);
+            i.ip_end = pick(&mut rng, i.ip_end);
+            i.tcp_opts_offset = pick(&mut rng, i.tcp_opts_offset);
+            i.udp_opts_offset = pick(&mut rng, i.udp_opts_offset);
+            i.fragment = rng.below(8) == 0;
+            let mut b = VecBuf::with_room(&f, rng.below(2) * 128, rng.below(2) * 128);
+            let _ = insert_tcp(&mut b, &i, &key, 1);
+            let _ = insert_udp(&mut b.clone(), &i, &key, &test_udp_identity());
+            let _ = verify_and_strip_tcp(&mut b.clone(), &i, &ring, idf::NOW);
+            let _ = verify_and_strip_udp(&mut b.clone(), &i, &ring, idf::NOW);
+            let _ = strip_tcp(&mut b.clone(), &i);
+            let _ = strip_udp(&mut b, &i);
+        }
+    }
+}

@@ -89,6 +89,10 @@ pub(crate) fn locate(frame: &[u8], info: &FrameInfo, l4: L4Kind) -> Result<Loc, 
         }
         _ => return Err(LocError::NotApplicable),
     };
+    // the IP header lies between l3 and l4 (guards the length/checksum writes)
+    if l4o < l3 + if v6 { 40 } else { 20 } {
+        return Err(LocError::Malformed(if v6 { Malformed::Ipv6Truncated } else { Malformed::Ipv4BadHeaderLen }));
+    }
     if l3 + stated != ip_end {
         return Err(LocError::Malformed(if v6 { Malformed::Ipv6BadPayloadLen } else { Malformed::Ipv4BadTotalLen }));
     }
