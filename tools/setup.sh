@@ -19,6 +19,8 @@ PACKAGES=(
     iproute2 ethtool iputils-ping curl netcat-openbsd socat tcpdump python3 python3-scapy
     # static checks of the lab files (Lua scripts, Vagrantfile)
     lua5.4 ruby
+    # protoc, for the gRPC API (controlplane/build.rs)
+    protobuf-compiler
 )
 
 missing=()

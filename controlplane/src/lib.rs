@@ -5,5 +5,9 @@
 //! - [`report`]: counters as operators read them.
 
 pub mod config;
+pub mod flowlog;
 pub mod gateway;
 pub mod report;
+pub mod api;
+pub mod flowhub;
+pub mod store;

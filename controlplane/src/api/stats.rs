@@ -1,0 +1,94 @@
+//! The `Stats` service: the dataplane's counters (from a [`StatsSource`] the
+//! gateway provides), the flow hub's, and latency histograms (hdrhistogram):
+//! the dataplane's own (handshake paths) and the control plane's config
+//! apply (validate + compile) times.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use tonic::{Request, Response, Status};
+
+use super::auth::Access;
+use super::flows::FlowRing;
+use super::pb;
+use crate::store::ConfigStore;
+
+/// Where the dataplane's counters come from. `gatewayd` implements it over
+/// its running gateway; it is called on the control runtime, never on a worker.
+pub trait StatsSource: Send + Sync {
+    /// Ports, workers, reasons and the dataplane's histograms; the service
+    /// fills in the flow hub, the config version and its own histograms.
+    fn stats(&self) -> pb::GetStatsResponse;
+}
+
+/// No dataplane (tests, or before the gateway starts).
+pub struct NoDataplane;
+impl StatsSource for NoDataplane {
+    fn stats(&self) -> pb::GetStatsResponse {
+        pb::GetStatsResponse::default()
+    }
+}
+
+impl<F: Fn() -> pb::GetStatsResponse + Send + Sync> StatsSource for F {
+    fn stats(&self) -> pb::GetStatsResponse {
+        self()
+    }
+}
+
+/// An hdrhistogram as the API carries it.
+pub fn histogram_to_pb(name: &str, unit: &str, h: &Histogram<u64>) -> pb::Histogram {
+    let empty = h.is_empty();
+    pb::Histogram {
+        name: name.into(),
+        unit: unit.into(),
+        count: h.len(),
+        min: if empty { 0 } else { h.min() },
+        max: if empty { 0 } else { h.max() },
+        mean: if empty { 0.0 } else { h.mean() },
+        percentiles: [0.5, 0.9, 0.99, 0.999]
+            .iter()
+            .map(|&q| pb::Percentile { quantile: q, value: if empty { 0 } else { h.value_at_quantile(q) } })
+            .collect(),
+    }
+}
+
+pub struct StatsService {
+    source: Arc<dyn StatsSource>,
+    hub: Arc<FlowRing>,
+    store: Arc<ConfigStore>,
+    access: Access,
+    started: Instant,
+}
+
+impl StatsService {
+    pub fn new(source: Arc<dyn StatsSource>, hub: Arc<FlowRing>, store: Arc<ConfigStore>, access: Access) -> StatsService {
+        StatsService { source, hub, store, access, started: Instant::now() }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::stats_server::Stats for StatsService {
+    async fn get_stats(&self, req: Request<pb::GetStatsRequest>) -> Result<Response<pb::GetStatsResponse>, Status> {
+        self.access.role(&req)?;
+        let source = self.source.clone();
+        let mut out = tokio::task::spawn_blocking(move || source.stats())
+            .await
+            .map_err(|e| Status::internal(format!("reading the counters failed: {e}")))?;
+        if out.uptime_s == 0.0 {
+            out.uptime_s = self.started.elapsed().as_secs_f64();
+        }
+        let h = self.hub.stats();
+        out.flowhub = Some(pb::FlowHubCounters {
+            capacity: h.capacity,
+            held: h.held,
+            received: h.received,
+            overwritten: h.overwritten,
+            readers: h.readers,
+            lost_by_workers: h.lost_by_workers,
+        });
+        out.config_version = self.store.versions().document();
+        out.histograms.push(histogram_to_pb("config_apply", "us", &self.store.compile_histogram()));
+        Ok(Response::new(out))
+    }
+}

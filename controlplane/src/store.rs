@@ -1,0 +1,935 @@
+//! The versioned config store: what policy is in force, and how a new one
+//! gets there.
+//!
+//! An apply carries either a whole [`PolicyDocument`] or one *kind* of
+//! resource (rulesets, PUs, the identity directory with peers and `local`,
+//! external networks, the enforcer profile), and a version. The store merges
+//! the kind into the document in force, validates and compiles the **whole**
+//! result off the fast path, and only then persists it and hands the snapshot
+//! to the [`Enforcer`] (the workers' `ArcSwap`). Any problem — a stale
+//! version, a compile error, a state file that cannot be written — refuses the
+//! apply whole, with every problem named, and leaves the config in force
+//! untouched (Envoy's ACK/NACK with last-known-good).
+//!
+//! Versions are kept per kind (like xDS's per-type versions): an apply must
+//! carry a version greater than the one in force for every kind it replaces;
+//! a whole document replaces every kind. The document's version is the
+//! highest of them.
+//!
+//! The last good document is written atomically under the state directory
+//! (`policy.json`: temp file, fsync, rename, fsync of the directory) and
+//! restored by [`ConfigStore::open`] before the ports start. Before any config
+//! exists the gateway fails closed by default: the empty policy is published,
+//! which has no PU, so the engine drops everything it would judge
+//! (`no_local_pu`); [`BeforeConfig::FailOpen`] publishes a catch-all PU that
+//! the profile ignores instead, so everything is forwarded untouched.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dataplane::policy::model::{
+    EnforcerProfile, ExternalNetwork, IdentityEntry, LocalKeys, Peer, ProcessingUnit, Ruleset,
+};
+use dataplane::policy::compile::SnapshotStats;
+use dataplane::policy::{compile, CompileError, PolicyDocument, PolicySnapshot};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+/// The state file's name under the state directory.
+pub const STATE_FILE: &str = "policy.json";
+const STATE_TMP: &str = "policy.json.tmp";
+const STATE_FORMAT: u32 = 1;
+
+/// The parts of the document that are applied and versioned separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Rulesets,
+    ProcessingUnits,
+    /// The identity directory, the peers and their keys, and `local`.
+    Identities,
+    ExternalNetworks,
+    EnforcerProfile,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] =
+        [Kind::Rulesets, Kind::ProcessingUnits, Kind::Identities, Kind::ExternalNetworks, Kind::EnforcerProfile];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Rulesets => "rulesets",
+            Kind::ProcessingUnits => "processing_units",
+            Kind::Identities => "identities",
+            Kind::ExternalNetworks => "external_networks",
+            Kind::EnforcerProfile => "enforcer_profile",
+        }
+    }
+}
+
+/// Versions in force per kind; 0 means never applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Versions {
+    pub rulesets: u64,
+    pub processing_units: u64,
+    pub identities: u64,
+    pub external_networks: u64,
+    pub enforcer_profile: u64,
+}
+
+impl Versions {
+    pub fn get(&self, k: Kind) -> u64 {
+        match k {
+            Kind::Rulesets => self.rulesets,
+            Kind::ProcessingUnits => self.processing_units,
+            Kind::Identities => self.identities,
+            Kind::ExternalNetworks => self.external_networks,
+            Kind::EnforcerProfile => self.enforcer_profile,
+        }
+    }
+
+    fn set(&mut self, k: Kind, v: u64) {
+        match k {
+            Kind::Rulesets => self.rulesets = v,
+            Kind::ProcessingUnits => self.processing_units = v,
+            Kind::Identities => self.identities = v,
+            Kind::ExternalNetworks => self.external_networks = v,
+            Kind::EnforcerProfile => self.enforcer_profile = v,
+        }
+    }
+
+    /// The document's version: the highest of the kinds'.
+    pub fn document(&self) -> u64 {
+        Kind::ALL.iter().map(|&k| self.get(k)).max().unwrap_or(0)
+    }
+}
+
+/// What an apply replaces.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Content {
+    /// Everything, `revision` included.
+    Document(PolicyDocument),
+    Rulesets(Vec<Ruleset>),
+    ProcessingUnits(Vec<ProcessingUnit>),
+    Identities { local: Option<LocalKeys>, identities: Vec<IdentityEntry>, peers: Vec<Peer> },
+    ExternalNetworks(Vec<ExternalNetwork>),
+    EnforcerProfile(EnforcerProfile),
+}
+
+impl Content {
+    /// The kinds this content replaces.
+    pub fn kinds(&self) -> &'static [Kind] {
+        match self {
+            Content::Document(_) => &Kind::ALL,
+            Content::Rulesets(_) => &[Kind::Rulesets],
+            Content::ProcessingUnits(_) => &[Kind::ProcessingUnits],
+            Content::Identities { .. } => &[Kind::Identities],
+            Content::ExternalNetworks(_) => &[Kind::ExternalNetworks],
+            Content::EnforcerProfile(_) => &[Kind::EnforcerProfile],
+        }
+    }
+
+    /// The document that results from applying this content on `base`.
+    fn merge(self, base: &PolicyDocument) -> PolicyDocument {
+        let mut doc = base.clone();
+        match self {
+            Content::Document(d) => return d,
+            Content::Rulesets(v) => doc.rulesets = v,
+            Content::ProcessingUnits(v) => doc.processing_units = v,
+            Content::Identities { local, identities, peers } => {
+                doc.local = local;
+                doc.identities = identities;
+                doc.peers = peers;
+            }
+            Content::ExternalNetworks(v) => doc.external_networks = v,
+            Content::EnforcerProfile(p) => doc.enforcer_profile = p,
+        }
+        doc
+    }
+}
+
+/// One reason an apply was refused, naming what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// `rulesets`, `processing_units`, `identities`, `peers`, `local`,
+    /// `external_networks`, `enforcer_profile`, `document`, `request` or `state`.
+    pub resource: String,
+    /// The resource's name (or identity number); empty when not applicable.
+    pub name: String,
+    pub field: String,
+    pub value: String,
+    /// The whole message as an operator reads it.
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(resource: &str, name: &str, field: &str, value: &str, message: String) -> Problem {
+        Problem {
+            resource: resource.to_owned(),
+            name: name.to_owned(),
+            field: field.to_owned(),
+            value: value.to_owned(),
+            message,
+        }
+    }
+}
+
+impl From<&CompileError> for Problem {
+    fn from(e: &CompileError) -> Problem {
+        Problem {
+            resource: e.resource.name().to_owned(),
+            name: e.name.clone(),
+            field: e.field.clone(),
+            value: e.value.clone(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Swaps the prepared config in. Runs once, after the document was persisted.
+pub type Commit = Box<dyn FnOnce() + Send>;
+
+/// Where the compiled snapshot goes: the workers' `ArcSwap`.
+pub trait Enforcer: Send + Sync {
+    /// Builds everything the workers need from `snapshot` (for instance the
+    /// key ring, which needs the private key file) without publishing it.
+    /// A problem here refuses the apply whole; nothing may have changed.
+    fn prepare(&self, snapshot: PolicySnapshot) -> Result<Commit, Vec<Problem>>;
+}
+
+/// An [`Enforcer`] over a function that takes the snapshot (tests, tools).
+pub struct SnapshotPublisher<F>(pub Arc<F>);
+
+impl<F: Fn(Arc<PolicySnapshot>) + Send + Sync + 'static> Enforcer for SnapshotPublisher<F> {
+    fn prepare(&self, snapshot: PolicySnapshot) -> Result<Commit, Vec<Problem>> {
+        let f = self.0.clone();
+        Ok(Box::new(move || f(Arc::new(snapshot))))
+    }
+}
+
+/// An [`Enforcer`] that publishes nowhere (a store used only for validation).
+pub struct Discard;
+
+impl Enforcer for Discard {
+    fn prepare(&self, _: PolicySnapshot) -> Result<Commit, Vec<Problem>> {
+        Ok(Box::new(|| {}))
+    }
+}
+
+/// What the gateway does before any config was ever applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BeforeConfig {
+    /// The empty policy: no PU, so the engine drops everything it judges.
+    #[default]
+    FailClosed,
+    /// Every address is a PU the profile ignores: everything is forwarded untouched.
+    FailOpen,
+}
+
+/// How the store is set up.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Where `policy.json` lives; `None` keeps everything in memory (tests).
+    pub state_dir: Option<PathBuf>,
+    pub before_config: BeforeConfig,
+}
+
+/// Where the config in force came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Apply,
+    Restored(PathBuf),
+}
+
+/// The config in force.
+#[derive(Debug, Clone)]
+pub struct InForce {
+    pub document: PolicyDocument,
+    pub versions: Versions,
+    /// The compiled snapshot's generation and sizes.
+    pub generation: u32,
+    pub stats: SnapshotStats,
+    pub applied_at: SystemTime,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnforcementState {
+    NoConfigFailClosed,
+    NoConfigFailOpen,
+    Enforcing,
+}
+
+/// Why a status was sent on the watch channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusEvent {
+    Current,
+    Applied,
+    Refused,
+}
+
+/// A refused apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub version: u64,
+    pub at: SystemTime,
+    pub problems: Vec<Problem>,
+}
+
+/// What a manager needs to know: what is enforced, and what was refused.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub state: EnforcementState,
+    pub versions: Versions,
+    pub revision: Option<String>,
+    pub applied_at: Option<SystemTime>,
+    pub generation: u32,
+    pub source: Option<Source>,
+    pub applies_accepted: u64,
+    pub applies_refused: u64,
+    pub last_refused: Option<Refusal>,
+    pub pus: usize,
+    pub identities: usize,
+    pub rules: usize,
+    pub event: StatusEvent,
+}
+
+/// The answer to an apply that was taken (or would be, for a dry run).
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub version: u64,
+    pub versions: Versions,
+    pub revision: Option<String>,
+    pub compile_time: Duration,
+    pub dry_run: bool,
+}
+
+/// The answer to an apply that was refused: nothing changed.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub version: u64,
+    /// The versions still in force.
+    pub versions: Versions,
+    pub problems: Vec<Problem>,
+    pub compile_time: Duration,
+}
+
+/// Why the store could not be opened.
+#[derive(Debug)]
+pub enum StoreError {
+    StateDir { path: PathBuf, source: std::io::Error },
+    Read { path: PathBuf, source: std::io::Error },
+    /// The state file is not what this version writes (hand-edited, or from elsewhere).
+    Corrupt { path: PathBuf, message: String },
+    /// The persisted document no longer compiles (e.g. after an upgrade).
+    Invalid { path: PathBuf, problems: Vec<Problem> },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::StateDir { path, source } => {
+                write!(f, "state directory {}: {source} (set [control] state_dir to a writable directory)", path.display())
+            }
+            StoreError::Read { path, source } => write!(f, "reading {}: {source}", path.display()),
+            StoreError::Corrupt { path, message } => write!(
+                f,
+                "{} is not a valid state file: {message} (move it away to start without a config, then apply one)",
+                path.display()
+            ),
+            StoreError::Invalid { path, problems } => {
+                write!(f, "the policy persisted in {} does not compile any more:", path.display())?;
+                for p in problems {
+                    write!(f, "\n  {p}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// The persisted form.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    format: u32,
+    versions: Versions,
+    applied_at_unix_ms: u64,
+    document: PolicyDocument,
+}
+
+struct Counters {
+    accepted: u64,
+    refused: u64,
+    last_refused: Option<Refusal>,
+}
+
+/// The versioned config store. Cheap to share (`Arc`); applies are serialised,
+/// reads never wait for a compile.
+pub struct ConfigStore {
+    apply_lock: Mutex<()>,
+    current: RwLock<Option<Arc<InForce>>>,
+    counters: Mutex<Counters>,
+    compile_us: Mutex<Histogram<u64>>,
+    status_tx: watch::Sender<Arc<Status>>,
+    enforcer: Box<dyn Enforcer>,
+    options: StoreOptions,
+    fallback_generation: u32,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The document published before any config exists.
+pub fn before_config_document(b: BeforeConfig) -> PolicyDocument {
+    match b {
+        BeforeConfig::FailClosed => {
+            PolicyDocument { revision: Some("fail-closed: no config applied yet".into()), ..PolicyDocument::default() }
+        }
+        BeforeConfig::FailOpen => PolicyDocument {
+            revision: Some("fail-open: no config applied yet".into()),
+            processing_units: vec![ProcessingUnit {
+                name: "unconfigured".into(),
+                tags: vec!["gateway=unconfigured".into()],
+                addresses: vec!["0.0.0.0/0".into(), "::/0".into()],
+                identity: 0,
+            }],
+            enforcer_profile: EnforcerProfile { ignore: Some("gateway == unconfigured".into()), ..EnforcerProfile::default() },
+            ..PolicyDocument::default()
+        },
+    }
+}
+
+impl ConfigStore {
+    /// Opens the store: restores the persisted document if there is one (and
+    /// publishes it), else applies the before-config behaviour. Call before
+    /// the ports start so that a restarted gateway enforces at once.
+    pub fn open(options: StoreOptions, enforcer: Box<dyn Enforcer>) -> Result<ConfigStore, StoreError> {
+        let mut restored = None;
+        if let Some(dir) = &options.state_dir {
+            restored = restore(dir, enforcer.as_ref())?;
+        }
+        let mut fallback_generation = 0;
+        let restored = match restored {
+            Some((inf, commit)) => {
+                commit();
+                Some(inf)
+            }
+            None => {
+                let builtin = PathBuf::from("<built-in before-config policy>");
+                let snap = compile(&before_config_document(options.before_config))
+                    .map_err(|e| StoreError::Corrupt { path: builtin.clone(), message: e.to_string() })?;
+                fallback_generation = snap.generation();
+                let commit =
+                    enforcer.prepare(snap).map_err(|problems| StoreError::Invalid { path: builtin, problems })?;
+                commit();
+                None
+            }
+        };
+        let (status_tx, _) = watch::channel(Arc::new(placeholder_status()));
+        let store = ConfigStore {
+            apply_lock: Mutex::new(()),
+            current: RwLock::new(restored.map(Arc::new)),
+            counters: Mutex::new(Counters { accepted: 0, refused: 0, last_refused: None }),
+            compile_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds")),
+            status_tx,
+            enforcer,
+            options,
+            fallback_generation,
+        };
+        store.status_tx.send_replace(Arc::new(store.build_status(StatusEvent::Current)));
+        Ok(store)
+    }
+
+    /// The config in force, if any was ever applied.
+    pub fn current(&self) -> Option<Arc<InForce>> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn versions(&self) -> Versions {
+        self.current().map(|c| c.versions).unwrap_or_default()
+    }
+
+    /// The latest status; subscribe for changes.
+    pub fn status(&self) -> Arc<Status> {
+        self.status_tx.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Status>> {
+        self.status_tx.subscribe()
+    }
+
+    /// Validate+compile durations of every apply so far, microseconds.
+    pub fn compile_histogram(&self) -> Histogram<u64> {
+        self.compile_us.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn state_file(&self) -> Option<PathBuf> {
+        self.options.state_dir.as_ref().map(|d| d.join(STATE_FILE))
+    }
+
+    /// Applies `content` at `version`: all or nothing. Compiles on the calling
+    /// thread (call it from a blocking context, never a worker).
+    pub fn apply(&self, version: u64, content: Content, dry_run: bool) -> Result<Accepted, Refused> {
+        let _serial = self.apply_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let cur = self.current();
+        let versions = cur.as_ref().map(|c| c.versions).unwrap_or_default();
+        let mut problems = Vec::new();
+        for &k in content.kinds() {
+            let in_force = versions.get(k);
+            if version <= in_force {
+                problems.push(Problem::new(
+                    "request",
+                    k.name(),
+                    "version",
+                    &version.to_string(),
+                    format!(
+                        "stale version: {version} is not greater than version {in_force} of {} in force (send a higher version)",
+                        k.name()
+                    ),
+                ));
+            }
+        }
+        let kinds = content.kinds();
+        let base = cur.as_ref().map(|c| c.document.clone()).unwrap_or_default();
+        let doc = content.merge(&base);
+        let t0 = Instant::now();
+        let compiled = compile(&doc);
+        let compile_time = t0.elapsed();
+        let _ = self
+            .compile_us
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(compile_time.as_micros().max(1) as u64);
+        let mut prepared = None;
+        match compiled {
+            Ok(s) => {
+                let (generation, stats) = (s.generation(), s.stats());
+                match self.enforcer.prepare(s) {
+                    Ok(commit) => prepared = Some((commit, generation, stats)),
+                    Err(p) => problems.extend(p),
+                }
+            }
+            Err(errors) => problems.extend(errors.0.iter().map(Problem::from)),
+        }
+        let (commit, generation, stats) = match prepared {
+            Some(p) if problems.is_empty() => p,
+            _ => return Err(self.refuse(version, versions, problems, compile_time, dry_run)),
+        };
+        let mut new_versions = versions;
+        for &k in kinds {
+            new_versions.set(k, version);
+        }
+        if dry_run {
+            return Ok(Accepted { version, versions, revision: doc.revision.clone(), compile_time, dry_run });
+        }
+        let applied_at = SystemTime::now();
+        if let Some(dir) = &self.options.state_dir {
+            if let Err(e) = persist(dir, &doc, new_versions, applied_at) {
+                let p = Problem::new(
+                    "state",
+                    "",
+                    "state_dir",
+                    &dir.display().to_string(),
+                    format!("cannot persist the policy under {}: {e}; nothing was applied", dir.display()),
+                );
+                return Err(self.refuse(version, versions, vec![p], compile_time, false));
+            }
+        }
+        let revision = doc.revision.clone();
+        let inf = InForce { document: doc, versions: new_versions, generation, stats, applied_at, source: Source::Apply };
+        commit();
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(inf));
+        self.counters.lock().unwrap_or_else(|e| e.into_inner()).accepted += 1;
+        self.status_tx.send_replace(Arc::new(self.build_status(StatusEvent::Applied)));
+        Ok(Accepted { version, versions: new_versions, revision, compile_time, dry_run: false })
+    }
+
+    fn refuse(&self, version: u64, versions: Versions, problems: Vec<Problem>, compile_time: Duration, dry_run: bool) -> Refused {
+        if !dry_run {
+            let mut c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+            c.refused += 1;
+            c.last_refused = Some(Refusal { version, at: SystemTime::now(), problems: problems.clone() });
+            drop(c);
+            self.status_tx.send_replace(Arc::new(self.build_status(StatusEvent::Refused)));
+        }
+        Refused { version, versions, problems, compile_time }
+    }
+
+    fn build_status(&self, event: StatusEvent) -> Status {
+        let cur = self.current();
+        let c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let (state, generation) = match (&cur, self.options.before_config) {
+            (Some(inf), _) => (EnforcementState::Enforcing, inf.generation),
+            (None, BeforeConfig::FailClosed) => (EnforcementState::NoConfigFailClosed, self.fallback_generation),
+            (None, BeforeConfig::FailOpen) => (EnforcementState::NoConfigFailOpen, 0),
+        };
+        let stats = cur.as_ref().map(|c| c.stats.clone());
+        Status {
+            state,
+            versions: cur.as_ref().map(|c| c.versions).unwrap_or_default(),
+            revision: cur.as_ref().and_then(|c| c.document.revision.clone()),
+            applied_at: cur.as_ref().map(|c| c.applied_at),
+            generation,
+            source: cur.as_ref().map(|c| c.source.clone()),
+            applies_accepted: c.accepted,
+            applies_refused: c.refused,
+            last_refused: c.last_refused.clone(),
+            pus: stats.as_ref().map(|s| s.pus).unwrap_or(0),
+            identities: stats.as_ref().map(|s| s.identities).unwrap_or(0),
+            rules: stats.as_ref().map(|s| s.rules).unwrap_or(0),
+            event,
+        }
+    }
+}
+
+fn placeholder_status() -> Status {
+    Status {
+        state: EnforcementState::NoConfigFailClosed,
+        versions: Versions::default(),
+        revision: None,
+        applied_at: None,
+        generation: 0,
+        source: None,
+        applies_accepted: 0,
+        applies_refused: 0,
+        last_refused: None,
+        pus: 0,
+        identities: 0,
+        rules: 0,
+        event: StatusEvent::Current,
+    }
+}
+
+/// Writes the state file atomically: temp file, fsync, rename, fsync the directory.
+fn persist(dir: &Path, doc: &PolicyDocument, versions: Versions, at: SystemTime) -> std::io::Result<()> {
+    let state = StateFile { format: STATE_FORMAT, versions, applied_at_unix_ms: unix_ms(at), document: doc.clone() };
+    let text = serde_json::to_vec_pretty(&state).map_err(std::io::Error::other)?;
+    let tmp = dir.join(STATE_TMP);
+    {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        set_private(&f);
+        f.write_all(&text)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, dir.join(STATE_FILE))?;
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn set_private(f: &File) {
+    use std::os::unix::fs::PermissionsExt;
+    // The document may hold an inline private key.
+    let _ = f.set_permissions(fs::Permissions::from_mode(0o600));
+}
+
+#[cfg(not(unix))]
+fn set_private(_: &File) {}
+
+/// Reads the state directory: a left-over temp file (a crash between write
+/// and rename) is removed; the state file, if any, is parsed and compiled.
+fn restore(dir: &Path, enforcer: &dyn Enforcer) -> Result<Option<(InForce, Commit)>, StoreError> {
+    let sd = |source| StoreError::StateDir { path: dir.to_owned(), source };
+    fs::create_dir_all(dir).map_err(sd)?;
+    let tmp = dir.join(STATE_TMP);
+    if tmp.exists() {
+        fs::remove_file(&tmp).map_err(sd)?;
+    }
+    let path = dir.join(STATE_FILE);
+    let text = match fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(StoreError::Read { path, source }),
+    };
+    let state: StateFile = serde_json::from_slice(&text)
+        .map_err(|e| StoreError::Corrupt { path: path.clone(), message: e.to_string() })?;
+    if state.format != STATE_FORMAT {
+        return Err(StoreError::Corrupt {
+            path,
+            message: format!("format {} (this gatewayd reads format {STATE_FORMAT})", state.format),
+        });
+    }
+    let snapshot = compile(&state.document)
+        .map_err(|e| StoreError::Invalid { path: path.clone(), problems: e.0.iter().map(Problem::from).collect() })?;
+    let (generation, stats) = (snapshot.generation(), snapshot.stats());
+    let commit = enforcer.prepare(snapshot).map_err(|problems| StoreError::Invalid { path: path.clone(), problems })?;
+    let inf = InForce {
+        document: state.document,
+        versions: state.versions,
+        generation,
+        stats,
+        applied_at: UNIX_EPOCH + Duration::from_millis(state.applied_at_unix_ms),
+        source: Source::Restored(path),
+    };
+    Ok(Some((inf, commit)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// An enforcer that records what it was given.
+    #[derive(Default)]
+    struct Recorder {
+        published: Mutex<Vec<Arc<PolicySnapshot>>>,
+    }
+    fn store(dir: Option<&Path>, before: BeforeConfig) -> (ConfigStore, Arc<Recorder>) {
+        let rec = Arc::new(Recorder::default());
+        let r2 = rec.clone();
+        let s = ConfigStore::open(
+            StoreOptions { state_dir: dir.map(Path::to_owned), before_config: before },
+            Box::new(SnapshotPublisher(Arc::new(move |s| r2.published.lock().unwrap().push(s)))),
+        )
+        .unwrap();
+        (s, rec)
+    }
+
+    fn published(rec: &Recorder) -> usize {
+        rec.published.lock().unwrap().len()
+    }
+
+    const GOOD: &str = r#"
+revision: r1
+processing_units:
+- name: web
+  tags: [role=web]
+  addresses: [10.0.0.0/24]
+  identity: 100
+- name: db
+  tags: [role=db]
+  addresses: [10.0.1.0/24]
+  identity: 101
+peers:
+- name: gw-b
+  keys: [{id: 7, public_key: "0000000000000000000000000000000000000000000000000000000000000001"}]
+identities:
+- {identity: 200, name: client, tags: [role=client], peer: gw-b}
+rulesets:
+- name: db
+  subject: role == db
+  incoming:
+  - {name: from-web, action: allow, object: role == web, protocols: [tcp], ports: [5432]}
+"#;
+
+    fn good() -> PolicyDocument {
+        PolicyDocument::from_yaml(GOOD).unwrap()
+    }
+
+    #[test]
+    fn ack_publishes_and_versions_per_kind() {
+        let (s, rec) = store(None, BeforeConfig::FailOpen);
+        assert_eq!(published(&rec), 1, "the before-config policy is published at open");
+        assert_eq!(s.status().state, EnforcementState::NoConfigFailOpen);
+        let a = s.apply(3, Content::Document(good()), false).unwrap();
+        assert_eq!(a.versions.document(), 3);
+        assert_eq!(a.versions.rulesets, 3);
+        assert_eq!(published(&rec), 2);
+        assert_eq!(rec.published.lock().unwrap()[1].pus().len(), 2);
+        assert_eq!(s.status().state, EnforcementState::Enforcing);
+        assert_eq!(s.status().pus, 2);
+        // One kind: only its version moves; the rest of the document is kept.
+        let mut rs = good().rulesets;
+        rs[0].incoming[0].ports = vec![dataplane::policy::model::PortSpec::Number(5433)];
+        let a = s.apply(4, Content::Rulesets(rs.clone()), false).unwrap();
+        assert_eq!(a.versions.rulesets, 4);
+        assert_eq!(a.versions.processing_units, 3);
+        assert_eq!(a.versions.document(), 4);
+        let cur = s.current().unwrap();
+        assert_eq!(cur.document.rulesets, rs);
+        assert_eq!(cur.document.processing_units, good().processing_units);
+        assert_eq!(cur.document.revision.as_deref(), Some("r1"));
+        assert_eq!(published(&rec), 3);
+        // Per-kind versions: PUs at 4 is newer than PUs' 3 even though rulesets are at 4.
+        s.apply(4, Content::ProcessingUnits(good().processing_units), false).unwrap();
+        assert_eq!(s.status().applies_accepted, 3);
+        assert_eq!(s.status().event, StatusEvent::Applied);
+    }
+
+    #[test]
+    fn nack_keeps_old_and_lists_every_error() {
+        let (s, rec) = store(None, BeforeConfig::FailOpen);
+        s.apply(1, Content::Document(good()), false).unwrap();
+        let before = s.current().unwrap();
+        let n = published(&rec);
+        let mut bad = good();
+        bad.rulesets[0].subject = "role == ".into();
+        bad.processing_units[1].addresses = vec!["10.0.0.128/25".into()];
+        bad.identities[0].peer = "nowhere".into();
+        let r = s.apply(2, Content::Document(bad), false).unwrap_err();
+        let msgs: Vec<_> = r.problems.iter().map(|p| p.message.clone()).collect();
+        assert!(msgs.iter().any(|m| m.contains("subject") && m.contains("column 9")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("overlaps")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("nowhere")), "{msgs:?}");
+        assert!(r.problems.iter().any(|p| p.resource == "processing_units" && p.name == "db" && p.value == "10.0.0.128/25"));
+        assert_eq!(r.versions.document(), 1);
+        let after = s.current().unwrap();
+        assert!(Arc::ptr_eq(&before, &after), "the config in force is untouched");
+        assert_eq!(published(&rec), n, "nothing was published");
+        let st = s.status();
+        assert_eq!(st.applies_refused, 1);
+        assert_eq!(st.event, StatusEvent::Refused);
+        assert_eq!(st.last_refused.as_ref().unwrap().version, 2);
+        // A broken kind apply is judged against the whole merged document.
+        let pus = vec![ProcessingUnit { name: "x".into(), tags: vec![], addresses: vec!["10.0.0.1".into()], identity: 200 }];
+        let r = s.apply(5, Content::ProcessingUnits(pus), false).unwrap_err();
+        assert!(r.problems.iter().any(|p| p.message.contains("200")), "{:?}", r.problems);
+        assert!(Arc::ptr_eq(&before, &s.current().unwrap()));
+    }
+
+    #[test]
+    fn stale_version_is_refused() {
+        let (s, rec) = store(None, BeforeConfig::FailOpen);
+        let r = s.apply(0, Content::Document(good()), false).unwrap_err();
+        assert!(r.problems[0].message.contains("stale version"), "{:?}", r.problems);
+        s.apply(5, Content::Document(good()), false).unwrap();
+        for v in [5, 4] {
+            let r = s.apply(v, Content::Rulesets(good().rulesets), false).unwrap_err();
+            assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+            assert_eq!(r.problems[0].resource, "request");
+            assert_eq!(r.problems[0].field, "version");
+            assert_eq!(r.problems[0].value, v.to_string());
+            assert!(r.problems[0].message.contains("stale version"));
+        }
+        // A whole document must be newer than every kind.
+        s.apply(9, Content::Rulesets(good().rulesets), false).unwrap();
+        let r = s.apply(7, Content::Document(good()), false).unwrap_err();
+        assert_eq!(r.problems.len(), 1);
+        assert_eq!(r.problems[0].name, "rulesets");
+        assert_eq!(published(&rec), 3);
+        assert_eq!(s.versions().document(), 9);
+    }
+
+    #[test]
+    fn dry_run_changes_nothing() {
+        let (s, rec) = store(None, BeforeConfig::FailOpen);
+        let a = s.apply(1, Content::Document(good()), true).unwrap();
+        assert!(a.dry_run);
+        assert!(s.current().is_none());
+        assert_eq!(published(&rec), 1);
+        assert_eq!(s.status().applies_accepted, 0);
+    }
+
+    #[test]
+    fn before_config_policies() {
+        use dataplane::policy::{Classification, Side};
+        let (local, remote) = ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
+        // Fail closed: no PU at all, so the engine judges nothing as ours and drops it.
+        let (s, rec) = store(None, BeforeConfig::FailClosed);
+        assert_eq!(s.status().state, EnforcementState::NoConfigFailClosed);
+        let snap = rec.published.lock().unwrap()[0].clone();
+        assert_eq!(snap.classify(Side::Inside, local, remote), Classification::NotLocal);
+        assert_eq!(snap.classify(Side::Outside, remote, local), Classification::NotLocal);
+        assert_eq!(s.status().generation, snap.generation());
+        // Fail open: every address is an ignored PU, forwarded untouched.
+        let (s, rec) = store(None, BeforeConfig::FailOpen);
+        assert_eq!(s.status().state, EnforcementState::NoConfigFailOpen);
+        let snap = rec.published.lock().unwrap()[0].clone();
+        assert_eq!(snap.classify(Side::Inside, local, remote), Classification::Ignored);
+        assert_eq!(snap.classify(Side::Outside, remote, local), Classification::Ignored);
+        // The first apply replaces it and merges into an empty document, not into it.
+        s.apply(1, Content::Rulesets(vec![]), false).unwrap();
+        assert!(s.current().unwrap().document.processing_units.is_empty());
+    }
+
+    #[test]
+    fn persistence_round_trip_and_torn_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (s, _) = store(Some(dir.path()), BeforeConfig::FailClosed);
+            assert!(s.current().is_none());
+            s.apply(2, Content::Document(good()), false).unwrap();
+            s.apply(3, Content::Rulesets(vec![]), false).unwrap();
+            // A refused apply does not touch the file.
+            let mut bad = good();
+            bad.rulesets[0].subject = "((".into();
+            s.apply(4, Content::Document(bad), false).unwrap_err();
+        }
+        // A crash between write and rename leaves a torn temp file: ignored.
+        fs::write(dir.path().join(STATE_TMP), b"{\"format\": 1, \"vers").unwrap();
+        let (s, rec) = store(Some(dir.path()), BeforeConfig::FailClosed);
+        let cur = s.current().unwrap();
+        assert_eq!(cur.versions.document(), 3);
+        assert_eq!(cur.versions.processing_units, 2);
+        assert!(cur.document.rulesets.is_empty());
+        assert_eq!(cur.document.processing_units, good().processing_units);
+        assert!(matches!(cur.source, Source::Restored(_)));
+        assert!(!dir.path().join(STATE_TMP).exists());
+        assert_eq!(published(&rec), 1, "only the restored policy is published at open");
+        assert_eq!(rec.published.lock().unwrap()[0].pus().len(), 2);
+        assert_eq!(s.status().state, EnforcementState::Enforcing);
+        // Versions survive: an older one is still stale.
+        assert!(s.apply(3, Content::Rulesets(vec![]), false).is_err());
+    }
+
+    #[test]
+    fn corrupt_state_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(STATE_FILE), b"not json").unwrap();
+        let e = ConfigStore::open(
+            StoreOptions { state_dir: Some(dir.path().into()), before_config: BeforeConfig::FailClosed },
+            Box::new(Discard),
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(e, StoreError::Corrupt { .. }));
+        assert!(e.to_string().contains("policy.json"), "{e}");
+    }
+
+    #[test]
+    fn unwritable_state_dir_refuses_and_keeps_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c2 = calls.clone();
+        let s = ConfigStore::open(
+            StoreOptions { state_dir: Some(dir.path().into()), before_config: BeforeConfig::FailOpen },
+            Box::new(SnapshotPublisher(Arc::new(move |_: Arc<PolicySnapshot>| {
+                c2.fetch_add(1, Ordering::SeqCst);
+            }))),
+        )
+        .unwrap();
+        s.apply(1, Content::Document(good()), false).unwrap();
+        // Make the temp file's path a directory: the write fails.
+        fs::create_dir(dir.path().join(STATE_TMP)).unwrap();
+        let r = s.apply(2, Content::Rulesets(vec![]), false).unwrap_err();
+        assert_eq!(r.problems[0].resource, "state");
+        assert_eq!(s.versions().document(), 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "the before-config policy and version 1 only");
+    }
+
+    #[test]
+    fn check_hook_can_refuse() {
+        /// Accepts only the empty document (the before-config one).
+        struct No;
+        impl Enforcer for No {
+            fn prepare(&self, s: PolicySnapshot) -> Result<Commit, Vec<Problem>> {
+                if s.pus().is_empty() {
+                    return Ok(Box::new(|| {}));
+                }
+                Err(vec![Problem::new("local", "", "private_key_file", "/nope", "cannot read /nope".into())])
+            }
+        }
+        let s = ConfigStore::open(StoreOptions { state_dir: None, before_config: BeforeConfig::FailClosed }, Box::new(No))
+            .unwrap();
+        let r = s.apply(1, Content::Document(good()), false).unwrap_err();
+        assert_eq!(r.problems[0].field, "private_key_file");
+        assert!(s.current().is_none());
+    }
+}
