@@ -5,7 +5,6 @@
 //! - [`report`]: counters as operators read them.
 
 pub mod config;
-pub mod flowlog;
 pub mod gateway;
 pub mod report;
 pub mod api;
