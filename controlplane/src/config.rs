@@ -28,6 +28,52 @@ pub struct GatewayConfig {
     pub workers: Vec<WorkerConfig>,
     #[serde(default)]
     pub tuning: Tuning,
+    /// The policy document; without it the gateway forwards everything untouched.
+    #[serde(default)]
+    pub policy: Option<PolicyFile>,
+    /// Where flow events go as JSON lines.
+    #[serde(default)]
+    pub flowlog: Option<FlowlogFile>,
+    #[serde(default)]
+    pub flows: Flows,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// The YAML policy document (`docs/config.md`).
+    pub file: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowlogFile {
+    /// Flow events are appended here, one JSON object per line.
+    pub file: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flows {
+    /// Flows per worker (the table is allocated at start: 165 bytes per flow).
+    #[serde(default = "default_flows")]
+    pub capacity: usize,
+    /// Flow events each worker can queue for the flow-log writer.
+    #[serde(default = "default_events")]
+    pub events_queue: usize,
+}
+
+impl Default for Flows {
+    fn default() -> Self {
+        Flows { capacity: default_flows(), events_queue: default_events() }
+    }
+}
+
+fn default_flows() -> usize {
+    1 << 20
+}
+fn default_events() -> usize {
+    65536
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -193,6 +239,15 @@ impl GatewayConfig {
         if self.ports.tx_desc == 0 {
             err("ports.tx_desc".into(), "0 descriptors".into());
         }
+        if self.flows.capacity == 0 || self.flows.capacity > 100_000_000 {
+            err("flows.capacity".into(), format!("{} is not in 1..=100000000", self.flows.capacity));
+        }
+        if self.flows.events_queue < 64 || self.flows.events_queue > 1 << 24 {
+            err("flows.events_queue".into(), format!("{} is not in 64..=16777216", self.flows.events_queue));
+        }
+        if self.flowlog.is_some() && self.policy.is_none() {
+            err("flowlog.file".into(), "flow events need a policy: add [policy] file = \"...\"".into());
+        }
         errs
     }
 
@@ -249,6 +304,24 @@ lcore = 2
         assert!(e.to_string().contains("insde"), "{e}");
         let e = GatewayConfig::parse("[eal", "t").unwrap_err();
         assert_eq!(e.errors[0].field, "(syntax)");
+    }
+
+    #[test]
+    fn policy_flowlog_and_flows() {
+        let c = GatewayConfig::parse(
+            &(GOOD.to_owned() + "[policy]\nfile = \"/p.yaml\"\n[flowlog]\nfile = \"/f.jsonl\"\n[flows]\ncapacity = 1000\n"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.policy.unwrap().file, std::path::PathBuf::from("/p.yaml"));
+        assert_eq!(c.flows.capacity, 1000);
+        assert_eq!(c.flows.events_queue, 65536);
+        let e = GatewayConfig::parse(&(GOOD.to_owned() + "[flowlog]\nfile = \"/f\"\n[flows]\ncapacity = 0\n"), "t")
+            .unwrap_err();
+        let fields: Vec<&str> = e.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["flows.capacity", "flowlog.file"], "{e}");
+        let e = GatewayConfig::parse(&(GOOD.to_owned() + "[policy]\nfil = \"x\"\n"), "t").unwrap_err();
+        assert!(e.to_string().contains("fil"), "{e}");
     }
 
     #[test]

@@ -10,13 +10,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dataplane::engine::{ArcSwap, Engine, EngineConfig};
 use dataplane::stats::{WorkerCounts, WorkerStats};
-use dataplane::worker::WorkerSetup;
+use dataplane::worker::{Clock, EngineSetup, WorkerSetup};
 use dpdk_bindings::port::{PortConfig, PortStats};
 use dpdk_bindings::ring::{mbuf_ring, RingConsumer, RingProducer};
 use dpdk_bindings::{lcore, Eal, Mempool, Port};
 
 use crate::config::GatewayConfig;
+use crate::flowlog::{ConfigHistory, Drain};
 
 /// Why the gateway could not start.
 #[derive(Debug)]
@@ -51,6 +53,13 @@ pub struct Gateway {
     workers: Vec<RunningWorker>,
     stop: Arc<AtomicBool>,
     started: Instant,
+    /// The engine configuration the workers load once per burst (`None`: no
+    /// policy, plain forwarding).
+    config: Option<Arc<ArcSwap<EngineConfig>>>,
+    /// Recent configurations, for resolving flow events.
+    history: Arc<ConfigHistory>,
+    /// The workers' flow-event queues (taken by [`Gateway::take_drain`]).
+    drain: Option<Drain>,
     _eal: Eal,
 }
 
@@ -74,8 +83,10 @@ pub struct Snapshot {
 }
 
 impl Gateway {
-    /// Brings everything up and launches the workers.
-    pub fn start(cfg: &GatewayConfig) -> Result<Gateway, StartError> {
+    /// Brings everything up and launches the workers. With `engine`, every
+    /// frame goes through identity and policy; each worker gets a flow table
+    /// of `cfg.flows.capacity` (allocated here) and a flow-event queue.
+    pub fn start(cfg: &GatewayConfig, engine: Option<EngineConfig>) -> Result<Gateway, StartError> {
         let eal = Eal::init(&cfg.eal.args).map_err(dpdk("EAL initialisation (check [eal] args)"))?;
         let main = eal.main_lcore();
         for (i, w) in cfg.workers.iter().enumerate() {
@@ -137,6 +148,31 @@ impl Gateway {
         }
 
         let stop = Arc::new(AtomicBool::new(false));
+        let history = Arc::new(ConfigHistory::default());
+        let config = engine.map(|e| {
+            let e = Arc::new(e);
+            history.push(e.clone());
+            Arc::new(ArcSwap::new(e))
+        });
+        let clock = Clock::now();
+        let mut event_consumers = Vec::new();
+        let mut engines: Vec<Option<EngineSetup>> = Vec::new();
+        let mut all_stats = Vec::new();
+        for i in 0..n {
+            let stats = Arc::new(WorkerStats::default());
+            engines.push(config.as_ref().map(|c| {
+                let (p, q) = dataplane::events::channel(cfg.flows.events_queue);
+                event_consumers.push(q);
+                let seed = clock.tsc0 ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(std::process::id());
+                EngineSetup {
+                    engine: Engine::new(cfg.flows.capacity, seed, stats.clone(), Some(p)),
+                    config: c.clone(),
+                    pool: pool.clone(),
+                    clock,
+                }
+            }));
+            all_stats.push(stats);
+        }
         let mut gw = Gateway {
             inside,
             outside,
@@ -144,12 +180,18 @@ impl Gateway {
             workers: Vec::new(),
             stop: stop.clone(),
             started: Instant::now(),
+            drain: config.as_ref().map(|_| Drain::new(event_consumers)),
+            config,
+            history,
             _eal: eal,
         };
-        for (i, (w, (handoff_out, handoff_in))) in
-            cfg.workers.iter().zip(producers.into_iter().zip(consumers)).enumerate()
+        for (i, ((w, (handoff_out, handoff_in)), (engine, stats))) in cfg
+            .workers
+            .iter()
+            .zip(producers.into_iter().zip(consumers))
+            .zip(engines.into_iter().zip(all_stats))
+            .enumerate()
         {
-            let stats = Arc::new(WorkerStats::default());
             let setup = WorkerSetup {
                 index: i,
                 workers: n,
@@ -162,6 +204,7 @@ impl Gateway {
                 handoff_in,
                 stats: stats.clone(),
                 stop: stop.clone(),
+                engine,
             };
             if let Err(e) = lcore::launch(w.lcore, move || setup.run()) {
                 gw.stop_workers();
@@ -171,6 +214,36 @@ impl Gateway {
         }
         gw.started = Instant::now();
         Ok(gw)
+    }
+
+    /// Publishes a new engine configuration: workers pick it up at their next
+    /// burst, never stopping; flows decided under the old one are decided
+    /// again on their next packet. Fails if the gateway runs without a policy.
+    pub fn publish(&self, new: EngineConfig) -> Result<(), EngineConfig> {
+        match &self.config {
+            Some(c) => {
+                let new = Arc::new(new);
+                self.history.push(new.clone());
+                c.store(new);
+                Ok(())
+            }
+            None => Err(new),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn engine_config(&self) -> Option<Arc<EngineConfig>> {
+        self.config.as_ref().map(|c| c.load_full())
+    }
+
+    /// Recent configurations (to resolve flow events).
+    pub fn config_history(&self) -> Arc<ConfigHistory> {
+        self.history.clone()
+    }
+
+    /// The workers' flow-event queues, once (the caller drains them).
+    pub fn take_drain(&mut self) -> Option<Drain> {
+        self.drain.take()
     }
 
     pub fn inside(&self) -> &Port {

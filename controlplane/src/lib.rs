@@ -5,6 +5,7 @@
 //! - [`report`]: counters as operators read them.
 
 pub mod config;
+pub mod flowlog;
 pub mod gateway;
 pub mod report;
 pub mod api;

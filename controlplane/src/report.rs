@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use dataplane::stats::{DirCounts, DropReason, WorkerCounts};
+use dataplane::stats::{DirCounts, DropReason, Note, WorkerCounts};
 
 use crate::gateway::Snapshot;
 
@@ -43,6 +43,11 @@ fn dir(out: &mut String, label: &str, d: &DirCounts) {
         let _ = write!(out, " | {} {}", r.name(), d.dropped(r));
     }
     out.push('\n');
+    let _ = write!(out, "    {:<16} notes:", "");
+    for n in Note::ALL {
+        let _ = write!(out, " {} {}", n.name(), d.noted(n));
+    }
+    out.push('\n');
 }
 
 /// The full report printed at exit.
@@ -74,10 +79,12 @@ pub fn final_json(s: &Snapshot) -> serde_json::Value {
     let dir = |d: &DirCounts| {
         let drops: serde_json::Map<String, serde_json::Value> =
             DropReason::ALL.iter().map(|r| (r.name().to_owned(), json!(d.dropped(*r)))).collect();
+        let notes: serde_json::Map<String, serde_json::Value> =
+            Note::ALL.iter().map(|n| (n.name().to_owned(), json!(d.noted(*n)))).collect();
         json!({
             "rx_packets": d.rx_packets, "rx_bytes": d.rx_bytes,
             "tx_packets": d.tx_packets, "tx_bytes": d.tx_bytes,
-            "drops": drops,
+            "drops": drops, "notes": notes,
         })
     };
     let port = |name: &str, p: &dpdk_bindings::port::PortStats| {

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use controlplane::config::GatewayConfig;
+use controlplane::flowlog;
 use controlplane::gateway::Gateway;
 use controlplane::report;
+use dataplane::engine::EngineConfig;
 
 /// The identity-aware bump-in-the-wire gateway.
 ///
@@ -45,9 +47,39 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The policy is compiled and its keys derived before anything starts:
+    // a bad document is refused whole (fail closed).
+    let engine = match &cfg.policy {
+        Some(p) => match EngineConfig::load(&p.file) {
+            Ok(e) => Some(e),
+            Err(errors) => {
+                eprintln!("gatewayd: invalid policy {} ({} problem(s)):", p.file.display(), errors.len());
+                for e in &errors {
+                    eprintln!("  {e}");
+                }
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let mut flowlog_out = match &cfg.flowlog {
+        Some(f) => match std::fs::OpenOptions::new().create(true).append(true).open(&f.file) {
+            Ok(file) => Some(std::io::BufWriter::new(file)),
+            Err(e) => {
+                eprintln!("gatewayd: flowlog.file: cannot open {}: {e}", f.file.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     if args.check {
         println!("gatewayd: {} is valid", args.config.display());
         return ExitCode::SUCCESS;
+    }
+    let reload = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()) {
+        eprintln!("gatewayd: cannot install a handler for SIGHUP: {e}");
+        return ExitCode::FAILURE;
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -56,7 +88,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let gw = match Gateway::start(&cfg) {
+    let policy_line = engine.as_ref().map(|e| {
+        let s = e.policy.stats();
+        format!(
+            "gatewayd: policy {} (revision {}): {} PUs, {} identities, {} rules, {} peers",
+            cfg.policy.as_ref().map(|p| p.file.display().to_string()).unwrap_or_default(),
+            e.policy.revision().unwrap_or("-"),
+            s.pus,
+            s.identities,
+            s.rules,
+            e.policy.peers().len()
+        )
+    });
+    let mut gw = match Gateway::start(&cfg, engine) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("gatewayd: cannot start: {e}");
@@ -73,14 +117,53 @@ fn main() -> ExitCode {
         cfg.workers.iter().map(|w| w.lcore).collect::<Vec<_>>(),
         dpdk_bindings::version()
     );
+    if let Some(l) = policy_line {
+        println!("{l}");
+    }
+    let mut drain = gw.take_drain();
+    let history = gw.config_history();
     println!("gatewayd: running; stop with SIGINT/SIGTERM");
     let started = Instant::now();
     let interval = (args.stats_interval > 0.0).then(|| Duration::from_secs_f64(args.stats_interval));
     let deadline = (args.duration > 0.0).then(|| started + Duration::from_secs_f64(args.duration));
     let mut prev = gw.snapshot();
     let mut next_report = interval.map(|i| started + i);
+    let mut write_events = |drain: &mut Option<flowlog::Drain>| {
+        if let Some(d) = drain.as_mut() {
+            loop {
+                let ev = d.poll(&history, 4096);
+                if ev.is_empty() {
+                    break;
+                }
+                if let Some(out) = flowlog_out.as_mut() {
+                    if let Err(e) = flowlog::write_json_lines(out, &ev) {
+                        eprintln!("gatewayd: writing flow events: {e}");
+                    }
+                }
+            }
+        }
+    };
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        write_events(&mut drain);
+        if reload.swap(false, Ordering::Relaxed) {
+            if let Some(p) = &cfg.policy {
+                match EngineConfig::load(&p.file) {
+                    Ok(e) => {
+                        let g = e.generation();
+                        if gw.publish(e).is_ok() {
+                            println!("gatewayd: SIGHUP: policy {} reloaded (generation {g})", p.file.display());
+                        }
+                    }
+                    Err(errors) => {
+                        eprintln!("gatewayd: SIGHUP: policy {} refused, the running one stays:", p.file.display());
+                        for e in &errors {
+                            eprintln!("  {e}");
+                        }
+                    }
+                }
+            }
+        }
         let now = Instant::now();
         if deadline.is_some_and(|d| now >= d) {
             break;
@@ -96,6 +179,8 @@ fn main() -> ExitCode {
     }
     println!("gatewayd: stopping");
     let last = gw.shutdown();
+    // what the workers queued before they stopped
+    write_events(&mut drain);
     print!("{}", report::final_report(&last));
     if let Some(path) = &args.counters_json {
         let text = serde_json::to_string_pretty(&report::final_json(&last)).unwrap_or_default();

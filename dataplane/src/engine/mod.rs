@@ -48,6 +48,7 @@ pub mod rst;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+pub use arc_swap::ArcSwap;
 pub use config::EngineConfig;
 
 use crate::buf::PacketBuf;

@@ -4,8 +4,15 @@
 //! on each port, send frames whose flow another worker owns to that worker's
 //! ring, take in frames handed to it, process, transmit a burst to the
 //! opposite port, add the burst's totals to its counters. Nothing here
-//! allocates, locks or makes a syscall per packet; the only shared word it
-//! reads per iteration is the stop flag (a relaxed load).
+//! allocates, locks or makes a syscall per packet; the shared words it reads
+//! per iteration are the stop flag (a relaxed load) and, with a policy, the
+//! published engine configuration (one `ArcSwap` load per iteration).
+//!
+//! With a policy ([`EngineSetup`]), every frame goes through the packet
+//! engine ([`crate::engine`]): forwarded, dropped, or turned into a TCP reset
+//! sent back out of the port it came from (the per-side reply bursts); when
+//! the engine resets both ends, the second reset goes out in an mbuf from the
+//! pool. Time (`now`, Unix ns) is read from the TSC once per iteration.
 
 mod io;
 
@@ -13,11 +20,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use dpdk_bindings::burst::{Burst, MAX_BURST};
 use dpdk_bindings::ring::{RingConsumer, RingProducer};
-use dpdk_bindings::Mbuf;
+use dpdk_bindings::{Mbuf, Mempool};
 
 use crate::dispatch;
+use crate::engine::{Action, Engine, EngineConfig};
+use crate::policy::Side as PSide;
 use crate::stats::{DirStats, DropReason, WorkerStats};
 
 /// Which port a frame came from.
@@ -48,6 +58,45 @@ pub struct WorkerSetup {
     pub handoff_in: Vec<RingConsumer>,
     pub stats: Arc<WorkerStats>,
     pub stop: Arc<AtomicBool>,
+    /// The packet engine; `None` forwards every frame untouched.
+    pub engine: Option<EngineSetup>,
+}
+
+/// The packet engine of one worker, built before launch (its flow table is
+/// allocated then, never on the fast path).
+pub struct EngineSetup {
+    /// Must count into the same `WorkerStats` as the worker.
+    pub engine: Engine,
+    /// Published by the control thread; loaded once per poll iteration.
+    pub config: Arc<ArcSwap<EngineConfig>>,
+    /// For the second reset of a reset-both-ends.
+    pub pool: Arc<Mempool>,
+    /// Converts TSC ticks to Unix ns: `unix_ns = unix0 + (tsc - tsc0) * 1e9 / hz`.
+    pub clock: Clock,
+}
+
+/// A TSC-to-Unix-time mapping taken once at start.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub tsc0: u64,
+    pub unix0_ns: u64,
+    pub hz: u64,
+}
+
+impl Clock {
+    /// Reads the TSC and the wall clock now.
+    pub fn now() -> Clock {
+        let unix0_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Clock { tsc0: dpdk_bindings::tsc(), unix0_ns, hz: dpdk_bindings::tsc_hz().max(1) }
+    }
+
+    #[inline]
+    pub fn unix_ns(&self, tsc: u64) -> u64 {
+        let dt = tsc.wrapping_sub(self.tsc0) as u128;
+        self.unix0_ns + (dt * 1_000_000_000 / u128::from(self.hz)) as u64
+    }
 }
 
 /// Empty polls in a row before an idle back-off sleep.
@@ -65,18 +114,32 @@ struct Worker {
     handoff_burst: Vec<Burst>,
     to_outside: Burst,
     to_inside: Burst,
+    /// Resets answering frames from the inside / outside port (sent back there).
+    reply_inside: Burst,
+    reply_outside: Burst,
+    engine: Option<EngineSetup>,
+    /// The configuration loaded for this iteration.
+    cfg: Option<Arc<EngineConfig>>,
+    now: u64,
 }
 
 impl WorkerSetup {
     /// Runs until the stop flag is set; returns 0 (the lcore's exit code).
     pub fn run(self) -> i32 {
         let n = self.workers;
+        let mut s = self;
+        let engine = s.engine.take();
         let mut w = Worker {
-            s: self,
+            s,
             // Allocated once, before the loop.
             handoff_burst: (0..n).map(|_| Burst::new()).collect(),
             to_outside: Burst::new(),
             to_inside: Burst::new(),
+            reply_inside: Burst::new(),
+            reply_outside: Burst::new(),
+            engine,
+            cfg: None,
+            now: 0,
         };
         w.run();
         0
@@ -91,6 +154,12 @@ impl Worker {
         // it while `self` processes them.
         let mut rx = Burst::new();
         while !self.s.stop.load(Ordering::Relaxed) {
+            if let Some(e) = self.engine.as_mut() {
+                // Once per iteration: the configuration and the time.
+                self.cfg = Some(e.config.load_full());
+                self.now = e.clock.unix_ns(dpdk_bindings::tsc());
+                e.engine.sweep(self.now);
+            }
             let mut got = self.poll_port(&mut rx, Side::Inside, burst);
             got += self.poll_port(&mut rx, Side::Outside, burst);
             got += self.poll_handoff(&mut rx);
@@ -134,8 +203,8 @@ impl Worker {
         }
         let mut tally = Tally::default();
         let mut handed = 0u64;
-        if self.s.workers > 1 {
-            // The dispatch hash reads each frame's headers.
+        if self.s.workers > 1 || self.engine.is_some() {
+            // The dispatch hash and the engine read each frame's headers.
             for i in 0..n {
                 rx.prefetch(i);
             }
@@ -178,11 +247,47 @@ impl Worker {
         total
     }
 
-    /// The packet engine's verdict for one frame. Today every frame is
-    /// forwarded unchanged to the opposite port (L2-transparent).
+    /// The packet engine's verdict for one frame; without a policy every
+    /// frame is forwarded unchanged to the opposite port (L2-transparent).
     #[inline(always)]
-    fn process(&mut self, from: Side, m: Mbuf) {
-        self.forward(from, m);
+    fn process(&mut self, from: Side, mut m: Mbuf) {
+        let (Some(e), Some(cfg)) = (self.engine.as_mut(), self.cfg.as_ref()) else {
+            self.forward(from, m);
+            return;
+        };
+        let side = match from {
+            Side::Inside => PSide::Inside,
+            Side::Outside => PSide::Outside,
+        };
+        match e.engine.process(cfg, side, &mut m, self.now) {
+            Action::Forward => self.forward(from, m),
+            Action::Drop(_) => drop(m),
+            Action::Reply(_) => self.reply(from, m),
+            Action::ReplyAndReset(_) => {
+                let extra = e.engine.extra_frame();
+                let second = e.pool.alloc().and_then(|mut x| {
+                    x.append(extra.len()).then(|| x.data_mut().copy_from_slice(extra)).map(|_| x)
+                });
+                self.reply(from, m);
+                if let Some(x) = second {
+                    self.forward(from, x);
+                }
+            }
+        }
+    }
+
+    /// Queues a frame back out of the port it came from.
+    #[inline]
+    fn reply(&mut self, from: Side, m: Mbuf) {
+        let (out, port, st) = match from {
+            Side::Inside => (&mut self.reply_inside, self.s.inside_port, &self.s.stats.from_inside),
+            Side::Outside => (&mut self.reply_outside, self.s.outside_port, &self.s.stats.from_outside),
+        };
+        if let Err(m) = out.push(m) {
+            let outcome = out.tx(port, self.s.queue);
+            out.push(m).ok();
+            record_tx(st, outcome);
+        }
     }
 
     #[inline(always)]
@@ -240,6 +345,14 @@ impl Worker {
         record_tx(&self.s.stats.from_inside, o);
         let o = self.to_inside.tx(self.s.inside_port, self.s.queue);
         record_tx(&self.s.stats.from_outside, o);
+        if !self.reply_inside.is_empty() {
+            let o = self.reply_inside.tx(self.s.inside_port, self.s.queue);
+            record_tx(&self.s.stats.from_inside, o);
+        }
+        if !self.reply_outside.is_empty() {
+            let o = self.reply_outside.tx(self.s.outside_port, self.s.queue);
+            record_tx(&self.s.stats.from_outside, o);
+        }
         for w in 0..self.handoff_burst.len() {
             self.flush_handoff(w);
         }

@@ -1,0 +1,300 @@
+//! Flow events from the workers to operators.
+//!
+//! Workers push compact [`FlowRecord`]s (numbers only) into their own
+//! lock-free queues. The control thread drains every queue with
+//! [`Drain::poll`], resolves each record's numbers to names through the
+//! engine configuration of the record's generation ([`ConfigHistory`]) into a
+//! [`FlowEvent`], and hands it on: `gatewayd` writes JSON lines
+//! ([`write_json_lines`]); the gRPC `GetFlows` of issue 5 can consume the
+//! same iterator.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use dataplane::engine::EngineConfig;
+use dataplane::events::{Consumer, EventKind, FlowRecord};
+use dataplane::policy::{Action, Side};
+use serde_json::{json, Value};
+
+/// The last few published configurations, so that records decided under an
+/// older one still resolve to the names they were decided with.
+#[derive(Default)]
+pub struct ConfigHistory {
+    recent: Mutex<Vec<Arc<EngineConfig>>>,
+}
+
+const KEEP: usize = 8;
+
+impl ConfigHistory {
+    pub fn push(&self, cfg: Arc<EngineConfig>) {
+        let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if r.len() == KEEP {
+            r.remove(0);
+        }
+        r.push(cfg);
+    }
+
+    /// The configuration of `generation`, else the newest.
+    pub fn get(&self, generation: u32) -> Option<Arc<EngineConfig>> {
+        let r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        r.iter().rev().find(|c| c.generation() == generation).or(r.last()).cloned()
+    }
+}
+
+/// One end of a connection, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: u16,
+    /// A local PU's name, a directory identity's name, or an external network's.
+    pub name: Option<String>,
+    pub identity: Option<u32>,
+    pub tags: Vec<String>,
+    /// `pu` (local), `identity` (remote, verified) or `external` (judged by address).
+    pub kind: &'static str,
+}
+
+/// A flow event with names, ready to print or serve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowEvent {
+    pub time_ns: u64,
+    pub kind: &'static str,
+    pub protocol: u8,
+    pub source: Endpoint,
+    pub destination: Endpoint,
+    /// `allow`, `reject`, or `drop` (dropped before a decision).
+    pub action: &'static str,
+    pub observed_action: Option<&'static str>,
+    pub ruleset: Option<String>,
+    pub rule: Option<String>,
+    pub observed_ruleset: Option<String>,
+    pub observed_rule: Option<String>,
+    /// The policy reason (e.g. `policy_allow`) or the drop reason.
+    pub reason: String,
+    pub drop_reason: Option<&'static str>,
+    pub note: Option<&'static str>,
+    pub policy_revision: Option<String>,
+    /// Packets / bytes client→server and server→client (end events).
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+}
+
+fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Allow => "allow",
+        Action::Reject => "reject",
+    }
+}
+
+impl FlowEvent {
+    /// Resolves a record's numbers with `cfg` (the configuration of its generation).
+    pub fn resolve(r: &FlowRecord, cfg: &EngineConfig) -> FlowEvent {
+        let p = &cfg.policy;
+        let d = r.decision();
+        let pu = p.pus().get(r.pu as usize);
+        let ((cip, cport), (sip, sport)) = r.client_server();
+        let local = |ip, port| Endpoint {
+            ip,
+            port,
+            name: pu.map(|x| x.name.to_string()),
+            identity: pu.map(|x| x.identity),
+            tags: pu.map(|x| x.tags.iter().map(|(k, v)| format!("{k}={v}")).collect()).unwrap_or_default(),
+            kind: "pu",
+        };
+        let remote = |ip, port| match r.remote_identity {
+            Some(id) => {
+                let e = p.identity(id);
+                Endpoint {
+                    ip,
+                    port,
+                    name: e.and_then(|x| x.name.as_deref().map(str::to_owned)),
+                    identity: Some(id),
+                    tags: e.map(|x| x.tags.iter().map(|(k, v)| format!("{k}={v}")).collect()).unwrap_or_default(),
+                    kind: "identity",
+                }
+            }
+            None => {
+                let ext = d.and_then(|d| d.external.or(d.observed.and_then(|o| o.external)));
+                let x = ext.and_then(|x| p.external_network(x));
+                Endpoint {
+                    ip,
+                    port,
+                    name: x.map(|x| x.name.to_string()),
+                    identity: None,
+                    tags: x.map(|x| x.tags.iter().map(|(k, v)| format!("{k}={v}")).collect()).unwrap_or_default(),
+                    kind: "external",
+                }
+            }
+        };
+        let (source, destination) = match r.initiator {
+            Side::Inside => (local(cip, cport), remote(sip, sport)),
+            Side::Outside => (remote(cip, cport), local(sip, sport)),
+        };
+        let rule = d.and_then(|d| d.rule).and_then(|x| p.rule(x));
+        let obs = d.and_then(|d| d.observed).and_then(|o| p.rule(o.rule));
+        let action = match (r.kind, d) {
+            (_, Some(d)) => action_name(d.action),
+            (EventKind::Drop, None) => "drop",
+            (_, None) => "reject",
+        };
+        let reason = match (r.drop, d) {
+            (Some(x), _) => x.name().to_owned(),
+            (None, Some(d)) => d.reason.name().to_owned(),
+            (None, None) => "undecided".to_owned(),
+        };
+        // Counters are kept per port: inside = the PU's packets.
+        let (pc, bc) = match r.initiator {
+            Side::Inside => (r.packets, r.bytes),
+            Side::Outside => ([r.packets[1], r.packets[0]], [r.bytes[1], r.bytes[0]]),
+        };
+        FlowEvent {
+            time_ns: r.time,
+            kind: r.kind.name(),
+            protocol: r.key.proto,
+            source,
+            destination,
+            action,
+            observed_action: d.and_then(|d| d.observed).map(|o| action_name(o.action)),
+            ruleset: rule.map(|x| x.ruleset.to_string()),
+            rule: rule.map(|x| x.name.to_string()),
+            observed_ruleset: obs.map(|x| x.ruleset.to_string()),
+            observed_rule: obs.map(|x| x.name.to_string()),
+            reason,
+            drop_reason: r.drop.map(|x| x.name()),
+            note: r.note.map(|n| n.name()),
+            policy_revision: p.revision().map(str::to_owned),
+            packets: pc,
+            bytes: bc,
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        let ep = |e: &Endpoint| {
+            json!({
+                "ip": e.ip.to_string(), "port": e.port, "kind": e.kind, "name": e.name,
+                "identity": e.identity, "tags": e.tags,
+            })
+        };
+        let proto = match self.protocol {
+            6 => "tcp".to_owned(),
+            17 => "udp".to_owned(),
+            1 => "icmp".to_owned(),
+            58 => "icmpv6".to_owned(),
+            n => n.to_string(),
+        };
+        json!({
+            "time": self.time_ns as f64 / 1e9,
+            "event": self.kind,
+            "protocol": proto,
+            "source": ep(&self.source),
+            "destination": ep(&self.destination),
+            "action": self.action,
+            "observed_action": self.observed_action,
+            "ruleset": self.ruleset,
+            "rule": self.rule,
+            "observed_ruleset": self.observed_ruleset,
+            "observed_rule": self.observed_rule,
+            "reason": self.reason,
+            "drop_reason": self.drop_reason,
+            "note": self.note,
+            "policy_revision": self.policy_revision,
+            "packets": {"client_to_server": self.packets[0], "server_to_client": self.packets[1]},
+            "bytes": {"client_to_server": self.bytes[0], "server_to_client": self.bytes[1]},
+        })
+    }
+}
+
+/// The control thread's side of every worker's event queue.
+pub struct Drain {
+    consumers: Vec<Consumer>,
+}
+
+impl Drain {
+    pub fn new(consumers: Vec<Consumer>) -> Drain {
+        Drain { consumers }
+    }
+
+    /// Takes up to `max` queued records (all workers, each in its order) and
+    /// resolves them.
+    pub fn poll(&mut self, history: &ConfigHistory, max: usize) -> Vec<FlowEvent> {
+        let mut out = Vec::new();
+        for c in &mut self.consumers {
+            while out.len() < max {
+                let Some(r) = c.pop() else { break };
+                if let Some(cfg) = history.get(r.generation) {
+                    out.push(FlowEvent::resolve(&r, &cfg));
+                }
+            }
+        }
+        out
+    }
+
+    /// Records the workers could not queue (the drain fell behind), in total.
+    pub fn lost(&self) -> u64 {
+        self.consumers.iter().map(Consumer::lost).sum()
+    }
+}
+
+/// Writes events as JSON lines; returns how many.
+pub fn write_json_lines(out: &mut impl Write, events: &[FlowEvent]) -> std::io::Result<usize> {
+    for e in events {
+        serde_json::to_writer(&mut *out, &e.to_json())?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(events.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::flow::FlowKey;
+    use dataplane::policy::{Decision, Direction, PuId, Remote};
+
+    const DOC: &str = r#"
+revision: r7
+processing_units:
+  - {name: web, tags: [app=web], addresses: [10.2.0.20], identity: 2001}
+rulesets:
+  - name: web
+    subject: app == web
+    incoming:
+      - {name: office, action: allow, object: ext == office, protocols: [tcp], ports: [80]}
+external_networks:
+  - {name: office, tags: [ext=office], cidrs: [192.168.50.0/24]}
+"#;
+
+    #[test]
+    fn records_resolve_to_names_through_the_generation_that_made_them() {
+        let cfg = Arc::new(EngineConfig::from_yaml(DOC).unwrap());
+        let history = ConfigHistory::default();
+        history.push(cfg.clone());
+        let remote: IpAddr = "192.168.50.7".parse().unwrap();
+        let d: Decision = cfg.policy.decide(PuId(0), Direction::Incoming, Remote::Address(remote), 6, 80);
+        let key = FlowKey::new(Side::Outside, remote, "10.2.0.20".parse().unwrap(), 40000, 80, 6);
+        let mut r = FlowRecord::new(EventKind::End, 1_500_000_000, key, Side::Outside, 0, cfg.generation()).with_decision(&d);
+        r.packets = [4, 5]; // inside (server) 4, outside (client) 5
+        let (mut p, c) = dataplane::events::channel(16);
+        p.push(&r);
+        let mut drain = Drain::new(vec![c]);
+        let ev = drain.poll(&history, 100);
+        assert_eq!(ev.len(), 1);
+        let j = ev[0].to_json();
+        assert_eq!(j["source"]["name"], "office");
+        assert_eq!(j["source"]["kind"], "external");
+        assert_eq!(j["destination"]["name"], "web");
+        assert_eq!(j["destination"]["tags"][0], "app=web");
+        assert_eq!(j["action"], "allow");
+        assert_eq!(j["rule"], "office");
+        assert_eq!(j["reason"], "external_network_allow");
+        assert_eq!(j["policy_revision"], "r7");
+        assert_eq!(j["packets"]["client_to_server"], 5);
+        assert_eq!(j["event"], "end");
+        let mut buf = Vec::new();
+        assert_eq!(write_json_lines(&mut buf, &ev).unwrap(), 1);
+        let line = String::from_utf8(buf).unwrap();
+        assert!(line.ends_with("}\n") && line.lines().count() == 1);
+        assert_eq!(drain.poll(&history, 100).len(), 0);
+    }
+}
