@@ -490,20 +490,23 @@ impl ConfigStore {
         let cur = self.current();
         let versions = cur.as_ref().map(|c| c.versions).unwrap_or_default();
         let mut problems = Vec::new();
-        for &k in content.kinds() {
-            let in_force = versions.get(k);
-            if version <= in_force {
-                problems.push(Problem::new(
-                    "request",
-                    k.name(),
-                    "version",
-                    &version.to_string(),
-                    format!(
-                        "stale version: {version} is not greater than version {in_force} of {} in force (send a higher version)",
-                        k.name()
-                    ),
-                ));
+        // A whole document must be newer than every kind (the document's
+        // version); one kind only than that kind.
+        let (what, in_force) = match &content {
+            Content::Document(_) => ("document", versions.document()),
+            other => {
+                let k = other.kinds()[0];
+                (k.name(), versions.get(k))
             }
+        };
+        if version <= in_force {
+            problems.push(Problem::new(
+                "request",
+                what,
+                "version",
+                &version.to_string(),
+                format!("stale version: {version} is not greater than version {in_force} of {what} in force (send a higher version)"),
+            ));
         }
         let kinds = content.kinds();
         let base = cur.as_ref().map(|c| c.document.clone()).unwrap_or_default();
@@ -558,6 +561,13 @@ impl ConfigStore {
         self.counters.lock().unwrap_or_else(|e| e.into_inner()).accepted += 1;
         self.status_tx.send_replace(Arc::new(self.build_status(StatusEvent::Applied)));
         Ok(Accepted { version, versions: new_versions, revision, compile_time, dry_run: false })
+    }
+
+    /// Records an apply refused before it reached the store (the request did
+    /// not parse), so that status and watchers see it like any other NACK.
+    pub fn refuse_unparsed(&self, version: u64, problems: Vec<Problem>, dry_run: bool) -> Refused {
+        let versions = self.versions();
+        self.refuse(version, versions, problems, Duration::ZERO, dry_run)
     }
 
     fn refuse(&self, version: u64, versions: Versions, problems: Vec<Problem>, compile_time: Duration, dry_run: bool) -> Refused {
@@ -812,7 +822,8 @@ rulesets:
         s.apply(9, Content::Rulesets(good().rulesets), false).unwrap();
         let r = s.apply(7, Content::Document(good()), false).unwrap_err();
         assert_eq!(r.problems.len(), 1);
-        assert_eq!(r.problems[0].name, "rulesets");
+        assert_eq!(r.problems[0].name, "document");
+        assert!(r.problems[0].message.contains("not greater than version 9"), "{}", r.problems[0].message);
         assert_eq!(published(&rec), 3);
         assert_eq!(s.versions().document(), 9);
     }

@@ -35,14 +35,15 @@ impl pb::config_server::Config for ConfigService {
         let content = match content_from_pb(req.content) {
             Ok(c) => c,
             Err(problems) => {
+                let r = store.refuse_unparsed(version, problems, dry_run);
                 return Ok(Response::new(pb::ApplyResponse {
                     accepted: false,
                     version,
-                    in_force: Some(versions_to_pb(&store.versions())),
-                    errors: problems.iter().map(problem_to_pb).collect(),
+                    in_force: Some(versions_to_pb(&r.versions)),
+                    errors: r.problems.iter().map(problem_to_pb).collect(),
                     dry_run,
                     ..Default::default()
-                }))
+                }));
             }
         };
         // Compiling can take a while: off the async threads.
