@@ -36,6 +36,9 @@ pub struct GatewayConfig {
     pub flowlog: Option<FlowlogFile>,
     #[serde(default)]
     pub flows: Flows,
+    /// The gRPC control plane (docs/api.md): config store, flows, stats.
+    #[serde(default)]
+    pub control: Option<crate::api::ControlConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -245,7 +248,12 @@ impl GatewayConfig {
         if self.flows.events_queue < 64 || self.flows.events_queue > 1 << 24 {
             err("flows.events_queue".into(), format!("{} is not in 64..=16777216", self.flows.events_queue));
         }
-        if self.flowlog.is_some() && self.policy.is_none() {
+        if let Some(c) = &self.control {
+            for (field, message) in c.validate() {
+                err(field, message);
+            }
+        }
+        if self.flowlog.is_some() && self.policy.is_none() && self.control.is_none() {
             err("flowlog.file".into(), "flow events need a policy: add [policy] file = \"...\"".into());
         }
         errs

@@ -8,6 +8,7 @@
 //! - [`server`]: the `[control]` settings, the listeners (Unix sockets, TCP with
 //!   mutual TLS) and the tokio runtime they run on, off the worker lcores.
 //! - [`client`]: connecting to it (gwctl, tests).
+//! - [`link`]: gatewayd's hook: the store, hub and server tied to a running gateway.
 //! - [`convert`]: between the protobuf messages and the policy model.
 
 pub mod auth;
@@ -15,6 +16,7 @@ pub mod client;
 pub mod config;
 pub mod convert;
 pub mod flows;
+pub mod link;
 pub mod server;
 pub mod stats;
 

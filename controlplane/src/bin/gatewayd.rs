@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use controlplane::api::link::ControlPlane;
 use controlplane::config::GatewayConfig;
 use controlplane::flowlog;
 use controlplane::gateway::Gateway;
@@ -49,8 +50,9 @@ fn main() -> ExitCode {
     };
     // The policy is compiled and its keys derived before anything starts:
     // a bad document is refused whole (fail closed).
+    // With [control], the config store decides instead (below).
     let engine = match &cfg.policy {
-        Some(p) => match EngineConfig::load(&p.file) {
+        Some(p) if cfg.control.is_none() || args.check => match EngineConfig::load(&p.file) {
             Ok(e) => Some(e),
             Err(errors) => {
                 eprintln!("gatewayd: invalid policy {} ({} problem(s)):", p.file.display(), errors.len());
@@ -60,7 +62,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        None => None,
+        _ => None,
     };
     let mut flowlog_out = match &cfg.flowlog {
         Some(f) => match std::fs::OpenOptions::new().create(true).append(true).open(&f.file) {
@@ -76,6 +78,22 @@ fn main() -> ExitCode {
         println!("gatewayd: {} is valid", args.config.display());
         return ExitCode::SUCCESS;
     }
+    // The control plane restores the persisted policy (else [policy] file as
+    // version 1, else the before-config policy) before the ports start.
+    let mut control = None;
+    let engine = match &cfg.control {
+        None => engine,
+        Some(c) => match ControlPlane::open(c, cfg.policy.as_ref().map(|p| p.file.as_path())) {
+            Ok((cp, e)) => {
+                control = Some(cp);
+                Some(e)
+            }
+            Err(e) => {
+                eprintln!("gatewayd: control: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let reload = Arc::new(AtomicBool::new(false));
     if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()) {
         eprintln!("gatewayd: cannot install a handler for SIGHUP: {e}");
@@ -120,6 +138,20 @@ fn main() -> ExitCode {
     if let Some(l) = policy_line {
         println!("{l}");
     }
+    if let (Some(cp), Some(c)) = (control.as_mut(), &cfg.control) {
+        if let Err(e) = cp.serve() {
+            eprintln!("gatewayd: control: {e}");
+            return ExitCode::FAILURE;
+        }
+        let st = cp.store.status();
+        println!(
+            "gatewayd: control API on {} (read-only: {}), config version {} ({:?})",
+            c.socket.display(),
+            if c.readonly_socket.is_empty() { "none" } else { &c.readonly_socket },
+            st.versions.document(),
+            st.state
+        );
+    }
     let mut drain = gw.take_drain();
     let history = gw.config_history();
     println!("gatewayd: running; stop with SIGINT/SIGTERM");
@@ -128,10 +160,13 @@ fn main() -> ExitCode {
     let deadline = (args.duration > 0.0).then(|| started + Duration::from_secs_f64(args.duration));
     let mut prev = gw.snapshot();
     let mut next_report = interval.map(|i| started + i);
-    let mut write_events = |drain: &mut Option<flowlog::Drain>| {
+    let mut write_events = |drain: &mut Option<flowlog::Drain>, control: &mut Option<ControlPlane>| {
         if let Some(d) = drain.as_mut() {
             loop {
                 let ev = d.poll(&history, 4096);
+                if let Some(cp) = control.as_mut() {
+                    cp.push_events(&ev, d.lost());
+                }
                 if ev.is_empty() {
                     break;
                 }
@@ -145,9 +180,17 @@ fn main() -> ExitCode {
     };
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
-        write_events(&mut drain);
+        write_events(&mut drain, &mut control);
+        if let Some(cp) = control.as_mut() {
+            cp.tick(&gw);
+        }
         if reload.swap(false, Ordering::Relaxed) {
-            if let Some(p) = &cfg.policy {
+            if let Some(cp) = control.as_mut() {
+                match cp.reload_file(&gw) {
+                    Ok(v) => println!("gatewayd: SIGHUP: policy file applied as version {v}"),
+                    Err(e) => eprintln!("gatewayd: SIGHUP: policy file refused, the running one stays:\n  {e}"),
+                }
+            } else if let Some(p) = &cfg.policy {
                 match EngineConfig::load(&p.file) {
                     Ok(e) => {
                         let g = e.generation();
@@ -178,9 +221,12 @@ fn main() -> ExitCode {
         }
     }
     println!("gatewayd: stopping");
+    if let Some(cp) = control.as_mut() {
+        cp.stop();
+    }
     let last = gw.shutdown();
     // what the workers queued before they stopped
-    write_events(&mut drain);
+    write_events(&mut drain, &mut control);
     print!("{}", report::final_report(&last));
     if let Some(path) = &args.counters_json {
         let text = serde_json::to_string_pretty(&report::final_json(&last)).unwrap_or_default();

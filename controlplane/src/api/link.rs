@@ -1,0 +1,377 @@
+//! gatewayd's hook: the config store, the flow hub and the API server, tied
+//! to a running [`Gateway`] through its control thread.
+//!
+//! The gateway (ports, workers) belongs to the control thread, so the API's
+//! runtime never touches it: a commit (publishing a new engine config) and a
+//! stats read are handed to the control thread, which serves them on its
+//! next tick ([`ControlPlane::tick`], every 50 ms) and answers. Before the
+//! gateway starts, the restored (or before-config) engine config is kept for
+//! [`Gateway::start`], so the ports never run without a policy.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use dataplane::engine::EngineConfig;
+use dataplane::policy::{PolicyDocument, PolicySnapshot};
+use dataplane::stats::{DropReason, Note};
+use hdrhistogram::Histogram;
+
+use super::convert::unix_ns;
+use super::flows::{FlowRecord, FlowRing};
+use super::pb;
+use super::server::{Backends, ControlConfig, ControlServer};
+use super::stats::{histogram_to_pb, StatsSource};
+use crate::flowhub::{FlowHub, LostSource};
+use crate::flowlog::FlowEvent;
+use crate::gateway::{Gateway, Snapshot};
+use crate::store::{Commit, ConfigStore, Content, Enforcer, Problem, StoreError};
+
+/// How long an apply waits for the control thread to swap the config in.
+const COMMIT_WAIT: Duration = Duration::from_secs(5);
+
+enum Request {
+    Publish(Box<EngineConfig>, SyncSender<()>),
+    Stats(SyncSender<pb::GetStatsResponse>),
+}
+
+/// What the API side shares with the control thread.
+struct Link {
+    started: AtomicBool,
+    /// The engine config to start the gateway with (before it runs).
+    initial: Mutex<Option<EngineConfig>>,
+    tx: Mutex<SyncSender<Request>>,
+}
+
+/// Turns an engine error ("local.private_key_file: cannot read …") into a problem.
+fn engine_problem(e: &str) -> Problem {
+    let (path, _) = e.split_once(": ").unwrap_or(("", e));
+    let resource = path.split(['.', '[']).next().unwrap_or("").to_owned();
+    let field = path.split_once('.').map(|(_, f)| f.to_owned()).unwrap_or_default();
+    Problem { resource, name: String::new(), field, value: String::new(), message: e.to_owned() }
+}
+
+struct GatewayEnforcer(Arc<Link>);
+
+impl Enforcer for GatewayEnforcer {
+    fn prepare(&self, snapshot: PolicySnapshot) -> Result<Commit, Vec<Problem>> {
+        // Loads the private key and derives every pairwise key: may fail.
+        let cfg = EngineConfig::from_snapshot(snapshot).map_err(|e| e.iter().map(|s| engine_problem(s)).collect::<Vec<_>>())?;
+        let link = self.0.clone();
+        Ok(Box::new(move || {
+            if !link.started.load(Ordering::Acquire) {
+                *link.initial.lock().unwrap_or_else(|e| e.into_inner()) = Some(cfg);
+                return;
+            }
+            let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+            let sent = link.tx.lock().unwrap_or_else(|e| e.into_inner()).send(Request::Publish(Box::new(cfg), ack_tx));
+            if sent.is_ok() && ack_rx.recv_timeout(COMMIT_WAIT).is_err() {
+                eprintln!("gatewayd: the control thread did not confirm a policy swap within {COMMIT_WAIT:?}");
+            }
+        }))
+    }
+}
+
+struct LinkStats(Arc<Link>);
+
+impl StatsSource for LinkStats {
+    fn stats(&self) -> pb::GetStatsResponse {
+        let (tx, rx) = mpsc::sync_channel(1);
+        if self.0.tx.lock().unwrap_or_else(|e| e.into_inner()).send(Request::Stats(tx)).is_err() {
+            return pb::GetStatsResponse::default();
+        }
+        rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
+    }
+}
+
+/// The control plane of a running gatewayd.
+pub struct ControlPlane {
+    link: Arc<Link>,
+    rx: Receiver<Request>,
+    pub store: Arc<ConfigStore>,
+    pub hub: Arc<FlowRing>,
+    cfg: ControlConfig,
+    server: Option<ControlServer>,
+    policy_file: Option<PathBuf>,
+    lost_seen: u64,
+    /// Worker queue to hub: how long events waited (µs).
+    delay_us: Histogram<u64>,
+}
+
+/// Why the control plane could not start.
+#[derive(Debug)]
+pub enum LinkError {
+    Config(Vec<(String, String)>),
+    Store(StoreError),
+    PolicyFile { path: PathBuf, problems: Vec<String> },
+    Server(super::ServerError),
+}
+
+impl std::fmt::Display for LinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkError::Config(v) => {
+                for (i, (field, m)) in v.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("\n")?;
+                    }
+                    write!(f, "{field}: {m}")?;
+                }
+                Ok(())
+            }
+            LinkError::Store(e) => e.fmt(f),
+            LinkError::PolicyFile { path, problems } => {
+                write!(f, "policy {} refused ({} problem(s)):", path.display(), problems.len())?;
+                for p in problems {
+                    write!(f, "\n  {p}")?;
+                }
+                Ok(())
+            }
+            LinkError::Server(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for LinkError {}
+
+impl ControlPlane {
+    /// Opens the store (restoring the persisted policy, or else applying
+    /// `policy_file` as version 1, or else the before-config policy) and
+    /// returns the engine config to start the gateway with.
+    pub fn open(cfg: &ControlConfig, policy_file: Option<&Path>) -> Result<(ControlPlane, EngineConfig), LinkError> {
+        let problems = cfg.validate();
+        if !problems.is_empty() {
+            return Err(LinkError::Config(problems));
+        }
+        let (tx, rx) = mpsc::sync_channel(64);
+        let link = Arc::new(Link { started: AtomicBool::new(false), initial: Mutex::new(None), tx: Mutex::new(tx) });
+        let store = Arc::new(
+            ConfigStore::open(cfg.store_options(), Box::new(GatewayEnforcer(link.clone()))).map_err(LinkError::Store)?,
+        );
+        if let (None, Some(path)) = (store.current(), policy_file) {
+            let text = std::fs::read_to_string(path).map_err(|e| LinkError::PolicyFile {
+                path: path.to_owned(),
+                problems: vec![format!("cannot read: {e}")],
+            })?;
+            let doc = PolicyDocument::from_yaml(&text)
+                .map_err(|e| LinkError::PolicyFile { path: path.to_owned(), problems: vec![e.to_string()] })?;
+            store.apply(1, Content::Document(doc), false).map_err(|r| LinkError::PolicyFile {
+                path: path.to_owned(),
+                problems: r.problems.iter().map(|p| p.message.clone()).collect(),
+            })?;
+        }
+        let initial = link.initial.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_else(EngineConfig::empty);
+        let cp = ControlPlane {
+            link,
+            rx,
+            store,
+            hub: FlowHub::new(cfg.flow_ring),
+            cfg: cfg.clone(),
+            server: None,
+            policy_file: policy_file.map(Path::to_owned),
+            lost_seen: 0,
+            delay_us: Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("static histogram bounds"),
+        };
+        Ok((cp, initial))
+    }
+
+    /// Serves the API (call once the gateway runs).
+    pub fn serve(&mut self) -> Result<(), LinkError> {
+        self.link.started.store(true, Ordering::Release);
+        if !self.cfg.enabled {
+            return Ok(());
+        }
+        let backends =
+            Backends { store: self.store.clone(), hub: self.hub.clone(), stats: Arc::new(LinkStats(self.link.clone())) };
+        self.server = Some(ControlServer::start(&self.cfg, backends).map_err(LinkError::Server)?);
+        Ok(())
+    }
+
+    /// Serves what the API asked of the control thread. Call every tick.
+    pub fn tick(&mut self, gw: &Gateway) {
+        while let Ok(req) = self.rx.try_recv() {
+            match req {
+                Request::Publish(cfg, ack) => {
+                    if gw.publish(*cfg).is_err() {
+                        eprintln!("gatewayd: the gateway runs without an engine; the policy cannot be published");
+                    }
+                    let _ = ack.send(());
+                }
+                Request::Stats(reply) => {
+                    let mut s = stats_of(&gw.snapshot());
+                    s.histograms.push(histogram_to_pb("flow_event_delay", "us", &self.delay_us));
+                    let _ = reply.send(s);
+                }
+            }
+        }
+    }
+
+    /// Feeds drained flow events to the hub; `lost_total` is the drain's
+    /// running count of events the workers could not queue.
+    pub fn push_events(&mut self, events: &[FlowEvent], lost_total: u64) {
+        let now = unix_ns(SystemTime::now());
+        if lost_total > self.lost_seen {
+            self.hub.push_lost(LostSource::WorkerQueue, lost_total - self.lost_seen, u32::MAX, now);
+            self.lost_seen = lost_total;
+        }
+        for e in events {
+            let _ = self.delay_us.record((now.saturating_sub(e.time_ns) / 1000).max(1));
+        }
+        self.hub.push_batch(events.iter().map(flow_from_event));
+    }
+
+    /// SIGHUP: the policy file again, as the next version (through the store:
+    /// validated whole, persisted, reported to watchers).
+    pub fn reload_file(&mut self, gw: &Gateway) -> Result<u64, String> {
+        let path = self.policy_file.clone().ok_or("no [policy] file to reload")?;
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let doc = PolicyDocument::from_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let v = self.store.versions().document() + 1;
+        let store = self.store.clone();
+        // The commit waits for this (the control) thread: apply on another
+        // thread and keep serving the link meanwhile.
+        let h = std::thread::spawn(move || store.apply(v, Content::Document(doc), false));
+        while !h.is_finished() {
+            std::thread::sleep(Duration::from_millis(2));
+            self.tick(gw);
+        }
+        self.tick(gw);
+        match h.join() {
+            Ok(Ok(a)) => Ok(a.version),
+            Ok(Err(r)) => Err(r.problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join("\n  ")),
+            Err(_) => Err("the apply panicked".into()),
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop();
+        }
+    }
+}
+
+/// A resolved flow event as the API carries it.
+pub fn flow_from_event(e: &FlowEvent) -> FlowRecord {
+    let ep = |x: &crate::flowlog::Endpoint| pb::Endpoint {
+        ip: x.ip.to_string(),
+        port: x.port.into(),
+        identity: x.identity.unwrap_or(0),
+        name: x.name.clone().unwrap_or_default(),
+        tags: x.tags.clone(),
+        kind: match x.kind {
+            "pu" => pb::EndpointKind::ProcessingUnit,
+            "identity" => pb::EndpointKind::RemoteIdentity,
+            "external" => pb::EndpointKind::ExternalNetwork,
+            _ => pb::EndpointKind::Unknown,
+        } as i32,
+    };
+    let verdict = match (e.action, e.reason.as_str()) {
+        (_, "ignored" | "excluded") => pb::Verdict::Passed,
+        ("allow", _) => pb::Verdict::Allowed,
+        _ => pb::Verdict::Rejected,
+    };
+    let ty = match (e.kind, verdict) {
+        ("end", _) => pb::FlowEventType::Ended,
+        (_, pb::Verdict::Allowed | pb::Verdict::Passed) => pb::FlowEventType::Started,
+        _ => pb::FlowEventType::Rejected,
+    };
+    let direction = if e.source.kind == "pu" { "outgoing" } else { "incoming" };
+    let policy = |rs: &Option<String>, r: &Option<String>, action: Option<&str>| match (rs, r) {
+        (Some(rs), Some(r)) => Some(pb::PolicyRef {
+            ruleset: rs.clone(),
+            rule: r.clone(),
+            direction: direction.into(),
+            action: action.unwrap_or("").into(),
+        }),
+        _ => None,
+    };
+    pb::Flow {
+        time_unix_ns: e.time_ns,
+        r#type: ty as i32,
+        worker: 0,
+        source: Some(ep(&e.source)),
+        destination: Some(ep(&e.destination)),
+        protocol: match e.protocol {
+            6 => "tcp".into(),
+            17 => "udp".into(),
+            1 | 58 => "icmp".into(),
+            n => n.to_string(),
+        },
+        verdict: verdict as i32,
+        reason: e.reason.clone(),
+        policy: policy(&e.ruleset, &e.rule, Some(e.action)),
+        observed: policy(&e.observed_ruleset, &e.observed_rule, e.observed_action),
+        policy_generation: 0,
+        policy_revision: e.policy_revision.clone().unwrap_or_default(),
+        packets_to_server: e.packets[0],
+        bytes_to_server: e.bytes[0],
+        packets_to_client: e.packets[1],
+        bytes_to_client: e.bytes[1],
+        handshake_ns: 0,
+        direction: direction.into(),
+    }
+}
+
+/// The gateway's counters as the API carries them.
+pub fn stats_of(s: &Snapshot) -> pb::GetStatsResponse {
+    let port = |role: &str, name: &str, p: &dpdk_bindings::port::PortStats| pb::PortCounters {
+        role: role.into(),
+        name: name.into(),
+        rx_packets: p.ipackets,
+        rx_bytes: p.ibytes,
+        tx_packets: p.opackets,
+        tx_bytes: p.obytes,
+        missed: p.imissed,
+        rx_errors: p.ierrors,
+        tx_errors: p.oerrors,
+        rx_nombuf: p.rx_nombuf,
+    };
+    // Every drop reason, then every note ("note.<name>"), zeros included.
+    let names: Vec<String> = DropReason::ALL
+        .iter()
+        .map(|r| r.name().to_owned())
+        .chain(Note::ALL.iter().map(|n| format!("note.{}", n.name())))
+        .collect();
+    let mut totals: Vec<pb::ReasonCount> = names.iter().map(|n| pb::ReasonCount { reason: n.clone(), count: 0 }).collect();
+    let dir = |d: &dataplane::stats::DirCounts, totals: &mut Vec<pb::ReasonCount>| {
+        let counts = DropReason::ALL.iter().map(|r| d.dropped(*r)).chain(Note::ALL.iter().map(|n| d.noted(*n)));
+        let reasons: Vec<pb::ReasonCount> =
+            names.iter().zip(counts).map(|(n, c)| pb::ReasonCount { reason: n.clone(), count: c }).collect();
+        for (t, r) in totals.iter_mut().zip(&reasons) {
+            t.count += r.count;
+        }
+        pb::DirectionCounters {
+            rx_packets: d.rx_packets,
+            rx_bytes: d.rx_bytes,
+            tx_packets: d.tx_packets,
+            tx_bytes: d.tx_bytes,
+            reasons,
+        }
+    };
+    let workers = s
+        .workers
+        .iter()
+        .enumerate()
+        .map(|(i, (lcore, queue, w))| pb::WorkerCounters {
+            index: i as u32,
+            lcore: *lcore,
+            queue: u32::from(*queue),
+            polls: w.polls,
+            idle_polls: w.idle_polls,
+            handed_off: w.handed_off,
+            handed_in: w.handed_in,
+            from_inside: Some(dir(&w.from_inside, &mut totals)),
+            from_outside: Some(dir(&w.from_outside, &mut totals)),
+            ..Default::default()
+        })
+        .collect();
+    pb::GetStatsResponse {
+        uptime_s: s.elapsed.as_secs_f64(),
+        ports: vec![port("inside", &s.inside_name, &s.inside), port("outside", &s.outside_name, &s.outside)],
+        workers,
+        reasons: totals,
+        ..Default::default()
+    }
+}
