@@ -1,0 +1,107 @@
+//! The gwctl binary against a real in-process server: apply (ACK, NACK),
+//! get, status, stats, observe with filters and JSON, exit codes.
+
+mod api_harness;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use api_harness::*;
+use controlplane::api::pb;
+
+fn gwctl(sock: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gwctl")).arg("--socket").arg(sock).args(args).output().expect("gwctl runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn gwctl_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), 1024);
+    let good = dir.path().join("good.yaml");
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&good, GOOD).unwrap();
+    std::fs::write(&broken, BROKEN).unwrap();
+
+    let o = gwctl(&h.rw, &["apply", "-f", good.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("applied version 1 (revision \"r1\")"), "{}", text(&o));
+
+    let o = gwctl(&h.rw, &["apply", "-f", broken.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("refused version 2: 3 problems; version 1 stays in force"), "{t}");
+    assert!(t.contains("rulesets[\"db\"].subject"), "{t}");
+    assert!(t.contains("overlaps"), "{t}");
+    assert!(t.contains("nowhere"), "{t}");
+
+    let o = gwctl(&h.rw, &["apply", "-f", good.to_str().unwrap(), "--version", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("stale version"), "{}", text(&o));
+
+    // One kind from a file.
+    let o = gwctl(&h.rw, &["apply", "-f", good.to_str().unwrap(), "--kind", "rulesets", "--version", "7"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    let o = gwctl(&h.ro, &["get", "rulesets"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.starts_with("# in force: version 7 (document version 7)"), "{t}");
+    assert!(t.contains("from-web") && !t.contains("processing_units"), "{t}");
+    let o = gwctl(&h.ro, &["get", "all", "-o", "json"]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["processing_units"][1]["name"], "db");
+    assert_eq!(j["versions"]["processing_units"], 1);
+
+    let o = gwctl(&h.ro, &["status"]);
+    let t = text(&o);
+    assert!(t.contains("state:        enforcing") && t.contains("version:      7"), "{t}");
+    assert!(t.contains("last refused: version 1"), "{t}");
+
+    let o = gwctl(&h.ro, &["stats"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("histogram config_apply (us): n "), "{}", text(&o));
+
+    // A read-only client cannot apply.
+    let o = gwctl(&h.ro, &["apply", "-f", good.to_str().unwrap(), "--version", "9"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("read-only"), "{}", text(&o));
+
+    // Flows.
+    for i in 0..10u64 {
+        let (tags, verdict, reason) = if i % 2 == 0 {
+            (["role=db"], pb::Verdict::Rejected, "bad_mac")
+        } else {
+            (["role=web"], pb::Verdict::Allowed, "policy_allow")
+        };
+        h.hub.push(flow(1_700_000_000_000_000_000 + i, &format!("10.9.0.{i}"), &tags, "10.0.1.5", 5432, verdict, reason));
+    }
+    let o = gwctl(&h.ro, &["observe", "--last", "3"]);
+    let t = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(t.lines().count(), 3, "{t}");
+    assert!(t.lines().last().unwrap().contains("10.9.0.9:40000 (client id 200 role=web) -> 10.0.1.5:5432 (db id 101 role=db)  tcp  ALLOWED  policy_allow  rule db/incoming/from-web"), "{t}");
+    let o = gwctl(&h.ro, &["observe", "--from-tag", "role=db", "--verdict", "rejected", "--reason", "bad_mac"]);
+    let t = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(t.lines().count(), 5, "{t}");
+    assert!(t.lines().all(|l| l.contains("REJECTED  bad_mac")), "{t}");
+    let o = gwctl(&h.ro, &["observe", "--not", "--reason", "bad_mac", "-o", "json"]);
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 5);
+    assert!(lines.iter().all(|j| j["flow"]["verdict"] == "allowed"), "{lines:?}");
+    let o = gwctl(&h.ro, &["observe", "--ip", "10.9.0.4"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
+
+    // Exit codes: usage 2, unreachable 3.
+    assert_eq!(gwctl(&h.ro, &["observe", "--since", "yesterday-ish"]).status.code(), Some(2));
+    assert_eq!(gwctl(&h.ro, &["apply", "-f", "/nonexistent.yaml"]).status.code(), Some(2));
+    assert_eq!(gwctl(&h.ro, &["frobnicate"]).status.code(), Some(2));
+    let o = gwctl(&dir.path().join("nobody.sock"), &["status"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("cannot reach the gateway"), "{}", text(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_gwctl")).args(["observe", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("--from-tag"));
+}
