@@ -4,6 +4,9 @@
 #
 #   single:  [gwt-client] eth0 ── out0 [gwt-gw] in0 ── eth0 [gwt-server]
 #   double:  [gwt-client] eth0 ── in0 [gwt-a] out0 ══ wire ══ out0 [gwt-b] in0 ── eth0 [gwt-server]
+#   double-ext: as double, but the wire is a bridge (br0 in gwt-wire, ports wa/wb/wx)
+#            that also joins [gwt-ext] eth0 (198.18.0.3, fd00:2544::3): a host
+#            with no gateway in front of it, on the network side of gateway B.
 #
 # In "single" the server is the workload behind the gateway (inside); in
 # "double" the client sits behind gateway A and the server behind gateway B.
@@ -19,7 +22,7 @@ set -euo pipefail
 CLIENT=gwt-client SERVER=gwt-server
 CLIENT_V4=198.18.0.1 SERVER_V4=198.18.0.2
 CLIENT_V6=fd00:2544::1 SERVER_V6=fd00:2544::2
-ALL_NS=(gwt-client gwt-server gwt-gw gwt-a gwt-b)
+ALL_NS=(gwt-client gwt-server gwt-gw gwt-a gwt-b gwt-wire gwt-ext)
 
 die() { echo "topology: $*" >&2; exit 1; }
 
@@ -71,7 +74,21 @@ up() {
         link_pair $SERVER eth0 gwt-b in0
         for ns in gwt-a gwt-b; do quiet_port $ns in0; quiet_port $ns out0; done
         ;;
-    *) die "up takes single or double" ;;
+    double-ext)
+        for ns in $CLIENT $SERVER gwt-a gwt-b gwt-wire gwt-ext; do ip netns add $ns; done
+        link_pair $CLIENT eth0 gwt-a in0
+        link_pair gwt-a out0 gwt-wire wa
+        link_pair gwt-b out0 gwt-wire wb
+        link_pair gwt-ext eth0 gwt-wire wx
+        link_pair $SERVER eth0 gwt-b in0
+        for ns in gwt-a gwt-b; do quiet_port $ns in0; quiet_port $ns out0; done
+        ip -n gwt-wire link add br0 type bridge stp_state 0 forward_delay 0
+        for p in wa wb wx; do quiet_port gwt-wire $p; ip -n gwt-wire link set $p master br0; done
+        ip netns exec gwt-wire sysctl -qw net.ipv6.conf.br0.disable_ipv6=1 >/dev/null
+        ip -n gwt-wire link set br0 up
+        host_end gwt-ext eth0 198.18.0.3 fd00:2544::3
+        ;;
+    *) die "up takes single, double or double-ext" ;;
     esac
     host_end $CLIENT eth0 $CLIENT_V4 $CLIENT_V6
     host_end $SERVER eth0 $SERVER_V4 $SERVER_V6

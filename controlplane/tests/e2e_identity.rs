@@ -1,0 +1,299 @@
+//! End to end, identity and policy: two gatewayd in series (client ─ A ─ wire
+//! ─ B ─ server, tools/topology.sh double-ext) with the example policies in
+//! docs/examples/e2e-gw-{a,b}.yaml. Real kernels, real curl, real captures.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use dataplane::wire::{parse_frame, tcp};
+
+const EXT: &str = "gwt-ext";
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = run("kill", &["-INT", &self.0.id().to_string()]);
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_ns(ns: &str, args: &[&str]) -> Proc {
+    let c = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning");
+    Proc(c)
+}
+
+fn http_server(dir: &Path, port: u16) -> Proc {
+    let p = spawn_ns(SERVER, &["python3", "-m", "http.server", &port.to_string(), "--bind", "::", "--directory", dir.to_str().unwrap()]);
+    for _ in 0..100 {
+        let out = in_ns(SERVER, &format!("ss -tlnH 'sport = :{port}'"));
+        if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            return p;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("http server on {port} did not start");
+}
+
+/// tcpdump writing `file` (started once it says it listens), stopped on drop.
+fn capture(ns: &str, dev: &str, file: &Path) -> Proc {
+    use std::io::{BufRead, BufReader};
+    let mut c = Command::new("ip")
+        .args(["netns", "exec", ns, "tcpdump", "-Z", "root", "-i", dev, "-U", "-n", "-w", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning tcpdump");
+    let err = c.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            if l.contains("listening on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(15)).expect("tcpdump did not start listening");
+    Proc(c)
+}
+
+/// curl from `ns`: (exit code, seconds, output).
+fn curl(ns: &str, url: &str) -> (i32, f64, String) {
+    let t = Instant::now();
+    let out = in_ns(ns, &format!("curl -sS -g --max-time 8 {url}"));
+    let secs = t.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), secs, text)
+}
+
+fn gw_config(topo: &Topology, ns: &str, dir: &Path, policy: &str) -> (PathBuf, PathBuf) {
+    let cfg = topo.config(ns, 1, dir);
+    let flowlog = dir.join(format!("{ns}.flows.jsonl"));
+    let policy = repo_root().join("docs/examples").join(policy);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text += &format!(
+        "[policy]\nfile = \"{}\"\n[flowlog]\nfile = \"{}\"\n[flows]\ncapacity = 65536\n",
+        policy.display(),
+        flowlog.display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    (cfg, flowlog)
+}
+
+fn flows(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a flow event is a JSON object"))
+        .collect()
+}
+
+fn drops(counters: &serde_json::Value, dir: &str, reason: &str) -> u64 {
+    counters["workers"].as_array().unwrap().iter().map(|w| w[dir]["drops"][reason].as_u64().unwrap()).sum()
+}
+
+fn notes(counters: &serde_json::Value, dir: &str, note: &str) -> u64 {
+    counters["workers"].as_array().unwrap().iter().map(|w| w[dir]["notes"][note].as_u64().unwrap()).sum()
+}
+
+/// (is SYN-ACK, dst port or src port of the server, identity option bytes) of each SYN / SYN-ACK.
+fn handshakes(pcap: &Path) -> Vec<(bool, u16, u16, Option<Vec<u8>>)> {
+    read_pcap(pcap)
+        .iter()
+        .filter_map(|f| {
+            let i = parse_frame(f).ok()?;
+            if i.tcp_flags & tcp::flags::SYN == 0 {
+                return None;
+            }
+            let o = usize::from(i.tcp_opts_offset);
+            let opts = &f[o..o + usize::from(i.tcp_opts_len)];
+            let opt = tcp::options(opts).find_map(|r| match r {
+                Ok((off, tcp::TcpOption::Experimental { kind: 253, exid: 0x4d49, .. })) => Some(opts[off..off + 20].to_vec()),
+                _ => None,
+            });
+            Some((i.tcp_flags & tcp::flags::ACK != 0, i.src_port, i.dst_port, opt))
+        })
+        .collect()
+}
+
+/// The identity option gateway A signs for a SYN 198.18.0.1:40000 → 198.18.0.2:8080, seq 1000.
+fn option_for_client_syn() -> Vec<u8> {
+    use dataplane::buf::{PacketBuf, VecBuf};
+    use dataplane::identity::{insert_tcp, keys, GatewayKeyPair};
+    let a = GatewayKeyPair::from_secret_bytes(1, [0x0a; 32]);
+    let b = GatewayKeyPair::from_secret_bytes(2, [0x0b; 32]);
+    let (tx, _) = keys::derive_pair(&a, &b.peer_public(0), 0, u64::MAX).unwrap();
+    let mut src = [0u8; 16];
+    src[..4].copy_from_slice(&[198, 18, 0, 1]);
+    let mut dst = [0u8; 16];
+    dst[..4].copy_from_slice(&[198, 18, 0, 2]);
+    let spec = dataplane::wire::builder::Spec { src, dst, sport: 40000, dport: 8080, seq: 1000, ..Default::default() };
+    let mut buf = VecBuf::from_frame(&dataplane::wire::builder::build(&spec));
+    let info = parse_frame(buf.data()).unwrap();
+    insert_tcp(&mut buf, &info, &tx, 1001).unwrap();
+    let f = buf.data();
+    let i = parse_frame(f).unwrap();
+    let o = usize::from(i.tcp_opts_offset);
+    f[o..o + 20].to_vec()
+}
+
+fn scapy_syn(sport: u16, dport: u16, option_hex: &str) -> Output {
+    let script = format!(
+        "from scapy.all import *\n\
+         conf.verb = 0\n\
+         o = bytes.fromhex('{option_hex}')\n\
+         p = IP(src='198.18.0.3', dst='{SERVER_V4}')/TCP(sport={sport}, dport={dport}, flags='S', seq=12345, options=[(o[0], o[2:])])\n\
+         send(p, count=2, inter=0.2)\n"
+    );
+    let f = std::env::temp_dir().join(format!("gw-scapy-{sport}.py"));
+    std::fs::write(&f, script).unwrap();
+    in_ns(EXT, &format!("/usr/bin/python3 {}", f.display()))
+}
+
+use std::process::Output;
+
+#[test]
+fn identity_and_policy_through_two_gateways() {
+    require(&["ip", "ethtool", "curl", "python3", "ss", "tcpdump"]);
+    let topo = Topology::up("double-ext");
+    let dir = scratch("e2e-identity");
+    std::fs::write(dir.join("index.txt"), "hello identity\n").unwrap();
+    let (cfg_a, log_a) = gw_config(&topo, "gwt-a", &dir, "e2e-gw-a.yaml");
+    let (cfg_b, log_b) = gw_config(&topo, "gwt-b", &dir, "e2e-gw-b.yaml");
+    let gw_a = Gatewayd::start(Some("gwt-a"), &cfg_a, &[]);
+    let gw_b = Gatewayd::start(Some("gwt-b"), &cfg_b, &[]);
+    let _servers: Vec<Proc> = [8080, 8081, 8082, 8083].iter().map(|&p| http_server(&dir, p)).collect();
+    // 1. allowed: both gateways allow client → server:8080
+    let (code, _, out) = curl(CLIENT, &format!("http://{SERVER_V4}:8080/index.txt"));
+    assert_eq!((code, out.as_str()), (0, "hello identity\n"), "allowed curl");
+
+    // 2. rejected at B (8081 is not in B's incoming rules): fails fast with a reset
+    let (code, secs, out) = curl(CLIENT, &format!("http://{SERVER_V4}:8081/index.txt"));
+    assert!(code == 7 || code == 56, "rejected at B: curl exit {code}: {out}");
+    assert!(secs < 3.0, "a reset, not a timeout: {secs:.1}s");
+
+    // 3. rejected at A on the SYN-ACK (8083 is allowed by B, not by A's outgoing rules)
+    let (code, secs, out) = curl(CLIENT, &format!("http://{SERVER_V4}:8083/index.txt"));
+    assert!(code == 7 || code == 56, "rejected at A: curl exit {code}: {out}");
+    assert!(secs < 3.0, "reset both ends, not a timeout: {secs:.1}s");
+
+    // 4. a host with no gateway: allowed only where an external-network rule allows it
+    let (code, _, out) = curl(EXT, &format!("http://{SERVER_V4}:8082/index.txt"));
+    assert_eq!((code, out.as_str()), (0, "hello identity\n"), "ext host on 8082 (lab-host rule)");
+    let (code, secs, out) = curl(EXT, &format!("http://{SERVER_V4}:8080/index.txt"));
+    assert!(code == 7 || code == 56, "ext host on 8080 has no rule: curl exit {code}: {out}");
+    assert!(secs < 3.0);
+
+    // 5. excluded network (the IPv6 prefix): passes untouched, unlogged
+    let (code, _, out) = curl(CLIENT, &format!("http://[{SERVER_V6}]:8081/index.txt"));
+    assert_eq!((code, out.as_str()), (0, "hello identity\n"), "excluded IPv6 passes even where IPv4 is rejected");
+
+    // 6. forged and replayed options, crafted with scapy on the wire: the
+    // option gateway A would put on the client's SYN 198.18.0.1:40000 → :8080
+    // (seq 1000), computed with A's lab key, then sent by the ext host on
+    // another connection (replay) and with a flipped MAC byte (forgery).
+    let opt = option_for_client_syn();
+    assert_eq!(&opt[..4], &[253, 20, 0x4d, 0x49]);
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut forged = opt.clone();
+    forged[19] ^= 0xa5;
+    let out = scapy_syn(41001, 8080, &hex(&forged));
+    assert!(out.status.success(), "scapy: {}", String::from_utf8_lossy(&out.stderr));
+    let out = scapy_syn(41002, 8080, &hex(&opt)); // the real option, replayed on another connection
+    assert!(out.status.success(), "scapy: {}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(Duration::from_millis(500));
+
+    let (_, b) = gw_b.stop();
+    let (_, a) = gw_a.stop();
+
+    // counters
+    assert!(notes(&a, "from_inside", "identity_inserted") >= 3, "{a}");
+    assert!(notes(&a, "from_outside", "identity_verified") >= 2, "{a}");
+    assert!(notes(&b, "from_outside", "identity_verified") >= 3, "{b}");
+    assert!(drops(&b, "from_outside", "no_match") >= 2, "8081 and the ext host on 8080: {b}");
+    assert!(drops(&a, "from_outside", "no_match") >= 1, "8083 at A: {a}");
+    assert_eq!(drops(&b, "from_outside", "identity_bad_mac"), 4, "forged ×2 and replayed ×2: {b}");
+    assert!(notes(&a, "from_inside", "excluded") > 0 && notes(&b, "from_outside", "excluded") > 0);
+
+    // flow events
+    let fa = flows(&log_a);
+    let fb = flows(&log_b);
+    let dport = |e: &serde_json::Value| e["destination"]["port"].as_u64().unwrap();
+    let allowed_b = fb.iter().find(|e| e["event"] == "decision" && dport(e) == 8080 && e["source"]["kind"] == "identity");
+    let allowed_b = allowed_b.unwrap_or_else(|| panic!("B logged the allowed connection: {fb:?}"));
+    assert_eq!(allowed_b["action"], "allow");
+    assert_eq!(allowed_b["source"]["name"], "client");
+    assert_eq!(allowed_b["source"]["identity"], 1001);
+    assert_eq!(allowed_b["destination"]["name"], "server");
+    assert_eq!(allowed_b["rule"], "frontends");
+    let rejected_b = fb.iter().find(|e| e["event"] == "decision" && dport(e) == 8081).expect("B logged 8081");
+    assert_eq!((rejected_b["action"].as_str(), rejected_b["reason"].as_str()), (Some("reject"), Some("no_match")));
+    let ext_ok = fb.iter().find(|e| dport(e) == 8082 && e["event"] == "decision").expect("B logged the ext host");
+    assert_eq!((ext_ok["action"].as_str(), ext_ok["source"]["name"].as_str()), (Some("allow"), Some("lab-ext")));
+    assert_eq!(ext_ok["rule"], "lab-host");
+    let bad: Vec<_> = fb.iter().filter(|e| e["drop_reason"] == "identity_bad_mac").collect();
+    assert_eq!(bad.len(), 4, "{fb:?}");
+    assert!(bad.iter().all(|e| e["source"]["ip"] == "198.18.0.3"));
+    let allowed_a = fa.iter().find(|e| e["event"] == "decision" && dport(e) == 8080).expect("A logged 8080");
+    assert_eq!((allowed_a["action"].as_str(), allowed_a["destination"]["name"].as_str()), (Some("allow"), Some("server")));
+    let rejected_a = fa.iter().find(|e| e["event"] == "decision" && dport(e) == 8083).expect("A logged 8083");
+    assert_eq!(rejected_a["action"], "reject");
+    assert_eq!(rejected_a["destination"]["identity"], 2001);
+    assert!(
+        fa.iter().chain(&fb).all(|e| !e["source"]["ip"].as_str().unwrap().contains(':')),
+        "excluded (IPv6) traffic is never logged"
+    );
+    let _ = topo;
+}
+
+/// The identity option on the wire (SYN and SYN-ACK) and stripped at the
+/// server, seen by tcpdump. NOT YET PASSING: in this harness the tcpdump
+/// captures on the wire bridge port and in the server namespace come back
+/// empty (the same tcpdump by hand on `wb` shows the option:
+/// `unknown-253 0x4d4910000102000003e9…`); kept so the gap stays visible.
+#[test]
+#[ignore]
+fn capture_shows_the_option_on_the_wire_and_not_at_the_server() {
+    require(&["ip", "ethtool", "curl", "python3", "ss", "tcpdump"]);
+    let topo = Topology::up("double-ext");
+    let dir = scratch("e2e-identity-capture");
+    std::fs::write(dir.join("index.txt"), "hello identity\n").unwrap();
+    let (cfg_a, _) = gw_config(&topo, "gwt-a", &dir, "e2e-gw-a.yaml");
+    let (cfg_b, _) = gw_config(&topo, "gwt-b", &dir, "e2e-gw-b.yaml");
+    let gw_a = Gatewayd::start(Some("gwt-a"), &cfg_a, &[]);
+    let gw_b = Gatewayd::start(Some("gwt-b"), &cfg_b, &[]);
+    let _server = http_server(&dir, 8080);
+    let wire_pcap = dir.join("wire.pcap");
+    let server_pcap = dir.join("server.pcap");
+    let cap_wire = capture("gwt-wire", "wb", &wire_pcap);
+    let cap_server = capture(SERVER, "eth0", &server_pcap);
+    let (code, _, out) = curl(CLIENT, &format!("http://{SERVER_V4}:8080/index.txt"));
+    assert_eq!(code, 0, "{out}");
+    std::thread::sleep(Duration::from_millis(500));
+    drop(cap_wire);
+    drop(cap_server);
+    let wire = handshakes(&wire_pcap);
+    let syn = wire.iter().find(|h| !h.0 && h.2 == 8080).unwrap_or_else(|| panic!("no SYN on the wire: {wire:?}"));
+    let opt = syn.3.clone().expect("the SYN on the wire carries the identity option");
+    assert_eq!(&opt[..4], &[253, 20, 0x4d, 0x49]);
+    assert_eq!(u32::from_be_bytes(opt[8..12].try_into().unwrap()), 1001);
+    let sa = wire.iter().find(|h| h.0 && h.1 == 8080).expect("a SYN-ACK on the wire");
+    assert_eq!(u32::from_be_bytes(sa.3.clone().expect("SYN-ACK option")[8..12].try_into().unwrap()), 2001);
+    let at_server = handshakes(&server_pcap);
+    assert!(at_server.iter().any(|h| !h.0 && h.2 == 8080), "{at_server:?}");
+    assert!(at_server.iter().all(|h| h.3.is_none()), "stripped before the server: {at_server:?}");
+    gw_b.stop();
+    gw_a.stop();
+}
