@@ -149,7 +149,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         checksum::fold(checksum::sum(&self.buffer.as_ref()[..self.header_len()])) == 0xffff
     }
 
-    #[inline]
+    #[inline(always)]
     fn get_u16(&self, at: usize) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[at], b[at + 1]])
@@ -157,7 +157,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    #[inline]
+    #[inline(always)]
     fn set_u16(&mut self, at: usize, v: u16) {
         self.buffer.as_mut()[at..at + 2].copy_from_slice(&v.to_be_bytes());
     }
