@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Regenerates the hand-written SYN frames (Windows, macOS) and fixes the
 checksums of the frames captured on Linux loopback. See README.md."""
+import os
 import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 def csum(b):
     if len(b) % 2: b += b'\0'
@@ -61,4 +64,4 @@ captured = {
 for k, v in captured.items():
     files[k] = fix(bytes.fromhex(v))
 for k, v in files.items():
-    open(k, 'w').write(v.hex() + '\n')
+    open(os.path.join(HERE, k), 'w').write(v.hex() + '\n')
