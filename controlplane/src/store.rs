@@ -629,7 +629,7 @@ fn placeholder_status() -> Status {
 /// Writes the state file atomically: temp file, fsync, rename, fsync the directory.
 fn persist(dir: &Path, doc: &PolicyDocument, versions: Versions, at: SystemTime) -> std::io::Result<()> {
     let state = StateFile { format: STATE_FORMAT, versions, applied_at_unix_ms: unix_ms(at), document: doc.clone() };
-    let text = serde_json::to_vec_pretty(&state).map_err(std::io::Error::other)?;
+    let text = serde_json::to_vec(&state).map_err(std::io::Error::other)?;
     let tmp = dir.join(STATE_TMP);
     {
         let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;

@@ -147,7 +147,9 @@ impl Clients {
     pub async fn connect(target: &Target) -> Result<Clients, ConnectError> {
         let ch = connect(target).await?;
         Ok(Clients {
-            config: ConfigClient::new(ch.clone()),
+            config: ConfigClient::new(ch.clone())
+                .max_decoding_message_size(super::server::MAX_MESSAGE)
+                .max_encoding_message_size(super::server::MAX_MESSAGE),
             flows: FlowsClient::new(ch.clone()),
             stats: StatsClient::new(ch),
         })

@@ -43,6 +43,16 @@ use super::pb;
 use super::stats::{StatsService, StatsSource};
 use crate::store::{BeforeConfig, ConfigStore, StoreOptions};
 
+/// The largest message accepted or sent: a whole document with 100k
+/// identities is ~7 MB as protobuf (gRPC's default limit is 4 MiB).
+pub const MAX_MESSAGE: usize = 256 << 20;
+
+fn config_server(b: &Backends, access: Access) -> pb::config_server::ConfigServer<ConfigService> {
+    pb::config_server::ConfigServer::new(ConfigService::new(b.store.clone(), access))
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
+}
+
 fn default_socket() -> PathBuf {
     PathBuf::from("/run/gatewayd/gatewayd.sock")
 }
@@ -209,7 +219,7 @@ fn routes(b: &Backends, access: Access) -> tonic::transport::server::Router {
     Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(pb::config_server::ConfigServer::new(ConfigService::new(b.store.clone(), access.clone())))
+        .add_service(config_server(b, access.clone()))
         .add_service(pb::flows_server::FlowsServer::new(FlowsService::new(b.hub.clone(), access.clone())))
         .add_service(pb::stats_server::StatsServer::new(StatsService::new(
             b.stats.clone(),
@@ -332,10 +342,7 @@ impl ControlServer {
                         let b = &backends;
                         let r = builder
                             .http2_keepalive_interval(Some(Duration::from_secs(30)))
-                            .add_service(pb::config_server::ConfigServer::new(ConfigService::new(
-                                b.store.clone(),
-                                access.clone(),
-                            )))
+                            .add_service(config_server(b, access.clone()))
                             .add_service(pb::flows_server::FlowsServer::new(FlowsService::new(
                                 b.hub.clone(),
                                 access.clone(),
