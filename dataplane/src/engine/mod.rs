@@ -181,13 +181,13 @@ impl Engine {
         &self.extra[..self.extra_len]
     }
 
-    /// Hints the CPU to load what a lookup of this frame's flow will read.
+    /// Hands `hint` the addresses a lookup of this frame's flow will read.
     #[inline]
-    pub fn prefetch_flow(&self, side: Side, frame: &[u8]) {
+    pub fn prefetch_flow(&self, side: Side, frame: &[u8], hint: impl Fn(*const u8)) {
         if let Ok(info) = parse_frame(frame) {
             if let (Some(s), Some(d)) = (ip(info.src), ip(info.dst)) {
                 let k = FlowKey::new(side, s, d, info.src_port, info.dst_port, info.proto);
-                self.table.prefetch(self.table.hash(&k));
+                self.table.prefetch(self.table.hash(&k), hint);
             }
         }
     }

@@ -165,20 +165,15 @@ impl FlowTable {
         }
     }
 
-    /// Hints the CPU to load the tag and entry a lookup of `hash` will read
-    /// first (issue for a whole burst before processing it).
+    /// Hands `hint` the addresses a lookup of `hash` will read first (its tag
+    /// and entry), to prefetch for a whole burst before processing it. The
+    /// prefetch instruction itself comes from the caller (the I/O layer), so
+    /// this crate needs no `unsafe`.
     #[inline]
-    pub fn prefetch(&self, hash: u64) {
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let i = self.home(hash);
-            // SAFETY: prefetch never faults; the pointers are in bounds anyway.
-            _mm_prefetch(self.tags.as_ptr().add(i) as *const i8, _MM_HINT_T0);
-            _mm_prefetch(self.entries.as_ptr().add(i) as *const i8, _MM_HINT_T0);
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = hash;
+    pub fn prefetch(&self, hash: u64, hint: impl Fn(*const u8)) {
+        let i = self.home(hash);
+        hint(self.tags[i..].as_ptr() as *const u8);
+        hint(self.entries[i..].as_ptr() as *const u8);
     }
 
     /// `Ok(slot)` holding `key`, or `Err(first empty slot)` on its probe path.
