@@ -227,3 +227,122 @@ impl Drop for Gatewayd {
 pub fn worker_sum(counters: &serde_json::Value, dir: &str, field: &str) -> u64 {
     counters["workers"].as_array().expect("workers").iter().map(|w| w[dir][field].as_u64().unwrap()).sum()
 }
+
+/// A packet capture with tcpdump on one interface of a namespace, written to
+/// a pcap file and read back with [`read_pcap`] when stopped.
+///
+/// Why it is done this way (captures used to come back empty): tcpdump links
+/// libpcap with TPACKET_V3, whose kernel ring hands packets to user space one
+/// *block* at a time, when a block fills or its timeout (tcpdump's 1 s
+/// buffer timeout) expires. A tcpdump stopped less than a second after a short
+/// exchange exits on SIGINT with the packets still in an unretired block: its
+/// stderr says "0 packets captured, N packets received by filter" and the file
+/// holds only the pcap header. `-U` does not help (the packets never reached
+/// tcpdump). `--immediate-mode` makes libpcap deliver every packet as it
+/// arrives. Start-up is also awaited (the "listening on" line), and the stop
+/// is a SIGINT followed by a wait, so tcpdump closes the file itself.
+pub struct Capture {
+    child: Option<Child>,
+    file: PathBuf,
+    what: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Capture {
+    /// Starts tcpdump in namespace `ns` on interface `iface` (a veth, a bridge
+    /// port or the bridge itself, `any` for all) with an optional BPF `filter`
+    /// (`""`: everything), writing `file`; returns once it listens.
+    pub fn start(ns: &str, iface: &str, filter: &str, file: &Path) -> Capture {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, "tcpdump", "--immediate-mode", "-U", "-n", "-Z", "root", "-i", iface, "-w"])
+            .arg(file);
+        if !filter.is_empty() {
+            cmd.args(filter.split_whitespace());
+        }
+        let mut child =
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("spawning tcpdump: {e}"));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let err = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            // Reads to the end, so tcpdump never blocks on a full pipe.
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let what = format!("tcpdump in {ns} on {iface}");
+        let mut cap = Capture { child: Some(child), file: file.to_path_buf(), what, stderr };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if cap.stderr().contains("listening on") {
+                return cap;
+            }
+            if let Some(status) = cap.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("{} exited ({status}) before listening:\n{}", cap.what, cap.stderr());
+            }
+            assert!(Instant::now() < deadline, "{} did not start listening in 15 s:\n{}", cap.what, cap.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Stops tcpdump with SIGINT, waits for it to close the file, and returns
+    /// the frames. Fails if the file holds fewer frames than tcpdump says it
+    /// captured; notes on stderr when the kernel counted more than it captured.
+    pub fn stop(mut self) -> Vec<Vec<u8>> {
+        let mut child = self.child.take().unwrap();
+        let _ = run("kill", &["-INT", &child.id().to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{} did not stop within 10 s of SIGINT:\n{}", self.what, self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // tcpdump prints its totals on the way out; give the reader a moment.
+        let count = |s: &str, what: &str| {
+            s.lines().find(|l| l.ends_with(what)).and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        };
+        let mut err = self.stderr();
+        for _ in 0..50 {
+            if count(&err, "packets captured").is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            err = self.stderr();
+        }
+        let frames = read_pcap(&self.file);
+        if let Some(captured) = count(&err, "packets captured") {
+            assert!(frames.len() as u64 >= captured, "{}: {} frames in the file, {captured} captured:\n{err}", self.what, frames.len());
+        }
+        if let (Some(c), Some(r)) = (count(&err, "packets captured"), count(&err, "packets received by filter")) {
+            if r > c {
+                eprintln!("{}: {r} packets received by the filter, {c} captured (in flight at the stop)", self.what);
+            }
+        }
+        frames
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = run("kill", &["-INT", &c.id().to_string()]);
+            for _ in 0..100 {
+                if c.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
