@@ -26,7 +26,9 @@
 //!   a RST. No option: the ACLs decide. An option that does not verify: drop
 //!   (no RST: the source may be spoofed).
 //! - The server PU's SYN-ACK gets the PU's identity (towards the peer that
-//!   owns the client's verified identity).
+//!   owns the client's verified identity), signed with our key paired with
+//!   the peer key the SYN was signed with, so that during a key rotation a
+//!   peer still on its old key verifies it.
 //! - The client PU's gateway verifies and strips the SYN-ACK's identity and
 //!   judges it against the PU's outgoing rules; a reject drops it and resets
 //!   both ends. No option: the ACLs decide (unless they already did at the SYN).
@@ -404,6 +406,7 @@ impl Engine {
             }
         }
         let rst_spec = rst::RstSpec::answer_syn(info);
+        let mut peer_key = None; // the sender half of a verified option's key id
         let (decision, remote_identity, note) = match side {
             Side::Inside => {
                 if has_opt {
@@ -424,7 +427,7 @@ impl Engine {
                                 self.note(side, Note::IdentityInserted);
                                 // Decided at the SYN-ACK, when the peer's identity is known.
                                 let len = buf.len() as u32;
-                                return match self.upsert_syn(side, key, pu, info.seq, len, None, gen, now) {
+                                return match self.upsert_syn(side, key, pu, info.seq, len, None, None, gen, now) {
                                     Ok(_) => Action::Forward,
                                     Err(r) => self.drop(side, r),
                                 };
@@ -455,6 +458,7 @@ impl Engine {
                         return self.drop(side, r);
                     }
                     let d = p.decide(pu, Direction::Incoming, Remote::Identity(v.identity), 6, key.inside_port);
+                    peer_key = Some((v.key_id.get() >> 8) as u16);
                     (d, Some(v.identity), None)
                 }
                 Err(VerifyError::NoIdentity) => {
@@ -474,7 +478,7 @@ impl Engine {
         rec.note = note;
         if decision.allowed() {
             let len = buf.len() as u32;
-            match self.upsert_syn(side, key, pu, info.seq, len, Some((&decision, remote_identity)), gen, now) {
+            match self.upsert_syn(side, key, pu, info.seq, len, Some((&decision, remote_identity)), peer_key, gen, now) {
                 Ok(fresh) => {
                     if fresh {
                         self.note(side, note_of_allow(&decision));
@@ -504,6 +508,7 @@ impl Engine {
         seq: u32,
         len: u32,
         decided: Option<(&Decision, Option<u32>)>,
+        peer_key: Option<u16>,
         gen: u32,
         now: u64,
     ) -> Result<bool, DropReason> {
@@ -525,6 +530,9 @@ impl Engine {
         };
         if let Some((d, id)) = decided {
             e.set_verdict(d, id, gen);
+        }
+        if let Some(k) = peer_key {
+            e.set_peer_key(k);
         }
         e.account(side, len);
         Ok(fresh)
@@ -553,6 +561,7 @@ impl Engine {
         }
         let cached = e.verdict().unpack();
         let flow_identity = e.remote_identity();
+        let peer_key = e.peer_key();
         match side {
             // The server is our PU: sign its SYN-ACK towards the client's gateway.
             Side::Inside => {
@@ -569,7 +578,14 @@ impl Engine {
                 let Some(pu_identity) = p.pu(pu).map(|x| x.identity) else {
                     return self.drop(side, DropReason::NoLocalPu);
                 };
-                match p.identity_peer(id).and_then(|peer| cfg.keys.tx_key(peer, now)) {
+                // Signed with our key paired with the peer key the SYN used (during
+                // a rotation the peer may not yet have our newest key towards it);
+                // the newest valid key if that one is gone.
+                let tx = p.identity_peer(id).and_then(|peer| {
+                    let paired = cfg.local_key_id.map(|l| crate::identity::KeyId::pairwise(l, peer_key));
+                    paired.and_then(|k| cfg.keys.tx_key_with_id(peer, k, now)).or_else(|| cfg.keys.tx_key(peer, now))
+                });
+                match tx {
                     Some(k) => match insert_tcp(buf, info, k, pu_identity) {
                         Ok(()) => {
                             self.note(side, Note::IdentityInserted);

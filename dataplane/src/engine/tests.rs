@@ -656,3 +656,55 @@ fn hostile_frames_never_panic() {
         let _ = a.pass(side, &f);
     }
 }
+
+#[test]
+fn syn_ack_is_signed_with_the_key_pair_the_syn_used_during_a_rotation_overlap() {
+    // Gateway A is rotating from key 1 to key 4. The server's gateway (B here)
+    // already lists both of A's keys, both valid now; the client's gateway is
+    // still on key 1 and knows B only under it. Before the fix B signed every
+    // SYN-ACK with its newest key towards A, (2 → 4), which old A cannot verify.
+    let both = format!("{}, {{id: 4, public_key: \"{}\", not_before: 1000}}", a_key(1, 1), public(4));
+    let mut b = Gw::new(&doc_b(&both, true));
+    let mut a_old = Gw::new(&doc_a(1, 1));
+    let mut a_new = Gw::new(&doc_a(4, 4));
+
+    // Old A → B: the SYN (1 → 2) verifies at B; the SYN-ACK comes back signed
+    // 2 → 1 and verifies at old A; data flows both ways.
+    let c = Conn::new("10.1.0.10", "10.2.0.20", 80);
+    let (act, w) = a_old.pass(Side::Inside, &c.syn());
+    assert_eq!((act, option_of(&w).map(|o| o.0)), (Action::Forward, Some(KeyId::pairwise(1, 2).get())));
+    assert_eq!(b.pass(Side::Outside, &w), (Action::Forward, c.syn()));
+    let (act, sa) = b.pass(Side::Inside, &c.syn_ack());
+    assert_eq!(act, Action::Forward);
+    assert_eq!(option_of(&sa), Some((KeyId::pairwise(2, 1).get(), 2001)), "answered with the SYN's key pair");
+    assert_eq!(a_old.pass(Side::Outside, &sa), (Action::Forward, c.syn_ack()), "old A verifies the SYN-ACK");
+    // A retransmitted SYN-ACK is signed the same way.
+    let (_, sa2) = b.pass(Side::Inside, &c.syn_ack());
+    assert_eq!(sa2, sa);
+    assert_eq!(a_old.pass(Side::Outside, &sa2).0, Action::Forward);
+    for f in [c.ack(), c.data_c2s(b"ping")] {
+        assert_eq!(a_old.pass(Side::Inside, &f), (Action::Forward, f.clone()));
+        assert_eq!(b.pass(Side::Outside, &f), (Action::Forward, f.clone()));
+    }
+    let f = c.data_s2c(b"pong");
+    assert_eq!(b.pass(Side::Inside, &f), (Action::Forward, f.clone()));
+    assert_eq!(a_old.pass(Side::Outside, &f), (Action::Forward, f.clone()));
+
+    // New A → B on another connection at the same time: 4 → 2 and back 2 → 4.
+    let c2 = Conn { cport: 40002, ..c };
+    let (_, w) = a_new.pass(Side::Inside, &c2.syn());
+    assert_eq!(option_of(&w).unwrap().0, KeyId::pairwise(4, 2).get());
+    assert_eq!(b.pass(Side::Outside, &w).0, Action::Forward);
+    let (_, sa) = b.pass(Side::Inside, &c2.syn_ack());
+    assert_eq!(option_of(&sa).unwrap().0, KeyId::pairwise(2, 4).get());
+    assert_eq!(a_new.pass(Side::Outside, &sa).0, Action::Forward);
+
+    // Neither gateway refused anything.
+    for g in [&a_old, &a_new, &b] {
+        for side in [Side::Inside, Side::Outside] {
+            for r in [DropReason::IdentityUnknownKey, DropReason::IdentityBadMac, DropReason::IdentityExpiredKey] {
+                assert_eq!(g.dropped(side, r), 0, "{r:?} from {side:?}");
+            }
+        }
+    }
+}

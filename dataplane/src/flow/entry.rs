@@ -159,7 +159,10 @@ pub struct FlowEntry {
     synack_seq: u32,
     state: u8,
     flags: u8,
-    _pad: [u8; 2],
+    /// The peer's 16-bit key id its verified SYN was signed with (the sender
+    /// half of the option's key id): the SYN-ACK is signed back with the
+    /// pairwise key of that same peer key.
+    peer_key: u16,
 }
 
 impl FlowEntry {
@@ -177,7 +180,7 @@ impl FlowEntry {
         synack_seq: 0,
         state: 0,
         flags: 0,
-        _pad: [0; 2],
+        peer_key: 0,
     };
 
     pub(crate) fn init(key: FlowKey, f: NewFlow, now: u64, t: &Timeouts) -> FlowEntry {
@@ -254,6 +257,18 @@ impl FlowEntry {
     #[inline]
     pub fn syn_seq(&self) -> u32 {
         self.syn_seq
+    }
+
+    /// The peer's key id recorded by [`Self::set_peer_key`] (0 until then).
+    #[inline]
+    pub fn peer_key(&self) -> u16 {
+        self.peer_key
+    }
+
+    /// Records the peer's 16-bit key id a verified SYN was signed with.
+    #[inline]
+    pub fn set_peer_key(&mut self, key_id: u16) {
+        self.peer_key = key_id;
     }
 
     /// Re-points the flow at its PU's index in a newer snapshot.

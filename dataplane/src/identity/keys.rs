@@ -331,6 +331,15 @@ impl KeyRing {
         self.tx.get(..end)?.iter().rev().take_while(|k| k.peer == peer).find(|k| k.is_valid_at(now))
     }
 
+    /// The transmit key towards `peer` with exactly this key id, valid at
+    /// `now`. A SYN-ACK is signed with the pair of keys its SYN used, so a
+    /// peer that has not yet taken up our newest key towards it can verify it.
+    #[inline]
+    pub fn tx_key_with_id(&self, peer: PeerId, id: KeyId, now: u64) -> Option<&MacKey> {
+        let end = self.tx.partition_point(|k| k.peer <= peer);
+        self.tx.get(..end)?.iter().rev().take_while(|k| k.peer == peer).find(|k| k.key_id == id && k.is_valid_at(now))
+    }
+
     pub fn rx_len(&self) -> usize {
         self.rx.len()
     }
