@@ -82,10 +82,27 @@ pub enum DropReason {
     /// A TCP packet with no flow state (e.g. mid-stream after a restart) the
     /// external-network ACLs do not allow.
     NoFlowState,
+    /// UDP: the peer gateway answered the handshake with a signed reject
+    /// (its PU's incoming rules refused the flow); held datagrams are dropped.
+    UdpRejectedByPeer,
+    /// UDP: the flow's hold queue (`hold_per_flow`) is full while its
+    /// handshake is pending.
+    UdpHoldQueueFull,
+    /// UDP: the worker holds `hold_total` datagrams of pending flows already.
+    UdpHoldTotalFull,
+    /// UDP: every pending-handshake slot of the worker (`pending`) is in use.
+    UdpPendingFull,
+    /// UDP: a datagram from the network for a flow whose handshake this
+    /// gateway has not finished (the peer cannot have sent it legitimately).
+    UdpNotAuthorized,
+    /// UDP: a handshake message that fits no flow here (a response with no
+    /// pending handshake, a request for a flow this side initiated), or one
+    /// that answers an older request (its echo is not the pending nonce).
+    UdpUnexpectedHandshake,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 23] = [
+    pub const ALL: [DropReason; 29] = [
         DropReason::TxFull,
         DropReason::HandoffFull,
         DropReason::Malformed,
@@ -109,6 +126,12 @@ impl DropReason {
         DropReason::Replay,
         DropReason::OutOfState,
         DropReason::NoFlowState,
+        DropReason::UdpRejectedByPeer,
+        DropReason::UdpHoldQueueFull,
+        DropReason::UdpHoldTotalFull,
+        DropReason::UdpPendingFull,
+        DropReason::UdpNotAuthorized,
+        DropReason::UdpUnexpectedHandshake,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -138,6 +161,12 @@ impl DropReason {
             DropReason::Replay => "replay",
             DropReason::OutOfState => "out_of_state",
             DropReason::NoFlowState => "no_flow_state",
+            DropReason::UdpRejectedByPeer => "udp_rejected_by_peer",
+            DropReason::UdpHoldQueueFull => "udp_hold_queue_full",
+            DropReason::UdpHoldTotalFull => "udp_hold_total_full",
+            DropReason::UdpPendingFull => "udp_pending_full",
+            DropReason::UdpNotAuthorized => "udp_not_authorized",
+            DropReason::UdpUnexpectedHandshake => "udp_unexpected_handshake",
         }
     }
 
@@ -180,10 +209,29 @@ pub enum Note {
     NotIpOrNd,
     /// Flow events the worker could not queue (the drain is behind).
     EventsLost,
+    /// UDP: a datagram was held while its flow's handshake is pending.
+    UdpHeld,
+    /// UDP: a handshake request was sent (first try).
+    UdpRequestSent,
+    /// UDP: a handshake request was sent again (no answer within its backoff).
+    UdpRequestRetransmit,
+    /// UDP: a signed response was sent to a verified, allowed request.
+    UdpResponseSent,
+    /// UDP: a signed reject was sent to a verified request the PU's incoming rules refuse.
+    UdpRejectSent,
+    /// UDP: a response (or reject) verified and finished a pending handshake.
+    UdpHandshakeDone,
+    /// UDP: no answer after the last retransmit; the external-network ACLs decided.
+    UdpHandshakeTimeout,
+    /// UDP: held datagrams released in order after the flow was allowed.
+    UdpReleased,
+    /// UDP: a second answer to a finished handshake (e.g. to a retransmitted
+    /// request), consumed.
+    UdpDuplicateAnswer,
 }
 
 impl Note {
-    pub const ALL: [Note; 13] = [
+    pub const ALL: [Note; 22] = [
         Note::IdentityInserted,
         Note::IdentityVerified,
         Note::PolicyAllow,
@@ -197,6 +245,15 @@ impl Note {
         Note::Ignored,
         Note::NotIpOrNd,
         Note::EventsLost,
+        Note::UdpHeld,
+        Note::UdpRequestSent,
+        Note::UdpRequestRetransmit,
+        Note::UdpResponseSent,
+        Note::UdpRejectSent,
+        Note::UdpHandshakeDone,
+        Note::UdpHandshakeTimeout,
+        Note::UdpReleased,
+        Note::UdpDuplicateAnswer,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -215,6 +272,15 @@ impl Note {
             Note::Ignored => "ignored",
             Note::NotIpOrNd => "not_ip_or_nd",
             Note::EventsLost => "events_lost",
+            Note::UdpHeld => "udp_held",
+            Note::UdpRequestSent => "udp_request_sent",
+            Note::UdpRequestRetransmit => "udp_request_retransmit",
+            Note::UdpResponseSent => "udp_response_sent",
+            Note::UdpRejectSent => "udp_reject_sent",
+            Note::UdpHandshakeDone => "udp_handshake_done",
+            Note::UdpHandshakeTimeout => "udp_handshake_timeout",
+            Note::UdpReleased => "udp_released",
+            Note::UdpDuplicateAnswer => "udp_duplicate_answer",
         }
     }
 }

@@ -46,6 +46,7 @@
 
 pub mod config;
 pub mod rst;
+pub mod udp;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -73,6 +74,13 @@ pub enum Action {
     /// The buffer now holds a RST for the port it came from, and
     /// [`Engine::extra_frame`] another for the opposite port (reset both ends).
     ReplyAndReset(DropReason),
+    /// Keep the frame in hold slot `n` (after the frames already there) until
+    /// an [`udp::Effect`] releases or discards the slot (UDP handshake pending).
+    Hold(u32),
+    /// The frame was a handshake message for this gateway: free it (not a drop).
+    Consume,
+    /// The buffer now holds a handshake answer: transmit it on the port it came from.
+    Answer,
 }
 
 /// Budget of slots one [`Engine::sweep`] call examines.
@@ -85,6 +93,7 @@ pub struct Engine {
     stats: Arc<WorkerStats>,
     extra: [u8; rst::MAX_RST],
     extra_len: usize,
+    udp: udp::UdpHandshake,
 }
 
 fn drop_of_reason(r: Reason) -> DropReason {
@@ -167,6 +176,7 @@ impl Engine {
             stats,
             extra: [0; rst::MAX_RST],
             extra_len: 0,
+            udp: udp::UdpHandshake::new(udp::UdpConfig::default(), seed),
         }
     }
 
@@ -258,8 +268,9 @@ impl Engine {
         }
         let gen = cfg.generation();
         let tcp = info.l4 == L4Kind::Tcp;
-        // Fast path: a decided flow of this generation, not a handshake packet.
-        if !info.fragment && (!tcp || info.tcp_flags & TcpFlags::SYN == 0) {
+        // Fast path: a decided flow of this generation, not a handshake packet
+        // (a UDP datagram with an options area may carry a handshake message).
+        if !info.fragment && (!tcp || info.tcp_flags & TcpFlags::SYN == 0) && info.udp_opts_len == 0 {
             let key = FlowKey::new(side, src, dst, info.src_port, info.dst_port, info.proto);
             let h = self.table.hash(&key);
             if let Some(e) = self.table.lookup_hashed(&key, h, now) {
@@ -278,8 +289,11 @@ impl Engine {
                 return Action::Forward;
             }
             Classification::NotLocal => return self.drop(side, DropReason::NoLocalPu),
-            Classification::LocalPu { pu, managed_tcp, .. } => (pu, managed_tcp),
+            Classification::LocalPu { pu, managed_tcp, managed_udp } => (pu, managed_tcp, managed_udp),
         };
+        if info.l4 == L4Kind::Udp && !info.fragment {
+            return self.udp_datagram(cfg, side, buf, &info, (src, dst), pu.0, pu.2, now);
+        }
         if !tcp {
             if info.fragment && info.proto == wire::ip_proto::TCP {
                 return self.drop(side, DropReason::TcpFragment);

@@ -13,7 +13,12 @@
 //! sent back out of the port it came from (the per-side reply bursts); when
 //! the engine resets both ends, the second reset goes out in an mbuf from the
 //! pool. Time (`now`, Unix ns) is read from the TSC once per iteration.
+//! UDP datagrams whose handshake is pending wait in the worker's hold store
+//! ([`hold`]); the engine's effects (handshake frames to send, hold slots to
+//! release or discard) are carried out after every frame and after the
+//! per-iteration timer check.
 
+pub mod hold;
 mod io;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +31,7 @@ use dpdk_bindings::ring::{RingConsumer, RingProducer};
 use dpdk_bindings::{Mbuf, Mempool};
 
 use crate::dispatch;
+use crate::engine::udp::Effect;
 use crate::engine::{Action, Engine, EngineConfig};
 use crate::policy::Side as PSide;
 use crate::stats::{DirStats, DropReason, WorkerStats};
@@ -121,6 +127,8 @@ struct Worker {
     /// The configuration loaded for this iteration.
     cfg: Option<Arc<EngineConfig>>,
     now: u64,
+    /// Datagrams of pending UDP handshakes (allocated at start).
+    hold: Option<hold::HoldStore>,
 }
 
 impl WorkerSetup {
@@ -129,6 +137,10 @@ impl WorkerSetup {
         let n = self.workers;
         let mut s = self;
         let engine = s.engine.take();
+        let hold = engine.as_ref().map(|e| {
+            let c = e.engine.udp().config();
+            hold::HoldStore::new(c.pending as usize, usize::from(c.hold_per_flow))
+        });
         let mut w = Worker {
             s,
             // Allocated once, before the loop.
@@ -140,6 +152,7 @@ impl WorkerSetup {
             engine,
             cfg: None,
             now: 0,
+            hold,
         };
         w.run();
         0
@@ -159,6 +172,10 @@ impl Worker {
                 self.cfg = Some(e.config.load_full());
                 self.now = e.clock.unix_ns(dpdk_bindings::tsc());
                 e.engine.sweep(self.now);
+                if let Some(cfg) = self.cfg.as_ref() {
+                    e.engine.udp_timers(cfg, self.now);
+                }
+                self.effects();
             }
             let mut got = self.poll_port(&mut rx, Side::Inside, burst);
             got += self.poll_port(&mut rx, Side::Outside, burst);
@@ -261,8 +278,14 @@ impl Worker {
         };
         match e.engine.process(cfg, side, &mut m, self.now) {
             Action::Forward => self.forward(from, m),
-            Action::Drop(_) => drop(m),
-            Action::Reply(_) => self.reply(from, m),
+            Action::Drop(_) | Action::Consume => drop(m),
+            Action::Reply(_) | Action::Answer => self.reply(from, m),
+            Action::Hold(slot) => {
+                if let Some(Err(m)) = self.hold.as_mut().map(|h| h.push(slot, m)) {
+                    drop(m);
+                    self.dir_stats(from).drop_count(DropReason::UdpHoldQueueFull).add(1);
+                }
+            }
             Action::ReplyAndReset(_) => {
                 let extra = e.engine.extra_frame();
                 let second = e.pool.alloc().and_then(|mut x| {
@@ -273,6 +296,46 @@ impl Worker {
                     self.forward(from, x);
                 }
             }
+        }
+        self.effects();
+    }
+
+    /// Carries out the engine's effects: generated handshake frames (in mbufs
+    /// from the pool), held datagrams released (in order, to the outside
+    /// port) or freed.
+    fn effects(&mut self) {
+        let n = self.engine.as_ref().map_or(0, |e| e.engine.effects().len());
+        if n == 0 {
+            return;
+        }
+        for i in 0..n {
+            let Some(e) = self.engine.as_ref() else { return };
+            match e.engine.effects()[i] {
+                Effect::Send { out, frame } => {
+                    let bytes = e.engine.effect_frame(frame);
+                    let m = e.pool.alloc().and_then(|mut x| {
+                        x.append(bytes.len()).then(|| x.data_mut().copy_from_slice(bytes)).map(|_| x)
+                    });
+                    if let Some(m) = m {
+                        // `forward` sends to the port opposite the one named.
+                        let from = if out == PSide::Outside { Side::Inside } else { Side::Outside };
+                        self.forward(from, m);
+                    }
+                }
+                Effect::Release { slot } => {
+                    while let Some(m) = self.hold.as_mut().and_then(|h| h.pop(slot)) {
+                        self.forward(Side::Inside, m);
+                    }
+                }
+                Effect::Discard { slot, .. } => {
+                    if let Some(h) = self.hold.as_mut() {
+                        h.discard(slot);
+                    }
+                }
+            }
+        }
+        if let Some(e) = self.engine.as_mut() {
+            e.engine.clear_effects();
         }
     }
 
