@@ -4,16 +4,19 @@
 //!   and checksums (no FCS; padded to the 60-byte minimum).
 //! - [`tcp_options`]: SYN option layouts of Linux, Windows and macOS, and
 //!   [`tcp_options::SynOptionHook`], the extension point through which SYNs
-//!   will carry identity options once `dataplane/src/identity` lands.
+//!   carry extra options.
+//! - [`identity`]: the hook that signs SYNs with valid identity options
+//!   (`--identity-key`), through `dataplane::identity`.
 //! - [`scenario`]: flows and frame order of `tcp-established`, `syn-flood`,
 //!   `udp-request` and `mixed`; deterministic for a given seed.
 //! - [`pcap`]: the classic libpcap writer (LINKTYPE_ETHERNET, microseconds).
 //!
-//! No DPDK here: the files feed `net_pcap` (`rx_pcap=...,infinite_rx=1`)
+//! No DPDK here (dataplane is used without its `dpdk` feature): the files feed `net_pcap` (`rx_pcap=...,infinite_rx=1`)
 //! in benchmarks and tests, and pktgen's `-s P:file.pcap` on real NICs.
 
 pub mod checksum;
 pub mod frame;
+pub mod identity;
 pub mod net;
 pub mod pcap;
 pub mod rng;
@@ -21,4 +24,5 @@ pub mod scenario;
 pub mod tcp_options;
 
 pub use scenario::{Config, Kind, Mix, Scenario, ScenarioError, Summary};
+pub use identity::IdentitySigner;
 pub use tcp_options::{ForgedOption, NoExtraOptions, OsProfile, SynInfo, SynOptionHook};

@@ -11,7 +11,7 @@ use scenario_gen::net::{IpNet, MacAddr, PortRange};
 use scenario_gen::scenario::{write_pcap, DEFAULT_FLOWS};
 use scenario_gen::tcp_options::FORGED_IDENTITY;
 use scenario_gen::{
-    Config, ForgedOption, Kind, Mix, NoExtraOptions, OsProfile, Scenario, SynOptionHook,
+    Config, ForgedOption, IdentitySigner, Kind, Mix, NoExtraOptions, OsProfile, Scenario, SynOptionHook,
 };
 
 #[derive(Parser)]
@@ -132,9 +132,12 @@ struct SynArgs {
     /// Add a forged identity option (kind 253, 20 bytes, ExID 0x4D49, version 1, random key id/identity/MAC): the verify path under attack
     #[arg(long, conflicts_with = "forge_option")]
     forge_identity: bool,
-    /// Sign SYNs with valid identity options for this key: added when the identity option lands (dataplane/src/identity)
+    /// Sign SYNs with valid identity options as the gateway of this key file would: the sending gateway's policy document (its local key, the peer covering --dst-net, the PU covering --src-net) or a key file (key_id, private_key, peer_key_id, peer_public_key, identity; TOML or YAML)
     #[arg(long, value_name = "FILE", conflicts_with_all = ["forge_option", "forge_identity"])]
     identity_key: Option<PathBuf>,
+    /// With --identity-key: the workload identity to claim (instead of the file's)
+    #[arg(long, requires = "identity_key")]
+    identity: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -220,12 +223,15 @@ fn run(cli: Cli) -> Result<(), String> {
         None => (OsProfile::Linux, Box::new(NoExtraOptions)),
         Some(s) => {
             if let Some(key) = s.identity_key {
-                return Err(format!(
-                    "--identity-key {}: valid identity options are added when the identity option lands \
-                     (dataplane/src/identity); until then use --forge-option KIND:LEN for invalid ones",
-                    key.display()
-                ));
-            }
+                let signer = IdentitySigner::from_file(&key, src_net.host(0), dst_net.host(0), s.identity)
+                    .map_err(|e| format!("--identity-key {e}"))?;
+                eprintln!(
+                    "scenario-gen: SYNs signed with key id {:#08x}, identity {}",
+                    signer.key_id(),
+                    signer.identity()
+                );
+                (s.os, Box::new(signer) as Box<dyn SynOptionHook>)
+            } else {
             let forged = match (s.forge_option, s.forge_identity) {
                 (Some(f), _) => Some(f),
                 (None, true) => Some(FORGED_IDENTITY.parse::<ForgedOption>()?),
@@ -236,6 +242,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 None => Box::new(NoExtraOptions),
             };
             (s.os, hook)
+            }
         }
     };
     let dst_port = common

@@ -98,6 +98,7 @@ impl fmt::Display for OsProfile {
 
 /// Appends `extra` to a stack's option list: before its trailing EOLs (an
 /// option after EOL would be ignored), then pads with EOL to a multiple of 4.
+/// When that exceeds 40 bytes, the stack's NOP/EOL padding is dropped first.
 pub fn with_extra_options(base: &[u8], extra: &[u8]) -> Result<Vec<u8>, FrameError> {
     if extra.is_empty() {
         return check_len(base.to_vec());
@@ -123,6 +124,28 @@ pub fn with_extra_options(base: &[u8], extra: &[u8]) -> Result<Vec<u8>, FrameErr
     o.extend_from_slice(extra);
     while o.len() % 4 != 0 {
         o.push(KIND_EOL);
+    }
+    if o.len() > MAX_TCP_OPTIONS {
+        // As the gateway does when inserting: drop the stack's NOP and EOL
+        // padding, keep its other options in order, then pad once at the end
+        // (macOS's 24 bytes hold 19 real ones, so a 20-byte option still fits).
+        o.clear();
+        let mut i = 0;
+        while i < base.len() {
+            match base[i] {
+                KIND_EOL => break,
+                KIND_NOP => i += 1,
+                _ => {
+                    let n = usize::from(base.get(i + 1).copied().unwrap_or(2)).max(2);
+                    o.extend_from_slice(&base[i..(i + n).min(base.len())]);
+                    i += n;
+                }
+            }
+        }
+        o.extend_from_slice(extra);
+        while o.len() % 4 != 0 {
+            o.push(KIND_EOL);
+        }
     }
     check_len(o)
 }
@@ -153,10 +176,9 @@ pub struct SynInfo<'a> {
 /// Every SYN the generator builds passes through a hook, which returns raw
 /// option bytes (kind, length, value) to append to the stack's options;
 /// the builder places them, pads, checks the 40-byte limit and computes the
-/// checksums afterwards. When the identity option lands in
-/// `dataplane/src/identity`, a `SynOptionHook` that calls its encoder with a
-/// key will produce valid identity options, and `--identity-key` will select
-/// it. This crate does no cryptography itself.
+/// checksums afterwards. [`crate::identity::IdentitySigner`] is the hook
+/// that signs SYNs with valid identity options through `dataplane::identity`
+/// (`--identity-key`); this crate does no cryptography of its own.
 ///
 /// (Code that must rewrite a whole built frame instead can do so and call
 /// [`crate::frame::recompute_checksums`].)
@@ -310,6 +332,16 @@ mod tests {
             with_extra_options(&l, &big),
             Err(FrameError::BadOptionsLength(44))
         );
+        // macOS (24 bytes, 19 of them real) + a 20-byte option: padding dropped
+        let mut id = vec![0u8; 20];
+        id[0] = 253;
+        id[1] = 20;
+        let o = with_extra_options(&m, &id).unwrap();
+        assert_eq!(o.len(), 40);
+        assert_eq!(&o[..4], &m[..4], "MSS kept first");
+        assert_eq!(&o[19..39], &id[..]);
+        assert_eq!(o[39], KIND_EOL);
+        assert_eq!((o[4], o[7], o[17]), (KIND_WS, KIND_TS, KIND_SACK_PERM), "NOPs gone: {o:?}");
         assert_eq!(
             with_extra_options(&l, &[253, 22]),
             Err(FrameError::MalformedOptions)
