@@ -36,6 +36,9 @@ pub struct GatewayConfig {
     pub flowlog: Option<FlowlogFile>,
     #[serde(default)]
     pub flows: Flows,
+    /// The UDP identity handshake (docs/udp-handshake.md).
+    #[serde(default)]
+    pub udp_handshake: UdpHandshake,
     /// The gRPC control plane (docs/api.md): config store, flows, stats.
     #[serde(default)]
     pub control: Option<crate::api::ControlConfig>,
@@ -77,6 +80,61 @@ fn default_flows() -> usize {
 }
 fn default_events() -> usize {
     65536
+}
+
+/// `[udp_handshake]`: retransmit backoff and hold bounds, per worker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpHandshake {
+    /// Wait after each handshake request before the next, in ms; after the
+    /// last the external-network ACLs decide.
+    #[serde(default = "default_backoff")]
+    pub backoff_ms: Vec<u32>,
+    /// Datagrams held per pending flow.
+    #[serde(default = "default_hold_per_flow")]
+    pub hold_per_flow: u16,
+    /// Datagrams held over all pending flows of a worker (mbufs from the pool).
+    #[serde(default = "default_hold_total")]
+    pub hold_total: u32,
+    /// Pending handshakes per worker.
+    #[serde(default = "default_pending")]
+    pub pending: u32,
+}
+
+impl Default for UdpHandshake {
+    fn default() -> Self {
+        UdpHandshake {
+            backoff_ms: default_backoff(),
+            hold_per_flow: default_hold_per_flow(),
+            hold_total: default_hold_total(),
+            pending: default_pending(),
+        }
+    }
+}
+
+impl UdpHandshake {
+    /// The engine's form of these settings.
+    pub fn engine_config(&self) -> dataplane::engine::udp::UdpConfig {
+        dataplane::engine::udp::UdpConfig {
+            backoff_ms: self.backoff_ms.clone(),
+            hold_per_flow: self.hold_per_flow,
+            hold_total: self.hold_total,
+            pending: self.pending,
+        }
+    }
+}
+
+fn default_backoff() -> Vec<u32> {
+    vec![50, 100, 200, 400]
+}
+fn default_hold_per_flow() -> u16 {
+    16
+}
+fn default_hold_total() -> u32 {
+    1024
+}
+fn default_pending() -> u32 {
+    1024
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -248,6 +306,11 @@ impl GatewayConfig {
         if self.flows.events_queue < 64 || self.flows.events_queue > 1 << 24 {
             err("flows.events_queue".into(), format!("{} is not in 64..=16777216", self.flows.events_queue));
         }
+        let pending_timeout = dataplane::flow::Timeouts::default().udp_pending;
+        for e in self.udp_handshake.engine_config().validate("udp_handshake.", pending_timeout) {
+            let (field, message) = e.split_once(": ").unwrap_or(("udp_handshake", e.as_str()));
+            err(field.to_owned(), message.to_owned());
+        }
         if let Some(c) = &self.control {
             for (field, message) in c.validate() {
                 err(field, message);
@@ -340,5 +403,20 @@ lcore = 2
         )
         .unwrap_err();
         assert_eq!(e.errors[0].field, "workers");
+    }
+
+    #[test]
+    fn udp_handshake_settings_default_and_errors_name_their_field() {
+        let c = GatewayConfig::parse(GOOD, "t").unwrap();
+        assert_eq!(c.udp_handshake.backoff_ms, [50, 100, 200, 400]);
+        assert_eq!((c.udp_handshake.hold_per_flow, c.udp_handshake.hold_total, c.udp_handshake.pending), (16, 1024, 1024));
+        let bad = format!("{GOOD}[udp_handshake]\nbackoff_ms = [50, 0]\nhold_per_flow = 300\npending = 0\n");
+        let e = GatewayConfig::parse(&bad, "t").unwrap_err();
+        let fields: Vec<&str> = e.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["udp_handshake.backoff_ms[1]", "udp_handshake.hold_per_flow", "udp_handshake.pending"], "{e}");
+        assert!(e.to_string().contains("udp_handshake.hold_per_flow: 300 is not in 1..=256"), "{e}");
+        let slow = format!("{GOOD}[udp_handshake]\nbackoff_ms = [4000, 4000]\n");
+        let e = GatewayConfig::parse(&slow, "t").unwrap_err();
+        assert!(e.to_string().contains("udp_handshake.backoff_ms: the waits add up to 8000 ms"), "{e}");
     }
 }

@@ -110,7 +110,9 @@ impl Gateway {
         // hand-off rings in flight and the per-lcore caches.
         let needed = 2 * u32::from(queues) * desc
             + (n as u32) * (4 * dpdk_bindings::burst::MAX_BURST as u32 + 2 * cfg.tuning.handoff_ring)
-            + 512 * (n as u32 + 1);
+            + 512 * (n as u32 + 1)
+            // datagrams held during UDP handshakes, and generated handshake frames
+            + if engine.is_some() { (n as u32) * (cfg.udp_handshake.hold_total + 64) } else { 0 };
         let count = if cfg.tuning.mbufs > 0 { cfg.tuning.mbufs } else { needed.next_power_of_two() - 1 };
         let pool = Arc::new(
             Mempool::new("gw_mbufs", count, 256, 2048 + 128, -1)
@@ -164,8 +166,11 @@ impl Gateway {
                 let (p, q) = dataplane::events::channel(cfg.flows.events_queue);
                 event_consumers.push(q);
                 let seed = clock.tsc0 ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(std::process::id());
+                let mut engine = Engine::new(cfg.flows.capacity, seed, stats.clone(), Some(p));
+                // validated with the file (`udp_handshake.*`)
+                let _ = engine.set_udp_config(cfg.udp_handshake.engine_config());
                 EngineSetup {
-                    engine: Engine::new(cfg.flows.capacity, seed, stats.clone(), Some(p)),
+                    engine,
                     config: c.clone(),
                     pool: pool.clone(),
                     clock,
