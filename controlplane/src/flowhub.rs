@@ -87,6 +87,8 @@ pub struct HubStats {
     pub overwritten: u64,
     pub readers: u64,
     pub lost_by_workers: u64,
+    /// Lost-event notices written into the ring (counted in `received`).
+    pub notices: u64,
 }
 
 /// The ring. Share it as `Arc<FlowHub<R>>`.
@@ -95,6 +97,7 @@ pub struct FlowHub<R> {
     head_tx: watch::Sender<u64>,
     readers: AtomicU64,
     lost_by_workers: AtomicU64,
+    notices: AtomicU64,
 }
 
 impl<R: HubRecord> FlowHub<R> {
@@ -107,6 +110,7 @@ impl<R: HubRecord> FlowHub<R> {
             head_tx,
             readers: AtomicU64::new(0),
             lost_by_workers: AtomicU64::new(0),
+            notices: AtomicU64::new(0),
         })
     }
 
@@ -132,6 +136,7 @@ impl<R: HubRecord> FlowHub<R> {
         if source == LostSource::WorkerQueue {
             self.lost_by_workers.fetch_add(count, Ordering::Relaxed);
         }
+        self.notices.fetch_add(1, Ordering::Relaxed);
         self.push_items(std::iter::once(Item::Lost { source, count, worker, time_ns }));
     }
 
@@ -168,6 +173,7 @@ impl<R: HubRecord> FlowHub<R> {
             overwritten: ring.head.saturating_sub(cap),
             readers: self.readers.load(Ordering::Relaxed),
             lost_by_workers: self.lost_by_workers.load(Ordering::Relaxed),
+            notices: self.notices.load(Ordering::Relaxed),
         }
     }
 

@@ -86,6 +86,7 @@ impl pb::stats_server::Stats for StatsService {
             overwritten: h.overwritten,
             readers: h.readers,
             lost_by_workers: h.lost_by_workers,
+            notices: h.notices,
         });
         out.config_version = self.store.versions().document();
         out.histograms.push(histogram_to_pb("config_apply", "us", &self.store.compile_histogram()));

@@ -588,8 +588,8 @@ async fn stats(c: &mut Clients, all: bool, output: Output, t: Duration) -> Res {
     println!("reasons: {}", if r.is_empty() { "none counted".into() } else { r });
     if let Some(h) = &s.flowhub {
         println!(
-            "flow ring: {} of {} held, {} received, {} overwritten, {} readers, {} lost by worker queues",
-            h.held, h.capacity, h.received, h.overwritten, h.readers, h.lost_by_workers
+            "flow ring: {} of {} held, {} received ({} lost-event notices), {} overwritten, {} readers, {} lost by worker queues",
+            h.held, h.capacity, h.received, h.notices, h.overwritten, h.readers, h.lost_by_workers
         );
     }
     for h in &s.histograms {
