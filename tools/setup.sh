@@ -16,7 +16,7 @@ PACKAGES=(
     # DPDK 22.11 and what bindgen needs to read its headers
     dpdk dpdk-dev libdpdk-dev pkg-config libclang-dev clang build-essential
     # namespaces, veth and the traffic the tests and demo send
-    iproute2 ethtool iputils-ping curl netcat-openbsd socat tcpdump python3 python3-scapy dnsutils dnsmasq-base
+    iproute2 ethtool iputils-ping curl netcat-openbsd socat tcpdump python3 python3-scapy apache2-utils dnsutils dnsmasq-base
     # static checks of the lab files (Lua scripts, Vagrantfile)
     lua5.4 ruby
     # protoc, for the gRPC API (controlplane/build.rs)

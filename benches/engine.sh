@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# The packet engine's rates beside dpdk-testpmd, on the same devices, in the
+# same run (forwarding.sh's method): a capture written by scenario-gen, fed by
+# net_pcap (infinite_rx=1) into net_null, one forwarding core each; Mpps are
+# the median of the 1-second samples after the first two (warm-up).
+#
+#   benches/engine.sh [seconds-per-run (8)] [case...]
+#   cases: est-1k est-1m syn-insert syn-verify (default: all four)
+#
+# est-1k / est-1m  established TCP, 64-byte frames round-robin over 1024 /
+#                  1048576 flows, into gatewayd's inside port with
+#                  docs/examples/bench-gw-a.yaml. Flows become established
+#                  through the no-flow-state path: the first packet of each
+#                  flow (first pass over the capture) is judged by the
+#                  external-network rule and re-creates the flow as
+#                  established; every later packet is one flow lookup and the
+#                  cached verdict. The first pass (1M packets at most) falls in
+#                  the two warm-up seconds; `no_flow_state_allowed` is printed
+#                  and must equal the flow count. Compared with testpmd io and
+#                  5tswap (target: gatewayd >= 0.5 x 5tswap at 1k flows).
+#                  1M flows need 1M mbufs held by net_pcap: that run uses
+#                  --no-huge -m 6144 for testpmd and gatewayd alike (loading the
+#                  capture takes some seconds, not counted).
+# syn-insert       SYNs (Linux options) from the PU 10.0.0.0/16 to the managed
+#                  10.1.0.0/24 covered by peer gw-b, into the inside port of
+#                  bench-gw-a: identity inserted (HMAC), flow upserted.
+# syn-verify       the same SYNs signed by gateway A (scenario-gen
+#                  --identity-key docs/examples/bench-gw-a.yaml) into the
+#                  outside port of bench-gw-b: verified, identity checked
+#                  against the peer, judged by policy, stripped.
+#                  Target for both SYN cases: >= 2 Mpps. The capture repeats,
+#                  so after the first pass each SYN is a retransmission of a
+#                  flow in syn_sent: handled in full again (same key, same MAC
+#                  work), as the engine does for real retransmissions.
+set -eu
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "run as root (hugepages)" >&2; exit 1; }
+SECS=${1:-8}; shift || true
+CASES=("$@"); [ ${#CASES[@]} -gt 0 ] || CASES=(est-1k est-1m syn-insert syn-verify)
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+command -v dpdk-testpmd >/dev/null || { echo "dpdk-testpmd missing: run tools/setup.sh" >&2; exit 1; }
+
+echo "building (release)..."
+set -o pipefail
+cargo build --release --locked -q -p controlplane --bin gatewayd
+cargo build --release --locked -q -p scenario-gen --bin scenario-gen
+T=${CARGO_TARGET_DIR:-target}/release
+W=$(mktemp -d /tmp/gw-engine-bench.XXXXXX); trap 'rm -rf "$W"' EXIT
+set +o pipefail # from here pipelines end in a rate parser; runners stopped by timeout are expected
+
+HUGE=(-m 512); [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -ge 300 ] || HUGE=(--no-huge -m 512)
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) {print 0} else {print a[int((NR+1)/2)]}}'; }
+
+# testpmd MODE PCAP MBUFS MEM... -> Mpps
+testpmd() {
+    local mode=$1 pcap=$2 mbufs=$3; shift 3
+    # (loading a large capture happens before the first sample: allow for it)
+    timeout -s INT "$((SECS + mbufs / 100000))" dpdk-testpmd -l 0-1 --no-pci "$@" --log-level '*:warning' --file-prefix "tpm$$" \
+        --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" --vdev "net_null0,no-rx=1" -- \
+        --forward-mode="$mode" --nb-cores=1 --total-num-mbufs="$mbufs" --stats-period 1 < /dev/null 2>&1 |
+        awk '/Rx-pps:/ {n++; if (n % 2 == 1) print $2 / 1e6}' | tail -n +3 | median
+}
+
+# gatewayd RXPORT(inside|outside) PCAP POLICY FLOWS MBUFS MEM... -> Mpps (counters in $W/counters.json)
+gatewayd() {
+    local from=$1 pcap=$2 policy=$3 flows=$4 mbufs=$5; shift 5
+    local eal=(-l 0-1 --no-pci "$@" --log-level '*:warning')
+    local inside=net_pcap0 outside=net_null0 field="in->out"
+    [ "$from" = outside ] && { inside=net_null0; outside=net_pcap0; field="out->in"; }
+    cat > "$W/gw.toml" <<TOML
+[eal]
+args = [$(printf '"%s", ' "${eal[@]}")"--file-prefix", "gwb$$", "--vdev", "net_pcap0,rx_pcap=$pcap,infinite_rx=1", "--vdev", "net_null0,no-rx=1"]
+[ports]
+inside = "$inside"
+outside = "$outside"
+[[workers]]
+lcore = 1
+[tuning]
+mbufs = $mbufs
+[policy]
+file = "$PWD/docs/examples/$policy"
+[flows]
+capacity = $flows
+TOML
+    rm -f "$W/counters.json"
+    "$T/gatewayd" --config "$W/gw.toml" --stats-interval 1 --duration "$((SECS + mbufs / 200000))" --counters-json "$W/counters.json" 2>&1 |
+        awk -v f="$field" '/^stats:/ {for (i = 1; i <= NF; i++) if ($i == f) print $(i+1)}' | tail -n +3 | median
+}
+
+# What the gateway did, from its final counters: "forwarded=… drops=… note=…".
+counters() { # dir notes...
+    local dir=$1; shift
+    [ -s "$W/counters.json" ] || { echo "(no counters: gatewayd failed)"; return; }
+    jq -r --arg d "$dir" --argjson notes "$(printf '%s\n' "$@" | jq -R . | jq -s .)" '
+        [.workers[][$d]] as $w
+        | ([$w[].tx_packets] | add) as $tx
+        | ([$w[].drops | to_entries[] | select(.value > 0) | "\(.key)=\(.value)"] | join(",")) as $drops
+        | "forwarded=\($tx) drops={\($drops)} " + ([$notes[] as $n | "\($n)=\([$w[].notes[$n]] | add)"] | join(" "))
+    ' "$W/counters.json"
+}
+
+ROWS=()
+row() { ROWS+=("$(printf '%-30s %10s %10s %10s %10s %9s %9s  %s' "$@")"); }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}'; }
+
+echo "machine: $(nproc) cpus, $(uptime | sed 's/.*load average/load average/')"
+echo "${SECS}s per run; EAL memory: ${HUGE[*]} (1M flows: --no-huge -m 6144)"
+for c in "${CASES[@]}"; do
+    case $c in
+    est-1k | est-1m)
+        if [ "$c" = est-1k ]; then n=1024; frames=4096; mem=("${HUGE[@]}"); cap=65536
+        else n=1048576; frames=1048576; mem=(--no-huge -m 6144); cap=2097152; fi
+        "$T/scenario-gen" tcp-established --flows "$n" --size 64 -c "$frames" -o "$W/$c.pcap" >/dev/null
+        mb=$((frames + 32768))
+        io=$(testpmd io "$W/$c.pcap" "$mb" "${mem[@]}")
+        sw=$(testpmd 5tswap "$W/$c.pcap" "$mb" "${mem[@]}")
+        gw=$(gatewayd inside "$W/$c.pcap" bench-gw-a.yaml "$cap" "$mb" "${mem[@]}")
+        echo "  $c: $(counters from_inside no_flow_state_allowed) (flows: $n)"
+        row "established, $n flows" "$frames" "$io" "$sw" "$gw" "$(ratio "$gw" "$io")" "$(ratio "$gw" "$sw")" \
+            "$([ "$c" = est-1k ] && echo 'target gw/5tswap >= 0.5')"
+        ;;
+    syn-insert | syn-verify)
+        frames=16384
+        if [ "$c" = syn-insert ]; then
+            "$T/scenario-gen" syn-flood -c "$frames" -o "$W/$c.pcap" >/dev/null
+            from=inside policy=bench-gw-a.yaml notes=(identity_inserted); dir=from_inside
+        else
+            "$T/scenario-gen" syn-flood -c "$frames" --identity-key docs/examples/bench-gw-a.yaml -o "$W/$c.pcap" 2>/dev/null >/dev/null
+            from=outside policy=bench-gw-b.yaml notes=(identity_verified policy_allow); dir=from_outside
+        fi
+        mb=$((frames + 32768))
+        io=$(testpmd io "$W/$c.pcap" "$mb" "${HUGE[@]}")
+        gw=$(gatewayd "$from" "$W/$c.pcap" "$policy" 65536 "$mb" "${HUGE[@]}")
+        echo "  $c: $(counters "$dir" "${notes[@]}")"
+        row "SYN ${c#syn-} ($frames SYNs)" "$frames" "$io" "-" "$gw" "$(ratio "$gw" "$io")" "-" "target gw >= 2 Mpps"
+        ;;
+    *) echo "unknown case $c" >&2; exit 2 ;;
+    esac
+done
+echo
+printf '%-30s %10s %10s %10s %10s %9s %9s  %s\n' case frames "io Mpps" "5tswap" "gatewayd" "gw/io" "gw/5tswap" ""
+printf '%s\n' "${ROWS[@]}"
+echo "load after: $(uptime | sed 's/.*load average/load average/')"
