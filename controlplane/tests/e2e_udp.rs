@@ -336,7 +336,10 @@ fn udp_handshake_through_two_gateways() {
     // Counters.
     assert!(notes(&a, "from_inside", "udp_request_sent") >= 5, "{a}");
     assert!(notes(&a, "from_outside", "udp_handshake_done") >= 4, "{a}");
-    assert!(notes(&a, "from_inside", "udp_released") >= 20, "{a}");
+    // At least the first datagram of each allowed handshake (dig, socat, the
+    // burst, the fallback dig); how much more of the burst waited depends on timing.
+    let released = notes(&a, "from_inside", "udp_released");
+    assert!((4..=4 + 19).contains(&released), "{a}");
     assert!(notes(&b, "from_outside", "udp_response_sent") >= 3, "{b}");
     assert!(notes(&b, "from_outside", "udp_reject_sent") >= 1, "{b}");
     assert!(drops(&a, "from_inside", "udp_rejected_by_peer") >= 1, "{a}");
