@@ -1,1 +1,94 @@
-//! Shared helpers for the benchmarks.
+//! Shared helpers for the benchmarks (and the control plane's `api_bench`).
+
+use dataplane::policy::model::{
+    Action, ExternalNetwork, IdentityEntry, Peer, PeerKey, PolicyDocument, PortSpec, ProcessingUnit, Protocol, Rule,
+    Ruleset,
+};
+
+pub const IDENTITIES: u32 = 100_000;
+pub const RULESETS: u32 = 1_000;
+pub const RULES_PER_DIRECTION: u32 = 5; // 1000 × (5 + 5) = 10k rules
+pub const PUS: u32 = 200;
+pub const APPS: u32 = 2_000;
+
+/// The scale document of issue 5's apply-time target (10k rules over 100k
+/// identities), deterministic: 200 local PUs, 100k remote identities (each with
+/// a unique `instance` tag, so no two share a tag set), 1000 rulesets of 10
+/// rules, 100 external networks.
+pub fn policy_10k_rules_100k_identities() -> PolicyDocument {
+    let mut doc = PolicyDocument::default();
+    doc.peers.push(Peer {
+        name: "west".into(),
+        keys: vec![PeerKey { id: 1, public_key: "11".repeat(32), not_before: None, not_after: None }],
+        networks: vec![],
+    });
+    for i in 0..PUS {
+        doc.processing_units.push(ProcessingUnit {
+            name: format!("pu-{i}"),
+            tags: vec![
+                format!("app=svc{}", i % 50),
+                format!("env={}", ["prod", "dev"][(i % 2) as usize]),
+                format!("team=t{}", i % 10),
+            ],
+            addresses: vec![format!("10.1.{}.{}", i / 256, i % 256)],
+            identity: 1 + i,
+        });
+    }
+    for i in 0..IDENTITIES {
+        doc.identities.push(IdentityEntry {
+            identity: 1_000_000 + i,
+            name: None,
+            tags: vec![
+                format!("app=app{}", i % APPS),
+                format!("env={}", ["prod", "stage", "dev"][(i % 3) as usize]),
+                format!("team=t{}", i % 40),
+                format!("instance=i{i}"),
+            ],
+            peer: "west".into(),
+        });
+    }
+    for i in 0..100u32 {
+        doc.external_networks.push(ExternalNetwork {
+            name: format!("ext-{i}"),
+            tags: vec![format!("ext=e{}", i % 20), format!("zone=z{}", i % 5)],
+            cidrs: vec![format!("{}.{}.0.0/16", 100 + i / 50, i % 50)],
+            protocols: vec![Protocol::Any],
+            ports: vec![],
+        });
+    }
+    let mut n = 0u32;
+    let mut rule = |dir: &str, k: u32| {
+        n += 1;
+        let a = (n * 7919) % APPS;
+        let object = match k {
+            0 => format!("app == app{a} && env == prod"),
+            1 => format!("app in {{app{a}, app{}, app{}}}", (a + 1) % APPS, (a + 2) % APPS),
+            2 => format!("team == t{} && env != dev", n % 40),
+            3 => format!("ext == e{} || app == app{a}", n % 20),
+            _ => format!("app == app{a} && has(team)"),
+        };
+        Rule {
+            name: format!("{dir}-{k}"),
+            action: if n % 7 == 0 { Action::Reject } else { Action::Allow },
+            object,
+            protocols: vec![if k == 3 { Protocol::Any } else { Protocol::Tcp }],
+            ports: match k {
+                0 => vec![PortSpec::Number(443)],
+                1 => vec![PortSpec::Text("8000-8100".into()), PortSpec::Number(9090)],
+                _ => vec![],
+            },
+            observe: n % 11 == 0,
+        }
+    };
+    for r in 0..RULESETS {
+        let incoming = (0..RULES_PER_DIRECTION).map(|k| rule("in", k)).collect();
+        let outgoing = (0..RULES_PER_DIRECTION).map(|k| rule("out", k)).collect();
+        doc.rulesets.push(Ruleset {
+            name: format!("rs-{r}"),
+            subject: format!("app == svc{} && env in {{prod, dev}}", r % 50),
+            incoming,
+            outgoing,
+        });
+    }
+    doc
+}

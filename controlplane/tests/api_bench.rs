@@ -7,7 +7,8 @@
 //! - flow-event throughput from a producer (the drain's batches) through the
 //!   ring to a `GetFlows` reader over the Unix socket (target ≥ 1M/s);
 //! - time to apply 10k rules over 100k identities through `Apply` (target ≤ 200 ms),
-//!   the document generated as in `benches/benches/policy.rs`.
+//!   the document of `gw_benches::policy_10k_rules_100k_identities` (shared
+//!   with `benches/benches/policy.rs`).
 
 mod api_harness;
 
@@ -16,99 +17,8 @@ use std::time::{Duration, Instant};
 use api_harness::*;
 use controlplane::api::convert::document_to_pb;
 use controlplane::api::pb;
-use dataplane::policy::model::{
-    Action, ExternalNetwork, IdentityEntry, Peer, PeerKey, PolicyDocument, PortSpec, ProcessingUnit, Protocol, Rule,
-    Ruleset,
-};
+use gw_benches::policy_10k_rules_100k_identities as generate;
 use pb::get_flows_response::Response as R;
-
-const IDENTITIES: u32 = 100_000;
-const RULESETS: u32 = 1_000;
-const RULES_PER_DIRECTION: u32 = 5; // 1000 × (5 + 5) = 10k rules
-const PUS: u32 = 200;
-const APPS: u32 = 2_000;
-
-/// A deterministic document: 200 local PUs, 100k remote identities (each with
-/// a unique `instance` tag, so no two share a tag set), 1000 rulesets of 10
-/// rules, 100 external networks.
-fn generate() -> PolicyDocument {
-    let mut doc = PolicyDocument::default();
-    doc.peers.push(Peer {
-        name: "west".into(),
-        keys: vec![PeerKey { id: 1, public_key: "11".repeat(32), not_before: None, not_after: None }],
-        networks: vec![],
-    });
-    for i in 0..PUS {
-        doc.processing_units.push(ProcessingUnit {
-            name: format!("pu-{i}"),
-            tags: vec![
-                format!("app=svc{}", i % 50),
-                format!("env={}", ["prod", "dev"][(i % 2) as usize]),
-                format!("team=t{}", i % 10),
-            ],
-            addresses: vec![format!("10.1.{}.{}", i / 256, i % 256)],
-            identity: 1 + i,
-        });
-    }
-    for i in 0..IDENTITIES {
-        doc.identities.push(IdentityEntry {
-            identity: 1_000_000 + i,
-            name: None,
-            tags: vec![
-                format!("app=app{}", i % APPS),
-                format!("env={}", ["prod", "stage", "dev"][(i % 3) as usize]),
-                format!("team=t{}", i % 40),
-                format!("instance=i{i}"),
-            ],
-            peer: "west".into(),
-        });
-    }
-    for i in 0..100u32 {
-        doc.external_networks.push(ExternalNetwork {
-            name: format!("ext-{i}"),
-            tags: vec![format!("ext=e{}", i % 20), format!("zone=z{}", i % 5)],
-            cidrs: vec![format!("{}.{}.0.0/16", 100 + i / 50, i % 50)],
-            protocols: vec![Protocol::Any],
-            ports: vec![],
-        });
-    }
-    let mut n = 0u32;
-    let mut rule = |dir: &str, k: u32| {
-        n += 1;
-        let a = (n * 7919) % APPS;
-        let object = match k {
-            0 => format!("app == app{a} && env == prod"),
-            1 => format!("app in {{app{a}, app{}, app{}}}", (a + 1) % APPS, (a + 2) % APPS),
-            2 => format!("team == t{} && env != dev", n % 40),
-            3 => format!("ext == e{} || app == app{a}", n % 20),
-            _ => format!("app == app{a} && has(team)"),
-        };
-        Rule {
-            name: format!("{dir}-{k}"),
-            action: if n % 7 == 0 { Action::Reject } else { Action::Allow },
-            object,
-            protocols: vec![if k == 3 { Protocol::Any } else { Protocol::Tcp }],
-            ports: match k {
-                0 => vec![PortSpec::Number(443)],
-                1 => vec![PortSpec::Text("8000-8100".into()), PortSpec::Number(9090)],
-                _ => vec![],
-            },
-            observe: n % 11 == 0,
-        }
-    };
-    for r in 0..RULESETS {
-        let incoming = (0..RULES_PER_DIRECTION).map(|k| rule("in", k)).collect();
-        let outgoing = (0..RULES_PER_DIRECTION).map(|k| rule("out", k)).collect();
-        doc.rulesets.push(Ruleset {
-            name: format!("rs-{r}"),
-            subject: format!("app == svc{} && env in {{prod, dev}}", r % 50),
-            incoming,
-            outgoing,
-        });
-    }
-    doc
-}
-
 
 #[test]
 #[ignore]
