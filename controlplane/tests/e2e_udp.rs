@@ -134,9 +134,10 @@ fn dig(ns: &str, server: &str) -> (i32, f64, String) {
     (out.status.code().unwrap_or(-1), t.elapsed().as_secs_f64(), String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// socat request-response from `ns`: the reply (empty when none came in 2 s).
+/// socat request-response from `ns`: the reply (empty when none came in the
+/// 1.5 s socat waits after sending, longer than the 750 ms fallback).
 fn socat_ask(ns: &str, dst: &str, port: u16, msg: &str) -> String {
-    let out = in_ns(ns, &format!("echo {msg} | timeout 5 socat -T 2 - UDP4:{dst}:{port}"));
+    let out = in_ns(ns, &format!("echo {msg} | timeout 5 socat -t 1.5 -T 3 - UDP4:{dst}:{port}"));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
