@@ -444,18 +444,26 @@ struct Population<'a> {
 }
 
 impl<'a> Population<'a> {
-    /// Indexes `sets` on the tag keys in `keys` (the keys some selector tests).
-    fn new(sets: Vec<&'a TagSet>, keys: &FxHashMap<&str, ()>) -> Population<'a> {
+    /// Indexes `sets` on the tag keys in `keys` (the keys some selector
+    /// tests; `true`: with `has(key)`, so also indexed by key alone).
+    fn new(sets: Vec<&'a TagSet>, keys: &FxHashMap<&str, bool>) -> Population<'a> {
         let mut by_kv: FxHashMap<(&str, &str), Vec<u32>> = FxHashMap::default();
-        let mut by_k: FxHashMap<&str, Vec<u32>> = FxHashMap::default();
         for (i, t) in sets.iter().enumerate() {
             for (k, v) in t.iter() {
-                if !keys.contains_key(k) {
-                    continue;
+                if keys.contains_key(k) {
+                    by_kv.entry((k, v)).or_default().push(i as u32);
                 }
-                by_kv.entry((k, v)).or_default().push(i as u32);
-                by_k.entry(k).or_default().push(i as u32);
             }
+        }
+        // by key: the union of its values' lists (built from them, not per member)
+        let mut by_k: FxHashMap<&str, Vec<u32>> = FxHashMap::default();
+        for ((k, _), list) in &by_kv {
+            if keys.get(k) == Some(&true) {
+                by_k.entry(k).or_default().extend_from_slice(list);
+            }
+        }
+        for list in by_k.values_mut() {
+            list.sort_unstable();
         }
         Population { sets, by_kv, by_k }
     }
@@ -466,43 +474,121 @@ impl<'a> Population<'a> {
             return (0..self.sets.len() as u32).collect();
         }
         match self.candidates(sel, sel.root()) {
-            Some(c) => c.into_iter().filter(|&i| sel.matches(self.sets[i as usize])).collect(),
+            Some(c) => c.iter().copied().filter(|&i| sel.matches(self.sets[i as usize])).collect(),
             None => (0..self.sets.len() as u32)
                 .filter(|&i| sel.matches(self.sets[i as usize]))
                 .collect(),
         }
     }
 
-    /// A sorted superset of the members node `n` matches, if the index gives one.
-    fn candidates(&self, sel: &Selector, n: u32) -> Option<Vec<u32>> {
-        let empty = Vec::new();
+    /// A sorted superset of the members node `n` matches, if the index gives
+    /// one: index lists are borrowed, `&&` intersects, `||` merges.
+    fn candidates<'s>(&'s self, sel: &'s Selector, n: u32) -> Option<Cand<'s>> {
+        const EMPTY: &[u32] = &[];
         match &sel.nodes()[n as usize] {
-            Node::Eq(k, v) => Some(self.by_kv.get(&(&**k, &**v)).unwrap_or(&empty).clone()),
-            Node::Has(k) => Some(self.by_k.get(&**k).unwrap_or(&empty).clone()),
+            Node::Eq(k, v) => Some(Cand::Borrowed(self.by_kv.get(&(&**k, &**v)).map_or(EMPTY, Vec::as_slice))),
+            Node::Has(k) => Some(Cand::Borrowed(self.by_k.get(&**k).map_or(EMPTY, Vec::as_slice))),
             Node::In(k, vs) => {
-                let mut out: Vec<u32> = vs
-                    .iter()
-                    .flat_map(|v| self.by_kv.get(&(&**k, &**v)).unwrap_or(&empty).iter().copied())
-                    .collect();
-                out.sort_unstable();
-                out.dedup();
-                Some(out)
+                let mut lists = vs.iter().filter_map(|v| self.by_kv.get(&(&**k, &**v)));
+                match (lists.next(), lists.next()) {
+                    (None, _) => Some(Cand::Borrowed(EMPTY)),
+                    (Some(a), None) => Some(Cand::Borrowed(a)),
+                    (Some(a), Some(b)) => {
+                        let mut out = union(a, b);
+                        for l in lists {
+                            out = union(&out, l);
+                        }
+                        Some(Cand::Owned(out))
+                    }
+                }
             }
             Node::And(a, b) => match (self.candidates(sel, *a), self.candidates(sel, *b)) {
-                (Some(x), Some(y)) => Some(if x.len() <= y.len() { x } else { y }),
+                (Some(x), Some(y)) => Some(Cand::Owned(intersect(&x, &y))),
                 (x, y) => x.or(y),
             },
             Node::Or(a, b) => {
-                let mut x = self.candidates(sel, *a)?;
+                let x = self.candidates(sel, *a)?;
                 let y = self.candidates(sel, *b)?;
-                x.extend(y);
-                x.sort_unstable();
-                x.dedup();
-                Some(x)
+                Some(Cand::Owned(union(&x, &y)))
             }
             _ => None,
         }
     }
+}
+
+/// Candidate members: an index list as it is, or one computed.
+enum Cand<'a> {
+    Borrowed(&'a [u32]),
+    Owned(Vec<u32>),
+}
+
+impl std::ops::Deref for Cand<'_> {
+    type Target = [u32];
+    fn deref(&self) -> &[u32] {
+        match self {
+            Cand::Borrowed(s) => s,
+            Cand::Owned(v) => v,
+        }
+    }
+}
+
+/// The sorted intersection of two sorted, duplicate-free lists (gallops
+/// through the longer one when the lengths differ a lot).
+fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    let mut out = Vec::with_capacity(small.len());
+    if small.len() * 16 < large.len() {
+        let mut rest = large;
+        for &x in small {
+            match rest.binary_search(&x) {
+                Ok(i) => {
+                    out.push(x);
+                    rest = &rest[i + 1..];
+                }
+                Err(i) => rest = &rest[i..],
+            }
+        }
+        return out;
+    }
+    let (mut i, mut j) = (0, 0);
+    while i < small.len() && j < large.len() {
+        match small[i].cmp(&large[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(small[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The sorted union of two sorted, duplicate-free lists.
+fn union(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
 
 // ---------------------------------------------------------------------------
@@ -549,7 +635,7 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
     });
 
     // --- peers
-    let mut peer_index: HashMap<&str, u32> = HashMap::new();
+    let mut peer_index: FxHashMap<&str, u32> = FxHashMap::default();
     let mut key_index: FxHashMap<u32, u32> = FxHashMap::default();
     let mut peers = Vec::with_capacity(doc.peers.len());
     let mut peer_prefixes: Vec<(Cidr, u32, usize)> = Vec::new(); // (cidr, peer, index in networks)
@@ -693,6 +779,7 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
     let mut identities = Vec::with_capacity(doc.identities.len());
     let mut identity_index: FxHashMap<u32, u32> = FxHashMap::default();
     identity_index.reserve(doc.identities.len());
+    ident_owner.reserve(doc.identities.len());
     for (ix, e) in doc.identities.iter().enumerate() {
         if let Some(other) = ident_owner.get(&e.identity) {
             let name = e.identity.to_string();
@@ -763,13 +850,29 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
                 if let Some(first) = names.insert(&r.name, j) {
                     cx.err(K::Ruleset, &rs.name, field("name"), r.name.clone(), Problem::Duplicate { first: format!("{dname}[{first}]") });
                 }
-                let object = cx.selector(K::Ruleset, &rs.name, &field("object"), &r.object);
-                let ports = cx.ports(K::Ruleset, &rs.name, &field("ports"), &r.ports);
+                // (field names are formatted only when there is a problem to report)
+                let object = match Selector::parse(&r.object) {
+                    Ok(s) => s,
+                    Err(_) => cx.selector(K::Ruleset, &rs.name, &field("object"), &r.object),
+                };
+                let ports = match r.ports.iter().map(parse_port).collect::<Result<Vec<_>, _>>() {
+                    Ok(mut v) => {
+                        if v.is_empty() {
+                            v.push((0, u16::MAX));
+                        }
+                        v
+                    }
+                    Err(_) => cx.ports(K::Ruleset, &rs.name, &field("ports"), &r.ports),
+                };
                 let protos = proto_mask(&r.protocols);
                 if r.protocols.is_empty() {
                     cx.err(K::Ruleset, &rs.name, field("protocols"), "[]", Problem::Missing("protocols must not be empty (omit it for any)"));
                 }
-                check_ports_protocols(&mut cx, K::Ruleset, &rs.name, &field("ports"), protos, &r.ports);
+                let n = cx.errors.len();
+                check_ports_protocols(&mut cx, K::Ruleset, &rs.name, "", protos, &r.ports);
+                for e in &mut cx.errors[n..] {
+                    e.field = format!("{}{}", field("ports"), e.field);
+                }
                 let flags = if r.action == Action::Reject { F_REJECT } else { 0 } | if r.observe { F_OBSERVE } else { 0 };
                 rules.push(RuleC { dir, ruleset: i as u32, protos, flags, ports, object });
                 rule_infos.push(RuleInfo {
@@ -846,6 +949,7 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
     let n_groups = group_sets.len();
     let object_keys = selector_keys(rules.iter().map(|r| &r.object));
     let group_pop = Population::new(group_sets, &object_keys);
+    let ext_pop = Population::new(ext_infos.iter().map(|x| &x.tags).collect(), &object_keys);
 
     // Only rules that apply to some subject matter; evaluate their objects.
     let mut rule_used = vec![false; rules.len()];
@@ -872,6 +976,8 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
         } else if let Some(&k) = by_text.get(r.object.source()) {
             universal[j] = universal[k];
             rule_groups[j] = rule_groups[k].clone();
+            rule_exts[j] = rule_exts[k].clone();
+            continue;
         } else {
             let g = group_pop.select(&r.object);
             if n_groups > 0 && g.len() == n_groups {
@@ -881,7 +987,7 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
             }
             by_text.insert(r.object.source(), j);
         }
-        rule_exts[j] = (0..ext_infos.len() as u32).filter(|&x| r.object.matches(&ext_infos[x as usize].tags)).collect();
+        rule_exts[j] = ext_pop.select(&r.object);
     }
 
     // Identity classes: groups named by exactly the same non-universal rules.
@@ -1089,13 +1195,16 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
 }
 
 /// The tag keys the selectors test.
-fn selector_keys<'a>(sels: impl Iterator<Item = &'a Selector>) -> FxHashMap<&'a str, ()> {
-    let mut keys = FxHashMap::default();
+fn selector_keys<'a>(sels: impl Iterator<Item = &'a Selector>) -> FxHashMap<&'a str, bool> {
+    let mut keys: FxHashMap<&str, bool> = FxHashMap::default();
     for s in sels {
         for n in s.nodes() {
             match n {
-                Node::Has(k) | Node::Eq(k, _) | Node::Ne(k, _) | Node::In(k, _) | Node::NotIn(k, _) => {
-                    keys.insert(&**k, ());
+                Node::Has(k) => {
+                    keys.insert(&**k, true);
+                }
+                Node::Eq(k, _) | Node::Ne(k, _) | Node::In(k, _) | Node::NotIn(k, _) => {
+                    keys.entry(&**k).or_insert(false);
                 }
                 _ => {}
             }

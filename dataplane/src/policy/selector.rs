@@ -22,9 +22,35 @@
 use std::fmt;
 
 /// A set of tags, at most one value per key, sorted by key.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Stored in two allocations whatever the number of tags (a directory holds
+/// one per identity, so this matters at 100k identities): the keys and
+/// values concatenated in key order, and where each ends.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct TagSet {
-    tags: Box<[(Box<str>, Box<str>)]>,
+    text: Box<str>,
+    /// Per tag, the end of its key and of its value in `text`; the key starts
+    /// where the previous value ends.
+    ends: Box<[(u32, u32)]>,
+}
+
+impl PartialOrd for TagSet {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TagSet {
+    /// Lexicographic over the (key, value) pairs in key order.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.iter().cmp(other.iter())
+    }
+}
+
+impl fmt::Debug for TagSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
 }
 
 /// Why a `key=value` tag list was refused.
@@ -48,47 +74,79 @@ impl fmt::Display for TagError {
 impl TagSet {
     /// Builds a tag set from `key=value` strings (the value may be empty, the key may not).
     pub fn parse<S: AsRef<str>>(tags: &[S]) -> Result<TagSet, TagError> {
-        let mut v: Vec<(Box<str>, Box<str>)> = Vec::with_capacity(tags.len());
+        let mut v: Vec<(&str, &str)> = Vec::with_capacity(tags.len());
+        let mut len = 0;
         for t in tags {
             let t = t.as_ref();
             let Some((k, val)) = t.split_once('=') else {
                 return Err(TagError::Malformed(t.to_string()));
             };
             let k = k.trim();
-            if k.is_empty() || !k.chars().all(is_word_char) {
+            if k.is_empty() || !k.bytes().all(|b| b.is_ascii() && is_word_char(char::from(b))) {
                 return Err(TagError::Malformed(t.to_string()));
             }
-            v.push((k.into(), val.trim().into()));
+            let val = val.trim();
+            len += k.len() + val.len();
+            v.push((k, val));
         }
-        v.sort();
+        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for w in v.windows(2) {
             if w[0].0 == w[1].0 {
                 return Err(TagError::DuplicateKey(w[0].0.to_string()));
             }
         }
-        Ok(TagSet { tags: v.into_boxed_slice() })
+        let Ok(_) = u32::try_from(len) else {
+            return Err(TagError::Malformed(format!("{} bytes of tags", len)));
+        };
+        let mut text = String::with_capacity(len);
+        let mut ends = Vec::with_capacity(v.len());
+        for (k, val) in v {
+            text.push_str(k);
+            let ke = text.len() as u32;
+            text.push_str(val);
+            ends.push((ke, text.len() as u32));
+        }
+        Ok(TagSet { text: text.into_boxed_str(), ends: ends.into_boxed_slice() })
+    }
+
+    #[inline]
+    fn key(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1].1 as usize };
+        &self.text[start..self.ends[i].0 as usize]
+    }
+
+    #[inline]
+    fn value(&self, i: usize) -> &str {
+        let (k, v) = self.ends[i];
+        &self.text[k as usize..v as usize]
     }
 
     /// The value of `key`, if present.
     #[inline]
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.tags
-            .binary_search_by(|(k, _)| (**k).cmp(key))
-            .ok()
-            .map(|i| &*self.tags[i].1)
+        let (mut lo, mut hi) = (0, self.ends.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.key(mid).cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(self.value(mid)),
+            }
+        }
+        None
     }
 
     /// The tags in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.tags.iter().map(|(k, v)| (&**k, &**v))
+        (0..self.ends.len()).map(move |i| (self.key(i), self.value(i)))
     }
 
     pub fn len(&self) -> usize {
-        self.tags.len()
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tags.is_empty()
+        self.ends.is_empty()
     }
 }
 
