@@ -136,6 +136,12 @@ fn note_of_allow(d: &Decision) -> Note {
     }
 }
 
+/// An IPv4 address as the IPv4-mapped IPv6 value flow keys store.
+#[inline(always)]
+fn v4_mapped(a: [u8; 4]) -> u128 {
+    (0xffff_u128 << 32) | u128::from(u32::from_be_bytes(a))
+}
+
 fn ip(a: Addr) -> Option<IpAddr> {
     match a {
         Addr::V4(b) => Some(IpAddr::from(b)),
@@ -271,11 +277,23 @@ impl Engine {
         // Fast path: a decided flow of this generation, not a handshake packet
         // (a UDP datagram with an options area may carry a handshake message).
         if !info.fragment && (!tcp || info.tcp_flags & TcpFlags::SYN == 0) && info.udp_opts_len == 0 {
-            let key = FlowKey::new(side, src, dst, info.src_port, info.dst_port, info.proto);
-            let h = self.table.hash(&key);
+            // The key from the parsed addresses, not from `src`/`dst`: no round
+            // trip through `IpAddr` in memory (see `FlowKey::new_hashed`).
+            let (s, d, fam) = match (info.src, info.dst) {
+                (Addr::V4(s), Addr::V4(d)) => (v4_mapped(s), v4_mapped(d), 4),
+                (Addr::V6(s), Addr::V6(d)) => (u128::from_be_bytes(s), u128::from_be_bytes(d), 6),
+                _ => (0, 0, 0), // not reached: both are IP addresses here
+            };
+            let (key, h) = self.table.key_hashed(side, s, d, fam, info.src_port, info.dst_port, info.proto);
+            let replay = tcp && has_identity_option(buf.data(), &info);
+            let (len, t) = (buf.len() as u32, *self.table.timeouts());
             if let Some(e) = self.table.lookup_hashed(&key, h, now) {
                 if e.policy_generation() == gen && e.verdict().is_decided() {
-                    return self.established(side, buf, &info, key, now);
+                    // One lookup: the entry found is the one updated.
+                    return match Self::on_established(e, side, &info, replay, len, now, &t) {
+                        Ok(()) => Action::Forward,
+                        Err(r) => self.drop(side, r),
+                    };
                 }
             }
         }
@@ -347,32 +365,47 @@ impl Engine {
         let len = buf.len() as u32;
         let t = *self.table.timeouts();
         let Some(e) = self.table.lookup(&key, now) else { return self.drop(side, DropReason::OutOfState) };
+        match Self::on_established(e, side, info, replay, len, now, &t) {
+            Ok(()) => Action::Forward,
+            Err(r) => self.drop(side, r),
+        }
+    }
+
+    /// [`Self::established`] on the flow's entry, already looked up: forward
+    /// (`Ok`) or drop for the reason given.
+    #[inline]
+    fn on_established(
+        e: &mut FlowEntry,
+        side: Side,
+        info: &FrameInfo,
+        replay: bool,
+        len: u32,
+        now: u64,
+        t: &crate::flow::Timeouts,
+    ) -> Result<(), DropReason> {
         if info.l4 != L4Kind::Tcp {
-            e.on_udp(now, &t);
+            e.on_udp(now, t);
             if !e.verdict().allowed() {
-                let r = e.verdict().unpack().map_or(DropReason::NoMatch, |d| drop_of_reason(d.reason));
-                return self.drop(side, r);
+                return Err(e.verdict().unpack().map_or(DropReason::NoMatch, |d| drop_of_reason(d.reason)));
             }
             e.account(side, len);
-            return Action::Forward;
+            return Ok(());
         }
         if replay {
-            return self.drop(side, DropReason::Replay);
+            return Err(DropReason::Replay);
         }
-        let step = e.on_tcp(side, TcpFlags(info.tcp_flags), info.seq, now, &t);
-        match step {
+        match e.on_tcp(side, TcpFlags(info.tcp_flags), info.seq, now, t) {
             TcpStep::Rst => {
                 e.account(side, len);
-                Action::Forward
+                Ok(())
             }
-            TcpStep::OutOfState => self.drop(side, DropReason::OutOfState),
+            TcpStep::OutOfState => Err(DropReason::OutOfState),
             _ => {
                 if !e.verdict().allowed() {
-                    let r = e.verdict().unpack().map_or(DropReason::OutOfState, |d| drop_of_reason(d.reason));
-                    return self.drop(side, r);
+                    return Err(e.verdict().unpack().map_or(DropReason::OutOfState, |d| drop_of_reason(d.reason)));
                 }
                 e.account(side, len);
-                Action::Forward
+                Ok(())
             }
         }
     }

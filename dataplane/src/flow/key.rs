@@ -52,6 +52,45 @@ impl FlowKey {
         }
     }
 
+    /// [`Self::new`] and [`Self::hash`] with `seed` at once. Same key, same
+    /// hash; the hash is computed from the values in registers instead of
+    /// being read back from the key just written (wide loads of a key written
+    /// in narrower pieces stall on store-to-load forwarding, on every packet).
+    /// Addresses are given as 128-bit big-endian values (IPv4 mapped, see
+    /// [`addr128`]) and `family` (4 or 6).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub fn new_hashed(
+        side: Side,
+        src: u128,
+        dst: u128,
+        family: u8,
+        sport: u16,
+        dport: u16,
+        proto: u8,
+        seed: u64,
+    ) -> (FlowKey, u64) {
+        let (i, ip, o, op) = match side {
+            Side::Inside => (src, sport, dst, dport),
+            Side::Outside => (dst, dport, src, sport),
+        };
+        // the little-endian words of the big-endian address bytes
+        let w = |x: u128| [((x >> 64) as u64).swap_bytes(), (x as u64).swap_bytes()];
+        let [i0, i1] = w(i);
+        let [o0, o1] = w(o);
+        let h = hash_words(seed, [i0, i1, o0, o1, tail(ip, op, proto, family)]);
+        let key = FlowKey {
+            inside_addr: i.to_be_bytes(),
+            outside_addr: o.to_be_bytes(),
+            inside_port: ip,
+            outside_port: op,
+            proto,
+            family,
+            _pad: [0; 2],
+        };
+        (key, h)
+    }
+
     /// From raw address bytes (as the packet parser has them).
     #[inline]
     pub fn from_v4(side: Side, src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, proto: u8) -> FlowKey {
@@ -77,35 +116,52 @@ impl FlowKey {
     #[inline]
     pub fn hash(&self, seed: u64) -> u64 {
         let w = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap());
-        let tail = (self.inside_port as u64)
-            | (self.outside_port as u64) << 16
-            | (self.proto as u64) << 32
-            | (self.family as u64) << 40;
-        let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
-        for x in [
-            w(&self.inside_addr[..8]),
-            w(&self.inside_addr[8..]),
-            w(&self.outside_addr[..8]),
-            w(&self.outside_addr[8..]),
-            tail,
-        ] {
-            h = (h ^ x).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            h ^= h >> 29;
-        }
-        // fmix64 finalizer.
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h
+        hash_words(
+            seed,
+            [
+                w(&self.inside_addr[..8]),
+                w(&self.inside_addr[8..]),
+                w(&self.outside_addr[..8]),
+                w(&self.outside_addr[8..]),
+                tail(self.inside_port, self.outside_port, self.proto, self.family),
+            ],
+        )
     }
 }
 
-#[inline]
-fn bytes(a: IpAddr) -> [u8; 16] {
-    match a {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
+#[inline(always)]
+fn tail(inside_port: u16, outside_port: u16, proto: u8, family: u8) -> u64 {
+    (inside_port as u64) | (outside_port as u64) << 16 | (proto as u64) << 32 | (family as u64) << 40
+}
+
+#[inline(always)]
+fn hash_words(seed: u64, words: [u64; 5]) -> u64 {
+    let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
+    for x in words {
+        h = (h ^ x).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^= h >> 29;
     }
+    // fmix64 finalizer.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h
+}
+
+/// The 16 address bytes as one big-endian value (IPv4 as IPv4-mapped IPv6).
+/// Built whole, not byte by byte: what is read back as words right after
+/// must not have been written in narrower pieces (store forwarding).
+#[inline(always)]
+pub fn addr128(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v4) => (0xffff_u128 << 32) | u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+#[inline(always)]
+fn bytes(a: IpAddr) -> [u8; 16] {
+    addr128(a).to_be_bytes()
 }
 
 fn ip(b: [u8; 16], family: u8) -> IpAddr {
@@ -119,6 +175,24 @@ fn ip(b: [u8; 16], family: u8) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_hashed_is_new_then_hash() {
+        let addrs: [IpAddr; 4] =
+            ["10.1.0.10".parse().unwrap(), "192.0.2.255".parse().unwrap(), "fd00::1".parse().unwrap(), "2001:db8::ff:1".parse().unwrap()];
+        for (s, d) in [(addrs[0], addrs[1]), (addrs[2], addrs[3])] {
+            for side in [Side::Inside, Side::Outside] {
+                for seed in [0, 1, 0xdead_beef_0123_4567, u64::MAX] {
+                    let fam = if s.is_ipv4() { 4 } else { 6 };
+                    let (k, h) = FlowKey::new_hashed(side, addr128(s), addr128(d), fam, 40000, 443, 6, seed);
+                    let want = FlowKey::new(side, s, d, 40000, 443, 6);
+                    assert_eq!(k, want);
+                    assert_eq!(h, want.hash(seed), "{side:?} {s} {d} {seed}");
+                    assert_eq!((k.inside_ip(), k.outside_ip()), if side == Side::Inside { (s, d) } else { (d, s) });
+                }
+            }
+        }
+    }
 
     #[test]
     fn both_directions_one_key() {

@@ -146,6 +146,22 @@ impl FlowTable {
         key.hash(self.seed)
     }
 
+    /// A packet's key and its hash in this table ([`FlowKey::new_hashed`]).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn key_hashed(
+        &self,
+        side: crate::policy::Side,
+        src: u128,
+        dst: u128,
+        family: u8,
+        sport: u16,
+        dport: u16,
+        proto: u8,
+    ) -> (FlowKey, u64) {
+        FlowKey::new_hashed(side, src, dst, family, sport, dport, proto, self.seed)
+    }
+
     #[inline]
     fn home(&self, h: u64) -> usize {
         (((h as u32) as u64 * self.slots as u64) >> 32) as usize

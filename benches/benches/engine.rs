@@ -1,0 +1,135 @@
+//! The packet engine per frame, in-process (no DPDK, no copies but the
+//! buffer reset): what `benches/engine.sh` measures end to end, without the
+//! PMDs. Cases: established TCP over 1k and 1M flows (made established
+//! through the no-flow-state path, as engine.sh does), SYN with identity
+//! insert (docs/examples/bench-gw-a.yaml, from the inside) and SYN verify +
+//! policy + strip (bench-gw-b.yaml, SYNs signed by A's engine, from the
+//! outside). Reports on-CPU ns per frame (from /proc/thread-self/schedstat,
+//! so time spent descheduled on a shared machine is not counted) and wall ns.
+//!
+//! Run: `cargo bench -p gw-benches --bench engine [-- CASE...]`
+//! For an instruction profile: `ENGINE_BENCH_FRAMES=2000000 valgrind
+//! --tool=callgrind target/release/deps/engine-* est-1k` (a fixed frame count
+//! instead of two seconds).
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use dataplane::buf::{PacketBuf, VecBuf};
+use dataplane::engine::{Action, Engine, EngineConfig};
+use dataplane::policy::Side;
+use dataplane::stats::WorkerStats;
+use dataplane::wire::builder::{build, Spec};
+use dataplane::wire::tcp::flags as tf;
+
+const NOW: u64 = 2_000 * 1_000_000_000;
+const LINUX_OPTS: [u8; 20] = [2, 4, 5, 180, 4, 2, 8, 10, 0, 1, 2, 3, 0, 0, 0, 0, 1, 3, 3, 7];
+
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn policy(name: &str) -> Arc<EngineConfig> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples").join(name);
+    Arc::new(EngineConfig::load(&p).unwrap_or_else(|e| panic!("{}: {}", p.display(), e.join("\n"))))
+}
+
+/// Flow `i`: client 10.0.x.y:port → server 10.1.0.(1 + i % 254):80.
+fn spec(i: u32, flags: u8, opts: &[u8]) -> Spec<'_> {
+    let mut src = [0u8; 16];
+    let c = i / 50_000;
+    src[..4].copy_from_slice(&[10, 0, (c >> 8) as u8, c as u8]);
+    let mut dst = [0u8; 16];
+    dst[..4].copy_from_slice(&[10, 1, 0, 1 + (i % 254) as u8]);
+    Spec {
+        src,
+        dst,
+        sport: 1024 + (i % 50_000) as u16,
+        dport: 80,
+        flags,
+        seq: 0x1000 + i,
+        ack: if flags & tf::ACK != 0 { 0x9000 } else { 0 },
+        tcp_options: opts,
+        ..Spec::default()
+    }
+}
+
+/// Runs `frames` through `engine` round-robin: for about two seconds, or for
+/// `ENGINE_BENCH_FRAMES` frames. Every frame must be forwarded.
+fn run(name: &str, engine: &mut Engine, cfg: &EngineConfig, side: Side, frames: &[Vec<u8>]) {
+    let fixed: Option<u64> = std::env::var("ENGINE_BENCH_FRAMES").ok().and_then(|v| v.parse().ok());
+    let mut buf = VecBuf::with_room(&frames[0], 128, 128);
+    let (c0, t0) = (thread_cpu_ns(), std::time::Instant::now());
+    let (mut n, mut i) = (0u64, 0usize);
+    loop {
+        for _ in 0..4096 {
+            buf.reset(&frames[i], 128).expect("room");
+            let a = engine.process(cfg, side, &mut buf, NOW + n);
+            assert_eq!(a, Action::Forward, "{name}: frame {i}");
+            black_box(buf.data());
+            i += 1;
+            if i == frames.len() {
+                i = 0;
+            }
+        }
+        n += 4096;
+        match fixed {
+            Some(f) if n >= f => break,
+            None if t0.elapsed() >= std::time::Duration::from_secs(2) => break,
+            _ => {}
+        }
+    }
+    let wall = t0.elapsed().as_nanos() as f64 / n as f64;
+    let cpu = thread_cpu_ns().saturating_sub(c0) as f64 / n as f64;
+    println!(
+        "{name:<28} on-CPU {cpu:7.1} ns/frame ({:5.2} Mpps)   wall {wall:7.1} ns/frame   {n} frames",
+        if cpu > 0.0 { 1e3 / cpu } else { 0.0 }
+    );
+}
+
+fn established(name: &str, flows: u32) {
+    let cfg = policy("bench-gw-a.yaml");
+    let mut e = Engine::new((flows as usize * 2).max(4096), 7, Arc::new(WorkerStats::default()), None);
+    let frames: Vec<Vec<u8>> = (0..flows).map(|i| build(&spec(i, tf::ACK, &[]))).collect();
+    for f in &frames {
+        // first packet of each flow: no flow state, allowed by the ACL, established
+        let mut b = VecBuf::from_frame(f);
+        assert_eq!(e.process(&cfg, Side::Inside, &mut b, NOW), Action::Forward);
+    }
+    assert_eq!(e.table().len(), flows as usize);
+    run(name, &mut e, &cfg, Side::Inside, &frames);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let want = |c: &str| args.is_empty() || args.iter().any(|a| a == c);
+    if want("est-1k") {
+        established("established, 1k flows", 1024);
+    }
+    if want("est-1m") {
+        established("established, 1M flows", 1 << 20);
+    }
+    let syns: Vec<Vec<u8>> = (0..16_384).map(|i| build(&spec(i, tf::SYN, &LINUX_OPTS))).collect();
+    if want("syn-insert") {
+        let cfg = policy("bench-gw-a.yaml");
+        let mut e = Engine::new(65_536, 7, Arc::new(WorkerStats::default()), None);
+        run("SYN + identity insert", &mut e, &cfg, Side::Inside, &syns);
+    }
+    if want("syn-verify") {
+        let (a_cfg, b_cfg) = (policy("bench-gw-a.yaml"), policy("bench-gw-b.yaml"));
+        let mut a = Engine::new(65_536, 7, Arc::new(WorkerStats::default()), None);
+        let signed: Vec<Vec<u8>> = syns
+            .iter()
+            .map(|f| {
+                let mut b = VecBuf::with_room(f, 128, 128);
+                assert_eq!(a.process(&a_cfg, Side::Inside, &mut b, NOW), Action::Forward);
+                b.data().to_vec()
+            })
+            .collect();
+        let mut b = Engine::new(65_536, 7, Arc::new(WorkerStats::default()), None);
+        run("SYN verify + policy + strip", &mut b, &b_cfg, Side::Outside, &signed);
+    }
+}
