@@ -78,6 +78,10 @@ pub struct FlowEvent {
     /// Packets / bytes client→server and server→client (end events).
     pub packets: [u64; 2],
     pub bytes: [u64; 2],
+    /// The worker that saw the flow (its index in `[[workers]]`).
+    pub worker: u32,
+    /// The policy generation that decided (the config status's `generation`).
+    pub generation: u32,
 }
 
 fn action_name(a: Action) -> &'static str {
@@ -166,6 +170,8 @@ impl FlowEvent {
             policy_revision: p.revision().map(str::to_owned),
             packets: pc,
             bytes: bc,
+            worker: 0,
+            generation: r.generation,
         }
     }
 
@@ -219,15 +225,22 @@ impl Drain {
     /// resolves them.
     pub fn poll(&mut self, history: &ConfigHistory, max: usize) -> Vec<FlowEvent> {
         let mut out = Vec::new();
-        for c in &mut self.consumers {
+        for (w, c) in self.consumers.iter_mut().enumerate() {
             while out.len() < max {
                 let Some(r) = c.pop() else { break };
                 if let Some(cfg) = history.get(r.generation) {
-                    out.push(FlowEvent::resolve(&r, &cfg));
+                    let mut e = FlowEvent::resolve(&r, &cfg);
+                    e.worker = w as u32;
+                    out.push(e);
                 }
             }
         }
         out
+    }
+
+    /// Per worker: records it could not queue (its queue was full), in total.
+    pub fn lost_per_worker(&self) -> Vec<u64> {
+        self.consumers.iter().map(Consumer::lost).collect()
     }
 
     /// Records the workers could not queue (the drain fell behind), in total.

@@ -292,6 +292,9 @@ fn managed_through_gwctl() {
     assert_allowed(CLIENT, 8080, 42001, "observed, client 8080");
     assert_allowed(EXT, 8082, 42002, "observed, ext host 8082");
     assert_reset(EXT, 8080, 42003, "observed, ext host 8080 (no rule)");
+    // the two closed connections are in B's flow table until their close timeout
+    let active = stats(&sock)["workers"][0]["flows_active"].as_u64().unwrap();
+    assert!(active >= 2, "flow-table occupancy: {active}");
     let expected: [(u16, &str, &str, &str, &str); 3] = [
         (42001, CLIENT_V4, "allowed", "policy_allow", "frontends"),
         (42002, EXT_V4, "allowed", "external_network_allow", "lab-host"),
@@ -331,6 +334,15 @@ fn managed_through_gwctl() {
     for e in &expected {
         let n = flows.iter().filter(|l| l["flow"]["source"]["port"] == e.0 && l["flow"]["type"] != "ended").count();
         assert_eq!(n, 1, "one decision for the flow from port {}: {flows:?}", e.0);
+    }
+    // records carry the generation that decided them (the status's) and the worker
+    let o = gwctl(&sock, &["status", "-o", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&o.stdout).expect("gwctl status -o json");
+    let generation = status["generation"].as_u64().unwrap();
+    assert!(generation > 0, "{status}");
+    for l in &flows {
+        assert_eq!(l["flow"]["policy_generation"].as_u64(), Some(generation), "{l}");
+        assert_eq!(l["flow"]["worker"], 0, "{l}");
     }
     let client = flows.iter().find(|l| l["flow"]["source"]["port"] == 42001).unwrap();
     assert_eq!(client["flow"]["source"]["name"], "client", "the client's verified identity: {client}");
@@ -374,6 +386,15 @@ fn managed_through_gwctl() {
     let judged = reason(&after, "no_match") - reason(&before, "no_match");
     let delta = |k: &str| after["flowhub"][k].as_u64().unwrap_or(0) - before["flowhub"][k].as_u64().unwrap_or(0);
     let queue_lost = delta("lost_by_workers");
+    let w_before = &before["workers"][0];
+    let w_after = &after["workers"][0];
+    let worker_drops = w_after["event_queue_drops"].as_u64().unwrap() - w_before["event_queue_drops"].as_u64().unwrap();
+    eprintln!(
+        "worker 0: flows {} -> {} of {}, event queue drops {worker_drops}",
+        w_before["flows_active"], w_after["flows_active"], w_after["flow_capacity"]
+    );
+    assert_eq!(worker_drops, queue_lost, "the worker's own count of events its queue refused");
+    assert_eq!(w_after["flow_capacity"], 65536);
     // ring items: flow records and lost-event notices
     let (received, notices) = (delta("received"), delta("notices"));
     eprintln!(
@@ -391,6 +412,10 @@ fn managed_through_gwctl() {
             lines.iter().filter(|l| l["lost_events"]["source"] == src).map(|l| l["lost_events"]["count"].as_u64().unwrap()).sum()
         };
         let (r, w) = (lost("ring"), lost("worker_queue"));
+        assert!(
+            lines.iter().filter(|l| l["lost_events"]["source"] == "worker_queue").all(|l| l["lost_events"]["worker"] == 0),
+            "queue losses name their worker"
+        );
         if f + r >= received || Instant::now() > deadline {
             break (f, r, w);
         }

@@ -20,6 +20,12 @@ impl Counter {
         self.0.store(v.wrapping_add(n), Ordering::Relaxed);
     }
 
+    /// Sets a gauge. Only the owning worker may call this.
+    #[inline(always)]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
     /// Reads the current value (any thread).
     #[inline]
     pub fn get(&self) -> u64 {
@@ -359,6 +365,9 @@ pub struct WorkerStats {
     pub idle_polls: Counter,
     /// Poll iterations in total.
     pub polls: Counter,
+    /// Flows in the worker's table (a gauge, set once per burst) and its size.
+    pub flows_active: Counter,
+    pub flow_capacity: Counter,
 }
 
 impl WorkerStats {
@@ -371,6 +380,8 @@ impl WorkerStats {
             handed_in: self.handed_in.get(),
             idle_polls: self.idle_polls.get(),
             polls: self.polls.get(),
+            flows_active: self.flows_active.get(),
+            flow_capacity: self.flow_capacity.get(),
         }
     }
 }
@@ -384,6 +395,8 @@ pub struct WorkerCounts {
     pub handed_in: u64,
     pub idle_polls: u64,
     pub polls: u64,
+    pub flows_active: u64,
+    pub flow_capacity: u64,
 }
 
 #[cfg(test)]

@@ -95,7 +95,8 @@ pub struct ControlPlane {
     cfg: ControlConfig,
     server: Option<ControlServer>,
     policy_file: Option<PathBuf>,
-    lost_seen: u64,
+    /// Per worker, the queue losses already reported.
+    lost_seen: Vec<u64>,
     /// Worker queue to hub: how long events waited (µs).
     delay_us: Histogram<u64>,
 }
@@ -171,7 +172,7 @@ impl ControlPlane {
             cfg: cfg.clone(),
             server: None,
             policy_file: policy_file.map(Path::to_owned),
-            lost_seen: 0,
+            lost_seen: Vec::new(),
             delay_us: Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("static histogram bounds"),
         };
         Ok((cp, initial))
@@ -208,13 +209,17 @@ impl ControlPlane {
         }
     }
 
-    /// Feeds drained flow events to the hub; `lost_total` is the drain's
-    /// running count of events the workers could not queue.
-    pub fn push_events(&mut self, events: &[FlowEvent], lost_total: u64) {
+    /// Feeds drained flow events to the hub; `lost` is, per worker, the
+    /// drain's running count of events that worker could not queue (each
+    /// worker's new losses become a notice naming it).
+    pub fn push_events(&mut self, events: &[FlowEvent], lost: &[u64]) {
         let now = unix_ns(SystemTime::now());
-        if lost_total > self.lost_seen {
-            self.hub.push_lost(LostSource::WorkerQueue, lost_total - self.lost_seen, u32::MAX, now);
-            self.lost_seen = lost_total;
+        self.lost_seen.resize(lost.len(), 0);
+        for (w, (&total, seen)) in lost.iter().zip(self.lost_seen.iter_mut()).enumerate() {
+            if total > *seen {
+                self.hub.push_lost(LostSource::WorkerQueue, total - *seen, w as u32, now);
+                *seen = total;
+            }
         }
         for e in events {
             let _ = self.delay_us.record((now.saturating_sub(e.time_ns) / 1000).max(1));
@@ -290,7 +295,7 @@ pub fn flow_from_event(e: &FlowEvent) -> FlowRecord {
     pb::Flow {
         time_unix_ns: e.time_ns,
         r#type: ty as i32,
-        worker: 0,
+        worker: e.worker,
         source: Some(ep(&e.source)),
         destination: Some(ep(&e.destination)),
         protocol: match e.protocol {
@@ -303,7 +308,7 @@ pub fn flow_from_event(e: &FlowEvent) -> FlowRecord {
         reason: e.reason.clone(),
         policy: policy(&e.ruleset, &e.rule, Some(e.action)),
         observed: policy(&e.observed_ruleset, &e.observed_rule, e.observed_action),
-        policy_generation: 0,
+        policy_generation: e.generation,
         policy_revision: e.policy_revision.clone().unwrap_or_default(),
         packets_to_server: e.packets[0],
         bytes_to_server: e.bytes[0],
@@ -362,6 +367,9 @@ pub fn stats_of(s: &Snapshot) -> pb::GetStatsResponse {
             idle_polls: w.idle_polls,
             handed_off: w.handed_off,
             handed_in: w.handed_in,
+            flows_active: w.flows_active,
+            flow_capacity: w.flow_capacity,
+            event_queue_drops: w.from_inside.noted(Note::EventsLost) + w.from_outside.noted(Note::EventsLost),
             from_inside: Some(dir(&w.from_inside, &mut totals)),
             from_outside: Some(dir(&w.from_outside, &mut totals)),
             ..Default::default()

@@ -165,7 +165,7 @@ fn main() -> ExitCode {
             loop {
                 let ev = d.poll(&history, 4096);
                 if let Some(cp) = control.as_mut() {
-                    cp.push_events(&ev, d.lost());
+                    cp.push_events(&ev, &d.lost_per_worker());
                 }
                 if ev.is_empty() {
                     break;

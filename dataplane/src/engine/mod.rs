@@ -176,8 +176,10 @@ impl Engine {
     /// again), counting into `stats` and queueing flow events into `events`.
     pub fn new(flows: usize, seed: u64, stats: Arc<WorkerStats>, events: Option<Producer>) -> Engine {
         let ended = (flows / 4).clamp(64, 65536);
+        let table = FlowTable::new(flows, ended, seed, crate::flow::Timeouts::default());
+        stats.flow_capacity.set(table.capacity() as u64);
         Engine {
-            table: FlowTable::new(flows, ended, seed, crate::flow::Timeouts::default()),
+            table,
             events,
             stats,
             extra: [0; rst::MAX_RST],
@@ -225,6 +227,7 @@ impl Engine {
             r.bytes = [bi, bo];
             self.emit(Side::Inside, &r);
         }
+        self.stats.flows_active.set(self.table.len() as u64);
     }
 
     fn dir(&self, side: Side) -> &DirStats {
