@@ -55,8 +55,8 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) {print 0} else {print a[i
 # testpmd MODE PCAP MBUFS MEM... -> Mpps
 testpmd() {
     local mode=$1 pcap=$2 mbufs=$3; shift 3
-    # (loading a large capture happens before the first sample: allow for it)
-    timeout -s INT "$((SECS + mbufs / 100000))" dpdk-testpmd -l 0-1 --no-pci "$@" --log-level '*:warning' --file-prefix "tpm$$" \
+    # (loading a large capture happens before the first sample: allow ~25 s per 1M frames on a loaded machine)
+    timeout -s INT "$((SECS + mbufs / 40000))" dpdk-testpmd -l 0-1 --no-pci "$@" --log-level '*:warning' --file-prefix "tpm$$" \
         --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" --vdev "net_null0,no-rx=1" -- \
         --forward-mode="$mode" --nb-cores=1 --total-num-mbufs="$mbufs" --stats-period 1 < /dev/null 2>&1 |
         awk '/Rx-pps:/ {n++; if (n % 2 == 1) print $2 / 1e6}' | tail -n +3 | median
@@ -84,7 +84,7 @@ file = "$PWD/docs/examples/$policy"
 capacity = $flows
 TOML
     rm -f "$W/counters.json"
-    "$T/gatewayd" --config "$W/gw.toml" --stats-interval 1 --duration "$((SECS + mbufs / 200000))" --counters-json "$W/counters.json" 2>&1 |
+    "$T/gatewayd" --config "$W/gw.toml" --stats-interval 1 --duration "$((SECS + mbufs / 100000))" --counters-json "$W/counters.json" 2>&1 |
         awk -v f="$field" '/^stats:/ {for (i = 1; i <= NF; i++) if ($i == f) print $(i+1)}' | tail -n +3 | median
 }
 
