@@ -80,6 +80,9 @@ pub struct Snapshot {
     pub outside_name: String,
     /// (lcore, queue, counters) per worker.
     pub workers: Vec<(u32, u16, WorkerCounts)>,
+    /// SYN → SYN-ACK at the client's gateway (ns), merged over workers:
+    /// (smallest value of a bucket, count).
+    pub handshake_ns: Vec<(u64, u64)>,
 }
 
 impl Gateway {
@@ -268,6 +271,7 @@ impl Gateway {
             inside_name: self.inside.name().to_owned(),
             outside_name: self.outside.name().to_owned(),
             workers: self.workers.iter().map(|w| (w.lcore, w.queue, w.stats.read())).collect(),
+            handshake_ns: self.workers.iter().flat_map(|w| w.stats.handshake_ns.read()).collect(),
         }
     }
 

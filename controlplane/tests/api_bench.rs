@@ -18,6 +18,8 @@ use api_harness::*;
 use controlplane::api::convert::document_to_pb;
 use controlplane::api::pb;
 use gw_benches::policy_10k_rules_100k_identities as generate;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use pb::get_flows_response::Response as R;
 
 #[test]
@@ -55,6 +57,7 @@ fn bench_flow_events_to_a_getflows_reader() {
         let (mut got, mut lost) = (0u64, 0u64);
         while got + lost < N {
             match tokio::time::timeout(Duration::from_secs(30), s.message()).await.unwrap().unwrap().unwrap().response {
+                Some(R::Flows(b)) => got += b.flows.len() as u64,
                 Some(R::Flow(_)) => got += 1,
                 Some(R::LostEvents(l)) => lost += l.count,
                 _ => {}
@@ -68,6 +71,96 @@ fn bench_flow_events_to_a_getflows_reader() {
             N as f64 / produced.as_secs_f64() / 1e6,
             N as f64 / alone.as_secs_f64() / 1e6,
             got as f64 / total.as_secs_f64() / 1e6
+        );
+    });
+}
+
+/// The whole path gatewayd runs: a worker pushing flow records into its
+/// event queue as fast as it can, the control thread draining and resolving
+/// them (names from the policy) into the ring, a `GetFlows` reader over the
+/// Unix socket. Reports what the worker pushed (and the queue refused), and
+/// what the reader received per second.
+#[test]
+#[ignore]
+fn bench_worker_queue_to_a_getflows_reader() {
+    use controlplane::api::link::flow_from_event;
+    use controlplane::flowlog::{ConfigHistory, Drain};
+    use dataplane::engine::EngineConfig;
+    use dataplane::events::{EventKind, FlowRecord};
+    use dataplane::flow::FlowKey;
+    use dataplane::policy::{Direction, PuId, Remote, Side};
+    const SECS: f64 = 3.0;
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), 1 << 16);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/e2e-gw-b.yaml");
+    let cfg = Arc::new(EngineConfig::load(&root).expect("the example policy"));
+    let history = Arc::new(ConfigHistory::default());
+    history.push(cfg.clone());
+    let (mut producer, consumer) = dataplane::events::channel(65536);
+    let decision = cfg.policy.decide(PuId(0), Direction::Incoming, Remote::Identity(1001), 6, 8080);
+    let generation = cfg.generation();
+    let stop = Arc::new(AtomicBool::new(false));
+    rt().block_on(async {
+        let mut c = clients(&h.ro).await;
+        let mut s = c.flows.get_flows(pb::GetFlowsRequest { follow: true, ..Default::default() }).await.unwrap().into_inner();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let st = stop.clone();
+        let worker = std::thread::spawn(move || {
+            let (mut pushed, mut i) = (0u64, 0u64);
+            let t0 = Instant::now();
+            while !st.load(Ordering::Relaxed) {
+                let key = FlowKey::new(
+                    Side::Outside,
+                    "198.18.0.2".parse().unwrap(),
+                    "198.18.0.1".parse().unwrap(),
+                    8080,
+                    (i % 60000) as u16 + 1024,
+                    6,
+                );
+                let mut r = FlowRecord::new(EventKind::Decision, i, key, Side::Outside, 0, generation);
+                r.remote_identity = Some(1001);
+                let r = r.with_decision(&decision);
+                pushed += u64::from(producer.push(&r));
+                i += 1;
+            }
+            (i, pushed, producer.lost(), t0.elapsed())
+        });
+        let (hub, st, hist) = (h.hub.clone(), stop.clone(), history.clone());
+        let control = std::thread::spawn(move || {
+            let mut drain = Drain::new(vec![consumer]);
+            let mut resolved = 0u64;
+            while !st.load(Ordering::Relaxed) {
+                let ev = drain.poll(&hist, 4096);
+                if ev.is_empty() {
+                    std::thread::sleep(Duration::from_micros(200));
+                    continue;
+                }
+                resolved += ev.len() as u64;
+                hub.push_batch(ev.iter().map(flow_from_event));
+            }
+            resolved
+        });
+        let t0 = Instant::now();
+        let (mut got, mut lost) = (0u64, 0u64);
+        while t0.elapsed().as_secs_f64() < SECS {
+            match tokio::time::timeout(Duration::from_secs(5), s.message()).await.unwrap().unwrap().unwrap().response {
+                Some(R::Flows(b)) => got += b.flows.len() as u64,
+                Some(R::Flow(_)) => got += 1,
+                Some(R::LostEvents(l)) => lost += l.count,
+                _ => {}
+            }
+        }
+        let el = t0.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        let (tried, pushed, refused, wt) = tokio::task::spawn_blocking(move || worker.join().unwrap()).await.unwrap();
+        let resolved = tokio::task::spawn_blocking(move || control.join().unwrap()).await.unwrap();
+        println!(
+            "worker queue -> drain (resolve) -> ring -> GetFlows: worker offered {:.2} M records/s ({tried} in {wt:?}), \
+             queued {pushed}, queue full {refused}; control thread resolved {resolved} ({:.2} M/s); \
+             reader received {got} ({:.2} M events/s) and was told of {lost} lost in {el:.1}s",
+            tried as f64 / wt.as_secs_f64() / 1e6,
+            resolved as f64 / wt.as_secs_f64() / 1e6,
+            got as f64 / el / 1e6
         );
     });
 }

@@ -11,10 +11,22 @@ use controlplane::api::pb;
 use controlplane::flowhub::LostSource;
 use pb::get_flows_response::Response as R;
 
+/// A message's contents one record or notice at a time (a batch of records
+/// becomes one `Flow` each, in order).
+fn expand(r: R) -> Vec<R> {
+    match r {
+        R::Flows(b) => {
+            assert!(!b.flows.is_empty(), "no empty batches");
+            b.flows.into_iter().map(R::Flow).collect()
+        }
+        other => vec![other],
+    }
+}
+
 async fn collect(s: &mut tonic::Streaming<pb::GetFlowsResponse>) -> Vec<R> {
     let mut out = Vec::new();
     while let Some(m) = tokio::time::timeout(Duration::from_secs(10), s.message()).await.expect("stream ends").unwrap() {
-        out.push(m.response.unwrap());
+        out.extend(expand(m.response.unwrap()));
     }
     out
 }
@@ -101,8 +113,8 @@ fn follow_sees_new_flows_and_worker_losses_in_order() {
         let mut c = clients(&h.ro).await;
         let req = pb::GetFlowsRequest { follow: true, number: 1, ..Default::default() };
         let mut s = c.flows.get_flows(req).await.unwrap().into_inner();
-        let first = s.message().await.unwrap().unwrap();
-        assert!(matches!(first.response, Some(R::Flow(ref f)) if f.time_unix_ns == 1));
+        let first = expand(s.message().await.unwrap().unwrap().response.unwrap());
+        assert!(matches!(&first[..], [R::Flow(f)] if f.time_unix_ns == 1));
         let hub = h.hub.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
@@ -111,10 +123,11 @@ fn follow_sees_new_flows_and_worker_losses_in_order() {
             hub.push(flow(4, "10.9.0.3", &[], "10.0.1.5", 5432, pb::Verdict::Allowed, "policy_allow"));
         });
         let mut got = Vec::new();
-        for _ in 0..3 {
+        while got.len() < 3 {
             let m = tokio::time::timeout(Duration::from_secs(5), s.message()).await.unwrap().unwrap().unwrap();
-            got.push(m.response.unwrap());
+            got.extend(expand(m.response.unwrap()));
         }
+        assert_eq!(got.len(), 3, "{got:?}");
         assert!(matches!(&got[0], R::Flow(f) if f.time_unix_ns == 2 && f.reason == "policy_reject"));
         match &got[1] {
             R::LostEvents(l) => {
@@ -204,11 +217,14 @@ fn slow_reader_gets_lost_events_and_the_producer_never_waits() {
         while delivered + lost < N {
             let m = tokio::time::timeout(Duration::from_secs(10), s.message()).await.expect("more").unwrap().unwrap();
             match m.response.unwrap() {
-                R::Flow(f) => {
-                    assert!(f.time_unix_ns > last_t || last_t == 0, "in order");
-                    last_t = f.time_unix_ns;
-                    delivered += 1;
+                R::Flows(b) => {
+                    for f in &b.flows {
+                        assert!(f.time_unix_ns > last_t || last_t == 0, "in order");
+                        last_t = f.time_unix_ns;
+                        delivered += 1;
+                    }
                 }
+                R::Flow(_) => panic!("the server sends batches"),
                 R::LostEvents(l) => {
                     assert_eq!(l.source, pb::LostEventSource::Ring as i32);
                     assert!(l.count > 0);

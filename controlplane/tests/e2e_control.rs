@@ -109,9 +109,12 @@ fn control_config(topo: &Topology, dir: &Path) -> (PathBuf, PathBuf) {
 fn policy_a(topo: &Topology, dir: &Path) -> PathBuf {
     let cfg = topo.config("gwt-a", 1, dir);
     let mut text = std::fs::read_to_string(&cfg).unwrap();
+    // [control] too (its policy file applied as version 1), for its stats
     text += &format!(
-        "[policy]\nfile = \"{}\"\n[flows]\ncapacity = 65536\n",
-        repo_root().join("docs/examples/e2e-gw-a.yaml").display()
+        "[policy]\nfile = \"{}\"\n[flows]\ncapacity = 65536\n[control]\nsocket = \"{}\"\nreadonly_socket = \"\"\nstate_dir = \"{}\"\n",
+        repo_root().join("docs/examples/e2e-gw-a.yaml").display(),
+        dir.join("a.sock").display(),
+        dir.join("state-a").display()
     );
     std::fs::write(&cfg, text).unwrap();
     cfg
@@ -292,6 +295,14 @@ fn managed_through_gwctl() {
     assert_allowed(CLIENT, 8080, 42001, "observed, client 8080");
     assert_allowed(EXT, 8082, 42002, "observed, ext host 8082");
     assert_reset(EXT, 8080, 42003, "observed, ext host 8080 (no rule)");
+    // A (the client's gateway) timed the client's handshakes, SYN to SYN-ACK
+    let a = stats(&dir.join("a.sock"));
+    let hs = a["histograms"].as_array().unwrap().iter().find(|h| h["name"] == "tcp_handshake_syn_to_syn_ack").cloned();
+    let hs = hs.unwrap_or_else(|| panic!("A reports handshake latency: {a}"));
+    eprintln!("handshake latency at A: {hs}");
+    // every connection B allowed from the client (ports 41001, 41003-41006, 42001)
+    assert!(hs["count"].as_u64().unwrap() >= 6, "{hs}");
+    assert!(hs["max"].as_u64().unwrap() < 1_000_000, "a handshake between namespaces takes less than a second: {hs}");
     // the two closed connections are in B's flow table until their close timeout
     let active = stats(&sock)["workers"][0]["flows_active"].as_u64().unwrap();
     assert!(active >= 2, "flow-table occupancy: {active}");

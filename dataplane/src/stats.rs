@@ -351,6 +351,63 @@ impl DirCounts {
     }
 }
 
+/// A latency histogram a worker records into without allocating: 256
+/// counters, log-linear with 4 sub-buckets per power of two (a value is
+/// counted in a bucket within 25% of it). The control thread reads it.
+pub struct LatencyHist {
+    buckets: [Counter; LatencyHist::BUCKETS],
+}
+
+impl LatencyHist {
+    pub const BUCKETS: usize = 256;
+
+    #[inline]
+    fn index(v: u64) -> usize {
+        if v < 4 {
+            return v as usize;
+        }
+        let e = 63 - v.leading_zeros() as usize; // >= 2
+        4 * (e - 1) + ((v >> (e - 2)) & 3) as usize
+    }
+
+    /// The smallest value counted in bucket `i`.
+    pub fn bucket_low(i: usize) -> u64 {
+        if i < 4 {
+            return i as u64;
+        }
+        let (e, m) = (i / 4 + 1, (i % 4) as u64);
+        (4 + m) << (e - 2)
+    }
+
+    /// Counts `v`. Only the owning worker may call this.
+    #[inline]
+    pub fn record(&self, v: u64) {
+        self.buckets[Self::index(v)].add(1);
+    }
+
+    /// (smallest value of the bucket, count) of every non-empty bucket.
+    pub fn read(&self) -> Vec<(u64, u64)> {
+        (0..Self::BUCKETS)
+            .filter_map(|i| {
+                let c = self.buckets[i].get();
+                (c > 0).then(|| (Self::bucket_low(i), c))
+            })
+            .collect()
+    }
+}
+
+impl Default for LatencyHist {
+    fn default() -> Self {
+        LatencyHist { buckets: std::array::from_fn(|_| Counter::default()) }
+    }
+}
+
+impl std::fmt::Debug for LatencyHist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.read()).finish()
+    }
+}
+
 /// A worker's counters: `from_inside` counts frames received on the inside port
 /// (workload → network), `from_outside` the reverse.
 #[derive(Debug, Default)]
@@ -368,6 +425,9 @@ pub struct WorkerStats {
     /// Flows in the worker's table (a gauge, set once per burst) and its size.
     pub flows_active: Counter,
     pub flow_capacity: Counter,
+    /// At the client's gateway: SYN (flow created) to SYN-ACK from the
+    /// network, in ns of the workers' per-burst clock.
+    pub handshake_ns: LatencyHist,
 }
 
 impl WorkerStats {
@@ -402,6 +462,22 @@ pub struct WorkerCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_buckets_are_within_a_quarter() {
+        for v in [0u64, 1, 3, 4, 5, 7, 8, 9, 15, 16, 100, 1000, 123_456, 10_000_000, u64::MAX] {
+            let i = LatencyHist::index(v);
+            assert!(i < LatencyHist::BUCKETS, "{v}");
+            let low = LatencyHist::bucket_low(i);
+            assert!(low <= v && (v - low) <= v / 4, "{v} in bucket {i} from {low}");
+            assert_eq!(LatencyHist::index(low), i, "{v}");
+        }
+        let h = LatencyHist::default();
+        h.record(1000);
+        h.record(1001);
+        h.record(5);
+        assert_eq!(h.read(), vec![(5, 1), (896, 2)]);
+    }
 
     #[test]
     fn counter_accumulates() {

@@ -34,9 +34,13 @@ impl HubRecord for pb::Flow {
     }
 }
 
-/// How many records a stream may have in flight toward its client.
-const STREAM_BUFFER: usize = 1024;
+/// How many messages a stream may have in flight toward its client: with up
+/// to [`SEND_BATCH`] records each, at most 1024 records (plus what HTTP/2's
+/// window holds); past that the reader waits and the ring laps it.
+const STREAM_BUFFER: usize = 4;
 const READ_BATCH: usize = 256;
+/// Records per GetFlows message at most.
+const SEND_BATCH: usize = 256;
 
 pub struct FlowsService {
     hub: Arc<FlowRing>,
@@ -299,11 +303,20 @@ fn lost(source: pb::LostEventSource, count: u64, worker: u32, time: u64) -> pb::
     }
 }
 
-fn flow(f: &pb::Flow) -> pb::GetFlowsResponse {
-    pb::GetFlowsResponse { response: Some(pb::get_flows_response::Response::Flow(f.clone())) }
+fn batch(flows: Vec<pb::Flow>) -> pb::GetFlowsResponse {
+    pb::GetFlowsResponse { response: Some(pb::get_flows_response::Response::Flows(pb::FlowBatch { flows })) }
 }
 
 type Tx = mpsc::Sender<Result<pb::GetFlowsResponse, Status>>;
+
+/// Sends the records gathered so far as one message (nothing if none).
+async fn flush(tx: &Tx, pending: &mut Vec<pb::Flow>) -> Result<(), ()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let out = std::mem::replace(pending, Vec::with_capacity(SEND_BATCH));
+    tx.send(Ok(batch(out))).await.map_err(|_| ())
+}
 
 /// Streams what `req` asks for into `tx` until the reader ends, the client
 /// goes away, or `until` passes.
@@ -320,6 +333,8 @@ pub async fn run_stream(hub: Arc<FlowRing>, req: pb::GetFlowsRequest, filter: Fl
     let mut agg = Aggregator::default();
     let mut agg_start = unix_ns(SystemTime::now());
     let mut next_flush = interval.map(|i| tokio::time::Instant::now() + i);
+    // Records go out several to a message; a notice first sends what came before it.
+    let mut pending: Vec<pb::Flow> = Vec::with_capacity(SEND_BATCH);
     loop {
         let batch = reader.read(READ_BATCH);
         if batch.lapped > 0 {
@@ -336,7 +351,8 @@ pub async fn run_stream(hub: Arc<FlowRing>, req: pb::GetFlowsRequest, filter: Fl
                         LostSource::Ring => pb::LostEventSource::Ring,
                     };
                     if query.since_ns.map_or(true, |s| *time_ns >= s)
-                        && tx.send(Ok(lost(src, *count, *worker, *time_ns))).await.is_err()
+                        && (flush(&tx, &mut pending).await.is_err()
+                            || tx.send(Ok(lost(src, *count, *worker, *time_ns))).await.is_err())
                     {
                         return;
                     }
@@ -349,18 +365,24 @@ pub async fn run_stream(hub: Arc<FlowRing>, req: pb::GetFlowsRequest, filter: Fl
                         agg.add(r);
                         continue;
                     }
-                    if tx.send(Ok(flow(r))).await.is_err() {
+                    pending.push(r.clone());
+                    if pending.len() == SEND_BATCH && flush(&tx, &mut pending).await.is_err() {
                         return;
                     }
                     // In follow mode the first N are the history; after it, everything.
                     if let Some(n) = &mut remaining {
                         *n = n.saturating_sub(1);
                         if *n == 0 && !query.follow {
+                            let _ = flush(&tx, &mut pending).await;
                             return;
                         }
                     }
                 }
             }
+        }
+        // What this read gathered goes out before the next read (or wait).
+        if flush(&tx, &mut pending).await.is_err() {
+            return;
         }
         if batch.done {
             if interval.is_some() {

@@ -201,8 +201,10 @@ impl ControlPlane {
                     let _ = ack.send(());
                 }
                 Request::Stats(reply) => {
-                    let mut s = stats_of(&gw.snapshot());
+                    let snap = gw.snapshot();
+                    let mut s = stats_of(&snap);
                     s.histograms.push(histogram_to_pb("flow_event_delay", "us", &self.delay_us));
+                    s.histograms.push(handshake_histogram(&snap.handshake_ns));
                     let _ = reply.send(s);
                 }
             }
@@ -317,6 +319,16 @@ pub fn flow_from_event(e: &FlowEvent) -> FlowRecord {
         handshake_ns: 0,
         direction: direction.into(),
     }
+}
+
+/// The workers' SYN → SYN-ACK buckets merged into one hdrhistogram (µs; each
+/// bucket counted at its smallest value, so within 25% below).
+fn handshake_histogram(buckets: &[(u64, u64)]) -> pb::Histogram {
+    let mut h: Histogram<u64> = Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("static histogram bounds");
+    for &(low_ns, count) in buckets {
+        let _ = h.record_n((low_ns / 1000).clamp(1, 3_600_000_000), count);
+    }
+    histogram_to_pb("tcp_handshake_syn_to_syn_ack", "us", &h)
 }
 
 /// The gateway's counters as the API carries them.

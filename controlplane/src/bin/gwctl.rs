@@ -881,6 +881,19 @@ async fn observe_flows(c: &mut Clients, req: pb::GetFlowsRequest, output: Output
         };
         let line = match (m.response, output) {
             (None, _) => continue,
+            (Some(R::Flows(b)), _) => {
+                let mut out = stdout.lock();
+                for f in &b.flows {
+                    let line = if output == Output::Json { flow_json(f).to_string() } else { flow_line(f) };
+                    if writeln!(out, "{line}").is_err() {
+                        return Ok(());
+                    }
+                }
+                if out.flush().is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
             (Some(R::Flow(f)), Output::Text) => flow_line(&f),
             (Some(R::Flow(f)), Output::Json) => flow_json(&f).to_string(),
             (Some(R::LostEvents(l)), Output::Text) => format!(

@@ -609,6 +609,10 @@ impl Engine {
         if !matches!(step, TcpStep::SynAck | TcpStep::SynAckRetransmit) {
             return self.drop(side, DropReason::OutOfState);
         }
+        if side == Side::Outside && step == TcpStep::SynAck {
+            // our PU is the client: its SYN created the flow
+            self.stats.handshake_ns.record(now.saturating_sub(e.created()));
+        }
         let cached = e.verdict().unpack();
         let flow_identity = e.remote_identity();
         let peer_key = e.peer_key();
