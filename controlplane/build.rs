@@ -4,10 +4,8 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto");
-    let files: Vec<_> = ["config", "flows", "stats"]
-        .iter()
-        .map(|f| root.join(format!("gateway/v1/{f}.proto")))
-        .collect();
+    let files: Vec<_> =
+        ["config", "flows", "stats"].iter().map(|f| root.join(format!("gateway/v1/{f}.proto"))).collect();
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }
@@ -17,6 +15,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // gwctl prints messages as JSON (enums as their numbers; gwctl names them where it matters).
         .type_attribute(".gateway.v1", "#[derive(serde::Serialize)]")
         .compile_protos(&files, &[root])
-        .map_err(|e| format!("compiling the .proto files (is protoc installed? apt-get install protobuf-compiler): {e}"))?;
+        .map_err(|e| {
+            format!("compiling the .proto files (is protoc installed? apt-get install protobuf-compiler): {e}")
+        })?;
     Ok(())
 }

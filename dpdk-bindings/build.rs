@@ -18,24 +18,16 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/shim.c");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
 
-    let dpdk = match pkg_config::Config::new()
-        .atleast_version("22.11")
-        .cargo_metadata(true)
-        .probe("libdpdk")
-    {
+    let dpdk = match pkg_config::Config::new().atleast_version("22.11").cargo_metadata(true).probe("libdpdk") {
         Ok(lib) => lib,
         Err(e) => panic!("\n\nDPDK (libdpdk >= 22.11) was not found by pkg-config: {e}\n{INSTALL_HINT}\n\n"),
     };
 
     // pkg-config's cflags, verbatim: include paths, `-include rte_config.h`, `-march`.
-    let cflags: Vec<String> = match std::process::Command::new("pkg-config")
-        .args(["--cflags", "libdpdk"])
-        .output()
-    {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect(),
+    let cflags: Vec<String> = match std::process::Command::new("pkg-config").args(["--cflags", "libdpdk"]).output() {
+        Ok(out) if out.status.success() => {
+            String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect()
+        }
         _ => panic!("\n\n`pkg-config --cflags libdpdk` failed; {INSTALL_HINT}\n\n"),
     };
 
@@ -79,12 +71,10 @@ fn main() {
     if let Ok(extra) = env::var("DPDK_BINDGEN_EXTRA_CLANG_ARGS") {
         builder = builder.clang_args(extra.split_whitespace());
     }
-    let bindings = builder.generate().unwrap_or_else(|e| {
-        panic!("\n\nbindgen could not generate the DPDK bindings: {e}\n{INSTALL_HINT}\n\n")
-    });
-    bindings
-        .write_to_file(out.join("bindings.rs"))
-        .expect("writing bindings.rs into OUT_DIR");
+    let bindings = builder
+        .generate()
+        .unwrap_or_else(|e| panic!("\n\nbindgen could not generate the DPDK bindings: {e}\n{INSTALL_HINT}\n\n"));
+    bindings.write_to_file(out.join("bindings.rs")).expect("writing bindings.rs into OUT_DIR");
 }
 
 /// bindgen loads libclang at run time and its own failure is a bare panic; say

@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use dataplane::flow::{FlowKey, FlowState, FlowTable, NewFlow, Timeouts};
-use gw_benches::{policy_10k_rules_100k_identities as generate, IDENTITIES, PUS};
 use dataplane::policy::{compile, Direction, PuId, Remote, Side};
+use gw_benches::{policy_10k_rules_100k_identities as generate, IDENTITIES, PUS};
 
 fn bench_policy(c: &mut Criterion) {
     let doc = generate();
@@ -69,7 +69,8 @@ fn bench_policy(c: &mut Criterion) {
         b.iter(|| {
             let mut n = 0u32;
             for &(s, d) in &addrs {
-                n += matches!(snap.classify(Side::Inside, s, d), dataplane::policy::Classification::LocalPu { .. }) as u32;
+                n += matches!(snap.classify(Side::Inside, s, d), dataplane::policy::Classification::LocalPu { .. })
+                    as u32;
             }
             n
         })
@@ -101,8 +102,12 @@ fn bench_flow(c: &mut Criterion) {
             )
         };
         for i in 0..flows {
-            tb.insert(key(i), NewFlow { pu: PuId(0), initiator: Side::Inside, state: FlowState::Established, seq: 0 }, 0)
-                .unwrap();
+            tb.insert(
+                key(i),
+                NewFlow { pu: PuId(0), initiator: Side::Inside, state: FlowState::Established, seq: 0 },
+                0,
+            )
+            .unwrap();
         }
         // Lookups in a scattered order, as packets of many flows interleave.
         let order: Vec<FlowKey> = (0..4096usize).map(|i| key((i * 2_654_435_761) % flows)).collect();

@@ -26,7 +26,17 @@ fn public(s: u8) -> String {
     hex(GatewayKeyPair::from_secret_bytes(0, [s; 32]).public())
 }
 
-fn policy(local: &str, id: u32, me: u8, peer: &str, peer_id: u32, peer_secret: u8, mine: &str, theirs: &str, rules: &str) -> String {
+fn policy(
+    local: &str,
+    id: u32,
+    me: u8,
+    peer: &str,
+    peer_id: u32,
+    peer_secret: u8,
+    mine: &str,
+    theirs: &str,
+    rules: &str,
+) -> String {
     format!(
         r#"
 local: {{gateway: {local}, key_id: {id}, private_key: "{sk}"}}
@@ -50,10 +60,28 @@ enforcer_profile:
 
 fn main() {
     let flows: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(200_000);
-    let a_doc = policy("gw-a", 1, 1, "gw-b", 2, 2, "10.1.0.0/16", "10.2.0.0/16",
-        "    outgoing: [{name: out, action: allow, object: app == gw-b, protocols: [udp]}]");
-    let b_doc = policy("gw-b", 2, 2, "gw-a", 1, 1, "10.2.0.0/16", "10.1.0.0/16",
-        "    incoming: [{name: in, action: allow, object: app == gw-a, protocols: [udp]}]");
+    let a_doc = policy(
+        "gw-a",
+        1,
+        1,
+        "gw-b",
+        2,
+        2,
+        "10.1.0.0/16",
+        "10.2.0.0/16",
+        "    outgoing: [{name: out, action: allow, object: app == gw-b, protocols: [udp]}]",
+    );
+    let b_doc = policy(
+        "gw-b",
+        2,
+        2,
+        "gw-a",
+        1,
+        1,
+        "10.2.0.0/16",
+        "10.1.0.0/16",
+        "    incoming: [{name: in, action: allow, object: app == gw-a, protocols: [udp]}]",
+    );
     let ca = EngineConfig::from_yaml(&a_doc).expect("A's policy");
     let cb = EngineConfig::from_yaml(&b_doc).expect("B's policy");
     let cap = (flows * 2).max(1024);
@@ -66,7 +94,15 @@ fn main() {
             src[..4].copy_from_slice(&[10, 1, (i >> 16) as u8, (i >> 8) as u8]);
             let mut dst = [0u8; 16];
             dst[..4].copy_from_slice(&[10, 2, 0, 20]);
-            build(&Spec { proto: 17, src, dst, sport: 1024 + (i & 0xff) as u16 * 200 + 7, dport: 53, payload: &[0u8; 18], ..Spec::default() })
+            build(&Spec {
+                proto: 17,
+                src,
+                dst,
+                sport: 1024 + (i & 0xff) as u16 * 200 + 7,
+                dport: 53,
+                payload: &[0u8; 18],
+                ..Spec::default()
+            })
         })
         .collect();
     let now = 2_000_000_000_000u64;

@@ -13,7 +13,10 @@ fn main() {
         let snap = dataplane::policy::compile(&doc).expect("the document compiles");
         let (wall, cpu) = (t.elapsed().as_secs_f64() * 1e3, (cpu_ns() - cpu) as f64 / 1e6);
         let s = snap.stats();
-        println!("compile: {wall:.1} ms wall, {cpu:.1} ms on CPU ({} PUs, {} identities, {} rules)", s.pus, s.identities, s.rules);
+        println!(
+            "compile: {wall:.1} ms wall, {cpu:.1} ms on CPU ({} PUs, {} identities, {} rules)",
+            s.pus, s.identities, s.rules
+        );
     }
 }
 

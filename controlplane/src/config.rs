@@ -267,7 +267,10 @@ impl GatewayConfig {
             err("ports.outside".into(), "must name a device".into());
         }
         if self.ports.inside == self.ports.outside && !self.ports.inside.is_empty() {
-            err("ports.outside".into(), format!("{:?} is also the inside port; a bump in the wire needs two", self.ports.outside));
+            err(
+                "ports.outside".into(),
+                format!("{:?} is also the inside port; a bump in the wire needs two", self.ports.outside),
+            );
         }
         if self.workers.is_empty() {
             err("workers".into(), "at least one [[workers]] entry is needed".into());
@@ -282,17 +285,27 @@ impl GatewayConfig {
             if usize::from(q) >= self.workers.len() {
                 err(
                     format!("workers[{i}].queue"),
-                    format!("{q} is out of range: with {} workers the queues are 0..{}", self.workers.len(), self.workers.len() - 1),
+                    format!(
+                        "{q} is out of range: with {} workers the queues are 0..{}",
+                        self.workers.len(),
+                        self.workers.len() - 1
+                    ),
                 );
             } else if !queues.insert(q) {
                 err(format!("workers[{i}].queue"), format!("{q} is used by another worker"));
             }
         }
         if self.tuning.burst == 0 || self.tuning.burst > dpdk_bindings::burst::MAX_BURST {
-            err("tuning.burst".into(), format!("{} is not in 1..={}", self.tuning.burst, dpdk_bindings::burst::MAX_BURST));
+            err(
+                "tuning.burst".into(),
+                format!("{} is not in 1..={}", self.tuning.burst, dpdk_bindings::burst::MAX_BURST),
+            );
         }
         if !self.tuning.handoff_ring.is_power_of_two() || self.tuning.handoff_ring < 64 {
-            err("tuning.handoff_ring".into(), format!("{} must be a power of two of at least 64", self.tuning.handoff_ring));
+            err(
+                "tuning.handoff_ring".into(),
+                format!("{} must be a power of two of at least 64", self.tuning.handoff_ring),
+            );
         }
         if self.ports.rx_desc == 0 {
             err("ports.rx_desc".into(), "0 descriptors".into());
@@ -380,7 +393,8 @@ lcore = 2
     #[test]
     fn policy_flowlog_and_flows() {
         let c = GatewayConfig::parse(
-            &(GOOD.to_owned() + "[policy]\nfile = \"/p.yaml\"\n[flowlog]\nfile = \"/f.jsonl\"\n[flows]\ncapacity = 1000\n"),
+            &(GOOD.to_owned()
+                + "[policy]\nfile = \"/p.yaml\"\n[flowlog]\nfile = \"/f.jsonl\"\n[flows]\ncapacity = 1000\n"),
             "t",
         )
         .unwrap();
@@ -397,11 +411,8 @@ lcore = 2
 
     #[test]
     fn no_workers_is_an_error() {
-        let e = GatewayConfig::parse(
-            "workers = []\n[eal]\nargs = []\n[ports]\ninside = \"a\"\noutside = \"b\"\n",
-            "t",
-        )
-        .unwrap_err();
+        let e = GatewayConfig::parse("workers = []\n[eal]\nargs = []\n[ports]\ninside = \"a\"\noutside = \"b\"\n", "t")
+            .unwrap_err();
         assert_eq!(e.errors[0].field, "workers");
     }
 
@@ -409,11 +420,18 @@ lcore = 2
     fn udp_handshake_settings_default_and_errors_name_their_field() {
         let c = GatewayConfig::parse(GOOD, "t").unwrap();
         assert_eq!(c.udp_handshake.backoff_ms, [50, 100, 200, 400]);
-        assert_eq!((c.udp_handshake.hold_per_flow, c.udp_handshake.hold_total, c.udp_handshake.pending), (16, 1024, 1024));
+        assert_eq!(
+            (c.udp_handshake.hold_per_flow, c.udp_handshake.hold_total, c.udp_handshake.pending),
+            (16, 1024, 1024)
+        );
         let bad = format!("{GOOD}[udp_handshake]\nbackoff_ms = [50, 0]\nhold_per_flow = 300\npending = 0\n");
         let e = GatewayConfig::parse(&bad, "t").unwrap_err();
         let fields: Vec<&str> = e.errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["udp_handshake.backoff_ms[1]", "udp_handshake.hold_per_flow", "udp_handshake.pending"], "{e}");
+        assert_eq!(
+            fields,
+            ["udp_handshake.backoff_ms[1]", "udp_handshake.hold_per_flow", "udp_handshake.pending"],
+            "{e}"
+        );
         assert!(e.to_string().contains("udp_handshake.hold_per_flow: 300 is not in 1..=256"), "{e}");
         let slow = format!("{GOOD}[udp_handshake]\nbackoff_ms = [4000, 4000]\n");
         let e = GatewayConfig::parse(&slow, "t").unwrap_err();

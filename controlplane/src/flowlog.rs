@@ -286,7 +286,8 @@ external_networks:
         let remote: IpAddr = "192.168.50.7".parse().unwrap();
         let d: Decision = cfg.policy.decide(PuId(0), Direction::Incoming, Remote::Address(remote), 6, 80);
         let key = FlowKey::new(Side::Outside, remote, "10.2.0.20".parse().unwrap(), 40000, 80, 6);
-        let mut r = FlowRecord::new(EventKind::End, 1_500_000_000, key, Side::Outside, 0, cfg.generation()).with_decision(&d);
+        let mut r =
+            FlowRecord::new(EventKind::End, 1_500_000_000, key, Side::Outside, 0, cfg.generation()).with_decision(&d);
         r.packets = [4, 5]; // inside (server) 4, outside (client) 5
         let (mut p, c) = dataplane::events::channel(16);
         p.push(&r);

@@ -102,7 +102,11 @@ impl Gateway {
             if !eal.lcore_enabled(w.lcore) {
                 return Err(StartError::Config {
                     field: format!("workers[{i}].lcore"),
-                    message: format!("{} is not enabled by the EAL arguments (-l/--lcores); enabled: {:?}", w.lcore, eal.worker_lcores()),
+                    message: format!(
+                        "{} is not enabled by the EAL arguments (-l/--lcores); enabled: {:?}",
+                        w.lcore,
+                        eal.worker_lcores()
+                    ),
                 });
             }
         }
@@ -117,10 +121,9 @@ impl Gateway {
             // datagrams held during UDP handshakes, and generated handshake frames
             + if engine.is_some() { (n as u32) * (cfg.udp_handshake.hold_total + 64) } else { 0 };
         let count = if cfg.tuning.mbufs > 0 { cfg.tuning.mbufs } else { needed.next_power_of_two() - 1 };
-        let pool = Arc::new(
-            Mempool::new("gw_mbufs", count, 256, 2048 + 128, -1)
-                .map_err(dpdk(format!("creating a pool of {count} mbufs (are hugepages reserved, or --no-huge given?)")))?,
-        );
+        let pool = Arc::new(Mempool::new("gw_mbufs", count, 256, 2048 + 128, -1).map_err(dpdk(format!(
+            "creating a pool of {count} mbufs (are hugepages reserved, or --no-huge given?)"
+        )))?);
         let pcfg = |_: &str| PortConfig {
             rx_queues: queues,
             tx_queues: queues,
@@ -172,12 +175,7 @@ impl Gateway {
                 let mut engine = Engine::new(cfg.flows.capacity, seed, stats.clone(), Some(p));
                 // validated with the file (`udp_handshake.*`)
                 let _ = engine.set_udp_config(cfg.udp_handshake.engine_config());
-                EngineSetup {
-                    engine,
-                    config: c.clone(),
-                    pool: pool.clone(),
-                    clock,
-                }
+                EngineSetup { engine, config: c.clone(), pool: pool.clone(), clock }
             }));
             all_stats.push(stats);
         }

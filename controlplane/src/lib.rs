@@ -4,10 +4,10 @@
 //! - [`gateway`]: EAL, pools, ports, hand-off rings, workers, shutdown.
 //! - [`report`]: counters as operators read them.
 
+pub mod api;
 pub mod config;
+pub mod flowhub;
 pub mod flowlog;
 pub mod gateway;
 pub mod report;
-pub mod api;
-pub mod flowhub;
 pub mod store;

@@ -31,10 +31,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use dataplane::policy::compile::SnapshotStats;
 use dataplane::policy::model::{
     EnforcerProfile, ExternalNetwork, IdentityEntry, LocalKeys, Peer, ProcessingUnit, Ruleset,
 };
-use dataplane::policy::compile::SnapshotStats;
 use dataplane::policy::{compile, CompileError, PolicyDocument, PolicySnapshot};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -116,7 +116,11 @@ pub enum Content {
     Document(PolicyDocument),
     Rulesets(Vec<Ruleset>),
     ProcessingUnits(Vec<ProcessingUnit>),
-    Identities { local: Option<LocalKeys>, identities: Vec<IdentityEntry>, peers: Vec<Peer> },
+    Identities {
+        local: Option<LocalKeys>,
+        identities: Vec<IdentityEntry>,
+        peers: Vec<Peer>,
+    },
     ExternalNetworks(Vec<ExternalNetwork>),
     EnforcerProfile(EnforcerProfile),
 }
@@ -329,19 +333,35 @@ pub struct Refused {
 /// Why the store could not be opened.
 #[derive(Debug)]
 pub enum StoreError {
-    StateDir { path: PathBuf, source: std::io::Error },
-    Read { path: PathBuf, source: std::io::Error },
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The state file is not what this version writes (hand-edited, or from elsewhere).
-    Corrupt { path: PathBuf, message: String },
+    Corrupt {
+        path: PathBuf,
+        message: String,
+    },
     /// The persisted document no longer compiles (e.g. after an upgrade).
-    Invalid { path: PathBuf, problems: Vec<Problem> },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::StateDir { path, source } => {
-                write!(f, "state directory {}: {source} (set [control] state_dir to a writable directory)", path.display())
+                write!(
+                    f,
+                    "state directory {}: {source} (set [control] state_dir to a writable directory)",
+                    path.display()
+                )
             }
             StoreError::Read { path, source } => write!(f, "reading {}: {source}", path.display()),
             StoreError::Corrupt { path, message } => write!(
@@ -409,7 +429,10 @@ pub fn before_config_document(b: BeforeConfig) -> PolicyDocument {
                 addresses: vec!["0.0.0.0/0".into(), "::/0".into()],
                 identity: 0,
             }],
-            enforcer_profile: EnforcerProfile { ignore: Some("gateway == unconfigured".into()), ..EnforcerProfile::default() },
+            enforcer_profile: EnforcerProfile {
+                ignore: Some("gateway == unconfigured".into()),
+                ..EnforcerProfile::default()
+            },
             ..PolicyDocument::default()
         },
     }
@@ -514,11 +537,8 @@ impl ConfigStore {
         let t0 = Instant::now();
         let compiled = compile(&doc);
         let compile_time = t0.elapsed();
-        let _ = self
-            .compile_us
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .record(compile_time.as_micros().max(1) as u64);
+        let _ =
+            self.compile_us.lock().unwrap_or_else(|e| e.into_inner()).record(compile_time.as_micros().max(1) as u64);
         let mut prepared = None;
         match compiled {
             Ok(s) => {
@@ -555,7 +575,8 @@ impl ConfigStore {
             }
         }
         let revision = doc.revision.clone();
-        let inf = InForce { document: doc, versions: new_versions, generation, stats, applied_at, source: Source::Apply };
+        let inf =
+            InForce { document: doc, versions: new_versions, generation, stats, applied_at, source: Source::Apply };
         commit();
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(inf));
         self.counters.lock().unwrap_or_else(|e| e.into_inner()).accepted += 1;
@@ -570,7 +591,14 @@ impl ConfigStore {
         self.refuse(version, versions, problems, Duration::ZERO, dry_run)
     }
 
-    fn refuse(&self, version: u64, versions: Versions, problems: Vec<Problem>, compile_time: Duration, dry_run: bool) -> Refused {
+    fn refuse(
+        &self,
+        version: u64,
+        versions: Versions,
+        problems: Vec<Problem>,
+        compile_time: Duration,
+        dry_run: bool,
+    ) -> Refused {
         if !dry_run {
             let mut c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
             c.refused += 1;
@@ -788,7 +816,10 @@ rulesets:
         assert!(msgs.iter().any(|m| m.contains("subject") && m.contains("column 9")), "{msgs:?}");
         assert!(msgs.iter().any(|m| m.contains("overlaps")), "{msgs:?}");
         assert!(msgs.iter().any(|m| m.contains("nowhere")), "{msgs:?}");
-        assert!(r.problems.iter().any(|p| p.resource == "processing_units" && p.name == "db" && p.value == "10.0.0.128/25"));
+        assert!(r
+            .problems
+            .iter()
+            .any(|p| p.resource == "processing_units" && p.name == "db" && p.value == "10.0.0.128/25"));
         assert_eq!(r.versions.document(), 1);
         let after = s.current().unwrap();
         assert!(Arc::ptr_eq(&before, &after), "the config in force is untouched");
@@ -798,7 +829,8 @@ rulesets:
         assert_eq!(st.event, StatusEvent::Refused);
         assert_eq!(st.last_refused.as_ref().unwrap().version, 2);
         // A broken kind apply is judged against the whole merged document.
-        let pus = vec![ProcessingUnit { name: "x".into(), tags: vec![], addresses: vec!["10.0.0.1".into()], identity: 200 }];
+        let pus =
+            vec![ProcessingUnit { name: "x".into(), tags: vec![], addresses: vec!["10.0.0.1".into()], identity: 200 }];
         let r = s.apply(5, Content::ProcessingUnits(pus), false).unwrap_err();
         assert!(r.problems.iter().any(|p| p.message.contains("200")), "{:?}", r.problems);
         assert!(Arc::ptr_eq(&before, &s.current().unwrap()));
@@ -937,8 +969,9 @@ rulesets:
                 Err(vec![Problem::new("local", "", "private_key_file", "/nope", "cannot read /nope".into())])
             }
         }
-        let s = ConfigStore::open(StoreOptions { state_dir: None, before_config: BeforeConfig::FailClosed }, Box::new(No))
-            .unwrap();
+        let s =
+            ConfigStore::open(StoreOptions { state_dir: None, before_config: BeforeConfig::FailClosed }, Box::new(No))
+                .unwrap();
         let r = s.apply(1, Content::Document(good()), false).unwrap_err();
         assert_eq!(r.problems[0].field, "private_key_file");
         assert!(s.current().is_none());

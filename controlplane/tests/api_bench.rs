@@ -18,9 +18,9 @@ use api_harness::*;
 use controlplane::api::convert::document_to_pb;
 use controlplane::api::pb;
 use gw_benches::policy_10k_rules_100k_identities as generate;
+use pb::get_flows_response::Response as R;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use pb::get_flows_response::Response as R;
 
 #[test]
 #[ignore]

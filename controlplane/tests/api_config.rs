@@ -96,12 +96,19 @@ fn broken_apply_is_refused_with_every_problem_and_changes_nothing() {
         // A stale version is refused too, and said so, alongside any other problem.
         let r = c.config.apply(apply_yaml(5, BROKEN)).await.unwrap().into_inner();
         assert!(!r.accepted);
-        assert!(r.errors.iter().any(|e| e.resource == "request" && e.field == "version" && e.message.contains("stale version")));
+        assert!(r
+            .errors
+            .iter()
+            .any(|e| e.resource == "request" && e.field == "version" && e.message.contains("stale version")));
         assert_eq!(r.errors.len(), 4, "stale + the three: {:#?}", r.errors);
         let r = c.config.apply(apply_yaml(4, GOOD)).await.unwrap().into_inner();
         assert!(!r.accepted);
         assert_eq!(r.errors.len(), 1);
-        assert!(r.errors[0].message.contains("stale version: 4 is not greater than version 5"), "{}", r.errors[0].message);
+        assert!(
+            r.errors[0].message.contains("stale version: 4 is not greater than version 5"),
+            "{}",
+            r.errors[0].message
+        );
 
         // A document that does not parse names where.
         let r = c.config.apply(apply_yaml(7, "rulesets:\n  - name: x\n    subjekt: y\n")).await.unwrap().into_inner();
@@ -186,7 +193,10 @@ fn watch_reports_applied_and_refused() {
         let mut c = clients(&h.rw).await;
         assert!(c.config.apply(apply_yaml(1, GOOD)).await.unwrap().into_inner().accepted);
         let m = tokio::time::timeout(std::time::Duration::from_secs(5), w.message()).await.unwrap().unwrap().unwrap();
-        assert_eq!((m.event.as_str(), m.versions.unwrap().document, m.state), ("applied", 1, pb::EnforcementState::Enforcing as i32));
+        assert_eq!(
+            (m.event.as_str(), m.versions.unwrap().document, m.state),
+            ("applied", 1, pb::EnforcementState::Enforcing as i32)
+        );
         assert!(!c.config.apply(apply_yaml(2, BROKEN)).await.unwrap().into_inner().accepted);
         let m = tokio::time::timeout(std::time::Duration::from_secs(5), w.message()).await.unwrap().unwrap().unwrap();
         assert_eq!(m.event, "refused");

@@ -25,7 +25,8 @@ fn expand(r: R) -> Vec<R> {
 
 async fn collect(s: &mut tonic::Streaming<pb::GetFlowsResponse>) -> Vec<R> {
     let mut out = Vec::new();
-    while let Some(m) = tokio::time::timeout(Duration::from_secs(10), s.message()).await.expect("stream ends").unwrap() {
+    while let Some(m) = tokio::time::timeout(Duration::from_secs(10), s.message()).await.expect("stream ends").unwrap()
+    {
         out.extend(expand(m.response.unwrap()));
     }
     out

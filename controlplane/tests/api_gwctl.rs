@@ -77,7 +77,15 @@ fn gwctl_end_to_end() {
         } else {
             (["role=web"], pb::Verdict::Allowed, "policy_allow")
         };
-        h.hub.push(flow(1_700_000_000_000_000_000 + i, &format!("10.9.0.{i}"), &tags, "10.0.1.5", 5432, verdict, reason));
+        h.hub.push(flow(
+            1_700_000_000_000_000_000 + i,
+            &format!("10.9.0.{i}"),
+            &tags,
+            "10.0.1.5",
+            5432,
+            verdict,
+            reason,
+        ));
     }
     let o = gwctl(&h.ro, &["observe", "--last", "3"]);
     let t = String::from_utf8_lossy(&o.stdout).to_string();

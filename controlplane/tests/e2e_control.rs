@@ -87,7 +87,12 @@ fn stats(sock: &Path) -> serde_json::Value {
 
 /// A reason's count summed over workers and directions, from `gwctl stats -o json`.
 fn reason(s: &serde_json::Value, name: &str) -> u64 {
-    s["reasons"].as_array().unwrap().iter().find(|r| r["reason"] == name).map_or(0, |r| r["count"].as_u64().unwrap_or(0))
+    s["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["reason"] == name)
+        .map_or(0, |r| r["count"].as_u64().unwrap_or(0))
 }
 
 /// Gateway B's configuration: no policy file, `[control]` in `dir`.
@@ -127,7 +132,8 @@ fn policy_b(v2: bool) -> String {
     if !v2 {
         return t;
     }
-    let out = t.replace("ports: [8080, 8083]", "ports: [8080, 8081, 8083]").replace("revision: e2e-b-1", "revision: e2e-b-2");
+    let out =
+        t.replace("ports: [8080, 8083]", "ports: [8080, 8081, 8083]").replace("revision: e2e-b-1", "revision: e2e-b-2");
     assert_ne!(out, t, "docs/examples/e2e-gw-b.yaml changed: update this test");
     out
 }
@@ -314,9 +320,8 @@ fn managed_through_gwctl() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let flows = loop {
         let lines = json_lines(&follow_out);
-        let decided = |sport: u16| {
-            lines.iter().any(|l| l["flow"]["source"]["port"] == sport && l["flow"]["type"] != "ended")
-        };
+        let decided =
+            |sport: u16| lines.iter().any(|l| l["flow"]["source"]["port"] == sport && l["flow"]["type"] != "ended");
         if expected.iter().all(|e| decided(e.0)) || Instant::now() > deadline {
             break lines;
         }
@@ -327,7 +332,8 @@ fn managed_through_gwctl() {
         let f = &l["flow"];
         assert!(f.is_object(), "only flows while nothing is lost: {l}");
         let sport = f["source"]["port"].as_u64().unwrap() as u16;
-        let e = expected.iter().find(|e| e.0 == sport).unwrap_or_else(|| panic!("a flow nobody started: {l}\n{flows:?}"));
+        let e =
+            expected.iter().find(|e| e.0 == sport).unwrap_or_else(|| panic!("a flow nobody started: {l}\n{flows:?}"));
         assert_eq!(f["source"]["ip"], e.1, "{l}");
         assert_eq!(f["destination"]["ip"], SERVER_V4, "{l}");
         assert_eq!(f["destination"]["name"], "server", "{l}");
@@ -418,13 +424,21 @@ fn managed_through_gwctl() {
     let (flows_seen, ring_lost, worker_lost) = loop {
         let lines = json_lines(&slow_out);
         // flow records and worker-queue notices are ring items; ring notices are not
-        let f = lines.iter().filter(|l| l["flow"].is_object() || l["lost_events"]["source"] == "worker_queue").count() as u64;
+        let f = lines.iter().filter(|l| l["flow"].is_object() || l["lost_events"]["source"] == "worker_queue").count()
+            as u64;
         let lost = |src: &str| -> u64 {
-            lines.iter().filter(|l| l["lost_events"]["source"] == src).map(|l| l["lost_events"]["count"].as_u64().unwrap()).sum()
+            lines
+                .iter()
+                .filter(|l| l["lost_events"]["source"] == src)
+                .map(|l| l["lost_events"]["count"].as_u64().unwrap())
+                .sum()
         };
         let (r, w) = (lost("ring"), lost("worker_queue"));
         assert!(
-            lines.iter().filter(|l| l["lost_events"]["source"] == "worker_queue").all(|l| l["lost_events"]["worker"] == 0),
+            lines
+                .iter()
+                .filter(|l| l["lost_events"]["source"] == "worker_queue")
+                .all(|l| l["lost_events"]["worker"] == 0),
             "queue losses name their worker"
         );
         if f + r >= received || Instant::now() > deadline {

@@ -36,7 +36,10 @@ fn spawn_ns(ns: &str, args: &[&str]) -> Proc {
 }
 
 fn http_server(dir: &Path, port: u16) -> Proc {
-    let p = spawn_ns(SERVER, &["python3", "-m", "http.server", &port.to_string(), "--bind", "::", "--directory", dir.to_str().unwrap()]);
+    let p = spawn_ns(
+        SERVER,
+        &["python3", "-m", "http.server", &port.to_string(), "--bind", "::", "--directory", dir.to_str().unwrap()],
+    );
     for _ in 0..100 {
         let out = in_ns(SERVER, &format!("ss -tlnH 'sport = :{port}'"));
         if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
@@ -111,7 +114,9 @@ fn handshakes(frames: &[Vec<u8>]) -> Vec<Handshake> {
             let o = usize::from(i.tcp_opts_offset);
             let opts = &f[o..o + usize::from(i.tcp_opts_len)];
             let option = tcp::options(opts).find_map(|r| match r {
-                Ok((off, tcp::TcpOption::Experimental { kind: 253, exid: 0x4d49, .. })) => Some(opts[off..off + 20].to_vec()),
+                Ok((off, tcp::TcpOption::Experimental { kind: 253, exid: 0x4d49, .. })) => {
+                    Some(opts[off..off + 20].to_vec())
+                }
                 _ => None,
             });
             Some(Handshake {
@@ -229,7 +234,8 @@ fn identity_and_policy_through_two_gateways() {
     let fa = flows(&log_a);
     let fb = flows(&log_b);
     let dport = |e: &serde_json::Value| e["destination"]["port"].as_u64().unwrap();
-    let allowed_b = fb.iter().find(|e| e["event"] == "decision" && dport(e) == 8080 && e["source"]["kind"] == "identity");
+    let allowed_b =
+        fb.iter().find(|e| e["event"] == "decision" && dport(e) == 8080 && e["source"]["kind"] == "identity");
     let allowed_b = allowed_b.unwrap_or_else(|| panic!("B logged the allowed connection: {fb:?}"));
     assert_eq!(allowed_b["action"], "allow");
     assert_eq!(allowed_b["source"]["name"], "client");
@@ -245,7 +251,10 @@ fn identity_and_policy_through_two_gateways() {
     assert_eq!(bad.len(), 4, "{fb:?}");
     assert!(bad.iter().all(|e| e["source"]["ip"] == "198.18.0.3"));
     let allowed_a = fa.iter().find(|e| e["event"] == "decision" && dport(e) == 8080).expect("A logged 8080");
-    assert_eq!((allowed_a["action"].as_str(), allowed_a["destination"]["name"].as_str()), (Some("allow"), Some("server")));
+    assert_eq!(
+        (allowed_a["action"].as_str(), allowed_a["destination"]["name"].as_str()),
+        (Some("allow"), Some("server"))
+    );
     let rejected_a = fa.iter().find(|e| e["event"] == "decision" && dport(e) == 8083).expect("A logged 8083");
     assert_eq!(rejected_a["action"], "reject");
     assert_eq!(rejected_a["destination"]["identity"], 2001);
@@ -294,9 +303,13 @@ fn capture_shows_the_option_on_the_wire_and_not_at_the_server() {
         assert_eq!(s.len(), 1, "one SYN-ACK {place}: {hs:?}");
         s[0].clone()
     };
-    let (syn_c, syn_w, syn_s) = (syn_of(&at_client, "at the client"), syn_of(&wire, "on the wire"), syn_of(&at_server, "at the server"));
-    let (sa_s, sa_w, sa_c) =
-        (syn_ack_of(&at_server, "at the server"), syn_ack_of(&wire, "on the wire"), syn_ack_of(&at_client, "at the client"));
+    let (syn_c, syn_w, syn_s) =
+        (syn_of(&at_client, "at the client"), syn_of(&wire, "on the wire"), syn_of(&at_server, "at the server"));
+    let (sa_s, sa_w, sa_c) = (
+        syn_ack_of(&at_server, "at the server"),
+        syn_ack_of(&wire, "on the wire"),
+        syn_ack_of(&at_client, "at the client"),
+    );
     assert_eq!((syn_c.seq, syn_s.seq, sa_s.seq, sa_c.seq), (syn_w.seq, syn_w.seq, sa_w.seq, sa_w.seq), "same segments");
 
     // On the wire: A's option on the SYN (key 1→2, identity 1001 = client),
@@ -311,13 +324,18 @@ fn capture_shows_the_option_on_the_wire_and_not_at_the_server() {
 
     // Neither end sees an identity option; since Linux's SYN and SYN-ACK
     // options fit in 20 bytes, insert-then-strip gives back the very bytes.
-    for (h, place) in [(&syn_c, "client SYN"), (&syn_s, "server SYN"), (&sa_s, "server SYN-ACK"), (&sa_c, "client SYN-ACK")] {
+    for (h, place) in
+        [(&syn_c, "client SYN"), (&syn_s, "server SYN"), (&sa_s, "server SYN-ACK"), (&sa_c, "client SYN-ACK")]
+    {
         assert!(h.option.is_none(), "no identity option in the {place}: {h:?}");
     }
     assert_eq!(syn_s.ip, syn_c.ip, "the SYN reaches the server exactly as the client sent it");
     assert_eq!(sa_c.ip, sa_s.ip, "the SYN-ACK reaches the client exactly as the server sent it");
     assert_eq!(syn_w.ip.len(), syn_c.ip.len() + 20, "the SYN grew by the option on the wire");
-    assert!(at_server.iter().chain(&at_client).all(|h| h.option.is_none()), "no option at either end: {at_server:?} {at_client:?}");
+    assert!(
+        at_server.iter().chain(&at_client).all(|h| h.option.is_none()),
+        "no option at either end: {at_server:?} {at_client:?}"
+    );
 
     // The gateways agree with what the captures show.
     assert!(notes(&a, "from_inside", "identity_inserted") >= 1, "{a}");

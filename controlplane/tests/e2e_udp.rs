@@ -309,14 +309,28 @@ fn udp_handshake_through_two_gateways() {
     let at_client = datagrams(&cap_client.stop());
     let want: Vec<String> = (0..20).map(|i| format!("seq-{i}")).collect();
     assert_eq!(replies, want, "every datagram answered, in order (first reply after {first:.4}s)");
-    let to_server: Vec<String> =
-        at_server.iter().filter(|d| d.dport == 9003).map(|d| String::from_utf8_lossy(&d.payload).into_owned()).collect();
+    let to_server: Vec<String> = at_server
+        .iter()
+        .filter(|d| d.dport == 9003)
+        .map(|d| String::from_utf8_lossy(&d.payload).into_owned())
+        .collect();
     assert_eq!(to_server, want, "the server receives exactly the application's datagrams, in order");
-    assert!(at_server.iter().chain(&at_client).all(|d| d.surplus == 0 && !d.payload.is_empty()), "no handshake at either end");
+    assert!(
+        at_server.iter().chain(&at_client).all(|d| d.surplus == 0 && !d.payload.is_empty()),
+        "no handshake at either end"
+    );
     let hs: Vec<&Dgram> = wire.iter().filter(|d| d.identity.is_some()).collect();
     assert!(hs.len() >= 2, "request and response on the wire: {wire:?}");
-    assert_eq!((hs[0].dport, hs[0].identity, hs[0].payload.len()), (9003, Some((1, 1001)), 0), "A's request: empty payload, client identity");
-    assert_eq!((hs[1].sport, hs[1].identity, hs[1].payload.len()), (9003, Some((2, 2001)), 0), "B's response: server identity");
+    assert_eq!(
+        (hs[0].dport, hs[0].identity, hs[0].payload.len()),
+        (9003, Some((1, 1001)), 0),
+        "A's request: empty payload, client identity"
+    );
+    assert_eq!(
+        (hs[1].sport, hs[1].identity, hs[1].payload.len()),
+        (9003, Some((2, 2001)), 0),
+        "B's response: server identity"
+    );
     let first_data = wire.iter().position(|d| d.identity.is_none() && d.dport == 9003).expect("data on the wire");
     let resp_at = wire.iter().position(|d| d.identity.map(|x| x.0) == Some(2)).unwrap();
     assert!(first_data > resp_at, "held datagrams leave only after the response: {wire:?}");
@@ -352,15 +366,24 @@ fn udp_handshake_through_two_gateways() {
     let fa = flows(&log_a);
     let fb = flows(&log_b);
     let dport = |e: &serde_json::Value| e["destination"]["port"].as_u64().unwrap_or(0);
-    let b53 = fb.iter().find(|e| e["event"] == "decision" && dport(e) == 53).unwrap_or_else(|| panic!("B logged DNS: {fb:?}"));
+    let b53 = fb
+        .iter()
+        .find(|e| e["event"] == "decision" && dport(e) == 53)
+        .unwrap_or_else(|| panic!("B logged DNS: {fb:?}"));
     assert_eq!((b53["action"].as_str(), b53["protocol"].as_str()), (Some("allow"), Some("udp")));
     assert_eq!((b53["source"]["identity"].as_u64(), b53["rule"].as_str()), (Some(1001), Some("frontends-udp")));
     let a9001 = fa.iter().find(|e| e["event"] == "decision" && dport(e) == 9001).expect("A logged 9001");
-    assert_eq!((a9001["action"].as_str(), a9001["drop_reason"].as_str()), (Some("reject"), Some("udp_rejected_by_peer")));
+    assert_eq!(
+        (a9001["action"].as_str(), a9001["drop_reason"].as_str()),
+        (Some("reject"), Some("udp_rejected_by_peer"))
+    );
     let ext = fa
         .iter()
         .find(|e| e["event"] == "decision" && dport(e) == 53 && e["destination"]["ip"] == EXT_V4)
         .expect("A logged the fallback");
-    assert_eq!((ext["action"].as_str(), ext["note"].as_str(), ext["rule"].as_str()), (Some("allow"), Some("udp_handshake_timeout"), Some("lab-dns")));
+    assert_eq!(
+        (ext["action"].as_str(), ext["note"].as_str(), ext["rule"].as_str()),
+        (Some("allow"), Some("udp_handshake_timeout"), Some("lab-dns"))
+    );
     let _ = topo;
 }

@@ -21,7 +21,8 @@ fn env(src: IpAddr, dst: IpAddr, a_to_b: bool) -> Envelope {
 }
 
 fn tcp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, a_to_b: bool, payload: &[u8]) -> Vec<u8> {
-    let h = TcpHeader { src_port: sport, dst_port: dport, seq: 1000, ack: 2000, flags: 0x18, window: 512, options: &[] };
+    let h =
+        TcpHeader { src_port: sport, dst_port: dport, seq: 1000, ack: 2000, flags: 0x18, window: 512, options: &[] };
     tcp_frame(&env(src, dst, a_to_b), &h, payload).expect("tcp frame")
 }
 
@@ -99,7 +100,8 @@ fn run_until_forwarded(cfg: &Path, expect: u64) -> serde_json::Value {
     // net_pcap reads its file once, at poll speed: well within this.
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let (out, counters) = gw.stop();
-    let forwarded = worker_sum(&counters, "from_inside", "tx_packets") + worker_sum(&counters, "from_outside", "tx_packets");
+    let forwarded =
+        worker_sum(&counters, "from_inside", "tx_packets") + worker_sum(&counters, "from_outside", "tx_packets");
     assert_eq!(forwarded, expect, "forwarded frames\n{out}");
     counters
 }
@@ -113,12 +115,8 @@ fn frames_cross_unchanged_in_both_directions() {
         (dir.join("rx_in.pcap"), dir.join("rx_out.pcap"), dir.join("tx_in.pcap"), dir.join("tx_out.pcap"));
     write_pcap(&rx_in, &a_to_b);
     write_pcap(&rx_out, &b_to_a);
-    let cfg = config(
-        &dir,
-        1,
-        &pcap_port("net_pcap0", &[&rx_in], &[&tx_in]),
-        &pcap_port("net_pcap1", &[&rx_out], &[&tx_out]),
-    );
+    let cfg =
+        config(&dir, 1, &pcap_port("net_pcap0", &[&rx_in], &[&tx_in]), &pcap_port("net_pcap1", &[&rx_out], &[&tx_out]));
     let counters = run_until_forwarded(&cfg, (a_to_b.len() + b_to_a.len()) as u64);
     assert_eq!(read_pcap(&tx_out), a_to_b, "inside -> outside must be byte-identical and in order");
     assert_eq!(read_pcap(&tx_in), b_to_a, "outside -> inside must be byte-identical and in order");

@@ -13,10 +13,10 @@
 //! Nothing outside `worker` touches DPDK.
 
 pub mod buf;
-pub mod flow;
 pub mod dispatch;
 pub mod engine;
 pub mod events;
+pub mod flow;
 pub mod identity;
 pub mod policy;
 pub mod stats;

@@ -212,7 +212,11 @@ fn every_bit_of_the_option_and_bound_fields_matters() {
         let opt = i.tcp_opts_offset as usize;
         let l4 = i.l4_offset as usize;
         let l3 = i.l3_offset as usize;
-        let (src, dst) = if i.l3 == L3Kind::Ipv4 { (l3 + 12..l3 + 16, l3 + 16..l3 + 20) } else { (l3 + 8..l3 + 24, l3 + 24..l3 + 40) };
+        let (src, dst) = if i.l3 == L3Kind::Ipv4 {
+            (l3 + 12..l3 + 16, l3 + 16..l3 + 20)
+        } else {
+            (l3 + 8..l3 + 24, l3 + 24..l3 + 40)
+        };
         let mut bound: Vec<usize> = (opt..opt + 20).collect();
         bound.extend(src);
         bound.extend(dst);
@@ -296,7 +300,17 @@ fn replay_onto_another_flow_fails() {
         }
     }
     // reflected back as if it were the SYN-ACK
-    let g = build(&Spec { src, dst, sport: i.dst_port, dport: i.src_port, flags: 0x12, seq: i.seq, ack: i.seq + 1, tcp_options: &o, ..Spec::default() });
+    let g = build(&Spec {
+        src,
+        dst,
+        sport: i.dst_port,
+        dport: i.src_port,
+        flags: 0x12,
+        seq: i.seq,
+        ack: i.seq + 1,
+        tcp_options: &o,
+        ..Spec::default()
+    });
     assert_eq!(verify_frame(&g, &ring), Err(VerifyError::BadMac));
 }
 
@@ -357,7 +371,9 @@ fn udp_round_trip_and_tamper() {
                     for bit in 0..8 {
                         let mut g = signed.clone();
                         g[at] ^= 1 << bit;
-                        let r = parse_frame(&g).map_err(VerifyError::Malformed).and_then(|i| verify_udp(&g, &i, &ring, NOW));
+                        let r = parse_frame(&g)
+                            .map_err(VerifyError::Malformed)
+                            .and_then(|i| verify_udp(&g, &i, &ring, NOW));
                         assert!(r.is_err(), "flip at {at} bit {bit}");
                     }
                 }

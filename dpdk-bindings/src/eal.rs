@@ -32,7 +32,8 @@ impl Eal {
         for a in args {
             let a = a.as_ref();
             owned.push(
-                CString::new(a).map_err(|_| Error::InvalidArgument(format!("EAL argument {a:?} contains a NUL byte")))?,
+                CString::new(a)
+                    .map_err(|_| Error::InvalidArgument(format!("EAL argument {a:?} contains a NUL byte")))?,
             );
         }
         // The EAL keeps pointers into argv (and permutes it), so both the

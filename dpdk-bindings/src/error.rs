@@ -27,9 +27,7 @@ impl Error {
     pub(crate) fn from_code(call: &'static str, code: i32) -> Self {
         let errno = code.abs();
         // SAFETY: rte_strerror returns a pointer to a static or per-thread NUL-terminated string.
-        let msg = unsafe { CStr::from_ptr(crate::sys::rte_strerror(errno)) }
-            .to_string_lossy()
-            .into_owned();
+        let msg = unsafe { CStr::from_ptr(crate::sys::rte_strerror(errno)) }.to_string_lossy().into_owned();
         Error::Dpdk { call, errno, msg }
     }
 }

@@ -161,9 +161,7 @@ impl Port {
             conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
         }
         // SAFETY: conf is valid for the call (the key is 'static; DPDK copies it).
-        check("rte_eth_dev_configure", unsafe {
-            sys::rte_eth_dev_configure(id, cfg.rx_queues, cfg.tx_queues, &conf)
-        })?;
+        check("rte_eth_dev_configure", unsafe { sys::rte_eth_dev_configure(id, cfg.rx_queues, cfg.tx_queues, &conf) })?;
         let (mut rx_desc, mut tx_desc) = (cfg.rx_desc, cfg.tx_desc);
         // SAFETY: valid out-pointers; the call clamps to the device's limits.
         check("rte_eth_dev_adjust_nb_rx_tx_desc", unsafe {

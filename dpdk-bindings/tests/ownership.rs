@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use dpdk_bindings::burst::{Burst, MAX_BURST};
-use dpdk_bindings::port::{PortConfig, port_id};
+use dpdk_bindings::port::{port_id, PortConfig};
 use dpdk_bindings::ring::mbuf_ring;
 use dpdk_bindings::{Eal, Mempool, Port};
 
@@ -30,9 +30,18 @@ fn fill(pool: &Mempool, burst: &mut Burst, n: usize, len: usize) -> Vec<Vec<u8>>
 #[test]
 fn mbufs_round_trip_and_are_freed_exactly_once() {
     let eal = Eal::init([
-        "--no-huge", "-m", "64", "--no-pci", "--lcores", "0@0", "--file-prefix",
-        &format!("own{}", std::process::id()), "--log-level", "*:warning",
-        "--vdev", "net_ring0",
+        "--no-huge",
+        "-m",
+        "64",
+        "--no-pci",
+        "--lcores",
+        "0@0",
+        "--file-prefix",
+        &format!("own{}", std::process::id()),
+        "--log-level",
+        "*:warning",
+        "--vdev",
+        "net_ring0",
     ])
     .expect("EAL init on net_ring0");
     assert!(matches!(Eal::init(["--no-huge"]), Err(dpdk_bindings::Error::EalAlreadyInitialised)));

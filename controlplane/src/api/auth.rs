@@ -46,24 +46,18 @@ impl Access {
         match self {
             Access::Fixed(r) => Ok(*r),
             Access::ByCertificate(map) => {
-                let certs = req
-                    .peer_certs()
-                    .ok_or_else(|| Status::permission_denied("no client certificate was presented"))?;
-                let leaf = certs
-                    .first()
-                    .ok_or_else(|| Status::permission_denied("no client certificate was presented"))?;
+                let certs =
+                    req.peer_certs().ok_or_else(|| Status::permission_denied("no client certificate was presented"))?;
+                let leaf =
+                    certs.first().ok_or_else(|| Status::permission_denied("no client certificate was presented"))?;
                 let names = certificate_names(leaf.as_ref())
                     .map_err(|e| Status::permission_denied(format!("the client certificate cannot be read: {e}")))?;
-                names
-                    .iter()
-                    .filter_map(|n| map.get(n).copied())
-                    .max()
-                    .ok_or_else(|| {
-                        Status::permission_denied(format!(
-                            "the client certificate ({}) is not given a role in [[control.tcp.clients]]",
-                            names.join(", ")
-                        ))
-                    })
+                names.iter().filter_map(|n| map.get(n).copied()).max().ok_or_else(|| {
+                    Status::permission_denied(format!(
+                        "the client certificate ({}) is not given a role in [[control.tcp.clients]]",
+                        names.join(", ")
+                    ))
+                })
             }
         }
     }

@@ -54,8 +54,12 @@ pub enum ConnectError {
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConnectError::Unreachable { target, message } => write!(f, "cannot reach the gateway at {target}: {message}"),
-            ConnectError::Refused { target, message } => write!(f, "the gateway at {target} refused this client: {message}"),
+            ConnectError::Unreachable { target, message } => {
+                write!(f, "cannot reach the gateway at {target}: {message}")
+            }
+            ConnectError::Refused { target, message } => {
+                write!(f, "the gateway at {target} refused this client: {message}")
+            }
             ConnectError::Setup(m) => f.write_str(m),
         }
     }

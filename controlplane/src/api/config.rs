@@ -7,7 +7,9 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::auth::Access;
-use super::convert::{self, content_from_pb, document_to_pb, kind_from_pb, problem_to_pb, status_to_pb, versions_to_pb};
+use super::convert::{
+    self, content_from_pb, document_to_pb, kind_from_pb, problem_to_pb, status_to_pb, versions_to_pb,
+};
 use super::pb;
 use crate::store::ConfigStore;
 

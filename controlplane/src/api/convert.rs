@@ -8,8 +8,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dataplane::policy::model::{
-    Action, EnforcerProfile, ExternalNetwork, IdentityEntry, LocalKeys, Peer, PeerKey, PortSpec,
-    ProcessingUnit, Protocol, Rule, Ruleset,
+    Action, EnforcerProfile, ExternalNetwork, IdentityEntry, LocalKeys, Peer, PeerKey, PortSpec, ProcessingUnit,
+    Protocol, Rule, Ruleset,
 };
 use dataplane::policy::PolicyDocument;
 
@@ -49,7 +49,11 @@ pub fn problem_to_pb(p: &Problem) -> pb::ConfigError {
 }
 
 fn refusal_to_pb(r: &Refusal) -> pb::Refusal {
-    pb::Refusal { version: r.version, at_unix_ms: unix_ms(r.at), errors: r.problems.iter().map(problem_to_pb).collect() }
+    pb::Refusal {
+        version: r.version,
+        at_unix_ms: unix_ms(r.at),
+        errors: r.problems.iter().map(problem_to_pb).collect(),
+    }
 }
 
 pub fn status_to_pb(s: &Status) -> pb::ConfigStatus {
@@ -296,7 +300,13 @@ impl Conv {
             "allow" => Some(Action::Allow),
             "reject" => Some(Action::Reject),
             _ => {
-                self.bad("rulesets", ruleset, &format!("{field}.action"), &r.action, "is not an action (allow, reject)");
+                self.bad(
+                    "rulesets",
+                    ruleset,
+                    &format!("{field}.action"),
+                    &r.action,
+                    "is not an action (allow, reject)",
+                );
                 None
             }
         };
@@ -376,7 +386,12 @@ fn peers(v: Vec<pb::Peer>) -> Vec<Peer> {
             keys: p
                 .keys
                 .into_iter()
-                .map(|k| PeerKey { id: k.id, public_key: k.public_key, not_before: k.not_before, not_after: k.not_after })
+                .map(|k| PeerKey {
+                    id: k.id,
+                    public_key: k.public_key,
+                    not_before: k.not_before,
+                    not_after: k.not_after,
+                })
                 .collect(),
             networks: p.networks,
         })
@@ -434,7 +449,13 @@ pub fn content_from_pb(content: Option<pb::apply_request::Content>) -> Result<Co
             Ok(d) => Content::Document(d),
             Err(e) => {
                 let at = e.location().map(|l| format!("line {} column {}", l.line(), l.column())).unwrap_or_default();
-                return Err(vec![Problem::new("document", "", &at, "", format!("the YAML document does not parse: {e}"))]);
+                return Err(vec![Problem::new(
+                    "document",
+                    "",
+                    &at,
+                    "",
+                    format!("the YAML document does not parse: {e}"),
+                )]);
             }
         },
         Some(C::Document(d)) => return document_from_pb(d).map(Content::Document),
@@ -457,7 +478,8 @@ mod tests {
 
     #[test]
     fn document_round_trip_through_protobuf() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples/policy.yaml")).unwrap();
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples/policy.yaml")).unwrap();
         let doc = PolicyDocument::from_yaml(&text).unwrap();
         let back = document_from_pb(document_to_pb(&doc, false)).unwrap();
         // Ports written "8443" and 8443 are the same port; compare in protobuf form.
@@ -495,7 +517,12 @@ mod tests {
     #[test]
     fn redaction() {
         let mut d = PolicyDocument::default();
-        d.local = Some(LocalKeys { gateway: "a".into(), key_id: 1, private_key_file: None, private_key: Some("secret".into()) });
+        d.local = Some(LocalKeys {
+            gateway: "a".into(),
+            key_id: 1,
+            private_key_file: None,
+            private_key: Some("secret".into()),
+        });
         assert_eq!(document_to_pb(&d, true).local.unwrap().private_key, REDACTED);
         assert_eq!(redacted(&d).local.unwrap().private_key.as_deref(), Some(REDACTED));
     }

@@ -321,12 +321,8 @@ async fn flush(tx: &Tx, pending: &mut Vec<pb::Flow>) -> Result<(), ()> {
 /// Streams what `req` asks for into `tx` until the reader ends, the client
 /// goes away, or `until` passes.
 pub async fn run_stream(hub: Arc<FlowRing>, req: pb::GetFlowsRequest, filter: FlowFilterSet, tx: Tx) {
-    let query = Query {
-        number: req.number,
-        follow: req.follow,
-        since_ns: req.since_unix_ns,
-        until_ns: req.until_unix_ns,
-    };
+    let query =
+        Query { number: req.number, follow: req.follow, since_ns: req.since_unix_ns, until_ns: req.until_unix_ns };
     let mut reader = hub.reader(&query, &filter);
     let mut remaining = (req.number > 0).then_some(req.number);
     let interval = (req.aggregate_interval_ms > 0).then(|| Duration::from_millis(req.aggregate_interval_ms.into()));
@@ -449,7 +445,9 @@ impl pb::flows_server::Flows for FlowsService {
         let req = req.into_inner();
         let filter = FlowFilterSet::new(&req.allow, &req.deny).map_err(Status::invalid_argument)?;
         if req.aggregate_interval_ms > 0 && !req.follow && req.number > 0 {
-            return Err(Status::invalid_argument("aggregate_interval_ms: aggregation takes follow or all records, not `number`"));
+            return Err(Status::invalid_argument(
+                "aggregate_interval_ms: aggregation takes follow or all records, not `number`",
+            ));
         }
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(run_stream(self.hub.clone(), req, filter, tx));
@@ -489,7 +487,8 @@ mod tests {
         assert!(all.matches(&a) && all.matches(&b));
         let by_tag = f(vec![pb::FlowFilter { source_tags: vec!["role=db".into()], ..Default::default() }], vec![]);
         assert!(by_tag.matches(&a) && !by_tag.matches(&b));
-        let by_sel = f(vec![pb::FlowFilter { source_tags: vec!["role in {web, x}".into()], ..Default::default() }], vec![]);
+        let by_sel =
+            f(vec![pb::FlowFilter { source_tags: vec!["role in {web, x}".into()], ..Default::default() }], vec![]);
         assert!(!by_sel.matches(&a) && by_sel.matches(&b));
         let cidr_and_verdict = f(
             vec![pb::FlowFilter {
@@ -523,17 +522,20 @@ mod tests {
 
     #[test]
     fn bad_filters_name_the_field() {
-        let e = FlowFilterSet::new(&[], &[pb::FlowFilter { source_ip: vec!["10.0.0.0/33".into()], ..Default::default() }])
-            .err()
-            .unwrap();
+        let e =
+            FlowFilterSet::new(&[], &[pb::FlowFilter { source_ip: vec!["10.0.0.0/33".into()], ..Default::default() }])
+                .err()
+                .unwrap();
         assert!(e.starts_with("deny[0].source_ip: \"10.0.0.0/33\""), "{e}");
-        let e = FlowFilterSet::new(&[pb::FlowFilter { destination_port: vec!["9-1".into()], ..Default::default() }], &[])
-            .err()
-            .unwrap();
+        let e =
+            FlowFilterSet::new(&[pb::FlowFilter { destination_port: vec!["9-1".into()], ..Default::default() }], &[])
+                .err()
+                .unwrap();
         assert!(e.starts_with("allow[0].destination_port"), "{e}");
-        let e = FlowFilterSet::new(&[pb::FlowFilter { source_tags: vec!["role ==".into()], ..Default::default() }], &[])
-            .err()
-            .unwrap();
+        let e =
+            FlowFilterSet::new(&[pb::FlowFilter { source_tags: vec!["role ==".into()], ..Default::default() }], &[])
+                .err()
+                .unwrap();
         assert!(e.contains("source_tags"), "{e}");
     }
 
@@ -554,7 +556,10 @@ mod tests {
         let out = agg.flush(1, 2);
         assert_eq!(out.len(), 2);
         let allowed = out.iter().find(|x| x.verdict == pb::Verdict::Allowed as i32).unwrap();
-        assert_eq!((allowed.flows_started, allowed.flows_completed, allowed.packets_to_server, allowed.bytes_to_client), (1, 1, 10, 1000));
+        assert_eq!(
+            (allowed.flows_started, allowed.flows_completed, allowed.packets_to_server, allowed.bytes_to_client),
+            (1, 1, 10, 1000)
+        );
         assert_eq!(allowed.destination.as_ref().unwrap().port, 5432);
         assert!(allowed.source.as_ref().unwrap().ip.is_empty());
         assert!(agg.flush(2, 3).is_empty());

@@ -58,7 +58,8 @@ struct GatewayEnforcer(Arc<Link>);
 impl Enforcer for GatewayEnforcer {
     fn prepare(&self, snapshot: PolicySnapshot) -> Result<Commit, Vec<Problem>> {
         // Loads the private key and derives every pairwise key: may fail.
-        let cfg = EngineConfig::from_snapshot(snapshot).map_err(|e| e.iter().map(|s| engine_problem(s)).collect::<Vec<_>>())?;
+        let cfg = EngineConfig::from_snapshot(snapshot)
+            .map_err(|e| e.iter().map(|s| engine_problem(s)).collect::<Vec<_>>())?;
         let link = self.0.clone();
         Ok(Box::new(move || {
             if !link.started.load(Ordering::Acquire) {
@@ -149,7 +150,8 @@ impl ControlPlane {
         let (tx, rx) = mpsc::sync_channel(64);
         let link = Arc::new(Link { started: AtomicBool::new(false), initial: Mutex::new(None), tx: Mutex::new(tx) });
         let store = Arc::new(
-            ConfigStore::open(cfg.store_options(), Box::new(GatewayEnforcer(link.clone()))).map_err(LinkError::Store)?,
+            ConfigStore::open(cfg.store_options(), Box::new(GatewayEnforcer(link.clone())))
+                .map_err(LinkError::Store)?,
         );
         if let (None, Some(path)) = (store.current(), policy_file) {
             let text = std::fs::read_to_string(path).map_err(|e| LinkError::PolicyFile {
@@ -184,8 +186,11 @@ impl ControlPlane {
         if !self.cfg.enabled {
             return Ok(());
         }
-        let backends =
-            Backends { store: self.store.clone(), hub: self.hub.clone(), stats: Arc::new(LinkStats(self.link.clone())) };
+        let backends = Backends {
+            store: self.store.clone(),
+            hub: self.hub.clone(),
+            stats: Arc::new(LinkStats(self.link.clone())),
+        };
         self.server = Some(ControlServer::start(&self.cfg, backends).map_err(LinkError::Server)?);
         Ok(())
     }
@@ -351,7 +356,8 @@ pub fn stats_of(s: &Snapshot) -> pb::GetStatsResponse {
         .map(|r| r.name().to_owned())
         .chain(Note::ALL.iter().map(|n| format!("note.{}", n.name())))
         .collect();
-    let mut totals: Vec<pb::ReasonCount> = names.iter().map(|n| pb::ReasonCount { reason: n.clone(), count: 0 }).collect();
+    let mut totals: Vec<pb::ReasonCount> =
+        names.iter().map(|n| pb::ReasonCount { reason: n.clone(), count: 0 }).collect();
     let dir = |d: &dataplane::stats::DirCounts, totals: &mut Vec<pb::ReasonCount>| {
         let counts = DropReason::ALL.iter().map(|r| d.dropped(*r)).chain(Note::ALL.iter().map(|n| d.noted(*n)));
         let reasons: Vec<pb::ReasonCount> =

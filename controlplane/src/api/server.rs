@@ -141,9 +141,15 @@ impl ControlConfig {
         }
         if !self.readonly_socket.is_empty() {
             if !Path::new(&self.readonly_socket).is_absolute() {
-                e.push(("control.readonly_socket".into(), format!("{:?} is not an absolute path", self.readonly_socket)));
+                e.push((
+                    "control.readonly_socket".into(),
+                    format!("{:?} is not an absolute path", self.readonly_socket),
+                ));
             } else if Path::new(&self.readonly_socket) == self.socket {
-                e.push(("control.readonly_socket".into(), format!("{:?} is also control.socket", self.readonly_socket)));
+                e.push((
+                    "control.readonly_socket".into(),
+                    format!("{:?} is also control.socket", self.readonly_socket),
+                ));
             }
         }
         if !self.state_dir.is_absolute() {
@@ -284,7 +290,8 @@ impl ControlServer {
                 .client_ca_root(Certificate::from_pem(read(&t.client_ca, "client_ca")?));
             let l = std::net::TcpListener::bind(&t.listen)
                 .map_err(|e| ServerError::Tcp { listen: t.listen.clone(), message: e.to_string() })?;
-            l.set_nonblocking(true).map_err(|e| ServerError::Tcp { listen: t.listen.clone(), message: e.to_string() })?;
+            l.set_nonblocking(true)
+                .map_err(|e| ServerError::Tcp { listen: t.listen.clone(), message: e.to_string() })?;
             tcp_addr = l.local_addr().ok();
             let roles: HashMap<String, Role> = t.clients.iter().map(|c| (c.name.clone(), c.role)).collect();
             tcp = Some((l, tls, Access::ByCertificate(Arc::new(roles))));

@@ -62,7 +62,12 @@ pub struct StatsService {
 }
 
 impl StatsService {
-    pub fn new(source: Arc<dyn StatsSource>, hub: Arc<FlowRing>, store: Arc<ConfigStore>, access: Access) -> StatsService {
+    pub fn new(
+        source: Arc<dyn StatsSource>,
+        hub: Arc<FlowRing>,
+        store: Arc<ConfigStore>,
+        access: Access,
+    ) -> StatsService {
         StatsService { source, hub, store, access, started: Instant::now() }
     }
 }

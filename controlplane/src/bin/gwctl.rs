@@ -251,7 +251,8 @@ fn from_status(what: &str, s: tonic::Status) -> Fail {
         Code::InvalidArgument => Fail(2, text),
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
             let low = msg.to_ascii_lowercase();
-            if low.contains("certificate") || low.contains("handshake") || low.contains("tls") || low.contains("alert") {
+            if low.contains("certificate") || low.contains("handshake") || low.contains("tls") || low.contains("alert")
+            {
                 Fail(1, format!("{what}: the gateway refused this client (TLS): {msg}"))
             } else {
                 Fail(3, format!("{what}: the gateway is unreachable: {msg}"))
@@ -317,7 +318,9 @@ async fn run(cli: Cli) -> Res {
     };
     let mut c = tokio::time::timeout(timeout, Clients::connect(&target))
         .await
-        .map_err(|_| Fail(3, format!("cannot reach the gateway at {target}: no answer in {:.0}s", timeout.as_secs_f64())))?
+        .map_err(|_| {
+            Fail(3, format!("cannot reach the gateway at {target}: no answer in {:.0}s", timeout.as_secs_f64()))
+        })?
         .map_err(from_connect)?;
     match cli.cmd {
         Cmd::Apply { file, version, kind, dry_run, output } => {
@@ -337,7 +340,8 @@ async fn run(cli: Cli) -> Res {
 fn read_input(file: &PathBuf) -> Result<String, Fail> {
     if file.as_os_str() == "-" {
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| usage(format!("reading standard input: {e}")))?;
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| usage(format!("reading standard input: {e}")))?;
         Ok(s)
     } else {
         std::fs::read_to_string(file).map_err(|e| usage(format!("-f {}: {e}", file.display())))
@@ -378,10 +382,14 @@ async fn apply(
             let d = document_to_pb(&doc, false);
             match k {
                 ApplyKind::Rulesets => Content::Rulesets(pb::Rulesets { rulesets: d.rulesets }),
-                ApplyKind::Pus => Content::ProcessingUnits(pb::ProcessingUnits { processing_units: d.processing_units }),
-                ApplyKind::Identities => {
-                    Content::Identities(pb::IdentityDirectory { local: d.local, identities: d.identities, peers: d.peers })
+                ApplyKind::Pus => {
+                    Content::ProcessingUnits(pb::ProcessingUnits { processing_units: d.processing_units })
                 }
+                ApplyKind::Identities => Content::Identities(pb::IdentityDirectory {
+                    local: d.local,
+                    identities: d.identities,
+                    peers: d.peers,
+                }),
                 ApplyKind::Networks => {
                     Content::ExternalNetworks(pb::ExternalNetworks { external_networks: d.external_networks })
                 }
@@ -396,7 +404,8 @@ async fn apply(
             got.versions.map_or(0, |v| v.document) + 1
         }
     };
-    let r = with_timeout(t, "apply", c.config.apply(pb::ApplyRequest { version, content: Some(content), dry_run })).await?;
+    let r =
+        with_timeout(t, "apply", c.config.apply(pb::ApplyRequest { version, content: Some(content), dry_run })).await?;
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else if r.accepted {
@@ -440,8 +449,8 @@ async fn get(c: &mut Clients, what: GetWhat, output: DocOutput, t: Duration) -> 
     if r.document.is_none() {
         return Err(Fail(1, "no config has been applied to this gateway yet".into()));
     }
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&r.document_yaml).map_err(|e| Fail(1, format!("the gateway sent a document that does not parse: {e}")))?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&r.document_yaml)
+        .map_err(|e| Fail(1, format!("the gateway sent a document that does not parse: {e}")))?;
     let selected = if keys.is_empty() {
         doc
     } else {
@@ -492,8 +501,12 @@ fn ms_time(ms: u64) -> String {
 fn state_name(s: i32) -> &'static str {
     match pb::EnforcementState::try_from(s) {
         Ok(pb::EnforcementState::Enforcing) => "enforcing",
-        Ok(pb::EnforcementState::NoConfigFailClosed) => "no config applied: failing closed (everything judged is dropped)",
-        Ok(pb::EnforcementState::NoConfigFailOpen) => "no config applied: failing open (everything forwarded untouched)",
+        Ok(pb::EnforcementState::NoConfigFailClosed) => {
+            "no config applied: failing closed (everything judged is dropped)"
+        }
+        Ok(pb::EnforcementState::NoConfigFailOpen) => {
+            "no config applied: failing open (everything forwarded untouched)"
+        }
         _ => "unknown",
     }
 }
@@ -508,7 +521,11 @@ fn print_status(s: &pb::ConfigStatus) {
     if !s.revision.is_empty() {
         println!("revision:     {}", s.revision);
     }
-    println!("applied at:   {}{}", ms_time(s.applied_at_unix_ms), if s.source.is_empty() { String::new() } else { format!(" ({})", s.source) });
+    println!(
+        "applied at:   {}{}",
+        ms_time(s.applied_at_unix_ms),
+        if s.source.is_empty() { String::new() } else { format!(" ({})", s.source) }
+    );
     println!("generation:   {}", s.generation);
     println!("policy:       {} processing units, {} identities, {} rules", s.processing_units, s.identities, s.rules);
     println!("applies:      {} accepted, {} refused since start", s.applies_accepted, s.applies_refused);
@@ -558,11 +575,24 @@ async fn stats(c: &mut Clients, all: bool, output: Output, t: Duration) -> Res {
     for p in &s.ports {
         println!(
             "port {:<7} {}: rx {} pkts {} B, tx {} pkts {} B, missed {}, rx-errors {}, tx-errors {}, rx-nombuf {}",
-            p.role, p.name, p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes, p.missed, p.rx_errors, p.tx_errors, p.rx_nombuf
+            p.role,
+            p.name,
+            p.rx_packets,
+            p.rx_bytes,
+            p.tx_packets,
+            p.tx_bytes,
+            p.missed,
+            p.rx_errors,
+            p.tx_errors,
+            p.rx_nombuf
         );
     }
     let reasons = |v: &[pb::ReasonCount]| -> String {
-        v.iter().filter(|r| all || r.count > 0).map(|r| format!("{} {}", r.reason, r.count)).collect::<Vec<_>>().join(", ")
+        v.iter()
+            .filter(|r| all || r.count > 0)
+            .map(|r| format!("{} {}", r.reason, r.count))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     for w in &s.workers {
         println!(
@@ -617,12 +647,40 @@ async fn stats(c: &mut Clients, all: bool, output: Output, t: Duration) -> Res {
 
 /// Filter flags and what they set.
 const FILTER_FLAGS: &[&str] = &[
-    "from-ip", "to-ip", "ip", "from-port", "to-port", "port", "protocol", "from-identity", "to-identity", "identity",
-    "from-tag", "to-tag", "tag", "from-name", "to-name", "name", "verdict", "reason", "ruleset",
+    "from-ip",
+    "to-ip",
+    "ip",
+    "from-port",
+    "to-port",
+    "port",
+    "protocol",
+    "from-identity",
+    "to-identity",
+    "identity",
+    "from-tag",
+    "to-tag",
+    "tag",
+    "from-name",
+    "to-name",
+    "name",
+    "verdict",
+    "reason",
+    "ruleset",
 ];
 /// Other options of observe (and global ones) that take a value.
 const VALUE_FLAGS: &[&str] = &[
-    "last", "since", "until", "aggregate", "output", "socket", "server", "ca", "cert", "key", "tls-domain", "timeout",
+    "last",
+    "since",
+    "until",
+    "aggregate",
+    "output",
+    "socket",
+    "server",
+    "ca",
+    "cert",
+    "key",
+    "tls-domain",
+    "timeout",
 ];
 
 fn parse_time(s: &str, flag: &str) -> Result<u64, Fail> {
@@ -630,8 +688,9 @@ fn parse_time(s: &str, flag: &str) -> Result<u64, Fail> {
         let t = SystemTime::now().checked_sub(d).unwrap_or(UNIX_EPOCH);
         return Ok(t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0));
     }
-    let t = humantime::parse_rfc3339_weak(s)
-        .map_err(|_| usage(format!("{flag} {s:?}: not an RFC 3339 time (2026-11-22T11:00:00Z) or an age (30s, 10m, 2h)")))?;
+    let t = humantime::parse_rfc3339_weak(s).map_err(|_| {
+        usage(format!("{flag} {s:?}: not an RFC 3339 time (2026-11-22T11:00:00Z) or an age (30s, 10m, 2h)"))
+    })?;
     Ok(t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0))
 }
 

@@ -138,18 +138,23 @@ pub async fn clients(sock: &Path) -> Clients {
 }
 
 pub fn apply_yaml(version: u64, yaml: &str) -> pb::ApplyRequest {
-    pb::ApplyRequest {
-        version,
-        content: Some(pb::apply_request::Content::DocumentYaml(yaml.into())),
-        dry_run: false,
-    }
+    pb::ApplyRequest { version, content: Some(pb::apply_request::Content::DocumentYaml(yaml.into())), dry_run: false }
 }
 
 /// A flow record as the drain would build it.
-pub fn flow(t: u64, src: &str, src_tags: &[&str], dst: &str, dport: u32, verdict: pb::Verdict, reason: &str) -> pb::Flow {
+pub fn flow(
+    t: u64,
+    src: &str,
+    src_tags: &[&str],
+    dst: &str,
+    dport: u32,
+    verdict: pb::Verdict,
+    reason: &str,
+) -> pb::Flow {
     pb::Flow {
         time_unix_ns: t,
-        r#type: if verdict == pb::Verdict::Allowed { pb::FlowEventType::Started } else { pb::FlowEventType::Rejected } as i32,
+        r#type: if verdict == pb::Verdict::Allowed { pb::FlowEventType::Started } else { pb::FlowEventType::Rejected }
+            as i32,
         source: Some(pb::Endpoint {
             ip: src.into(),
             port: 40000,

@@ -28,10 +28,7 @@ pub fn scratch(name: &str) -> PathBuf {
 /// Fails the test with a clear message when something it needs is missing:
 /// these tests exist to run against the real thing, so they never skip.
 pub fn require(cmds: &[&str]) {
-    assert!(
-        is_root(),
-        "this test needs root (namespaces, hugepages, af_packet); run it via tools/run-tests.sh"
-    );
+    assert!(is_root(), "this test needs root (namespaces, hugepages, af_packet); run it via tools/run-tests.sh");
     for c in cmds {
         let ok = Command::new("sh").arg("-c").arg(format!("command -v {c}")).output().map(|o| o.status.success());
         assert!(matches!(ok, Ok(true)), "{c} is not installed; tools/setup.sh installs it");
@@ -118,10 +115,8 @@ impl Topology {
 
     /// A gatewayd.toml for the gateway in namespace `ns`.
     pub fn config(&self, ns: &str, workers: u32, dir: &Path) -> PathBuf {
-        let out = run(
-            "bash",
-            &[repo_root().join("tools/topology.sh").to_str().unwrap(), "config", ns, &workers.to_string()],
-        );
+        let out =
+            run("bash", &[repo_root().join("tools/topology.sh").to_str().unwrap(), "config", ns, &workers.to_string()]);
         assert!(out.status.success(), "topology config: {}", String::from_utf8_lossy(&out.stderr));
         let path = dir.join(format!("{ns}.toml"));
         std::fs::write(&path, out.stdout).unwrap();
@@ -259,8 +254,11 @@ impl Capture {
         if !filter.is_empty() {
             cmd.args(filter.split_whitespace());
         }
-        let mut child =
-            cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("spawning tcpdump: {e}"));
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning tcpdump: {e}"));
         let stderr = Arc::new(Mutex::new(String::new()));
         let err = child.stderr.take().unwrap();
         let sink = stderr.clone();
@@ -320,7 +318,12 @@ impl Capture {
         }
         let frames = read_pcap(&self.file);
         if let Some(captured) = count(&err, "packets captured") {
-            assert!(frames.len() as u64 >= captured, "{}: {} frames in the file, {captured} captured:\n{err}", self.what, frames.len());
+            assert!(
+                frames.len() as u64 >= captured,
+                "{}: {} frames in the file, {captured} captured:\n{err}",
+                self.what,
+                frames.len()
+            );
         }
         if let (Some(c), Some(r)) = (count(&err, "packets captured"), count(&err, "packets received by filter")) {
             if r > c {

@@ -81,7 +81,11 @@ impl EngineConfig {
                 let me = GatewayKeyPair::from_secret_bytes(id, secret);
                 for (pi, peer) in policy.peers().iter().enumerate() {
                     for (j, ((kid, public), (nb, na))) in peer.keys.iter().zip(peer.key_windows.iter()).enumerate() {
-                        let pk = PeerPublicKey { peer: pi as u32, key_id: u16::try_from(*kid).unwrap_or(u16::MAX), public: *public };
+                        let pk = PeerPublicKey {
+                            peer: pi as u32,
+                            key_id: u16::try_from(*kid).unwrap_or(u16::MAX),
+                            public: *public,
+                        };
                         if let Err(e) = keys.add_peer(&me, &pk, nb.saturating_mul(NS), na.saturating_mul(NS)) {
                             errors.push(format!("peers[{:?}].keys[{j}]: {e}", peer.name));
                         }

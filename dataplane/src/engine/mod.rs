@@ -218,7 +218,8 @@ impl Engine {
         self.table.sweep(now, SWEEP_BUDGET);
         while let Some(e) = self.table.pop_ended() {
             let en = &e.entry;
-            let mut r = FlowRecord::new(EventKind::End, e.at, *en.key(), en.initiator(), en.pu().0, en.policy_generation());
+            let mut r =
+                FlowRecord::new(EventKind::End, e.at, *en.key(), en.initiator(), en.pu().0, en.policy_generation());
             r.verdict = *en.verdict();
             r.remote_identity = en.remote_identity();
             let (pi, bi) = en.counters(Side::Inside);
@@ -511,9 +512,11 @@ impl Engine {
                     peer_key = Some((v.key_id.get() >> 8) as u16);
                     (d, Some(v.identity), None)
                 }
-                Err(VerifyError::NoIdentity) => {
-                    (p.decide(pu, Direction::Incoming, Remote::Address(key.outside_ip()), 6, key.inside_port), None, None)
-                }
+                Err(VerifyError::NoIdentity) => (
+                    p.decide(pu, Direction::Incoming, Remote::Address(key.outside_ip()), 6, key.inside_port),
+                    None,
+                    None,
+                ),
                 Err(e) => {
                     let r = drop_of_verify(e);
                     let mut rec = FlowRecord::new(EventKind::Drop, now, key, side, pu.0, gen);
@@ -528,7 +531,8 @@ impl Engine {
         rec.note = note;
         if decision.allowed() {
             let len = buf.len() as u32;
-            match self.upsert_syn(side, key, pu, info.seq, len, Some((&decision, remote_identity)), peer_key, gen, now) {
+            match self.upsert_syn(side, key, pu, info.seq, len, Some((&decision, remote_identity)), peer_key, gen, now)
+            {
                 Ok(fresh) => {
                     if fresh {
                         self.note(side, note_of_allow(&decision));
@@ -684,7 +688,13 @@ impl Engine {
                         match cached {
                             Some(d) => (d, None),
                             None => (
-                                p.decide(pu, Direction::Outgoing, Remote::Address(key.outside_ip()), 6, key.outside_port),
+                                p.decide(
+                                    pu,
+                                    Direction::Outgoing,
+                                    Remote::Address(key.outside_ip()),
+                                    6,
+                                    key.outside_port,
+                                ),
                                 None,
                             ),
                         }
@@ -700,7 +710,8 @@ impl Engine {
                 let fresh = cached.is_none() || step == TcpStep::SynAck && cached != Some(decision);
                 let Some(e) = self.table.lookup(&key, now) else { return self.drop(side, DropReason::OutOfState) };
                 e.set_verdict(&decision, remote_identity, gen);
-                let mut rec = FlowRecord::new(EventKind::Decision, now, key, Side::Inside, pu.0, gen).with_decision(&decision);
+                let mut rec =
+                    FlowRecord::new(EventKind::Decision, now, key, Side::Inside, pu.0, gen).with_decision(&decision);
                 rec.remote_identity = remote_identity;
                 if decision.allowed() {
                     e.account(side, len);
@@ -718,7 +729,11 @@ impl Engine {
                 // and the client (onwards, as if from the server).
                 let to_client = rst::RstSpec::synack_to_client(info);
                 let l3 = usize::from(info.l3_offset);
-                self.extra_len = buf.data().get(..l3).and_then(|eth| rst::write(&mut self.extra, eth, false, &to_client)).unwrap_or(0);
+                self.extra_len = buf
+                    .data()
+                    .get(..l3)
+                    .and_then(|eth| rst::write(&mut self.extra, eth, false, &to_client))
+                    .unwrap_or(0);
                 let to_server = rst::RstSpec::synack_to_server(info);
                 self.dir(side).drop_count(r).add(1);
                 if rst::in_place(buf, &Self::info_of(buf), true, &to_server) {
@@ -785,7 +800,16 @@ impl Engine {
     /// UDP, ICMP and other IP protocols of a PU: the ACLs decide the first
     /// packet; the flow caches the verdict (also a reject) both ways.
     #[allow(clippy::too_many_arguments)]
-    fn other(&mut self, cfg: &EngineConfig, side: Side, info: &FrameInfo, src: IpAddr, dst: IpAddr, pu: PuId, now: u64) -> Action {
+    fn other(
+        &mut self,
+        cfg: &EngineConfig,
+        side: Side,
+        info: &FrameInfo,
+        src: IpAddr,
+        dst: IpAddr,
+        pu: PuId,
+        now: u64,
+    ) -> Action {
         let key = FlowKey::new(side, src, dst, info.src_port, info.dst_port, info.proto);
         let gen = cfg.generation();
         let len = u32::from(info.ip_end);

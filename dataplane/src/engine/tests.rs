@@ -395,12 +395,18 @@ fn rejected_at_a_on_syn_ack_resets_both_ends() {
     let (act, to_server) = a.pass(Side::Outside, &w);
     assert_eq!(act, Action::ReplyAndReset(DropReason::PolicyReject));
     let i = parse_frame(&to_server).unwrap();
-    assert_eq!((i.src, i.dst, i.src_port, i.dst_port), (Addr::V4([10, 1, 0, 10]), Addr::V4([10, 2, 0, 30]), 40000, 5432));
+    assert_eq!(
+        (i.src, i.dst, i.src_port, i.dst_port),
+        (Addr::V4([10, 1, 0, 10]), Addr::V4([10, 2, 0, 30]), 40000, 5432)
+    );
     assert_eq!((i.tcp_flags, i.seq), (tf::RST, c.isn + 1), "at the server's rcv_nxt");
     assert!(checksums_ok(&to_server));
     let to_client = a.engine.extra_frame().to_vec();
     let j = parse_frame(&to_client).unwrap();
-    assert_eq!((j.src, j.dst, j.src_port, j.dst_port), (Addr::V4([10, 2, 0, 30]), Addr::V4([10, 1, 0, 10]), 5432, 40000));
+    assert_eq!(
+        (j.src, j.dst, j.src_port, j.dst_port),
+        (Addr::V4([10, 2, 0, 30]), Addr::V4([10, 1, 0, 10]), 5432, 40000)
+    );
     assert_eq!((j.tcp_flags, j.ack), (tf::RST | tf::ACK, c.isn + 1), "acceptable to a client in SYN-SENT");
     assert!(checksums_ok(&to_client));
     assert_eq!(b.pass(Side::Outside, &to_server).0, Action::Forward, "B passes the reset to the server");
@@ -419,7 +425,11 @@ fn no_identity_falls_back_to_external_network_acls() {
     // An office client without a gateway: allowed to web:80.
     let office = Conn::new("192.168.50.7", "10.2.0.20", 80);
     assert_eq!(b.pass(Side::Outside, &office.syn()), (Action::Forward, office.syn()));
-    assert_eq!(b.pass(Side::Inside, &office.syn_ack()), (Action::Forward, office.syn_ack()), "no identity to sign back");
+    assert_eq!(
+        b.pass(Side::Inside, &office.syn_ack()),
+        (Action::Forward, office.syn_ack()),
+        "no identity to sign back"
+    );
     assert_eq!(b.pass(Side::Outside, &office.ack()).0, Action::Forward);
     let ev = b.events();
     assert_eq!(b.rule_name(&ev[0]), "office");
@@ -592,7 +602,11 @@ fn packets_without_flow_state_are_judged_by_acl() {
     let f = office.data_c2s(b"mid-stream");
     assert_eq!(b.pass(Side::Outside, &f), (Action::Forward, f.clone()));
     assert_eq!(b.noted(Side::Outside, Note::NoFlowStateAllowed), 1);
-    assert_eq!(b.pass(Side::Inside, &office.data_s2c(b"ok")).0, Action::Forward, "the re-created flow carries the reply");
+    assert_eq!(
+        b.pass(Side::Inside, &office.data_s2c(b"ok")).0,
+        Action::Forward,
+        "the re-created flow carries the reply"
+    );
     let stranger = Conn::new("192.168.60.7", "10.2.0.20", 80);
     assert_eq!(b.pass(Side::Outside, &stranger.data_c2s(b"x")).0, Action::Drop(DropReason::NoFlowState));
     let ev = b.events();
@@ -603,11 +617,32 @@ fn packets_without_flow_state_are_judged_by_acl() {
 #[test]
 fn udp_is_judged_by_acl_and_cached_both_ways() {
     let (mut a, _) = pair();
-    let q = build(&Spec { proto: 17, src: addr("10.1.0.10"), dst: addr("1.1.1.1"), sport: 5000, dport: 443, ..Spec::default() });
-    let r = build(&Spec { proto: 17, src: addr("1.1.1.1"), dst: addr("10.1.0.10"), sport: 443, dport: 5000, ..Spec::default() });
+    let q = build(&Spec {
+        proto: 17,
+        src: addr("10.1.0.10"),
+        dst: addr("1.1.1.1"),
+        sport: 5000,
+        dport: 443,
+        ..Spec::default()
+    });
+    let r = build(&Spec {
+        proto: 17,
+        src: addr("1.1.1.1"),
+        dst: addr("10.1.0.10"),
+        sport: 443,
+        dport: 5000,
+        ..Spec::default()
+    });
     assert_eq!(a.pass(Side::Inside, &q).0, Action::Forward);
     assert_eq!(a.pass(Side::Outside, &r).0, Action::Forward);
-    let bad = build(&Spec { proto: 17, src: addr("10.1.0.10"), dst: addr("1.1.1.1"), sport: 5000, dport: 53, ..Spec::default() });
+    let bad = build(&Spec {
+        proto: 17,
+        src: addr("10.1.0.10"),
+        dst: addr("1.1.1.1"),
+        sport: 5000,
+        dport: 53,
+        ..Spec::default()
+    });
     assert_eq!(a.pass(Side::Inside, &bad).0, Action::Drop(DropReason::NoMatch));
     assert_eq!(a.pass(Side::Inside, &bad).0, Action::Drop(DropReason::NoMatch), "the reject is cached");
     assert_eq!(a.events().len(), 2);

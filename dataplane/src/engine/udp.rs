@@ -599,7 +599,9 @@ impl Engine {
                 }
                 let pending = self.table.lookup(&key, now).map(|e| (e.state(), e.syn_seq(), e.initiator()));
                 match pending {
-                    Some((FlowState::Udp(UdpState::Pending), slot, Side::Inside)) => self.udp_hold(side, buf, key, slot, now),
+                    Some((FlowState::Udp(UdpState::Pending), slot, Side::Inside)) => {
+                        self.udp_hold(side, buf, key, slot, now)
+                    }
                     None if managed => self.udp_start(cfg, side, buf, info, key, pu, (src, dst), now),
                     _ => self.other(cfg, side, info, src, dst, pu, now),
                 }
@@ -682,7 +684,11 @@ impl Engine {
             self.udp.free.push(slot);
             return self.drop(side, DropReason::Malformed);
         };
-        match self.table.insert(key, NewFlow { pu, initiator: side, state: FlowState::Udp(UdpState::Pending), seq: slot }, now) {
+        match self.table.insert(
+            key,
+            NewFlow { pu, initiator: side, state: FlowState::Udp(UdpState::Pending), seq: slot },
+            now,
+        ) {
             Ok(e) => e.account(side, buf.len() as u32),
             Err(_) => {
                 self.udp.free.push(slot);
@@ -711,7 +717,15 @@ impl Engine {
 
     /// A request from a peer gateway for our PU (the server): verify, judge
     /// by incoming rules, answer in place with a signed response or reject.
-    fn udp_request<B: PacketBuf>(&mut self, cfg: &EngineConfig, buf: &mut B, info: &FrameInfo, key: FlowKey, pu: PuId, now: u64) -> Action {
+    fn udp_request<B: PacketBuf>(
+        &mut self,
+        cfg: &EngineConfig,
+        buf: &mut B,
+        info: &FrameInfo,
+        key: FlowKey,
+        pu: PuId,
+        now: u64,
+    ) -> Action {
         let side = Side::Outside;
         let p = &cfg.policy;
         let gen = cfg.generation();
@@ -727,7 +741,11 @@ impl Engine {
         };
         self.note(side, Note::IdentityVerified);
         if !p.identity_allowed_for_peer(v.identity, v.key_id.get() >> 8) {
-            let r = if p.identity(v.identity).is_none() { DropReason::UnknownIdentity } else { DropReason::IdentityNotAllowedForPeer };
+            let r = if p.identity(v.identity).is_none() {
+                DropReason::UnknownIdentity
+            } else {
+                DropReason::IdentityNotAllowedForPeer
+            };
             let mut rec = FlowRecord::new(EventKind::Drop, now, key, side, pu.0, gen);
             rec.remote_identity = Some(v.identity);
             rec.drop = Some(r);
@@ -735,7 +753,10 @@ impl Engine {
             return self.drop(side, r);
         }
         let t = *self.table.timeouts();
-        let existing = self.table.lookup(&key, now).map(|e| (e.initiator(), e.remote_identity(), e.policy_generation(), e.verdict().unpack()));
+        let existing = self
+            .table
+            .lookup(&key, now)
+            .map(|e| (e.initiator(), e.remote_identity(), e.policy_generation(), e.verdict().unpack()));
         let (decision, fresh) = match existing {
             Some((Side::Inside, ..)) => return self.drop(side, DropReason::UdpUnexpectedHandshake),
             // A retransmitted request (our answer was lost): answer the same way.
@@ -778,7 +799,8 @@ impl Engine {
         let spec = HandshakeSpec { src: info.dst, dst: info.src, sport: info.dst_port, dport: info.src_port };
         let l3 = usize::from(info.l3_offset);
         let mut scratch = [0u8; MAX_HANDSHAKE_FRAME];
-        let Some(n) = buf.data().get(..l3).and_then(|eth| build_handshake(&mut scratch, eth, true, &spec, k, &id)) else {
+        let Some(n) = buf.data().get(..l3).and_then(|eth| build_handshake(&mut scratch, eth, true, &spec, k, &id))
+        else {
             return self.drop(side, DropReason::Malformed);
         };
         let len = buf.len();
@@ -792,7 +814,14 @@ impl Engine {
     }
 
     /// A response or reject from the peer gateway for a pending flow of ours.
-    fn udp_answer<B: PacketBuf>(&mut self, cfg: &EngineConfig, buf: &B, info: &FrameInfo, key: FlowKey, now: u64) -> Action {
+    fn udp_answer<B: PacketBuf>(
+        &mut self,
+        cfg: &EngineConfig,
+        buf: &B,
+        info: &FrameInfo,
+        key: FlowKey,
+        now: u64,
+    ) -> Action {
         let side = Side::Outside;
         let p = &cfg.policy;
         let gen = cfg.generation();
@@ -813,7 +842,9 @@ impl Engine {
             }
             _ => return self.drop(side, DropReason::UdpUnexpectedHandshake),
         };
-        let Some(s) = self.udp.slots.get(slot as usize).copied() else { return self.drop(side, DropReason::OutOfState) };
+        let Some(s) = self.udp.slots.get(slot as usize).copied() else {
+            return self.drop(side, DropReason::OutOfState);
+        };
         if s.stage == IDLE || s.key != key {
             return self.drop(side, DropReason::OutOfState);
         }
@@ -833,7 +864,11 @@ impl Engine {
         }
         self.note(side, Note::IdentityVerified);
         if !p.identity_allowed_for_peer(v.identity, v.key_id.get() >> 8) {
-            let r = if p.identity(v.identity).is_none() { DropReason::UnknownIdentity } else { DropReason::IdentityNotAllowedForPeer };
+            let r = if p.identity(v.identity).is_none() {
+                DropReason::UnknownIdentity
+            } else {
+                DropReason::IdentityNotAllowedForPeer
+            };
             let mut rec = FlowRecord::new(EventKind::Drop, now, key, Side::Inside, pu.0, gen);
             rec.remote_identity = Some(v.identity);
             rec.drop = Some(r);

@@ -115,7 +115,13 @@ impl Gw {
         let stats = Arc::new(WorkerStats::default());
         let (p, c) = channel(1024);
         let cfg = EngineConfig::from_yaml(yaml).unwrap_or_else(|e| panic!("{}", e.join("\n")));
-        Gw { engine: Engine::new(1024, 7, stats.clone(), Some(p)), cfg: Arc::new(cfg), events: c, stats, held: HashMap::new() }
+        Gw {
+            engine: Engine::new(1024, 7, stats.clone(), Some(p)),
+            cfg: Arc::new(cfg),
+            events: c,
+            stats,
+            held: HashMap::new(),
+        }
     }
 
     fn a() -> Gw {
@@ -344,7 +350,11 @@ fn allowed_flow_holds_then_releases_in_order_and_passes_both_ways() {
     let f = Flow::new("10.1.0.10", "10.2.0.20", 53);
     let d: [&[u8]; 3] = [b"q1", b"q2", b"q3"];
     let at_server = allowed_exchange(&mut a, &mut b, f, &d);
-    assert_eq!(at_server, d.iter().map(|x| f.c2s(x)).collect::<Vec<_>>(), "the server sees only the application's datagrams");
+    assert_eq!(
+        at_server,
+        d.iter().map(|x| f.c2s(x)).collect::<Vec<_>>(),
+        "the server sees only the application's datagrams"
+    );
     // Authorized both ways, one lookup, unchanged.
     let reply = f.s2c(b"answer");
     let o = b.pass(Side::Inside, &reply);
@@ -443,7 +453,7 @@ fn forged_and_replayed_answers_never_end_the_handshake() {
     let resp = b.pass(Side::Outside, &req).frame;
     let info = parse_frame(&resp).unwrap();
     let opt = usize::from(info.udp_opts_offset) + 2; // after the OCS
-    // A forged MAC.
+                                                     // A forged MAC.
     let mut forged = resp.clone();
     forged[opt + 44] ^= 1;
     let ocs_fix = |fr: &mut Vec<u8>| {
@@ -485,7 +495,10 @@ fn forged_and_replayed_answers_never_end_the_handshake() {
     let later = NOW + 600 * 1_000 * MS;
     let o = a.pass_at(Side::Inside, &g.c2s(b"2"), later);
     assert!(matches!(o.action, Some(Action::Hold(_))));
-    assert_eq!(a.pass_at(Side::Outside, &resp_old, later).action, Some(Action::Drop(DropReason::UdpUnexpectedHandshake)));
+    assert_eq!(
+        a.pass_at(Side::Outside, &resp_old, later).action,
+        Some(Action::Drop(DropReason::UdpUnexpectedHandshake))
+    );
     // Unsolicited answers: no pending flow.
     let h = Flow { cport: 34001, ..f };
     let req_h = only_sent(&Gw::a().pass(Side::Inside, &h.c2s(b"q")));
@@ -644,7 +657,13 @@ fn bad_udp_config_names_the_field() {
         .set_udp_config(UdpConfig { backoff_ms: vec![0, 3000, 3000], hold_per_flow: 0, hold_total: 0, pending: 0 })
         .unwrap_err();
     let all = e.join("\n");
-    for want in ["backoff_ms[0]: 0", "backoff_ms: the waits add up to 6000 ms", "hold_per_flow: 0", "hold_total: 0", "pending: 0"] {
+    for want in [
+        "backoff_ms[0]: 0",
+        "backoff_ms: the waits add up to 6000 ms",
+        "hold_per_flow: 0",
+        "hold_total: 0",
+        "pending: 0",
+    ] {
         assert!(all.contains(want), "{want:?} missing from:\n{all}");
     }
     assert!(a.engine.set_udp_config(UdpConfig { backoff_ms: vec![], ..UdpConfig::default() }).is_err());

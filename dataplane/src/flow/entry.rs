@@ -575,7 +575,8 @@ mod tests {
     #[test]
     fn counters_and_udp() {
         let t = t();
-        let init = NewFlow { pu: PuId(1), initiator: Side::Inside, state: FlowState::Udp(UdpState::Authorized), seq: 0 };
+        let init =
+            NewFlow { pu: PuId(1), initiator: Side::Inside, state: FlowState::Udp(UdpState::Authorized), seq: 0 };
         let mut f = FlowEntry::init(FlowKey::default(), init, 50, &t);
         assert_eq!(f.deadline(), 150);
         f.account(Side::Inside, 100);

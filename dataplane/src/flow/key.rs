@@ -178,8 +178,12 @@ mod tests {
 
     #[test]
     fn new_hashed_is_new_then_hash() {
-        let addrs: [IpAddr; 4] =
-            ["10.1.0.10".parse().unwrap(), "192.0.2.255".parse().unwrap(), "fd00::1".parse().unwrap(), "2001:db8::ff:1".parse().unwrap()];
+        let addrs: [IpAddr; 4] = [
+            "10.1.0.10".parse().unwrap(),
+            "192.0.2.255".parse().unwrap(),
+            "fd00::1".parse().unwrap(),
+            "2001:db8::ff:1".parse().unwrap(),
+        ];
         for (s, d) in [(addrs[0], addrs[1]), (addrs[2], addrs[3])] {
             for side in [Side::Inside, Side::Outside] {
                 for seed in [0, 1, 0xdead_beef_0123_4567, u64::MAX] {

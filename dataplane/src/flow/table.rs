@@ -358,7 +358,6 @@ impl FlowTable {
         }
         n
     }
-
 }
 
 #[cfg(test)]
@@ -399,7 +398,10 @@ mod tests {
         let mut tb = FlowTable::new(16, 16, 0xdead_beef, t());
         for (pu, peer) in [
             (IpAddr::V4(Ipv4Addr::new(10, 1, 0, 10)), IpAddr::V4(Ipv4Addr::new(10, 2, 0, 5))),
-            (IpAddr::V6(Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 0x10)), IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 5))),
+            (
+                IpAddr::V6(Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 0x10)),
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 5)),
+            ),
         ] {
             let out = FlowKey::new(Side::Inside, pu, peer, 40000, 443, 6);
             let back = FlowKey::new(Side::Outside, peer, pu, 443, 40000, 6);

@@ -155,8 +155,12 @@ fn normalized(frame: &[u8], info: &FrameInfo) -> Vec<u8> {
 fn l4_checksum_ok(frame: &[u8], info: &FrameInfo) -> bool {
     let l4 = &frame[usize::from(info.l4_offset)..usize::from(info.ip_end)];
     let pseudo = match (info.src, info.dst) {
-        (crate::wire::Addr::V4(s), crate::wire::Addr::V4(d)) => checksum::pseudo_v4(&s, &d, info.proto, l4.len() as u16),
-        (crate::wire::Addr::V6(s), crate::wire::Addr::V6(d)) => checksum::pseudo_v6(&s, &d, info.proto, l4.len() as u32),
+        (crate::wire::Addr::V4(s), crate::wire::Addr::V4(d)) => {
+            checksum::pseudo_v4(&s, &d, info.proto, l4.len() as u16)
+        }
+        (crate::wire::Addr::V6(s), crate::wire::Addr::V6(d)) => {
+            checksum::pseudo_v6(&s, &d, info.proto, l4.len() as u32)
+        }
         _ => return false,
     };
     let len = if info.l4 == L4Kind::Udp { usize::from(info.udp_len).min(l4.len()) } else { l4.len() };
@@ -186,7 +190,10 @@ pub fn assert_equivalent(orig: &[u8], after: &[u8]) {
     let io = parse_frame(orig).expect("original parses");
     let ia = parse_frame(after).expect("result parses");
     assert_eq!((io.l3, io.l4, io.src, io.dst), (ia.l3, ia.l4, ia.src, ia.dst));
-    assert_eq!((io.src_port, io.dst_port, io.seq, io.ack, io.tcp_flags), (ia.src_port, ia.dst_port, ia.seq, ia.ack, ia.tcp_flags));
+    assert_eq!(
+        (io.src_port, io.dst_port, io.seq, io.ack, io.tcp_flags),
+        (ia.src_port, ia.dst_port, ia.seq, ia.ack, ia.tcp_flags)
+    );
     let pay = |f: &[u8], i: &FrameInfo| {
         f[usize::from(i.payload_offset)..usize::from(i.payload_offset) + usize::from(i.payload_len)].to_vec()
     };

@@ -165,7 +165,10 @@ pub struct GatewayKeyPair {
 
 impl fmt::Debug for GatewayKeyPair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GatewayKeyPair").field("key_id", &self.key_id).field("public", &self.public.as_bytes()).finish_non_exhaustive()
+        f.debug_struct("GatewayKeyPair")
+            .field("key_id", &self.key_id)
+            .field("public", &self.public.as_bytes())
+            .finish_non_exhaustive()
     }
 }
 

@@ -65,11 +65,18 @@ impl ResourceKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
     /// A name (or key id) used twice in the same scope.
-    Duplicate { first: String },
+    Duplicate {
+        first: String,
+    },
     /// A numeric identity used twice (by PUs or directory entries).
-    DuplicateIdentity { other: String },
+    DuplicateIdentity {
+        other: String,
+    },
     /// Two PU address ranges share addresses.
-    OverlappingAddress { other_pu: String, other_address: String },
+    OverlappingAddress {
+        other_pu: String,
+        other_address: String,
+    },
     /// A reference to a peer that is not in `peers`.
     UnknownPeer,
     BadCidr(String),
@@ -116,10 +123,9 @@ impl fmt::Display for CompileError {
             Problem::DuplicateIdentity { other } => {
                 write!(f, "identity {v} is already used by {other}")
             }
-            Problem::OverlappingAddress { other_pu, other_address } => write!(
-                f,
-                "{v:?} overlaps {other_address:?} of processing unit {other_pu:?}"
-            ),
+            Problem::OverlappingAddress { other_pu, other_address } => {
+                write!(f, "{v:?} overlaps {other_address:?} of processing unit {other_pu:?}")
+            }
             Problem::UnknownPeer => write!(f, "{v:?} is not a peer in `peers`"),
             Problem::BadCidr(why) => f.write_str(why),
             Problem::BadSelector(e) => write!(f, "{e}"),
@@ -131,10 +137,7 @@ impl fmt::Display for CompileError {
             }
             Problem::BadKey(why) => write!(f, "{why}"),
             Problem::Missing(what) => write!(f, "{what}"),
-            Problem::KeyIdRange => write!(
-                f,
-                "{v} does not fit the identity option's 16-bit sender key id (0..=65535)"
-            ),
+            Problem::KeyIdRange => write!(f, "{v} does not fit the identity option's 16-bit sender key id (0..=65535)"),
         }
     }
 }
@@ -300,7 +303,14 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn err(&mut self, resource: ResourceKind, name: &str, field: impl Into<String>, value: impl Into<String>, problem: Problem) {
+    fn err(
+        &mut self,
+        resource: ResourceKind,
+        name: &str,
+        field: impl Into<String>,
+        value: impl Into<String>,
+        problem: Problem,
+    ) {
         self.errors.push(CompileError {
             resource,
             name: name.to_string(),
@@ -475,9 +485,7 @@ impl<'a> Population<'a> {
         }
         match self.candidates(sel, sel.root()) {
             Some(c) => c.iter().copied().filter(|&i| sel.matches(self.sets[i as usize])).collect(),
-            None => (0..self.sets.len() as u32)
-                .filter(|&i| sel.matches(self.sets[i as usize]))
-                .collect(),
+            None => (0..self.sets.len() as u32).filter(|&i| sel.matches(self.sets[i as usize])).collect(),
         }
     }
 
@@ -619,12 +627,24 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
         let private_key = l.private_key.as_ref().and_then(|k| match decode_key32(k) {
             Ok(k) => Some(k),
             Err(why) => {
-                cx.err(K::Local, &l.gateway, "private_key", "(redacted)", Problem::BadKey(why.replace(k.trim(), "(redacted)")));
+                cx.err(
+                    K::Local,
+                    &l.gateway,
+                    "private_key",
+                    "(redacted)",
+                    Problem::BadKey(why.replace(k.trim(), "(redacted)")),
+                );
                 None
             }
         });
         if l.private_key.is_some() == l.private_key_file.is_some() {
-            cx.err(K::Local, &l.gateway, "private_key", "", Problem::Missing("exactly one of private_key and private_key_file must be set"));
+            cx.err(
+                K::Local,
+                &l.gateway,
+                "private_key",
+                "",
+                Problem::Missing("exactly one of private_key and private_key_file must be set"),
+            );
         }
         LocalKeyInfo {
             gateway: l.gateway.as_str().into(),
@@ -660,27 +680,56 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
             }
             let window = (k.not_before.unwrap_or(0), k.not_after.unwrap_or(u64::MAX));
             if window.0 > window.1 {
-                cx.err(K::Peer, &p.name, format!("keys[{j}].not_after"), window.1.to_string(), Problem::Missing("not_after is before not_before"));
+                cx.err(
+                    K::Peer,
+                    &p.name,
+                    format!("keys[{j}].not_after"),
+                    window.1.to_string(),
+                    Problem::Missing("not_after is before not_before"),
+                );
             }
             key_windows.push(window);
             if local_key_id == Some(k.id) {
-                cx.err(K::Peer, &p.name, format!("keys[{j}].id"), k.id.to_string(), Problem::Duplicate { first: "local.key_id".into() });
+                cx.err(
+                    K::Peer,
+                    &p.name,
+                    format!("keys[{j}].id"),
+                    k.id.to_string(),
+                    Problem::Duplicate { first: "local.key_id".into() },
+                );
             }
             if let Some(&other) = key_index.get(&k.id) {
-                cx.err(K::Peer, &p.name, format!("keys[{j}].id"), k.id.to_string(), Problem::Duplicate { first: format!("peer {:?}", doc.peers[other as usize].name) });
+                cx.err(
+                    K::Peer,
+                    &p.name,
+                    format!("keys[{j}].id"),
+                    k.id.to_string(),
+                    Problem::Duplicate { first: format!("peer {:?}", doc.peers[other as usize].name) },
+                );
             } else {
                 key_index.insert(k.id, i as u32);
             }
             match decode_key32(&k.public_key) {
                 Ok(b) => keys.push((k.id, b)),
-                Err(why) => cx.err(K::Peer, &p.name, format!("keys[{j}].public_key"), k.public_key.clone(), Problem::BadKey(why)),
+                Err(why) => cx.err(
+                    K::Peer,
+                    &p.name,
+                    format!("keys[{j}].public_key"),
+                    k.public_key.clone(),
+                    Problem::BadKey(why),
+                ),
             }
         }
         let networks = cx.cidrs(K::Peer, &p.name, "networks", &p.networks);
         for (j, c) in networks.iter().enumerate() {
             peer_prefixes.push((*c, i as u32, j));
         }
-        peers.push(PeerInfo { name: p.name.as_str().into(), keys: keys.into(), key_windows: key_windows.into(), networks: networks.into() });
+        peers.push(PeerInfo {
+            name: p.name.as_str().into(),
+            keys: keys.into(),
+            key_windows: key_windows.into(),
+            networks: networks.into(),
+        });
     }
 
     // The same prefix behind two peers is ambiguous (nested prefixes are fine:
@@ -691,7 +740,13 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
             if let Some(&first) = seen.get(&c) {
                 if first != peer {
                     let p = &doc.peers[peer as usize];
-                    cx.err(K::Peer, &p.name, format!("networks[{j}]"), p.networks[j].clone(), Problem::Duplicate { first: format!("peer {:?}", doc.peers[first as usize].name) });
+                    cx.err(
+                        K::Peer,
+                        &p.name,
+                        format!("networks[{j}]"),
+                        p.networks[j].clone(),
+                        Problem::Duplicate { first: format!("peer {:?}", doc.peers[first as usize].name) },
+                    );
                 }
             } else {
                 seen.insert(c, peer);
@@ -714,20 +769,40 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
     let mut pu_prefixes: Vec<(Cidr, u32, usize)> = Vec::new(); // (cidr, pu, address index)
     for (i, p) in doc.processing_units.iter().enumerate() {
         if pu_names.insert(&p.name, i).is_some() {
-            cx.err(K::ProcessingUnit, &p.name, "name", p.name.clone(), Problem::Duplicate { first: "another processing unit".into() });
+            cx.err(
+                K::ProcessingUnit,
+                &p.name,
+                "name",
+                p.name.clone(),
+                Problem::Duplicate { first: "another processing unit".into() },
+            );
         }
         let tags = cx.tags(K::ProcessingUnit, &p.name, &p.tags);
         if p.addresses.is_empty() {
-            cx.err(K::ProcessingUnit, &p.name, "addresses", "[]", Problem::Missing("a processing unit needs at least one address"));
+            cx.err(
+                K::ProcessingUnit,
+                &p.name,
+                "addresses",
+                "[]",
+                Problem::Missing("a processing unit needs at least one address"),
+            );
         }
         for (j, s) in p.addresses.iter().enumerate() {
             match parse_cidr(s) {
                 Ok(c) => pu_prefixes.push((c, i as u32, j)),
-                Err(why) => cx.err(K::ProcessingUnit, &p.name, format!("addresses[{j}]"), s.clone(), Problem::BadCidr(why)),
+                Err(why) => {
+                    cx.err(K::ProcessingUnit, &p.name, format!("addresses[{j}]"), s.clone(), Problem::BadCidr(why))
+                }
             }
         }
         if let Some(other) = ident_owner.get(&p.identity) {
-            cx.err(K::ProcessingUnit, &p.name, "identity", p.identity.to_string(), Problem::DuplicateIdentity { other: owner_name(other) });
+            cx.err(
+                K::ProcessingUnit,
+                &p.name,
+                "identity",
+                p.identity.to_string(),
+                Problem::DuplicateIdentity { other: owner_name(other) },
+            );
         } else {
             ident_owner.insert(p.identity, Ok(i));
         }
@@ -766,7 +841,10 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
                         &p.name,
                         format!("addresses[{j}]"),
                         p.addresses[j].clone(),
-                        Problem::OverlappingAddress { other_pu: o.name.clone(), other_address: o.addresses[oj].clone() },
+                        Problem::OverlappingAddress {
+                            other_pu: o.name.clone(),
+                            other_address: o.addresses[oj].clone(),
+                        },
                     );
                     continue;
                 }
@@ -783,7 +861,13 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
     for (ix, e) in doc.identities.iter().enumerate() {
         if let Some(other) = ident_owner.get(&e.identity) {
             let name = e.identity.to_string();
-            cx.err(K::Identity, &name, "identity", name.clone(), Problem::DuplicateIdentity { other: owner_name(other) });
+            cx.err(
+                K::Identity,
+                &name,
+                "identity",
+                name.clone(),
+                Problem::DuplicateIdentity { other: owner_name(other) },
+            );
             continue;
         }
         ident_owner.insert(e.identity, Err(ix));
@@ -799,7 +883,13 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
             }
         };
         identity_index.insert(e.identity, identities.len() as u32);
-        identities.push(IdentityInfo { identity: e.identity, name: e.name.as_deref().map(Into::into), tags, peer, class: 0 });
+        identities.push(IdentityInfo {
+            identity: e.identity,
+            name: e.name.as_deref().map(Into::into),
+            tags,
+            peer,
+            class: 0,
+        });
     }
 
     // --- external networks
@@ -808,18 +898,36 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
     let mut ext_infos = Vec::with_capacity(doc.external_networks.len());
     for (i, x) in doc.external_networks.iter().enumerate() {
         if ext_names.insert(&x.name, i).is_some() {
-            cx.err(K::ExternalNetwork, &x.name, "name", x.name.clone(), Problem::Duplicate { first: "another external network".into() });
+            cx.err(
+                K::ExternalNetwork,
+                &x.name,
+                "name",
+                x.name.clone(),
+                Problem::Duplicate { first: "another external network".into() },
+            );
         }
         let tags = cx.tags(K::ExternalNetwork, &x.name, &x.tags);
         if x.cidrs.is_empty() {
-            cx.err(K::ExternalNetwork, &x.name, "cidrs", "[]", Problem::Missing("an external network needs at least one CIDR"));
+            cx.err(
+                K::ExternalNetwork,
+                &x.name,
+                "cidrs",
+                "[]",
+                Problem::Missing("an external network needs at least one CIDR"),
+            );
         }
         let cidrs = cx.cidrs(K::ExternalNetwork, &x.name, "cidrs", &x.cidrs);
         let ports = cx.ports(K::ExternalNetwork, &x.name, "ports", &x.ports);
         let protos = proto_mask(&x.protocols);
         check_ports_protocols(&mut cx, K::ExternalNetwork, &x.name, "ports", protos, &x.ports);
         if x.protocols.is_empty() {
-            cx.err(K::ExternalNetwork, &x.name, "protocols", "[]", Problem::Missing("protocols must not be empty (omit it for any)"));
+            cx.err(
+                K::ExternalNetwork,
+                &x.name,
+                "protocols",
+                "[]",
+                Problem::Missing("protocols must not be empty (omit it for any)"),
+            );
         }
         exts.push(ExtC { cidrs, protos, ports });
         ext_infos.push(ExternalNetworkInfo { name: x.name.as_str().into(), tags });
@@ -827,7 +935,13 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
 
     if doc.external_networks.len() > MAX_EXTERNAL_NETWORKS {
         let last = &doc.external_networks[MAX_EXTERNAL_NETWORKS];
-        cx.err(K::ExternalNetwork, &last.name, "name", last.name.clone(), Problem::Missing("more than 65534 external networks (flow entries index them in 16 bits)"));
+        cx.err(
+            K::ExternalNetwork,
+            &last.name,
+            "name",
+            last.name.clone(),
+            Problem::Missing("more than 65534 external networks (flow entries index them in 16 bits)"),
+        );
     }
 
     // --- rulesets
@@ -837,18 +951,29 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
     let mut rule_infos: Vec<RuleInfo> = Vec::new();
     for (i, rs) in doc.rulesets.iter().enumerate() {
         if rs_names.insert(&rs.name, i).is_some() {
-            cx.err(K::Ruleset, &rs.name, "name", rs.name.clone(), Problem::Duplicate { first: "another ruleset".into() });
+            cx.err(
+                K::Ruleset,
+                &rs.name,
+                "name",
+                rs.name.clone(),
+                Problem::Duplicate { first: "another ruleset".into() },
+            );
         }
         subjects.push(cx.selector(K::Ruleset, &rs.name, "subject", &rs.subject));
-        for (dir, list, dname) in [
-            (Direction::Incoming, &rs.incoming, "incoming"),
-            (Direction::Outgoing, &rs.outgoing, "outgoing"),
-        ] {
+        for (dir, list, dname) in
+            [(Direction::Incoming, &rs.incoming, "incoming"), (Direction::Outgoing, &rs.outgoing, "outgoing")]
+        {
             let mut names: HashMap<&str, usize> = HashMap::new();
             for (j, r) in list.iter().enumerate() {
                 let field = |f: &str| format!("{dname}[{j}].{f}");
                 if let Some(first) = names.insert(&r.name, j) {
-                    cx.err(K::Ruleset, &rs.name, field("name"), r.name.clone(), Problem::Duplicate { first: format!("{dname}[{first}]") });
+                    cx.err(
+                        K::Ruleset,
+                        &rs.name,
+                        field("name"),
+                        r.name.clone(),
+                        Problem::Duplicate { first: format!("{dname}[{first}]") },
+                    );
                 }
                 // (field names are formatted only when there is a problem to report)
                 let object = match Selector::parse(&r.object) {
@@ -866,14 +991,21 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
                 };
                 let protos = proto_mask(&r.protocols);
                 if r.protocols.is_empty() {
-                    cx.err(K::Ruleset, &rs.name, field("protocols"), "[]", Problem::Missing("protocols must not be empty (omit it for any)"));
+                    cx.err(
+                        K::Ruleset,
+                        &rs.name,
+                        field("protocols"),
+                        "[]",
+                        Problem::Missing("protocols must not be empty (omit it for any)"),
+                    );
                 }
                 let n = cx.errors.len();
                 check_ports_protocols(&mut cx, K::Ruleset, &rs.name, "", protos, &r.ports);
                 for e in &mut cx.errors[n..] {
                     e.field = format!("{}{}", field("ports"), e.field);
                 }
-                let flags = if r.action == Action::Reject { F_REJECT } else { 0 } | if r.observe { F_OBSERVE } else { 0 };
+                let flags =
+                    if r.action == Action::Reject { F_REJECT } else { 0 } | if r.observe { F_OBSERVE } else { 0 };
                 rules.push(RuleC { dir, ruleset: i as u32, protos, flags, ports, object });
                 rule_infos.push(RuleInfo {
                     ruleset: rs.name.as_str().into(),
@@ -1117,10 +1249,8 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
     let mut per_class: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
     for s in 0..n_subjects {
         for dir in [Direction::Incoming, Direction::Outgoing] {
-            let applicable: Vec<u32> = applies[s]
-                .iter()
-                .flat_map(|&rs| rs_rules[rs as usize][dir as usize].iter().copied())
-                .collect();
+            let applicable: Vec<u32> =
+                applies[s].iter().flat_map(|&rs| rs_rules[rs as usize][dir as usize].iter().copied()).collect();
             if applicable.is_empty() {
                 continue;
             }

@@ -354,9 +354,20 @@ mod tests {
             out
         };
         let sels = [
-            "all()", "app == a", "app != a", "env in {a, b}", "env not in {a}", "has(team)", "!has(env)",
-            "app == a && env == b", "app == b || team == c", "(app == c || env == c) && !(team == a)",
-            "team == a && has(app)", "ext == x", "ext == y || app == a", "zone in {in, out}",
+            "all()",
+            "app == a",
+            "app != a",
+            "env in {a, b}",
+            "env not in {a}",
+            "has(team)",
+            "!has(env)",
+            "app == a && env == b",
+            "app == b || team == c",
+            "(app == c || env == c) && !(team == a)",
+            "team == a && has(app)",
+            "ext == x",
+            "ext == y || app == a",
+            "zone in {in, out}",
         ];
         let mut doc = PolicyDocument::default();
         doc.peers.push(model::Peer {
@@ -373,7 +384,12 @@ mod tests {
             });
         }
         for i in 0..40 {
-            doc.identities.push(model::IdentityEntry { identity: 1000 + i, name: None, tags: tags(rng), peer: "p".into() });
+            doc.identities.push(model::IdentityEntry {
+                identity: 1000 + i,
+                name: None,
+                tags: tags(rng),
+                peer: "p".into(),
+            });
         }
         let ext_tags = [vec!["ext=x"], vec!["ext=y", "zone=in"], vec!["zone=out"]];
         let ext_cidrs = [vec!["0.0.0.0/0"], vec!["10.9.0.0/16", "192.168.1.0/24"], vec!["10.9.1.0/24"]];
@@ -390,7 +406,9 @@ mod tests {
             name: format!("r{n}"),
             action: if rng.next() % 3 == 0 { Action::Reject } else { Action::Allow },
             object: rng.pick(&sels).to_string(),
-            protocols: rng.pick(&[vec![Protocol::Any], vec![Protocol::Tcp], vec![Protocol::Udp, Protocol::Icmp]]).clone(),
+            protocols: rng
+                .pick(&[vec![Protocol::Any], vec![Protocol::Tcp], vec![Protocol::Udp, Protocol::Icmp]])
+                .clone(),
             ports: rng
                 .pick(&[vec![], vec![PortSpec::Number(25)], vec![PortSpec::Text("10-40".into()), PortSpec::Number(80)]])
                 .clone(),
@@ -410,7 +428,14 @@ mod tests {
     }
 
     /// Direct evaluation: every rule, in document order.
-    fn naive(doc: &PolicyDocument, pu: usize, dir: Direction, remote: Remote, proto: u8, port: u16) -> (Action, Option<(usize, usize)>, Option<(Action, (usize, usize))>) {
+    fn naive(
+        doc: &PolicyDocument,
+        pu: usize,
+        dir: Direction,
+        remote: Remote,
+        proto: u8,
+        port: u16,
+    ) -> (Action, Option<(usize, usize)>, Option<(Action, (usize, usize))>) {
         let put = TagSet::parse(&doc.processing_units[pu].tags).unwrap();
         let pmatch = |protos: &[Protocol], ports: &[PortSpec]| {
             let pb = proto_bit(proto);

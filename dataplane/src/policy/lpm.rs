@@ -279,9 +279,22 @@ mod tests {
         ];
         let t = Lpm::build(&p);
         for addr in [
-            0u32, 0x09ff_ffff, 0x0a00_0000, 0x0a00_ffff, 0x0a01_0000, 0x0a01_0104, 0x0a01_0105,
-            0x0a01_0106, 0x0a01_01ff, 0x0a01_0200, 0x0aff_ffff, 0x0b00_0000, 0x0bff_ffff,
-            0x0c00_0000, 0xc0a8_0101, 0xffff_ffff,
+            0u32,
+            0x09ff_ffff,
+            0x0a00_0000,
+            0x0a00_ffff,
+            0x0a01_0000,
+            0x0a01_0104,
+            0x0a01_0105,
+            0x0a01_0106,
+            0x0a01_01ff,
+            0x0a01_0200,
+            0x0aff_ffff,
+            0x0b00_0000,
+            0x0bff_ffff,
+            0x0c00_0000,
+            0xc0a8_0101,
+            0xffff_ffff,
         ] {
             assert_eq!(t.lookup(addr), naive(&p, addr), "{addr:#x}");
         }

@@ -197,11 +197,7 @@ pub struct SelectorError {
 
 impl fmt::Display for SelectorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "selector {:?} at column {}: expected {}",
-            self.source, self.column, self.expected
-        )?;
+        write!(f, "selector {:?} at column {}: expected {}", self.source, self.column, self.expected)?;
         if let Some(found) = &self.found {
             write!(f, ", found {found:?}")?;
         }
@@ -218,12 +214,7 @@ fn is_word_char(c: char) -> bool {
 impl Selector {
     /// Parses `text`.
     pub fn parse(text: &str) -> Result<Selector, SelectorError> {
-        let mut p = Parser {
-            src: text,
-            chars: text.char_indices().collect(),
-            pos: 0,
-            nodes: Vec::new(),
-        };
+        let mut p = Parser { src: text, chars: text.char_indices().collect(), pos: 0, nodes: Vec::new() };
         let root = p.expr(0)?;
         p.skip_ws();
         if p.pos < p.chars.len() {
@@ -310,16 +301,11 @@ impl Parser<'_> {
     fn error(&self, expected: &'static str) -> SelectorError {
         let found = self.chars.get(self.pos).map(|&(i, c)| {
             if is_word_char(c) {
-                let end = self.chars[self.pos..]
-                    .iter()
-                    .find(|&&(_, c)| !is_word_char(c))
-                    .map_or(self.src.len(), |&(j, _)| j);
+                let end =
+                    self.chars[self.pos..].iter().find(|&&(_, c)| !is_word_char(c)).map_or(self.src.len(), |&(j, _)| j);
                 self.src[i..end].to_string()
             } else {
-                let end = self
-                    .chars
-                    .get(self.pos + 2)
-                    .map_or(self.src.len(), |&(j, _)| j);
+                let end = self.chars.get(self.pos + 2).map_or(self.src.len(), |&(j, _)| j);
                 let s = &self.src[i..end];
                 // Show two-character operators whole, anything else as one character.
                 if matches!(s, "&&" | "||" | "==" | "!=") {
@@ -329,12 +315,7 @@ impl Parser<'_> {
                 }
             }
         });
-        SelectorError {
-            source: self.src.to_string(),
-            column: self.pos + 1,
-            expected,
-            found,
-        }
+        SelectorError { source: self.src.to_string(), column: self.pos + 1, expected, found }
     }
 
     /// Consumes `tok` (after whitespace) if it is next.
@@ -388,10 +369,7 @@ impl Parser<'_> {
                 }
                 if self.peek().is_none() {
                     self.pos = open;
-                    return Err(SelectorError {
-                        found: None,
-                        ..self.error("a closing quote for this value")
-                    });
+                    return Err(SelectorError { found: None, ..self.error("a closing quote for this value") });
                 }
                 let a = self.chars.get(start).map_or(self.src.len(), |&(j, _)| j);
                 let b = self.chars[self.pos].0;
@@ -601,10 +579,7 @@ mod tests {
 
     #[test]
     fn tag_sets() {
-        assert_eq!(
-            TagSet::parse(&["a=1", "a=2"]).unwrap_err(),
-            TagError::DuplicateKey("a".into())
-        );
+        assert_eq!(TagSet::parse(&["a=1", "a=2"]).unwrap_err(), TagError::DuplicateKey("a".into()));
         assert!(TagSet::parse(&["novalue"]).is_err());
         assert!(TagSet::parse(&["=x"]).is_err());
         let t = tags(&["b=2", "a=1", "c="]);

@@ -80,7 +80,10 @@ mod tests {
 
     #[test]
     fn incremental_matches_recompute() {
-        let mut d = [0x45u8, 0x00, 0x00, 0x3c, 0x1c, 0x46, 0x40, 0x00, 0x40, 0x06, 0, 0, 0xac, 0x10, 0x0a, 0x63, 0xac, 0x10, 0x0a, 0x0c];
+        let mut d = [
+            0x45u8, 0x00, 0x00, 0x3c, 0x1c, 0x46, 0x40, 0x00, 0x40, 0x06, 0, 0, 0xac, 0x10, 0x0a, 0x63, 0xac, 0x10,
+            0x0a, 0x0c,
+        ];
         let c = finish(sum(&d));
         d[10..12].copy_from_slice(&c.to_be_bytes());
         assert_eq!(fold(sum(&d)), 0xffff);
@@ -107,11 +110,15 @@ mod tests {
             full[10..12].copy_from_slice(&[0, 0]);
             // both finishes are of the same data with checksum field zero
             let _ = before;
-            let inc = adjust_word(finish(sum(&{
-                let mut p = full;
-                p[i..i + 2].copy_from_slice(&old.to_be_bytes());
-                p
-            })), old, new);
+            let inc = adjust_word(
+                finish(sum(&{
+                    let mut p = full;
+                    p[i..i + 2].copy_from_slice(&old.to_be_bytes());
+                    p
+                })),
+                old,
+                new,
+            );
             assert_eq!(inc, finish(sum(&full)));
         }
     }

@@ -193,7 +193,10 @@ pub enum Ipv4Option<'a> {
     EndOfList,
     Nop,
     /// Any other option: type and its data (after the type/length bytes).
-    Other { kind: u8, data: &'a [u8] },
+    Other {
+        kind: u8,
+        data: &'a [u8],
+    },
 }
 
 /// Walks IPv4 options, validating each length.
@@ -234,8 +237,8 @@ mod tests {
     use super::*;
 
     const PKT: [u8; 24] = [
-        0x46, 0x00, 0x00, 0x18, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 10, 0, 0, 1, 10, 0, 0,
-        2, 0x94, 0x04, 0x00, 0x00, // router alert
+        0x46, 0x00, 0x00, 0x18, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 10, 0, 0, 1, 10, 0, 0, 2, 0x94, 0x04,
+        0x00, 0x00, // router alert
     ];
 
     #[test]

@@ -214,10 +214,7 @@ mod tests {
         pl.extend_from_slice(&[0; 20]);
         let v = pkt(0, &pl);
         let p = Packet::new_checked(&v[..]).unwrap();
-        assert_eq!(
-            p.upper_layer(),
-            Ok(UpperLayer { protocol: 6, offset: 16, fragment: true, later_fragment: false })
-        );
+        assert_eq!(p.upper_layer(), Ok(UpperLayer { protocol: 6, offset: 16, fragment: true, later_fragment: false }));
         assert_eq!(p.src()[0], 0x20);
         // a later fragment stops the walk
         let mut pl2 = vec![17, 0, 0x00, 0x08, 0, 0, 0, 7];

@@ -211,17 +211,30 @@ pub enum TcpOption<'a> {
     SackPermitted,
     /// SACK blocks, raw (a multiple of 8 bytes: left/right edge pairs).
     Sack(&'a [u8]),
-    Timestamp { tsval: u32, tsecr: u32 },
+    Timestamp {
+        tsval: u32,
+        tsecr: u32,
+    },
     /// TCP Fast Open (RFC 7413): the cookie (empty for a cookie request).
     FastOpen(&'a [u8]),
     /// Multipath TCP (RFC 8684): subtype (high nibble of the third byte) and the
     /// option's bytes after kind and length.
-    Mptcp { subtype: u8, data: &'a [u8] },
+    Mptcp {
+        subtype: u8,
+        data: &'a [u8],
+    },
     /// RFC 6994 experimental option (kind 253/254) with its 16-bit ExID and the
     /// bytes after the ExID.
-    Experimental { kind: u8, exid: u16, data: &'a [u8] },
+    Experimental {
+        kind: u8,
+        exid: u16,
+        data: &'a [u8],
+    },
     /// Any other kind, with the bytes after kind and length.
-    Unknown { kind: u8, data: &'a [u8] },
+    Unknown {
+        kind: u8,
+        data: &'a [u8],
+    },
 }
 
 impl<'a> TcpOption<'a> {
@@ -278,9 +291,7 @@ impl<'a> TcpOption<'a> {
                 None => return bad,
             },
             kind::EXP1 | kind::EXP2 => match data {
-                [a, b, rest @ ..] => {
-                    TcpOption::Experimental { kind, exid: u16::from_be_bytes([*a, *b]), data: rest }
-                }
+                [a, b, rest @ ..] => TcpOption::Experimental { kind, exid: u16::from_be_bytes([*a, *b]), data: rest },
                 _ => return bad,
             },
             _ => TcpOption::Unknown { kind, data },
@@ -399,8 +410,7 @@ mod tests {
     use super::*;
 
     // Linux SYN options: MSS 1460, SACK_PERM, TS, NOP, WS 7
-    const LINUX: [u8; 20] =
-        [2, 4, 5, 180, 4, 2, 8, 10, 0, 1, 2, 3, 0, 0, 0, 0, 1, 3, 3, 7];
+    const LINUX: [u8; 20] = [2, 4, 5, 180, 4, 2, 8, 10, 0, 1, 2, 3, 0, 0, 0, 0, 1, 3, 3, 7];
 
     #[test]
     fn parse_emit_round_trip() {

@@ -184,9 +184,16 @@ pub enum UdpOption<'a> {
     EndOfList,
     Nop,
     /// An experiment (kind 127 or 254) with its 16-bit ExID and the rest.
-    Experimental { kind: u8, exid: u16, data: &'a [u8] },
+    Experimental {
+        kind: u8,
+        exid: u16,
+        data: &'a [u8],
+    },
     /// Any other kind, with its data (after kind/length bytes).
-    Other { kind: u8, data: &'a [u8] },
+    Other {
+        kind: u8,
+        data: &'a [u8],
+    },
 }
 
 impl<'a> UdpOption<'a> {
@@ -213,9 +220,7 @@ impl<'a> UdpOption<'a> {
         let data = &opt[hdr..];
         let o = match kind {
             kind::EXP_SAFE | kind::EXP_UNSAFE => match data {
-                [a, b, rest @ ..] => {
-                    UdpOption::Experimental { kind, exid: u16::from_be_bytes([*a, *b]), data: rest }
-                }
+                [a, b, rest @ ..] => UdpOption::Experimental { kind, exid: u16::from_be_bytes([*a, *b]), data: rest },
                 _ => return Err(Malformed::UdpOptionBadLength),
             },
             _ => UdpOption::Other { kind, data },

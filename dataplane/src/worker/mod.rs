@@ -92,9 +92,8 @@ pub struct Clock {
 impl Clock {
     /// Reads the TSC and the wall clock now.
     pub fn now() -> Clock {
-        let unix0_ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+        let unix0_ns =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         Clock { tsc0: dpdk_bindings::tsc(), unix0_ns, hz: dpdk_bindings::tsc_hz().max(1) }
     }
 
@@ -288,9 +287,10 @@ impl Worker {
             }
             Action::ReplyAndReset(_) => {
                 let extra = e.engine.extra_frame();
-                let second = e.pool.alloc().and_then(|mut x| {
-                    x.append(extra.len()).then(|| x.data_mut().copy_from_slice(extra)).map(|_| x)
-                });
+                let second = e
+                    .pool
+                    .alloc()
+                    .and_then(|mut x| x.append(extra.len()).then(|| x.data_mut().copy_from_slice(extra)).map(|_| x));
                 self.reply(from, m);
                 if let Some(x) = second {
                     self.forward(from, x);

@@ -52,11 +52,12 @@ impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FrameError::MixedFamilies => write!(f, "source and destination addresses are of different IP versions"),
-            FrameError::BadOptionsLength(n) => write!(
-                f,
-                "TCP options are {n} bytes; they must be a multiple of 4 and at most {MAX_TCP_OPTIONS}"
-            ),
-            FrameError::MalformedOptions => write!(f, "extra TCP options are malformed: a length byte overruns or is below 2"),
+            FrameError::BadOptionsLength(n) => {
+                write!(f, "TCP options are {n} bytes; they must be a multiple of 4 and at most {MAX_TCP_OPTIONS}")
+            }
+            FrameError::MalformedOptions => {
+                write!(f, "extra TCP options are malformed: a length byte overruns or is below 2")
+            }
             FrameError::TooLarge(n) => write!(f, "IP packet of {n} bytes exceeds 65535"),
             FrameError::Unparsable(why) => write!(f, "cannot parse frame: {why}"),
         }
@@ -97,11 +98,7 @@ pub fn header_len(ipv6: bool, l4_header: usize) -> usize {
     ETH_HDR_LEN + if ipv6 { IPV6_HDR_LEN } else { IPV4_HDR_LEN } + l4_header
 }
 
-pub fn tcp_frame(
-    env: &Envelope,
-    tcp: &TcpHeader<'_>,
-    payload: &[u8],
-) -> Result<Vec<u8>, FrameError> {
+pub fn tcp_frame(env: &Envelope, tcp: &TcpHeader<'_>, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
     let olen = tcp.options.len();
     if olen > MAX_TCP_OPTIONS || olen % 4 != 0 {
         return Err(FrameError::BadOptionsLength(olen));
@@ -121,12 +118,7 @@ pub fn tcp_frame(
     ip_frame(env, PROTO_TCP, seg, 16)
 }
 
-pub fn udp_frame(
-    env: &Envelope,
-    src_port: u16,
-    dst_port: u16,
-    payload: &[u8],
-) -> Result<Vec<u8>, FrameError> {
+pub fn udp_frame(env: &Envelope, src_port: u16, dst_port: u16, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
     let len = UDP_HDR_LEN + payload.len();
     if len > 0xFFFF {
         return Err(FrameError::TooLarge(len));
@@ -142,12 +134,7 @@ pub fn udp_frame(
 
 /// Wraps an L4 segment (checksum field zero, at `csum_at`) in IP and
 /// Ethernet, fills in both checksums and pads to the Ethernet minimum.
-fn ip_frame(
-    env: &Envelope,
-    proto: u8,
-    mut seg: Vec<u8>,
-    csum_at: usize,
-) -> Result<Vec<u8>, FrameError> {
+fn ip_frame(env: &Envelope, proto: u8, mut seg: Vec<u8>, csum_at: usize) -> Result<Vec<u8>, FrameError> {
     let c = checksum::transport(env.src, env.dst, proto, &seg);
     seg[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
 
@@ -204,9 +191,7 @@ pub fn recompute_checksums(frame: &mut [u8]) -> Result<(), FrameError> {
     let ip = ETH_HDR_LEN;
     let (src, dst, proto, l4, l4_len) = match ethertype {
         ETHERTYPE_IPV4 => {
-            let h = frame
-                .get(ip..ip + IPV4_HDR_LEN)
-                .ok_or(FrameError::Unparsable("truncated IPv4 header"))?;
+            let h = frame.get(ip..ip + IPV4_HDR_LEN).ok_or(FrameError::Unparsable("truncated IPv4 header"))?;
             let ihl = usize::from(h[0] & 0x0F) * 4;
             let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
             if ihl < IPV4_HDR_LEN || total < ihl || ip + total > frame.len() {
@@ -221,24 +206,16 @@ pub fn recompute_checksums(frame: &mut [u8]) -> Result<(), FrameError> {
             (src, dst, proto, ip + ihl, total - ihl)
         }
         ETHERTYPE_IPV6 => {
-            let h = frame
-                .get(ip..ip + IPV6_HDR_LEN)
-                .ok_or(FrameError::Unparsable("truncated IPv6 header"))?;
+            let h = frame.get(ip..ip + IPV6_HDR_LEN).ok_or(FrameError::Unparsable("truncated IPv6 header"))?;
             let plen = usize::from(u16::from_be_bytes([h[4], h[5]]));
             if ip + IPV6_HDR_LEN + plen > frame.len() {
-                return Err(FrameError::Unparsable(
-                    "IPv6 payload length beyond the frame",
-                ));
+                return Err(FrameError::Unparsable("IPv6 payload length beyond the frame"));
             }
             let src = IpAddr::from(<[u8; 16]>::try_from(&h[8..24]).expect("16 bytes"));
             let dst = IpAddr::from(<[u8; 16]>::try_from(&h[24..40]).expect("16 bytes"));
             (src, dst, h[6], ip + IPV6_HDR_LEN, plen)
         }
-        _ => {
-            return Err(FrameError::Unparsable(
-                "not IPv4 or IPv6 (VLAN tags are not handled)",
-            ))
-        }
+        _ => return Err(FrameError::Unparsable("not IPv4 or IPv6 (VLAN tags are not handled)")),
     };
     let at = match proto {
         PROTO_TCP if l4_len >= TCP_HDR_LEN => 16,

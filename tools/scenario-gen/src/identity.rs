@@ -141,7 +141,8 @@ impl IdentitySigner {
         }
         let doc = PolicyDocument::from_yaml(text).map_err(|e| format!("policy document: {e}"))?;
         let local = doc.local.as_ref().ok_or("policy document: no `local` key")?;
-        let key_id = u16::try_from(local.key_id).map_err(|_| format!("local.key_id {} is not 0..=65535", local.key_id))?;
+        let key_id =
+            u16::try_from(local.key_id).map_err(|_| format!("local.key_id {} is not 0..=65535", local.key_id))?;
         // The document's private_key_file is used as written, as gatewayd does.
         let sk = secret(local.private_key.as_deref(), local.private_key_file.as_deref(), Path::new(""), "local.")?;
         let me = GatewayKeyPair::from_secret_bytes(key_id, sk);
@@ -163,7 +164,8 @@ impl IdentitySigner {
             .max_by_key(|k| k.not_before.unwrap_or(0))
             .ok_or_else(|| format!("peers[{:?}] has no key", peer.name))?;
         let public = decode_key32(&pk.public_key).map_err(|e| format!("peers[{:?}].public_key: {e}", peer.name))?;
-        let pk_id = u16::try_from(pk.id).map_err(|_| format!("peers[{:?}] key id {} is not 0..=65535", peer.name, pk.id))?;
+        let pk_id =
+            u16::try_from(pk.id).map_err(|_| format!("peers[{:?}] key id {} is not 0..=65535", peer.name, pk.id))?;
         let (tx, _) = derive_pair(&me, &PeerPublicKey { peer: 0, key_id: pk_id, public }, 0, u64::MAX)
             .map_err(|e| format!("peers[{:?}]: {e}", peer.name))?;
         let identity = match identity {
@@ -193,7 +195,13 @@ impl IdentitySigner {
             IpAddr::V4(v) => Addr::V4(v.octets()),
             IpAddr::V6(v) => Addr::V6(v.octets()),
         };
-        let flow = mac::Flow { src: addr(syn.src), dst: addr(syn.dst), src_port: syn.src_port, dst_port: syn.dst_port, proto: 6 };
+        let flow = mac::Flow {
+            src: addr(syn.src),
+            dst: addr(syn.dst),
+            src_port: syn.src_port,
+            dst_port: syn.dst_port,
+            proto: 6,
+        };
         let mut bound = [0u8; 8];
         bound.copy_from_slice(&o[tcp_field::BOUND]);
         let m = self.key.mac(&mac::tcp_input(mac::context::TCP_SYN, &bound, &flow, syn.seq, 0));
@@ -287,10 +295,13 @@ mod tests {
         let toml_text = format!(
             "key_id = 1\nprivate_key = \"{sk}\"\npeer_key_id = 2\npeer_public_key = \"{b_public}\"\nidentity = 77\n"
         );
-        let yaml_text = format!("key_id: 1\nprivate_key: \"{sk}\"\npeer_key_id: 2\npeer_public_key: \"{b_public}\"\nidentity: 77\n");
+        let yaml_text = format!(
+            "key_id: 1\nprivate_key: \"{sk}\"\npeer_key_id: 2\npeer_public_key: \"{b_public}\"\nidentity: 77\n"
+        );
         let b = EngineConfig::load(&examples("e2e-gw-b.yaml")).unwrap();
         for (text, is_toml) in [(toml_text, true), (yaml_text, false)] {
-            let s = IdentitySigner::from_text(&text, is_toml, Path::new("."), v4("10.0.0.1"), v4("10.1.0.1"), None).unwrap();
+            let s = IdentitySigner::from_text(&text, is_toml, Path::new("."), v4("10.0.0.1"), v4("10.1.0.1"), None)
+                .unwrap();
             assert_eq!(s.identity(), 77);
             for f in syns(&s, "10.0.0.0/16", "10.1.0.0/24") {
                 let info = parse_frame(&f).unwrap();
@@ -298,7 +309,8 @@ mod tests {
             }
         }
         let missing = "key_id: 1\npeer_key_id: 2\npeer_public_key: \"x\"\nidentity: 1\n";
-        let e = IdentitySigner::from_text(missing, false, Path::new("."), v4("10.0.0.1"), v4("10.1.0.1"), None).unwrap_err();
+        let e = IdentitySigner::from_text(missing, false, Path::new("."), v4("10.0.0.1"), v4("10.1.0.1"), None)
+            .unwrap_err();
         assert!(e.contains("private_key"), "{e}");
     }
 }

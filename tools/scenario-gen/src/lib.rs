@@ -23,6 +23,6 @@ pub mod rng;
 pub mod scenario;
 pub mod tcp_options;
 
-pub use scenario::{Config, Kind, Mix, Scenario, ScenarioError, Summary};
 pub use identity::IdentitySigner;
+pub use scenario::{Config, Kind, Mix, Scenario, ScenarioError, Summary};
 pub use tcp_options::{ForgedOption, NoExtraOptions, OsProfile, SynInfo, SynOptionHook};

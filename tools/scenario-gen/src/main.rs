@@ -152,67 +152,22 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), String> {
     let (kind, common, size, syn, mix, udp_port, prelude) = match cli.scenario {
-        ScenarioCmd::TcpEstablished {
-            common,
-            size,
-            prelude_syn,
-            syn,
-        } => (
-            Kind::TcpEstablished,
-            common,
-            size.size,
-            Some(syn),
-            Mix::default(),
-            None,
-            prelude_syn,
-        ),
-        ScenarioCmd::SynFlood { common, syn } => (
-            Kind::SynFlood,
-            common,
-            None,
-            Some(syn),
-            Mix::default(),
-            None,
-            false,
-        ),
-        ScenarioCmd::UdpRequest { common, size } => (
-            Kind::UdpRequest,
-            common,
-            size.size,
-            None,
-            Mix::default(),
-            None,
-            false,
-        ),
-        ScenarioCmd::Mixed {
-            common,
-            size,
-            syn,
-            mix,
-            udp_dst_port,
-            prelude_syn,
-        } => (
-            Kind::Mixed,
-            common,
-            size.size,
-            Some(syn),
-            mix,
-            Some(udp_dst_port),
-            prelude_syn,
-        ),
+        ScenarioCmd::TcpEstablished { common, size, prelude_syn, syn } => {
+            (Kind::TcpEstablished, common, size.size, Some(syn), Mix::default(), None, prelude_syn)
+        }
+        ScenarioCmd::SynFlood { common, syn } => (Kind::SynFlood, common, None, Some(syn), Mix::default(), None, false),
+        ScenarioCmd::UdpRequest { common, size } => {
+            (Kind::UdpRequest, common, size.size, None, Mix::default(), None, false)
+        }
+        ScenarioCmd::Mixed { common, size, syn, mix, udp_dst_port, prelude_syn } => {
+            (Kind::Mixed, common, size.size, Some(syn), mix, Some(udp_dst_port), prelude_syn)
+        }
     };
     let v6 = common.ipv6;
-    let default_net = |v4: &str, v6s: &str| -> IpNet {
-        (if v6 { v6s } else { v4 })
-            .parse()
-            .expect("valid default network")
-    };
-    let src_net = common
-        .src_net
-        .unwrap_or_else(|| default_net("10.0.0.0/16", "fd00:a::/64"));
-    let dst_net = common
-        .dst_net
-        .unwrap_or_else(|| default_net("10.1.0.0/24", "fd00:b::/120"));
+    let default_net =
+        |v4: &str, v6s: &str| -> IpNet { (if v6 { v6s } else { v4 }).parse().expect("valid default network") };
+    let src_net = common.src_net.unwrap_or_else(|| default_net("10.0.0.0/16", "fd00:a::/64"));
+    let dst_net = common.dst_net.unwrap_or_else(|| default_net("10.1.0.0/24", "fd00:b::/120"));
     if src_net.is_ipv6() != v6 || dst_net.is_ipv6() != v6 {
         return Err(format!(
             "--src-net {src_net} / --dst-net {dst_net} do not match the IP version ({}); use --ipv6 for IPv6 networks",
@@ -232,22 +187,20 @@ fn run(cli: Cli) -> Result<(), String> {
                 );
                 (s.os, Box::new(signer) as Box<dyn SynOptionHook>)
             } else {
-            let forged = match (s.forge_option, s.forge_identity) {
-                (Some(f), _) => Some(f),
-                (None, true) => Some(FORGED_IDENTITY.parse::<ForgedOption>()?),
-                (None, false) => None,
-            };
-            let hook: Box<dyn SynOptionHook> = match forged {
-                Some(f) => Box::new(f.reseed(common.seed)),
-                None => Box::new(NoExtraOptions),
-            };
-            (s.os, hook)
+                let forged = match (s.forge_option, s.forge_identity) {
+                    (Some(f), _) => Some(f),
+                    (None, true) => Some(FORGED_IDENTITY.parse::<ForgedOption>()?),
+                    (None, false) => None,
+                };
+                let hook: Box<dyn SynOptionHook> = match forged {
+                    Some(f) => Box::new(f.reseed(common.seed)),
+                    None => Box::new(NoExtraOptions),
+                };
+                (s.os, hook)
             }
         }
     };
-    let dst_port = common
-        .dst_port
-        .unwrap_or(if kind == Kind::UdpRequest { 5001 } else { 80 });
+    let dst_port = common.dst_port.unwrap_or(if kind == Kind::UdpRequest { 5001 } else { 80 });
     let cfg = Config {
         kind,
         src_mac: common.src_mac,
@@ -274,9 +227,7 @@ fn run(cli: Cli) -> Result<(), String> {
     let to_stdout = common.output.as_os_str() == "-";
     let summary = if to_stdout {
         let out = BufWriter::new(io::stdout().lock());
-        write_pcap(&mut scenario, out, common.pps)
-            .map_err(|e| e.to_string())?
-            .0
+        write_pcap(&mut scenario, out, common.pps).map_err(|e| e.to_string())?.0
     } else {
         // Write beside the target and rename, so a reader never sees half a file.
         let mut tmp = common.output.clone().into_os_string();
@@ -291,12 +242,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 return Err(e.to_string());
             }
         };
-        out.into_inner()
-            .map_err(|e| e.to_string())?
-            .sync_all()
-            .map_err(|e| e.to_string())?;
-        fs::rename(&tmp, &common.output)
-            .map_err(|e| format!("renaming {} into place: {e}", tmp.display()))?;
+        out.into_inner().map_err(|e| e.to_string())?.sync_all().map_err(|e| e.to_string())?;
+        fs::rename(&tmp, &common.output).map_err(|e| format!("renaming {} into place: {e}", tmp.display()))?;
         summary
     };
     let line = format!(
@@ -304,11 +251,7 @@ fn run(cli: Cli) -> Result<(), String> {
         summary.frames,
         summary.bytes,
         summary.flows,
-        if kind == Kind::SynFlood {
-            "natural".to_string()
-        } else {
-            frame_size.to_string()
-        },
+        if kind == Kind::SynFlood { "natural".to_string() } else { frame_size.to_string() },
         if v6 { "v6" } else { "v4" },
         common.seed,
         common.output.display()

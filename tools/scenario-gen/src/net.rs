@@ -13,14 +13,11 @@ impl FromStr for MacAddr {
     fn from_str(s: &str) -> Result<Self, String> {
         let parts: Vec<&str> = s.split([':', '-']).collect();
         if parts.len() != 6 {
-            return Err(format!(
-                "MAC address {s:?}: expected six hex bytes like 02:00:00:00:00:01"
-            ));
+            return Err(format!("MAC address {s:?}: expected six hex bytes like 02:00:00:00:00:01"));
         }
         let mut mac = [0u8; 6];
         for (b, p) in mac.iter_mut().zip(parts) {
-            *b = u8::from_str_radix(p, 16)
-                .map_err(|_| format!("MAC address {s:?}: {p:?} is not a hex byte"))?;
+            *b = u8::from_str_radix(p, 16).map_err(|_| format!("MAC address {s:?}: {p:?} is not a hex byte"))?;
         }
         Ok(MacAddr(mac))
     }
@@ -29,11 +26,7 @@ impl FromStr for MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
     }
 }
 
@@ -54,19 +47,11 @@ impl IpNet {
         }
         let network = match addr {
             IpAddr::V4(a) => {
-                let mask = if prefix == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - prefix)
-                };
+                let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
                 IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
             }
             IpAddr::V6(a) => {
-                let mask = if prefix == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - prefix)
-                };
+                let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
                 IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
             }
         };
@@ -113,9 +98,7 @@ impl IpNet {
         let off = i + self.skip();
         match self.network {
             IpAddr::V4(n) => IpAddr::V4(Ipv4Addr::from(u32::from(n).wrapping_add(off as u32))),
-            IpAddr::V6(n) => {
-                IpAddr::V6(Ipv6Addr::from(u128::from(n).wrapping_add(u128::from(off))))
-            }
+            IpAddr::V6(n) => IpAddr::V6(Ipv6Addr::from(u128::from(n).wrapping_add(u128::from(off)))),
         }
     }
 }
@@ -127,13 +110,9 @@ impl FromStr for IpNet {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("network {s:?}: {addr:?} is not an IP address"))?;
+        let addr: IpAddr = addr.parse().map_err(|_| format!("network {s:?}: {addr:?} is not an IP address"))?;
         let prefix = match prefix {
-            Some(p) => p
-                .parse()
-                .map_err(|_| format!("network {s:?}: {p:?} is not a prefix length"))?,
+            Some(p) => p.parse().map_err(|_| format!("network {s:?}: {p:?} is not a prefix length"))?,
             None if addr.is_ipv4() => 32,
             None => 128,
         };
@@ -171,11 +150,7 @@ impl PortRange {
 impl FromStr for PortRange {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let parse = |p: &str| {
-            p.trim()
-                .parse::<u16>()
-                .map_err(|_| format!("port range {s:?}: {p:?} is not a port"))
-        };
+        let parse = |p: &str| p.trim().parse::<u16>().map_err(|_| format!("port range {s:?}: {p:?} is not a port"));
         let (first, last) = match s.split_once('-') {
             Some((a, b)) => (parse(a)?, parse(b)?),
             None => {

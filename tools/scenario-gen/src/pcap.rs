@@ -29,11 +29,7 @@ impl<W: Write> PcapWriter<W> {
         h[16..20].copy_from_slice(&SNAPLEN.to_le_bytes());
         h[20..24].copy_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
         out.write_all(&h)?;
-        Ok(PcapWriter {
-            out,
-            frames: 0,
-            bytes: 0,
-        })
+        Ok(PcapWriter { out, frames: 0, bytes: 0 })
     }
 
     /// Writes one frame (without FCS) stamped `ts_usec` microseconds after
@@ -42,12 +38,7 @@ impl<W: Write> PcapWriter<W> {
         let len = u32::try_from(frame.len())
             .ok()
             .filter(|&l| l <= SNAPLEN)
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "frame longer than the snap length",
-                )
-            })?;
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame longer than the snap length"))?;
         let mut r = [0u8; RECORD_HEADER_LEN];
         r[0..4].copy_from_slice(&((ts_usec / 1_000_000) as u32).to_le_bytes());
         r[4..8].copy_from_slice(&((ts_usec % 1_000_000) as u32).to_le_bytes());

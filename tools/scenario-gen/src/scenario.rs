@@ -10,8 +10,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use crate::frame::{
-    self, tcp_flags, Envelope, FrameError, TcpHeader, FCS_LEN, MIN_FRAME_LEN, TCP_HDR_LEN,
-    UDP_HDR_LEN,
+    self, tcp_flags, Envelope, FrameError, TcpHeader, FCS_LEN, MIN_FRAME_LEN, TCP_HDR_LEN, UDP_HDR_LEN,
 };
 use crate::net::{IpNet, MacAddr, PortRange};
 use crate::pcap::PcapWriter;
@@ -52,11 +51,7 @@ pub struct Mix {
 
 impl Default for Mix {
     fn default() -> Self {
-        Mix {
-            established: 8,
-            syn: 1,
-            udp: 1,
-        }
+        Mix { established: 8, syn: 1, udp: 1 }
     }
 }
 
@@ -69,18 +64,11 @@ impl FromStr for Mix {
         if parts.len() != 3 {
             return Err(bad());
         }
-        let w: Vec<u32> = parts
-            .iter()
-            .map(|p| p.parse().map_err(|_| bad()))
-            .collect::<Result<_, _>>()?;
+        let w: Vec<u32> = parts.iter().map(|p| p.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
         if w.iter().all(|&x| x == 0) {
             return Err(format!("mix {s:?}: at least one weight must be non-zero"));
         }
-        Ok(Mix {
-            established: w[0],
-            syn: w[1],
-            udp: w[2],
-        })
+        Ok(Mix { established: w[0], syn: w[1], udp: w[2] })
     }
 }
 
@@ -178,9 +166,7 @@ struct FlowSpace {
 
 impl FlowSpace {
     fn capacity(&self) -> u64 {
-        self.src_net
-            .host_count()
-            .saturating_mul(self.src_ports.len())
+        self.src_net.host_count().saturating_mul(self.src_ports.len())
     }
 
     fn flow(&self, index: u64) -> Flow {
@@ -242,16 +228,12 @@ impl Scenario {
             ));
         }
         if cfg.frame_size < MIN_FRAME_LEN + FCS_LEN {
-            return cerr(format!(
-                "frame size {} is below the Ethernet minimum of 64 (FCS included)",
-                cfg.frame_size
-            ));
+            return cerr(format!("frame size {} is below the Ethernet minimum of 64 (FCS included)", cfg.frame_size));
         }
         let frame_len = cfg.frame_size - FCS_LEN;
-        let uses_tcp_data = matches!(cfg.kind, Kind::TcpEstablished)
-            || (cfg.kind == Kind::Mixed && cfg.mix.established > 0);
-        let uses_udp =
-            matches!(cfg.kind, Kind::UdpRequest) || (cfg.kind == Kind::Mixed && cfg.mix.udp > 0);
+        let uses_tcp_data =
+            matches!(cfg.kind, Kind::TcpEstablished) || (cfg.kind == Kind::Mixed && cfg.mix.established > 0);
+        let uses_udp = matches!(cfg.kind, Kind::UdpRequest) || (cfg.kind == Kind::Mixed && cfg.mix.udp > 0);
         let tcp_hdr = frame::header_len(v6, TCP_HDR_LEN);
         let udp_hdr = frame::header_len(v6, UDP_HDR_LEN);
         let ip = if v6 { "IPv6" } else { "IPv4" };
@@ -270,18 +252,11 @@ impl Scenario {
             ));
         }
         if cfg.frame_size > 9018 {
-            return cerr(format!(
-                "frame size {} is above 9018 (a 9000-byte MTU jumbo frame)",
-                cfg.frame_size
-            ));
+            return cerr(format!("frame size {} is above 9018 (a 9000-byte MTU jumbo frame)", cfg.frame_size));
         }
         // A minimum-size frame carries a bare ACK, padded (what real ACKs
         // look like); larger frames carry data up to the requested size.
-        let tcp_payload_len = if frame_len <= MIN_FRAME_LEN {
-            0
-        } else {
-            frame_len - tcp_hdr
-        };
+        let tcp_payload_len = if frame_len <= MIN_FRAME_LEN { 0 } else { frame_len - tcp_hdr };
         let udp_payload_len = frame_len.saturating_sub(udp_hdr);
 
         let mut offsets = Rng::new(rng::derive(cfg.seed, STREAM_OFFSETS));
@@ -306,11 +281,7 @@ impl Scenario {
                 (0, 0, 0, n)
             }
             Kind::Mixed => {
-                let n_tcp = if cfg.mix.established > 0 || cfg.prelude_syn {
-                    flows
-                } else {
-                    0
-                };
+                let n_tcp = if cfg.mix.established > 0 || cfg.prelude_syn { flows } else { 0 };
                 let n_udp = if cfg.mix.udp > 0 { flows } else { 0 };
                 // SYN flows come after the established ones, so a SYN never
                 // lands on a flow that is mid-stream.
@@ -319,11 +290,7 @@ impl Scenario {
         };
         let needed = n_tcp.max(n_udp);
         if needed > capacity || (cfg.kind == Kind::Mixed && cfg.mix.syn > 0 && syn_flows == 0) {
-            let plus = if cfg.kind == Kind::Mixed {
-                " plus at least one SYN flow"
-            } else {
-                ""
-            };
+            let plus = if cfg.kind == Kind::Mixed { " plus at least one SYN flow" } else { "" };
             return cerr(format!(
                 "{needed} flows{plus} do not fit in {} source hosts x {} source ports: widen --src-net or --src-ports",
                 cfg.src_net.host_count(),
@@ -331,20 +298,13 @@ impl Scenario {
             ));
         }
         if n_tcp.max(n_udp) > 50_000_000 {
-            return cerr(format!(
-                "{} flows is more than this tool keeps in memory (50M)",
-                n_tcp.max(n_udp)
-            ));
+            return cerr(format!("{} flows is more than this tool keeps in memory (50M)", n_tcp.max(n_udp)));
         }
         let tcp_flows = (0..n_tcp).map(|i| space.flow(i)).collect();
         let udp_flows = (0..n_udp).map(|i| space.flow(i)).collect();
         let mut payload = vec![0u8; frame_len];
         Rng::new(rng::derive(cfg.seed, STREAM_PAYLOAD)).fill(&mut payload);
-        let prelude_left = if cfg.prelude_syn && n_tcp > 0 {
-            n_tcp as usize
-        } else {
-            0
-        };
+        let prelude_left = if cfg.prelude_syn && n_tcp > 0 { n_tcp as usize } else { 0 };
         Ok(Scenario {
             mix_rng: Rng::new(rng::derive(cfg.seed, STREAM_MIX)),
             ts_base: rng::derive(cfg.seed, STREAM_TS) as u32,
@@ -405,9 +365,7 @@ impl Scenario {
         Summary {
             frames: prelude + self.produced,
             bytes: self.bytes,
-            flows: tcp
-                + self.udp_frames.min(self.udp_flows.len() as u64)
-                + self.syns.min(self.syn_flows),
+            flows: tcp + self.udp_frames.min(self.udp_flows.len() as u64) + self.syns.min(self.syn_flows),
         }
     }
 
@@ -426,9 +384,7 @@ impl Scenario {
             Kind::UdpRequest => Pick::Udp,
             Kind::Mixed => {
                 let m = self.cfg.mix;
-                let r = self
-                    .mix_rng
-                    .below(u64::from(m.established) + u64::from(m.syn) + u64::from(m.udp));
+                let r = self.mix_rng.below(u64::from(m.established) + u64::from(m.syn) + u64::from(m.udp));
                 if r < u64::from(m.established) {
                     Pick::Tcp
                 } else if r < u64::from(m.established) + u64::from(m.syn) {
@@ -459,11 +415,7 @@ impl Scenario {
         let n = self.tcp_payload_len;
         let flow = &self.tcp_flows[i];
         let env = self.envelope(flow, 64);
-        let flags = if n > 0 {
-            tcp_flags::PSH | tcp_flags::ACK
-        } else {
-            tcp_flags::ACK
-        };
+        let flags = if n > 0 { tcp_flags::PSH | tcp_flags::ACK } else { tcp_flags::ACK };
         let hdr = TcpHeader {
             src_port: flow.src_port,
             dst_port: self.cfg.tcp_dst_port,
@@ -483,9 +435,7 @@ impl Scenario {
     fn syn_frame(&mut self, flow: &Flow, isn: u32) -> Result<Vec<u8>, ScenarioError> {
         let os = self.cfg.os;
         let mss = if flow.src.is_ipv6() { 1440 } else { 1460 };
-        let tsval = self
-            .ts_base
-            .wrapping_add((self.produced + self.syns) as u32);
+        let tsval = self.ts_base.wrapping_add((self.produced + self.syns) as u32);
         let base = os.syn_options(mss, tsval);
         let info = SynInfo {
             src: flow.src,
@@ -516,12 +466,7 @@ impl Scenario {
         self.udp_frames += 1;
         let flow = &self.udp_flows[i];
         let env = self.envelope(flow, 64);
-        let f = frame::udp_frame(
-            &env,
-            flow.src_port,
-            self.cfg.udp_dst_port,
-            &self.payload[..self.udp_payload_len],
-        )?;
+        let f = frame::udp_frame(&env, flow.src_port, self.cfg.udp_dst_port, &self.payload[..self.udp_payload_len])?;
         self.udp_flows[i].ip_id = self.udp_flows[i].ip_id.wrapping_add(1);
         Ok(f)
     }
@@ -539,11 +484,7 @@ pub const PCAP_EPOCH_USEC: u64 = 1_700_000_000 * 1_000_000;
 
 /// Runs a scenario to the end into a pcap stream, stamping frames `pps`
 /// frames per second apart.
-pub fn write_pcap<W: Write>(
-    scenario: &mut Scenario,
-    out: W,
-    pps: u64,
-) -> Result<(Summary, W), ScenarioError> {
+pub fn write_pcap<W: Write>(scenario: &mut Scenario, out: W, pps: u64) -> Result<(Summary, W), ScenarioError> {
     if pps == 0 {
         return Err(ScenarioError::Config("--pps must be at least 1".into()));
     }

@@ -61,9 +61,7 @@ impl OsProfile {
                 o.extend_from_slice(&[KIND_NOP, KIND_NOP, KIND_SACK_PERM, 2]);
             }
             OsProfile::Macos => {
-                o.extend_from_slice(&[
-                    KIND_MSS, 4, m[0], m[1], KIND_NOP, KIND_WS, 3, 6, KIND_NOP, KIND_NOP,
-                ]);
+                o.extend_from_slice(&[KIND_MSS, 4, m[0], m[1], KIND_NOP, KIND_WS, 3, 6, KIND_NOP, KIND_NOP]);
                 o.extend_from_slice(&ts);
                 o.extend_from_slice(&[KIND_SACK_PERM, 2, KIND_EOL, KIND_EOL]);
             }
@@ -79,9 +77,7 @@ impl FromStr for OsProfile {
             "linux" => Ok(OsProfile::Linux),
             "windows" => Ok(OsProfile::Windows),
             "macos" => Ok(OsProfile::Macos),
-            _ => Err(format!(
-                "unknown OS {s:?}: expected linux, windows or macos"
-            )),
+            _ => Err(format!("unknown OS {s:?}: expected linux, windows or macos")),
         }
     }
 }
@@ -108,9 +104,7 @@ pub fn with_extra_options(base: &[u8], extra: &[u8]) -> Result<Vec<u8>, FrameErr
         match extra[i] {
             KIND_EOL | KIND_NOP => i += 1,
             _ => match extra.get(i + 1) {
-                Some(&len) if len >= 2 && i + usize::from(len) <= extra.len() => {
-                    i += usize::from(len)
-                }
+                Some(&len) if len >= 2 && i + usize::from(len) <= extra.len() => i += usize::from(len),
                 _ => return Err(FrameError::MalformedOptions),
             },
         }
@@ -218,21 +212,12 @@ pub const FORGED_IDENTITY: &str = "253:20:4d4910";
 impl ForgedOption {
     pub fn new(kind: u8, len: u8, seed: u64) -> Result<Self, String> {
         if kind == KIND_EOL || kind == KIND_NOP {
-            return Err(format!(
-                "option kind {kind} is a single-byte option and cannot be forged with a length"
-            ));
+            return Err(format!("option kind {kind} is a single-byte option and cannot be forged with a length"));
         }
         if len < 2 {
-            return Err(format!(
-                "option length {len}: must be at least 2 (kind and length bytes)"
-            ));
+            return Err(format!("option length {len}: must be at least 2 (kind and length bytes)"));
         }
-        Ok(ForgedOption {
-            kind,
-            len,
-            prefix: Vec::new(),
-            rng: Rng::new(seed),
-        })
+        Ok(ForgedOption { kind, len, prefix: Vec::new(), rng: Rng::new(seed) })
     }
 }
 
@@ -243,18 +228,10 @@ impl FromStr for ForgedOption {
         let mut parts = s.split(':');
         let (k, l) = match (parts.next(), parts.next()) {
             (Some(k), Some(l)) => (k, l),
-            _ => {
-                return Err(format!(
-                    "forged option {s:?}: expected KIND:LEN[:HEXPREFIX], e.g. 253:20"
-                ))
-            }
+            _ => return Err(format!("forged option {s:?}: expected KIND:LEN[:HEXPREFIX], e.g. 253:20")),
         };
-        let kind = k
-            .parse()
-            .map_err(|_| format!("forged option {s:?}: {k:?} is not a kind 0-255"))?;
-        let len = l
-            .parse()
-            .map_err(|_| format!("forged option {s:?}: {l:?} is not a length 2-40"))?;
+        let kind = k.parse().map_err(|_| format!("forged option {s:?}: {k:?} is not a kind 0-255"))?;
+        let len = l.parse().map_err(|_| format!("forged option {s:?}: {l:?} is not a length 2-40"))?;
         let mut f = ForgedOption::new(kind, len, 0)?;
         if let Some(hex) = parts.next() {
             if hex.len() % 2 != 0 || hex.len() / 2 + 2 > usize::from(len) {
@@ -300,18 +277,12 @@ mod tests {
     fn os_layouts_have_documented_lengths_and_order() {
         let l = OsProfile::Linux.syn_options(1460, 1);
         assert_eq!(l.len(), 20);
-        assert_eq!(
-            (l[0], l[4], l[6], l[16], l[17]),
-            (KIND_MSS, KIND_SACK_PERM, KIND_TS, KIND_NOP, KIND_WS)
-        );
+        assert_eq!((l[0], l[4], l[6], l[16], l[17]), (KIND_MSS, KIND_SACK_PERM, KIND_TS, KIND_NOP, KIND_WS));
         let w = OsProfile::Windows.syn_options(1460, 1);
         assert_eq!(w, [2, 4, 0x05, 0xb4, 1, 3, 3, 8, 1, 1, 4, 2]);
         let m = OsProfile::Macos.syn_options(1460, 1);
         assert_eq!(m.len(), 24);
-        assert_eq!(
-            (m[4], m[5], m[8], m[9], m[10], m[20], m[22], m[23]),
-            (1, 3, 1, 1, 8, 4, 0, 0)
-        );
+        assert_eq!((m[4], m[5], m[8], m[9], m[10], m[20], m[22], m[23]), (1, 3, 1, 1, 8, 4, 0, 0));
     }
 
     #[test]
@@ -328,10 +299,7 @@ mod tests {
         let mut big = vec![0u8; 22];
         big[0] = 253;
         big[1] = 22;
-        assert_eq!(
-            with_extra_options(&l, &big),
-            Err(FrameError::BadOptionsLength(44))
-        );
+        assert_eq!(with_extra_options(&l, &big), Err(FrameError::BadOptionsLength(44)));
         // macOS (24 bytes, 19 of them real) + a 20-byte option: padding dropped
         let mut id = vec![0u8; 20];
         id[0] = 253;
@@ -342,14 +310,8 @@ mod tests {
         assert_eq!(&o[19..39], &id[..]);
         assert_eq!(o[39], KIND_EOL);
         assert_eq!((o[4], o[7], o[17]), (KIND_WS, KIND_TS, KIND_SACK_PERM), "NOPs gone: {o:?}");
-        assert_eq!(
-            with_extra_options(&l, &[253, 22]),
-            Err(FrameError::MalformedOptions)
-        );
-        assert_eq!(
-            with_extra_options(&l, &[253, 1]),
-            Err(FrameError::MalformedOptions)
-        );
+        assert_eq!(with_extra_options(&l, &[253, 22]), Err(FrameError::MalformedOptions));
+        assert_eq!(with_extra_options(&l, &[253, 1]), Err(FrameError::MalformedOptions));
     }
 
     #[test]

@@ -7,9 +7,7 @@ use std::net::IpAddr;
 
 use scenario_gen::net::{IpNet, MacAddr, PortRange};
 use scenario_gen::scenario::write_pcap;
-use scenario_gen::{
-    Config, ForgedOption, Kind, Mix, NoExtraOptions, OsProfile, Scenario, SynInfo, SynOptionHook,
-};
+use scenario_gen::{Config, ForgedOption, Kind, Mix, NoExtraOptions, OsProfile, Scenario, SynInfo, SynOptionHook};
 
 // ---- an independent pcap reader -------------------------------------------
 
@@ -26,11 +24,7 @@ fn le32(b: &[u8]) -> u32 {
 
 fn read_pcap(file: &[u8]) -> Vec<Record> {
     assert!(file.len() >= 24, "no global header");
-    assert_eq!(
-        &file[0..4],
-        &[0xd4, 0xc3, 0xb2, 0xa1],
-        "little-endian microsecond magic"
-    );
+    assert_eq!(&file[0..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian microsecond magic");
     assert_eq!(u16::from_le_bytes([file[4], file[5]]), 2);
     assert_eq!(u16::from_le_bytes([file[6], file[7]]), 4);
     let snaplen = le32(&file[16..20]);
@@ -63,11 +57,7 @@ fn ones_sum(parts: &[&[u8]]) -> u16 {
     let mut total: u64 = 0;
     for i in (0..bytes.len()).step_by(2) {
         let hi = u64::from(bytes[i]);
-        let lo = if i + 1 < bytes.len() {
-            u64::from(bytes[i + 1])
-        } else {
-            0
-        };
+        let lo = if i + 1 < bytes.len() { u64::from(bytes[i + 1]) } else { 0 };
         total += (hi << 8) | lo;
     }
     while total >> 16 != 0 {
@@ -96,21 +86,9 @@ fn be16(b: &[u8]) -> u16 {
 
 /// Parses a frame and asserts every length and checksum in it.
 fn parse(frame: &[u8]) -> Parsed {
-    assert!(
-        frame.len() >= 60,
-        "below the Ethernet minimum: {}",
-        frame.len()
-    );
+    assert!(frame.len() >= 60, "below the Ethernet minimum: {}", frame.len());
     let ethertype = be16(&frame[12..14]);
-    let (src, dst, proto, ttl, l4, l4_len, pseudo): (
-        IpAddr,
-        IpAddr,
-        u8,
-        u8,
-        usize,
-        usize,
-        Vec<u8>,
-    ) = match ethertype {
+    let (src, dst, proto, ttl, l4, l4_len, pseudo): (IpAddr, IpAddr, u8, u8, usize, usize, Vec<u8>) = match ethertype {
         0x0800 => {
             let ip = &frame[14..34];
             assert_eq!(ip[0], 0x45);
@@ -120,11 +98,7 @@ fn parse(frame: &[u8]) -> Parsed {
             let mut z = ip.to_vec();
             z[10] = 0;
             z[11] = 0;
-            assert_eq!(
-                !ones_sum(&[&z]),
-                be16(&ip[10..12]),
-                "IPv4 header checksum recomputed"
-            );
+            assert_eq!(!ones_sum(&[&z]), be16(&ip[10..12]), "IPv4 header checksum recomputed");
             let l4_len = total - 20;
             let mut pseudo = ip[12..20].to_vec();
             pseudo.extend_from_slice(&[0, ip[9]]);
@@ -149,18 +123,11 @@ fn parse(frame: &[u8]) -> Parsed {
     };
     let seg = &frame[l4..l4 + l4_len];
     let padding = frame.len() - (l4 + l4_len);
-    assert!(
-        frame[l4 + l4_len..].iter().all(|&b| b == 0),
-        "padding must be zeros"
-    );
+    assert!(frame[l4 + l4_len..].iter().all(|&b| b == 0), "padding must be zeros");
     if padding > 0 {
         assert_eq!(frame.len(), 60, "only minimum-size frames are padded");
     }
-    assert_eq!(
-        ones_sum(&[&pseudo, seg]),
-        0xffff,
-        "L4 checksum (proto {proto})"
-    );
+    assert_eq!(ones_sum(&[&pseudo, seg]), 0xffff, "L4 checksum (proto {proto})");
     let (src_port, dst_port) = (be16(&seg[0..2]), be16(&seg[2..4]));
     match proto {
         6 => {
@@ -169,11 +136,7 @@ fn parse(frame: &[u8]) -> Parsed {
             let mut z = seg.to_vec();
             z[16] = 0;
             z[17] = 0;
-            assert_eq!(
-                !ones_sum(&[&pseudo, &z]),
-                be16(&seg[16..18]),
-                "TCP checksum recomputed"
-            );
+            assert_eq!(!ones_sum(&[&pseudo, &z]), be16(&seg[16..18]), "TCP checksum recomputed");
             let seq = u32::from_be_bytes(seg[4..8].try_into().unwrap());
             Parsed {
                 src,
@@ -190,17 +153,7 @@ fn parse(frame: &[u8]) -> Parsed {
         17 => {
             assert_eq!(be16(&seg[4..6]) as usize, l4_len, "UDP length");
             assert_ne!(be16(&seg[6..8]), 0, "UDP checksum present");
-            Parsed {
-                src,
-                dst,
-                proto,
-                ttl,
-                src_port,
-                dst_port,
-                tcp: None,
-                payload_len: l4_len - 8,
-                padding,
-            }
+            Parsed { src, dst, proto, ttl, src_port, dst_port, tcp: None, payload_len: l4_len - 8, padding }
         }
         p => panic!("unexpected protocol {p}"),
     }
@@ -279,20 +232,13 @@ fn established_64_is_a_padded_bare_ack() {
         let (flags, _, opts) = p.tcp.clone().unwrap();
         assert_eq!(flags, 0x10, "ACK only");
         assert!(opts.is_empty());
-        assert_eq!(
-            (p.payload_len, p.padding),
-            (0, 6),
-            "54 bytes of headers + 6 of padding"
-        );
+        assert_eq!((p.payload_len, p.padding), (0, 6), "54 bytes of headers + 6 of padding");
         assert_eq!(p.dst_port, 80);
         flows.insert((p.src, p.src_port, p.dst, p.dst_port));
     }
     assert_eq!(flows.len(), 1024);
     // Timestamps one microsecond apart.
-    assert_eq!(
-        (recs[1].ts_sec, recs[1].ts_usec),
-        (recs[0].ts_sec, recs[0].ts_usec + 1)
-    );
+    assert_eq!((recs[1].ts_sec, recs[1].ts_usec), (recs[0].ts_sec, recs[0].ts_usec + 1));
 }
 
 #[test]
@@ -335,18 +281,12 @@ fn ipv6_established_and_udp() {
     let (recs, _) = run(c);
     for r in &recs {
         let p = parse(&r.data);
-        assert_eq!(
-            (r.data.len(), p.proto, p.dst_port, p.payload_len),
-            (1496, 17, 5001, 1496 - 62)
-        );
+        assert_eq!((r.data.len(), p.proto, p.dst_port, p.payload_len), (1496, 17, 5001, 1496 - 62));
     }
     // Too small for IPv6 + TCP is refused with the minimum in the message.
     let mut c = ipv6(config(Kind::TcpEstablished));
     c.frame_size = 64;
-    let err = Scenario::new(c, Box::new(NoExtraOptions))
-        .err()
-        .unwrap()
-        .to_string();
+    let err = Scenario::new(c, Box::new(NoExtraOptions)).err().unwrap().to_string();
     assert!(err.contains("78"), "{err}");
 }
 
@@ -365,13 +305,7 @@ fn syn_flood_layouts_per_os() {
     let expect: [(OsProfile, &[u8], usize, u8, u16); 3] = [
         (OsProfile::Linux, &[2, 4, 8, 1, 3], 20, 64, 64240),
         (OsProfile::Windows, &[2, 1, 3, 1, 1, 4], 12, 128, 64240),
-        (
-            OsProfile::Macos,
-            &[2, 1, 3, 1, 1, 8, 4, 0, 0],
-            24,
-            64,
-            65535,
-        ),
+        (OsProfile::Macos, &[2, 1, 3, 1, 1, 8, 4, 0, 0], 24, 64, 65535),
     ];
     for (os, kinds, olen, ttl, win) in expect {
         let mut c = config(Kind::SynFlood);
@@ -403,11 +337,7 @@ fn syn_flood_with_fewer_flows_repeats_tuples() {
     c.count = 100;
     let (recs, sum) = run(c);
     assert_eq!(sum.flows, 10);
-    let tuples: HashSet<_> = recs
-        .iter()
-        .map(|r| parse(&r.data))
-        .map(|p| (p.src, p.src_port, p.dst))
-        .collect();
+    let tuples: HashSet<_> = recs.iter().map(|r| parse(&r.data)).map(|p| (p.src, p.src_port, p.dst)).collect();
     assert_eq!(tuples.len(), 10);
 }
 
@@ -435,16 +365,7 @@ fn syn_hook_options_are_placed_and_checksummed() {
         assert_eq!(option_kinds(&opts), [2, 4, 8, 1, 3, 253]);
         assert_eq!(
             &opts[20..28],
-            &[
-                253,
-                8,
-                0x47,
-                0x57,
-                (seq >> 24) as u8,
-                (seq >> 16) as u8,
-                (seq >> 8) as u8,
-                seq as u8
-            ]
+            &[253, 8, 0x47, 0x57, (seq >> 24) as u8, (seq >> 16) as u8, (seq >> 8) as u8, seq as u8]
         );
     }
     // Forged options on macOS SYNs go before the trailing EOLs.
@@ -471,13 +392,8 @@ fn mixed_interleaves_and_keeps_syns_off_established_flows() {
     assert_eq!(sum.frames, 5100);
     let parsed: Vec<Parsed> = recs.iter().map(|r| parse(&r.data)).collect();
     // The prelude: one SYN per established flow.
-    let prelude: HashSet<_> = parsed[..100]
-        .iter()
-        .map(|p| (p.src, p.src_port, p.dst))
-        .collect();
-    assert!(parsed[..100]
-        .iter()
-        .all(|p| p.tcp.as_ref().unwrap().0 == 0x02));
+    let prelude: HashSet<_> = parsed[..100].iter().map(|p| (p.src, p.src_port, p.dst)).collect();
+    assert!(parsed[..100].iter().all(|p| p.tcp.as_ref().unwrap().0 == 0x02));
     assert_eq!(prelude.len(), 100);
     let (mut est, mut syn, mut udp) = (0, 0, 0);
     for p in &parsed[100..] {
@@ -488,10 +404,7 @@ fn mixed_interleaves_and_keeps_syns_off_established_flows() {
             }
             (6, Some(0x02)) => {
                 syn += 1;
-                assert!(
-                    !prelude.contains(&(p.src, p.src_port, p.dst)),
-                    "SYN on an established flow"
-                );
+                assert!(!prelude.contains(&(p.src, p.src_port, p.dst)), "SYN on an established flow");
             }
             (17, None) => {
                 udp += 1;
@@ -502,10 +415,7 @@ fn mixed_interleaves_and_keeps_syns_off_established_flows() {
     }
     assert_eq!(est + syn + udp, 5000);
     // Roughly 8:1:1.
-    assert!(
-        (3700..4300).contains(&est) && (350..650).contains(&syn) && (350..650).contains(&udp),
-        "{est} {syn} {udp}"
-    );
+    assert!((3700..4300).contains(&est) && (350..650).contains(&syn) && (350..650).contains(&udp), "{est} {syn} {udp}");
     assert_eq!(sum.flows, 100 + 100 + syn);
 }
 
@@ -529,11 +439,7 @@ fn flows_must_fit_the_source_space() {
     c.flows = Some(20);
     let (recs, sum) = run(c.clone());
     assert_eq!(sum.flows, 20);
-    let t: HashSet<_> = recs
-        .iter()
-        .map(|r| parse(&r.data))
-        .map(|p| (p.src, p.src_port))
-        .collect();
+    let t: HashSet<_> = recs.iter().map(|r| parse(&r.data)).map(|p| (p.src, p.src_port)).collect();
     assert_eq!(t.len(), 20);
     c.flows = Some(21);
     assert!(Scenario::new(c, Box::new(NoExtraOptions)).is_err());
