@@ -60,33 +60,7 @@ fn curl(ns: &str, url: &str) -> (i32, f64, String) {
 }
 
 fn gw_config(topo: &Topology, ns: &str, dir: &Path, policy: &str) -> (PathBuf, PathBuf) {
-    let cfg = topo.config(ns, 1, dir);
-    let flowlog = dir.join(format!("{ns}.flows.jsonl"));
-    let policy = repo_root().join("docs/examples").join(policy);
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text += &format!(
-        "[policy]\nfile = \"{}\"\n[flowlog]\nfile = \"{}\"\n[flows]\ncapacity = 65536\n",
-        policy.display(),
-        flowlog.display()
-    );
-    std::fs::write(&cfg, text).unwrap();
-    (cfg, flowlog)
-}
-
-fn flows(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a flow event is a JSON object"))
-        .collect()
-}
-
-fn drops(counters: &serde_json::Value, dir: &str, reason: &str) -> u64 {
-    counters["workers"].as_array().unwrap().iter().map(|w| w[dir]["drops"][reason].as_u64().unwrap()).sum()
-}
-
-fn notes(counters: &serde_json::Value, dir: &str, note: &str) -> u64 {
-    counters["workers"].as_array().unwrap().iter().map(|w| w[dir]["notes"][note].as_u64().unwrap()).sum()
+    gw_config_with_policy(topo, ns, dir, &repo_root().join("docs/examples").join(policy))
 }
 
 /// A SYN or SYN-ACK seen in a capture.

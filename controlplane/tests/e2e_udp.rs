@@ -202,34 +202,9 @@ enforcer_profile:
 }
 
 fn gw_config(topo: &Topology, ns: &str, dir: &Path, policy: &str) -> (PathBuf, PathBuf) {
-    let cfg = topo.config(ns, 1, dir);
-    let flowlog = dir.join(format!("{ns}.flows.jsonl"));
     let pfile = dir.join(format!("{ns}.policy.yaml"));
     std::fs::write(&pfile, policy).unwrap();
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text += &format!(
-        "[policy]\nfile = \"{}\"\n[flowlog]\nfile = \"{}\"\n[flows]\ncapacity = 65536\n",
-        pfile.display(),
-        flowlog.display()
-    );
-    std::fs::write(&cfg, text).unwrap();
-    (cfg, flowlog)
-}
-
-fn flows(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a flow event is a JSON object"))
-        .collect()
-}
-
-fn drops(c: &serde_json::Value, dir: &str, reason: &str) -> u64 {
-    c["workers"].as_array().unwrap().iter().map(|w| w[dir]["drops"][reason].as_u64().unwrap()).sum()
-}
-
-fn notes(c: &serde_json::Value, dir: &str, note: &str) -> u64 {
-    c["workers"].as_array().unwrap().iter().map(|w| w[dir]["notes"][note].as_u64().unwrap()).sum()
+    gw_config_with_policy(topo, ns, dir, &pfile)
 }
 
 /// A captured UDP datagram: ports, payload, and the identity option's

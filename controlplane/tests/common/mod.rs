@@ -349,3 +349,37 @@ impl Drop for Capture {
         }
     }
 }
+
+/// Appends a policy file, a flow log and a flow-table size to the gatewayd
+/// config `tools/topology.sh` writes for `ns`; returns (config, flow log).
+pub fn gw_config_with_policy(topo: &Topology, ns: &str, dir: &Path, policy: &Path) -> (PathBuf, PathBuf) {
+    let cfg = topo.config(ns, 1, dir);
+    let flowlog = dir.join(format!("{ns}.flows.jsonl"));
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text += &format!(
+        "[policy]\nfile = \"{}\"\n[flowlog]\nfile = \"{}\"\n[flows]\ncapacity = 65536\n",
+        policy.display(),
+        flowlog.display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    (cfg, flowlog)
+}
+
+/// The flow events a gatewayd wrote to its JSON-lines flow log.
+pub fn flows(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a flow event is a JSON object"))
+        .collect()
+}
+
+/// A drop reason's count summed over workers, for one direction (`from_inside`/`from_outside`).
+pub fn drops(counters: &serde_json::Value, dir: &str, reason: &str) -> u64 {
+    counters["workers"].as_array().unwrap().iter().map(|w| w[dir]["drops"][reason].as_u64().unwrap()).sum()
+}
+
+/// A note's count summed over workers, for one direction.
+pub fn notes(counters: &serde_json::Value, dir: &str, note: &str) -> u64 {
+    counters["workers"].as_array().unwrap().iter().map(|w| w[dir]["notes"][note].as_u64().unwrap()).sum()
+}

@@ -58,7 +58,7 @@ use crate::buf::PacketBuf;
 use crate::events::{EventKind, FlowRecord, Producer};
 use crate::flow::{FlowEntry, FlowKey, FlowState, FlowTable, NewFlow, TcpFlags, TcpStep, UdpState};
 use crate::identity::{insert_tcp, option, verify_and_strip_tcp, RewriteError, VerifyError};
-use crate::policy::{Classification, Decision, Direction, PuId, Reason, Remote, Side};
+use crate::policy::{Classification, Decision, Direction, PolicySnapshot, PuId, Reason, Remote, Side};
 use crate::stats::{DirStats, DropReason, Note, WorkerStats};
 use crate::wire::{self, parse_frame, Addr, FrameInfo, L4Kind};
 
@@ -247,6 +247,38 @@ impl Engine {
     fn drop(&self, side: Side, r: DropReason) -> Action {
         self.dir(side).drop_count(r).add(1);
         Action::Drop(r)
+    }
+
+    /// Drops a verified identity that the peer whose key signed it may not
+    /// claim (or that the directory does not know), with a drop event naming
+    /// it; `None` when the peer owns it. `initiator` is the side that opened
+    /// the flow, as flow records carry it.
+    #[allow(clippy::too_many_arguments)]
+    fn refuse_unowned(
+        &mut self,
+        p: &PolicySnapshot,
+        identity: u32,
+        sender_key: u32,
+        side: Side,
+        initiator: Side,
+        key: FlowKey,
+        pu: PuId,
+        gen: u32,
+        now: u64,
+    ) -> Option<Action> {
+        if p.identity_allowed_for_peer(identity, sender_key) {
+            return None;
+        }
+        let r = if p.identity(identity).is_none() {
+            DropReason::UnknownIdentity
+        } else {
+            DropReason::IdentityNotAllowedForPeer
+        };
+        let mut rec = FlowRecord::new(EventKind::Drop, now, key, initiator, pu.0, gen);
+        rec.remote_identity = Some(identity);
+        rec.drop = Some(r);
+        self.emit(side, &rec);
+        Some(self.drop(side, r))
     }
 
     fn emit(&mut self, side: Side, r: &FlowRecord) {
@@ -496,17 +528,10 @@ impl Engine {
             Side::Outside => match verify_and_strip_tcp(buf, info, &cfg.keys, now) {
                 Ok(v) => {
                     self.note(side, Note::IdentityVerified);
-                    if !p.identity_allowed_for_peer(v.identity, v.key_id.get() >> 8) {
-                        let r = if p.identity(v.identity).is_none() {
-                            DropReason::UnknownIdentity
-                        } else {
-                            DropReason::IdentityNotAllowedForPeer
-                        };
-                        let mut rec = FlowRecord::new(EventKind::Drop, now, key, side, pu.0, gen);
-                        rec.remote_identity = Some(v.identity);
-                        rec.drop = Some(r);
-                        self.emit(side, &rec);
-                        return self.drop(side, r);
+                    if let Some(refused) =
+                        self.refuse_unowned(p, v.identity, v.key_id.get() >> 8, side, side, key, pu, gen, now)
+                    {
+                        return refused;
                     }
                     let d = p.decide(pu, Direction::Incoming, Remote::Identity(v.identity), 6, key.inside_port);
                     peer_key = Some((v.key_id.get() >> 8) as u16);
@@ -662,17 +687,18 @@ impl Engine {
                 let (decision, remote_identity) = match verify_and_strip_tcp(buf, info, &cfg.keys, now) {
                     Ok(v) => {
                         self.note(side, Note::IdentityVerified);
-                        if !p.identity_allowed_for_peer(v.identity, v.key_id.get() >> 8) {
-                            let r = if p.identity(v.identity).is_none() {
-                                DropReason::UnknownIdentity
-                            } else {
-                                DropReason::IdentityNotAllowedForPeer
-                            };
-                            let mut rec = FlowRecord::new(EventKind::Drop, now, key, Side::Inside, pu.0, gen);
-                            rec.remote_identity = Some(v.identity);
-                            rec.drop = Some(r);
-                            self.emit(side, &rec);
-                            return self.drop(side, r);
+                        if let Some(refused) = self.refuse_unowned(
+                            p,
+                            v.identity,
+                            v.key_id.get() >> 8,
+                            side,
+                            Side::Inside,
+                            key,
+                            pu,
+                            gen,
+                            now,
+                        ) {
+                            return refused;
                         }
                         if flow_identity.is_some_and(|f| f != v.identity) {
                             return self.drop(side, DropReason::IdentityBadMac);

@@ -740,17 +740,8 @@ impl Engine {
             }
         };
         self.note(side, Note::IdentityVerified);
-        if !p.identity_allowed_for_peer(v.identity, v.key_id.get() >> 8) {
-            let r = if p.identity(v.identity).is_none() {
-                DropReason::UnknownIdentity
-            } else {
-                DropReason::IdentityNotAllowedForPeer
-            };
-            let mut rec = FlowRecord::new(EventKind::Drop, now, key, side, pu.0, gen);
-            rec.remote_identity = Some(v.identity);
-            rec.drop = Some(r);
-            self.emit(side, &rec);
-            return self.drop(side, r);
+        if let Some(refused) = self.refuse_unowned(p, v.identity, v.key_id.get() >> 8, side, side, key, pu, gen, now) {
+            return refused;
         }
         let t = *self.table.timeouts();
         let existing = self
@@ -863,17 +854,10 @@ impl Engine {
             return self.drop(side, DropReason::UdpUnexpectedHandshake);
         }
         self.note(side, Note::IdentityVerified);
-        if !p.identity_allowed_for_peer(v.identity, v.key_id.get() >> 8) {
-            let r = if p.identity(v.identity).is_none() {
-                DropReason::UnknownIdentity
-            } else {
-                DropReason::IdentityNotAllowedForPeer
-            };
-            let mut rec = FlowRecord::new(EventKind::Drop, now, key, Side::Inside, pu.0, gen);
-            rec.remote_identity = Some(v.identity);
-            rec.drop = Some(r);
-            self.emit(side, &rec);
-            return self.drop(side, r);
+        if let Some(refused) =
+            self.refuse_unowned(p, v.identity, v.key_id.get() >> 8, side, Side::Inside, key, pu, gen, now)
+        {
+            return refused;
         }
         let (decision, drop) = if v.msg == UdpMsg::Reject {
             (peer_reject(), DropReason::UdpRejectedByPeer)
