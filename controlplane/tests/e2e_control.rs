@@ -7,25 +7,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 
 const EXT: &str = "gwt-ext";
 const EXT_V4: &str = "198.18.0.3";
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = run("kill", &["-CONT", &self.0.id().to_string()]);
-        let _ = run("kill", &["-INT", &self.0.id().to_string()]);
-        std::thread::sleep(Duration::from_millis(200));
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn http_server(dir: &Path, port: u16) -> Proc {
     let c = Command::new("ip")

@@ -5,35 +5,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use dataplane::wire::{parse_frame, tcp};
 
 const EXT: &str = "gwt-ext";
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = run("kill", &["-INT", &self.0.id().to_string()]);
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_ns(ns: &str, args: &[&str]) -> Proc {
-    let c = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawning");
-    Proc(c)
-}
 
 fn http_server(dir: &Path, port: u16) -> Proc {
     let p = spawn_ns(

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -16,28 +15,6 @@ use dataplane::wire::{parse_frame, udp as wudp};
 
 const EXT: &str = "gwt-ext";
 const EXT_V4: &str = "198.18.0.3";
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = run("kill", &["-TERM", &self.0.id().to_string()]);
-        std::thread::sleep(Duration::from_millis(200));
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_ns(ns: &str, args: &[&str]) -> Proc {
-    let c = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawning");
-    Proc(c)
-}
 
 fn wait_udp_port(ns: &str, port: u16) {
     for _ in 0..100 {

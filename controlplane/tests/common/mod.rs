@@ -383,3 +383,29 @@ pub fn drops(counters: &serde_json::Value, dir: &str, reason: &str) -> u64 {
 pub fn notes(counters: &serde_json::Value, dir: &str, note: &str) -> u64 {
     counters["workers"].as_array().unwrap().iter().map(|w| w[dir]["notes"][note].as_u64().unwrap()).sum()
 }
+
+/// A helper process (server, client, capture reader) stopped on drop: woken if
+/// it was stopped, asked to exit with SIGINT, then killed.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = run("kill", &["-CONT", &self.0.id().to_string()]);
+        let _ = run("kill", &["-INT", &self.0.id().to_string()]);
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `args` inside namespace `ns`, output discarded.
+pub fn spawn_ns(ns: &str, args: &[&str]) -> Proc {
+    let c = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning");
+    Proc(c)
+}

@@ -885,4 +885,6 @@ impl Engine {
 }
 
 #[cfg(test)]
+mod test_harness;
+#[cfg(test)]
 mod tests;

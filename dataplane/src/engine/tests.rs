@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::buf::VecBuf;
+use crate::engine::test_harness::Counted;
 use crate::events::{channel, Consumer};
 use crate::identity::{GatewayKeyPair, KeyId};
 use crate::stats::WorkerStats;
@@ -138,27 +139,6 @@ impl Gw {
 
     fn events(&mut self) -> Vec<FlowRecord> {
         std::iter::from_fn(|| self.events.pop()).collect()
-    }
-
-    fn dropped(&self, side: Side, r: DropReason) -> u64 {
-        let s = self.stats.read();
-        match side {
-            Side::Inside => s.from_inside.dropped(r),
-            Side::Outside => s.from_outside.dropped(r),
-        }
-    }
-
-    fn noted(&self, side: Side, n: Note) -> u64 {
-        let s = self.stats.read();
-        match side {
-            Side::Inside => s.from_inside.noted(n),
-            Side::Outside => s.from_outside.noted(n),
-        }
-    }
-
-    fn rule_name(&self, r: &FlowRecord) -> String {
-        let d = r.decision().expect("decided");
-        d.rule.and_then(|x| self.cfg.policy.rule(x)).map(|x| x.name.to_string()).unwrap_or_default()
     }
 }
 
@@ -741,5 +721,14 @@ fn syn_ack_is_signed_with_the_key_pair_the_syn_used_during_a_rotation_overlap() 
                 assert_eq!(g.dropped(side, r), 0, "{r:?} from {side:?}");
             }
         }
+    }
+}
+
+impl Counted for Gw {
+    fn worker_stats(&self) -> &WorkerStats {
+        &self.stats
+    }
+    fn engine_config(&self) -> &EngineConfig {
+        &self.cfg
     }
 }

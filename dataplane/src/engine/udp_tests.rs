@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::buf::VecBuf;
+use crate::engine::test_harness::Counted;
 use crate::engine::{Action, Engine, EngineConfig};
 use crate::events::{channel, Consumer, EventKind, FlowRecord};
 use crate::flow::{FlowKey, FlowState, UdpState};
@@ -169,27 +170,6 @@ impl Gw {
 
     fn events(&mut self) -> Vec<FlowRecord> {
         std::iter::from_fn(|| self.events.pop()).collect()
-    }
-
-    fn dropped(&self, side: Side, r: DropReason) -> u64 {
-        let s = self.stats.read();
-        match side {
-            Side::Inside => s.from_inside.dropped(r),
-            Side::Outside => s.from_outside.dropped(r),
-        }
-    }
-
-    fn noted(&self, side: Side, n: Note) -> u64 {
-        let s = self.stats.read();
-        match side {
-            Side::Inside => s.from_inside.noted(n),
-            Side::Outside => s.from_outside.noted(n),
-        }
-    }
-
-    fn rule_name(&self, r: &FlowRecord) -> String {
-        let d = r.decision().expect("decided");
-        d.rule.and_then(|x| self.cfg.policy.rule(x)).map(|x| x.name.to_string()).unwrap_or_default()
     }
 
     fn state(&self, f: &Flow) -> Option<FlowState> {
@@ -734,5 +714,14 @@ fn hostile_handshake_frames_never_panic() {
         if i % 64 == 0 {
             a.tick(NOW + i * MS);
         }
+    }
+}
+
+impl Counted for Gw {
+    fn worker_stats(&self) -> &WorkerStats {
+        &self.stats
+    }
+    fn engine_config(&self) -> &EngineConfig {
+        &self.cfg
     }
 }
