@@ -60,7 +60,7 @@ use crate::flow::{FlowEntry, FlowKey, FlowState, FlowTable, NewFlow, TcpFlags, T
 use crate::identity::{insert_tcp, option, verify_and_strip_tcp, RewriteError, VerifyError};
 use crate::policy::{Classification, Decision, Direction, PolicySnapshot, PuId, Reason, Remote, Side};
 use crate::stats::{DirStats, DropReason, Note, WorkerStats};
-use crate::wire::{self, parse_frame, Addr, FrameInfo, L4Kind};
+use crate::wire::{self, parse_frame, peek::peek, Addr, FrameInfo, L4Kind};
 
 /// What the caller does with the frame after [`Engine::process`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,8 +83,24 @@ pub enum Action {
     Answer,
 }
 
-/// Budget of slots one [`Engine::sweep`] call examines.
-pub const SWEEP_BUDGET: usize = 64;
+/// What the fast path made of a frame.
+enum Fast {
+    Done(Action),
+    /// Read, but not a decided flow of this snapshot (or a handshake packet).
+    Missed,
+    /// Not a shape the fast path reads.
+    NotPlain,
+}
+
+/// One pass of [`Engine::sweep`] over the whole flow table takes about this
+/// long, however often it is called: an idle flow ends within this much of
+/// its timeout, and a busy worker does not re-read the table thousands of
+/// times a second (a fixed budget per call did, at a cost per burst).
+pub const SWEEP_PASS_NS: u64 = 1_000_000_000;
+
+/// Most slots one [`Engine::sweep`] call examines (after a long pause the
+/// backlog is dropped, not worked off in one burst's time).
+pub const SWEEP_MAX: usize = 4096;
 
 /// One worker's engine: its flow table, its event queue, its counters.
 pub struct Engine {
@@ -94,6 +110,8 @@ pub struct Engine {
     extra: [u8; rst::MAX_RST],
     extra_len: usize,
     udp: udp::UdpHandshake,
+    /// Time up to which the sweep has examined its share of slots.
+    swept_at: u64,
 }
 
 fn drop_of_reason(r: Reason) -> DropReason {
@@ -150,14 +168,15 @@ fn ip(a: Addr) -> Option<IpAddr> {
     }
 }
 
-/// Whether the TCP options of the frame hold our identity option.
+/// Whether the TCP options (`len` bytes at `offset` in the frame) hold our
+/// identity option.
 #[inline]
-fn has_identity_option(frame: &[u8], info: &FrameInfo) -> bool {
-    if usize::from(info.tcp_opts_len) < option::TCP_LEN {
+fn has_identity_option(frame: &[u8], offset: u16, len: u8) -> bool {
+    if usize::from(len) < option::TCP_LEN {
         return false;
     }
-    let o = usize::from(info.tcp_opts_offset);
-    let Some(opts) = frame.get(o..o + usize::from(info.tcp_opts_len)) else { return false };
+    let o = usize::from(offset);
+    let Some(opts) = frame.get(o..o + usize::from(len)) else { return false };
     wire::tcp::options(opts).any(|r| {
         matches!(r, Ok((_, wire::tcp::TcpOption::Experimental { kind: option::TCP_KIND, exid: option::EXID, .. })))
     })
@@ -185,6 +204,7 @@ impl Engine {
             extra: [0; rst::MAX_RST],
             extra_len: 0,
             udp: udp::UdpHandshake::new(udp::UdpConfig::default(), seed),
+            swept_at: 0,
         }
     }
 
@@ -212,10 +232,20 @@ impl Engine {
         }
     }
 
-    /// Ends idle flows (a bounded amount of work; call once per burst) and
-    /// turns every ended flow into an `End` event.
+    /// Ends idle flows (a bounded amount of work, paced by [`SWEEP_PASS_NS`];
+    /// call once per burst) and turns every ended flow into an `End` event.
     pub fn sweep(&mut self, now: u64) {
-        self.table.sweep(now, SWEEP_BUDGET);
+        let slots = self.table.slots() as u128;
+        let due = (u128::from(now.saturating_sub(self.swept_at)) * slots / u128::from(SWEEP_PASS_NS)) as usize;
+        if due > 0 {
+            self.table.sweep(now, due.min(SWEEP_MAX));
+            // Keep the fraction of a slot not yet due, unless the backlog was dropped.
+            self.swept_at = if due > SWEEP_MAX {
+                now
+            } else {
+                self.swept_at + (due as u128 * u128::from(SWEEP_PASS_NS) / slots) as u64
+            };
+        }
         while let Some(e) = self.table.pop_ended() {
             let en = &e.entry;
             let mut r =
@@ -296,6 +326,44 @@ impl Engine {
     /// Processes one frame that arrived on `side`. `now` is Unix time in
     /// nanoseconds (key windows and flow timeouts use it).
     pub fn process<B: PacketBuf>(&mut self, cfg: &EngineConfig, side: Side, buf: &mut B, now: u64) -> Action {
+        let plain = match self.fast(cfg, side, buf, now) {
+            Fast::Done(a) => return a,
+            Fast::Missed => true,
+            Fast::NotPlain => false,
+        };
+        self.full(cfg, side, buf, plain, now)
+    }
+
+    /// The fast path: a plain frame ([`peek`]) of a flow already decided under
+    /// this snapshot, not a handshake packet. One look at the headers, one
+    /// lookup; nothing is parsed in full and no byte changes.
+    #[inline(always)]
+    fn fast<B: PacketBuf>(&mut self, cfg: &EngineConfig, side: Side, buf: &B, now: u64) -> Fast {
+        let Some(p) = peek(buf.data()) else { return Fast::NotPlain };
+        let tcp = p.proto == wire::ip_proto::TCP;
+        if tcp && p.tcp_flags & TcpFlags::SYN != 0 {
+            return Fast::Missed;
+        }
+        let (key, h) = self.table.key_hashed(side, p.src, p.dst, p.family, p.src_port, p.dst_port, p.proto);
+        let replay = tcp && has_identity_option(buf.data(), p.tcp_opts_offset, p.tcp_opts_len);
+        let (len, gen) = (buf.len() as u32, cfg.generation());
+        let Some((e, t)) = self.table.lookup_with_timeouts(&key, h, now) else { return Fast::Missed };
+        if e.policy_generation() != gen || !e.verdict().is_decided() {
+            return Fast::Missed;
+        }
+        // One lookup: the entry found is the one updated.
+        Fast::Done(match Self::on_established(e, side, tcp, p.tcp_flags, p.seq, replay, len, now, t) {
+            Ok(()) => Action::Forward,
+            Err(r) => self.drop(side, r),
+        })
+    }
+
+    /// Everything but the fast path, on the fully parsed frame. `plain`: the
+    /// fast path read this frame and missed its flow (no second lookup).
+    // Not inlined: the fast path's caller then saves only the registers the
+    // fast path uses.
+    #[inline(never)]
+    fn full<B: PacketBuf>(&mut self, cfg: &EngineConfig, side: Side, buf: &mut B, plain: bool, now: u64) -> Action {
         let info = match parse_frame(buf.data()) {
             Ok(i) => i,
             Err(_) => return self.drop(side, DropReason::Malformed),
@@ -312,7 +380,7 @@ impl Engine {
         let tcp = info.l4 == L4Kind::Tcp;
         // Fast path: a decided flow of this generation, not a handshake packet
         // (a UDP datagram with an options area may carry a handshake message).
-        if !info.fragment && (!tcp || info.tcp_flags & TcpFlags::SYN == 0) && info.udp_opts_len == 0 {
+        if !plain && !info.fragment && (!tcp || info.tcp_flags & TcpFlags::SYN == 0) && info.udp_opts_len == 0 {
             // The key from the parsed addresses, not from `src`/`dst`: no round
             // trip through `IpAddr` in memory (see `FlowKey::new_hashed`).
             let (s, d, fam) = match (info.src, info.dst) {
@@ -321,12 +389,12 @@ impl Engine {
                 _ => (0, 0, 0), // not reached: both are IP addresses here
             };
             let (key, h) = self.table.key_hashed(side, s, d, fam, info.src_port, info.dst_port, info.proto);
-            let replay = tcp && has_identity_option(buf.data(), &info);
+            let replay = tcp && has_identity_option(buf.data(), info.tcp_opts_offset, info.tcp_opts_len);
             let (len, t) = (buf.len() as u32, *self.table.timeouts());
             if let Some(e) = self.table.lookup_hashed(&key, h, now) {
                 if e.policy_generation() == gen && e.verdict().is_decided() {
                     // One lookup: the entry found is the one updated.
-                    return match Self::on_established(e, side, &info, replay, len, now, &t) {
+                    return match Self::on_established(e, side, tcp, info.tcp_flags, info.seq, replay, len, now, &t) {
                         Ok(()) => Action::Forward,
                         Err(r) => self.drop(side, r),
                     };
@@ -397,11 +465,12 @@ impl Engine {
         key: FlowKey,
         now: u64,
     ) -> Action {
-        let replay = info.l4 == L4Kind::Tcp && has_identity_option(buf.data(), info);
+        let tcp = info.l4 == L4Kind::Tcp;
+        let replay = tcp && has_identity_option(buf.data(), info.tcp_opts_offset, info.tcp_opts_len);
         let len = buf.len() as u32;
         let t = *self.table.timeouts();
         let Some(e) = self.table.lookup(&key, now) else { return self.drop(side, DropReason::OutOfState) };
-        match Self::on_established(e, side, info, replay, len, now, &t) {
+        match Self::on_established(e, side, tcp, info.tcp_flags, info.seq, replay, len, now, &t) {
             Ok(()) => Action::Forward,
             Err(r) => self.drop(side, r),
         }
@@ -409,17 +478,20 @@ impl Engine {
 
     /// [`Self::established`] on the flow's entry, already looked up: forward
     /// (`Ok`) or drop for the reason given.
-    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn on_established(
         e: &mut FlowEntry,
         side: Side,
-        info: &FrameInfo,
+        tcp: bool,
+        tcp_flags: u8,
+        seq: u32,
         replay: bool,
         len: u32,
         now: u64,
         t: &crate::flow::Timeouts,
     ) -> Result<(), DropReason> {
-        if info.l4 != L4Kind::Tcp {
+        if !tcp {
             e.on_udp(now, t);
             if !e.verdict().allowed() {
                 return Err(e.verdict().unpack().map_or(DropReason::NoMatch, |d| drop_of_reason(d.reason)));
@@ -430,7 +502,14 @@ impl Engine {
         if replay {
             return Err(DropReason::Replay);
         }
-        match e.on_tcp(side, TcpFlags(info.tcp_flags), info.seq, now, t) {
+        if e.on_tcp_data(TcpFlags(tcp_flags), now, t) {
+            if !e.verdict().allowed() {
+                return Err(e.verdict().unpack().map_or(DropReason::OutOfState, |d| drop_of_reason(d.reason)));
+            }
+            e.account(side, len);
+            return Ok(());
+        }
+        match e.on_tcp(side, TcpFlags(tcp_flags), seq, now, t) {
             TcpStep::Rst => {
                 e.account(side, len);
                 Ok(())
@@ -475,7 +554,7 @@ impl Engine {
     ) -> Action {
         let p = &cfg.policy;
         let gen = cfg.generation();
-        let has_opt = has_identity_option(buf.data(), info);
+        let has_opt = has_identity_option(buf.data(), info.tcp_opts_offset, info.tcp_opts_len);
         // The flow's own SYN again once established: a replay.
         if let Some(e) = self.table.get(&key) {
             if e.initiator() != side {
@@ -632,7 +711,7 @@ impl Engine {
         let gen = cfg.generation();
         let t = *self.table.timeouts();
         let len = buf.len() as u32;
-        let has_opt = has_identity_option(buf.data(), info);
+        let has_opt = has_identity_option(buf.data(), info.tcp_opts_offset, info.tcp_opts_len);
         let Some(e) = self.table.lookup(&key, now) else { return self.drop(side, DropReason::OutOfState) };
         let step = e.on_tcp(side, TcpFlags(info.tcp_flags), info.seq, now, &t);
         if !matches!(step, TcpStep::SynAck | TcpStep::SynAckRetransmit) {
@@ -788,7 +867,7 @@ impl Engine {
         pu: PuId,
         now: u64,
     ) -> Action {
-        if has_identity_option(buf.data(), info) {
+        if has_identity_option(buf.data(), info.tcp_opts_offset, info.tcp_opts_len) {
             return self.drop(side, DropReason::NoFlowState);
         }
         let flags = TcpFlags(info.tcp_flags);

@@ -293,7 +293,7 @@ impl FlowEntry {
     }
 
     /// Counts one packet of `len` bytes received from `side`.
-    #[inline]
+    #[inline(always)]
     pub fn account(&mut self, side: Side, len: u32) {
         let i = side as usize;
         self.packets[i] += 1;
@@ -309,6 +309,20 @@ impl FlowEntry {
     #[inline]
     fn refresh(&mut self, now: u64, t: &Timeouts) {
         self.deadline = now.saturating_add(t.for_state(self.state()));
+    }
+
+    /// The common case of [`Self::on_tcp`] tested first: a packet of an
+    /// established flow without SYN, FIN or RST only refreshes the idle
+    /// deadline. Returns whether that applied; if not, nothing changed and
+    /// `on_tcp` takes the packet.
+    #[inline(always)]
+    pub fn on_tcp_data(&mut self, flags: TcpFlags, now: u64, t: &Timeouts) -> bool {
+        const ESTABLISHED: u8 = FlowState::Established.to_u8();
+        if self.state != ESTABLISHED || flags.0 & (TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST) != 0 {
+            return false;
+        }
+        self.deadline = now.saturating_add(t.established);
+        true
     }
 
     /// Advances the TCP state machine for a packet from `from` and refreshes

@@ -108,7 +108,7 @@ impl FlowState {
         }
     }
 
-    pub(crate) fn to_u8(self) -> u8 {
+    pub(crate) const fn to_u8(self) -> u8 {
         match self {
             FlowState::SynSent => 0,
             FlowState::SynAckSeen => 1,

@@ -125,6 +125,10 @@ impl FlowTable {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+    /// Slots in the table (more than its capacity: the load factor's room).
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
     pub fn capacity(&self) -> usize {
         self.capacity
     }
@@ -193,7 +197,7 @@ impl FlowTable {
     }
 
     /// `Ok(slot)` holding `key`, or `Err(first empty slot)` on its probe path.
-    #[inline]
+    #[inline(always)]
     fn find(&self, key: &FlowKey, h: u64) -> Result<usize, usize> {
         let tag = Self::tag(h);
         let mut i = self.home(h);
@@ -219,13 +223,25 @@ impl FlowTable {
 
     #[inline]
     pub fn lookup_hashed(&mut self, key: &FlowKey, h: u64, now: u64) -> Option<&mut FlowEntry> {
+        self.lookup_with_timeouts(key, h, now).map(|(e, _)| e)
+    }
+
+    /// [`Self::lookup_hashed`], with the table's timeouts beside the entry
+    /// (the packet's state update needs both; one borrow of the table).
+    #[inline(always)]
+    pub fn lookup_with_timeouts(&mut self, key: &FlowKey, h: u64, now: u64) -> Option<(&mut FlowEntry, &Timeouts)> {
         let i = self.find(key, h).ok()?;
         if self.entries[i].deadline <= now {
-            self.stats.expired += 1;
-            self.remove_at(i, EndReason::Expired, now);
+            self.expire(i, now);
             return None;
         }
-        Some(&mut self.entries[i])
+        Some((&mut self.entries[i], &self.timeouts))
+    }
+
+    #[cold]
+    fn expire(&mut self, i: usize, now: u64) {
+        self.stats.expired += 1;
+        self.remove_at(i, EndReason::Expired, now);
     }
 
     /// Read-only view of a flow, expired or not (for inspection and tests).

@@ -1,12 +1,31 @@
 //! Fuzz target bodies for the wire layer, shared by `cargo fuzz` and by a unit
 //! test that replays the seed corpus plus pseudo-random mutations.
 
-use super::{parse_frame, tcp, udp, L4Kind};
+use super::{parse_frame, peek, tcp, udp, Addr, L4Kind};
 
 /// Parses `data` as a frame; on success checks that every offset the summary
-/// reports lies inside the frame and walks the options it points at.
+/// reports lies inside the frame and walks the options it points at. Where
+/// the fast path's [`peek::peek`] reads the frame, it must read what the
+/// full parse reads.
 pub fn parse(data: &[u8]) {
-    let Ok(info) = parse_frame(data) else { return };
+    let parsed = parse_frame(data);
+    if let Some(p) = peek::peek(data) {
+        let Ok(info) = parsed else { panic!("peek read a frame parse_frame rejects: {parsed:?}") };
+        let addr = |a: Addr| match a {
+            Addr::V4(b) => (0xffff_u128 << 32) | u128::from(u32::from_be_bytes(b)),
+            Addr::V6(b) => u128::from_be_bytes(b),
+            Addr::None => panic!("peek read a non-IP frame"),
+        };
+        assert!(!info.fragment && matches!(info.l4, L4Kind::Tcp | L4Kind::Udp) && info.udp_opts_len == 0);
+        assert_eq!((p.src, p.dst, p.proto), (addr(info.src), addr(info.dst), info.proto));
+        assert_eq!(p.family, if matches!(info.src, Addr::V4(_)) { 4 } else { 6 });
+        assert_eq!(
+            (p.src_port, p.dst_port, p.tcp_flags, p.seq),
+            (info.src_port, info.dst_port, info.tcp_flags, info.seq)
+        );
+        assert_eq!((p.tcp_opts_offset, p.tcp_opts_len), (info.tcp_opts_offset, info.tcp_opts_len));
+    }
+    let Ok(info) = parsed else { return };
     let n = data.len();
     let ip_end = usize::from(info.ip_end);
     assert!(ip_end <= n);

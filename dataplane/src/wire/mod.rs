@@ -15,6 +15,7 @@ mod frame;
 pub mod fuzzing;
 pub mod ipv4;
 pub mod ipv6;
+pub mod peek;
 pub mod tcp;
 pub mod udp;
 

@@ -303,11 +303,16 @@ impl Worker {
     /// Carries out the engine's effects: generated handshake frames (in mbufs
     /// from the pool), held datagrams released (in order, to the outside
     /// port) or freed.
+    #[inline(always)]
     fn effects(&mut self) {
         let n = self.engine.as_ref().map_or(0, |e| e.engine.effects().len());
-        if n == 0 {
-            return;
+        if n > 0 {
+            self.run_effects(n);
         }
+    }
+
+    #[cold]
+    fn run_effects(&mut self, n: usize) {
         for i in 0..n {
             let Some(e) = self.engine.as_ref() else { return };
             match e.engine.effects()[i] {
