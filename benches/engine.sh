@@ -5,7 +5,8 @@
 # the median of the 1-second samples after the first two (warm-up).
 #
 #   benches/engine.sh [seconds-per-run (8)] [case...]
-#   cases: est-1k est-1m syn-insert syn-verify (default: all four)
+#   cases: est-1k est-1m udp-est-1k udp-est-1m syn-insert syn-verify
+#          (default: all but udp-est-1m)
 #
 # est-1k / est-1m  established TCP, 64-byte frames round-robin over 1024 /
 #                  1048576 flows, into gatewayd's inside port with
@@ -21,6 +22,36 @@
 #                  1M flows need 1M mbufs held by net_pcap: that run uses
 #                  --no-huge -m 6144 for testpmd and gatewayd alike (loading the
 #                  capture takes some seconds, not counted).
+# udp-est-1k /     established UDP, 64-byte datagrams (scenario-gen udp-request,
+# udp-est-1m       18 payload bytes, port 5001) round-robin over 1024 / 1048576
+#                  flows, into gatewayd's inside port with
+#                  docs/examples/bench-gw-a-udp.yaml, where the destinations
+#                  10.1.0.0/24 are a managed UDP network covered by peer gw-b.
+#                  So every flow takes the UDP identity handshake path: its
+#                  first datagram is held and a signed request goes out of the
+#                  outside port. A one-ended run cannot complete a handshake:
+#                  the answer must echo the request's nonce, which is fresh and
+#                  random, and the outside port is net_null, so nobody answers.
+#                  After the default backoff (50/100/200/400 ms: 3 retransmits,
+#                  750 ms) the external-network rule `servers-by-address`
+#                  decides (note udp_handshake_timeout): each flow becomes
+#                  authorized with an allow verdict and no remote identity, and
+#                  its held datagram is released. From then on every datagram
+#                  is one flow lookup and the cached verdict, the same work as
+#                  for a flow authorized by a verified response (the remote
+#                  identity is only read when a new policy generation
+#                  re-decides the flow). [udp_handshake] pending = hold_total =
+#                  flows and hold_per_flow = 1, so all flows are pending at once
+#                  and exactly one datagram per flow is held; the others sent
+#                  while pending are dropped (udp_hold_queue_full), all in the
+#                  two warm-up seconds. Printed and to be checked:
+#                  udp_request_sent = udp_handshake_timeout =
+#                  external_network_allow = udp_released = flows,
+#                  udp_request_retransmit = 3 x flows, udp_handshake_done = 0,
+#                  and `drops in measured seconds` = 0 (the drops of the sampled
+#                  stats lines). Compared with testpmd io and 5tswap on the same
+#                  capture. 1M flows: as est-1m, plus 1M mbufs for held
+#                  datagrams, so gatewayd gets --no-huge -m 8192.
 # syn-insert       SYNs (Linux options) from the PU 10.0.0.0/16 to the managed
 #                  10.1.0.0/24 covered by peer gw-b, into the inside port of
 #                  bench-gw-a: identity inserted (HMAC), flow upserted.
@@ -36,7 +67,7 @@ set -eu
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root (hugepages)" >&2; exit 1; }
 SECS=${1:-8}; shift || true
-CASES=("$@"); [ ${#CASES[@]} -gt 0 ] || CASES=(est-1k est-1m syn-insert syn-verify)
+CASES=("$@"); [ ${#CASES[@]} -gt 0 ] || CASES=(est-1k est-1m udp-est-1k syn-insert syn-verify)
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 command -v dpdk-testpmd >/dev/null || { echo "dpdk-testpmd missing: run tools/setup.sh" >&2; exit 1; }
 
@@ -62,7 +93,9 @@ testpmd() {
         awk '/Rx-pps:/ {n++; if (n % 2 == 1) print $2 / 1e6}' | tail -n +3 | median
 }
 
-# gatewayd RXPORT(inside|outside) PCAP POLICY FLOWS MBUFS MEM... -> Mpps (counters in $W/counters.json)
+# gatewayd RXPORT(inside|outside) PCAP POLICY FLOWS MBUFS MEM... -> Mpps (counters in $W/counters.json,
+# stats lines in $W/stats.log); $GW_TOML is appended to its configuration
+GW_TOML=
 gatewayd() {
     local from=$1 pcap=$2 policy=$3 flows=$4 mbufs=$5; shift 5
     local eal=(-l 0-1 --no-pci "$@" --log-level '*:warning')
@@ -82,10 +115,11 @@ mbufs = $mbufs
 file = "$PWD/docs/examples/$policy"
 [flows]
 capacity = $flows
+$GW_TOML
 TOML
     rm -f "$W/counters.json"
     "$T/gatewayd" --config "$W/gw.toml" --stats-interval 1 --duration "$((SECS + mbufs / 100000))" --counters-json "$W/counters.json" 2>&1 |
-        awk -v f="$field" '/^stats:/ {for (i = 1; i <= NF; i++) if ($i == f) print $(i+1)}' | tail -n +3 | median
+        tee "$W/stats.log" | awk -v f="$field" '/^stats:/ {for (i = 1; i <= NF; i++) if ($i == f) print $(i+1)}' | tail -n +3 | median
 }
 
 # What the gateway did, from its final counters: "forwarded=… drops=… note=…".
@@ -119,6 +153,23 @@ for c in "${CASES[@]}"; do
         echo "  $c: $(counters from_inside no_flow_state_allowed) (flows: $n)"
         row "established, $n flows" "$frames" "$io" "$sw" "$gw" "$(ratio "$gw" "$io")" "$(ratio "$gw" "$sw")" \
             "$([ "$c" = est-1k ] && echo 'target gw/5tswap >= 0.5')"
+        ;;
+    udp-est-1k | udp-est-1m)
+        if [ "$c" = udp-est-1k ]; then n=1024; frames=4096; mem=("${HUGE[@]}"); gmem=("${HUGE[@]}"); cap=65536
+        else n=1048576; frames=1048576; mem=(--no-huge -m 6144); gmem=(--no-huge -m 8192); cap=2097152; fi
+        "$T/scenario-gen" udp-request --flows "$n" --size 64 -c "$frames" -o "$W/$c.pcap" >/dev/null
+        mb=$((frames + 32768))
+        io=$(testpmd io "$W/$c.pcap" "$mb" "${mem[@]}")
+        sw=$(testpmd 5tswap "$W/$c.pcap" "$mb" "${mem[@]}")
+        GW_TOML=$(printf '[udp_handshake]\npending = %d\nhold_total = %d\nhold_per_flow = 1' "$n" "$n")
+        # the pool also holds one datagram per pending flow, and the generated requests
+        gw=$(gatewayd inside "$W/$c.pcap" bench-gw-a-udp.yaml "$cap" "$((mb + n + 64))" "${gmem[@]}")
+        GW_TOML=
+        measured=$(awk '/^stats:/ {n++; if (n > 2) d += $NF} END {print d + 0}' "$W/stats.log")
+        echo "  $c: $(counters from_inside udp_request_sent udp_request_retransmit udp_handshake_timeout \
+            external_network_allow udp_released udp_handshake_done) (flows: $n; drops in measured seconds: $measured)"
+        row "established UDP, $n flows" "$frames" "$io" "$sw" "$gw" "$(ratio "$gw" "$io")" "$(ratio "$gw" "$sw")" \
+            "handshake timed out, ACL allow"
         ;;
     syn-insert | syn-verify)
         frames=16384

@@ -153,6 +153,11 @@ fn parse(frame: &[u8]) -> Parsed {
         17 => {
             assert_eq!(be16(&seg[4..6]) as usize, l4_len, "UDP length");
             assert_ne!(be16(&seg[6..8]), 0, "UDP checksum present");
+            let mut z = seg.to_vec();
+            z[6] = 0;
+            z[7] = 0;
+            let c = !ones_sum(&[&pseudo, &z]);
+            assert_eq!(if c == 0 { 0xffff } else { c }, be16(&seg[6..8]), "UDP checksum recomputed");
             Parsed { src, dst, proto, ttl, src_port, dst_port, tcp: None, payload_len: l4_len - 8, padding }
         }
         p => panic!("unexpected protocol {p}"),
@@ -298,6 +303,36 @@ fn udp_64_fills_the_minimum_frame_with_payload() {
         let p = parse(&r.data);
         assert_eq!((r.data.len(), p.payload_len, p.padding), (60, 18, 0));
     }
+}
+
+/// What benches/engine.sh udp-est-1k feeds gatewayd (`udp-request --flows
+/// 1024 --size 64 -c 4096`): 60-byte datagrams to port 5001 of 10.1.0.0/24
+/// from 10.0.0.0/16, strictly round-robin, so every flow appears once per
+/// 1024 frames and the capture holds each of them four times.
+#[test]
+fn udp_request_round_robin_is_the_engine_bench_capture() {
+    let mut c = config(Kind::UdpRequest);
+    c.count = 4096;
+    let (recs, sum) = run(c);
+    assert_eq!((sum.frames, sum.bytes, sum.flows), (4096, 4096 * 60, 1024));
+    let within = |a: IpAddr, prefix: &[u8]| matches!(a, IpAddr::V4(v) if v.octets().starts_with(prefix));
+    let tuples: Vec<_> = recs
+        .iter()
+        .map(|r| {
+            assert_eq!((r.data.len(), r.orig_len), (60, 60));
+            let p = parse(&r.data);
+            assert_eq!((p.proto, p.dst_port, p.ttl, p.payload_len, p.padding), (17, 5001, 64, 18, 0));
+            assert!(within(p.src, &[10, 0]) && within(p.dst, &[10, 1, 0]), "{} -> {}", p.src, p.dst);
+            (p.src, p.src_port, p.dst, p.dst_port)
+        })
+        .collect();
+    let first: HashSet<_> = tuples[..1024].iter().collect();
+    assert_eq!(first.len(), 1024, "the first 1024 frames are 1024 different flows");
+    for (i, t) in tuples.iter().enumerate().skip(1024) {
+        assert_eq!(t, &tuples[i % 1024], "frame {i} is not flow {}", i % 1024);
+    }
+    // The IP id advances per flow, so repeated datagrams are not byte-identical.
+    assert_ne!(recs[0].data, recs[1024].data);
 }
 
 #[test]
