@@ -166,6 +166,8 @@ impl Gateway {
         let mut event_consumers = Vec::new();
         let mut engines: Vec<Option<EngineSetup>> = Vec::new();
         let mut all_stats = Vec::new();
+        // Flow tables are read at random per packet: back them with huge pages.
+        dataplane::flow::table::set_memory_advice(dpdk_bindings::advise_hugepages);
         for i in 0..n {
             let stats = Arc::new(WorkerStats::default());
             engines.push(config.as_ref().map(|c| {

@@ -83,13 +83,35 @@ pub enum Action {
     Answer,
 }
 
-/// What the fast path made of a frame.
-enum Fast {
-    Done(Action),
-    /// Read, but not a decided flow of this snapshot (or a handshake packet).
-    Missed,
-    /// Not a shape the fast path reads.
+/// What [`Engine::look`] found in a frame, for [`Engine::process_looked`].
+#[derive(Debug, Clone, Copy)]
+pub struct Looked {
+    key: FlowKey,
+    h: u64,
+    seq: u32,
+    tcp_flags: u8,
+    kind: LookKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LookKind {
+    /// Not a shape [`peek`] reads: the full parse decides.
     NotPlain,
+    /// A TCP SYN or SYN-ACK: the full path.
+    Handshake,
+    Tcp,
+    /// TCP carrying an identity option outside the handshake.
+    Replay,
+    Udp,
+}
+
+impl Looked {
+    pub const NOT_PLAIN: Looked = Looked::of(LookKind::NotPlain);
+    const HANDSHAKE: Looked = Looked::of(LookKind::Handshake);
+
+    const fn of(kind: LookKind) -> Looked {
+        Looked { key: crate::flow::key::ZERO_KEY, h: 0, seq: 0, tcp_flags: 0, kind }
+    }
 }
 
 /// One pass of [`Engine::sweep`] over the whole flow table takes about this
@@ -325,34 +347,72 @@ impl Engine {
 
     /// Processes one frame that arrived on `side`. `now` is Unix time in
     /// nanoseconds (key windows and flow timeouts use it).
+    #[inline]
     pub fn process<B: PacketBuf>(&mut self, cfg: &EngineConfig, side: Side, buf: &mut B, now: u64) -> Action {
-        let plain = match self.fast(cfg, side, buf, now) {
-            Fast::Done(a) => return a,
-            Fast::Missed => true,
-            Fast::NotPlain => false,
+        let l = self.look(side, buf.data(), |_| ());
+        self.process_looked(cfg, side, buf, &l, now)
+    }
+
+    /// The first half of [`Self::process`], meant to run over a whole burst
+    /// before any of it is processed: reads a plain frame's flow key
+    /// ([`peek`]), hashes it, and hands `hint` the table lines its lookup will
+    /// read, for the I/O layer to prefetch (this crate has no `unsafe`). By
+    /// the time the burst's frames are processed, their slots are in cache.
+    #[inline(always)]
+    pub fn look(&self, side: Side, frame: &[u8], hint: impl Fn(*const u8)) -> Looked {
+        let Some(p) = peek(frame) else { return Looked::NOT_PLAIN };
+        let tcp = p.proto == wire::ip_proto::TCP;
+        if tcp && p.tcp_flags & TcpFlags::SYN != 0 {
+            return Looked::HANDSHAKE;
+        }
+        let (key, h) = self.table.key_hashed(side, p.src, p.dst, p.family, p.src_port, p.dst_port, p.proto);
+        self.table.prefetch(h, hint);
+        let replay = tcp && has_identity_option(frame, p.tcp_opts_offset, p.tcp_opts_len);
+        let kind = if replay {
+            LookKind::Replay
+        } else if tcp {
+            LookKind::Tcp
+        } else {
+            LookKind::Udp
+        };
+        Looked { key, h, seq: p.seq, tcp_flags: p.tcp_flags, kind }
+    }
+
+    /// The second half of [`Self::process`], on what [`Self::look`] found in
+    /// this same, unchanged frame.
+    #[inline]
+    pub fn process_looked<B: PacketBuf>(
+        &mut self,
+        cfg: &EngineConfig,
+        side: Side,
+        buf: &mut B,
+        l: &Looked,
+        now: u64,
+    ) -> Action {
+        let plain = match l.kind {
+            LookKind::NotPlain => false,
+            LookKind::Handshake => true,
+            _ => match self.fast(cfg, side, buf.len() as u32, l, now) {
+                Some(a) => return a,
+                None => true,
+            },
         };
         self.full(cfg, side, buf, plain, now)
     }
 
-    /// The fast path: a plain frame ([`peek`]) of a flow already decided under
-    /// this snapshot, not a handshake packet. One look at the headers, one
-    /// lookup; nothing is parsed in full and no byte changes.
+    /// The fast path: a plain frame of a flow already decided under this
+    /// snapshot, not a handshake packet: one lookup, nothing parsed in full,
+    /// no byte changed. `None`: not such a flow.
     #[inline(always)]
-    fn fast<B: PacketBuf>(&mut self, cfg: &EngineConfig, side: Side, buf: &B, now: u64) -> Fast {
-        let Some(p) = peek(buf.data()) else { return Fast::NotPlain };
-        let tcp = p.proto == wire::ip_proto::TCP;
-        if tcp && p.tcp_flags & TcpFlags::SYN != 0 {
-            return Fast::Missed;
-        }
-        let (key, h) = self.table.key_hashed(side, p.src, p.dst, p.family, p.src_port, p.dst_port, p.proto);
-        let replay = tcp && has_identity_option(buf.data(), p.tcp_opts_offset, p.tcp_opts_len);
-        let (len, gen) = (buf.len() as u32, cfg.generation());
-        let Some((e, t)) = self.table.lookup_with_timeouts(&key, h, now) else { return Fast::Missed };
+    fn fast(&mut self, cfg: &EngineConfig, side: Side, len: u32, l: &Looked, now: u64) -> Option<Action> {
+        let gen = cfg.generation();
+        let (e, t) = self.table.lookup_with_timeouts(&l.key, l.h, now)?;
         if e.policy_generation() != gen || !e.verdict().is_decided() {
-            return Fast::Missed;
+            return None;
         }
         // One lookup: the entry found is the one updated.
-        Fast::Done(match Self::on_established(e, side, tcp, p.tcp_flags, p.seq, replay, len, now, t) {
+        let (tcp, replay) = (l.kind != LookKind::Udp, l.kind == LookKind::Replay);
+        Some(match Self::on_established(e, side, tcp, l.tcp_flags, l.seq, replay, len, now, t) {
             Ok(()) => Action::Forward,
             Err(r) => self.drop(side, r),
         })

@@ -92,6 +92,28 @@ pub struct FlowTable {
     stats: FlowTableStats,
 }
 
+/// Called with each table region before it is first written, so that the
+/// I/O layer can ask for huge pages ([`set_memory_advice`]).
+static MEMORY_ADVICE: std::sync::OnceLock<fn(*const u8, usize)> = std::sync::OnceLock::new();
+
+/// Sets, once per process and before any table is built, the function told
+/// about each new table's memory (gatewayd passes
+/// `dpdk_bindings::advise_hugepages`: with 4 KiB pages a lookup in a large
+/// table is a TLB miss as well as a cache miss). Later calls are ignored.
+pub fn set_memory_advice(f: fn(*const u8, usize)) {
+    let _ = MEMORY_ADVICE.set(f);
+}
+
+/// `n` copies of `v` in memory announced to the advice before it is written.
+fn table_of<T: Clone>(n: usize, v: T) -> Box<[T]> {
+    let mut t = Vec::with_capacity(n);
+    if let Some(advise) = MEMORY_ADVICE.get() {
+        advise(t.as_ptr() as *const u8, n * std::mem::size_of::<T>());
+    }
+    t.resize(n, v);
+    t.into_boxed_slice()
+}
+
 impl FlowTable {
     /// Bytes of table memory per flow of capacity (entries and tags at a load of 0.8).
     pub const BYTES_PER_FLOW: usize = (std::mem::size_of::<FlowEntry>() + 4) * 5 / 4;
@@ -104,8 +126,8 @@ impl FlowTable {
         let slots = (capacity + capacity / 4).max(capacity + 1);
         let empty = Ended { entry: FlowEntry::EMPTY, reason: EndReason::Expired, at: 0 };
         FlowTable {
-            entries: vec![FlowEntry::EMPTY; slots].into_boxed_slice(),
-            tags: vec![0u32; slots].into_boxed_slice(),
+            entries: table_of(slots, FlowEntry::EMPTY),
+            tags: table_of(slots, 0u32),
             slots,
             len: 0,
             capacity,

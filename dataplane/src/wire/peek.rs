@@ -56,7 +56,7 @@ fn fixed<const N: usize>(frame: &[u8], at: usize) -> Option<&[u8; N]> {
 }
 
 /// The plain-shape fields of `frame`, or `None` for any other shape.
-#[inline]
+#[inline(always)]
 pub fn peek(frame: &[u8]) -> Option<Peek> {
     if frame.len() > usize::from(u16::MAX) {
         return None;
