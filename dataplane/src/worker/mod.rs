@@ -251,7 +251,7 @@ impl Worker {
             self.owner[i] = owner as u16;
             if let Some(e) = self.engine.as_ref() {
                 if owner == self.s.index {
-                    self.looked[i] = e.engine.look(side_p, frame, |p| dpdk_bindings::prefetch(p));
+                    self.looked[i] = e.engine.look(side_p, frame, dpdk_bindings::prefetch::<u8>);
                 }
             }
         }
