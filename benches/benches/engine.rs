@@ -16,7 +16,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use dataplane::buf::{PacketBuf, VecBuf};
-use dataplane::engine::{Action, Engine, EngineConfig, Looked};
+use dataplane::engine::{Action, Engine, EngineConfig};
 use dataplane::policy::Side;
 use dataplane::stats::WorkerStats;
 use dataplane::wire::builder::{build, Spec};
@@ -57,39 +57,22 @@ fn spec(i: u32, flags: u8, opts: &[u8]) -> Spec<'_> {
     }
 }
 
-/// Frames per burst, as the worker receives them.
-const BURST: usize = 32;
-
-/// Runs `frames` through `engine` round-robin, a burst at a time as the
-/// worker does (a first pass of `Engine::look` over the burst, prefetching
-/// flow slots, then each frame processed): for about two seconds, or for
+/// Runs `frames` through `engine` round-robin: for about two seconds, or for
 /// `ENGINE_BENCH_FRAMES` frames. Every frame must be forwarded.
 fn run(name: &str, engine: &mut Engine, cfg: &EngineConfig, side: Side, frames: &[Vec<u8>]) {
     let fixed: Option<u64> = std::env::var("ENGINE_BENCH_FRAMES").ok().and_then(|v| v.parse().ok());
-    let mut bufs: Vec<VecBuf> = (0..BURST).map(|_| VecBuf::with_room(&frames[0], 128, 128)).collect();
-    let mut looked = [Looked::NOT_PLAIN; BURST];
-    // ENGINE_BENCH_PREFETCH=0: the same passes without the prefetch (what it buys).
-    let prefetch = std::env::var("ENGINE_BENCH_PREFETCH").map_or(true, |v| v != "0");
+    let mut buf = VecBuf::with_room(&frames[0], 128, 128);
     let (c0, t0) = (thread_cpu_ns(), std::time::Instant::now());
     let (mut n, mut i) = (0u64, 0usize);
     loop {
-        for _ in 0..4096 / BURST {
-            for (b, l) in bufs.iter_mut().zip(looked.iter_mut()) {
-                b.reset(&frames[i], 128).expect("room");
-                *l = engine.look(side, b.data(), |p| {
-                    if prefetch {
-                        dpdk_bindings::prefetch(p)
-                    }
-                });
-                i += 1;
-                if i == frames.len() {
-                    i = 0;
-                }
-            }
-            for (b, l) in bufs.iter_mut().zip(looked.iter()) {
-                let a = engine.process_looked(cfg, side, b, l, NOW + n);
-                assert_eq!(a, Action::Forward, "{name}: frame {i}");
-                black_box(b.data());
+        for _ in 0..4096 {
+            buf.reset(&frames[i], 128).expect("room");
+            let a = engine.process(cfg, side, &mut buf, NOW + n);
+            assert_eq!(a, Action::Forward, "{name}: frame {i}");
+            black_box(buf.data());
+            i += 1;
+            if i == frames.len() {
+                i = 0;
             }
         }
         n += 4096;
@@ -109,7 +92,7 @@ fn run(name: &str, engine: &mut Engine, cfg: &EngineConfig, side: Side, frames: 
 
 fn established(name: &str, flows: u32) {
     let cfg = policy("bench-gw-a.yaml");
-    let mut e = Engine::new((flows as usize * 64).clamp(65536, 2 << 20), 7, Arc::new(WorkerStats::default()), None);
+    let mut e = Engine::new((flows as usize * 64).clamp(65_536, 2 << 20), 7, Arc::new(WorkerStats::default()), None);
     let frames: Vec<Vec<u8>> = (0..flows).map(|i| build(&spec(i, tf::ACK, &[]))).collect();
     for f in &frames {
         // first packet of each flow: no flow state, allowed by the ACL, established

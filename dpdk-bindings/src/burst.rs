@@ -118,24 +118,6 @@ impl Burst {
         Drain { burst: self, next: 0, end: len }
     }
 
-    /// Packet `i`'s first-segment bytes, left in the burst: a whole burst can
-    /// be looked at (and its flow-table slots prefetched) before any of it is
-    /// taken out and processed.
-    #[inline(always)]
-    pub fn data(&self, i: usize) -> Option<&[u8]> {
-        if i >= self.len {
-            return None;
-        }
-        // SAFETY: 0..len are valid mbufs the burst owns until drained, which
-        // needs &mut self, so they outlive the returned borrow of &self.
-        let h = unsafe { &*self.pkts[i] };
-        // SAFETY: data_off..data_off + data_len lies inside the mbuf's buffer
-        // at buf_addr (an mbuf invariant), initialised by the device.
-        Some(unsafe {
-            std::slice::from_raw_parts((h.buf_addr as *const u8).add(usize::from(h.data_off)), usize::from(h.data_len))
-        })
-    }
-
     /// Hints the CPU to fetch packet `i`'s first cache line.
     #[inline(always)]
     pub fn prefetch(&self, i: usize) {

@@ -85,7 +85,7 @@ pub enum Action {
 
 /// What [`Engine::look`] found in a frame, for [`Engine::process_looked`].
 #[derive(Debug, Clone, Copy)]
-pub struct Looked {
+struct Looked {
     key: FlowKey,
     h: u64,
     seq: u32,
@@ -106,7 +106,7 @@ enum LookKind {
 }
 
 impl Looked {
-    pub const NOT_PLAIN: Looked = Looked::of(LookKind::NotPlain);
+    const NOT_PLAIN: Looked = Looked::of(LookKind::NotPlain);
     const HANDSHAKE: Looked = Looked::of(LookKind::Handshake);
 
     const fn of(kind: LookKind) -> Looked {
@@ -243,17 +243,6 @@ impl Engine {
         &self.extra[..self.extra_len]
     }
 
-    /// Hands `hint` the addresses a lookup of this frame's flow will read.
-    #[inline]
-    pub fn prefetch_flow(&self, side: Side, frame: &[u8], hint: impl Fn(*const u8)) {
-        if let Ok(info) = parse_frame(frame) {
-            if let (Some(s), Some(d)) = (ip(info.src), ip(info.dst)) {
-                let k = FlowKey::new(side, s, d, info.src_port, info.dst_port, info.proto);
-                self.table.prefetch(self.table.hash(&k), hint);
-            }
-        }
-    }
-
     /// Ends idle flows (a bounded amount of work, paced by [`SWEEP_PASS_NS`];
     /// call once per burst) and turns every ended flow into an `End` event.
     pub fn sweep(&mut self, now: u64) {
@@ -349,24 +338,23 @@ impl Engine {
     /// nanoseconds (key windows and flow timeouts use it).
     #[inline]
     pub fn process<B: PacketBuf>(&mut self, cfg: &EngineConfig, side: Side, buf: &mut B, now: u64) -> Action {
-        let l = self.look(side, buf.data(), |_| ());
+        let l = self.look(side, buf.data());
         self.process_looked(cfg, side, buf, &l, now)
     }
 
-    /// The first half of [`Self::process`], meant to run over a whole burst
-    /// before any of it is processed: reads a plain frame's flow key
-    /// ([`peek`]), hashes it, and hands `hint` the table lines its lookup will
-    /// read, for the I/O layer to prefetch (this crate has no `unsafe`). By
-    /// the time the burst's frames are processed, their slots are in cache.
+    /// The first half of [`Self::process`]: reads a plain frame's flow key
+    /// ([`peek`]) and hashes it. (Splitting a burst into a pass of these and
+    /// a pass of lookups, with the flow slots prefetched in between, was
+    /// measured slower in gatewayd: the first pass then waits for the frames'
+    /// bytes instead.)
     #[inline(always)]
-    pub fn look(&self, side: Side, frame: &[u8], hint: impl Fn(*const u8)) -> Looked {
+    fn look(&self, side: Side, frame: &[u8]) -> Looked {
         let Some(p) = peek(frame) else { return Looked::NOT_PLAIN };
         let tcp = p.proto == wire::ip_proto::TCP;
         if tcp && p.tcp_flags & TcpFlags::SYN != 0 {
             return Looked::HANDSHAKE;
         }
         let (key, h) = self.table.key_hashed(side, p.src, p.dst, p.family, p.src_port, p.dst_port, p.proto);
-        self.table.prefetch(h, hint);
         let replay = tcp && has_identity_option(frame, p.tcp_opts_offset, p.tcp_opts_len);
         let kind = if replay {
             LookKind::Replay
@@ -380,8 +368,8 @@ impl Engine {
 
     /// The second half of [`Self::process`], on what [`Self::look`] found in
     /// this same, unchanged frame.
-    #[inline]
-    pub fn process_looked<B: PacketBuf>(
+    #[inline(always)]
+    fn process_looked<B: PacketBuf>(
         &mut self,
         cfg: &EngineConfig,
         side: Side,

@@ -207,17 +207,6 @@ impl FlowTable {
         }
     }
 
-    /// Hands `hint` the addresses a lookup of `hash` will read first (its tag
-    /// and entry), to prefetch for a whole burst before processing it. The
-    /// prefetch instruction itself comes from the caller (the I/O layer), so
-    /// this crate needs no `unsafe`.
-    #[inline]
-    pub fn prefetch(&self, hash: u64, hint: impl Fn(*const u8)) {
-        let i = self.home(hash);
-        hint(self.tags[i..].as_ptr() as *const u8);
-        hint(self.entries[i..].as_ptr() as *const u8);
-    }
-
     /// `Ok(slot)` holding `key`, or `Err(first empty slot)` on its probe path.
     #[inline(always)]
     fn find(&self, key: &FlowKey, h: u64) -> Result<usize, usize> {

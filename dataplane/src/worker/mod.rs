@@ -32,7 +32,7 @@ use dpdk_bindings::{Mbuf, Mempool};
 
 use crate::dispatch;
 use crate::engine::udp::Effect;
-use crate::engine::{Action, Engine, EngineConfig, Looked};
+use crate::engine::{Action, Engine, EngineConfig};
 use crate::policy::Side as PSide;
 use crate::stats::{DirStats, DropReason, WorkerStats};
 
@@ -128,19 +128,6 @@ struct Worker {
     now: u64,
     /// Datagrams of pending UDP handshakes (allocated at start).
     hold: Option<hold::HoldStore>,
-    /// Per frame of the burst being received: the worker that owns its flow,
-    /// and what the engine's first look found in it (`Engine::look`).
-    owner: [u16; MAX_BURST],
-    looked: [Looked; MAX_BURST],
-}
-
-/// The engine's name for the port a frame came from.
-#[inline(always)]
-fn policy_side(s: Side) -> PSide {
-    match s {
-        Side::Inside => PSide::Inside,
-        Side::Outside => PSide::Outside,
-    }
 }
 
 impl WorkerSetup {
@@ -165,8 +152,6 @@ impl WorkerSetup {
             cfg: None,
             now: 0,
             hold,
-            owner: [0; MAX_BURST],
-            looked: [Looked::NOT_PLAIN; MAX_BURST],
         };
         w.run();
         0
@@ -234,37 +219,24 @@ impl Worker {
         }
         let mut tally = Tally::default();
         let mut handed = 0u64;
-        let many = self.s.workers > 1;
-        if many || self.engine.is_some() {
+        if self.s.workers > 1 || self.engine.is_some() {
             // The dispatch hash and the engine read each frame's headers.
             for i in 0..n {
                 rx.prefetch(i);
             }
         }
-        // First pass: who owns each frame's flow, and the engine's look at
-        // the ones this worker owns, which prefetches their flow slots while
-        // the rest of the burst is looked at (see `Engine::look`).
-        let side_p = policy_side(side);
-        for i in 0..n {
-            let Some(frame) = rx.data(i) else { break };
-            let owner = if many { dispatch::owner(dispatch::symmetric_flow_hash(frame), self.s.workers) } else { 0 };
-            self.owner[i] = owner as u16;
-            if let Some(e) = self.engine.as_ref() {
-                if owner == self.s.index {
-                    self.looked[i] = e.engine.look(side_p, frame, dpdk_bindings::prefetch::<u8>);
-                }
-            }
-        }
-        for (i, m) in rx.drain().enumerate() {
+        for m in rx.drain() {
             tally.rx_packets += 1;
             tally.rx_bytes += u64::from(m.pkt_len());
-            let owner = usize::from(self.owner[i]);
-            if owner != self.s.index {
-                self.hand_off(owner, m);
-                handed += 1;
-                continue;
+            if self.s.workers > 1 {
+                let owner = dispatch::owner(dispatch::symmetric_flow_hash(m.data()), self.s.workers);
+                if owner != self.s.index {
+                    self.hand_off(owner, m);
+                    handed += 1;
+                    continue;
+                }
             }
-            self.process(side, m, i);
+            self.process(side, m);
         }
         let st = self.dir_stats(side);
         st.rx_packets.add(tally.rx_packets);
@@ -282,10 +254,7 @@ impl Worker {
             total += self.s.handoff_in[r].dequeue(rx);
             for m in rx.drain() {
                 let side = if m.port() == self.s.inside_port { Side::Inside } else { Side::Outside };
-                if let Some(e) = self.engine.as_ref() {
-                    self.looked[0] = e.engine.look(policy_side(side), m.data(), |_| ());
-                }
-                self.process(side, m, 0);
+                self.process(side, m);
             }
         }
         if total > 0 {
@@ -296,14 +265,17 @@ impl Worker {
 
     /// The packet engine's verdict for one frame; without a policy every
     /// frame is forwarded unchanged to the opposite port (L2-transparent).
-    /// `looked`: the index of what `Engine::look` found in this frame.
     #[inline(always)]
-    fn process(&mut self, from: Side, mut m: Mbuf, looked: usize) {
+    fn process(&mut self, from: Side, mut m: Mbuf) {
         let (Some(e), Some(cfg)) = (self.engine.as_mut(), self.cfg.as_ref()) else {
             self.forward(from, m);
             return;
         };
-        match e.engine.process_looked(cfg, policy_side(from), &mut m, &self.looked[looked], self.now) {
+        let side = match from {
+            Side::Inside => PSide::Inside,
+            Side::Outside => PSide::Outside,
+        };
+        match e.engine.process(cfg, side, &mut m, self.now) {
             Action::Forward => self.forward(from, m),
             Action::Drop(_) | Action::Consume => drop(m),
             Action::Reply(_) | Action::Answer => self.reply(from, m),
