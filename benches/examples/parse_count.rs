@@ -6,7 +6,7 @@
 //!   valgrind --tool=callgrind target/release/examples/parse_count 2000000 v4
 //!
 //! The difference of the two totals over 1M is the count per parse (the same
-//! Linux SYN as the `packet` bench, result black-boxed by value as there).
+//! Linux SYN as the `packet` bench, result black-boxed by reference as there).
 
 use dataplane::wire::builder::{build, Spec};
 use dataplane::wire::parse_frame;
@@ -23,6 +23,6 @@ fn main() {
     let s = Spec { tcp_options: &LINUX_OPTS, ..Spec::default() };
     let f = if family == "v6" { build(&s.with_v6()) } else { build(&s) };
     for _ in 0..n {
-        let _ = black_box(parse_frame(black_box(&f)));
+        let _ = black_box(&parse_frame(black_box(&f)));
     }
 }
