@@ -119,13 +119,17 @@ impl<R: HubRecord> FlowHub<R> {
     }
 
     /// Adds one record (overwriting the oldest when full) and wakes readers.
-    pub fn push(&self, record: R) {
-        self.push_items(std::iter::once(Item::Record(record)));
+    pub fn push(&self, record: impl Into<R>) {
+        self.push_items(std::iter::once(Item::Record(record.into())));
     }
 
     /// Adds records in one go: one lock and one wake-up for the batch.
-    pub fn push_batch(&self, records: impl IntoIterator<Item = R>) {
-        self.push_items(records.into_iter().map(Item::Record));
+    pub fn push_batch<I>(&self, records: I)
+    where
+        I: IntoIterator,
+        I::Item: Into<R>,
+    {
+        self.push_items(records.into_iter().map(|r| Item::Record(r.into())));
     }
 
     /// Records that `count` events were lost before reaching the hub.
@@ -354,7 +358,7 @@ mod tests {
 
     #[test]
     fn overwrite_and_lapped_reader() {
-        let hub = FlowHub::new(8);
+        let hub = FlowHub::<Rec>::new(8);
         let mut r = hub.reader(&Query { follow: true, ..Query::default() }, &All);
         for v in 0..20 {
             hub.push(Rec { t: v as u64, v });
@@ -375,7 +379,7 @@ mod tests {
 
     #[test]
     fn last_n_with_filter_and_non_follow_end() {
-        let hub = FlowHub::new(64);
+        let hub = FlowHub::<Rec>::new(64);
         hub.push_batch((0..30).map(|v| Rec { t: 100 + v as u64, v }));
         let even = |r: &Rec| r.v % 2 == 0;
         let mut r = hub.reader(&Query { number: 3, ..Query::default() }, &even);
@@ -399,7 +403,7 @@ mod tests {
 
     #[test]
     fn worker_losses_travel_in_order() {
-        let hub = FlowHub::new(16);
+        let hub = FlowHub::<Rec>::new(16);
         let mut r = hub.reader(&Query { follow: true, ..Query::default() }, &All);
         hub.push(Rec { t: 1, v: 1 });
         hub.push_lost(LostSource::WorkerQueue, 5, 1, 2);
@@ -413,7 +417,7 @@ mod tests {
 
     #[tokio::test]
     async fn follower_wakes_on_push() {
-        let hub = FlowHub::new(16);
+        let hub = FlowHub::<Rec>::new(16);
         let mut r = hub.reader(&Query { follow: true, ..Query::default() }, &All);
         let h2 = hub.clone();
         let t = std::thread::spawn(move || {
@@ -427,7 +431,7 @@ mod tests {
 
     #[test]
     fn writer_never_waits_for_a_reader_that_does_not_read() {
-        let hub = FlowHub::new(1024);
+        let hub = FlowHub::<Rec>::new(1024);
         let _idle = hub.reader(&Query { follow: true, ..Query::default() }, &All);
         let t0 = std::time::Instant::now();
         for v in 0..200_000u32 {

@@ -214,28 +214,36 @@ impl FlowEvent {
 /// The control thread's side of every worker's event queue.
 pub struct Drain {
     consumers: Vec<Consumer>,
+    /// Per worker, records taken from its queue so far.
+    taken: Vec<u64>,
 }
 
 impl Drain {
     pub fn new(consumers: Vec<Consumer>) -> Drain {
-        Drain { consumers }
+        Drain { taken: vec![0; consumers.len()], consumers }
+    }
+
+    /// Moves up to `max` queued records (all workers, each in its order),
+    /// with the index of the worker each came from, into `out`; returns how many.
+    pub fn poll_records(&mut self, max: usize, out: &mut Vec<(u32, FlowRecord)>) -> usize {
+        let before = out.len();
+        for (w, (c, taken)) in self.consumers.iter_mut().zip(&mut self.taken).enumerate() {
+            while out.len() - before < max {
+                let Some(r) = c.pop() else { break };
+                *taken += 1;
+                out.push((w as u32, r));
+            }
+        }
+        out.len() - before
     }
 
     /// Takes up to `max` queued records (all workers, each in its order) and
-    /// resolves them.
+    /// resolves them (for the JSON flow log; `GetFlows` takes
+    /// [`Drain::poll_records`] through [`crate::api::wire::FlowFeed`]).
     pub fn poll(&mut self, history: &ConfigHistory, max: usize) -> Vec<FlowEvent> {
-        let mut out = Vec::new();
-        for (w, c) in self.consumers.iter_mut().enumerate() {
-            while out.len() < max {
-                let Some(r) = c.pop() else { break };
-                if let Some(cfg) = history.get(r.generation) {
-                    let mut e = FlowEvent::resolve(&r, &cfg);
-                    e.worker = w as u32;
-                    out.push(e);
-                }
-            }
-        }
-        out
+        let mut recs = Vec::new();
+        self.poll_records(max, &mut recs);
+        resolve_all(history, &recs)
     }
 
     /// Per worker: records it could not queue (its queue was full), in total.
@@ -243,10 +251,34 @@ impl Drain {
         self.consumers.iter().map(Consumer::lost).collect()
     }
 
+    /// Per worker: records it queued, in total (taken so far and still waiting).
+    pub fn queued_per_worker(&self) -> Vec<u64> {
+        self.consumers.iter().zip(&self.taken).map(|(c, t)| t + c.len() as u64).collect()
+    }
+
     /// Records the workers could not queue (the drain fell behind), in total.
     pub fn lost(&self) -> u64 {
         self.consumers.iter().map(Consumer::lost).sum()
     }
+}
+
+/// Resolves drained records (with their worker) to events; records of a
+/// generation no configuration covers are skipped.
+pub fn resolve_all(history: &ConfigHistory, records: &[(u32, FlowRecord)]) -> Vec<FlowEvent> {
+    let mut out = Vec::with_capacity(records.len());
+    let mut cfg: Option<Arc<EngineConfig>> = None;
+    for (w, r) in records {
+        // One history lookup per generation change, not per record.
+        if cfg.as_ref().map(|c| c.generation()) != Some(r.generation) {
+            cfg = history.get(r.generation).or(cfg);
+        }
+        if let Some(c) = &cfg {
+            let mut e = FlowEvent::resolve(r, c);
+            e.worker = *w;
+            out.push(e);
+        }
+    }
+    out
 }
 
 /// Writes events as JSON lines; returns how many.
@@ -310,5 +342,27 @@ external_networks:
         let line = String::from_utf8(buf).unwrap();
         assert!(line.ends_with("}\n") && line.lines().count() == 1);
         assert_eq!(drain.poll(&history, 100).len(), 0);
+    }
+
+    #[test]
+    fn the_drain_counts_what_each_worker_queued_and_lost() {
+        let key = FlowKey::new(Side::Outside, "192.168.50.7".parse().unwrap(), "10.2.0.20".parse().unwrap(), 1, 80, 6);
+        let r = FlowRecord::new(EventKind::Decision, 1, key, Side::Outside, 0, 0);
+        let (mut p0, c0) = dataplane::events::channel(4);
+        let (mut p1, c1) = dataplane::events::channel(4);
+        for _ in 0..6 {
+            p0.push(&r); // 4 queued, 2 refused
+        }
+        p1.push(&r);
+        let mut drain = Drain::new(vec![c0, c1]);
+        assert_eq!((drain.queued_per_worker(), drain.lost_per_worker()), (vec![4, 1], vec![2, 0]));
+        let mut out = Vec::new();
+        assert_eq!(drain.poll_records(3, &mut out), 3);
+        assert_eq!(out.iter().map(|(w, _)| *w).collect::<Vec<_>>(), [0, 0, 0]);
+        assert_eq!(drain.queued_per_worker(), vec![4, 1], "taken or waiting, queued all the same");
+        p0.push(&r);
+        assert_eq!(drain.poll_records(10, &mut out), 3);
+        assert_eq!(out.iter().map(|(w, _)| *w).collect::<Vec<_>>(), [0, 0, 0, 0, 0, 1]);
+        assert_eq!(drain.queued_per_worker(), vec![5, 1]);
     }
 }

@@ -83,7 +83,7 @@ fn bench_flow_events_to_a_getflows_reader() {
 #[test]
 #[ignore]
 fn bench_worker_queue_to_a_getflows_reader() {
-    use controlplane::api::link::flow_from_event;
+    use controlplane::api::wire::FlowFeed;
     use controlplane::flowlog::{ConfigHistory, Drain};
     use dataplane::engine::EngineConfig;
     use dataplane::events::{EventKind, FlowRecord};
@@ -126,17 +126,21 @@ fn bench_worker_queue_to_a_getflows_reader() {
             (i, pushed, producer.lost(), t0.elapsed())
         });
         let (hub, st, hist) = (h.hub.clone(), stop.clone(), history.clone());
+        // What gatewayd's control thread does (`ControlPlane::push_records`):
+        // drain, resolve and encode once through the feed's name tables, push.
         let control = std::thread::spawn(move || {
             let mut drain = Drain::new(vec![consumer]);
+            let mut feed = FlowFeed::new();
+            let mut records = Vec::with_capacity(4096);
             let mut resolved = 0u64;
             while !st.load(Ordering::Relaxed) {
-                let ev = drain.poll(&hist, 4096);
-                if ev.is_empty() {
+                records.clear();
+                if drain.poll_records(4096, &mut records) == 0 {
                     std::thread::sleep(Duration::from_micros(200));
                     continue;
                 }
-                resolved += ev.len() as u64;
-                hub.push_batch(ev.iter().map(flow_from_event));
+                resolved += records.len() as u64;
+                hub.push_batch(feed.resolve(&hist, &records));
             }
             resolved
         });

@@ -5,34 +5,36 @@
 //! channel fills, the task waits, the ring laps its reader, and the client
 //! gets a `LostEvent{RING, count}` in the stream before the records that
 //! follow — the writer (the drain) never waits for it.
+//!
+//! Records sit in the ring already encoded ([`RingFlow`]); a batch message is
+//! those bytes framed one after the other, so serving N readers costs no
+//! encoding per reader. The service is therefore served by [`FlowsServer`]
+//! below rather than the generated one (which would encode every record
+//! again with prost per reader); on the wire it is the same `GetFlows`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use dataplane::policy::lpm::{parse_cidr, Cidr};
-use dataplane::policy::{Selector, TagSet};
+use dataplane::policy::Selector;
+use prost::bytes::{BufMut, Bytes, BytesMut};
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::auth::Access;
 use super::convert::unix_ns;
 use super::pb;
-use crate::flowhub::{Filter, FlowHub, HubRecord, Item, LostSource, Query};
+use super::wire::{End, EndInfo, RingFlow};
+use crate::flowhub::{Filter, FlowHub, Item, LostSource, Query};
 
 /// The record type the hub holds.
-pub type FlowRecord = pb::Flow;
+pub type FlowRecord = RingFlow;
 pub type FlowRing = FlowHub<FlowRecord>;
-
-impl HubRecord for pb::Flow {
-    fn time_ns(&self) -> u64 {
-        self.time_unix_ns
-    }
-}
 
 /// How many messages a stream may have in flight toward its client: with up
 /// to [`SEND_BATCH`] records each, at most 1024 records (plus what HTTP/2's
@@ -82,12 +84,12 @@ fn tag_selector(s: &str) -> Result<Selector, String> {
     Selector::parse(&text).map_err(|e| e.to_string())
 }
 
-fn ip_of(s: &str) -> Option<Cidr> {
-    match s.parse::<IpAddr>().ok()? {
-        IpAddr::V4(a) => Some(Cidr::V4(u32::from(a), 32)),
+fn cidr_of(ip: IpAddr) -> Cidr {
+    match ip {
+        IpAddr::V4(a) => Cidr::V4(u32::from(a), 32),
         IpAddr::V6(a) => match a.to_ipv4_mapped() {
-            Some(v4) => Some(Cidr::V4(u32::from(v4), 32)),
-            None => Some(Cidr::V6(u128::from(a), 128)),
+            Some(v4) => Cidr::V4(u32::from(v4), 32),
+            None => Cidr::V6(u128::from(a), 128),
         },
     }
 }
@@ -111,11 +113,9 @@ struct EndFilter {
 }
 
 impl EndFilter {
-    fn matches(&self, e: Option<&pb::Endpoint>) -> bool {
-        let empty = pb::Endpoint::default();
-        let e = e.unwrap_or(&empty);
+    fn matches(&self, e: &End) -> bool {
         if !self.ips.is_empty() {
-            let Some(ip) = ip_of(&e.ip) else { return false };
+            let Some(ip) = e.ip.map(cidr_of) else { return false };
             if !self.ips.iter().any(|c| c.overlaps(&ip)) {
                 return false;
             }
@@ -123,15 +123,15 @@ impl EndFilter {
         if !self.ports.is_empty() && !self.ports.iter().any(|&(lo, hi)| (lo..=hi).contains(&(e.port as u16))) {
             return false;
         }
-        if !self.identities.is_empty() && !self.identities.contains(&e.identity) {
+        if !self.identities.is_empty() && !self.identities.contains(&e.info.identity) {
             return false;
         }
-        if !self.names.is_empty() && !self.names.iter().any(|n| *n == e.name) {
+        if !self.names.is_empty() && !self.names.iter().any(|n| **n == *e.info.name) {
             return false;
         }
         if !self.tags.is_empty() {
-            let Ok(tags) = TagSet::parse(&e.tags) else { return false };
-            if !self.tags.iter().any(|s| s.matches(&tags)) {
+            let Some(tags) = e.info.tagset() else { return false };
+            if !self.tags.iter().any(|s| s.matches(tags)) {
                 return false;
             }
         }
@@ -179,14 +179,15 @@ impl CompiledFilter {
         })
     }
 
-    pub fn matches(&self, r: &pb::Flow) -> bool {
+    /// On the record's resolved fields (no parsing, no allocation).
+    pub fn matches(&self, r: &RingFlow) -> bool {
         (self.protocols.is_empty() || self.protocols.iter().any(|p| *p == r.protocol))
             && (self.verdicts.is_empty() || self.verdicts.contains(&r.verdict))
             && (self.reasons.is_empty() || self.reasons.iter().any(|x| *x == r.reason))
             && (self.rulesets.is_empty()
-                || r.policy.as_ref().is_some_and(|p| self.rulesets.iter().any(|x| *x == p.ruleset)))
-            && self.source.matches(r.source.as_ref())
-            && self.destination.matches(r.destination.as_ref())
+                || r.ruleset.as_ref().is_some_and(|p| self.rulesets.iter().any(|x| **x == **p)))
+            && self.source.matches(&r.source)
+            && self.destination.matches(&r.destination)
     }
 }
 
@@ -207,8 +208,8 @@ impl FlowFilterSet {
     }
 }
 
-impl Filter<pb::Flow> for FlowFilterSet {
-    fn matches(&self, r: &pb::Flow) -> bool {
+impl Filter<RingFlow> for FlowFilterSet {
+    fn matches(&self, r: &RingFlow) -> bool {
         (self.allow.is_empty() || self.allow.iter().any(|f| f.matches(r))) && !self.deny.iter().any(|f| f.matches(r))
     }
 }
@@ -216,20 +217,41 @@ impl Filter<pb::Flow> for FlowFilterSet {
 // ---------------------------------------------------------------------------
 // Aggregation
 
-#[derive(Hash, PartialEq, Eq)]
+/// A group: source and destination by identity and name (records of
+/// different generations resolve to different [`EndInfo`]s with equal names),
+/// the destination port, protocol and verdict.
 struct AggKey {
-    src_identity: u32,
-    src_name: String,
-    dst_identity: u32,
-    dst_name: String,
+    src: Arc<EndInfo>,
+    dst: Arc<EndInfo>,
     dst_port: u32,
-    protocol: String,
+    protocol: std::borrow::Cow<'static, str>,
     verdict: i32,
 }
 
-fn strip(e: Option<&pb::Endpoint>, keep_port: bool) -> pb::Endpoint {
-    let e = e.cloned().unwrap_or_default();
-    pb::Endpoint { ip: String::new(), port: if keep_port { e.port } else { 0 }, ..e }
+impl AggKey {
+    fn parts(&self) -> (u32, &str, u32, &str, u32, &str, i32) {
+        (
+            self.src.identity,
+            &self.src.name,
+            self.dst.identity,
+            &self.dst.name,
+            self.dst_port,
+            &self.protocol,
+            self.verdict,
+        )
+    }
+}
+
+impl PartialEq for AggKey {
+    fn eq(&self, o: &AggKey) -> bool {
+        self.parts() == o.parts()
+    }
+}
+impl Eq for AggKey {}
+impl std::hash::Hash for AggKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.parts().hash(h);
+    }
 }
 
 #[derive(Default)]
@@ -238,26 +260,23 @@ struct Aggregator {
 }
 
 impl Aggregator {
-    fn add(&mut self, r: &pb::Flow) {
-        let src = r.source.as_ref();
-        let dst = r.destination.as_ref();
+    fn add(&mut self, r: &RingFlow) {
         let key = AggKey {
-            src_identity: src.map_or(0, |e| e.identity),
-            src_name: src.map(|e| e.name.clone()).unwrap_or_default(),
-            dst_identity: dst.map_or(0, |e| e.identity),
-            dst_name: dst.map(|e| e.name.clone()).unwrap_or_default(),
-            dst_port: dst.map_or(0, |e| e.port),
+            src: r.source.info.clone(),
+            dst: r.destination.info.clone(),
+            dst_port: r.destination.port,
             protocol: r.protocol.clone(),
             verdict: r.verdict,
         };
         let a = self.groups.entry(key).or_insert_with(|| pb::FlowAggregate {
-            source: Some(strip(src, false)),
-            destination: Some(strip(dst, true)),
-            protocol: r.protocol.clone(),
+            // Addresses cleared: the group is by identity; the destination keeps its port.
+            source: Some(r.source.info.endpoint(String::new(), 0)),
+            destination: Some(r.destination.info.endpoint(String::new(), r.destination.port)),
+            protocol: r.protocol.to_string(),
             verdict: r.verdict,
             ..Default::default()
         });
-        match pb::FlowEventType::try_from(r.r#type) {
+        match pb::FlowEventType::try_from(r.ty) {
             Ok(pb::FlowEventType::Started) => a.flows_started += 1,
             Ok(pb::FlowEventType::Ended) => a.flows_completed += 1,
             Ok(pb::FlowEventType::Rejected) => a.flows_rejected += 1,
@@ -303,19 +322,92 @@ fn lost(source: pb::LostEventSource, count: u64, worker: u32, time: u64) -> pb::
     }
 }
 
-fn batch(flows: Vec<pb::Flow>) -> pb::GetFlowsResponse {
-    pb::GetFlowsResponse { response: Some(pb::get_flows_response::Response::Flows(pb::FlowBatch { flows })) }
+/// A `GetFlowsResponse` already encoded: what the stream carries.
+#[derive(Debug, Clone, Default)]
+pub struct Encoded(pub Bytes);
+
+/// Written as it is; the server never decodes one (it only sends them).
+impl Message for Encoded {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        buf.put_slice(&self.0);
+    }
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl prost::bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+    fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
-type Tx = mpsc::Sender<Result<pb::GetFlowsResponse, Status>>;
+impl From<pb::GetFlowsResponse> for Encoded {
+    fn from(m: pb::GetFlowsResponse) -> Encoded {
+        Encoded(m.encode_to_vec().into())
+    }
+}
+
+/// Room before a batch for its `GetFlowsResponse.flows` key (1 byte) and length (at most 5).
+const HEADER: usize = 6;
+
+/// Records framed as `FlowBatch.flows` entries (each the ring's bytes as
+/// they are), behind room for the header written when the batch goes out.
+struct PendingBatch {
+    buf: BytesMut,
+    count: usize,
+}
+
+impl PendingBatch {
+    fn new() -> PendingBatch {
+        let mut p = PendingBatch { buf: BytesMut::new(), count: 0 };
+        p.reset();
+        p
+    }
+
+    fn reset(&mut self) {
+        self.buf.reserve(HEADER + SEND_BATCH * 256);
+        self.buf.put_bytes(0, HEADER);
+        self.count = 0;
+    }
+
+    fn push(&mut self, flow: &[u8]) {
+        encode_key(1, WireType::LengthDelimited, &mut self.buf);
+        encode_varint(flow.len() as u64, &mut self.buf);
+        self.buf.put_slice(flow);
+        self.count += 1;
+    }
+
+    /// The batch as one message, if it holds any record.
+    fn take(&mut self) -> Option<Encoded> {
+        if self.count == 0 {
+            return None;
+        }
+        let mut b = self.buf.split();
+        self.reset();
+        let body = (b.len() - HEADER) as u64;
+        let start = HEADER - 1 - encoded_len_varint(body);
+        let mut h = &mut b[start..HEADER];
+        encode_key(4, WireType::LengthDelimited, &mut h);
+        encode_varint(body, &mut h);
+        Some(Encoded(b.freeze().slice(start..)))
+    }
+}
+
+type Tx = mpsc::Sender<Result<Encoded, Status>>;
 
 /// Sends the records gathered so far as one message (nothing if none).
-async fn flush(tx: &Tx, pending: &mut Vec<pb::Flow>) -> Result<(), ()> {
-    if pending.is_empty() {
-        return Ok(());
+async fn flush(tx: &Tx, pending: &mut PendingBatch) -> Result<(), ()> {
+    match pending.take() {
+        Some(m) => tx.send(Ok(m)).await.map_err(|_| ()),
+        None => Ok(()),
     }
-    let out = std::mem::replace(pending, Vec::with_capacity(SEND_BATCH));
-    tx.send(Ok(batch(out))).await.map_err(|_| ())
 }
 
 /// Streams what `req` asks for into `tx` until the reader ends, the client
@@ -330,12 +422,12 @@ pub async fn run_stream(hub: Arc<FlowRing>, req: pb::GetFlowsRequest, filter: Fl
     let mut agg_start = unix_ns(SystemTime::now());
     let mut next_flush = interval.map(|i| tokio::time::Instant::now() + i);
     // Records go out several to a message; a notice first sends what came before it.
-    let mut pending: Vec<pb::Flow> = Vec::with_capacity(SEND_BATCH);
+    let mut pending = PendingBatch::new();
     loop {
         let batch = reader.read(READ_BATCH);
         if batch.lapped > 0 {
             let now = unix_ns(SystemTime::now());
-            if tx.send(Ok(lost(pb::LostEventSource::Ring, batch.lapped, 0, now))).await.is_err() {
+            if tx.send(Ok(lost(pb::LostEventSource::Ring, batch.lapped, 0, now).into())).await.is_err() {
                 return;
             }
         }
@@ -348,21 +440,21 @@ pub async fn run_stream(hub: Arc<FlowRing>, req: pb::GetFlowsRequest, filter: Fl
                     };
                     if query.since_ns.map_or(true, |s| *time_ns >= s)
                         && (flush(&tx, &mut pending).await.is_err()
-                            || tx.send(Ok(lost(src, *count, *worker, *time_ns))).await.is_err())
+                            || tx.send(Ok(lost(src, *count, *worker, *time_ns).into())).await.is_err())
                     {
                         return;
                     }
                 }
                 Item::Record(r) => {
-                    if !query.in_time(r.time_unix_ns) || !filter.matches(r) {
+                    if !query.in_time(r.time_ns) || !filter.matches(r) {
                         continue;
                     }
                     if interval.is_some() {
                         agg.add(r);
                         continue;
                     }
-                    pending.push(r.clone());
-                    if pending.len() == SEND_BATCH && flush(&tx, &mut pending).await.is_err() {
+                    pending.push(&r.wire);
+                    if pending.count == SEND_BATCH && flush(&tx, &mut pending).await.is_err() {
                         return;
                     }
                     // In follow mode the first N are the history; after it, everything.
@@ -385,7 +477,7 @@ pub async fn run_stream(hub: Arc<FlowRing>, req: pb::GetFlowsRequest, filter: Fl
                 let now = unix_ns(SystemTime::now());
                 for a in agg.flush(agg_start, now) {
                     let m = pb::GetFlowsResponse { response: Some(pb::get_flows_response::Response::Aggregate(a)) };
-                    if tx.send(Ok(m)).await.is_err() {
+                    if tx.send(Ok(m.into())).await.is_err() {
                         return;
                     }
                 }
@@ -423,7 +515,7 @@ pub async fn run_stream(hub: Arc<FlowRing>, req: pb::GetFlowsRequest, filter: Fl
                 let now = unix_ns(SystemTime::now());
                 for a in agg.flush(agg_start, now) {
                     let m = pb::GetFlowsResponse { response: Some(pb::get_flows_response::Response::Aggregate(a)) };
-                    if tx.send(Ok(m)).await.is_err() {
+                    if tx.send(Ok(m.into())).await.is_err() {
                         return;
                     }
                 }
@@ -434,13 +526,12 @@ pub async fn run_stream(hub: Arc<FlowRing>, req: pb::GetFlowsRequest, filter: Fl
     }
 }
 
-type FlowStream = Pin<Box<dyn Stream<Item = Result<pb::GetFlowsResponse, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl pb::flows_server::Flows for FlowsService {
-    type GetFlowsStream = FlowStream;
-
-    async fn get_flows(&self, req: Request<pb::GetFlowsRequest>) -> Result<Response<Self::GetFlowsStream>, Status> {
+impl FlowsService {
+    /// `GetFlows`: checks the caller and the request, then streams.
+    pub async fn get_flows(
+        &self,
+        req: Request<pb::GetFlowsRequest>,
+    ) -> Result<Response<ReceiverStream<Result<Encoded, Status>>>, Status> {
         self.access.role(&req)?;
         let req = req.into_inner();
         let filter = FlowFilterSet::new(&req.allow, &req.deny).map_err(Status::invalid_argument)?;
@@ -451,8 +542,70 @@ impl pb::flows_server::Flows for FlowsService {
         }
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(run_stream(self.hub.clone(), req, filter, tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
+}
+
+/// The `gateway.v1.Flows` service for tonic's router: what tonic-build
+/// generates (`pb::flows_server::FlowsServer`), with a codec that writes the
+/// stream's [`Encoded`] messages as they are instead of a prost message type.
+#[derive(Clone)]
+pub struct FlowsServer {
+    inner: Arc<FlowsService>,
+}
+
+impl FlowsServer {
+    pub fn new(service: FlowsService) -> FlowsServer {
+        FlowsServer { inner: Arc::new(service) }
+    }
+}
+
+struct GetFlowsCall(Arc<FlowsService>);
+
+impl tonic::server::ServerStreamingService<pb::GetFlowsRequest> for GetFlowsCall {
+    type Response = Encoded;
+    type ResponseStream = ReceiverStream<Result<Encoded, Status>>;
+    type Future = tonic::codegen::BoxFuture<Response<Self::ResponseStream>, Status>;
+
+    fn call(&mut self, request: Request<pb::GetFlowsRequest>) -> Self::Future {
+        let inner = self.0.clone();
+        Box::pin(async move { inner.get_flows(request).await })
+    }
+}
+
+impl<B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for FlowsServer
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = tonic::codegen::http::Response<tonic::body::BoxBody>;
+    type Error = std::convert::Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
+        let inner = self.inner.clone();
+        match req.uri().path() {
+            "/gateway.v1.Flows/GetFlows" => Box::pin(async move {
+                let codec = tonic::codec::ProstCodec::<Encoded, pb::GetFlowsRequest>::default();
+                Ok(tonic::server::Grpc::new(codec).server_streaming(GetFlowsCall(inner), req).await)
+            }),
+            _ => Box::pin(async move {
+                let mut response = tonic::codegen::http::Response::new(tonic::codegen::empty_body());
+                let headers = response.headers_mut();
+                headers.insert(tonic::Status::GRPC_STATUS, (tonic::Code::Unimplemented as i32).into());
+                headers.insert(tonic::codegen::http::header::CONTENT_TYPE, tonic::metadata::GRPC_CONTENT_TYPE);
+                Ok(response)
+            }),
+        }
+    }
+}
+
+impl tonic::server::NamedService for FlowsServer {
+    const NAME: &'static str = "gateway.v1.Flows";
 }
 
 #[cfg(test)]
@@ -480,8 +633,8 @@ mod tests {
 
     #[test]
     fn filters_compose() {
-        let a = rec("10.0.0.7", &["role=db"], 5432, pb::Verdict::Rejected, "bad_mac");
-        let b = rec("192.168.1.1", &["role=web"], 80, pb::Verdict::Allowed, "policy_allow");
+        let a = RingFlow::from(rec("10.0.0.7", &["role=db"], 5432, pb::Verdict::Rejected, "bad_mac"));
+        let b = RingFlow::from(rec("192.168.1.1", &["role=web"], 80, pb::Verdict::Allowed, "policy_allow"));
         let f = |allow: Vec<pb::FlowFilter>, deny: Vec<pb::FlowFilter>| FlowFilterSet::new(&allow, &deny).unwrap();
         let all = f(vec![], vec![]);
         assert!(all.matches(&a) && all.matches(&b));
@@ -544,15 +697,15 @@ mod tests {
         let mut agg = Aggregator::default();
         let mut a = rec("10.0.0.7", &[], 5432, pb::Verdict::Allowed, "policy_allow");
         a.r#type = pb::FlowEventType::Started as i32;
-        agg.add(&a);
+        agg.add(&a.into());
         let mut b = rec("10.0.0.8", &[], 5432, pb::Verdict::Allowed, "policy_allow");
         b.r#type = pb::FlowEventType::Ended as i32;
         b.packets_to_server = 10;
         b.bytes_to_client = 1000;
-        agg.add(&b);
+        agg.add(&b.into());
         let mut c = rec("10.0.0.8", &[], 5432, pb::Verdict::Rejected, "no_match");
         c.r#type = pb::FlowEventType::Rejected as i32;
-        agg.add(&c);
+        agg.add(&c.into());
         let out = agg.flush(1, 2);
         assert_eq!(out.len(), 2);
         let allowed = out.iter().find(|x| x.verdict == pb::Verdict::Allowed as i32).unwrap();

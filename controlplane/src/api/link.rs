@@ -20,14 +20,16 @@ use dataplane::stats::{DropReason, Note};
 use hdrhistogram::Histogram;
 
 use super::convert::unix_ns;
-use super::flows::{FlowRecord, FlowRing};
+use super::flows::FlowRing;
 use super::pb;
 use super::server::{Backends, ControlConfig, ControlServer};
 use super::stats::{histogram_to_pb, StatsSource};
+use super::wire::FlowFeed;
 use crate::flowhub::{FlowHub, LostSource};
-use crate::flowlog::FlowEvent;
+use crate::flowlog::{ConfigHistory, FlowEvent};
 use crate::gateway::{Gateway, Snapshot};
 use crate::store::{Commit, ConfigStore, Content, Enforcer, Problem, StoreError};
+use dataplane::events::FlowRecord as WorkerRecord;
 
 /// How long an apply waits for the control thread to swap the config in.
 const COMMIT_WAIT: Duration = Duration::from_secs(5);
@@ -98,6 +100,10 @@ pub struct ControlPlane {
     policy_file: Option<PathBuf>,
     /// Per worker, the queue losses already reported.
     lost_seen: Vec<u64>,
+    /// Per worker, the records it queued (as of the last drain), for `events_queued`.
+    queued: Vec<u64>,
+    /// Resolves and encodes drained records for the hub.
+    feed: FlowFeed,
     /// Worker queue to hub: how long events waited (µs).
     delay_us: Histogram<u64>,
 }
@@ -175,6 +181,8 @@ impl ControlPlane {
             server: None,
             policy_file: policy_file.map(Path::to_owned),
             lost_seen: Vec::new(),
+            queued: Vec::new(),
+            feed: FlowFeed::new(),
             delay_us: Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("static histogram bounds"),
         };
         Ok((cp, initial))
@@ -208,6 +216,9 @@ impl ControlPlane {
                 Request::Stats(reply) => {
                     let snap = gw.snapshot();
                     let mut s = stats_of(&snap);
+                    for (w, q) in s.workers.iter_mut().zip(&self.queued) {
+                        w.events_queued = *q;
+                    }
                     s.histograms.push(histogram_to_pb("flow_event_delay", "us", &self.delay_us));
                     s.histograms.push(handshake_histogram(&snap.handshake_ns));
                     let _ = reply.send(s);
@@ -216,10 +227,17 @@ impl ControlPlane {
         }
     }
 
-    /// Feeds drained flow events to the hub; `lost` is, per worker, the
-    /// drain's running count of events that worker could not queue (each
+    /// Feeds drained records to the hub, resolved (through `history`) and
+    /// encoded once. `lost` and `queued` are, per worker, the drain's running
+    /// counts of records that worker could not queue and did queue (each
     /// worker's new losses become a notice naming it).
-    pub fn push_events(&mut self, events: &[FlowEvent], lost: &[u64]) {
+    pub fn push_records(
+        &mut self,
+        history: &ConfigHistory,
+        records: &[(u32, WorkerRecord)],
+        lost: &[u64],
+        queued: &[u64],
+    ) {
         let now = unix_ns(SystemTime::now());
         self.lost_seen.resize(lost.len(), 0);
         for (w, (&total, seen)) in lost.iter().zip(self.lost_seen.iter_mut()).enumerate() {
@@ -228,10 +246,14 @@ impl ControlPlane {
                 *seen = total;
             }
         }
-        for e in events {
-            let _ = self.delay_us.record((now.saturating_sub(e.time_ns) / 1000).max(1));
+        self.queued.clear();
+        self.queued.extend_from_slice(queued);
+        for (_, r) in records {
+            let _ = self.delay_us.record((now.saturating_sub(r.time) / 1000).max(1));
         }
-        self.hub.push_batch(events.iter().map(flow_from_event));
+        if !records.is_empty() {
+            self.hub.push_batch(self.feed.resolve(history, records));
+        }
     }
 
     /// SIGHUP: the policy file again, as the next version (through the store:
@@ -264,8 +286,9 @@ impl ControlPlane {
     }
 }
 
-/// A resolved flow event as the API carries it.
-pub fn flow_from_event(e: &FlowEvent) -> FlowRecord {
+/// A resolved flow event as the API carries it (what [`FlowFeed`] encodes
+/// straight from the worker's record; kept as the reference the tests compare it with).
+pub fn flow_from_event(e: &FlowEvent) -> pb::Flow {
     let ep = |x: &crate::flowlog::Endpoint| pb::Endpoint {
         ip: x.ip.to_string(),
         port: x.port.into(),

@@ -3,6 +3,7 @@
 //! - [`config`]: `Config` — versioned, all-or-nothing applies over the [`crate::store`].
 //! - [`flows`]: `Flows` — `GetFlows` over the [`crate::flowhub`]: filters, last N,
 //!   follow, time bounds, lost-event notices, aggregation.
+//! - [`wire`]: flow records as the ring holds them, resolved and encoded once.
 //! - [`stats`]: `Stats` — counters and latency histograms.
 //! - [`auth`]: who may do what (read-only vs read-write, by socket or certificate).
 //! - [`server`]: the `[control]` settings, the listeners (Unix sockets, TCP with
@@ -19,6 +20,7 @@ pub mod flows;
 pub mod link;
 pub mod server;
 pub mod stats;
+pub mod wire;
 
 /// The generated protobuf and gRPC code (package `gateway.v1`).
 #[allow(clippy::all)]

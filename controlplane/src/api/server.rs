@@ -38,7 +38,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use super::auth::{Access, Role};
 use super::config::ConfigService;
-use super::flows::{FlowRing, FlowsService};
+use super::flows::{FlowRing, FlowsServer, FlowsService};
 use super::pb;
 use super::stats::{StatsService, StatsSource};
 use crate::store::{BeforeConfig, ConfigStore, StoreOptions};
@@ -226,7 +226,7 @@ fn routes(b: &Backends, access: Access) -> tonic::transport::server::Router {
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(config_server(b, access.clone()))
-        .add_service(pb::flows_server::FlowsServer::new(FlowsService::new(b.hub.clone(), access.clone())))
+        .add_service(FlowsServer::new(FlowsService::new(b.hub.clone(), access.clone())))
         .add_service(pb::stats_server::StatsServer::new(StatsService::new(
             b.stats.clone(),
             b.hub.clone(),
@@ -350,10 +350,7 @@ impl ControlServer {
                         let r = builder
                             .http2_keepalive_interval(Some(Duration::from_secs(30)))
                             .add_service(config_server(b, access.clone()))
-                            .add_service(pb::flows_server::FlowsServer::new(FlowsService::new(
-                                b.hub.clone(),
-                                access.clone(),
-                            )))
+                            .add_service(FlowsServer::new(FlowsService::new(b.hub.clone(), access.clone())))
                             .add_service(pb::stats_server::StatsServer::new(StatsService::new(
                                 b.stats.clone(),
                                 b.hub.clone(),

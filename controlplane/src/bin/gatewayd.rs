@@ -160,17 +160,20 @@ fn main() -> ExitCode {
     let deadline = (args.duration > 0.0).then(|| started + Duration::from_secs_f64(args.duration));
     let mut prev = gw.snapshot();
     let mut next_report = interval.map(|i| started + i);
+    let mut records = Vec::with_capacity(4096);
     let mut write_events = |drain: &mut Option<flowlog::Drain>, control: &mut Option<ControlPlane>| {
         if let Some(d) = drain.as_mut() {
             loop {
-                let ev = d.poll(&history, 4096);
+                records.clear();
+                d.poll_records(4096, &mut records);
                 if let Some(cp) = control.as_mut() {
-                    cp.push_events(&ev, &d.lost_per_worker());
+                    cp.push_records(&history, &records, &d.lost_per_worker(), &d.queued_per_worker());
                 }
-                if ev.is_empty() {
+                if records.is_empty() {
                     break;
                 }
                 if let Some(out) = flowlog_out.as_mut() {
+                    let ev = flowlog::resolve_all(&history, &records);
                     if let Err(e) = flowlog::write_json_lines(out, &ev) {
                         eprintln!("gatewayd: writing flow events: {e}");
                     }
