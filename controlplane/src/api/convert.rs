@@ -14,7 +14,7 @@ use dataplane::policy::model::{
 use dataplane::policy::PolicyDocument;
 
 use super::pb;
-use crate::store::{Content, EnforcementState, Kind, Problem, Refusal, Source, Status, StatusEvent, Versions};
+use crate::store::{Content, EnforcementState, Kind, Parts, Problem, Refusal, Source, Status, StatusEvent, Versions};
 
 /// What `Get` returns for an inline private key.
 pub const REDACTED: &str = "<redacted>";
@@ -233,19 +233,19 @@ pub fn redacted(d: &PolicyDocument) -> PolicyDocument {
 }
 
 /// Only the parts of `d` of `kind` (the rest empty/default); `None`: all.
-pub fn only_kind(d: &PolicyDocument, kind: Option<Kind>) -> PolicyDocument {
-    let Some(kind) = kind else { return d.clone() };
+pub fn only_kind(d: &Parts, kind: Option<Kind>) -> PolicyDocument {
+    let Some(kind) = kind else { return d.to_document() };
     let mut out = PolicyDocument { revision: d.revision.clone(), ..PolicyDocument::default() };
     match kind {
-        Kind::Rulesets => out.rulesets = d.rulesets.clone(),
-        Kind::ProcessingUnits => out.processing_units = d.processing_units.clone(),
+        Kind::Rulesets => out.rulesets = d.rulesets.to_vec(),
+        Kind::ProcessingUnits => out.processing_units = d.processing_units.to_vec(),
         Kind::Identities => {
             out.local = d.local.clone();
-            out.identities = d.identities.clone();
-            out.peers = d.peers.clone();
+            out.identities = d.identities.to_vec();
+            out.peers = d.peers.to_vec();
         }
-        Kind::ExternalNetworks => out.external_networks = d.external_networks.clone(),
-        Kind::EnforcerProfile => out.enforcer_profile = d.enforcer_profile.clone(),
+        Kind::ExternalNetworks => out.external_networks = d.external_networks.to_vec(),
+        Kind::EnforcerProfile => out.enforcer_profile = (*d.enforcer_profile).clone(),
     }
     out
 }

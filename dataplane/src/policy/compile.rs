@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::hash::FxHashMap;
 use super::lpm::{parse_cidr, Cidr, LpmPair};
-use super::model::{self, Action, PolicyDocument, PortSpec, Protocol};
+use super::model::{self, Action, DocumentRef, PolicyDocument, PortSpec, Protocol};
 use super::selector::{Node, Selector, SelectorError, TagError, TagSet};
 use super::{Direction, ExtNetRef, RuleRef};
 
@@ -619,6 +619,11 @@ struct ExtC {
 
 /// Validates `doc` and compiles it. On failure returns every problem found.
 pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
+    compile_view(doc.view())
+}
+
+/// [`compile`] over a document whose parts are borrowed separately.
+pub fn compile_view(doc: DocumentRef<'_>) -> Result<PolicySnapshot, CompileErrors> {
     use ResourceKind as K;
     let mut cx = Ctx { errors: Vec::new() };
 
@@ -1300,7 +1305,7 @@ pub fn compile(doc: &PolicyDocument) -> Result<PolicySnapshot, CompileErrors> {
 
     Ok(PolicySnapshot {
         generation: GENERATION.fetch_add(1, Ordering::Relaxed).wrapping_add(1),
-        revision: doc.revision.as_deref().map(Into::into),
+        revision: doc.revision.map(Into::into),
         local,
         pus: pus.into(),
         identities: identities.into(),

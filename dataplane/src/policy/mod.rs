@@ -20,8 +20,8 @@ pub mod lpm;
 pub mod model;
 pub mod selector;
 
-pub use compile::{compile, CompileError, CompileErrors, PolicySnapshot, Problem, ResourceKind};
-pub use model::{Action, PolicyDocument};
+pub use compile::{compile, compile_view, CompileError, CompileErrors, PolicySnapshot, Problem, ResourceKind};
+pub use model::{Action, DocumentRef, PolicyDocument};
 pub use selector::{Selector, SelectorError, TagSet};
 
 use std::net::IpAddr;

@@ -44,6 +44,37 @@ impl PolicyDocument {
     pub fn to_yaml(&self) -> Result<String, serde_yaml::Error> {
         serde_yaml::to_string(self)
     }
+
+    /// The document borrowed field by field.
+    pub fn view(&self) -> DocumentRef<'_> {
+        DocumentRef {
+            revision: self.revision.as_deref(),
+            local: self.local.as_ref(),
+            processing_units: &self.processing_units,
+            identities: &self.identities,
+            peers: &self.peers,
+            rulesets: &self.rulesets,
+            external_networks: &self.external_networks,
+            enforcer_profile: &self.enforcer_profile,
+        }
+    }
+}
+
+/// A [`PolicyDocument`] whose parts are borrowed from wherever they live, so
+/// that a holder keeping each kind separately (the control plane's store,
+/// which shares the kinds an apply does not replace) can compile or persist
+/// it without first copying it into one owned document. Serializes exactly as
+/// a `PolicyDocument` with the same content.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct DocumentRef<'a> {
+    pub revision: Option<&'a str>,
+    pub local: Option<&'a LocalKeys>,
+    pub processing_units: &'a [ProcessingUnit],
+    pub identities: &'a [IdentityEntry],
+    pub peers: &'a [Peer],
+    pub rulesets: &'a [Ruleset],
+    pub external_networks: &'a [ExternalNetwork],
+    pub enforcer_profile: &'a EnforcerProfile,
 }
 
 /// This gateway's name and static X25519 key. Stored as data; the identity
@@ -244,6 +275,14 @@ impl Default for EnforcerProfile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_view_serializes_as_the_document() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples/policy.yaml")).unwrap();
+        let d = PolicyDocument::from_yaml(&text).unwrap();
+        assert_eq!(serde_yaml::to_string(&d.view()).unwrap(), d.to_yaml().unwrap());
+    }
 
     #[test]
     fn defaults_and_unknown_fields() {
