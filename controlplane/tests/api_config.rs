@@ -15,7 +15,7 @@ fn apply_valid_then_get_returns_it() {
     assert_eq!(h.published(), 1, "the fail-closed policy is in force before any apply");
     rt().block_on(async {
         let mut c = clients(&h.rw).await;
-        let g = c.config.get(pb::GetRequest { kind: 0 }).await.unwrap().into_inner();
+        let g = c.config.get(pb::GetRequest { kind: 0, ..Default::default() }).await.unwrap().into_inner();
         assert!(g.document.is_none());
         assert_eq!(g.status.unwrap().state, pb::EnforcementState::NoConfigFailClosed as i32);
 
@@ -27,7 +27,7 @@ fn apply_valid_then_get_returns_it() {
         assert_eq!(h.published(), 2);
         assert_eq!(h.published.lock().unwrap()[1].pus().len(), 2);
 
-        let g = c.config.get(pb::GetRequest { kind: 0 }).await.unwrap().into_inner();
+        let g = c.config.get(pb::GetRequest { kind: 0, ..Default::default() }).await.unwrap().into_inner();
         let doc = g.document.unwrap();
         assert_eq!(doc.processing_units.len(), 2);
         assert_eq!(doc.rulesets[0].incoming[0].ports, vec!["5432"]);
@@ -38,6 +38,12 @@ fn apply_valid_then_get_returns_it() {
         assert_eq!(st.source, "apply");
         let again = dataplane::policy::PolicyDocument::from_yaml(&g.document_yaml).unwrap();
         assert_eq!(again, dataplane::policy::PolicyDocument::from_yaml(GOOD).unwrap());
+
+        // versions_only: the versions and status, not the document
+        let v = c.config.get(pb::GetRequest { kind: 0, versions_only: true }).await.unwrap().into_inner();
+        assert!(v.document.is_none() && v.document_yaml.is_empty());
+        assert_eq!(v.versions.unwrap().document, 1);
+        assert_eq!(v.status.unwrap().revision, "r1");
 
         // One kind, structured: only its version moves, the rest is kept.
         let mut rs = doc.rulesets.clone();
@@ -55,7 +61,12 @@ fn apply_valid_then_get_returns_it() {
         assert!(r.accepted, "{:?}", r.errors);
         let v = r.in_force.unwrap();
         assert_eq!((v.document, v.rulesets, v.processing_units), (2, 2, 1));
-        let g = c.config.get(pb::GetRequest { kind: pb::ResourceKind::Rulesets as i32 }).await.unwrap().into_inner();
+        let g = c
+            .config
+            .get(pb::GetRequest { kind: pb::ResourceKind::Rulesets as i32, ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
         let d = g.document.unwrap();
         assert_eq!(d.rulesets[0].incoming[0].ports, vec!["5433"]);
         assert!(d.processing_units.is_empty(), "only the kind asked for");
@@ -117,7 +128,7 @@ fn broken_apply_is_refused_with_every_problem_and_changes_nothing() {
         assert!(r.errors[0].message.contains("subjekt"), "{}", r.errors[0].message);
 
         // Nothing changed: same document, no publish, same state file.
-        let g = c.config.get(pb::GetRequest { kind: 0 }).await.unwrap().into_inner();
+        let g = c.config.get(pb::GetRequest { kind: 0, ..Default::default() }).await.unwrap().into_inner();
         assert_eq!(g.versions.unwrap().document, 5);
         assert_eq!(g.status.as_ref().unwrap().revision, "r1");
         assert_eq!(g.document.unwrap().processing_units[1].addresses, vec!["10.0.1.0/24"]);
@@ -148,7 +159,7 @@ fn persisted_policy_is_restored_before_any_client() {
     assert_eq!(h.published.lock().unwrap()[0].revision(), Some("r1"));
     rt().block_on(async {
         let mut c = clients(&h.ro).await;
-        let g = c.config.get(pb::GetRequest { kind: 0 }).await.unwrap().into_inner();
+        let g = c.config.get(pb::GetRequest { kind: 0, ..Default::default() }).await.unwrap().into_inner();
         assert_eq!(g.versions.unwrap().document, 3);
         let st = g.status.unwrap();
         assert_eq!(st.state, pb::EnforcementState::Enforcing as i32);
@@ -174,7 +185,7 @@ fn read_only_clients_cannot_apply() {
         let e = ro.config.apply(apply_yaml(1, GOOD)).await.unwrap_err();
         assert_eq!(e.code(), Code::PermissionDenied);
         assert!(e.message().contains("read-only"), "{}", e.message());
-        assert!(ro.config.get(pb::GetRequest { kind: 0 }).await.is_ok());
+        assert!(ro.config.get(pb::GetRequest { kind: 0, ..Default::default() }).await.is_ok());
         assert!(ro.stats.get_stats(pb::GetStatsRequest {}).await.is_ok());
         assert_eq!(h.published(), 1);
         assert!(h.store.current().is_none());

@@ -84,7 +84,7 @@ fn mutual_tls_roles_and_refusals() {
             match Clients::connect(&target(id)).await {
                 Err(e) => eprintln!("{what}: refused at connect: {e}"),
                 Ok(mut c) => {
-                    let e = c.config.get(pb::GetRequest { kind: 0 }).await.expect_err(what);
+                    let e = c.config.get(pb::GetRequest { kind: 0, ..Default::default() }).await.expect_err(what);
                     eprintln!("{what}: refused at the first call: {e}");
                     assert_ne!(e.code(), tonic::Code::Ok);
                 }
@@ -92,12 +92,12 @@ fn mutual_tls_roles_and_refusals() {
         }
         // Signed by the CA but not in the map: no role.
         let mut c = Clients::connect(&target(Some(&stranger))).await.unwrap();
-        let e = c.config.get(pb::GetRequest { kind: 0 }).await.unwrap_err();
+        let e = c.config.get(pb::GetRequest { kind: 0, ..Default::default() }).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::PermissionDenied);
         assert!(e.message().contains("stranger"), "{}", e.message());
         // Read-only by CN.
         let mut c = Clients::connect(&target(Some(&auditor))).await.unwrap();
-        assert!(c.config.get(pb::GetRequest { kind: 0 }).await.is_ok());
+        assert!(c.config.get(pb::GetRequest { kind: 0, ..Default::default() }).await.is_ok());
         let e = c.config.apply(apply_yaml(1, GOOD)).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::PermissionDenied);
         // Read-write by DNS SAN.

@@ -80,6 +80,7 @@ impl pb::config_server::Config for ConfigService {
         let cur = self.store.current();
         let status = self.store.status();
         let (document, yaml) = match &cur {
+            Some(_) if req.get_ref().versions_only => (None, String::new()),
             Some(c) => {
                 let doc = convert::redacted(&convert::only_kind(&c.document, kind));
                 let yaml = doc.to_yaml().map_err(|e| Status::internal(format!("rendering YAML: {e}")))?;

@@ -400,7 +400,7 @@ async fn apply(
     let version = match version {
         Some(v) => v,
         None => {
-            let got = with_timeout(t, "get", c.config.get(pb::GetRequest { kind: 0 })).await?;
+            let got = with_timeout(t, "get", c.config.get(pb::GetRequest { kind: 0, versions_only: true })).await?;
             got.versions.map_or(0, |v| v.document) + 1
         }
     };
@@ -444,7 +444,7 @@ async fn get(c: &mut Clients, what: GetWhat, output: DocOutput, t: Duration) -> 
         GetWhat::Profile => (pb::ResourceKind::EnforcerProfile, &["enforcer_profile"]),
         GetWhat::All => (pb::ResourceKind::Unspecified, &[]),
     };
-    let r = with_timeout(t, "get", c.config.get(pb::GetRequest { kind: kind as i32 })).await?;
+    let r = with_timeout(t, "get", c.config.get(pb::GetRequest { kind: kind as i32, versions_only: false })).await?;
     let v = r.versions.unwrap_or_default();
     if r.document.is_none() {
         return Err(Fail(1, "no config has been applied to this gateway yet".into()));
@@ -543,7 +543,7 @@ async fn status(c: &mut Clients, watch: bool, output: Output, t: Duration) -> Re
         Output::Text => print_status(s),
     };
     if !watch {
-        let r = with_timeout(t, "status", c.config.get(pb::GetRequest { kind: 0 })).await?;
+        let r = with_timeout(t, "status", c.config.get(pb::GetRequest { kind: 0, versions_only: true })).await?;
         show(&r.status.unwrap_or_default());
         return Ok(());
     }
