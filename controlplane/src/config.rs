@@ -144,6 +144,23 @@ pub struct EalConfig {
     pub args: Vec<String>,
 }
 
+impl EalConfig {
+    /// `args`, plus `--huge-unlink` where they use hugepage files and say
+    /// nothing of unlinking: the files are then removed as soon as they are
+    /// mapped, so a gateway that is killed, or exits without freeing every
+    /// pool, leaves no hugepages behind for the next start to miss (EAL keeps
+    /// each `--file-prefix`'s files otherwise). The gateway runs no secondary
+    /// processes, the one thing the files are needed for.
+    pub fn effective_args(&self) -> Vec<String> {
+        let mut args = self.args.clone();
+        let says = |p: &str| self.args.iter().any(|a| a == p || a.starts_with(&format!("{p}=")));
+        if !(says("--huge-unlink") || says("--no-huge") || says("--in-memory")) {
+            args.push("--huge-unlink".into());
+        }
+        args
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortsConfig {
@@ -364,6 +381,15 @@ lcore = 2
         assert_eq!(c.queue_of(1), 1);
         assert_eq!(c.tuning.burst, 32);
         assert_eq!(c.ports.rx_desc, 1024);
+    }
+
+    #[test]
+    fn hugepage_files_are_unlinked_unless_the_args_say_otherwise() {
+        let eal = |a: &[&str]| EalConfig { args: a.iter().map(|s| s.to_string()).collect() }.effective_args();
+        assert_eq!(eal(&["-l", "0-1"]), ["-l", "0-1", "--huge-unlink"]);
+        assert_eq!(eal(&["-l", "0-1", "--no-huge"]), ["-l", "0-1", "--no-huge"]);
+        assert_eq!(eal(&["--in-memory"]), ["--in-memory"]);
+        assert_eq!(eal(&["--huge-unlink=never"]), ["--huge-unlink=never"]);
     }
 
     #[test]

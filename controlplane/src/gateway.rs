@@ -90,7 +90,7 @@ impl Gateway {
     /// frame goes through identity and policy; each worker gets a flow table
     /// of `cfg.flows.capacity` (allocated here) and a flow-event queue.
     pub fn start(cfg: &GatewayConfig, engine: Option<EngineConfig>) -> Result<Gateway, StartError> {
-        let eal = Eal::init(&cfg.eal.args).map_err(dpdk("EAL initialisation (check [eal] args)"))?;
+        let eal = Eal::init(cfg.eal.effective_args()).map_err(dpdk("EAL initialisation (check [eal] args)"))?;
         let main = eal.main_lcore();
         for (i, w) in cfg.workers.iter().enumerate() {
             if w.lcore == main {
