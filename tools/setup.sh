@@ -17,6 +17,8 @@ PACKAGES=(
     dpdk dpdk-dev libdpdk-dev pkg-config libclang-dev clang build-essential
     # namespaces, veth and the traffic the tests and demo send
     iproute2 ethtool iputils-ping curl netcat-openbsd socat tcpdump python3 python3-scapy apache2-utils dnsutils dnsmasq-base
+    # the benches read gatewayd's JSON counters
+    jq
     # static checks of the lab files (Lua scripts, Vagrantfile)
     lua5.4 ruby
     # protoc, for the gRPC API (controlplane/build.rs)
