@@ -151,6 +151,29 @@ pub struct Drain<'a> {
     end: usize,
 }
 
+impl Drain<'_> {
+    /// The bytes of the frame `k` places after the next one [`Iterator::next`]
+    /// yields (`ahead(0)` is that next one), without taking it: for a worker
+    /// that reads a few frames ahead of the one it processes.
+    #[inline(always)]
+    pub fn ahead(&self, k: usize) -> Option<&[u8]> {
+        let i = self.next + k;
+        if i >= self.end {
+            return None;
+        }
+        // SAFETY: slots next..end hold valid mbufs still owned by the burst and
+        // not yet yielded, so nothing writes them while `&self` is borrowed;
+        // data_off/data_len describe initialised bytes of the buffer (mbuf invariant).
+        unsafe {
+            let h = &*self.burst.pkts[i];
+            Some(std::slice::from_raw_parts(
+                (h.buf_addr as *const u8).add(usize::from(h.data_off)),
+                usize::from(h.data_len),
+            ))
+        }
+    }
+}
+
 impl Iterator for Drain<'_> {
     type Item = Mbuf;
 

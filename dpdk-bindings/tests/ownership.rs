@@ -62,7 +62,19 @@ fn mbufs_round_trip_and_are_freed_exactly_once() {
         assert!(tx.is_empty());
         let mut rx = Burst::new();
         assert_eq!(rx.rx(port.id(), 0, MAX_BURST), 20);
-        let got: Vec<Vec<u8>> = rx.drain().map(|m| m.data().to_vec()).collect();
+        // `ahead(k)` is the frame k places after the next one yielded, and
+        // nothing past the end.
+        let mut got = Vec::new();
+        let mut frames = rx.drain();
+        assert_eq!(frames.ahead(3), Some(&sent[3][..]));
+        while let Some(m) = frames.next() {
+            let i = got.len();
+            for k in 0..4 {
+                assert_eq!(frames.ahead(k), sent.get(i + 1 + k).map(|f| &f[..]), "frame {i}, ahead({k})");
+            }
+            got.push(m.data().to_vec());
+        }
+        drop(frames);
         assert_eq!(got, sent, "frames come back byte for byte, in order");
         assert_eq!(pool.in_use(), 0, "drained mbufs were freed when dropped");
 

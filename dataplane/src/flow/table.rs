@@ -207,6 +207,18 @@ impl FlowTable {
         }
     }
 
+    /// Hands `hint` the addresses a lookup of hash `h` reads first: the home
+    /// slot's tag and the two cache lines of its entry (for the I/O layer to
+    /// prefetch a few frames ahead; this crate has no `unsafe`).
+    #[inline(always)]
+    pub fn prefetch(&self, h: u64, hint: impl Fn(*const u8)) {
+        let i = self.home(h);
+        hint(self.tags.as_ptr().wrapping_add(i) as *const u8);
+        let e = self.entries.as_ptr().wrapping_add(i) as *const u8;
+        hint(e);
+        hint(e.wrapping_add(64));
+    }
+
     /// `Ok(slot)` holding `key`, or `Err(first empty slot)` on its probe path.
     #[inline(always)]
     fn find(&self, key: &FlowKey, h: u64) -> Result<usize, usize> {

@@ -32,7 +32,7 @@ use dpdk_bindings::{Mbuf, Mempool};
 
 use crate::dispatch;
 use crate::engine::udp::Effect;
-use crate::engine::{Action, Engine, EngineConfig};
+use crate::engine::{Action, Engine, EngineConfig, Looked};
 use crate::policy::Side as PSide;
 use crate::stats::{DirStats, DropReason, WorkerStats};
 
@@ -103,6 +103,11 @@ impl Clock {
         self.unix0_ns + (dt * 1_000_000_000 / u128::from(self.hz)) as u64
     }
 }
+
+/// How many frames ahead of the one it processes the worker reads a frame's
+/// flow key and prefetches its flow-table slot ([`Engine::look`]): far enough
+/// for the slot's lines to arrive, near enough that they are still in L1.
+const LOOK_AHEAD: usize = 4;
 
 /// Empty polls in a row before an idle back-off sleep.
 const IDLE_POLLS_BEFORE_BACKOFF: u32 = 256;
@@ -225,9 +230,28 @@ impl Worker {
                 rx.prefetch(i);
             }
         }
-        for m in rx.drain() {
+        // The engine looks LOOK_AHEAD frames ahead (`ahead[i % LOOK_AHEAD]`
+        // holds frame i's look until frame i is processed): its flow slot is
+        // prefetched while the frames before it are processed.
+        let pside = policy_side(side);
+        let mut ahead = [Looked::NOT_PLAIN; LOOK_AHEAD];
+        let mut frames = rx.drain();
+        if let Some(e) = self.engine.as_ref() {
+            for (k, l) in ahead.iter_mut().enumerate() {
+                let Some(f) = frames.ahead(k) else { break };
+                *l = e.engine.look(pside, f, dpdk_bindings::prefetch::<u8>);
+            }
+        }
+        let mut i = 0;
+        while let Some(m) = frames.next() {
             tally.rx_packets += 1;
             tally.rx_bytes += u64::from(m.pkt_len());
+            let slot = i % LOOK_AHEAD;
+            i += 1;
+            let l = ahead[slot];
+            if let (Some(e), Some(f)) = (self.engine.as_ref(), frames.ahead(LOOK_AHEAD - 1)) {
+                ahead[slot] = e.engine.look(pside, f, dpdk_bindings::prefetch::<u8>);
+            }
             if self.s.workers > 1 {
                 let owner = dispatch::owner(dispatch::symmetric_flow_hash(m.data()), self.s.workers);
                 if owner != self.s.index {
@@ -236,7 +260,7 @@ impl Worker {
                     continue;
                 }
             }
-            self.process(side, m);
+            self.process(side, m, Some(&l));
         }
         let st = self.dir_stats(side);
         st.rx_packets.add(tally.rx_packets);
@@ -254,7 +278,7 @@ impl Worker {
             total += self.s.handoff_in[r].dequeue(rx);
             for m in rx.drain() {
                 let side = if m.port() == self.s.inside_port { Side::Inside } else { Side::Outside };
-                self.process(side, m);
+                self.process(side, m, None);
             }
         }
         if total > 0 {
@@ -263,19 +287,22 @@ impl Worker {
         total
     }
 
-    /// The packet engine's verdict for one frame; without a policy every
-    /// frame is forwarded unchanged to the opposite port (L2-transparent).
+    /// The packet engine's verdict for one frame (`looked`: what
+    /// [`Engine::look`] found in it, if the worker looked ahead); without a
+    /// policy every frame is forwarded unchanged to the opposite port
+    /// (L2-transparent).
     #[inline(always)]
-    fn process(&mut self, from: Side, mut m: Mbuf) {
+    fn process(&mut self, from: Side, mut m: Mbuf, looked: Option<&Looked>) {
         let (Some(e), Some(cfg)) = (self.engine.as_mut(), self.cfg.as_ref()) else {
             self.forward(from, m);
             return;
         };
-        let side = match from {
-            Side::Inside => PSide::Inside,
-            Side::Outside => PSide::Outside,
+        let side = policy_side(from);
+        let action = match looked {
+            Some(l) => e.engine.process_looked(cfg, side, &mut m, l, self.now),
+            None => e.engine.process(cfg, side, &mut m, self.now),
         };
-        match e.engine.process(cfg, side, &mut m, self.now) {
+        match action {
             Action::Forward => self.forward(from, m),
             Action::Drop(_) | Action::Consume => drop(m),
             Action::Reply(_) | Action::Answer => self.reply(from, m),
@@ -424,6 +451,15 @@ impl Worker {
         for w in 0..self.handoff_burst.len() {
             self.flush_handoff(w);
         }
+    }
+}
+
+/// The engine's name for the port a frame came from.
+#[inline(always)]
+fn policy_side(s: Side) -> PSide {
+    match s {
+        Side::Inside => PSide::Inside,
+        Side::Outside => PSide::Outside,
     }
 }
 
