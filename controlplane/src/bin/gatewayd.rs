@@ -161,29 +161,41 @@ fn main() -> ExitCode {
     let mut prev = gw.snapshot();
     let mut next_report = interval.map(|i| started + i);
     let mut records = Vec::with_capacity(4096);
-    let mut write_events = |drain: &mut Option<flowlog::Drain>, control: &mut Option<ControlPlane>| {
-        if let Some(d) = drain.as_mut() {
-            loop {
-                records.clear();
-                d.poll_records(4096, &mut records);
-                if let Some(cp) = control.as_mut() {
-                    cp.push_records(&history, &records, &d.lost_per_worker(), &d.queued_per_worker());
-                }
-                if records.is_empty() {
-                    break;
-                }
-                if let Some(out) = flowlog_out.as_mut() {
-                    let ev = flowlog::resolve_all(&history, &records);
-                    if let Err(e) = flowlog::write_json_lines(out, &ev) {
-                        eprintln!("gatewayd: writing flow events: {e}");
-                    }
+    // Drains flow events until the queues are empty or `budget` has passed;
+    // true if events were left behind. Bounded so that an event storm (a
+    // flood of forged SYNs is one event per frame) cannot keep this thread
+    // from its other duties: the stop flag, the deadline, SIGHUP, the control
+    // plane's tick, the stats lines. What the workers queue meanwhile waits
+    // in their queues, and what does not fit there is counted as lost.
+    let mut write_events = |drain: &mut Option<flowlog::Drain>, control: &mut Option<ControlPlane>, budget: Duration| {
+        let Some(d) = drain.as_mut() else { return false };
+        let until = Instant::now() + budget;
+        while Instant::now() < until {
+            records.clear();
+            d.poll_records(4096, &mut records);
+            if let Some(cp) = control.as_mut() {
+                cp.push_records(&history, &records, &d.lost_per_worker(), &d.queued_per_worker());
+            }
+            if records.is_empty() {
+                return false;
+            }
+            if let Some(out) = flowlog_out.as_mut() {
+                let ev = flowlog::resolve_all(&history, &records);
+                if let Err(e) = flowlog::write_json_lines(out, &ev) {
+                    eprintln!("gatewayd: writing flow events: {e}");
                 }
             }
         }
+        true
     };
+    // Events waiting: no sleep before the next round.
+    const DRAIN_PER_TICK: Duration = Duration::from_millis(40);
+    let mut behind = false;
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
-        write_events(&mut drain, &mut control);
+        if !behind {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        behind = write_events(&mut drain, &mut control, DRAIN_PER_TICK);
         if let Some(cp) = control.as_mut() {
             cp.tick(&gw);
         }
@@ -229,7 +241,7 @@ fn main() -> ExitCode {
     }
     let last = gw.shutdown();
     // what the workers queued before they stopped
-    write_events(&mut drain, &mut control);
+    while write_events(&mut drain, &mut control, Duration::from_secs(1)) {}
     print!("{}", report::final_report(&last));
     if let Some(path) = &args.counters_json {
         let text = serde_json::to_string_pretty(&report::final_json(&last)).unwrap_or_default();

@@ -184,17 +184,26 @@ impl Gatewayd {
     }
 
     /// Sends SIGINT, waits for the exit, and returns (output, final counters).
-    pub fn stop(mut self) -> (String, serde_json::Value) {
+    pub fn stop(self) -> (String, serde_json::Value) {
+        let _ = run("kill", &["-INT", &self.child.as_ref().unwrap().id().to_string()]);
+        self.exit_within(Duration::from_secs(20), "of SIGINT")
+    }
+
+    /// Waits for a gatewayd started with `--duration` to stop by itself.
+    pub fn wait_exit(self) -> (String, serde_json::Value) {
+        self.exit_within(Duration::from_secs(60), "(--duration)")
+    }
+
+    fn exit_within(mut self, limit: Duration, what: &str) -> (String, serde_json::Value) {
         let mut child = self.child.take().unwrap();
-        let _ = run("kill", &["-INT", &child.id().to_string()]);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + limit;
         let status = loop {
             if let Some(s) = child.try_wait().unwrap() {
                 break s;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("gatewayd did not stop within 20 s of SIGINT:\n{}", self.output());
+                panic!("gatewayd did not stop within {limit:?} {what}:\n{}", self.output());
             }
             std::thread::sleep(Duration::from_millis(50));
         };
