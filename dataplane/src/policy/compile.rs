@@ -1071,20 +1071,39 @@ pub fn compile_view(doc: DocumentRef<'_>) -> Result<PolicySnapshot, CompileError
         rs_rules[r.ruleset as usize][r.dir as usize].push(j as u32);
     }
 
-    // Identity groups: directory entries with identical tags.
-    let mut group_of_tags: FxHashMap<&TagSet, u32> = FxHashMap::default();
+    // Identity groups: directory entries that agree on every tag key some
+    // object selector tests. No selector can tell the members of a group
+    // apart (the other tags, such as a per-instance name, are never looked
+    // at), so each group is evaluated once, on its first member's tags.
+    // A group's signature: per tested key, an id of its value (0: absent).
+    let object_keys = selector_keys(rules.iter().map(|r| &r.object));
+    let key_slot: FxHashMap<&str, usize> = object_keys.keys().enumerate().map(|(i, &k)| (k, i)).collect();
+    let mut value_ids: FxHashMap<(usize, &str), u32> = FxHashMap::default();
+    let mut group_of_sig: FxHashMap<Box<[u32]>, u32> = FxHashMap::default();
     let mut group_sets: Vec<&TagSet> = Vec::new();
     let mut ident_group = Vec::with_capacity(identities.len());
+    let mut sig = vec![0u32; key_slot.len()];
     for e in &identities {
-        let g = *group_of_tags.entry(&e.tags).or_insert_with(|| {
-            group_sets.push(&e.tags);
-            group_sets.len() as u32 - 1
-        });
+        sig.fill(0);
+        for (k, v) in e.tags.iter() {
+            if let Some(&slot) = key_slot.get(k) {
+                let next = value_ids.len() as u32 + 1;
+                sig[slot] = *value_ids.entry((slot, v)).or_insert(next);
+            }
+        }
+        let g = match group_of_sig.get(&*sig) {
+            Some(&g) => g,
+            None => {
+                let g = group_sets.len() as u32;
+                group_sets.push(&e.tags);
+                group_of_sig.insert(sig.as_slice().into(), g);
+                g
+            }
+        };
         ident_group.push(g);
     }
-    drop(group_of_tags);
+    drop((key_slot, value_ids, group_of_sig));
     let n_groups = group_sets.len();
-    let object_keys = selector_keys(rules.iter().map(|r| &r.object));
     let group_pop = Population::new(group_sets, &object_keys);
     let ext_pop = Population::new(ext_infos.iter().map(|x| &x.tags).collect(), &object_keys);
 
@@ -1575,6 +1594,38 @@ enforcer_profile:
         assert_eq!(s.peer_for(ip("fd00:2::9")), Some(0));
         assert_eq!(s.peer_for(ip("10.3.0.1")), None);
         assert_eq!(&*s.peers()[1].key_windows, &[(0, 100)]);
+    }
+
+    #[test]
+    fn identities_grouped_by_the_tags_selectors_test() {
+        use crate::policy::{Direction, PuId, Reason, Remote};
+        let k = "11".repeat(32);
+        let doc = PolicyDocument::from_yaml(&format!(
+            "peers: [{{name: w, keys: [{{id: 1, public_key: \"{k}\"}}]}}]\n\
+             processing_units: [{{name: db, tags: [app=db], addresses: [10.0.0.1], identity: 1}}]\n\
+             identities:\n\
+             - {{identity: 10, tags: [app=web, instance=a, pod=p1], peer: w}}\n\
+             - {{identity: 11, tags: [app=web, instance=b, pod=p2], peer: w}}\n\
+             - {{identity: 12, tags: [app=web, instance=c, pod=p3], peer: w}}\n\
+             - {{identity: 13, tags: [app=web, pod=p4], peer: w}}\n\
+             - {{identity: 14, tags: [app=api, instance=a, pod=p5], peer: w}}\n\
+             rulesets:\n\
+             - name: r\n  subject: app == db\n  incoming:\n\
+             \x20 - {{name: a, action: allow, object: \"app == web && instance != b\"}}\n\
+             \x20 - {{name: b, action: reject, object: \"has(instance) && app == api\"}}\n"
+        ))
+        .unwrap();
+        let s = compile(&doc).unwrap();
+        let d = |id| s.decide(PuId(0), Direction::Incoming, Remote::Identity(id), 6, 80).reason;
+        assert_eq!(d(10), Reason::PolicyAllow);
+        assert_eq!(d(11), Reason::NoMatch);
+        assert_eq!(d(12), Reason::PolicyAllow);
+        assert_eq!(d(13), Reason::PolicyAllow, "an absent key is not equal to b");
+        assert_eq!(d(14), Reason::PolicyReject);
+        // Same rules named, same class (whatever their untested `pod` and `instance` values).
+        let class = |id| s.identity(id).unwrap().class;
+        assert_eq!(class(10), class(12));
+        assert_ne!(class(10), class(11));
     }
 
     #[test]
