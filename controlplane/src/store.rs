@@ -5,7 +5,8 @@
 //! resource (rulesets, PUs, the identity directory with peers and `local`,
 //! external networks, the enforcer profile), and a version. The store merges
 //! the kind into the document in force, validates and compiles the **whole**
-//! result off the fast path, and only then persists it and hands the snapshot
+//! result off the fast path (a second thread writes the state file's temp copy
+//! meanwhile), and only then persists it (rename) and hands the snapshot
 //! to the [`Enforcer`] (the workers' `ArcSwap`). Any problem — a stale
 //! version, a compile error, a state file that cannot be written — refuses the
 //! apply whole, with every problem named, and leaves the config in force
@@ -328,6 +329,7 @@ pub struct InForce {
     /// The compiled snapshot's generation and sizes.
     pub generation: u32,
     pub stats: SnapshotStats,
+    /// When the apply began validating this document (as recorded in the state file).
     pub applied_at: SystemTime,
     pub source: Source,
 }
@@ -608,9 +610,28 @@ impl ConfigStore {
             Some(c) => content.merge(&c.document),
             None => content.merge(&Parts::default()),
         };
-        let t0 = Instant::now();
-        let compiled = compile_view(doc.view());
-        let compile_time = t0.elapsed();
+        let mut new_versions = versions;
+        for &k in kinds {
+            new_versions.set(k, version);
+        }
+        let applied_at = SystemTime::now();
+        // The state file's temp copy is written (serialized, fsynced) on a
+        // second thread while the document compiles; it replaces the state
+        // file (rename, fsync of the directory) only once the compile and the
+        // enforcer accepted it, still before the swap and the ACK.
+        let state_dir = self.options.state_dir.as_deref().filter(|_| !dry_run && problems.is_empty());
+        let (compiled, compile_time, written) = std::thread::scope(|s| {
+            let writer = state_dir.map(|dir| {
+                let view = doc.view();
+                s.spawn(move || write_temp(dir, view, new_versions, applied_at))
+            });
+            let t0 = Instant::now();
+            let compiled = compile_view(doc.view());
+            let compile_time = t0.elapsed();
+            let written =
+                writer.map(|w| w.join().unwrap_or_else(|_| Err(std::io::Error::other("the writer panicked"))));
+            (compiled, compile_time, written)
+        });
         let _ =
             self.compile_us.lock().unwrap_or_else(|e| e.into_inner()).record(compile_time.as_micros().max(1) as u64);
         let mut prepared = None;
@@ -626,18 +647,19 @@ impl ConfigStore {
         }
         let (commit, generation, stats) = match prepared {
             Some(p) if problems.is_empty() => p,
-            _ => return Err(self.refuse(version, versions, problems, compile_time, dry_run)),
+            _ => {
+                if let (Some(dir), Some(_)) = (state_dir, &written) {
+                    let _ = fs::remove_file(dir.join(STATE_TMP));
+                }
+                return Err(self.refuse(version, versions, problems, compile_time, dry_run));
+            }
         };
-        let mut new_versions = versions;
-        for &k in kinds {
-            new_versions.set(k, version);
-        }
         if dry_run {
             return Ok(Accepted { version, versions, revision: doc.revision.clone(), compile_time, dry_run });
         }
-        let applied_at = SystemTime::now();
-        if let Some(dir) = &self.options.state_dir {
-            if let Err(e) = persist(dir, doc.view(), new_versions, applied_at) {
+        if let (Some(dir), Some(written)) = (state_dir, written) {
+            if let Err(e) = written.and_then(|()| install(dir)) {
+                let _ = fs::remove_file(dir.join(STATE_TMP));
                 let p = Problem::new(
                     "state",
                     "",
@@ -738,21 +760,22 @@ fn drop_later<T: Send + 'static>(old: T) {
     let _ = std::thread::Builder::new().name("config-free".into()).spawn(move || drop(old));
 }
 
-/// Writes the state file atomically: temp file, fsync, rename, fsync the directory.
-fn persist(dir: &Path, doc: DocumentRef<'_>, versions: Versions, at: SystemTime) -> std::io::Result<()> {
+/// The state file is written atomically in two halves. The first: the temp
+/// file, written and fsynced.
+fn write_temp(dir: &Path, doc: DocumentRef<'_>, versions: Versions, at: SystemTime) -> std::io::Result<()> {
     let state = StateFileRef { format: STATE_FORMAT, versions, applied_at_unix_ms: unix_ms(at), document: doc };
     let text = serde_json::to_vec(&state).map_err(std::io::Error::other)?;
-    let tmp = dir.join(STATE_TMP);
-    {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-        set_private(&f);
-        f.write_all(&text)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, dir.join(STATE_FILE))?;
-    File::open(dir)?.sync_all()?;
-    Ok(())
+    let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(dir.join(STATE_TMP))?;
+    set_private(&f);
+    f.write_all(&text)?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}
+
+/// The second half: the temp file renamed over the state file, the directory fsynced.
+fn install(dir: &Path) -> std::io::Result<()> {
+    fs::rename(dir.join(STATE_TMP), dir.join(STATE_FILE))?;
+    File::open(dir)?.sync_all()
 }
 
 #[cfg(unix)]
@@ -987,7 +1010,13 @@ rulesets:
             // A refused apply does not touch the file.
             let mut bad = good();
             bad.rulesets[0].subject = "((".into();
+            let on_disk = fs::read(dir.path().join(STATE_FILE)).unwrap();
             s.apply(4, Content::Document(bad), false).unwrap_err();
+            // (its temp copy, written while it compiled, is removed)
+            assert!(!dir.path().join(STATE_TMP).exists());
+            s.apply(5, Content::Document(good()), true).unwrap();
+            assert!(!dir.path().join(STATE_TMP).exists(), "a dry run writes nothing");
+            assert_eq!(fs::read(dir.path().join(STATE_FILE)).unwrap(), on_disk);
         }
         // A crash between write and rename leaves a torn temp file: ignored.
         fs::write(dir.path().join(STATE_TMP), b"{\"format\": 1, \"vers").unwrap();
