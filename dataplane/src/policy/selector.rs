@@ -74,22 +74,36 @@ impl fmt::Display for TagError {
 impl TagSet {
     /// Builds a tag set from `key=value` strings (the value may be empty, the key may not).
     pub fn parse<S: AsRef<str>>(tags: &[S]) -> Result<TagSet, TagError> {
-        let mut v: Vec<(&str, &str)> = Vec::with_capacity(tags.len());
+        // A directory parses one per identity: the pairs of a short list
+        // stay on the stack.
+        const INLINE: usize = 8;
+        if tags.len() <= INLINE {
+            let mut buf = [("", ""); INLINE];
+            Self::parse_in(tags, &mut buf[..tags.len()])
+        } else {
+            Self::parse_in(tags, &mut vec![("", ""); tags.len()])
+        }
+    }
+
+    /// [`TagSet::parse`] with `v` (as long as `tags`) to hold the split pairs.
+    fn parse_in<'a, S: AsRef<str>>(tags: &'a [S], v: &mut [(&'a str, &'a str)]) -> Result<TagSet, TagError> {
         let mut len = 0;
-        for t in tags {
+        for (t, slot) in tags.iter().zip(v.iter_mut()) {
             let t = t.as_ref();
             let Some((k, val)) = t.split_once('=') else {
                 return Err(TagError::Malformed(t.to_string()));
             };
-            let k = k.trim();
+            let k = trim(k);
             if k.is_empty() || !k.bytes().all(|b| b.is_ascii() && is_word_char(char::from(b))) {
                 return Err(TagError::Malformed(t.to_string()));
             }
-            let val = val.trim();
+            let val = trim(val);
             len += k.len() + val.len();
-            v.push((k, val));
+            *slot = (k, val);
         }
-        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        if !v.windows(2).all(|w| w[0].0 < w[1].0) {
+            v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        }
         for w in v.windows(2) {
             if w[0].0 == w[1].0 {
                 return Err(TagError::DuplicateKey(w[0].0.to_string()));
@@ -100,7 +114,7 @@ impl TagSet {
         };
         let mut text = String::with_capacity(len);
         let mut ends = Vec::with_capacity(v.len());
-        for (k, val) in v {
+        for &(k, val) in v.iter() {
             text.push_str(k);
             let ke = text.len() as u32;
             text.push_str(val);
@@ -206,6 +220,17 @@ impl fmt::Display for SelectorError {
 }
 
 impl std::error::Error for SelectorError {}
+
+/// `s.trim()`, without decoding characters when both ends are printable ASCII.
+#[inline]
+fn trim(s: &str) -> &str {
+    let printable = |b: Option<&u8>| b.is_some_and(|&b| b > b' ' && b < 0x7f);
+    if printable(s.as_bytes().first()) && printable(s.as_bytes().last()) {
+        s
+    } else {
+        s.trim()
+    }
+}
 
 fn is_word_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ':' | '@' | '$' | '*')
@@ -587,5 +612,17 @@ mod tests {
         assert_eq!(t.get("c"), Some(""));
         assert_eq!(t.get("z"), None);
         assert_eq!(t.to_string(), "a=1 b=2 c=");
+        // Whitespace around keys and values is trimmed (Unicode too); sorted
+        // or not, short or long (past the inline buffer), the same set.
+        assert_eq!(tags(&[" b = 2\u{a0}", "\u{2003}a=1\t", "c="]), t);
+        assert_eq!(tags(&["a=1", "b=2", "c="]), t);
+        let many: Vec<String> = (0..20).rev().map(|i| format!("k{i:02}=v{i}")).collect();
+        let m = TagSet::parse(&many).unwrap();
+        assert_eq!(m.len(), 20);
+        assert_eq!(m.get("k07"), Some("v7"));
+        assert_eq!(m.iter().next(), Some(("k00", "v0")));
+        let mut dup = many.clone();
+        dup.push("k03=x".into());
+        assert_eq!(TagSet::parse(&dup).unwrap_err(), TagError::DuplicateKey("k03".into()));
     }
 }
