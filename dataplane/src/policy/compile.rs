@@ -862,23 +862,29 @@ pub fn compile_view(doc: DocumentRef<'_>) -> Result<PolicySnapshot, CompileError
     let mut identities = Vec::with_capacity(doc.identities.len());
     let mut identity_index: FxHashMap<u32, u32> = FxHashMap::default();
     identity_index.reserve(doc.identities.len());
-    ident_owner.reserve(doc.identities.len());
-    for (ix, e) in doc.identities.iter().enumerate() {
-        if let Some(other) = ident_owner.get(&e.identity) {
+    // (`ident_owner` holds the PUs' identities; the directory's own are in
+    // `identity_index`, a directory entry being named by its number.)
+    for (e, parsed) in doc.identities.iter().zip(parse_tag_sets(doc.identities)) {
+        let other = match ident_owner.get(&e.identity) {
+            Some(pu) => Some(owner_name(pu)),
+            None => match identity_index.entry(e.identity) {
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    Some(format!("identities[{:?}]", e.identity.to_string()))
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(identities.len() as u32);
+                    None
+                }
+            },
+        };
+        if let Some(other) = other {
             let name = e.identity.to_string();
-            cx.err(
-                K::Identity,
-                &name,
-                "identity",
-                name.clone(),
-                Problem::DuplicateIdentity { other: owner_name(other) },
-            );
+            cx.err(K::Identity, &name, "identity", name.clone(), Problem::DuplicateIdentity { other });
             continue;
         }
-        ident_owner.insert(e.identity, Err(ix));
-        let tags = match TagSet::parse(&e.tags) {
-            Ok(t) => t,
-            Err(_) => cx.tags(K::Identity, &e.identity.to_string(), &e.tags),
+        let tags = match parsed {
+            Some(t) => t,
+            None => cx.tags(K::Identity, &e.identity.to_string(), &e.tags),
         };
         let peer = match peer_index.get(e.peer.as_str()) {
             Some(&p) => p,
@@ -887,7 +893,6 @@ pub fn compile_view(doc: DocumentRef<'_>) -> Result<PolicySnapshot, CompileError
                 u32::MAX
             }
         };
-        identity_index.insert(e.identity, identities.len() as u32);
         identities.push(IdentityInfo {
             identity: e.identity,
             name: e.name.as_deref().map(Into::into),
@@ -1348,6 +1353,31 @@ pub fn compile_view(doc: DocumentRef<'_>) -> Result<PolicySnapshot, CompileError
     })
 }
 
+/// The tag sets of the directory entries (`None`: does not parse), on two
+/// threads when there are many and the machine has a second core.
+fn parse_tag_sets(entries: &[model::IdentityEntry]) -> Vec<Option<TagSet>> {
+    const SPLIT_FROM: usize = 8192;
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let parse = |part: &[model::IdentityEntry]| -> Vec<Option<TagSet>> {
+        part.iter().map(|e| TagSet::parse(&e.tags).ok()).collect()
+    };
+    if entries.len() < SPLIT_FROM
+        || *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())) < 2
+    {
+        return parse(entries);
+    }
+    let (first, second) = entries.split_at(entries.len() / 2);
+    std::thread::scope(|s| {
+        let helper = std::thread::Builder::new().name("compile-tags".into()).spawn_scoped(s, || parse(second));
+        let mut out = parse(first);
+        match helper {
+            Ok(h) => out.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+            Err(_) => out.extend(parse(second)),
+        }
+        out
+    })
+}
+
 /// The tag keys the selectors test.
 fn selector_keys<'a>(sels: impl Iterator<Item = &'a Selector>) -> FxHashMap<&'a str, bool> {
     let mut keys: FxHashMap<&str, bool> = FxHashMap::default();
@@ -1626,6 +1656,42 @@ enforcer_profile:
         let class = |id| s.identity(id).unwrap().class;
         assert_eq!(class(10), class(12));
         assert_ne!(class(10), class(11));
+    }
+
+    #[test]
+    fn large_directory_errors_in_order() {
+        // Past the size where tag sets are parsed on two threads: errors are
+        // still reported in document order, duplicates named as before.
+        use model::{IdentityEntry, Peer, PeerKey};
+        let mut doc = PolicyDocument::default();
+        doc.peers.push(Peer {
+            name: "w".into(),
+            keys: vec![PeerKey { id: 1, public_key: "11".repeat(32), not_before: None, not_after: None }],
+            networks: vec![],
+        });
+        for i in 0..20_000u32 {
+            let tags = match i {
+                3 | 15_000 => vec!["broken".to_string()],
+                _ => vec![format!("app=a{}", i % 7), format!("n=i{i}")],
+            };
+            doc.identities.push(IdentityEntry { identity: 100 + i % 19_999, name: None, tags, peer: "w".into() });
+        }
+        let text: Vec<String> = compile(&doc).unwrap_err().0.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                r#"identities["103"].tags: "broken" is not a key=value tag"#,
+                r#"identities["15100"].tags: "broken" is not a key=value tag"#,
+                r#"identities["100"].identity: identity 100 is already used by identities["100"]"#,
+            ]
+        );
+        doc.identities[3].tags = vec!["app=x".into()];
+        doc.identities[15_000].tags = vec!["app=x".into()];
+        doc.identities.pop();
+        let s = compile(&doc).unwrap();
+        assert_eq!(s.stats().identities, 19_999);
+        assert_eq!(s.identity(15_100).unwrap().tags.get("app"), Some("x"));
+        assert_eq!(s.identity(19_000).unwrap().tags.get("n"), Some("i18900"));
     }
 
     #[test]
