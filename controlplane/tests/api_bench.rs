@@ -75,14 +75,63 @@ fn bench_flow_events_to_a_getflows_reader() {
     });
 }
 
+/// CPU time (ns) of this process's threads, summed by thread name, and of
+/// the calling thread (from /proc: `schedstat`'s time on CPU).
+fn cpu_by_thread() -> (std::collections::HashMap<String, u64>, u64) {
+    let mut by = std::collections::HashMap::new();
+    let ns = |p: &std::path::Path| {
+        std::fs::read_to_string(p.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse::<u64>().ok()))
+            .unwrap_or(0)
+    };
+    for t in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_owned();
+        *by.entry(comm).or_insert(0) += ns(&t.path());
+    }
+    (by, ns(std::path::Path::new("/proc/thread-self")))
+}
+
+/// `GetFlowsResponse` read only as far as framing: the batch's records are
+/// kept as their encoded bytes (what a relay or a counter needs), not
+/// decoded into `pb::Flow`. Same wire format (the `oneof` is fields 2 and 4).
+#[derive(Clone, PartialEq, prost::Message)]
+struct FramedResponse {
+    #[prost(message, optional, tag = "2")]
+    lost_events: Option<pb::LostEvent>,
+    #[prost(message, optional, tag = "4")]
+    flows: Option<FramedBatch>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct FramedBatch {
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    flows: Vec<prost::bytes::Bytes>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum ReaderKind {
+    /// Every record decoded into `pb::Flow` (what gwctl does).
+    FullDecode,
+    /// Records framed and counted, kept as bytes ([`FramedResponse`]).
+    FramedOnly,
+}
+
 /// The whole path gatewayd runs: a worker pushing flow records into its
 /// event queue as fast as it can, the control thread draining and resolving
 /// them (names from the policy) into the ring, a `GetFlows` reader over the
 /// Unix socket. Reports what the worker pushed (and the queue refused), and
-/// what the reader received per second.
+/// what the reader received per second — with a reader that decodes every
+/// record into `pb::Flow`, then with one that only frames and counts them —
+/// and the CPU each part used per delivered record (load-independent).
 #[test]
 #[ignore]
 fn bench_worker_queue_to_a_getflows_reader() {
+    worker_queue_to_a_getflows_reader(ReaderKind::FullDecode);
+    worker_queue_to_a_getflows_reader(ReaderKind::FramedOnly);
+}
+
+fn worker_queue_to_a_getflows_reader(kind: ReaderKind) {
     use controlplane::api::wire::FlowFeed;
     use controlplane::flowlog::{ConfigHistory, Drain};
     use dataplane::engine::EngineConfig;
@@ -101,70 +150,115 @@ fn bench_worker_queue_to_a_getflows_reader() {
     let generation = cfg.generation();
     let stop = Arc::new(AtomicBool::new(false));
     rt().block_on(async {
-        let mut c = clients(&h.ro).await;
-        let mut s = c.flows.get_flows(pb::GetFlowsRequest { follow: true, ..Default::default() }).await.unwrap().into_inner();
+        let req = pb::GetFlowsRequest { follow: true, ..Default::default() };
+        let mut full = None;
+        let mut framed = None;
+        match kind {
+            ReaderKind::FullDecode => {
+                let mut c = clients(&h.ro).await;
+                full = Some(c.flows.get_flows(req).await.unwrap().into_inner());
+            }
+            ReaderKind::FramedOnly => {
+                use controlplane::api::client::{connect, Target};
+                let ch = connect(&Target::Unix(h.ro.clone())).await.unwrap();
+                let mut g = tonic::client::Grpc::new(ch);
+                g.ready().await.unwrap();
+                let codec = tonic::codec::ProstCodec::<pb::GetFlowsRequest, FramedResponse>::default();
+                let path = tonic::codegen::http::uri::PathAndQuery::from_static("/gateway.v1.Flows/GetFlows");
+                framed = Some(g.server_streaming(tonic::Request::new(req), path, codec).await.unwrap().into_inner());
+            }
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
         let st = stop.clone();
-        let worker = std::thread::spawn(move || {
-            let (mut pushed, mut i) = (0u64, 0u64);
-            let t0 = Instant::now();
-            while !st.load(Ordering::Relaxed) {
-                let key = FlowKey::new(
-                    Side::Outside,
-                    "198.18.0.2".parse().unwrap(),
-                    "198.18.0.1".parse().unwrap(),
-                    8080,
-                    (i % 60000) as u16 + 1024,
-                    6,
-                );
-                let mut r = FlowRecord::new(EventKind::Decision, i, key, Side::Outside, 0, generation);
-                r.remote_identity = Some(1001);
-                let r = r.with_decision(&decision);
-                pushed += u64::from(producer.push(&r));
-                i += 1;
-            }
-            (i, pushed, producer.lost(), t0.elapsed())
-        });
+        let worker = std::thread::Builder::new()
+            .name("bench-worker".into())
+            .spawn(move || {
+                let (mut pushed, mut i) = (0u64, 0u64);
+                let (inside, outside) = ("198.18.0.2".parse().unwrap(), "198.18.0.1".parse().unwrap());
+                let t0 = Instant::now();
+                while !st.load(Ordering::Relaxed) {
+                    let key = FlowKey::new(Side::Outside, inside, outside, 8080, (i % 60000) as u16 + 1024, 6);
+                    let mut r = FlowRecord::new(EventKind::Decision, i, key, Side::Outside, 0, generation);
+                    r.remote_identity = Some(1001);
+                    let r = r.with_decision(&decision);
+                    pushed += u64::from(producer.push(&r));
+                    i += 1;
+                }
+                (i, pushed, producer.lost(), t0.elapsed())
+            })
+            .unwrap();
         let (hub, st, hist) = (h.hub.clone(), stop.clone(), history.clone());
         // What gatewayd's control thread does (`ControlPlane::push_records`):
         // drain, resolve and encode once through the feed's name tables, push.
-        let control = std::thread::spawn(move || {
-            let mut drain = Drain::new(vec![consumer]);
-            let mut feed = FlowFeed::new();
-            let mut records = Vec::with_capacity(4096);
-            let mut resolved = 0u64;
-            while !st.load(Ordering::Relaxed) {
-                records.clear();
-                if drain.poll_records(4096, &mut records) == 0 {
-                    std::thread::sleep(Duration::from_micros(200));
-                    continue;
+        let control = std::thread::Builder::new()
+            .name("bench-drain".into())
+            .spawn(move || {
+                let mut drain = Drain::new(vec![consumer]);
+                let mut feed = FlowFeed::new();
+                let mut records = Vec::with_capacity(4096);
+                let mut resolved = 0u64;
+                while !st.load(Ordering::Relaxed) {
+                    records.clear();
+                    if drain.poll_records(4096, &mut records) == 0 {
+                        std::thread::sleep(Duration::from_micros(200));
+                        continue;
+                    }
+                    resolved += records.len() as u64;
+                    hub.push_batch(feed.resolve(&hist, &records));
                 }
-                resolved += records.len() as u64;
-                hub.push_batch(feed.resolve(&hist, &records));
-            }
-            resolved
-        });
+                resolved
+            })
+            .unwrap();
+        let (cpu0, me0) = cpu_by_thread();
         let t0 = Instant::now();
         let (mut got, mut lost) = (0u64, 0u64);
         while t0.elapsed().as_secs_f64() < SECS {
-            match tokio::time::timeout(Duration::from_secs(5), s.message()).await.unwrap().unwrap().unwrap().response {
-                Some(R::Flows(b)) => got += b.flows.len() as u64,
-                Some(R::Flow(_)) => got += 1,
-                Some(R::LostEvents(l)) => lost += l.count,
-                _ => {}
+            let wait = Duration::from_secs(5);
+            if let Some(s) = &mut full {
+                match tokio::time::timeout(wait, s.message()).await.unwrap().unwrap().unwrap().response {
+                    Some(R::Flows(b)) => got += b.flows.len() as u64,
+                    Some(R::Flow(_)) => got += 1,
+                    Some(R::LostEvents(l)) => lost += l.count,
+                    _ => {}
+                }
+            } else if let Some(s) = &mut framed {
+                let m = tokio::time::timeout(wait, s.message()).await.unwrap().unwrap().unwrap();
+                got += m.flows.map_or(0, |b| b.flows.len() as u64);
+                lost += m.lost_events.map_or(0, |l| l.count);
             }
         }
         let el = t0.elapsed().as_secs_f64();
+        let (cpu1, me1) = cpu_by_thread();
         stop.store(true, Ordering::Relaxed);
         let (tried, pushed, refused, wt) = tokio::task::spawn_blocking(move || worker.join().unwrap()).await.unwrap();
         let resolved = tokio::task::spawn_blocking(move || control.join().unwrap()).await.unwrap();
+        let cpu = |name: &str| {
+            let d = |m: &std::collections::HashMap<String, u64>| {
+                m.iter().filter(|(k, _)| k.starts_with(name)).map(|(_, v)| *v).sum::<u64>()
+            };
+            d(&cpu1).saturating_sub(d(&cpu0)) as f64 / got.max(1) as f64
+        };
+        let label = match kind {
+            ReaderKind::FullDecode => "reader decodes every record into pb::Flow",
+            ReaderKind::FramedOnly => "FRAMING-ONLY reader (records kept as bytes, not decoded)",
+        };
         println!(
-            "worker queue -> drain (resolve) -> ring -> GetFlows: worker offered {:.2} M records/s ({tried} in {wt:?}), \
+            "worker queue -> drain (resolve) -> ring -> GetFlows, {label}: worker offered {:.2} M records/s ({tried} in {wt:?}), \
              queued {pushed}, queue full {refused}; control thread resolved {resolved} ({:.2} M/s); \
              reader received {got} ({:.2} M events/s) and was told of {lost} lost in {el:.1}s",
             tried as f64 / wt.as_secs_f64() / 1e6,
             resolved as f64 / wt.as_secs_f64() / 1e6,
             got as f64 / el / 1e6
+        );
+        println!(
+            "  CPU per delivered record: drain thread {:.0} ns, server runtime {:.0} ns, reader thread {:.0} ns, \
+             client runtime {:.0} ns (worker thread {:.0} ns, it spins); load {}",
+            cpu("bench-drain"),
+            cpu("gw-control"),
+            me1.saturating_sub(me0) as f64 / got.max(1) as f64,
+            cpu("tokio-r"),
+            cpu("bench-worker"),
+            std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
         );
     });
 }
