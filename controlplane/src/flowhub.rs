@@ -16,9 +16,18 @@
 //! upstream of the hub (a worker queue overflowed) travel in the ring itself
 //! as [`Item::Lost`], so every reader sees them in order.
 //!
+//! Items pushed together are held together (one allocation per push, not
+//! per record): the ring is a queue of such chunks, and an item's sequence
+//! number finds its chunk. A reader takes `Arc`s of the chunks it reads
+//! (one per chunk, not per record). A chunk is freed once every item in it
+//! has left the ring; the ring's bounds stay exact per item (a reader below
+//! `head - capacity` is lapped even if the chunk is still held).
+//!
 //! The lock is held only to copy `Arc`s in or out (a batch at a time), never
 //! while filtering or sending.
 
+use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -65,16 +74,46 @@ pub enum Item<R> {
     Lost { source: LostSource, count: u64, worker: u32, time_ns: u64 },
 }
 
+/// Items pushed in one go; the first has sequence number `first`.
+struct Chunk<R> {
+    first: u64,
+    items: Arc<Vec<Item<R>>>,
+}
+
+impl<R> Chunk<R> {
+    fn end(&self) -> u64 {
+        self.first + self.items.len() as u64
+    }
+}
+
+/// Some of a chunk's items.
+type Segment<R> = (Arc<Vec<Item<R>>>, Range<usize>);
+
 struct Ring<R> {
-    slots: Vec<Option<Arc<Item<R>>>>,
-    mask: u64,
-    /// Sequence number of the next write; item `s` lives in `slots[s & mask]`.
+    /// Oldest first, contiguous: the last ends at `head`, the first holds `oldest()` (if anything is held).
+    chunks: VecDeque<Chunk<R>>,
+    capacity: u64,
+    /// Sequence number of the next write.
     head: u64,
 }
 
 impl<R> Ring<R> {
     fn oldest(&self) -> u64 {
-        self.head.saturating_sub(self.slots.len() as u64)
+        self.head.saturating_sub(self.capacity)
+    }
+
+    /// The items with sequence numbers in `from..to` (within what is held), in order.
+    fn segments(&self, from: u64, to: u64, out: &mut Vec<Segment<R>>) {
+        let mut s = from.max(self.oldest());
+        let mut i = self.chunks.partition_point(|c| c.end() <= s);
+        while s < to && i < self.chunks.len() {
+            let c = &self.chunks[i];
+            let lo = (s - c.first) as usize;
+            let hi = (to.min(c.end()) - c.first) as usize;
+            out.push((c.items.clone(), lo..hi));
+            s = c.end();
+            i += 1;
+        }
     }
 }
 
@@ -106,7 +145,7 @@ impl<R: HubRecord> FlowHub<R> {
         let cap = capacity.max(2).next_power_of_two();
         let (head_tx, _) = watch::channel(0);
         Arc::new(FlowHub {
-            ring: Mutex::new(Ring { slots: (0..cap).map(|_| None).collect(), mask: cap as u64 - 1, head: 0 }),
+            ring: Mutex::new(Ring { chunks: VecDeque::new(), capacity: cap as u64, head: 0 }),
             head_tx,
             readers: AtomicU64::new(0),
             lost_by_workers: AtomicU64::new(0),
@@ -146,30 +185,32 @@ impl<R: HubRecord> FlowHub<R> {
 
     fn push_items(&self, items: impl Iterator<Item = Item<R>>) {
         // Allocate outside the lock.
-        let items: Vec<Arc<Item<R>>> = items.map(Arc::new).collect();
+        let items: Vec<Item<R>> = items.collect();
         if items.is_empty() {
             return;
         }
+        let n = items.len() as u64;
+        let items = Arc::new(items);
+        let mut dropped = Vec::new();
         let head = {
             let mut ring = self.lock();
-            let mut dropped = Vec::with_capacity(items.len());
-            for it in items {
-                let i = (ring.head & ring.mask) as usize;
-                dropped.push(ring.slots[i].replace(it));
-                ring.head += 1;
+            let first = ring.head;
+            ring.chunks.push_back(Chunk { first, items });
+            ring.head += n;
+            let oldest = ring.oldest();
+            while ring.chunks.front().is_some_and(|c| c.end() <= oldest) {
+                dropped.extend(ring.chunks.pop_front());
             }
-            let head = ring.head;
-            drop(ring);
-            // The overwritten records are freed outside the lock.
-            drop(dropped);
-            head
+            ring.head
         };
+        // The overwritten records are freed outside the lock.
+        drop(dropped);
         self.head_tx.send_replace(head);
     }
 
     pub fn stats(&self) -> HubStats {
         let ring = self.lock();
-        let cap = ring.slots.len() as u64;
+        let cap = ring.capacity;
         HubStats {
             capacity: cap,
             held: ring.head.min(cap),
@@ -217,30 +258,32 @@ impl<R: HubRecord> FlowHub<R> {
         const CHUNK: u64 = 4096;
         let mut found = 0u64;
         let mut hi = head;
-        let mut chunk = Vec::with_capacity(CHUNK as usize);
+        let mut segments = Vec::new();
         while hi > oldest {
             let lo = hi.saturating_sub(CHUNK).max(oldest);
-            chunk.clear();
-            {
+            segments.clear();
+            let lo = {
                 let r = self.lock();
                 let lo = lo.max(r.oldest());
-                for s in lo..hi {
-                    if let Some(it) = &r.slots[(s & r.mask) as usize] {
-                        chunk.push((s, it.clone()));
-                    }
-                }
-            }
-            for (s, it) in chunk.iter().rev() {
-                if let Item::Record(rec) = &**it {
-                    if query.in_time(rec.time_ns()) && filter.matches(rec) {
-                        found += 1;
-                        if found == query.number {
-                            return *s;
+                r.segments(lo, hi, &mut segments);
+                lo
+            };
+            // Sequence numbers back from `hi` (the segments cover `lo..hi` exactly).
+            let mut s = hi;
+            for (items, range) in segments.iter().rev() {
+                for it in items[range.clone()].iter().rev() {
+                    s -= 1;
+                    if let Item::Record(rec) = it {
+                        if query.in_time(rec.time_ns()) && filter.matches(rec) {
+                            found += 1;
+                            if found == query.number {
+                                return s;
+                            }
                         }
                     }
                 }
             }
-            if chunk.is_empty() {
+            if segments.is_empty() {
                 break;
             }
             hi = lo;
@@ -266,13 +309,27 @@ impl Query {
 }
 
 /// What one read returned.
-#[derive(Debug, Default)]
 pub struct Batch<R> {
     /// Records this reader missed because the ring lapped it since the last read.
     pub lapped: u64,
-    pub items: Vec<Arc<Item<R>>>,
+    segments: Vec<Segment<R>>,
     /// The reader reached its end (non-follow readers stop at the head they started with).
     pub done: bool,
+}
+
+impl<R> Batch<R> {
+    /// The items read, in order.
+    pub fn items(&self) -> impl Iterator<Item = &Item<R>> {
+        self.segments.iter().flat_map(|(items, range)| items[range.clone()].iter())
+    }
+
+    pub fn len(&self) -> usize {
+        self.segments.iter().map(|(_, r)| r.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// One `GetFlows` call's view of the hub.
@@ -286,7 +343,7 @@ pub struct Reader<R> {
 impl<R: HubRecord> Reader<R> {
     /// Takes up to `max` items from the cursor on, without waiting.
     pub fn read(&mut self, max: usize) -> Batch<R> {
-        let mut b = Batch { lapped: 0, items: Vec::new(), done: false };
+        let mut b = Batch { lapped: 0, segments: Vec::new(), done: false };
         let ring = self.hub.lock();
         let oldest = ring.oldest();
         if self.cursor < oldest {
@@ -295,12 +352,7 @@ impl<R: HubRecord> Reader<R> {
         }
         let stop = self.end.map_or(ring.head, |e| e.min(ring.head));
         let n = stop.saturating_sub(self.cursor).min(max as u64);
-        b.items.reserve(n as usize);
-        for s in self.cursor..self.cursor + n {
-            if let Some(it) = &ring.slots[(s & ring.mask) as usize] {
-                b.items.push(it.clone());
-            }
-        }
+        ring.segments(self.cursor, self.cursor + n, &mut b.segments);
         self.cursor += n;
         drop(ring);
         b.done = self.end.is_some_and(|e| self.cursor >= e);
@@ -347,9 +399,8 @@ mod tests {
     }
 
     fn recs(b: &Batch<Rec>) -> Vec<u32> {
-        b.items
-            .iter()
-            .filter_map(|i| match &**i {
+        b.items()
+            .filter_map(|i| match i {
                 Item::Record(r) => Some(r.v),
                 _ => None,
             })
@@ -378,6 +429,38 @@ mod tests {
     }
 
     #[test]
+    fn batches_are_held_in_chunks_with_exact_bounds() {
+        let hub = FlowHub::<Rec>::new(8);
+        let mut r = hub.reader(&Query { follow: true, ..Query::default() }, &All);
+        hub.push_batch((0..5).map(|v| Rec { t: v as u64, v }));
+        hub.push_batch((5..10).map(|v| Rec { t: v as u64, v }));
+        // 0 and 1 are out although their chunk is still held.
+        assert_eq!(hub.lock().chunks.len(), 2);
+        let s = hub.stats();
+        assert_eq!((s.held, s.received, s.overwritten), (8, 10, 2));
+        let b = r.read(4);
+        assert_eq!((b.lapped, recs(&b), b.len()), (2, vec![2, 3, 4, 5], 4), "across the chunks");
+        let b = r.read(100);
+        assert_eq!((b.lapped, recs(&b)), (0, (6..10).collect::<Vec<_>>()));
+        // The last 3 matching, searched back across chunks.
+        let odd = |r: &Rec| r.v % 2 == 1;
+        let mut last = hub.reader(&Query { number: 3, ..Query::default() }, &odd);
+        assert_eq!(recs(&last.read(100)).into_iter().filter(|v| v % 2 == 1).collect::<Vec<_>>(), vec![5, 7, 9]);
+        // A batch larger than the ring: the older chunks go, the ring keeps its last 8.
+        hub.push_batch((10..30).map(|v| Rec { t: v as u64, v }));
+        assert_eq!(hub.lock().chunks.len(), 1);
+        let b = r.read(100);
+        assert_eq!((b.lapped, recs(&b)), (12, (22..30).collect::<Vec<_>>()));
+        hub.push(Rec { t: 30, v: 30 });
+        assert_eq!(hub.lock().chunks.len(), 2, "the big chunk still holds 23..30");
+        hub.push_batch((31..38).map(|v| Rec { t: v as u64, v }));
+        assert_eq!(hub.lock().chunks.len(), 2, "now only the single and the last batch");
+        let mut all = hub.reader(&Query::default(), &All);
+        let b = all.read(100);
+        assert_eq!((b.lapped, recs(&b), b.done), (0, (30..38).collect::<Vec<_>>(), true));
+    }
+
+    #[test]
     fn last_n_with_filter_and_non_follow_end() {
         let hub = FlowHub::<Rec>::new(64);
         hub.push_batch((0..30).map(|v| Rec { t: 100 + v as u64, v }));
@@ -398,7 +481,7 @@ mod tests {
         assert_eq!(recs(&r.read(1000)).len(), 31);
         // Follow without a number starts at the head.
         let mut r = hub.reader(&Query { follow: true, ..Query::default() }, &All);
-        assert!(r.read(10).items.is_empty());
+        assert!(r.read(10).is_empty());
     }
 
     #[test]
@@ -410,8 +493,11 @@ mod tests {
         hub.push_lost(LostSource::WorkerQueue, 0, 1, 2); // nothing lost: nothing pushed
         hub.push(Rec { t: 3, v: 2 });
         let b = r.read(10);
-        assert_eq!(b.items.len(), 3);
-        assert_eq!(*b.items[1], Item::Lost { source: LostSource::WorkerQueue, count: 5, worker: 1, time_ns: 2 });
+        assert_eq!(b.len(), 3);
+        assert_eq!(
+            *b.items().nth(1).unwrap(),
+            Item::Lost { source: LostSource::WorkerQueue, count: 5, worker: 1, time_ns: 2 }
+        );
         assert_eq!(hub.stats().lost_by_workers, 5);
     }
 

@@ -228,11 +228,11 @@ impl Drain {
     pub fn poll_records(&mut self, max: usize, out: &mut Vec<(u32, FlowRecord)>) -> usize {
         let before = out.len();
         for (w, (c, taken)) in self.consumers.iter_mut().zip(&mut self.taken).enumerate() {
-            while out.len() - before < max {
-                let Some(r) = c.pop() else { break };
-                *taken += 1;
-                out.push((w as u32, r));
+            let room = max - (out.len() - before);
+            if room == 0 {
+                break;
             }
+            *taken += c.pop_many(room, |r| out.push((w as u32, r))) as u64;
         }
         out.len() - before
     }

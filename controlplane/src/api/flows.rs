@@ -431,8 +431,8 @@ pub async fn run_stream(hub: Arc<FlowRing>, req: pb::GetFlowsRequest, filter: Fl
                 return;
             }
         }
-        for item in &batch.items {
-            match &**item {
+        for item in batch.items() {
+            match item {
                 Item::Lost { source, count, worker, time_ns } => {
                     let src = match source {
                         LostSource::WorkerQueue => pb::LostEventSource::WorkerQueue,
@@ -484,7 +484,7 @@ pub async fn run_stream(hub: Arc<FlowRing>, req: pb::GetFlowsRequest, filter: Fl
             }
             return;
         }
-        if !batch.items.is_empty() || batch.lapped > 0 {
+        if !batch.is_empty() || batch.lapped > 0 {
             continue;
         }
         // Caught up: wait for more, a flush, the end of `until`, or the client leaving.
