@@ -19,8 +19,8 @@ PACKAGES=(
     iproute2 ethtool iputils-ping curl netcat-openbsd socat tcpdump python3 python3-scapy apache2-utils dnsutils dnsmasq-base
     # the benches read gatewayd's JSON counters
     jq
-    # static checks of the lab files (Lua scripts, Vagrantfile)
-    lua5.4 ruby
+    # static checks of the lab files (Lua scripts, Vagrantfile: vagrant validate)
+    lua5.4 ruby vagrant
     # protoc, for the gRPC API (controlplane/build.rs)
     protobuf-compiler
 )
