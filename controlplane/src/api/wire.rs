@@ -26,7 +26,7 @@ use dataplane::engine::EngineConfig;
 use dataplane::events::{EventKind, FlowRecord};
 use dataplane::policy::{Action, ExtNetRef, RuleRef, Side, TagSet};
 use prost::bytes::{BufMut, Bytes, BytesMut};
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+use prost::encoding::{encoded_len_varint, WireType};
 use prost::Message;
 
 use super::pb;
@@ -36,6 +36,31 @@ use crate::flowlog::ConfigHistory;
 
 // ---------------------------------------------------------------------------
 // Protobuf encoding helpers (proto3: default values are not written)
+
+/// A varint, as prost's `encode_varint` writes it, inlined: a record writes
+/// some thirty (keys, lengths, numbers), nearly all of one byte.
+#[inline(always)]
+fn encode_varint(mut v: u64, buf: &mut impl BufMut) {
+    if v < 0x80 {
+        buf.put_u8(v as u8);
+        return;
+    }
+    let mut tmp = [0u8; 10];
+    let mut n = 0;
+    while v >= 0x80 {
+        tmp[n] = (v as u8 & 0x7f) | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    tmp[n] = v as u8;
+    buf.put_slice(&tmp[..=n]);
+}
+
+/// A field key.
+#[inline(always)]
+fn encode_key(tag: u32, wire_type: WireType, buf: &mut impl BufMut) {
+    encode_varint(u64::from(tag << 3 | wire_type as u32), buf);
+}
 
 fn put_len_field(buf: &mut impl BufMut, tag: u32, bytes: &[u8]) {
     encode_key(tag, WireType::LengthDelimited, buf);
@@ -667,6 +692,22 @@ external_networks:
         v.push((0, FlowRecord::new(EventKind::Decision, 7, k, Side::Outside, u32::MAX, g)));
         let _: Decision = d;
         v
+    }
+
+    #[test]
+    fn varints_are_what_prost_writes() {
+        let mut v = vec![0u64, 1, 127, 128, 255, 300, 16383, 16384, u32::MAX.into(), u64::MAX - 1, u64::MAX];
+        v.extend((0..64).map(|i| 1u64 << i));
+        for x in v {
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            encode_varint(x, &mut ours);
+            prost::encoding::encode_varint(x, &mut theirs);
+            assert_eq!(ours, theirs, "{x}");
+        }
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        encode_key(18, WireType::LengthDelimited, &mut ours);
+        prost::encoding::encode_key(18, WireType::LengthDelimited, &mut theirs);
+        assert_eq!(ours, theirs);
     }
 
     #[test]
