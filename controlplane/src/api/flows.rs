@@ -43,6 +43,10 @@ const STREAM_BUFFER: usize = 4;
 const READ_BATCH: usize = 256;
 /// Records per GetFlows message at most.
 const SEND_BATCH: usize = 256;
+/// Bytes of records per GetFlows message at most (a record larger than this
+/// goes alone): far under a client's default 4 MiB decoding limit even when
+/// the policy gives ends long names and many tags.
+const SEND_BATCH_BYTES: usize = 1 << 20;
 
 pub struct FlowsService {
     hub: Arc<FlowRing>,
@@ -453,6 +457,12 @@ pub async fn run_stream(hub: Arc<FlowRing>, req: pb::GetFlowsRequest, filter: Fl
                         agg.add(r);
                         continue;
                     }
+                    if pending.count > 0
+                        && pending.buf.len() + HEADER + r.wire.len() > SEND_BATCH_BYTES
+                        && flush(&tx, &mut pending).await.is_err()
+                    {
+                        return;
+                    }
                     pending.push(&r.wire);
                     if pending.count == SEND_BATCH && flush(&tx, &mut pending).await.is_err() {
                         return;
@@ -629,6 +639,43 @@ mod tests {
             policy: Some(pb::PolicyRef { ruleset: "db".into(), ..Default::default() }),
             ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn batches_stay_under_the_message_size_bound_and_keep_notices_in_place() {
+        let hub = FlowRing::new(4096);
+        // ~20 KB records: 256 of them would make a 5 MB message.
+        let tags: Vec<String> = (0..400).map(|i| format!("k{i}=value-{i:040}")).collect();
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        let big =
+            |t: u64| pb::Flow { time_unix_ns: t, ..rec("10.0.0.7", &tags, 80, pb::Verdict::Allowed, "policy_allow") };
+        hub.push_batch((0..300).map(big));
+        hub.push_lost(LostSource::WorkerQueue, 7, 0, 300);
+        hub.push_batch(
+            (301..311).map(|t| pb::Flow { time_unix_ns: t, ..rec("10.0.0.8", &[], 80, pb::Verdict::Allowed, "x") }),
+        );
+        let (tx, mut rx) = mpsc::channel(STREAM_BUFFER);
+        let req = pb::GetFlowsRequest::default();
+        tokio::spawn(run_stream(hub.clone(), req, FlowFilterSet::default(), tx));
+        let mut times = Vec::new();
+        let mut lost_after = None;
+        while let Some(m) = rx.recv().await {
+            let m = m.unwrap();
+            assert!(m.0.len() <= SEND_BATCH_BYTES + 64, "message of {} bytes", m.0.len());
+            match pb::GetFlowsResponse::decode(m.0).unwrap().response {
+                Some(pb::get_flows_response::Response::Flows(b)) => {
+                    assert!(!b.flows.is_empty() && b.flows.len() <= SEND_BATCH);
+                    times.extend(b.flows.iter().map(|f| f.time_unix_ns));
+                }
+                Some(pb::get_flows_response::Response::LostEvents(l)) => {
+                    assert_eq!(l.count, 7);
+                    lost_after = Some(times.len());
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(times, (0..300).chain(301..311).collect::<Vec<_>>());
+        assert_eq!(lost_after, Some(300), "the notice between the records it came between");
     }
 
     #[test]
