@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::hash::FxHashMap;
 use super::lpm::{parse_cidr, Cidr, LpmPair};
 use super::model::{self, Action, DocumentRef, PolicyDocument, PortSpec, Protocol};
-use super::selector::{Node, Selector, SelectorError, TagError, TagSet};
+use super::selector::{trim, Node, Selector, SelectorError, TagError, TagSet};
 use super::{Direction, ExtNetRef, RuleRef};
 
 // ---------------------------------------------------------------------------
@@ -864,7 +864,20 @@ pub fn compile_view(doc: DocumentRef<'_>) -> Result<PolicySnapshot, CompileError
     identity_index.reserve(doc.identities.len());
     // (`ident_owner` holds the PUs' identities; the directory's own are in
     // `identity_index`, a directory entry being named by its number.)
-    for (e, parsed) in doc.identities.iter().zip(parse_tag_sets(doc.identities)) {
+    // The rules' objects are parsed first (their errors are still reported
+    // with the rulesets, below): the keys they test decide how the directory
+    // is grouped while it is parsed.
+    let mut objects = doc
+        .rulesets
+        .iter()
+        .flat_map(|rs| rs.incoming.iter().chain(&rs.outgoing))
+        .map(|r| Selector::parse(&r.object).ok())
+        .collect::<Vec<_>>()
+        .into_iter();
+    let key_slot: FxHashMap<Box<str>, usize> =
+        selector_keys(objects.as_slice().iter().flatten()).keys().enumerate().map(|(i, &k)| (k.into(), i)).collect();
+    let directory = parse_directory(doc.identities, &key_slot);
+    for (e, parsed) in doc.identities.iter().zip(directory.tags) {
         let other = match ident_owner.get(&e.identity) {
             Some(pu) => Some(owner_name(pu)),
             None => match identity_index.entry(e.identity) {
@@ -986,9 +999,9 @@ pub fn compile_view(doc: DocumentRef<'_>) -> Result<PolicySnapshot, CompileError
                     );
                 }
                 // (field names are formatted only when there is a problem to report)
-                let object = match Selector::parse(&r.object) {
-                    Ok(s) => s,
-                    Err(_) => cx.selector(K::Ruleset, &rs.name, &field("object"), &r.object),
+                let object = match objects.next().flatten() {
+                    Some(s) => s,
+                    None => cx.selector(K::Ruleset, &rs.name, &field("object"), &r.object),
                 };
                 let ports = match r.ports.iter().map(parse_port).collect::<Result<Vec<_>, _>>() {
                     Ok(mut v) => {
@@ -1076,38 +1089,11 @@ pub fn compile_view(doc: DocumentRef<'_>) -> Result<PolicySnapshot, CompileError
         rs_rules[r.ruleset as usize][r.dir as usize].push(j as u32);
     }
 
-    // Identity groups: directory entries that agree on every tag key some
-    // object selector tests. No selector can tell the members of a group
-    // apart (the other tags, such as a per-instance name, are never looked
-    // at), so each group is evaluated once, on its first member's tags.
-    // A group's signature: per tested key, an id of its value (0: absent).
+    // Identity groups (see `parse_directory`), each evaluated on its first
+    // member's tags. (No error: every entry is in `identities`, in order.)
+    let group_sets: Vec<&TagSet> = directory.first.iter().map(|&i| &identities[i as usize].tags).collect();
+    let ident_group = directory.group;
     let object_keys = selector_keys(rules.iter().map(|r| &r.object));
-    let key_slot: FxHashMap<&str, usize> = object_keys.keys().enumerate().map(|(i, &k)| (k, i)).collect();
-    let mut value_ids: FxHashMap<(usize, &str), u32> = FxHashMap::default();
-    let mut group_of_sig: FxHashMap<Box<[u32]>, u32> = FxHashMap::default();
-    let mut group_sets: Vec<&TagSet> = Vec::new();
-    let mut ident_group = Vec::with_capacity(identities.len());
-    let mut sig = vec![0u32; key_slot.len()];
-    for e in &identities {
-        sig.fill(0);
-        for (k, v) in e.tags.iter() {
-            if let Some(&slot) = key_slot.get(k) {
-                let next = value_ids.len() as u32 + 1;
-                sig[slot] = *value_ids.entry((slot, v)).or_insert(next);
-            }
-        }
-        let g = match group_of_sig.get(&*sig) {
-            Some(&g) => g,
-            None => {
-                let g = group_sets.len() as u32;
-                group_sets.push(&e.tags);
-                group_of_sig.insert(sig.as_slice().into(), g);
-                g
-            }
-        };
-        ident_group.push(g);
-    }
-    drop((key_slot, value_ids, group_of_sig));
     let n_groups = group_sets.len();
     let group_pop = Population::new(group_sets, &object_keys);
     let ext_pop = Population::new(ext_infos.iter().map(|x| &x.tags).collect(), &object_keys);
@@ -1353,28 +1339,137 @@ pub fn compile_view(doc: DocumentRef<'_>) -> Result<PolicySnapshot, CompileError
     })
 }
 
-/// The tag sets of the directory entries (`None`: does not parse), on two
-/// threads when there are many and the machine has a second core.
-fn parse_tag_sets(entries: &[model::IdentityEntry]) -> Vec<Option<TagSet>> {
+/// The directory, parsed and grouped in one pass over each entry.
+///
+/// Identity groups: entries that agree on every tag key some object selector
+/// tests (`key_slot`). No selector can tell the members of a group apart
+/// (the other tags, such as a per-instance name, are never looked at).
+/// Groups are numbered by first appearance. Meaningful only when every entry
+/// parses (otherwise the compile fails anyway).
+struct Directory {
+    /// Per entry, its tag set (`None`: does not parse).
+    tags: Vec<Option<TagSet>>,
+    /// Per entry, its group.
+    group: Vec<u32>,
+    /// Per group, its first entry.
+    first: Vec<u32>,
+}
+
+/// One slice of the directory, grouped with its own value and group numbers.
+struct DirPart<'a> {
+    tags: Vec<Option<TagSet>>,
+    group: Vec<u32>,
+    first: Vec<u32>,
+    /// `(key slot, value)` → value id (from 1; 0 in a signature: key absent).
+    value_ids: FxHashMap<(usize, &'a str), u32>,
+    /// Value id - 1 → `(key slot, value)`.
+    values: Vec<(usize, &'a str)>,
+    /// Signature (value id per key slot) → group.
+    group_of_sig: FxHashMap<Box<[u32]>, u32>,
+    /// Group → signature.
+    sigs: Vec<Box<[u32]>>,
+}
+
+impl<'a> DirPart<'a> {
+    fn new(n: usize) -> DirPart<'a> {
+        DirPart {
+            tags: Vec::with_capacity(n),
+            group: Vec::with_capacity(n),
+            first: Vec::new(),
+            value_ids: FxHashMap::default(),
+            values: Vec::new(),
+            group_of_sig: FxHashMap::default(),
+            sigs: Vec::new(),
+        }
+    }
+
+    fn value_id(&mut self, slot: usize, v: &'a str) -> u32 {
+        let next = self.values.len() as u32 + 1;
+        let id = *self.value_ids.entry((slot, v)).or_insert(next);
+        if id == next {
+            self.values.push((slot, v));
+        }
+        id
+    }
+
+    /// The group of signature `sig`, added (first entry `first`) if new.
+    fn group_id(&mut self, sig: &[u32], first: u32) -> u32 {
+        if let Some(&g) = self.group_of_sig.get(sig) {
+            return g;
+        }
+        let g = self.sigs.len() as u32;
+        self.group_of_sig.insert(sig.into(), g);
+        self.sigs.push(sig.into());
+        self.first.push(first);
+        g
+    }
+
+    /// Parses and groups `entries` (whose first is entry `offset` of the directory).
+    fn build(entries: &'a [model::IdentityEntry], offset: u32, key_slot: &FxHashMap<Box<str>, usize>) -> DirPart<'a> {
+        let mut p = DirPart::new(entries.len());
+        let mut sig = vec![0u32; key_slot.len()];
+        for (i, e) in entries.iter().enumerate() {
+            p.tags.push(TagSet::parse(&e.tags).ok());
+            // The signature from the tags as written (key and value trimmed
+            // as `TagSet::parse` does), borrowed from the document.
+            sig.fill(0);
+            for t in &e.tags {
+                if let Some((k, v)) = t.split_once('=') {
+                    if let Some(&slot) = key_slot.get(trim(k)) {
+                        sig[slot] = p.value_id(slot, trim(v));
+                    }
+                }
+            }
+            let g = p.group_id(&sig, offset + i as u32);
+            p.group.push(g);
+        }
+        p
+    }
+
+    /// Appends `later` (the entries after this part's), renumbering its
+    /// values and groups: the result is numbered as one pass would number it.
+    fn append(&mut self, later: DirPart<'a>) {
+        let value_map: Vec<u32> = later.values.iter().map(|&(slot, v)| self.value_id(slot, v)).collect();
+        let mut sig = Vec::new();
+        let group_map: Vec<u32> = later
+            .sigs
+            .iter()
+            .zip(&later.first)
+            .map(|(s, &first)| {
+                sig.clear();
+                sig.extend(s.iter().map(|&v| if v == 0 { 0 } else { value_map[v as usize - 1] }));
+                self.group_id(&sig, first)
+            })
+            .collect();
+        self.tags.extend(later.tags);
+        self.group.extend(later.group.iter().map(|&g| group_map[g as usize]));
+    }
+}
+
+/// Parses and groups the directory, its two halves on two threads when it
+/// is large and the machine has a second core.
+fn parse_directory(entries: &[model::IdentityEntry], key_slot: &FxHashMap<Box<str>, usize>) -> Directory {
     const SPLIT_FROM: usize = 8192;
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let parse = |part: &[model::IdentityEntry]| -> Vec<Option<TagSet>> {
-        part.iter().map(|e| TagSet::parse(&e.tags).ok()).collect()
-    };
+    let whole = |p: DirPart<'_>| Directory { tags: p.tags, group: p.group, first: p.first };
     if entries.len() < SPLIT_FROM
         || *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())) < 2
     {
-        return parse(entries);
+        return whole(DirPart::build(entries, 0, key_slot));
     }
-    let (first, second) = entries.split_at(entries.len() / 2);
+    let mid = entries.len() / 2;
+    let (first, second) = entries.split_at(mid);
     std::thread::scope(|s| {
-        let helper = std::thread::Builder::new().name("compile-tags".into()).spawn_scoped(s, || parse(second));
-        let mut out = parse(first);
-        match helper {
-            Ok(h) => out.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
-            Err(_) => out.extend(parse(second)),
-        }
-        out
+        let helper = std::thread::Builder::new()
+            .name("compile-tags".into())
+            .spawn_scoped(s, || DirPart::build(second, mid as u32, key_slot));
+        let mut out = DirPart::build(first, 0, key_slot);
+        let later = match helper {
+            Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Err(_) => DirPart::build(second, mid as u32, key_slot),
+        };
+        out.append(later);
+        whole(out)
     })
 }
 
@@ -1688,7 +1783,34 @@ enforcer_profile:
         doc.identities[3].tags = vec!["app=x".into()];
         doc.identities[15_000].tags = vec!["app=x".into()];
         doc.identities.pop();
+        // Groups formed on both halves are one: decisions over the split.
+        doc.processing_units.push(model::ProcessingUnit {
+            name: "db".into(),
+            tags: vec!["app=db".into()],
+            addresses: vec!["10.0.0.1".into()],
+            identity: 1,
+        });
+        doc.rulesets.push(model::Ruleset {
+            name: "r".into(),
+            subject: "app == db".into(),
+            incoming: vec![model::Rule {
+                name: "a".into(),
+                action: Action::Allow,
+                object: "app in {a3, x}".into(),
+                protocols: vec![Protocol::Tcp],
+                ports: vec![],
+                observe: false,
+            }],
+            outgoing: vec![],
+        });
         let s = compile(&doc).unwrap();
+        let allowed = |id| {
+            s.decide(crate::policy::PuId(0), Direction::Incoming, crate::policy::Remote::Identity(id), 6, 1).allowed()
+        };
+        for i in [3u32, 10, 15_000, 15_001, 19_998] {
+            assert_eq!(allowed(100 + i), i % 7 == 3 || i == 3 || i == 15_000, "{i}");
+        }
+        assert_eq!(s.stats().identity_classes, 2);
         assert_eq!(s.stats().identities, 19_999);
         assert_eq!(s.identity(15_100).unwrap().tags.get("app"), Some("x"));
         assert_eq!(s.identity(19_000).unwrap().tags.get("n"), Some("i18900"));

@@ -223,7 +223,7 @@ impl std::error::Error for SelectorError {}
 
 /// `s.trim()`, without decoding characters when both ends are printable ASCII.
 #[inline]
-fn trim(s: &str) -> &str {
+pub(crate) fn trim(s: &str) -> &str {
     let printable = |b: Option<&u8>| b.is_some_and(|&b| b > b' ' && b < 0x7f);
     if printable(s.as_bytes().first()) && printable(s.as_bytes().last()) {
         s
