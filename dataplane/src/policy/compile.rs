@@ -1405,25 +1405,31 @@ impl<'a> DirPart<'a> {
     }
 
     /// Parses and groups `entries` (whose first is entry `offset` of the directory).
-    fn build(entries: &'a [model::IdentityEntry], offset: u32, key_slot: &FxHashMap<Box<str>, usize>) -> DirPart<'a> {
+    fn build(entries: &'a [model::IdentityEntry], offset: usize, key_slot: &FxHashMap<Box<str>, usize>) -> DirPart<'a> {
         let mut p = DirPart::new(entries.len());
+        p.add(entries, offset, key_slot);
+        p
+    }
+
+    /// Parses and groups `entries` (whose first is entry `offset` of the
+    /// directory), the entries that follow this part's.
+    fn add(&mut self, entries: &'a [model::IdentityEntry], offset: usize, key_slot: &FxHashMap<Box<str>, usize>) {
         let mut sig = vec![0u32; key_slot.len()];
         for (i, e) in entries.iter().enumerate() {
-            p.tags.push(TagSet::parse(&e.tags).ok());
+            self.tags.push(TagSet::parse(&e.tags).ok());
             // The signature from the tags as written (key and value trimmed
             // as `TagSet::parse` does), borrowed from the document.
             sig.fill(0);
             for t in &e.tags {
                 if let Some((k, v)) = t.split_once('=') {
                     if let Some(&slot) = key_slot.get(trim(k)) {
-                        sig[slot] = p.value_id(slot, trim(v));
+                        sig[slot] = self.value_id(slot, trim(v));
                     }
                 }
             }
-            let g = p.group_id(&sig, offset + i as u32);
-            p.group.push(g);
+            let g = self.group_id(&sig, (offset + i) as u32);
+            self.group.push(g);
         }
-        p
     }
 
     /// Appends `later` (the entries after this part's), renumbering its
@@ -1446,10 +1452,14 @@ impl<'a> DirPart<'a> {
     }
 }
 
-/// Parses and groups the directory, its two halves on two threads when it
-/// is large and the machine has a second core.
+/// Parses and groups the directory; on two threads when it is large and the
+/// machine has a second core. The calling thread takes the first half; a
+/// helper takes chunks of the second half from its front, and the calling
+/// thread, once done with its half, from its back: if the helper gets no core
+/// (a loaded machine), the calling thread does the work rather than wait.
 fn parse_directory(entries: &[model::IdentityEntry], key_slot: &FxHashMap<Box<str>, usize>) -> Directory {
     const SPLIT_FROM: usize = 8192;
+    const CHUNK: usize = 2048;
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     let whole = |p: DirPart<'_>| Directory { tags: p.tags, group: p.group, first: p.first };
     if entries.len() < SPLIT_FROM
@@ -1459,16 +1469,44 @@ fn parse_directory(entries: &[model::IdentityEntry], key_slot: &FxHashMap<Box<st
     }
     let mid = entries.len() / 2;
     let (first, second) = entries.split_at(mid);
+    let chunks = second.len().div_ceil(CHUNK);
+    let chunk = |k: usize| (&second[k * CHUNK..((k + 1) * CHUNK).min(second.len())], mid + k * CHUNK);
+    // Chunks not taken yet: `claims.0..claims.1`.
+    let claims = std::sync::Mutex::new((0usize, chunks));
+    let claim = |front: bool| {
+        let mut c = claims.lock().unwrap_or_else(|e| e.into_inner());
+        if c.0 == c.1 {
+            return None;
+        }
+        if front {
+            c.0 += 1;
+            Some(c.0 - 1)
+        } else {
+            c.1 -= 1;
+            Some(c.1)
+        }
+    };
     std::thread::scope(|s| {
-        let helper = std::thread::Builder::new()
-            .name("compile-tags".into())
-            .spawn_scoped(s, || DirPart::build(second, mid as u32, key_slot));
+        let helper = std::thread::Builder::new().name("compile-tags".into()).spawn_scoped(s, || {
+            let mut p = DirPart::new(second.len());
+            while let Some(k) = claim(true) {
+                let (part, offset) = chunk(k);
+                p.add(part, offset, key_slot);
+            }
+            p
+        });
         let mut out = DirPart::build(first, 0, key_slot);
-        let later = match helper {
-            Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            Err(_) => DirPart::build(second, mid as u32, key_slot),
-        };
-        out.append(later);
+        let mut tail = Vec::new(); // from the back
+        while let Some(k) = claim(false) {
+            let (part, offset) = chunk(k);
+            tail.push(DirPart::build(part, offset, key_slot));
+        }
+        if let Ok(h) = helper {
+            out.append(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        for p in tail.into_iter().rev() {
+            out.append(p);
+        }
         whole(out)
     })
 }
@@ -1814,6 +1852,30 @@ enforcer_profile:
         assert_eq!(s.stats().identities, 19_999);
         assert_eq!(s.identity(15_100).unwrap().tags.get("app"), Some("x"));
         assert_eq!(s.identity(19_000).unwrap().tags.get("n"), Some("i18900"));
+    }
+
+    #[test]
+    fn directory_parts_append_as_one_pass() {
+        use model::IdentityEntry;
+        let entries: Vec<IdentityEntry> = (0..1000u32)
+            .map(|i| IdentityEntry {
+                identity: i,
+                name: None,
+                tags: vec![format!("a=x{}", i % 13), format!(" b = y{} ", i % 7), format!("c=z{i}")],
+                peer: "p".into(),
+            })
+            .collect();
+        let key_slot: FxHashMap<Box<str>, usize> = [("b".into(), 0), ("a".into(), 1)].into_iter().collect();
+        let one = DirPart::build(&entries, 0, &key_slot);
+        assert_eq!(one.first.len(), 91);
+        let mut three = DirPart::build(&entries[..100], 0, &key_slot);
+        let mut mid = DirPart::new(600);
+        mid.add(&entries[100..400], 100, &key_slot);
+        mid.add(&entries[400..700], 400, &key_slot);
+        three.append(mid);
+        three.append(DirPart::build(&entries[700..], 700, &key_slot));
+        assert_eq!((&three.group, &three.first), (&one.group, &one.first));
+        assert_eq!(three.tags, one.tags);
     }
 
     #[test]
