@@ -20,10 +20,9 @@
 # The namespaces have fixed names (gwt-*): the script refuses to run while they
 # exist (a test may be using them) unless FORCE=1.
 set -eu
-cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "run as root (namespaces, hugepages)" >&2; exit 1; }
+. "$(dirname "$0")/lib.sh"
+bench_init
 SECS=${1:-10}; CONC=${2:-16}
-[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 for c in dpdk-testpmd ab python3 ethtool; do
     command -v "$c" >/dev/null || { echo "$c missing: run tools/setup.sh" >&2; exit 1; }
 done
@@ -34,7 +33,6 @@ fi
 
 echo "building (release)..."
 cargo build --release --locked -q -p controlplane --bin gatewayd
-T=${CARGO_TARGET_DIR:-target}/release
 W=$(mktemp -d /tmp/gw-cps-bench.XXXXXX)
 PIDS=()
 cleanup() {

@@ -67,24 +67,20 @@
 #                  flow in syn_sent: handled in full again (same key, same MAC
 #                  work), as the engine does for real retransmissions.
 set -eu
-cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "run as root (hugepages)" >&2; exit 1; }
+. "$(dirname "$0")/lib.sh"
+bench_init
 SECS=${1:-8}; shift || true
 CASES=("$@"); [ ${#CASES[@]} -gt 0 ] || CASES=(est-1k est-1m udp-est-1k syn-insert syn-verify)
-[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 command -v dpdk-testpmd >/dev/null || { echo "dpdk-testpmd missing: run tools/setup.sh" >&2; exit 1; }
 
 echo "building (release)..."
 set -o pipefail
 cargo build --release --locked -q -p controlplane --bin gatewayd
 cargo build --release --locked -q -p scenario-gen --bin scenario-gen
-T=${CARGO_TARGET_DIR:-target}/release
 W=$(mktemp -d /tmp/gw-engine-bench.XXXXXX); trap 'rm -rf "$W"' EXIT
 set +o pipefail # from here pipelines end in a rate parser; runners stopped by timeout are expected
 
-HUGE=(-m 512); [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -ge 300 ] || HUGE=(--no-huge -m 512)
-
-median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) {print 0} else {print a[int((NR+1)/2)]}}'; }
+bench_mem; HUGE=("${MEM[@]}")
 
 # testpmd MODE PCAP MBUFS MEM... -> Mpps
 testpmd() {

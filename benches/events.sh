@@ -21,23 +21,20 @@
 # slowdown beyond 5%), the events the worker queued and lost, and the lines
 # the reader got per second.
 set -eu
-cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "run as root (hugepages)" >&2; exit 1; }
+. "$(dirname "$0")/lib.sh"
+bench_init
 SECS=${1:-8}
-[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
 echo "building (release)..."
 cargo build --release --locked -q -p controlplane --bin gatewayd --bin gwctl
 cargo build --release --locked -q -p scenario-gen --bin scenario-gen
-T=${CARGO_TARGET_DIR:-target}/release
 W=$(mktemp -d /tmp/gw-events.XXXXXX)
 GW="" RD=""
 cleanup() { for p in $GW $RD; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
 trap cleanup EXIT
 "$T/scenario-gen" syn-flood -c 16384 --forge-identity -o "$W/forged.pcap" >/dev/null 2>&1
-MEM=(-m 512); [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -ge 300 ] || MEM=(--no-huge -m 512)
+bench_mem
 
-median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) {print 0} else {print a[int((NR+1)/2)]}}'; }
 
 # run NAME READER(0|1) -> prints "NAME: ..." and sets RATE
 run() {

@@ -6,29 +6,26 @@
 #   benches/forwarding.sh [seconds-per-run (8)] [scenario-gen args...]
 #   default scenario: tcp-established --flows 1024 --size 64 -c 4096
 set -eu
-cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "run as root (hugepages)" >&2; exit 1; }
+. "$(dirname "$0")/lib.sh"
+bench_init
 SECS=${1:-8}; shift || true
 SCEN=("$@"); [ ${#SCEN[@]} -gt 0 ] || SCEN=(tcp-established --flows 1024 --size 64 -c 4096)
-[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 command -v dpdk-testpmd >/dev/null || { echo "dpdk-testpmd missing: run tools/setup.sh" >&2; exit 1; }
 
 echo "building (release)..."
 set -o pipefail
 cargo build --release --locked -q -p controlplane --bin gatewayd
 cargo build --release --locked -q -p scenario-gen --bin scenario-gen
-T=${CARGO_TARGET_DIR:-target}/release
 W=$(mktemp -d /tmp/gw-bench.XXXXXX); trap 'rm -rf "$W"' EXIT
 "$T/scenario-gen" "${SCEN[@]}" -o "$W/in.pcap"
 
 # From here pipelines end in a rate parser; a runner stopped by timeout is expected.
 set +o pipefail
-MEM=(-m 512); [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -ge 300 ] || MEM=(--no-huge -m 512)
+bench_mem
 DEVS=(--vdev "net_pcap0,rx_pcap=$W/in.pcap,infinite_rx=1" --vdev "net_null0,no-rx=1")
 EAL=(-l 0-1 --no-pci "${MEM[@]}" --log-level '*:warning')
 
 # Median of the samples after the first two (warm-up).
-median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) {print 0} else {print a[int((NR+1)/2)]}}'; }
 
 testpmd() { # mode -> Mpps
     timeout -s INT "$SECS" dpdk-testpmd "${EAL[@]}" --file-prefix "tpm$$" "${DEVS[@]}" -- \

@@ -16,16 +16,14 @@
 # from gatewayd's final counters: frames received, forwarded, dropped (by
 # reason) and flows re-decided. Zero loss: forwarded = received, no drops.
 set -eu
-cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "run as root (hugepages)" >&2; exit 1; }
+. "$(dirname "$0")/lib.sh"
+bench_init
 APPLIES=${1:-6}
-[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
 echo "building (release)..."
 cargo build --release --locked -q -p controlplane --bin gatewayd --bin gwctl
 cargo build --release --locked -q -p scenario-gen --bin scenario-gen
 cargo build --release --locked -q -p gw-benches --example big_policy
-T=${CARGO_TARGET_DIR:-target}/release
 W=$(mktemp -d /tmp/gw-swap.XXXXXX)
 GW=""
 cleanup() { [ -n "$GW" ] && kill "$GW" 2>/dev/null; rm -rf "$W"; }
@@ -35,7 +33,7 @@ trap cleanup EXIT
 "$T/examples/big_policy" docs/examples/bench-gw-a.yaml > "$W/big.yaml"
 echo "big document: $(du -h "$W/big.yaml" | cut -f1) of YAML"
 
-MEM=(-m 512); [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -ge 300 ] || MEM=(--no-huge -m 512)
+bench_mem
 cat > "$W/gw.toml" <<TOML
 [eal]
 args = ["-l", "0-1", "--no-pci", $(printf '"%s", ' "${MEM[@]}")"--log-level", "*:warning", "--file-prefix", "gws$$", "--vdev", "net_pcap0,rx_pcap=$W/est.pcap,infinite_rx=1", "--vdev", "net_null0,no-rx=1"]

@@ -1,0 +1,21 @@
+# Sourced by the benches/*.sh scripts, for what every one of them does first.
+#
+#   bench_init   cd to the repository, refuse to run unless root, put cargo on
+#                PATH, set T (the release build directory)
+#   bench_mem    MEM: the EAL memory arguments, 512 MB of hugepages when at
+#                least 300 pages are free, else --no-huge (about half as fast)
+#   median       the median of the numbers on stdin (0 if none)
+
+bench_init() {
+    cd "$(dirname "$0")/.."
+    [ "$(id -u)" = 0 ] || { echo "run as root (hugepages, namespaces)" >&2; exit 1; }
+    [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+    T=${CARGO_TARGET_DIR:-target}/release
+}
+
+bench_mem() {
+    MEM=(-m 512)
+    [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -ge 300 ] || MEM=(--no-huge -m 512)
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) {print 0} else {print a[int((NR+1)/2)]}}'; }
