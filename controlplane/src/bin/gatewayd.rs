@@ -167,27 +167,28 @@ fn main() -> ExitCode {
     // from its other duties: the stop flag, the deadline, SIGHUP, the control
     // plane's tick, the stats lines. What the workers queue meanwhile waits
     // in their queues, and what does not fit there is counted as lost.
-    let mut write_events = |drain: &mut Option<flowlog::Drain>, control: &mut Option<ControlPlane>, budget: Duration| {
-        let Some(d) = drain.as_mut() else { return false };
-        let until = Instant::now() + budget;
-        while Instant::now() < until {
-            records.clear();
-            d.poll_records(4096, &mut records);
-            if let Some(cp) = control.as_mut() {
-                cp.push_records(&history, &records, &d.lost_per_worker(), &d.queued_per_worker());
-            }
-            if records.is_empty() {
-                return false;
-            }
-            if let Some(out) = flowlog_out.as_mut() {
-                let ev = flowlog::resolve_all(&history, &records);
-                if let Err(e) = flowlog::write_json_lines(out, &ev) {
-                    eprintln!("gatewayd: writing flow events: {e}");
+    let mut write_events =
+        |drain: &mut Option<flowlog::Drain>, control: &mut Option<ControlPlane>, budget: Duration| {
+            let Some(d) = drain.as_mut() else { return false };
+            let until = Instant::now() + budget;
+            while Instant::now() < until {
+                records.clear();
+                d.poll_records(4096, &mut records);
+                if let Some(cp) = control.as_mut() {
+                    cp.push_records(&history, &records, &d.lost_per_worker(), &d.queued_per_worker());
+                }
+                if records.is_empty() {
+                    return false;
+                }
+                if let Some(out) = flowlog_out.as_mut() {
+                    let ev = flowlog::resolve_all(&history, &records);
+                    if let Err(e) = flowlog::write_json_lines(out, &ev) {
+                        eprintln!("gatewayd: writing flow events: {e}");
+                    }
                 }
             }
-        }
-        true
-    };
+            true
+        };
     // Events waiting: no sleep before the next round.
     const DRAIN_PER_TICK: Duration = Duration::from_millis(40);
     let mut behind = false;
