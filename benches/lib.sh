@@ -5,6 +5,9 @@
 #   bench_mem    MEM: the EAL memory arguments, 512 MB of hugepages when at
 #                least 300 pages are free, else --no-huge (about half as fast)
 #   median       the median of the numbers on stdin (0 if none)
+#   wait_socket SOCK LOG
+#                wait (up to 20 s) for gatewayd's control socket; on failure
+#                print its log and exit
 
 bench_init() {
     cd "$(dirname "$0")/.."
@@ -19,3 +22,10 @@ bench_mem() {
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) {print 0} else {print a[int((NR+1)/2)]}}'; }
+
+wait_socket() {
+    for _ in $(seq 1 200); do [ -S "$1" ] && return 0; sleep 0.1; done
+    cat "$2"
+    echo "gatewayd did not open its control socket $1" >&2
+    exit 1
+}

@@ -58,8 +58,7 @@ DURATION=$((12 + APPLIES * 6))
 "$T/gatewayd" --config "$W/gw.toml" --stats-interval 1 --duration "$DURATION" --counters-json "$W/counters.json" \
     > "$W/gw.log" 2>&1 &
 GW=$!
-for _ in $(seq 1 100); do [ -S "$W/gw.sock" ] && break; sleep 0.2; done
-[ -S "$W/gw.sock" ] || { cat "$W/gw.log"; echo "gatewayd did not open its control socket" >&2; exit 1; }
+wait_socket "$W/gw.sock" "$W/gw.log"
 sleep 4 # warm-up: every flow established
 
 ms() { date +%s%N; }
