@@ -323,6 +323,7 @@ external_networks:
         r.packets = [4, 5]; // inside (server) 4, outside (client) 5
         let (mut p, c) = dataplane::events::channel(16);
         p.push(&r);
+        p.publish();
         let mut drain = Drain::new(vec![c]);
         let ev = drain.poll(&history, 100);
         assert_eq!(ev.len(), 1);
@@ -354,6 +355,8 @@ external_networks:
             p0.push(&r); // 4 queued, 2 refused
         }
         p1.push(&r);
+        p0.publish();
+        p1.publish();
         let mut drain = Drain::new(vec![c0, c1]);
         assert_eq!((drain.queued_per_worker(), drain.lost_per_worker()), (vec![4, 1], vec![2, 0]));
         let mut out = Vec::new();
@@ -361,6 +364,7 @@ external_networks:
         assert_eq!(out.iter().map(|(w, _)| *w).collect::<Vec<_>>(), [0, 0, 0]);
         assert_eq!(drain.queued_per_worker(), vec![4, 1], "taken or waiting, queued all the same");
         p0.push(&r);
+        p0.publish();
         assert_eq!(drain.poll_records(10, &mut out), 3);
         assert_eq!(out.iter().map(|(w, _)| *w).collect::<Vec<_>>(), [0, 0, 0, 0, 0, 1]);
         assert_eq!(drain.queued_per_worker(), vec![5, 1]);

@@ -168,13 +168,19 @@ impl Gateway {
         let mut all_stats = Vec::new();
         // Flow tables are read at random per packet: back them with huge pages.
         dataplane::flow::table::set_memory_advice(dpdk_bindings::advise_hugepages);
+        // Flow events have readers only through the control plane (GetFlows)
+        // or the flow-log file; with neither, the workers produce none.
+        let export = cfg.control.is_some() || cfg.flowlog.is_some();
         for i in 0..n {
             let stats = Arc::new(WorkerStats::default());
             engines.push(config.as_ref().map(|c| {
-                let (p, q) = dataplane::events::channel(cfg.flows.events_queue);
-                event_consumers.push(q);
+                let events = export.then(|| {
+                    let (p, q) = dataplane::events::channel(cfg.flows.events_queue);
+                    event_consumers.push(q);
+                    p
+                });
                 let seed = clock.tsc0 ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(std::process::id());
-                let mut engine = Engine::new(cfg.flows.capacity, seed, stats.clone(), Some(p));
+                let mut engine = Engine::new(cfg.flows.capacity, seed, stats.clone(), events);
                 // validated with the file (`udp_handshake.*`)
                 let _ = engine.set_udp_config(cfg.udp_handshake.engine_config());
                 EngineSetup { engine, config: c.clone(), pool: pool.clone(), clock }
@@ -188,7 +194,7 @@ impl Gateway {
             workers: Vec::new(),
             stop: stop.clone(),
             started: Instant::now(),
-            drain: config.as_ref().map(|_| Drain::new(event_consumers)),
+            drain: (config.is_some() && export).then(|| Drain::new(event_consumers)),
             config,
             history,
             _eal: eal,

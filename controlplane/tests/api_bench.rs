@@ -92,28 +92,12 @@ fn cpu_by_thread() -> (std::collections::HashMap<String, u64>, u64) {
     (by, ns(std::path::Path::new("/proc/thread-self")))
 }
 
-/// `GetFlowsResponse` read only as far as framing: the batch's records are
-/// kept as their encoded bytes (what a relay or a counter needs), not
-/// decoded into `pb::Flow`. Same wire format (the `oneof` is fields 2 and 4).
-#[derive(Clone, PartialEq, prost::Message)]
-struct FramedResponse {
-    #[prost(message, optional, tag = "2")]
-    lost_events: Option<pb::LostEvent>,
-    #[prost(message, optional, tag = "4")]
-    flows: Option<FramedBatch>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct FramedBatch {
-    #[prost(bytes = "bytes", repeated, tag = "1")]
-    flows: Vec<prost::bytes::Bytes>,
-}
-
 #[derive(Clone, Copy, PartialEq)]
 enum ReaderKind {
     /// Every record decoded into `pb::Flow` (what gwctl does).
     FullDecode,
-    /// Records framed and counted, kept as bytes ([`FramedResponse`]).
+    /// Records framed and counted, kept as bytes
+    /// ([`controlplane::api::client::FramedFlowsResponse`], as `gwctl observe -o count` reads them).
     FramedOnly,
 }
 
@@ -159,13 +143,9 @@ fn worker_queue_to_a_getflows_reader(kind: ReaderKind) {
                 full = Some(c.flows.get_flows(req).await.unwrap().into_inner());
             }
             ReaderKind::FramedOnly => {
-                use controlplane::api::client::{connect, Target};
+                use controlplane::api::client::{connect, get_flows_framed, Target};
                 let ch = connect(&Target::Unix(h.ro.clone())).await.unwrap();
-                let mut g = tonic::client::Grpc::new(ch);
-                g.ready().await.unwrap();
-                let codec = tonic::codec::ProstCodec::<pb::GetFlowsRequest, FramedResponse>::default();
-                let path = tonic::codegen::http::uri::PathAndQuery::from_static("/gateway.v1.Flows/GetFlows");
-                framed = Some(g.server_streaming(tonic::Request::new(req), path, codec).await.unwrap().into_inner());
+                framed = Some(get_flows_framed(ch, req).await.unwrap().into_inner());
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -183,6 +163,9 @@ fn worker_queue_to_a_getflows_reader(kind: ReaderKind) {
                     let r = r.with_decision(&decision);
                     pushed += u64::from(producer.push(&r));
                     i += 1;
+                    if i % 32 == 0 {
+                        producer.publish(); // as a worker does once per round of bursts
+                    }
                 }
                 (i, pushed, producer.lost(), t0.elapsed())
             })
@@ -223,7 +206,7 @@ fn worker_queue_to_a_getflows_reader(kind: ReaderKind) {
                 }
             } else if let Some(s) = &mut framed {
                 let m = tokio::time::timeout(wait, s.message()).await.unwrap().unwrap().unwrap();
-                got += m.flows.map_or(0, |b| b.flows.len() as u64);
+                got += m.flow_count();
                 lost += m.lost_events.map_or(0, |l| l.count);
             }
         }

@@ -142,6 +142,9 @@ pub async fn connect(target: &Target) -> Result<Channel, ConnectError> {
 /// The three clients over one channel.
 #[derive(Clone)]
 pub struct Clients {
+    /// The channel they share (for calls made without a generated client,
+    /// e.g. [`get_flows_framed`]).
+    pub channel: Channel,
     pub config: ConfigClient<Channel>,
     pub flows: FlowsClient<Channel>,
     pub stats: StatsClient<Channel>,
@@ -151,6 +154,7 @@ impl Clients {
     pub async fn connect(target: &Target) -> Result<Clients, ConnectError> {
         let ch = connect(target).await?;
         Ok(Clients {
+            channel: ch.clone(),
             config: ConfigClient::new(ch.clone())
                 .max_decoding_message_size(super::server::MAX_MESSAGE)
                 .max_encoding_message_size(super::server::MAX_MESSAGE),
@@ -158,4 +162,45 @@ impl Clients {
             stats: StatsClient::new(ch),
         })
     }
+}
+
+/// A `GetFlowsResponse` read only as far as framing: records stay the bytes
+/// they came as, not decoded into `pb::Flow` (each decoded one is a dozen
+/// allocations). What a relay or a rate counter needs. The same wire format:
+/// the `oneof`'s fields 1 to 4.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FramedFlowsResponse {
+    #[prost(bytes = "bytes", optional, tag = "1")]
+    pub flow: Option<prost::bytes::Bytes>,
+    #[prost(message, optional, tag = "2")]
+    pub lost_events: Option<super::pb::LostEvent>,
+    #[prost(bytes = "bytes", optional, tag = "3")]
+    pub aggregate: Option<prost::bytes::Bytes>,
+    #[prost(message, optional, tag = "4")]
+    pub flows: Option<FramedFlowBatch>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FramedFlowBatch {
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    pub flows: Vec<prost::bytes::Bytes>,
+}
+
+impl FramedFlowsResponse {
+    /// Flow records in this message.
+    pub fn flow_count(&self) -> u64 {
+        self.flows.as_ref().map_or(0, |b| b.flows.len() as u64) + u64::from(self.flow.is_some())
+    }
+}
+
+/// `Flows/GetFlows`, its responses framed only ([`FramedFlowsResponse`]).
+pub async fn get_flows_framed(
+    ch: Channel,
+    req: super::pb::GetFlowsRequest,
+) -> Result<tonic::Response<tonic::Streaming<FramedFlowsResponse>>, tonic::Status> {
+    let mut g = tonic::client::Grpc::new(ch);
+    g.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let codec = tonic::codec::ProstCodec::<super::pb::GetFlowsRequest, FramedFlowsResponse>::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/gateway.v1.Flows/GetFlows");
+    g.server_streaming(tonic::Request::new(req), path, codec).await
 }

@@ -167,18 +167,20 @@ fn main() -> ExitCode {
     // from its other duties: the stop flag, the deadline, SIGHUP, the control
     // plane's tick, the stats lines. What the workers queue meanwhile waits
     // in their queues, and what does not fit there is counted as lost.
+    // Returns how many it took, and whether it left some behind.
     let mut write_events =
         |drain: &mut Option<flowlog::Drain>, control: &mut Option<ControlPlane>, budget: Duration| {
-            let Some(d) = drain.as_mut() else { return false };
+            let Some(d) = drain.as_mut() else { return (0, false) };
             let until = Instant::now() + budget;
+            let mut took = 0;
             while Instant::now() < until {
                 records.clear();
-                d.poll_records(4096, &mut records);
+                took += d.poll_records(4096, &mut records);
                 if let Some(cp) = control.as_mut() {
                     cp.push_records(&history, &records, &d.lost_per_worker(), &d.queued_per_worker());
                 }
                 if records.is_empty() {
-                    return false;
+                    return (took, false);
                 }
                 if let Some(out) = flowlog_out.as_mut() {
                     let ev = flowlog::resolve_all(&history, &records);
@@ -187,16 +189,22 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            true
+            (took, true)
         };
-    // Events waiting: no sleep before the next round.
+    // Events left behind: no sleep before the next round. Events flowing: a
+    // short one, so that the workers' queues stay short (a queue read soon
+    // after it was written is still in cache, and one that never fills
+    // loses nothing: 65536 records last 13 ms at 5 M events/s). Quiet: the
+    // control plane's tick.
     const DRAIN_PER_TICK: Duration = Duration::from_millis(40);
-    let mut behind = false;
+    let mut pause = Duration::ZERO;
     while !stop.load(Ordering::Relaxed) {
-        if !behind {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        behind = write_events(&mut drain, &mut control, DRAIN_PER_TICK);
+        std::thread::sleep(pause);
+        pause = match write_events(&mut drain, &mut control, DRAIN_PER_TICK) {
+            (_, true) => Duration::ZERO,
+            (0, false) => Duration::from_millis(50),
+            (_, false) => Duration::from_millis(1),
+        };
         if let Some(cp) = control.as_mut() {
             cp.tick(&gw);
         }
@@ -237,12 +245,14 @@ fn main() -> ExitCode {
         }
     }
     println!("gatewayd: stopping");
+    // Workers first: stopping the API server takes up to a second, and a
+    // worker left running meanwhile would overflow its event queue.
+    let last = gw.shutdown();
+    // what the workers queued before they stopped, to the log and the readers
+    while write_events(&mut drain, &mut control, Duration::from_secs(1)).1 {}
     if let Some(cp) = control.as_mut() {
         cp.stop();
     }
-    let last = gw.shutdown();
-    // what the workers queued before they stopped
-    while write_events(&mut drain, &mut control, Duration::from_secs(1)) {}
     print!("{}", report::final_report(&last));
     if let Some(path) = &args.counters_json {
         let text = serde_json::to_string_pretty(&report::final_json(&last)).unwrap_or_default();

@@ -5,10 +5,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use controlplane::api::client::{Clients, ConnectError, Target, TlsTarget};
+use controlplane::api::client::{get_flows_framed, Clients, ConnectError, Target, TlsTarget};
 use controlplane::api::convert::document_to_pb;
 use controlplane::api::pb;
 use dataplane::policy::PolicyDocument;
@@ -130,8 +130,11 @@ struct ObserveArgs {
     /// Instead of flows, print per-interval aggregates (source, destination, port, protocol, verdict).
     #[arg(long, value_name = "SECS")]
     aggregate: Option<f64>,
-    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
-    output: Output,
+    /// text: one line per flow; json: one JSON object per line; count: once a
+    /// second, how many flows arrived and how many were reported lost (the
+    /// records are framed, not decoded: for measuring rates).
+    #[arg(short = 'o', long, value_enum, default_value_t = ObserveOutput::Text)]
+    output: ObserveOutput,
     /// Exclude what the next filter matches.
     #[arg(long, action = clap::ArgAction::Count)]
     not: u8,
@@ -198,6 +201,13 @@ struct ObserveArgs {
 enum Output {
     Text,
     Json,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq)]
+enum ObserveOutput {
+    Text,
+    Json,
+    Count,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq)]
@@ -331,8 +341,12 @@ async fn run(cli: Cli) -> Res {
         Cmd::Status { watch, output } => status(&mut c, watch, output, timeout).await,
         Cmd::Stats { all, output } => stats(&mut c, all, output, timeout).await,
         Cmd::Observe(a) => {
-            let (req, out) = (observe.unwrap_or_default(), a.output);
-            observe_flows(&mut c, req, out, timeout).await
+            let req = observe.unwrap_or_default();
+            match a.output {
+                ObserveOutput::Text => observe_flows(&mut c, req, Output::Text, timeout).await,
+                ObserveOutput::Json => observe_flows(&mut c, req, Output::Json, timeout).await,
+                ObserveOutput::Count => observe_count(&c, req, timeout).await,
+            }
         }
     }
 }
@@ -996,4 +1010,53 @@ async fn observe_flows(c: &mut Clients, req: pb::GetFlowsRequest, output: Output
             return Ok(());
         }
     }
+}
+
+/// `observe -o count`: a line per second with the flows received in it and
+/// the lost-event notices' counts, then the totals when the stream ends.
+async fn observe_count(c: &Clients, req: pb::GetFlowsRequest, t: Duration) -> Res {
+    use std::io::Write;
+    let mut stream = with_timeout(t, "observe", get_flows_framed(c.channel.clone(), req)).await?;
+    let started = Instant::now();
+    let (mut flows, mut aggregates, mut lost) = (0u64, 0u64, [0u64; 3]);
+    let (mut last_flows, mut last_lost) = (0u64, [0u64; 3]);
+    let mut next = started + Duration::from_secs(1);
+    let line = |secs: f64, flows: u64, lost: &[u64; 3]| {
+        format!("{secs:.1}s  flows {flows}  lost: worker_queue {}, ring {}, reader {}", lost[0], lost[1], lost[2])
+    };
+    loop {
+        let m = match tokio::time::timeout_at(next.into(), stream.message()).await {
+            Err(_) => None, // a second passed
+            Ok(Ok(Some(m))) => Some(m),
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => return Err(from_status("observe", e)),
+        };
+        if let Some(m) = m {
+            flows += m.flow_count();
+            aggregates += u64::from(m.aggregate.is_some());
+            if let Some(l) = &m.lost_events {
+                let i = match pb::LostEventSource::try_from(l.source) {
+                    Ok(pb::LostEventSource::WorkerQueue) => 0,
+                    Ok(pb::LostEventSource::Ring) => 1,
+                    _ => 2,
+                };
+                lost[i] += l.count;
+            }
+        }
+        if Instant::now() >= next {
+            let d: [u64; 3] = std::array::from_fn(|i| lost[i] - last_lost[i]);
+            let text = line(started.elapsed().as_secs_f64(), flows - last_flows, &d);
+            if writeln!(std::io::stdout(), "{text}").is_err() {
+                return Ok(());
+            }
+            (last_flows, last_lost) = (flows, lost);
+            next += Duration::from_secs(1);
+        }
+    }
+    let el = started.elapsed().as_secs_f64();
+    println!("total {}  ({:.0}/s)", line(el, flows, &lost), flows as f64 / el.max(1e-9));
+    if aggregates > 0 {
+        println!("aggregates {aggregates}");
+    }
+    Ok(())
 }

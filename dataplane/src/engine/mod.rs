@@ -325,6 +325,15 @@ impl Engine {
         Some(self.drop(side, r))
     }
 
+    /// Makes the flow events queued so far visible to the control thread
+    /// (the worker calls it once per round of bursts; see [`Producer`]).
+    #[inline]
+    pub fn publish_events(&mut self) {
+        if let Some(p) = self.events.as_mut() {
+            p.publish();
+        }
+    }
+
     fn emit(&mut self, side: Side, r: &FlowRecord) {
         if let Some(p) = self.events.as_mut() {
             if !p.push(r) {

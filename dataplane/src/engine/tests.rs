@@ -138,7 +138,11 @@ impl Gw {
     }
 
     fn events(&mut self) -> Vec<FlowRecord> {
-        std::iter::from_fn(|| self.events.pop()).collect()
+        {
+            self.engine.publish_events();
+            std::iter::from_fn(|| self.events.pop())
+        }
+        .collect()
     }
 }
 

@@ -169,7 +169,11 @@ impl Gw {
     }
 
     fn events(&mut self) -> Vec<FlowRecord> {
-        std::iter::from_fn(|| self.events.pop()).collect()
+        {
+            self.engine.publish_events();
+            std::iter::from_fn(|| self.events.pop())
+        }
+        .collect()
     }
 
     fn state(&self, f: &Flow) -> Option<FlowState> {

@@ -185,23 +185,44 @@ impl FlowRecord {
     }
 }
 
+/// A value alone on its own pair of cache lines (the spatial prefetcher
+/// fetches lines in pairs), so that the producer's and the consumer's
+/// writes never share a line.
+#[repr(align(128))]
+struct Alone<T>(T);
+
 struct Shared {
     slots: Box<[AtomicU64]>,
     mask: usize,
     /// Next slot to read (written by the consumer).
-    head: AtomicUsize,
-    /// Next slot to write (written by the producer).
-    tail: AtomicUsize,
-    lost: AtomicU64,
+    head: Alone<AtomicUsize>,
+    /// Next slot to write, as published (written by the producer).
+    tail: Alone<AtomicUsize>,
+    /// Records dropped because the queue was full, as published.
+    lost: Alone<AtomicU64>,
 }
 
 /// The worker's end: [`Producer::push`] never blocks.
+///
+/// Records are written at once but published in batches: every
+/// [`PUBLISH_EVERY`] records and at [`Producer::publish`], which the worker
+/// calls once per round of bursts. Per record, a published tail would cost
+/// the cache line the consumer polls.
 pub struct Producer {
     q: Arc<Shared>,
     tail: usize,
+    /// The tail as last published.
+    published: usize,
     /// The consumer's head as last seen (refreshed only when the queue looks full).
     head_cache: usize,
+    /// Found full since the last publish: drop without looking at the head
+    /// again (the consumer frees slots in batches, not one by one).
+    full: bool,
+    lost: u64,
 }
+
+/// Records between two publications of the tail, at most.
+pub const PUBLISH_EVERY: usize = 32;
 
 /// The control thread's end.
 pub struct Consumer {
@@ -215,46 +236,69 @@ pub fn channel(capacity: usize) -> (Producer, Consumer) {
     let q = Arc::new(Shared {
         slots: (0..cap * WORDS).map(|_| AtomicU64::new(0)).collect(),
         mask: cap - 1,
-        head: AtomicUsize::new(0),
-        tail: AtomicUsize::new(0),
-        lost: AtomicU64::new(0),
+        head: Alone(AtomicUsize::new(0)),
+        tail: Alone(AtomicUsize::new(0)),
+        lost: Alone(AtomicU64::new(0)),
     });
-    (Producer { q: q.clone(), tail: 0, head_cache: 0 }, Consumer { q })
+    let p = Producer { q: q.clone(), tail: 0, published: 0, head_cache: 0, full: false, lost: 0 };
+    (p, Consumer { q })
 }
 
 impl Producer {
-    /// Queues a record; if the queue is full, drops it, counts it and returns false.
+    /// Queues a record; if the queue is full, drops it, counts it and
+    /// returns false. The record reaches the consumer at the next
+    /// publication (at most [`PUBLISH_EVERY`] records later, or at
+    /// [`Producer::publish`]).
     #[inline]
     pub fn push(&mut self, r: &FlowRecord) -> bool {
         let cap = self.q.mask + 1;
         if self.tail.wrapping_sub(self.head_cache) >= cap {
-            self.head_cache = self.q.head.load(Ordering::Acquire);
+            if !self.full {
+                self.head_cache = self.q.head.0.load(Ordering::Acquire);
+            }
             if self.tail.wrapping_sub(self.head_cache) >= cap {
-                let l = self.q.lost.load(Ordering::Relaxed);
-                self.q.lost.store(l + 1, Ordering::Relaxed);
+                self.full = true;
+                self.lost += 1;
                 return false;
             }
         }
         let base = (self.tail & self.q.mask) * WORDS;
-        for (i, w) in r.encode().into_iter().enumerate() {
-            self.q.slots[base + i].store(w, Ordering::Relaxed);
+        let slot = &self.q.slots[base..base + WORDS];
+        for (a, w) in slot.iter().zip(r.encode()) {
+            a.store(w, Ordering::Relaxed);
         }
         self.tail = self.tail.wrapping_add(1);
-        self.q.tail.store(self.tail, Ordering::Release);
+        if self.tail.wrapping_sub(self.published) >= PUBLISH_EVERY {
+            self.publish();
+        }
         true
+    }
+
+    /// Makes every record pushed so far visible to the consumer, and the
+    /// lost count current.
+    #[inline]
+    pub fn publish(&mut self) {
+        if self.tail != self.published {
+            self.q.tail.0.store(self.tail, Ordering::Release);
+            self.published = self.tail;
+        }
+        if self.full {
+            self.q.lost.0.store(self.lost, Ordering::Relaxed);
+            self.full = false;
+        }
     }
 
     /// Records dropped because the queue was full.
     pub fn lost(&self) -> u64 {
-        self.q.lost.load(Ordering::Relaxed)
+        self.lost
     }
 }
 
 impl Consumer {
     /// The oldest queued record.
     pub fn pop(&mut self) -> Option<FlowRecord> {
-        let head = self.q.head.load(Ordering::Relaxed);
-        let tail = self.q.tail.load(Ordering::Acquire);
+        let head = self.q.head.0.load(Ordering::Relaxed);
+        let tail = self.q.tail.0.load(Ordering::Acquire);
         if head == tail {
             return None;
         }
@@ -263,7 +307,7 @@ impl Consumer {
         for (i, x) in w.iter_mut().enumerate() {
             *x = self.q.slots[base + i].load(Ordering::Relaxed);
         }
-        self.q.head.store(head.wrapping_add(1), Ordering::Release);
+        self.q.head.0.store(head.wrapping_add(1), Ordering::Release);
         Some(FlowRecord::decode(&w))
     }
 
@@ -272,8 +316,8 @@ impl Consumer {
     /// the slots for the lot (per record, both cost a cache line the
     /// worker is writing).
     pub fn pop_many(&mut self, max: usize, mut f: impl FnMut(FlowRecord)) -> usize {
-        let head = self.q.head.load(Ordering::Relaxed);
-        let tail = self.q.tail.load(Ordering::Acquire);
+        let head = self.q.head.0.load(Ordering::Relaxed);
+        let tail = self.q.tail.0.load(Ordering::Acquire);
         let n = tail.wrapping_sub(head).min(max);
         let mut w = [0u64; WORDS];
         for k in 0..n {
@@ -284,18 +328,18 @@ impl Consumer {
             f(FlowRecord::decode(&w));
         }
         if n > 0 {
-            self.q.head.store(head.wrapping_add(n), Ordering::Release);
+            self.q.head.0.store(head.wrapping_add(n), Ordering::Release);
         }
         n
     }
 
     /// Records the producer dropped because the queue was full.
     pub fn lost(&self) -> u64 {
-        self.q.lost.load(Ordering::Relaxed)
+        self.q.lost.0.load(Ordering::Relaxed)
     }
 
     pub fn len(&self) -> usize {
-        self.q.tail.load(Ordering::Acquire).wrapping_sub(self.q.head.load(Ordering::Relaxed))
+        self.q.tail.0.load(Ordering::Acquire).wrapping_sub(self.q.head.0.load(Ordering::Relaxed))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -328,23 +372,33 @@ mod tests {
     #[test]
     fn records_round_trip_and_full_queue_drops_and_counts() {
         let (mut p, mut c) = channel(3); // rounded up to 4
-        for i in 0..6 {
-            assert_eq!(p.push(&rec(i)), i < 4, "push {i}");
+        for i in 0..4 {
+            assert!(p.push(&rec(i)), "push {i}");
         }
-        assert_eq!(p.lost(), 2);
+        assert_eq!(c.len(), 0, "nothing published yet");
+        p.publish();
         assert_eq!(c.len(), 4);
+        assert!(!p.push(&rec(4)), "full");
+        assert_eq!((p.lost(), c.lost()), (1, 0));
         for i in 0..4 {
             assert_eq!(c.pop(), Some(rec(i)));
         }
         assert_eq!(c.pop(), None);
-        // room again after the consumer freed the slots
+        // Full until the next publication, although the consumer freed the
+        // slots: the producer does not look at the head again per record.
+        assert!(!p.push(&rec(5)));
+        p.publish();
+        assert_eq!((p.lost(), c.lost()), (2, 2));
+        // room again
         assert!(p.push(&rec(9)));
+        p.publish();
         let r = c.pop().unwrap();
         assert_eq!(r, rec(9));
         assert_eq!(r.decision().unwrap().rule, Some(RuleRef(5)));
         let mut plain = FlowRecord::new(EventKind::Decision, 1, FlowKey::default(), Side::Inside, u32::MAX, 0);
         plain.key.family = 4;
         assert!(p.push(&plain));
+        p.publish();
         assert_eq!(c.pop(), Some(plain));
     }
 
@@ -356,10 +410,12 @@ mod tests {
             let mut sent = 0;
             for i in 0..n {
                 while !p.push(&rec(i)) {
+                    p.publish();
                     std::hint::spin_loop();
                 }
                 sent += 1;
             }
+            p.publish(); // the last records (the worker publishes once per round)
             sent
         });
         let mut next = 0;
@@ -380,12 +436,14 @@ mod tests {
             assert!(p.push(&rec(i)));
         }
         assert!(!p.push(&rec(99)), "full");
+        p.publish();
         let mut got = Vec::new();
         assert_eq!(c.pop_many(5, |r| got.push(r)), 5);
         assert_eq!(got, (0..5).map(rec).collect::<Vec<_>>());
         for i in 8..13 {
             assert!(p.push(&rec(i)), "room again for {i}");
         }
+        p.publish();
         got.clear();
         assert_eq!(c.pop_many(100, |r| got.push(r)), 8);
         assert_eq!(got, (5..13).map(rec).collect::<Vec<_>>());
@@ -397,9 +455,11 @@ mod tests {
         let t = std::thread::spawn(move || {
             for i in 0..n {
                 while !p.push(&rec(i)) {
+                    p.publish();
                     std::hint::spin_loop();
                 }
             }
+            p.publish();
         });
         let mut next = 0;
         while next < n {

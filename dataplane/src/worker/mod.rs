@@ -185,6 +185,9 @@ impl Worker {
             got += self.poll_port(&mut rx, Side::Outside, burst);
             got += self.poll_handoff(&mut rx);
             self.flush();
+            if let Some(e) = self.engine.as_mut() {
+                e.engine.publish_events();
+            }
             self.s.stats.polls.add(1);
             if got == 0 {
                 self.s.stats.idle_polls.add(1);
@@ -200,6 +203,9 @@ impl Worker {
         // Drain: whatever reached this worker before the stop goes out.
         self.poll_handoff(&mut rx);
         self.flush();
+        if let Some(e) = self.engine.as_mut() {
+            e.engine.publish_events();
+        }
     }
 
     fn port(&self, side: Side) -> u16 {

@@ -246,6 +246,7 @@ mod tests {
                 dst_net: dst.parse::<IpNet>().unwrap(),
                 src_ports: "1024-65535".parse().unwrap(),
                 tcp_dst_port: 8080,
+                syn_dst_port: 80,
                 udp_dst_port: 5001,
                 frame_size: 64,
                 flows: None,

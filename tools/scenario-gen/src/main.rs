@@ -73,6 +73,10 @@ enum ScenarioCmd {
         /// Emit one SYN per established flow first (extra to --count)
         #[arg(long)]
         prelude_syn: bool,
+        /// Destination port of the SYN share (default: --dst-port), e.g. one
+        /// the policy rejects, so that each SYN is a rejected connection
+        #[arg(long)]
+        syn_dst_port: Option<u16>,
     },
 }
 
@@ -151,6 +155,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    let mut syn_port = None;
     let (kind, common, size, syn, mix, udp_port, prelude) = match cli.scenario {
         ScenarioCmd::TcpEstablished { common, size, prelude_syn, syn } => {
             (Kind::TcpEstablished, common, size.size, Some(syn), Mix::default(), None, prelude_syn)
@@ -159,7 +164,8 @@ fn run(cli: Cli) -> Result<(), String> {
         ScenarioCmd::UdpRequest { common, size } => {
             (Kind::UdpRequest, common, size.size, None, Mix::default(), None, false)
         }
-        ScenarioCmd::Mixed { common, size, syn, mix, udp_dst_port, prelude_syn } => {
+        ScenarioCmd::Mixed { common, size, syn, mix, udp_dst_port, prelude_syn, syn_dst_port } => {
+            syn_port = syn_dst_port;
             (Kind::Mixed, common, size.size, Some(syn), mix, Some(udp_dst_port), prelude_syn)
         }
     };
@@ -209,6 +215,7 @@ fn run(cli: Cli) -> Result<(), String> {
         dst_net,
         src_ports: common.src_ports,
         tcp_dst_port: dst_port,
+        syn_dst_port: syn_port.unwrap_or(dst_port),
         udp_dst_port: udp_port.unwrap_or(dst_port),
         frame_size: size.unwrap_or(if v6 { 78 } else { 64 }),
         flows: match kind {

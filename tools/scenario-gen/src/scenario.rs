@@ -81,6 +81,9 @@ pub struct Config {
     pub dst_net: IpNet,
     pub src_ports: PortRange,
     pub tcp_dst_port: u16,
+    /// Destination port of the SYNs of `syn-flood` and of `mixed`'s SYN
+    /// share (the prelude SYNs open established flows: `tcp_dst_port`).
+    pub syn_dst_port: u16,
     pub udp_dst_port: u16,
     /// Frame size on the wire, FCS included (64 means a 60-byte frame).
     /// Applies to established TCP and UDP frames; SYNs have their natural size.
@@ -338,7 +341,7 @@ impl Scenario {
             // The SYN's sequence number is one below the first data byte.
             let isn = flow.seq.wrapping_sub(1);
             self.tcp_flows[i].ip_id = flow.ip_id.wrapping_add(1);
-            self.syn_frame(&flow, isn)?
+            self.syn_frame(&flow, isn, self.cfg.tcp_dst_port)?
         } else if self.produced < self.cfg.count {
             self.produced += 1;
             match self.pick() {
@@ -347,7 +350,7 @@ impl Scenario {
                     let index = self.syn_base + self.syns % self.syn_flows;
                     self.syns += 1;
                     let flow = self.space.flow(index);
-                    self.syn_frame(&flow, flow.seq)?
+                    self.syn_frame(&flow, flow.seq, self.cfg.syn_dst_port)?
                 }
                 Pick::Udp => self.udp_frame()?,
             }
@@ -432,7 +435,7 @@ impl Scenario {
         Ok(f)
     }
 
-    fn syn_frame(&mut self, flow: &Flow, isn: u32) -> Result<Vec<u8>, ScenarioError> {
+    fn syn_frame(&mut self, flow: &Flow, isn: u32, dst_port: u16) -> Result<Vec<u8>, ScenarioError> {
         let os = self.cfg.os;
         let mss = if flow.src.is_ipv6() { 1440 } else { 1460 };
         let tsval = self.ts_base.wrapping_add((self.produced + self.syns) as u32);
@@ -441,7 +444,7 @@ impl Scenario {
             src: flow.src,
             dst: flow.dst,
             src_port: flow.src_port,
-            dst_port: self.cfg.tcp_dst_port,
+            dst_port,
             seq: isn,
             os,
             os_options: &base,
@@ -450,7 +453,7 @@ impl Scenario {
         let options = tcp_options::with_extra_options(&base, &extra)?;
         let hdr = TcpHeader {
             src_port: flow.src_port,
-            dst_port: self.cfg.tcp_dst_port,
+            dst_port,
             seq: isn,
             ack: 0,
             flags: tcp_flags::SYN,

@@ -193,6 +193,7 @@ fn config(kind: Kind) -> Config {
         dst_net: "10.1.0.0/24".parse::<IpNet>().unwrap(),
         src_ports: "1024-65535".parse::<PortRange>().unwrap(),
         tcp_dst_port: 80,
+        syn_dst_port: 80,
         udp_dst_port: 5001,
         frame_size: 64,
         flows: Some(1024),
