@@ -4,7 +4,10 @@
 //! through the no-flow-state path, as engine.sh does), SYN with identity
 //! insert (docs/examples/bench-gw-a.yaml, from the inside) and SYN verify +
 //! policy + strip (bench-gw-b.yaml, SYNs signed by A's engine, from the
-//! outside). Reports on-CPU ns per frame (from /proc/thread-self/schedstat,
+//! outside), and the cost of flow-event export (`events`: the established
+//! frames with 1 in 8 a SYN the policy rejects, one event each, with the
+//! engine's event queue drained by a thread on the other core, against the
+//! same frames with no queue). Reports on-CPU ns per frame (from /proc/thread-self/schedstat,
 //! so time spent descheduled on a shared machine is not counted) and wall ns.
 //!
 //! Run: `cargo bench -p gw-benches --bench engine [-- CASE...]`
@@ -103,6 +106,92 @@ fn established(name: &str, flows: u32) {
     run(name, &mut e, &cfg, Side::Inside, &frames);
 }
 
+/// `events`: 7 established frames (1k flows) to 1 SYN to port 81, which
+/// docs/examples/bench-events.yaml rejects (a RST, no state, one event):
+/// benches/events.sh's traffic. The engine runs with no event queue, then
+/// with one that a thread on the other core drains (as gatewayd's control
+/// thread does: batches of up to 4096, a 1 ms pause when it finds the queue
+/// empty), alternately, 2 s each, 3 times; publishing once per 32 frames and
+/// prefetching the next slots as the worker does per burst.
+fn events() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let cfg = policy("bench-events.yaml");
+    let mut frames = Vec::new();
+    for i in 0..8192u32 {
+        if i % 8 == 7 {
+            let mut s = spec(100_000 + i, tf::SYN, &LINUX_OPTS);
+            s.dport = 81;
+            frames.push(build(&s));
+        } else {
+            frames.push(build(&spec(i % 1024, tf::ACK, &[])));
+        }
+    }
+    let one = |export: bool| -> (f64, u64, u64) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (producer, drainer) = if export {
+            let (p, mut c) = dataplane::events::channel(65_536);
+            let st = stop.clone();
+            let t = std::thread::spawn(move || {
+                let mut got = 0u64;
+                while !st.load(Ordering::Relaxed) {
+                    let n = c.pop_many(4096, |r| {
+                        black_box(r);
+                    });
+                    got += n as u64;
+                    if n == 0 {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+                got + c.pop_many(usize::MAX, |_| {}) as u64
+            });
+            (Some(p), Some(t))
+        } else {
+            (None, None)
+        };
+        let mut e = Engine::new(65_536, 7, Arc::new(WorkerStats::default()), producer);
+        let mut buf = VecBuf::with_room(&frames[0], 128, 128);
+        let (c0, t0) = (thread_cpu_ns(), std::time::Instant::now());
+        let (mut n, mut i) = (0u64, 0usize);
+        while t0.elapsed() < std::time::Duration::from_secs(2) {
+            for _ in 0..128 {
+                e.prefetch_events(4, dpdk_bindings::prefetch_write::<u8>);
+                for _ in 0..32 {
+                    buf.reset(&frames[i], 128).expect("room");
+                    black_box(e.process(&cfg, Side::Inside, &mut buf, NOW + n));
+                    i = (i + 1) % frames.len();
+                    n += 1;
+                }
+                e.publish_events();
+            }
+        }
+        let cpu = thread_cpu_ns().saturating_sub(c0) as f64 / n as f64;
+        stop.store(true, Ordering::Relaxed);
+        let drained = drainer.map_or(0, |t| t.join().unwrap());
+        let lost = e.stats().from_inside.note_count(dataplane::stats::Note::EventsLost).get();
+        (cpu, drained, lost)
+    };
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        off.push(one(false).0);
+        let (cpu, drained, lost) = one(true);
+        println!(
+            "  events: no queue {:6.1} ns/frame, queue {cpu:6.1} ns/frame ({drained} events drained, {lost} lost)",
+            off[off.len() - 1]
+        );
+        on.push(cpu);
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (a, b) = (med(&mut off), med(&mut on));
+    println!(
+        "{:<28} on-CPU {b:7.1} ns/frame with export, {a:7.1} without: {:.3} x the rate (medians of 3)",
+        "events, 1 frame in 8",
+        a / b
+    );
+}
+
 fn main() {
     // As gatewayd does: flow tables on huge pages.
     dataplane::flow::table::set_memory_advice(dpdk_bindings::advise_hugepages);
@@ -113,6 +202,9 @@ fn main() {
     }
     if want("est-1m") {
         established("established, 1M flows", 1 << 20);
+    }
+    if want("events") {
+        events();
     }
     let syns: Vec<Vec<u8>> = (0..16_384).map(|i| build(&spec(i, tf::SYN, &LINUX_OPTS))).collect();
     if want("syn-insert") {

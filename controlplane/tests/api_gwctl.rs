@@ -102,6 +102,13 @@ fn gwctl_end_to_end() {
     assert!(lines.iter().all(|j| j["flow"]["verdict"] == "allowed"), "{lines:?}");
     let o = gwctl(&h.ro, &["observe", "--ip", "10.9.0.4"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
+    // -o count reads the records framed, not decoded: the total is what the
+    // filter let through.
+    let o = gwctl(&h.ro, &["observe", "--not", "--reason", "bad_mac", "-o", "count"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let t = String::from_utf8_lossy(&o.stdout).to_string();
+    let total = t.lines().find(|l| l.starts_with("total")).unwrap_or_else(|| panic!("no total: {t}"));
+    assert!(total.contains("flows 5  lost: worker_queue 0, ring 0, reader 0"), "{total}");
 
     // Exit codes: usage 2, unreachable 3.
     assert_eq!(gwctl(&h.ro, &["observe", "--since", "yesterday-ish"]).status.code(), Some(2));

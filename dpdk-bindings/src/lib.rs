@@ -70,6 +70,20 @@ pub fn prefetch<T>(p: *const T) {
     let _ = p;
 }
 
+/// Hints the CPU to fetch the cache line at `p` for writing (`prefetchw`:
+/// owned, other cores' copies invalidated, before the stores that need it).
+/// Never faults.
+#[inline(always)]
+pub fn prefetch_write<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch is a hint that never dereferences or faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// A spin-wait hint (`pause`).
 #[inline(always)]
 pub fn pause() {

@@ -334,6 +334,15 @@ impl Engine {
         }
     }
 
+    /// Hands `hint` the lines of the next `k` event slots
+    /// ([`Producer::next_slots`]).
+    #[inline]
+    pub fn prefetch_events(&self, k: usize, hint: impl Fn(*const u8)) {
+        if let Some(p) = self.events.as_ref() {
+            p.next_slots(k, hint);
+        }
+    }
+
     fn emit(&mut self, side: Side, r: &FlowRecord) {
         if let Some(p) = self.events.as_mut() {
             if !p.push(r) {

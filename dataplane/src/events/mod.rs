@@ -191,8 +191,18 @@ impl FlowRecord {
 #[repr(align(128))]
 struct Alone<T>(T);
 
+/// One record's words, on two whole cache lines of their own.
+#[repr(C, align(128))]
+struct Slot([AtomicU64; WORDS]);
+
+impl Slot {
+    fn read(&self) -> [u64; WORDS] {
+        std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
+    }
+}
+
 struct Shared {
-    slots: Box<[AtomicU64]>,
+    slots: Box<[Slot]>,
     mask: usize,
     /// Next slot to read (written by the consumer).
     head: Alone<AtomicUsize>,
@@ -234,7 +244,7 @@ pub struct Consumer {
 pub fn channel(capacity: usize) -> (Producer, Consumer) {
     let cap = capacity.max(2).next_power_of_two();
     let q = Arc::new(Shared {
-        slots: (0..cap * WORDS).map(|_| AtomicU64::new(0)).collect(),
+        slots: (0..cap).map(|_| Slot(std::array::from_fn(|_| AtomicU64::new(0)))).collect(),
         mask: cap - 1,
         head: Alone(AtomicUsize::new(0)),
         tail: Alone(AtomicUsize::new(0)),
@@ -262,8 +272,7 @@ impl Producer {
                 return false;
             }
         }
-        let base = (self.tail & self.q.mask) * WORDS;
-        let slot = &self.q.slots[base..base + WORDS];
+        let slot = &self.q.slots[self.tail & self.q.mask].0;
         for (a, w) in slot.iter().zip(r.encode()) {
             a.store(w, Ordering::Relaxed);
         }
@@ -272,6 +281,22 @@ impl Producer {
             self.publish();
         }
         true
+    }
+
+    /// Hands `hint` the cache lines of the next `k` slots, unless the queue
+    /// is (nearly) full: the worker prefetches them for writing, so that a
+    /// record's stores find its lines owned rather than wait for them to
+    /// leave the control thread's cache, where the consumer read them last.
+    #[inline]
+    pub fn next_slots(&self, k: usize, hint: impl Fn(*const u8)) {
+        if self.full || self.tail.wrapping_sub(self.head_cache) + k > self.q.mask + 1 {
+            return;
+        }
+        for j in 0..k {
+            let p = &self.q.slots[self.tail.wrapping_add(j) & self.q.mask] as *const Slot as *const u8;
+            hint(p);
+            hint(p.wrapping_add(64));
+        }
     }
 
     /// Makes every record pushed so far visible to the consumer, and the
@@ -302,11 +327,7 @@ impl Consumer {
         if head == tail {
             return None;
         }
-        let base = (head & self.q.mask) * WORDS;
-        let mut w = [0u64; WORDS];
-        for (i, x) in w.iter_mut().enumerate() {
-            *x = self.q.slots[base + i].load(Ordering::Relaxed);
-        }
+        let w = self.q.slots[head & self.q.mask].read();
         self.q.head.0.store(head.wrapping_add(1), Ordering::Release);
         Some(FlowRecord::decode(&w))
     }
@@ -319,13 +340,8 @@ impl Consumer {
         let head = self.q.head.0.load(Ordering::Relaxed);
         let tail = self.q.tail.0.load(Ordering::Acquire);
         let n = tail.wrapping_sub(head).min(max);
-        let mut w = [0u64; WORDS];
         for k in 0..n {
-            let base = (head.wrapping_add(k) & self.q.mask) * WORDS;
-            for (i, x) in w.iter_mut().enumerate() {
-                *x = self.q.slots[base + i].load(Ordering::Relaxed);
-            }
-            f(FlowRecord::decode(&w));
+            f(FlowRecord::decode(&self.q.slots[head.wrapping_add(k) & self.q.mask].read()));
         }
         if n > 0 {
             self.q.head.0.store(head.wrapping_add(n), Ordering::Release);

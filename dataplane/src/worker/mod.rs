@@ -109,6 +109,11 @@ impl Clock {
 /// for the slot's lines to arrive, near enough that they are still in L1.
 const LOOK_AHEAD: usize = 4;
 
+/// Flow-event slots prefetched for writing before each burst: as many
+/// records as a burst of rejected handshakes can fill with 1 frame in 8 an
+/// event, more being a flood that the queue absorbs anyway.
+const EVENTS_AHEAD: usize = 4;
+
 /// Empty polls in a row before an idle back-off sleep.
 const IDLE_POLLS_BEFORE_BACKOFF: u32 = 256;
 
@@ -243,6 +248,7 @@ impl Worker {
         let mut ahead = [Looked::NOT_PLAIN; LOOK_AHEAD];
         let mut frames = rx.drain();
         if let Some(e) = self.engine.as_ref() {
+            e.engine.prefetch_events(EVENTS_AHEAD, dpdk_bindings::prefetch_write::<u8>);
             for (k, l) in ahead.iter_mut().enumerate() {
                 let Some(f) = frames.ahead(k) else { break };
                 *l = e.engine.look(pside, f, dpdk_bindings::prefetch::<u8>);

@@ -424,12 +424,13 @@ fn mixed_interleaves_and_keeps_syns_off_established_flows() {
     c.count = 5000;
     c.flows = Some(100);
     c.prelude_syn = true;
+    c.syn_dst_port = 81; // the SYN share only; the prelude opens port-80 flows
     let (recs, sum) = run(c);
     assert_eq!(sum.frames, 5100);
     let parsed: Vec<Parsed> = recs.iter().map(|r| parse(&r.data)).collect();
     // The prelude: one SYN per established flow.
     let prelude: HashSet<_> = parsed[..100].iter().map(|p| (p.src, p.src_port, p.dst)).collect();
-    assert!(parsed[..100].iter().all(|p| p.tcp.as_ref().unwrap().0 == 0x02));
+    assert!(parsed[..100].iter().all(|p| p.tcp.as_ref().unwrap().0 == 0x02 && p.dst_port == 80));
     assert_eq!(prelude.len(), 100);
     let (mut est, mut syn, mut udp) = (0, 0, 0);
     for p in &parsed[100..] {
@@ -437,10 +438,12 @@ fn mixed_interleaves_and_keeps_syns_off_established_flows() {
             (6, Some(0x18)) => {
                 est += 1;
                 assert!(prelude.contains(&(p.src, p.src_port, p.dst)));
+                assert_eq!(p.dst_port, 80);
             }
             (6, Some(0x02)) => {
                 syn += 1;
                 assert!(!prelude.contains(&(p.src, p.src_port, p.dst)), "SYN on an established flow");
+                assert_eq!(p.dst_port, 81);
             }
             (17, None) => {
                 udp += 1;
