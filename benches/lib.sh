@@ -21,7 +21,7 @@ bench_mem() {
     [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -ge 300 ] || MEM=(--no-huge -m 512)
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) {print 0} else {print a[int((NR+1)/2)]}}'; }
+median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) {print 0} else if (NR % 2) {print a[(NR+1)/2]} else {print (a[NR/2] + a[NR/2+1]) / 2}}'; }
 
 wait_socket() {
     for _ in $(seq 1 200); do [ -S "$1" ] && return 0; sleep 0.1; done

@@ -1024,12 +1024,17 @@ async fn observe_count(c: &Clients, req: pb::GetFlowsRequest, t: Duration) -> Re
     let line = |secs: f64, flows: u64, lost: &[u64; 3]| {
         format!("{secs:.1}s  flows {flows}  lost: worker_queue {}, ring {}, reader {}", lost[0], lost[1], lost[2])
     };
+    let mut ended = Ok(());
     loop {
         let m = match tokio::time::timeout_at(next.into(), stream.message()).await {
             Err(_) => None, // a second passed
             Ok(Ok(Some(m))) => Some(m),
             Ok(Ok(None)) => break,
-            Ok(Err(e)) => return Err(from_status("observe", e)),
+            Ok(Err(e)) => {
+                // e.g. the gateway stopped: the totals so far, then the error
+                ended = Err(from_status("observe", e));
+                break;
+            }
         };
         if let Some(m) = m {
             flows += m.flow_count();
@@ -1058,5 +1063,5 @@ async fn observe_count(c: &Clients, req: pb::GetFlowsRequest, t: Duration) -> Re
     if aggregates > 0 {
         println!("aggregates {aggregates}");
     }
-    Ok(())
+    ended
 }
