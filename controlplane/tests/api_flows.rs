@@ -145,6 +145,27 @@ fn follow_sees_new_flows_and_worker_losses_in_order() {
 }
 
 #[test]
+fn a_follower_is_told_when_the_server_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = Harness::start(dir.path(), 1024);
+    rt().block_on(async {
+        let mut c = clients(&h.ro).await;
+        let req = pb::GetFlowsRequest { follow: true, ..Default::default() };
+        let mut s = c.flows.get_flows(req).await.unwrap().into_inner();
+        h.hub.push(flow(1, "10.9.0.1", &[], "10.0.1.5", 5432, pb::Verdict::Allowed, "policy_allow"));
+        let m = tokio::time::timeout(Duration::from_secs(5), s.message()).await.unwrap().unwrap().unwrap();
+        assert!(matches!(&expand(m.response.unwrap())[..], [R::Flow(f)] if f.time_unix_ns == 1));
+        let server = h.server.take().unwrap();
+        let stopper = std::thread::spawn(move || server.stop());
+        // Not a broken connection: a status that says why.
+        let end = tokio::time::timeout(Duration::from_secs(5), s.message()).await.unwrap();
+        let st = end.expect_err("the stream ends with a status");
+        assert_eq!((st.code(), st.message()), (tonic::Code::Unavailable, controlplane::api::flows::STOPPING));
+        tokio::task::spawn_blocking(move || stopper.join().unwrap()).await.unwrap();
+    });
+}
+
+#[test]
 fn aggregation_per_interval() {
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::start(dir.path(), 1024);

@@ -22,7 +22,7 @@ use dataplane::policy::Selector;
 use prost::bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 use prost::Message;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -51,11 +51,13 @@ const SEND_BATCH_BYTES: usize = 1 << 20;
 pub struct FlowsService {
     hub: Arc<FlowRing>,
     access: Access,
+    /// Becomes true when the server stops: followers' streams end then.
+    stopping: watch::Receiver<bool>,
 }
 
 impl FlowsService {
-    pub fn new(hub: Arc<FlowRing>, access: Access) -> FlowsService {
-        FlowsService { hub, access }
+    pub fn new(hub: Arc<FlowRing>, access: Access, stopping: watch::Receiver<bool>) -> FlowsService {
+        FlowsService { hub, access, stopping }
     }
 }
 
@@ -406,6 +408,9 @@ impl PendingBatch {
 
 type Tx = mpsc::Sender<Result<Encoded, Status>>;
 
+/// The status a stream ends with when the server stops.
+pub const STOPPING: &str = "gatewayd is stopping";
+
 /// Sends the records gathered so far as one message (nothing if none).
 async fn flush(tx: &Tx, pending: &mut PendingBatch) -> Result<(), ()> {
     match pending.take() {
@@ -551,7 +556,21 @@ impl FlowsService {
             ));
         }
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(run_stream(self.hub.clone(), req, filter, tx));
+        let (hub, mut stopping) = (self.hub.clone(), self.stopping.clone());
+        tokio::spawn(async move {
+            let last = tx.clone();
+            let stopped = async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            };
+            tokio::select! {
+                _ = run_stream(hub, req, filter, tx) => {}
+                // A follower never ends by itself: end it with a status the
+                // client can tell from a broken connection.
+                _ = stopped => {
+                    let _ = last.send(Err(Status::unavailable(STOPPING))).await;
+                }
+            }
+        });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }

@@ -221,12 +221,12 @@ pub struct Backends {
     pub stats: Arc<dyn StatsSource>,
 }
 
-fn routes(b: &Backends, access: Access) -> tonic::transport::server::Router {
+fn routes(b: &Backends, access: Access, stopping: watch::Receiver<bool>) -> tonic::transport::server::Router {
     Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(config_server(b, access.clone()))
-        .add_service(FlowsServer::new(FlowsService::new(b.hub.clone(), access.clone())))
+        .add_service(FlowsServer::new(FlowsService::new(b.hub.clone(), access.clone(), stopping)))
         .add_service(pb::stats_server::StatsServer::new(StatsService::new(
             b.stats.clone(),
             b.hub.clone(),
@@ -326,7 +326,7 @@ impl ControlServer {
                                 return;
                             }
                         };
-                        let r = routes(&backends, access);
+                        let r = routes(&backends, access, rx.clone());
                         tasks.push(tokio::spawn(logged(
                             r.serve_with_incoming_shutdown(UnixListenerStream::new(l), stop(rx.clone())),
                         )));
@@ -350,7 +350,7 @@ impl ControlServer {
                         let r = builder
                             .http2_keepalive_interval(Some(Duration::from_secs(30)))
                             .add_service(config_server(b, access.clone()))
-                            .add_service(FlowsServer::new(FlowsService::new(b.hub.clone(), access.clone())))
+                            .add_service(FlowsServer::new(FlowsService::new(b.hub.clone(), access.clone(), rx.clone())))
                             .add_service(pb::stats_server::StatsServer::new(StatsService::new(
                                 b.stats.clone(),
                                 b.hub.clone(),

@@ -259,6 +259,7 @@ fn from_status(what: &str, s: tonic::Status) -> Fail {
     match s.code() {
         Code::PermissionDenied | Code::Unauthenticated => Fail(1, format!("{what}: refused: {msg}")),
         Code::InvalidArgument => Fail(2, text),
+        Code::Unavailable if msg == controlplane::api::flows::STOPPING => Fail(3, format!("{what}: ended: {msg}")),
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
             let low = msg.to_ascii_lowercase();
             if low.contains("certificate") || low.contains("handshake") || low.contains("tls") || low.contains("alert")
