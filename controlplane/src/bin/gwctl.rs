@@ -932,14 +932,77 @@ fn flow_line(f: &pb::Flow) -> String {
     line
 }
 
-fn flow_json(f: &pb::Flow) -> serde_json::Value {
-    let mut v = serde_json::to_value(f).unwrap_or_default();
-    if let Some(o) = v.as_object_mut() {
-        o.insert("verdict".into(), verdict_name(f.verdict).to_ascii_lowercase().into());
-        o.insert("type".into(), event_name(f.r#type).into());
-        o.insert("time".into(), ns_time(f.time_unix_ns).into());
+/// `observe -o json`: one object per line, `{"flow": {...}}`, the `Flow`
+/// message's fields with the verdict and event type by name and the time in
+/// RFC 3339 beside the nanoseconds. Serialized from borrowed fields straight
+/// into the output (no intermediate `serde_json::Value` per line).
+#[derive(serde::Serialize)]
+struct FlowJson<'a> {
+    flow: FlowFields<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct FlowFields<'a> {
+    time: String,
+    time_unix_ns: u64,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    worker: u32,
+    source: &'a Option<pb::Endpoint>,
+    destination: &'a Option<pb::Endpoint>,
+    protocol: &'a str,
+    verdict: &'static str,
+    reason: &'a str,
+    policy: &'a Option<pb::PolicyRef>,
+    observed: &'a Option<pb::PolicyRef>,
+    policy_generation: u32,
+    policy_revision: &'a str,
+    packets_to_server: u64,
+    bytes_to_server: u64,
+    packets_to_client: u64,
+    bytes_to_client: u64,
+    handshake_ns: u64,
+    direction: &'a str,
+}
+
+fn flow_json(f: &pb::Flow) -> FlowJson<'_> {
+    FlowJson {
+        flow: FlowFields {
+            time: ns_time(f.time_unix_ns),
+            time_unix_ns: f.time_unix_ns,
+            kind: event_name(f.r#type),
+            worker: f.worker,
+            source: &f.source,
+            destination: &f.destination,
+            protocol: &f.protocol,
+            verdict: match pb::Verdict::try_from(f.verdict) {
+                Ok(pb::Verdict::Allowed) => "allowed",
+                Ok(pb::Verdict::Rejected) => "rejected",
+                Ok(pb::Verdict::Passed) => "passed",
+                _ => "unknown",
+            },
+            reason: &f.reason,
+            policy: &f.policy,
+            observed: &f.observed,
+            policy_generation: f.policy_generation,
+            policy_revision: &f.policy_revision,
+            packets_to_server: f.packets_to_server,
+            bytes_to_server: f.bytes_to_server,
+            packets_to_client: f.packets_to_client,
+            bytes_to_client: f.bytes_to_client,
+            handshake_ns: f.handshake_ns,
+            direction: &f.direction,
+        },
     }
-    serde_json::json!({ "flow": v })
+}
+
+/// Writes one flow as `output` prints it, with its newline.
+fn write_flow(out: &mut impl std::io::Write, f: &pb::Flow, output: Output) -> std::io::Result<()> {
+    match output {
+        Output::Json => serde_json::to_writer(&mut *out, &flow_json(f)).map_err(std::io::Error::from)?,
+        Output::Text => out.write_all(flow_line(f).as_bytes())?,
+    }
+    out.write_all(b"\n")
 }
 
 async fn observe_flows(c: &mut Clients, req: pb::GetFlowsRequest, output: Output, t: Duration) -> Res {
@@ -956,20 +1019,15 @@ async fn observe_flows(c: &mut Clients, req: pb::GetFlowsRequest, output: Output
         let line = match (m.response, output) {
             (None, _) => continue,
             (Some(R::Flows(b)), _) => {
-                let mut out = stdout.lock();
-                for f in &b.flows {
-                    let line = if output == Output::Json { flow_json(f).to_string() } else { flow_line(f) };
-                    if writeln!(out, "{line}").is_err() {
-                        return Ok(());
-                    }
-                }
-                if out.flush().is_err() {
-                    return Ok(());
+                // A batch is one write (stdout alone flushes at every newline).
+                let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+                if b.flows.iter().try_for_each(|f| write_flow(&mut out, f, output)).and_then(|_| out.flush()).is_err() {
+                    return Ok(()); // the reader of our output went away (e.g. `| head`)
                 }
                 continue;
             }
             (Some(R::Flow(f)), Output::Text) => flow_line(&f),
-            (Some(R::Flow(f)), Output::Json) => flow_json(&f).to_string(),
+            (Some(R::Flow(f)), Output::Json) => serde_json::to_string(&flow_json(&f)).unwrap_or_default(),
             (Some(R::LostEvents(l)), Output::Text) => format!(
                 "{}  LOST {} event(s): {}{}",
                 ns_time(l.time_unix_ns),
