@@ -75,10 +75,15 @@ pub fn prefetch<T>(p: *const T) {
 /// Never faults.
 #[inline(always)]
 pub fn prefetch_write<T>(p: *const T) {
+    // `_mm_prefetch::<_MM_HINT_ET0>` compiles to a plain read prefetch unless
+    // the whole crate is built for `prfchw`, so the instruction is written
+    // out. CPUs without PREFETCHW (Intel before Broadwell) run it as a NOP.
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetch is a hint that never dereferences or faults, whatever the address.
+    // SAFETY: a prefetch is a hint that never dereferences or faults, whatever
+    // the address; it touches no register but its address operand, no flag,
+    // no stack.
     unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(p as *const i8)
+        std::arch::asm!("prefetchw [{0}]", in(reg) p, options(nostack, readonly, preserves_flags))
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
