@@ -420,8 +420,16 @@ async fn flush(tx: &Tx, pending: &mut PendingBatch) -> Result<(), ()> {
 }
 
 /// Streams what `req` asks for into `tx` until the reader ends, the client
-/// goes away, or `until` passes.
-pub async fn run_stream(hub: Arc<FlowRing>, req: pb::GetFlowsRequest, filter: FlowFilterSet, tx: Tx) {
+/// goes away, `until` passes, or (`stopping` set) the server stops: then it
+/// first sends what the ring holds, the workers' last records among it, and
+/// returns true.
+pub async fn run_stream(
+    hub: Arc<FlowRing>,
+    req: pb::GetFlowsRequest,
+    filter: FlowFilterSet,
+    tx: Tx,
+    mut stopping: Option<watch::Receiver<bool>>,
+) -> bool {
     let query =
         Query { number: req.number, follow: req.follow, since_ns: req.since_unix_ns, until_ns: req.until_unix_ns };
     let mut reader = hub.reader(&query, &filter);
@@ -437,7 +445,7 @@ pub async fn run_stream(hub: Arc<FlowRing>, req: pb::GetFlowsRequest, filter: Fl
         if batch.lapped > 0 {
             let now = unix_ns(SystemTime::now());
             if tx.send(Ok(lost(pb::LostEventSource::Ring, batch.lapped, 0, now).into())).await.is_err() {
-                return;
+                return false;
             }
         }
         for item in batch.items() {
@@ -451,7 +459,7 @@ pub async fn run_stream(hub: Arc<FlowRing>, req: pb::GetFlowsRequest, filter: Fl
                         && (flush(&tx, &mut pending).await.is_err()
                             || tx.send(Ok(lost(src, *count, *worker, *time_ns).into())).await.is_err())
                     {
-                        return;
+                        return false;
                     }
                 }
                 Item::Record(r) => {
@@ -466,18 +474,18 @@ pub async fn run_stream(hub: Arc<FlowRing>, req: pb::GetFlowsRequest, filter: Fl
                         && pending.buf.len() + HEADER + r.wire.len() > SEND_BATCH_BYTES
                         && flush(&tx, &mut pending).await.is_err()
                     {
-                        return;
+                        return false;
                     }
                     pending.push(&r.wire);
                     if pending.count == SEND_BATCH && flush(&tx, &mut pending).await.is_err() {
-                        return;
+                        return false;
                     }
                     // In follow mode the first N are the history; after it, everything.
                     if let Some(n) = &mut remaining {
                         *n = n.saturating_sub(1);
                         if *n == 0 && !query.follow {
                             let _ = flush(&tx, &mut pending).await;
-                            return;
+                            return false;
                         }
                     }
                 }
@@ -485,7 +493,7 @@ pub async fn run_stream(hub: Arc<FlowRing>, req: pb::GetFlowsRequest, filter: Fl
         }
         // What this read gathered goes out before the next read (or wait).
         if flush(&tx, &mut pending).await.is_err() {
-            return;
+            return false;
         }
         if batch.done {
             if interval.is_some() {
@@ -493,22 +501,26 @@ pub async fn run_stream(hub: Arc<FlowRing>, req: pb::GetFlowsRequest, filter: Fl
                 for a in agg.flush(agg_start, now) {
                     let m = pb::GetFlowsResponse { response: Some(pb::get_flows_response::Response::Aggregate(a)) };
                     if tx.send(Ok(m.into())).await.is_err() {
-                        return;
+                        return false;
                     }
                 }
             }
-            return;
+            return false;
         }
         if !batch.is_empty() || batch.lapped > 0 {
             continue;
         }
-        // Caught up: wait for more, a flush, the end of `until`, or the client leaving.
+        // Caught up: wait for more, a flush, the end of `until`, the server
+        // stopping, or the client leaving.
+        if stopping.as_ref().is_some_and(|s| *s.borrow()) {
+            return true;
+        }
         let until_left = query.until_ns.map(|u| {
             let now = unix_ns(SystemTime::now());
             Duration::from_nanos(u.saturating_sub(now))
         });
         if until_left == Some(Duration::ZERO) {
-            return;
+            return false;
         }
         let mut deadline = until_left.map(|d| tokio::time::Instant::now() + d);
         if let Some(f) = next_flush {
@@ -520,10 +532,21 @@ pub async fn run_stream(hub: Arc<FlowRing>, req: pb::GetFlowsRequest, filter: Fl
                 None => std::future::pending().await,
             }
         };
+        let stop = async {
+            let changed = match stopping.as_mut() {
+                Some(s) => s.changed().await.is_ok(),
+                None => false,
+            };
+            if !changed {
+                // never, or the server is gone (and tx.closed() will say so)
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             _ = reader.wait() => {}
             _ = sleep => {}
-            _ = tx.closed() => return,
+            _ = stop => {}
+            _ = tx.closed() => return false,
         }
         if let (Some(f), Some(i)) = (next_flush, interval) {
             if tokio::time::Instant::now() >= f {
@@ -531,7 +554,7 @@ pub async fn run_stream(hub: Arc<FlowRing>, req: pb::GetFlowsRequest, filter: Fl
                 for a in agg.flush(agg_start, now) {
                     let m = pb::GetFlowsResponse { response: Some(pb::get_flows_response::Response::Aggregate(a)) };
                     if tx.send(Ok(m.into())).await.is_err() {
-                        return;
+                        return false;
                     }
                 }
                 agg_start = now;
@@ -556,19 +579,13 @@ impl FlowsService {
             ));
         }
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let (hub, mut stopping) = (self.hub.clone(), self.stopping.clone());
+        let (hub, stopping) = (self.hub.clone(), self.stopping.clone());
         tokio::spawn(async move {
             let last = tx.clone();
-            let stopped = async move {
-                let _ = stopping.wait_for(|s| *s).await;
-            };
-            tokio::select! {
-                _ = run_stream(hub, req, filter, tx) => {}
+            if run_stream(hub, req, filter, tx, Some(stopping)).await {
                 // A follower never ends by itself: end it with a status the
                 // client can tell from a broken connection.
-                _ = stopped => {
-                    let _ = last.send(Err(Status::unavailable(STOPPING))).await;
-                }
+                let _ = last.send(Err(Status::unavailable(STOPPING))).await;
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -675,7 +692,7 @@ mod tests {
         );
         let (tx, mut rx) = mpsc::channel(STREAM_BUFFER);
         let req = pb::GetFlowsRequest::default();
-        tokio::spawn(run_stream(hub.clone(), req, FlowFilterSet::default(), tx));
+        tokio::spawn(run_stream(hub.clone(), req, FlowFilterSet::default(), tx, None));
         let mut times = Vec::new();
         let mut lost_after = None;
         while let Some(m) = rx.recv().await {
