@@ -31,11 +31,10 @@
 # whose two runs met different load (other processes, the host) moves that
 # round's ratio; the median over rounds is the figure to read.
 #
-# On the 2-vCPU development VM (`events.sh 6 6`, mix): rounds 0.918 1.008
-# 0.904 0.932 1.009 0.886 (median 0.925), the reader 1.29-1.41 M flows/s with
-# nothing lost. The worker's own share, measured in-process by
-# `cargo bench -p gw-benches --bench engine -- events`, was 0.95-1.01; the
-# rest of the gap moves with what runs on the other vCPU.
+# On the 2-vCPU development VM (`events.sh 6 8`, mix): rounds 1.056 1.054
+# 0.960 0.884 1.008 0.905 0.956 1.017 (median 0.984), the reader 1.30-1.50 M
+# flows/s with nothing lost. Single rounds move from 0.77 to 1.37 with what
+# else the host runs: read the median, over several rounds.
 set -eu
 . "$(dirname "$0")/lib.sh"
 bench_init
