@@ -1124,3 +1124,34 @@ async fn observe_count(c: &Clients, req: pb::GetFlowsRequest, t: Duration) -> Re
     }
     ended
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `-o json` names the `Flow` message's fields one by one: a field added
+    /// to the .proto must be added there too, or it would silently vanish.
+    #[test]
+    fn json_lines_carry_every_field_of_the_flow_message() {
+        let f = pb::Flow {
+            time_unix_ns: 1_700_000_000_123_456_789,
+            r#type: pb::FlowEventType::Rejected as i32,
+            verdict: pb::Verdict::Rejected as i32,
+            protocol: "tcp".into(),
+            reason: "no_match".into(),
+            ..Default::default()
+        };
+        let all = serde_json::to_value(&f).unwrap();
+        let line = serde_json::to_value(flow_json(&f)).unwrap();
+        let keys =
+            |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<std::collections::BTreeSet<_>>();
+        let mut want = keys(&all);
+        want.insert("time".into());
+        assert_eq!(keys(&line["flow"]), want);
+        assert_eq!(line["flow"]["verdict"], "rejected");
+        assert_eq!(line["flow"]["type"], "rejected");
+        assert_eq!(line["flow"]["time"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(line["flow"]["time_unix_ns"], 1_700_000_000_123_456_789u64);
+        assert_eq!(line["flow"]["reason"], all["reason"]);
+    }
+}
