@@ -20,9 +20,16 @@ RUN=$(mktemp -d /tmp/gw-demo.XXXXXX)
 GWCTL() { "$BIN/gwctl" --socket "$RUN/b.sock" "$@"; }
 PIDS=()
 
+# SIGTERM, not SIGINT: a script's background jobs start with SIGINT ignored,
+# and the web servers keep it so (gatewayd drains on either). Whatever has
+# not ended 5 s later is killed, so the demo always returns.
 cleanup() {
-    for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
     bash tools/topology.sh down
     rm -rf "$RUN"
 }
