@@ -39,6 +39,9 @@ pub struct GatewayConfig {
     /// The UDP identity handshake (docs/udp-handshake.md).
     #[serde(default)]
     pub udp_handshake: UdpHandshake,
+    /// Budgets for the resets and signed rejects the gateway sends.
+    #[serde(default)]
+    pub resets: Resets,
     /// The gRPC control plane (docs/api.md): config store, flows, stats.
     #[serde(default)]
     pub control: Option<crate::api::ControlConfig>,
@@ -67,12 +70,85 @@ pub struct Flows {
     /// Flow events each worker can queue for the flow-log writer.
     #[serde(default = "default_events")]
     pub events_queue: usize,
+    /// Seconds an ended connection with a verified identity is remembered,
+    /// so that a replay of its SYN is refused (docs/identity-option.md).
+    #[serde(default = "default_replay_window")]
+    pub replay_window_s: u32,
+    /// Connections remembered per worker (8 bytes each; 0: none).
+    #[serde(default = "default_replay_memory")]
+    pub replay_memory: usize,
 }
 
 impl Default for Flows {
     fn default() -> Self {
-        Flows { capacity: default_flows(), events_queue: default_events() }
+        Flows {
+            capacity: default_flows(),
+            events_queue: default_events(),
+            replay_window_s: default_replay_window(),
+            replay_memory: default_replay_memory(),
+        }
     }
+}
+
+fn default_replay_window() -> u32 {
+    dataplane::engine::replay::DEFAULT_WINDOW_S
+}
+fn default_replay_memory() -> usize {
+    dataplane::engine::replay::DEFAULT_SLOTS
+}
+
+/// `[resets]`: per worker, the TCP resets and UDP signed rejects the gateway
+/// makes up, as token buckets. Answers to a sender that proved no identity
+/// (its address may be forged) have their own, smaller budget.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resets {
+    /// To verified peers and local PUs, per second.
+    #[serde(default = "default_resets_rate")]
+    pub per_second: u32,
+    #[serde(default = "default_resets_burst")]
+    pub burst: u32,
+    /// To senders without a verified identity, per second.
+    #[serde(default = "default_unverified_rate")]
+    pub unverified_per_second: u32,
+    #[serde(default = "default_unverified_burst")]
+    pub unverified_burst: u32,
+}
+
+impl Default for Resets {
+    fn default() -> Self {
+        Resets {
+            per_second: default_resets_rate(),
+            burst: default_resets_burst(),
+            unverified_per_second: default_unverified_rate(),
+            unverified_burst: default_unverified_burst(),
+        }
+    }
+}
+
+impl Resets {
+    /// The engine's form of these settings.
+    pub fn engine_limits(&self) -> dataplane::engine::ReplyLimits {
+        dataplane::engine::ReplyLimits {
+            verified_per_s: self.per_second,
+            verified_burst: self.burst,
+            unverified_per_s: self.unverified_per_second,
+            unverified_burst: self.unverified_burst,
+        }
+    }
+}
+
+fn default_resets_rate() -> u32 {
+    dataplane::engine::ReplyLimits::default().verified_per_s
+}
+fn default_resets_burst() -> u32 {
+    dataplane::engine::ReplyLimits::default().verified_burst
+}
+fn default_unverified_rate() -> u32 {
+    dataplane::engine::ReplyLimits::default().unverified_per_s
+}
+fn default_unverified_burst() -> u32 {
+    dataplane::engine::ReplyLimits::default().unverified_burst
 }
 
 fn default_flows() -> usize {
@@ -336,6 +412,25 @@ impl GatewayConfig {
         if self.flows.events_queue < 64 || self.flows.events_queue > 1 << 24 {
             err("flows.events_queue".into(), format!("{} is not in 64..=16777216", self.flows.events_queue));
         }
+        if self.flows.replay_memory > 1 << 28 {
+            err("flows.replay_memory".into(), format!("{} is not in 0..=268435456", self.flows.replay_memory));
+        }
+        if self.flows.replay_memory > 0 && self.flows.replay_window_s == 0 {
+            err(
+                "flows.replay_window_s".into(),
+                "0 with a replay memory: nothing would be remembered (set replay_memory = 0 to turn it off)".into(),
+            );
+        }
+        let r = &self.resets;
+        if r.per_second > 0 && r.burst == 0 {
+            err("resets.burst".into(), format!("0 with per_second = {}: no reset could ever be sent", r.per_second));
+        }
+        if r.unverified_per_second > 0 && r.unverified_burst == 0 {
+            err(
+                "resets.unverified_burst".into(),
+                format!("0 with unverified_per_second = {}: no reset could ever be sent", r.unverified_per_second),
+            );
+        }
         let pending_timeout = dataplane::flow::Timeouts::default().udp_pending;
         for e in self.udp_handshake.engine_config().validate("udp_handshake.", pending_timeout) {
             let (field, message) = e.split_once(": ").unwrap_or(("udp_handshake", e.as_str()));
@@ -433,6 +528,28 @@ lcore = 2
         assert_eq!(fields, ["flows.capacity", "flowlog.file"], "{e}");
         let e = GatewayConfig::parse(&(GOOD.to_owned() + "[policy]\nfil = \"x\"\n"), "t").unwrap_err();
         assert!(e.to_string().contains("fil"), "{e}");
+    }
+
+    #[test]
+    fn replay_memory_and_reset_budgets() {
+        let c = GatewayConfig::parse(GOOD, "t").unwrap();
+        assert_eq!((c.flows.replay_window_s, c.flows.replay_memory), (300, 1 << 20));
+        assert_eq!(c.resets.engine_limits(), dataplane::engine::ReplyLimits::default());
+        let c = GatewayConfig::parse(
+            &(GOOD.to_owned()
+                + "[flows]\nreplay_window_s = 600\nreplay_memory = 0\n[resets]\nunverified_per_second = 0\nunverified_burst = 0\n"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!((c.flows.replay_window_s, c.flows.replay_memory), (600, 0));
+        assert_eq!((c.resets.unverified_per_second, c.resets.per_second), (0, 10_000));
+        let e = GatewayConfig::parse(
+            &(GOOD.to_owned() + "[flows]\nreplay_window_s = 0\n[resets]\nburst = 0\nunverified_burst = 0\n"),
+            "t",
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = e.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["flows.replay_window_s", "resets.burst", "resets.unverified_burst"], "{e}");
     }
 
     #[test]

@@ -183,6 +183,9 @@ impl Gateway {
                 let mut engine = Engine::new(cfg.flows.capacity, seed, stats.clone(), events);
                 // validated with the file (`udp_handshake.*`)
                 let _ = engine.set_udp_config(cfg.udp_handshake.engine_config());
+                // validated with the file (`flows.replay_*`, `resets.*`)
+                engine.set_replay_memory(cfg.flows.replay_memory, cfg.flows.replay_window_s, seed);
+                let _ = engine.set_reply_limits(cfg.resets.engine_limits());
                 EngineSetup { engine, config: c.clone(), pool: pool.clone(), clock }
             }));
             all_stats.push(stats);

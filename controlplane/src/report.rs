@@ -64,8 +64,9 @@ pub fn final_report(s: &Snapshot) -> String {
     for (lcore, queue, w) in &s.workers {
         let _ = writeln!(
             out,
-            "  worker lcore {lcore} queue {queue}: polls {} (idle {}), handed off {}, handed in {}",
-            w.polls, w.idle_polls, w.handed_off, w.handed_in
+            "  worker lcore {lcore} queue {queue}: polls {} (idle {}), handed off {}, handed in {}, flows {}/{} (evicted {}), replay memory {} remembered ({} forgotten early)",
+            w.polls, w.idle_polls, w.handed_off, w.handed_in, w.flows_active, w.flow_capacity, w.flows_evicted,
+            w.replay_remembered, w.replay_overwritten
         );
         dir(&mut out, "inside->outside", &w.from_inside);
         dir(&mut out, "outside->inside", &w.from_outside);
@@ -100,6 +101,8 @@ pub fn final_json(s: &Snapshot) -> serde_json::Value {
         "workers": s.workers.iter().map(|(lcore, queue, w)| json!({
             "lcore": lcore, "queue": queue, "polls": w.polls, "idle_polls": w.idle_polls,
             "handed_off": w.handed_off, "handed_in": w.handed_in,
+            "flows_active": w.flows_active, "flow_capacity": w.flow_capacity, "flows_evicted": w.flows_evicted,
+            "replay_remembered": w.replay_remembered, "replay_overwritten": w.replay_overwritten,
             "from_inside": dir(&w.from_inside), "from_outside": dir(&w.from_outside),
         })).collect::<Vec<_>>(),
     })

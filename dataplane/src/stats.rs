@@ -105,10 +105,13 @@ pub enum DropReason {
     /// pending handshake, a request for a flow this side initiated), or one
     /// that answers an older request (its echo is not the pending nonce).
     UdpUnexpectedHandshake,
+    /// A second identity option after the one that verified (only one may
+    /// travel; the second would reach the workload).
+    IdentityDuplicate,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 29] = [
+    pub const ALL: [DropReason; 30] = [
         DropReason::TxFull,
         DropReason::HandoffFull,
         DropReason::Malformed,
@@ -138,6 +141,7 @@ impl DropReason {
         DropReason::UdpPendingFull,
         DropReason::UdpNotAuthorized,
         DropReason::UdpUnexpectedHandshake,
+        DropReason::IdentityDuplicate,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -173,6 +177,7 @@ impl DropReason {
             DropReason::UdpPendingFull => "udp_pending_full",
             DropReason::UdpNotAuthorized => "udp_not_authorized",
             DropReason::UdpUnexpectedHandshake => "udp_unexpected_handshake",
+            DropReason::IdentityDuplicate => "identity_duplicate",
         }
     }
 
@@ -234,10 +239,16 @@ pub enum Note {
     /// UDP: a second answer to a finished handshake (e.g. to a retransmitted
     /// request), consumed.
     UdpDuplicateAnswer,
+    /// A RST was not sent: the worker's reset budget for its kind of
+    /// receiver was spent (`[resets]`). The frame was dropped all the same.
+    RstSuppressed,
+    /// UDP: a signed reject was not sent (reset budget spent); the request
+    /// was consumed all the same.
+    UdpRejectSuppressed,
 }
 
 impl Note {
-    pub const ALL: [Note; 22] = [
+    pub const ALL: [Note; 24] = [
         Note::IdentityInserted,
         Note::IdentityVerified,
         Note::PolicyAllow,
@@ -260,6 +271,8 @@ impl Note {
         Note::UdpHandshakeTimeout,
         Note::UdpReleased,
         Note::UdpDuplicateAnswer,
+        Note::RstSuppressed,
+        Note::UdpRejectSuppressed,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -287,6 +300,8 @@ impl Note {
             Note::UdpHandshakeTimeout => "udp_handshake_timeout",
             Note::UdpReleased => "udp_released",
             Note::UdpDuplicateAnswer => "udp_duplicate_answer",
+            Note::RstSuppressed => "rst_suppressed",
+            Note::UdpRejectSuppressed => "udp_reject_suppressed",
         }
     }
 }
@@ -425,6 +440,12 @@ pub struct WorkerStats {
     /// Flows in the worker's table (a gauge, set once per burst) and its size.
     pub flows_active: Counter,
     pub flow_capacity: Counter,
+    /// Handshake flows evicted to make room for new ones (the table was full).
+    pub flows_evicted: Counter,
+    /// Ended verified connections remembered against replay, and those
+    /// forgotten before their window ended (the memory was too small).
+    pub replay_remembered: Counter,
+    pub replay_overwritten: Counter,
     /// At the client's gateway: SYN (flow created) to SYN-ACK from the
     /// network, in ns of the workers' per-burst clock.
     pub handshake_ns: LatencyHist,
@@ -442,6 +463,9 @@ impl WorkerStats {
             polls: self.polls.get(),
             flows_active: self.flows_active.get(),
             flow_capacity: self.flow_capacity.get(),
+            flows_evicted: self.flows_evicted.get(),
+            replay_remembered: self.replay_remembered.get(),
+            replay_overwritten: self.replay_overwritten.get(),
         }
     }
 }
@@ -457,6 +481,9 @@ pub struct WorkerCounts {
     pub polls: u64,
     pub flows_active: u64,
     pub flow_capacity: u64,
+    pub flows_evicted: u64,
+    pub replay_remembered: u64,
+    pub replay_overwritten: u64,
 }
 
 #[cfg(test)]

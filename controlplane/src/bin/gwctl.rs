@@ -611,9 +611,9 @@ async fn stats(c: &mut Clients, all: bool, output: Output, t: Duration) -> Res {
     };
     for w in &s.workers {
         println!(
-            "worker {} (lcore {}, queue {}): polls {} (idle {}), handed off {}, in {}, flows {}/{}, events queued {}, dropped {}",
+            "worker {} (lcore {}, queue {}): polls {} (idle {}), handed off {}, in {}, flows {}/{} (evicted {}), events queued {}, dropped {}, replay memory {} (forgotten early {})",
             w.index, w.lcore, w.queue, w.polls, w.idle_polls, w.handed_off, w.handed_in, w.flows_active, w.flow_capacity,
-            w.events_queued, w.event_queue_drops
+            w.flows_evicted, w.events_queued, w.event_queue_drops, w.replay_remembered, w.replay_overwritten
         );
         for (label, d) in [("inside->outside", &w.from_inside), ("outside->inside", &w.from_outside)] {
             if let Some(d) = d {

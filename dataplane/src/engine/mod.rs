@@ -45,6 +45,8 @@
 //!   decided again on their next packet, with the same remote identity.
 
 pub mod config;
+pub mod replay;
+pub mod reply_limit;
 pub mod rst;
 pub mod udp;
 
@@ -53,6 +55,8 @@ use std::sync::Arc;
 
 pub use arc_swap::ArcSwap;
 pub use config::EngineConfig;
+pub use replay::ReplayMemory;
+pub use reply_limit::{ReplyLimiter, ReplyLimits, Trust};
 
 use crate::buf::PacketBuf;
 use crate::events::{EventKind, FlowRecord, Producer};
@@ -132,6 +136,10 @@ pub struct Engine {
     extra: [u8; rst::MAX_RST],
     extra_len: usize,
     udp: udp::UdpHandshake,
+    /// Ended verified connections, against replays of their SYNs.
+    replay: ReplayMemory,
+    /// The budget for resets and signed rejects.
+    replies: ReplyLimiter,
     /// Time up to which the sweep has examined its share of slots.
     swept_at: u64,
 }
@@ -191,7 +199,10 @@ fn ip(a: Addr) -> Option<IpAddr> {
 }
 
 /// Whether the TCP options (`len` bytes at `offset` in the frame) hold our
-/// identity option.
+/// identity option. Options are walked as a host would; if the walk meets a
+/// malformed option, the bytes after it are searched for the option's first
+/// four bytes (kind, length, ExID), so that an option hidden behind a broken
+/// one is still found: the gateway never lets one through to a workload.
 #[inline]
 fn has_identity_option(frame: &[u8], offset: u16, len: u8) -> bool {
     if usize::from(len) < option::TCP_LEN {
@@ -199,9 +210,37 @@ fn has_identity_option(frame: &[u8], offset: u16, len: u8) -> bool {
     }
     let o = usize::from(offset);
     let Some(opts) = frame.get(o..o + usize::from(len)) else { return false };
-    wire::tcp::options(opts).any(|r| {
-        matches!(r, Ok((_, wire::tcp::TcpOption::Experimental { kind: option::TCP_KIND, exid: option::EXID, .. })))
-    })
+    for r in wire::tcp::options(opts) {
+        match r {
+            Ok((_, wire::tcp::TcpOption::Experimental { kind: option::TCP_KIND, exid: option::EXID, .. })) => {
+                return true
+            }
+            Ok(_) => {}
+            Err(_) => return option_bytes_anywhere(opts),
+        }
+    }
+    false
+}
+
+/// Whether `opts` holds the identity option's first four bytes at any offset.
+#[cold]
+fn option_bytes_anywhere(opts: &[u8]) -> bool {
+    let [e0, e1] = option::EXID.to_be_bytes();
+    let head = [option::TCP_KIND, option::TCP_LEN as u8, e0, e1];
+    opts.windows(4).any(|w| w == head)
+}
+
+/// Whether the options of a frame whose identity option was just stripped
+/// still hold one (a second copy). Only an options area that had room for two
+/// (40 bytes) is parsed again.
+fn second_identity_option(frame: &[u8], opts_len_before: u8) -> bool {
+    if usize::from(opts_len_before) < 2 * option::TCP_LEN {
+        return false;
+    }
+    match parse_frame(frame) {
+        Ok(i) => has_identity_option(frame, i.tcp_opts_offset, i.tcp_opts_len),
+        Err(_) => true,
+    }
 }
 
 /// The server's port of a flow (the destination port of its first packet).
@@ -219,6 +258,8 @@ impl Engine {
         let ended = (flows / 4).clamp(64, 65536);
         let table = FlowTable::new(flows, ended, seed, crate::flow::Timeouts::default());
         stats.flow_capacity.set(table.capacity() as u64);
+        // As many remembered connections as flows, up to the default.
+        let replay_slots = flows.clamp(64, replay::DEFAULT_SLOTS);
         Engine {
             table,
             events,
@@ -226,7 +267,42 @@ impl Engine {
             extra: [0; rst::MAX_RST],
             extra_len: 0,
             udp: udp::UdpHandshake::new(udp::UdpConfig::default(), seed),
+            replay: ReplayMemory::new(replay_slots, replay::DEFAULT_WINDOW_S, seed),
+            replies: ReplyLimiter::default(),
             swept_at: 0,
+        }
+    }
+
+    /// Replaces the replay memory (before the engine runs): `slots`
+    /// connections (0: none remembered), each for `window_s` seconds after it
+    /// ended.
+    pub fn set_replay_memory(&mut self, slots: usize, window_s: u32, seed: u64) {
+        self.replay = ReplayMemory::new(slots, window_s, seed);
+    }
+
+    pub fn replay_memory(&self) -> &ReplayMemory {
+        &self.replay
+    }
+
+    /// Replaces the budgets for resets and signed rejects. Every problem is
+    /// returned, naming its field.
+    pub fn set_reply_limits(&mut self, l: ReplyLimits) -> Result<(), Vec<String>> {
+        let p = l.problems();
+        if !p.is_empty() {
+            return Err(p);
+        }
+        self.replies = ReplyLimiter::new(l);
+        Ok(())
+    }
+
+    /// Remembers a connection that is leaving the table (ended, or replaced
+    /// by a new SYN on its tuple) if a replay of its SYN would verify: its
+    /// SYN came from the outside with a verified identity and it completed
+    /// its handshake.
+    #[inline]
+    fn retire(replay: &mut ReplayMemory, e: &FlowEntry, now: u64) {
+        if e.initiator() == Side::Outside && e.remote_identity().is_some() && e.was_established() {
+            replay.remember(e.key(), e.syn_seq(), now);
         }
     }
 
@@ -262,6 +338,7 @@ impl Engine {
         }
         while let Some(e) = self.table.pop_ended() {
             let en = &e.entry;
+            Self::retire(&mut self.replay, en, e.at);
             let mut r =
                 FlowRecord::new(EventKind::End, e.at, *en.key(), en.initiator(), en.pu().0, en.policy_generation());
             r.verdict = *en.verdict();
@@ -273,6 +350,10 @@ impl Engine {
             self.emit(Side::Inside, &r);
         }
         self.stats.flows_active.set(self.table.len() as u64);
+        self.stats.flows_evicted.set(self.table.stats().evicted);
+        let r = self.replay.stats();
+        self.stats.replay_remembered.set(r.remembered);
+        self.stats.replay_overwritten.set(r.overwritten);
     }
 
     fn dir(&self, side: Side) -> &DirStats {
@@ -596,9 +677,22 @@ impl Engine {
         }
     }
 
-    /// Answers the sender of `buf` with a RST (the packet is consumed).
-    fn reply_rst<B: PacketBuf>(&self, side: Side, buf: &mut B, spec: &rst::RstSpec, r: DropReason) -> Action {
+    /// Answers the sender of `buf` with a RST (the packet is consumed), if
+    /// the reset budget for `to` allows; else only drops it.
+    fn reply_rst<B: PacketBuf>(
+        &mut self,
+        side: Side,
+        buf: &mut B,
+        spec: &rst::RstSpec,
+        r: DropReason,
+        to: Trust,
+        now: u64,
+    ) -> Action {
         self.dir(side).drop_count(r).add(1);
+        if !self.replies.allow(to, now) {
+            self.note(side, Note::RstSuppressed);
+            return Action::Drop(r);
+        }
         if rst::in_place(buf, &Self::info_of(buf), true, spec) {
             self.note(side, Note::RstSent);
             Action::Reply(r)
@@ -626,17 +720,27 @@ impl Engine {
         let p = &cfg.policy;
         let gen = cfg.generation();
         let has_opt = has_identity_option(buf.data(), info.tcp_opts_offset, info.tcp_opts_len);
-        // The flow's own SYN again once established: a replay.
+        // The flow's own SYN again once established: a replay. A SYN of a
+        // connection that has left the table: the replay memory knows.
+        let mut live = false;
         if let Some(e) = self.table.get(&key) {
             if e.initiator() != side {
                 return self.drop(side, DropReason::OutOfState);
             }
+            live = e.syn_seq() == info.seq;
             if has_opt
-                && e.syn_seq() == info.seq
-                && matches!(e.state(), FlowState::Established | FlowState::Closing | FlowState::Closed)
+                && live
+                && (e.was_established()
+                    || matches!(e.state(), FlowState::Established | FlowState::Closing | FlowState::Closed))
             {
                 return self.drop(side, DropReason::Replay);
             }
+        }
+        if has_opt && !live && side == Side::Outside && self.replay.seen(&key, info.seq, now) {
+            let mut rec = FlowRecord::new(EventKind::Drop, now, key, side, pu.0, gen);
+            rec.drop = Some(DropReason::Replay);
+            self.emit(side, &rec);
+            return self.drop(side, DropReason::Replay);
         }
         let rst_spec = rst::RstSpec::answer_syn(info);
         let mut peer_key = None; // the sender half of a verified option's key id
@@ -678,6 +782,9 @@ impl Engine {
             Side::Outside => match verify_and_strip_tcp(buf, info, &cfg.keys, now) {
                 Ok(v) => {
                     self.note(side, Note::IdentityVerified);
+                    if second_identity_option(buf.data(), info.tcp_opts_len) {
+                        return self.drop(side, DropReason::IdentityDuplicate);
+                    }
                     if let Some(refused) =
                         self.refuse_unowned(p, v.identity, v.key_id.get() >> 8, side, side, key, pu, gen, now)
                     {
@@ -687,6 +794,8 @@ impl Engine {
                     peer_key = Some((v.key_id.get() >> 8) as u16);
                     (d, Some(v.identity), None)
                 }
+                // An option behind a malformed one: not verifiable, not to pass.
+                Err(VerifyError::NoIdentity) if has_opt => return self.drop(side, DropReason::Malformed),
                 Err(VerifyError::NoIdentity) => (
                     p.decide(pu, Direction::Incoming, Remote::Address(key.outside_ip()), 6, key.inside_port),
                     None,
@@ -722,7 +831,11 @@ impl Engine {
             rec.drop = Some(r);
             self.emit(side, &rec);
             self.table.remove(&key, now);
-            self.reply_rst(side, buf, &rst_spec, r)
+            // A local PU, or a peer that proved its identity: the generous
+            // budget. A source that proved nothing may be forged.
+            let to =
+                if side == Side::Inside || remote_identity.is_some() { Trust::Verified } else { Trust::Unverified };
+            self.reply_rst(side, buf, &rst_spec, r, to, now)
         }
     }
 
@@ -745,6 +858,10 @@ impl Engine {
         let fresh;
         let e = match self.table.lookup(&key, now) {
             Some(e) => {
+                if e.syn_seq() != seq {
+                    // A new connection on the tuple replaces the old one.
+                    Self::retire(&mut self.replay, e, now);
+                }
                 fresh = e.on_tcp(side, TcpFlags(TcpFlags::SYN), seq, now, &t) != TcpStep::SynRetransmit;
                 e.set_pu(pu);
                 e
@@ -837,6 +954,9 @@ impl Engine {
                 let (decision, remote_identity) = match verify_and_strip_tcp(buf, info, &cfg.keys, now) {
                     Ok(v) => {
                         self.note(side, Note::IdentityVerified);
+                        if second_identity_option(buf.data(), info.tcp_opts_len) {
+                            return self.drop(side, DropReason::IdentityDuplicate);
+                        }
                         if let Some(refused) = self.refuse_unowned(
                             p,
                             v.identity,
@@ -856,6 +976,7 @@ impl Engine {
                         let d = p.decide(pu, Direction::Outgoing, Remote::Identity(v.identity), 6, key.outside_port);
                         (d, Some(v.identity))
                     }
+                    Err(VerifyError::NoIdentity) if has_opt => return self.drop(side, DropReason::Malformed),
                     Err(VerifyError::NoIdentity) => {
                         if flow_identity.is_some() {
                             // verified before: a retransmission must carry it again
@@ -912,6 +1033,11 @@ impl Engine {
                     .unwrap_or(0);
                 let to_server = rst::RstSpec::synack_to_server(info);
                 self.dir(side).drop_count(r).add(1);
+                let to = if remote_identity.is_some() { Trust::Verified } else { Trust::Unverified };
+                if !self.replies.allow(to, now) {
+                    self.note(side, Note::RstSuppressed);
+                    return Action::Drop(r);
+                }
                 if rst::in_place(buf, &Self::info_of(buf), true, &to_server) {
                     self.note(side, Note::RstSent);
                     if self.extra_len > 0 {
@@ -938,8 +1064,9 @@ impl Engine {
         pu: PuId,
         now: u64,
     ) -> Action {
+        // The option outside a handshake, with no flow to belong to.
         if has_identity_option(buf.data(), info.tcp_opts_offset, info.tcp_opts_len) {
-            return self.drop(side, DropReason::NoFlowState);
+            return self.drop(side, DropReason::Replay);
         }
         let flags = TcpFlags(info.tcp_flags);
         let pu_is_server = if flags.is_syn_ack() { side == Side::Inside } else { key.inside_port < key.outside_port };
@@ -1034,6 +1161,8 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod hardening_tests;
 #[cfg(test)]
 mod test_harness;
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::stats::WorkerStats;
 use crate::wire::builder::{build, Spec};
 use crate::wire::tcp::flags as tf;
 
-const NOW: u64 = 2_000 * 1_000_000_000; // Unix ns
+pub(super) const NOW: u64 = 2_000 * 1_000_000_000; // Unix ns
 
 fn hex(b: [u8; 32]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -23,7 +23,7 @@ fn public(secret: u8) -> String {
     hex(GatewayKeyPair::from_secret_bytes(0, [secret; 32]).public())
 }
 
-fn doc_a(key_id: u32, secret: u8) -> String {
+pub(super) fn doc_a(key_id: u32, secret: u8) -> String {
     format!(
         r#"
 local: {{gateway: gw-a, key_id: {key_id}, private_key: "{sk}"}}
@@ -54,7 +54,7 @@ enforcer_profile:
 }
 
 /// B: `a_keys` lists gateway A's keys as YAML flow items.
-fn doc_b(a_keys: &str, web_rule: bool) -> String {
+pub(super) fn doc_b(a_keys: &str, web_rule: bool) -> String {
     let web = if web_rule {
         "      - {name: frontends, action: allow, object: app == frontend, protocols: [tcp], ports: [80]}\n"
     } else {
@@ -92,7 +92,7 @@ enforcer_profile:
     )
 }
 
-fn a_key(id: u32, secret: u8) -> String {
+pub(super) fn a_key(id: u32, secret: u8) -> String {
     format!("{{id: {id}, public_key: \"{}\"}}", public(secret))
 }
 
@@ -117,27 +117,31 @@ fn cfg(yaml: &str) -> EngineConfig {
     EngineConfig::from_yaml(yaml).unwrap_or_else(|e| panic!("{}", e.join("\n")))
 }
 
-struct Gw {
-    engine: Engine,
-    cfg: Arc<EngineConfig>,
+pub(super) struct Gw {
+    pub(super) engine: Engine,
+    pub(super) cfg: Arc<EngineConfig>,
     events: Consumer,
-    stats: Arc<WorkerStats>,
+    pub(super) stats: Arc<WorkerStats>,
 }
 
 impl Gw {
-    fn new(yaml: &str) -> Gw {
+    pub(super) fn new(yaml: &str) -> Gw {
         let stats = Arc::new(WorkerStats::default());
         let (p, c) = channel(1024);
         Gw { engine: Engine::new(1024, 7, stats.clone(), Some(p)), cfg: Arc::new(cfg(yaml)), events: c, stats }
     }
 
-    fn pass(&mut self, side: Side, frame: &[u8]) -> (Action, Vec<u8>) {
+    pub(super) fn pass(&mut self, side: Side, frame: &[u8]) -> (Action, Vec<u8>) {
+        self.pass_at(side, frame, NOW)
+    }
+
+    pub(super) fn pass_at(&mut self, side: Side, frame: &[u8], now: u64) -> (Action, Vec<u8>) {
         let mut b = VecBuf::from_frame(frame);
-        let a = self.engine.process(&self.cfg, side, &mut b, NOW);
+        let a = self.engine.process(&self.cfg, side, &mut b, now);
         (a, b.data().to_vec())
     }
 
-    fn events(&mut self) -> Vec<FlowRecord> {
+    pub(super) fn events(&mut self) -> Vec<FlowRecord> {
         {
             self.engine.publish_events();
             std::iter::from_fn(|| self.events.pop())
@@ -146,7 +150,7 @@ impl Gw {
     }
 }
 
-const LINUX_OPTS: [u8; 20] = [2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 1, 0, 0, 0, 0, 0, 1, 3, 3, 7];
+pub(super) const LINUX_OPTS: [u8; 20] = [2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 1, 0, 0, 0, 0, 0, 1, 3, 3, 7];
 
 fn addr(s: &str) -> [u8; 16] {
     match s.parse::<IpAddr>().unwrap() {
@@ -160,24 +164,24 @@ fn addr(s: &str) -> [u8; 16] {
 }
 
 #[derive(Clone, Copy)]
-struct Conn {
-    client: &'static str,
-    server: &'static str,
-    cport: u16,
-    sport: u16,
-    isn: u32,
-    sisn: u32,
-    vlans: &'static [u16],
+pub(super) struct Conn {
+    pub(super) client: &'static str,
+    pub(super) server: &'static str,
+    pub(super) cport: u16,
+    pub(super) sport: u16,
+    pub(super) isn: u32,
+    pub(super) sisn: u32,
+    pub(super) vlans: &'static [u16],
 }
 
 impl Conn {
-    fn new(client: &'static str, server: &'static str, sport: u16) -> Conn {
+    pub(super) fn new(client: &'static str, server: &'static str, sport: u16) -> Conn {
         Conn { client, server, cport: 40000, sport, isn: 0x1000, sisn: 0x9000, vlans: &[] }
     }
     fn v6(&self) -> bool {
         self.client.contains(':')
     }
-    fn c2s(&self, flags: u8, seq: u32, ack: u32, opts: &[u8], payload: &[u8]) -> Vec<u8> {
+    pub(super) fn c2s(&self, flags: u8, seq: u32, ack: u32, opts: &[u8], payload: &[u8]) -> Vec<u8> {
         build(&Spec {
             vlans: self.vlans,
             v6: self.v6(),
@@ -193,7 +197,7 @@ impl Conn {
             ..Spec::default()
         })
     }
-    fn s2c(&self, flags: u8, seq: u32, ack: u32, opts: &[u8], payload: &[u8]) -> Vec<u8> {
+    pub(super) fn s2c(&self, flags: u8, seq: u32, ack: u32, opts: &[u8], payload: &[u8]) -> Vec<u8> {
         build(&Spec {
             vlans: self.vlans,
             v6: self.v6(),
@@ -209,25 +213,25 @@ impl Conn {
             ..Spec::default()
         })
     }
-    fn syn(&self) -> Vec<u8> {
+    pub(super) fn syn(&self) -> Vec<u8> {
         self.c2s(tf::SYN, self.isn, 0, &LINUX_OPTS, &[])
     }
-    fn syn_ack(&self) -> Vec<u8> {
+    pub(super) fn syn_ack(&self) -> Vec<u8> {
         self.s2c(tf::SYN | tf::ACK, self.sisn, self.isn + 1, &LINUX_OPTS, &[])
     }
-    fn ack(&self) -> Vec<u8> {
+    pub(super) fn ack(&self) -> Vec<u8> {
         self.c2s(tf::ACK, self.isn + 1, self.sisn + 1, &[], &[])
     }
-    fn data_c2s(&self, d: &[u8]) -> Vec<u8> {
+    pub(super) fn data_c2s(&self, d: &[u8]) -> Vec<u8> {
         self.c2s(tf::ACK | tf::PSH, self.isn + 1, self.sisn + 1, &[], d)
     }
-    fn data_s2c(&self, d: &[u8]) -> Vec<u8> {
+    pub(super) fn data_s2c(&self, d: &[u8]) -> Vec<u8> {
         self.s2c(tf::ACK | tf::PSH, self.sisn + 1, self.isn + 1 + d.len() as u32, &[], d)
     }
 }
 
 /// The identity option of a frame: (key id, identity).
-fn option_of(frame: &[u8]) -> Option<(u32, u32)> {
+pub(super) fn option_of(frame: &[u8]) -> Option<(u32, u32)> {
     let info = parse_frame(frame).expect("parses");
     let o = usize::from(info.tcp_opts_offset);
     let opts = &frame[o..o + usize::from(info.tcp_opts_len)];
@@ -260,7 +264,7 @@ fn checksums_ok(frame: &[u8]) -> bool {
 }
 
 /// A full allowed handshake and data both ways through A then B.
-fn allowed_handshake(a: &mut Gw, b: &mut Gw, c: Conn, a_id: u32, b_id: u32) {
+pub(super) fn allowed_handshake(a: &mut Gw, b: &mut Gw, c: Conn, a_id: u32, b_id: u32) {
     let syn = c.syn();
     let (act, on_wire) = a.pass(Side::Inside, &syn);
     assert_eq!(act, Action::Forward);
@@ -288,7 +292,7 @@ fn allowed_handshake(a: &mut Gw, b: &mut Gw, c: Conn, a_id: u32, b_id: u32) {
     assert_eq!(a.pass(Side::Outside, &f), (Action::Forward, f.clone()));
 }
 
-fn pair() -> (Gw, Gw) {
+pub(super) fn pair() -> (Gw, Gw) {
     (Gw::new(&doc_a(1, 1)), Gw::new(&doc_b(&a_key(1, 1), true)))
 }
 

@@ -35,6 +35,7 @@ use crate::policy::{Action as PAction, Decision, Direction, PuId, Reason, Remote
 use crate::stats::{DropReason, Note};
 use crate::wire::{checksum, parse_frame, udp as wudp, Addr, FrameInfo};
 
+use super::reply_limit::Trust;
 use super::{drop_of_reason, drop_of_verify, note_of_allow, Action, Engine, EngineConfig};
 
 /// Largest handshake frame: Ethernet with two VLAN tags (22) + IPv6 (40) +
@@ -785,6 +786,12 @@ impl Engine {
             e.on_udp(now, &t);
         }
         let msg = if decision.allowed() { UdpMsg::Response } else { UdpMsg::Reject };
+        // A reject is made up by the gateway: limited like resets (the
+        // request may be a replay with a forged source).
+        if msg == UdpMsg::Reject && !self.replies.allow(Trust::Verified, now) {
+            self.note(side, Note::UdpRejectSuppressed);
+            return Action::Consume;
+        }
         let id = UdpIdentity { msg, identity: pu_identity, nonce: self.udp.nonce(), echo: v.nonce };
         // The answer goes back where the request came from: addresses, ports and MACs swapped.
         let spec = HandshakeSpec { src: info.dst, dst: info.src, sport: info.dst_port, dport: info.src_port };

@@ -528,6 +528,20 @@ fn rejected_by_peer_is_signed_and_drops_the_held_datagrams() {
 }
 
 #[test]
+fn signed_rejects_come_out_of_the_reset_budget() {
+    let (mut a, mut b) = (Gw::a(), Gw::b());
+    let none = crate::engine::ReplyLimits { verified_per_s: 0, verified_burst: 0, ..Default::default() };
+    b.engine.set_reply_limits(none).unwrap();
+    let f = Flow::new("10.1.0.11", "10.2.0.20", 53); // batch → web: no rule at B
+    let req = only_sent(&a.pass(Side::Inside, &f.c2s(b"q1")));
+    let o = b.pass(Side::Outside, &req);
+    assert_eq!(o.action, Some(Action::Consume), "consumed, not answered");
+    assert_eq!(b.noted(Side::Outside, Note::UdpRejectSuppressed), 1);
+    assert_eq!(b.noted(Side::Outside, Note::UdpRejectSent), 0);
+    assert_eq!(b.dropped(Side::Outside, DropReason::NoMatch), 1, "the decision is counted all the same");
+}
+
+#[test]
 fn rejected_by_own_outgoing_rules_after_the_peer_allowed() {
     let (mut a, mut b) = (Gw::a(), Gw::b());
     let f = Flow::new("10.1.0.10", "10.2.0.30", 5353); // client → db: B allows, A's no-db rejects

@@ -128,6 +128,8 @@ const F_INITIATOR_OUTSIDE: u8 = 1;
 const F_HAS_IDENTITY: u8 = 2;
 const F_FIN_INSIDE: u8 = 4;
 const F_FIN_OUTSIDE: u8 = 8;
+/// The connection reached `Established` (it may be closing or closed now).
+const F_WAS_ESTABLISHED: u8 = 16;
 
 /// What the caller knows when it creates a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,7 +196,8 @@ impl FlowEntry {
             pu: f.pu.0,
             syn_seq: f.seq,
             state: f.state.to_u8(),
-            flags: if f.initiator == Side::Outside { F_INITIATOR_OUTSIDE } else { 0 },
+            flags: if f.initiator == Side::Outside { F_INITIATOR_OUTSIDE } else { 0 }
+                | if f.state == FlowState::Established { F_WAS_ESTABLISHED } else { 0 },
             ..FlowEntry::EMPTY
         }
     }
@@ -260,6 +263,13 @@ impl FlowEntry {
     #[inline]
     pub fn syn_seq(&self) -> u32 {
         self.syn_seq
+    }
+
+    /// Whether the connection completed its handshake (it may have closed
+    /// since). A SYN of such a connection is never a genuine retransmission.
+    #[inline]
+    pub fn was_established(&self) -> bool {
+        self.flags & F_WAS_ESTABLISHED != 0
     }
 
     /// The peer's key id recorded by [`Self::set_peer_key`] (0 until then).
@@ -352,7 +362,7 @@ impl FlowEntry {
             // A new connection on the same 5-tuple.
             self.syn_seq = seq;
             self.synack_seq = 0;
-            self.flags &= !(F_FIN_INSIDE | F_FIN_OUTSIDE);
+            self.flags &= !(F_FIN_INSIDE | F_FIN_OUTSIDE | F_WAS_ESTABLISHED);
             self.verdict = CachedVerdict::UNDECIDED;
             self.set_state(S::SynSent, now, t);
             return TcpStep::NewSyn;
@@ -388,6 +398,7 @@ impl FlowEntry {
             S::SynAckSeen => {
                 if from_initiator && flags.has(TcpFlags::ACK) {
                     self.set_state(S::Established, now, t);
+                    self.flags |= F_WAS_ESTABLISHED;
                     if flags.has(TcpFlags::FIN) {
                         return self.fin(from, now, t);
                     }
