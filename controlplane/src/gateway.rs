@@ -49,7 +49,7 @@ pub struct Gateway {
     // the EAL is cleaned up last.
     inside: Port,
     outside: Port,
-    _pool: Arc<Mempool>,
+    pool: Arc<Mempool>,
     workers: Vec<RunningWorker>,
     stop: Arc<AtomicBool>,
     started: Instant,
@@ -83,6 +83,11 @@ pub struct Snapshot {
     /// SYN → SYN-ACK at the client's gateway (ns), merged over workers:
     /// (smallest value of a bucket, count).
     pub handshake_ns: Vec<(u64, u64)>,
+    /// Mbufs out of the pool, and in it. After [`Gateway::shutdown`] (workers
+    /// and ports stopped) every mbuf should be back: `in_use` 0, or only
+    /// what a device keeps in its receive descriptors.
+    pub mbufs_in_use: u32,
+    pub mbufs_available: u32,
 }
 
 impl Gateway {
@@ -193,7 +198,7 @@ impl Gateway {
         let mut gw = Gateway {
             inside,
             outside,
-            _pool: pool,
+            pool,
             workers: Vec::new(),
             stop: stop.clone(),
             started: Instant::now(),
@@ -281,6 +286,8 @@ impl Gateway {
             outside_name: self.outside.name().to_owned(),
             workers: self.workers.iter().map(|w| (w.lcore, w.queue, w.stats.read())).collect(),
             handshake_ns: self.workers.iter().flat_map(|w| w.stats.handshake_ns.read()).collect(),
+            mbufs_in_use: self.pool.in_use(),
+            mbufs_available: self.pool.available(),
         }
     }
 
@@ -298,9 +305,11 @@ impl Gateway {
     /// Stops the workers (they drain), then the ports; returns the final counters.
     pub fn shutdown(mut self) -> Snapshot {
         self.stop_workers();
-        let snap = self.snapshot();
+        let mut snap = self.snapshot();
         let _ = self.inside.stop();
         let _ = self.outside.stop();
+        snap.mbufs_in_use = self.pool.in_use();
+        snap.mbufs_available = self.pool.available();
         snap
     }
 }

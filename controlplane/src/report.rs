@@ -15,6 +15,16 @@ pub fn forwarded(s: &Snapshot) -> (u64, u64) {
     (sum(s, |w| w.from_inside.tx_packets), sum(s, |w| w.from_outside.tx_packets))
 }
 
+/// Frames not accounted for, summed over workers, per direction (from
+/// inside, from outside): see [`WorkerCounts::unaccounted`]. Zero after the
+/// workers stopped, when every frame was sent, dropped, consumed or is held.
+pub fn unaccounted(s: &Snapshot) -> [i128; 2] {
+    s.workers.iter().fold([0, 0], |[a, b], (_, _, w)| {
+        let [x, y] = w.unaccounted();
+        [a + x, b + y]
+    })
+}
+
 /// One line of rates between two snapshots, e.g. for `--stats-interval`:
 /// `stats: t=3.0s in->out 1.23 Mpps, out->in 0.00 Mpps, drops 0`.
 pub fn rate_line(prev: &Snapshot, now: &Snapshot) -> String {
@@ -71,6 +81,13 @@ pub fn final_report(s: &Snapshot) -> String {
         dir(&mut out, "inside->outside", &w.from_inside);
         dir(&mut out, "outside->inside", &w.from_outside);
     }
+    let [i, o] = unaccounted(s);
+    let _ = writeln!(
+        out,
+        "  accounting (rx + made - tx - drops - consumed - held): inside->outside {i}, outside->inside {o}{}",
+        if i == 0 && o == 0 { " (every frame accounted for)" } else { "" }
+    );
+    let _ = writeln!(out, "  mbufs: {} in use, {} in the pool", s.mbufs_in_use, s.mbufs_available);
     out
 }
 
@@ -103,7 +120,10 @@ pub fn final_json(s: &Snapshot) -> serde_json::Value {
             "handed_off": w.handed_off, "handed_in": w.handed_in,
             "flows_active": w.flows_active, "flow_capacity": w.flow_capacity, "flows_evicted": w.flows_evicted,
             "replay_remembered": w.replay_remembered, "replay_overwritten": w.replay_overwritten,
+            "held": w.held,
             "from_inside": dir(&w.from_inside), "from_outside": dir(&w.from_outside),
         })).collect::<Vec<_>>(),
+        "unaccounted": { "from_inside": unaccounted(s)[0] as i64, "from_outside": unaccounted(s)[1] as i64 },
+        "mbufs": { "in_use": s.mbufs_in_use, "available": s.mbufs_available },
     })
 }

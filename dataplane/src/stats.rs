@@ -245,10 +245,18 @@ pub enum Note {
     /// UDP: a signed reject was not sent (reset budget spent); the request
     /// was consumed all the same.
     UdpRejectSuppressed,
+    /// Frames the gateway made and sent (resets, UDP handshake messages),
+    /// counted in `tx_packets` of this direction: for every direction,
+    /// `rx + made = tx + drops + consumed` (+ frames still held).
+    FramesMade,
+    /// Frames received that ended at the gateway, neither forwarded nor
+    /// dropped: handshake messages for it (a request answered in place is
+    /// consumed, its answer made).
+    FramesConsumed,
 }
 
 impl Note {
-    pub const ALL: [Note; 24] = [
+    pub const ALL: [Note; 26] = [
         Note::IdentityInserted,
         Note::IdentityVerified,
         Note::PolicyAllow,
@@ -273,6 +281,8 @@ impl Note {
         Note::UdpDuplicateAnswer,
         Note::RstSuppressed,
         Note::UdpRejectSuppressed,
+        Note::FramesMade,
+        Note::FramesConsumed,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -302,6 +312,8 @@ impl Note {
             Note::UdpDuplicateAnswer => "udp_duplicate_answer",
             Note::RstSuppressed => "rst_suppressed",
             Note::UdpRejectSuppressed => "udp_reject_suppressed",
+            Note::FramesMade => "frames_made",
+            Note::FramesConsumed => "frames_consumed",
         }
     }
 }
@@ -446,6 +458,8 @@ pub struct WorkerStats {
     /// forgotten before their window ended (the memory was too small).
     pub replay_remembered: Counter,
     pub replay_overwritten: Counter,
+    /// Datagrams from the inside held for pending UDP handshakes now (a gauge).
+    pub held: Counter,
     /// At the client's gateway: SYN (flow created) to SYN-ACK from the
     /// network, in ns of the workers' per-burst clock.
     pub handshake_ns: LatencyHist,
@@ -466,6 +480,7 @@ impl WorkerStats {
             flows_evicted: self.flows_evicted.get(),
             replay_remembered: self.replay_remembered.get(),
             replay_overwritten: self.replay_overwritten.get(),
+            held: self.held.get(),
         }
     }
 }
@@ -484,6 +499,25 @@ pub struct WorkerCounts {
     pub flows_evicted: u64,
     pub replay_remembered: u64,
     pub replay_overwritten: u64,
+    pub held: u64,
+}
+
+impl WorkerCounts {
+    /// For each direction (from inside, from outside): frames received plus
+    /// frames made, minus frames sent, dropped, consumed and (from the
+    /// inside) still held. Zero when every frame is accounted for; frames in
+    /// flight (in a burst or a hand-off ring) while the worker runs make it
+    /// move, and a worker's hand-offs are counted by the worker that takes
+    /// them, so compare sums over all workers after they stopped.
+    pub fn unaccounted(&self) -> [i128; 2] {
+        let d = |c: &DirCounts| {
+            i128::from(c.rx_packets) + i128::from(c.noted(Note::FramesMade))
+                - i128::from(c.tx_packets)
+                - i128::from(c.dropped_total())
+                - i128::from(c.noted(Note::FramesConsumed))
+        };
+        [d(&self.from_inside) - i128::from(self.held), d(&self.from_outside)]
+    }
 }
 
 #[cfg(test)]

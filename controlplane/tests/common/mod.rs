@@ -212,7 +212,15 @@ impl Gatewayd {
         assert!(status.success(), "gatewayd exited with {status}:\n{out}");
         let text = std::fs::read_to_string(&self.counters)
             .unwrap_or_else(|e| panic!("reading {}: {e}\n{out}", self.counters.display()));
-        (out, serde_json::from_str(&text).expect("counters are JSON"))
+        let counters: serde_json::Value = serde_json::from_str(&text).expect("counters are JSON");
+        // Every stop of every test: each frame received was sent, dropped,
+        // consumed or is still held (frames the gateway made counted in), and
+        // every mbuf is back in the pool.
+        for dir in ["from_inside", "from_outside"] {
+            assert_eq!(counters["unaccounted"][dir], 0, "frames {dir} not accounted for:\n{out}");
+        }
+        assert_eq!(counters["mbufs"]["in_use"], 0, "mbufs not back in the pool after the stop:\n{out}");
+        (out, counters)
     }
 }
 

@@ -73,7 +73,9 @@ pub enum Action {
     Forward,
     /// Free it (the reason is already counted).
     Drop(DropReason),
-    /// The buffer now holds a RST: transmit it on the port it came from.
+    /// The frame was dropped for the reason given, and the buffer now holds
+    /// the gateway's answer (a RST, or a UDP signed reject): transmit it on
+    /// the port it came from.
     Reply(DropReason),
     /// The buffer now holds a RST for the port it came from, and
     /// [`Engine::extra_frame`] another for the opposite port (reset both ends).

@@ -779,18 +779,19 @@ impl Engine {
                 self.note(side, note_of_allow(&decision));
             } else {
                 rec.drop = Some(drop_of_reason(decision.reason));
-                self.dir(side).drop_count(drop_of_reason(decision.reason)).add(1);
             }
             self.emit(side, &rec);
         } else if let Some(e) = self.table.lookup(&key, now) {
             e.on_udp(now, &t);
         }
         let msg = if decision.allowed() { UdpMsg::Response } else { UdpMsg::Reject };
-        // A reject is made up by the gateway: limited like resets (the
-        // request may be a replay with a forged source).
+        // A rejected request is a drop (each time it comes), answered like a
+        // reset: within the reset budget (the request may be a replay with a
+        // forged source).
+        let rejected = drop_of_reason(decision.reason);
         if msg == UdpMsg::Reject && !self.replies.allow(Trust::Verified, now) {
             self.note(side, Note::UdpRejectSuppressed);
-            return Action::Consume;
+            return self.drop(side, rejected);
         }
         let id = UdpIdentity { msg, identity: pu_identity, nonce: self.udp.nonce(), echo: v.nonce };
         // The answer goes back where the request came from: addresses, ports and MACs swapped.
@@ -807,8 +808,14 @@ impl Engine {
             return self.drop(side, DropReason::IdentityBufferFull);
         }
         buf.data_mut()[..n].copy_from_slice(&scratch[..n]);
-        self.note(side, if decision.allowed() { Note::UdpResponseSent } else { Note::UdpRejectSent });
-        Action::Answer
+        if decision.allowed() {
+            self.note(side, Note::UdpResponseSent);
+            Action::Answer
+        } else {
+            self.note(side, Note::UdpRejectSent);
+            self.dir(side).drop_count(rejected).add(1);
+            Action::Reply(rejected)
+        }
     }
 
     /// A response or reject from the peer gateway for a pending flow of ours.

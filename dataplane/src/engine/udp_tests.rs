@@ -497,7 +497,7 @@ fn rejected_by_peer_is_signed_and_drops_the_held_datagrams() {
     let req = only_sent(&a.pass(Side::Inside, &f.c2s(b"q1")));
     assert!(matches!(a.pass(Side::Inside, &f.c2s(b"q2")).action, Some(Action::Hold(_))));
     let o = b.pass(Side::Outside, &req);
-    assert_eq!(o.action, Some(Action::Answer));
+    assert_eq!(o.action, Some(Action::Reply(DropReason::NoMatch)), "the request dropped, a reject made");
     let (msg, id, _, echo) = hs(&o.frame);
     assert_eq!((msg, id, echo), (3, 2001, hs(&req).2), "a signed reject echoing N_i");
     assert!(well_formed_handshake(&o.frame));
@@ -535,7 +535,7 @@ fn signed_rejects_come_out_of_the_reset_budget() {
     let f = Flow::new("10.1.0.11", "10.2.0.20", 53); // batch → web: no rule at B
     let req = only_sent(&a.pass(Side::Inside, &f.c2s(b"q1")));
     let o = b.pass(Side::Outside, &req);
-    assert_eq!(o.action, Some(Action::Consume), "consumed, not answered");
+    assert_eq!(o.action, Some(Action::Drop(DropReason::NoMatch)), "dropped, not answered");
     assert_eq!(b.noted(Side::Outside, Note::UdpRejectSuppressed), 1);
     assert_eq!(b.noted(Side::Outside, Note::UdpRejectSent), 0);
     assert_eq!(b.dropped(Side::Outside, DropReason::NoMatch), 1, "the decision is counted all the same");

@@ -13,6 +13,8 @@ pub struct HoldStore {
     /// Per slot: index of the oldest frame, and how many are held.
     head: Box<[u16]>,
     len: Box<[u16]>,
+    /// Frames held over all slots.
+    total: usize,
 }
 
 impl HoldStore {
@@ -25,6 +27,7 @@ impl HoldStore {
             frames: (0..slots * per_slot).map(|_| None).collect(),
             head: vec![0; slots].into_boxed_slice(),
             len: vec![0; slots].into_boxed_slice(),
+            total: 0,
         }
     }
 
@@ -41,6 +44,7 @@ impl HoldStore {
         let at = s * self.per_slot + (usize::from(self.head[s]) + n) % self.per_slot;
         self.frames[at] = Some(m);
         self.len[s] += 1;
+        self.total += 1;
         Ok(())
     }
 
@@ -55,6 +59,7 @@ impl HoldStore {
         let m = self.frames[s * self.per_slot + h].take();
         self.head[s] = ((h + 1) % self.per_slot) as u16;
         self.len[s] -= 1;
+        self.total -= 1;
         if self.len[s] == 0 {
             self.head[s] = 0;
         }
@@ -69,6 +74,11 @@ impl HoldStore {
             n += 1;
         }
         n
+    }
+
+    /// Frames held over all slots.
+    pub fn total(&self) -> usize {
+        self.total
     }
 
     /// Frames held in `slot`.

@@ -34,7 +34,7 @@ use crate::dispatch;
 use crate::engine::udp::Effect;
 use crate::engine::{Action, Engine, EngineConfig, Looked};
 use crate::policy::Side as PSide;
-use crate::stats::{DirStats, DropReason, WorkerStats};
+use crate::stats::{DirStats, DropReason, Note, WorkerStats};
 
 /// Which port a frame came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +193,9 @@ impl Worker {
             if let Some(e) = self.engine.as_mut() {
                 e.engine.publish_events();
             }
+            if let Some(h) = self.hold.as_ref() {
+                self.s.stats.held.set(h.total() as u64);
+            }
             self.s.stats.polls.add(1);
             if got == 0 {
                 self.s.stats.idle_polls.add(1);
@@ -211,6 +214,11 @@ impl Worker {
         if let Some(e) = self.engine.as_mut() {
             e.engine.publish_events();
         }
+        // Datagrams still held are freed with the store when the worker
+        // ends: the gauge says how many.
+        if let Some(h) = self.hold.as_ref() {
+            self.s.stats.held.set(h.total() as u64);
+        }
     }
 
     fn port(&self, side: Side) -> u16 {
@@ -218,6 +226,11 @@ impl Worker {
             Side::Inside => self.s.inside_port,
             Side::Outside => self.s.outside_port,
         }
+    }
+
+    #[inline]
+    fn note(&self, side: Side, n: Note) {
+        self.dir_stats(side).note_count(n).add(1);
     }
 
     fn dir_stats(&self, side: Side) -> &DirStats {
@@ -316,8 +329,21 @@ impl Worker {
         };
         match action {
             Action::Forward => self.forward(from, m),
-            Action::Drop(_) | Action::Consume => drop(m),
-            Action::Reply(_) | Action::Answer => self.reply(from, m),
+            Action::Drop(_) => drop(m),
+            Action::Consume => {
+                drop(m);
+                self.note(from, Note::FramesConsumed);
+            }
+            // The frame was counted as a drop; the reset in its buffer is made.
+            Action::Reply(_) => {
+                self.note(from, Note::FramesMade);
+                self.reply(from, m)
+            }
+            Action::Answer => {
+                self.note(from, Note::FramesConsumed);
+                self.note(from, Note::FramesMade);
+                self.reply(from, m)
+            }
             Action::Hold(slot) => {
                 if let Some(Err(m)) = self.hold.as_mut().map(|h| h.push(slot, m)) {
                     drop(m);
@@ -330,8 +356,10 @@ impl Worker {
                     .pool
                     .alloc()
                     .and_then(|mut x| x.append(extra.len()).then(|| x.data_mut().copy_from_slice(extra)).map(|_| x));
+                self.note(from, Note::FramesMade);
                 self.reply(from, m);
                 if let Some(x) = second {
+                    self.note(from, Note::FramesMade);
                     self.forward(from, x);
                 }
             }
@@ -363,6 +391,7 @@ impl Worker {
                     if let Some(m) = m {
                         // `forward` sends to the port opposite the one named.
                         let from = if out == PSide::Outside { Side::Inside } else { Side::Outside };
+                        self.note(from, Note::FramesMade);
                         self.forward(from, m);
                     }
                 }
