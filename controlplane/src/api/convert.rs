@@ -444,13 +444,13 @@ pub fn document_from_yaml(text: &str) -> Result<PolicyDocument, Problem> {
         Ok(d) => return Ok(d),
         Err(e) => e,
     };
-    let at = e.location().map(|l| format!("line {} column {}", l.line(), l.column())).unwrap_or_default();
-    let message = if serde_yaml::from_str::<serde::de::IgnoredAny>(text).is_ok() {
-        format!("the document is YAML but not a valid policy document: {e}")
-    } else {
-        format!("the document is not valid YAML: {e}")
+    // The syntax error, if there is one, even where a schema error came first.
+    let (e, what) = match serde_yaml::from_str::<serde::de::IgnoredAny>(text) {
+        Ok(_) => (e, "the document is YAML but not a valid policy document"),
+        Err(syntax) => (syntax, "the document is not valid YAML"),
     };
-    Err(Problem::new("document", "", &at, "", message))
+    let at = e.location().map(|l| format!("line {} column {}", l.line(), l.column())).unwrap_or_default();
+    Err(Problem::new("document", "", &at, "", format!("{what}: {e}")))
 }
 
 /// What an `ApplyRequest` replaces.

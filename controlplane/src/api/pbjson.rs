@@ -66,7 +66,7 @@ mod tests {
         assert_eq!((j["type"].as_str(), j["verdict"].as_str()), (Some("rejected"), Some("rejected")));
         assert_eq!(j["source"]["kind"], "remote_identity");
         let l = pb::LostEvent { source: pb::LostEventSource::WorkerQueue as i32, ..Default::default() };
-        assert_eq!(serde_json::to_value(&l).unwrap()["source"], "worker_queue");
+        assert_eq!(serde_json::to_value(l).unwrap()["source"], "worker_queue");
         let ff = pb::FlowFilter { verdict: vec![1, 3, 42], ..Default::default() };
         assert_eq!(serde_json::to_value(&ff).unwrap()["verdict"], serde_json::json!(["allowed", "passed", 42]));
     }
