@@ -132,7 +132,7 @@ fn main() -> ExitCode {
         }
         let st = cp.store.status();
         println!(
-            "gatewayd: control API on {} (read-only: {}), config version {} ({:?})",
+            "gatewayd: control API on {} (read-only: {}), config version {} ({})",
             c.socket.display(),
             if c.readonly_socket.is_empty() { "none" } else { &c.readonly_socket },
             st.versions.document(),
