@@ -954,10 +954,14 @@ fn restore(dir: &Path, enforcer: &dyn Enforcer) -> Result<Option<(InForce, Commi
             message: format!("format {} (this gatewayd reads format {STATE_FORMAT})", state.format),
         });
     }
-    let snapshot = compile(&state.document)
-        .map_err(|e| StoreError::Invalid { path: path.clone(), problems: e.0.iter().map(Problem::from).collect() })?;
+    let snapshot = compile(&state.document).map_err(|e| StoreError::Invalid {
+        path: path.clone(),
+        problems: bounded(e.0.iter().map(Problem::from).collect(), PROBLEMS_MAX),
+    })?;
     let (generation, stats) = (snapshot.generation(), snapshot.stats());
-    let commit = enforcer.prepare(snapshot).map_err(|problems| StoreError::Invalid { path: path.clone(), problems })?;
+    let commit = enforcer
+        .prepare(snapshot)
+        .map_err(|problems| StoreError::Invalid { path: path.clone(), problems: bounded(problems, PROBLEMS_MAX) })?;
     let document = Parts::from(state.document);
     let inf = InForce {
         drops_all: drops_everything(&document),
