@@ -19,10 +19,13 @@ use std::collections::HashSet;
 use std::fmt::Display;
 use std::hash::Hash;
 
-use super::{ApplyOptions, Kind, Parts, Problem};
+use super::{cut, ApplyOptions, Kind, Parts, Problem};
 
 /// How many removed names a problem lists before "and N more".
 const NAMES_SHOWN: usize = 5;
+/// Each listed name is cut to this many bytes (the message stays readable
+/// within [`super::MESSAGE_MAX`]).
+const NAME_MAX: usize = 32;
 
 /// What the apply would remove from one list in force.
 struct Removal {
@@ -42,7 +45,7 @@ impl Removal {
         let mut count = 0;
         for k in old.iter().map(&key).filter(|k| !kept.contains(k)) {
             if removed.len() < NAMES_SHOWN {
-                removed.push(k.to_string());
+                removed.push(cut(&k.to_string(), NAME_MAX));
             }
             count += 1;
         }
