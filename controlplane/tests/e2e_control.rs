@@ -224,12 +224,12 @@ fn managed_through_gwctl() {
     std::fs::write(&broken, policy_b_broken()).unwrap();
     let _servers: Vec<Proc> = [8080, 8081, 8082].iter().map(|&p| http_server(&dir, p)).collect();
 
-    let _gw_a = Gatewayd::start(Some("gwt-a"), &cfg_a, &[]);
+    let gw_a = Gatewayd::start(Some("gwt-a"), &cfg_a, &[]);
     let from_file = format!(
         "gatewayd: policy from file {} (applied as version 1) (revision e2e-a-",
         repo_root().join("docs/examples/e2e-gw-a.yaml").display()
     );
-    assert!(_gw_a.output().contains(&from_file), "{}", _gw_a.output());
+    assert!(gw_a.output().contains(&from_file), "{}", gw_a.output());
     let gw_b = Gatewayd::start(Some("gwt-b"), &cfg_b, &[]);
     assert!(gw_b.output().contains("config version 0 (no_config_fail_closed)"), "{}", gw_b.output());
     assert!(gw_b.output().contains("gatewayd: policy: none: failing closed"), "{}", gw_b.output());
