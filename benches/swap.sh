@@ -65,7 +65,8 @@ ms() { date +%s%N; }
 for i in $(seq 1 "$APPLIES"); do
     if [ $((i % 2)) = 1 ]; then f="$W/big.yaml"; what="10k rules/100k identities"; else f=docs/examples/bench-gw-a.yaml; what="bench-gw-a alone"; fi
     t0=$(ms)
-    out=$("$T/gwctl" --socket "$W/gw.sock" --timeout 60 apply -f "$f" 2>&1) || { echo "$out"; echo "apply $i refused" >&2; exit 1; }
+    # --replace: each apply swaps the whole document for a very different one on purpose
+    out=$("$T/gwctl" --socket "$W/gw.sock" --timeout 60 apply --replace -f "$f" 2>&1) || { echo "$out"; echo "apply $i refused" >&2; exit 1; }
     t1=$(ms)
     printf 'apply %d (%s): %s ms end to end  [%s]\n' "$i" "$what" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1e6}')" "$(echo "$out" | head -1)"
     sleep 2

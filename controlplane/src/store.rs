@@ -17,6 +17,20 @@
 //! a whole document replaces every kind. The document's version is the
 //! highest of them.
 //!
+//! An apply cannot wipe the gateway by accident ([`ApplyOptions`]): one that
+//! would leave no processing units or no rules is refused unless it carries
+//! `allow_empty`; one that removes more than half of the processing units,
+//! rulesets, identities, peers or external networks in force (by name, or
+//! number for identities) — which is what a whole document that lacks a kind
+//! does — or drops `local` or a non-default enforcer profile, is refused
+//! unless it carries `replace` (or `allow_empty`). The problem names what
+//! would be removed.
+//!
+//! Every refusal is bounded ([`bounded`]): each echoed value is cut to
+//! [`VALUE_MAX`] bytes (with its length), a message to [`MESSAGE_MAX`], an
+//! answer lists at most [`PROBLEMS_MAX`] problems and `last_refused` keeps
+//! [`KEPT_MAX`], then one "and K more problems".
+//!
 //! The last good document is written atomically under the state directory
 //! (`policy.json`: temp file, fsync, rename, fsync of the directory) and
 //! restored by [`ConfigStore::open`] before the ports start. Before any config
@@ -40,6 +54,9 @@ use dataplane::policy::{compile, compile_view, CompileError, DocumentRef, Policy
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+
+mod guard;
+pub use guard::drops_everything;
 
 /// The state file's name under the state directory.
 pub const STATE_FILE: &str = "policy.json";
@@ -265,6 +282,84 @@ impl fmt::Display for Problem {
     }
 }
 
+/// The longest value (and name, field) a problem echoes, in bytes.
+pub const VALUE_MAX: usize = 64;
+/// The longest message a problem carries, in bytes.
+pub const MESSAGE_MAX: usize = 512;
+/// At most this many problems in an apply's answer (then "and K more problems").
+pub const PROBLEMS_MAX: usize = 100;
+/// At most this many problems kept as `last_refused` (status, watchers).
+pub const KEPT_MAX: usize = 20;
+
+/// `s` cut to at most `max` bytes (on a character boundary), followed by
+/// "… (N bytes)" when it was cut.
+pub fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &s[..end], s.len())
+}
+
+impl Problem {
+    /// The problem with every echoed part cut short: the value, name and
+    /// field to [`VALUE_MAX`] (and where the message quotes them, there too),
+    /// the message to [`MESSAGE_MAX`].
+    pub fn bounded(self) -> Problem {
+        let mut message = self.message;
+        for part in [&self.value, &self.name, &self.field] {
+            if part.len() > VALUE_MAX && message.contains(part.as_str()) {
+                message = message.replace(part.as_str(), &cut(part, VALUE_MAX));
+            }
+        }
+        Problem {
+            resource: cut(&self.resource, VALUE_MAX),
+            name: cut(&self.name, VALUE_MAX),
+            field: cut(&self.field, VALUE_MAX),
+            value: cut(&self.value, VALUE_MAX),
+            message: cut(&message, MESSAGE_MAX),
+        }
+    }
+}
+
+/// At most `max` problems, each [`Problem::bounded`], then one that says how
+/// many more there were.
+pub fn bounded(problems: Vec<Problem>, max: usize) -> Vec<Problem> {
+    let total = problems.len();
+    let mut out: Vec<Problem> = problems.into_iter().take(max).map(Problem::bounded).collect();
+    if total > max {
+        out.push(more_problems(total - max));
+    }
+    out
+}
+
+/// The last entry of a list that was cut: "and K more problems".
+fn more_problems(more: usize) -> Problem {
+    Problem::new(
+        "request",
+        "",
+        "errors",
+        &more.to_string(),
+        format!("and {more} more problem{} (fix the ones above first)", if more == 1 { "" } else { "s" }),
+    )
+}
+
+/// What an apply may do beyond the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyOptions {
+    /// Validate and compile only; nothing is swapped or persisted.
+    pub dry_run: bool,
+    /// The result may have no processing units or no rules (the gateway then
+    /// drops everything it judges). Implies `replace`.
+    pub allow_empty: bool,
+    /// The apply may remove more than half of a kind in force (a whole
+    /// document that lacks a kind removes all of it).
+    pub replace: bool,
+}
+
 /// Swaps the prepared config in. Runs once, after the document was persisted.
 pub type Commit = Box<dyn FnOnce() + Send>;
 
@@ -332,6 +427,8 @@ pub struct InForce {
     /// When the apply began validating this document (as recorded in the state file).
     pub applied_at: SystemTime,
     pub source: Source,
+    /// Why this policy drops everything it judges, if it does ([`drops_everything`]).
+    pub drops_all: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,6 +436,21 @@ pub enum EnforcementState {
     NoConfigFailClosed,
     NoConfigFailOpen,
     Enforcing,
+    /// A policy is in force, but it drops everything it judges (the reason is
+    /// [`Status::drops_all`]): no processing units, or no allow rules.
+    EnforcingDropAll,
+}
+
+impl EnforcementState {
+    /// The state's name, as `gwctl status -o json` and the start-up line give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            EnforcementState::NoConfigFailClosed => "no_config_fail_closed",
+            EnforcementState::NoConfigFailOpen => "no_config_fail_open",
+            EnforcementState::Enforcing => "enforcing",
+            EnforcementState::EnforcingDropAll => "enforcing_drop_all",
+        }
+    }
 }
 
 /// Why a status was sent on the watch channel.
@@ -372,6 +484,8 @@ pub struct Status {
     pub pus: usize,
     pub identities: usize,
     pub rules: usize,
+    /// With [`EnforcementState::EnforcingDropAll`]: why ("no processing units", "no allow rules").
+    pub drops_all: Option<&'static str>,
     pub event: StatusEvent,
 }
 
@@ -580,9 +694,16 @@ impl ConfigStore {
         self.options.state_dir.as_ref().map(|d| d.join(STATE_FILE))
     }
 
+    /// Applies `content` at `version` with the default options (no empty
+    /// result, no removal of most of a kind): see [`ConfigStore::apply_with`].
+    pub fn apply(&self, version: u64, content: Content, dry_run: bool) -> Result<Accepted, Refused> {
+        self.apply_with(version, content, ApplyOptions { dry_run, ..ApplyOptions::default() })
+    }
+
     /// Applies `content` at `version`: all or nothing. Compiles on the calling
     /// thread (call it from a blocking context, never a worker).
-    pub fn apply(&self, version: u64, content: Content, dry_run: bool) -> Result<Accepted, Refused> {
+    pub fn apply_with(&self, version: u64, content: Content, opts: ApplyOptions) -> Result<Accepted, Refused> {
+        let dry_run = opts.dry_run;
         let _serial = self.apply_lock.lock().unwrap_or_else(|e| e.into_inner());
         let cur = self.current();
         let versions = cur.as_ref().map(|c| c.versions).unwrap_or_default();
@@ -606,10 +727,12 @@ impl ConfigStore {
             ));
         }
         let kinds = content.kinds();
+        let whole = matches!(content, Content::Document(_));
         let doc = match &cur {
             Some(c) => content.merge(&c.document),
             None => content.merge(&Parts::default()),
         };
+        problems.extend(guard::check(cur.as_ref().map(|c| &c.document), &doc, kinds, whole, opts));
         let mut new_versions = versions;
         for &k in kinds {
             new_versions.set(k, version);
@@ -671,8 +794,15 @@ impl ConfigStore {
             }
         }
         let revision = doc.revision.clone();
-        let inf =
-            InForce { document: doc, versions: new_versions, generation, stats, applied_at, source: Source::Apply };
+        let inf = InForce {
+            drops_all: drops_everything(&doc),
+            document: doc,
+            versions: new_versions,
+            generation,
+            stats,
+            applied_at,
+            source: Source::Apply,
+        };
         commit();
         let old = self.current.write().unwrap_or_else(|e| e.into_inner()).replace(Arc::new(inf));
         drop_later(old);
@@ -696,10 +826,20 @@ impl ConfigStore {
         compile_time: Duration,
         dry_run: bool,
     ) -> Refused {
+        // Every refusal passes here: the one place problems are bounded.
+        let total = problems.len();
+        let problems = bounded(problems, PROBLEMS_MAX);
+        let mut kept = Vec::new();
+        if !dry_run {
+            kept.extend(problems.iter().take(KEPT_MAX).cloned());
+            if total > KEPT_MAX {
+                kept.push(more_problems(total - KEPT_MAX));
+            }
+        }
         if !dry_run {
             let mut c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
             c.refused += 1;
-            c.last_refused = Some(Refusal { version, at: SystemTime::now(), problems: problems.clone() });
+            c.last_refused = Some(Refusal { version, at: SystemTime::now(), problems: kept });
             drop(c);
             self.status_tx.send_replace(Arc::new(self.build_status(StatusEvent::Refused)));
         }
@@ -710,6 +850,7 @@ impl ConfigStore {
         let cur = self.current();
         let c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
         let (state, generation) = match (&cur, self.options.before_config) {
+            (Some(inf), _) if inf.drops_all.is_some() => (EnforcementState::EnforcingDropAll, inf.generation),
             (Some(inf), _) => (EnforcementState::Enforcing, inf.generation),
             (None, BeforeConfig::FailClosed) => (EnforcementState::NoConfigFailClosed, self.fallback_generation),
             (None, BeforeConfig::FailOpen) => (EnforcementState::NoConfigFailOpen, 0),
@@ -728,6 +869,7 @@ impl ConfigStore {
             pus: stats.as_ref().map(|s| s.pus).unwrap_or(0),
             identities: stats.as_ref().map(|s| s.identities).unwrap_or(0),
             rules: stats.as_ref().map(|s| s.rules).unwrap_or(0),
+            drops_all: cur.as_ref().and_then(|c| c.drops_all),
             event,
         }
     }
@@ -747,6 +889,7 @@ fn placeholder_status() -> Status {
         pus: 0,
         identities: 0,
         rules: 0,
+        drops_all: None,
         event: StatusEvent::Current,
     }
 }
@@ -811,12 +954,18 @@ fn restore(dir: &Path, enforcer: &dyn Enforcer) -> Result<Option<(InForce, Commi
             message: format!("format {} (this gatewayd reads format {STATE_FORMAT})", state.format),
         });
     }
-    let snapshot = compile(&state.document)
-        .map_err(|e| StoreError::Invalid { path: path.clone(), problems: e.0.iter().map(Problem::from).collect() })?;
+    let snapshot = compile(&state.document).map_err(|e| StoreError::Invalid {
+        path: path.clone(),
+        problems: bounded(e.0.iter().map(Problem::from).collect(), PROBLEMS_MAX),
+    })?;
     let (generation, stats) = (snapshot.generation(), snapshot.stats());
-    let commit = enforcer.prepare(snapshot).map_err(|problems| StoreError::Invalid { path: path.clone(), problems })?;
+    let commit = enforcer
+        .prepare(snapshot)
+        .map_err(|problems| StoreError::Invalid { path: path.clone(), problems: bounded(problems, PROBLEMS_MAX) })?;
+    let document = Parts::from(state.document);
     let inf = InForce {
-        document: Parts::from(state.document),
+        drops_all: drops_everything(&document),
+        document,
         versions: state.versions,
         generation,
         stats,
@@ -877,6 +1026,8 @@ rulesets:
     fn good() -> PolicyDocument {
         PolicyDocument::from_yaml(GOOD).unwrap()
     }
+
+    const EMPTY_OK: ApplyOptions = ApplyOptions { dry_run: false, allow_empty: true, replace: false };
 
     #[test]
     fn ack_publishes_and_versions_per_kind() {
@@ -995,7 +1146,7 @@ rulesets:
         assert_eq!(snap.classify(Side::Inside, local, remote), Classification::Ignored);
         assert_eq!(snap.classify(Side::Outside, remote, local), Classification::Ignored);
         // The first apply replaces it and merges into an empty document, not into it.
-        s.apply(1, Content::Rulesets(vec![]), false).unwrap();
+        s.apply_with(1, Content::Rulesets(vec![]), EMPTY_OK).unwrap();
         assert!(s.current().unwrap().document.processing_units.is_empty());
     }
 
@@ -1006,7 +1157,7 @@ rulesets:
             let (s, _) = store(Some(dir.path()), BeforeConfig::FailClosed);
             assert!(s.current().is_none());
             s.apply(2, Content::Document(good()), false).unwrap();
-            s.apply(3, Content::Rulesets(vec![]), false).unwrap();
+            s.apply_with(3, Content::Rulesets(vec![]), EMPTY_OK).unwrap();
             // A refused apply does not touch the file.
             let mut bad = good();
             bad.rulesets[0].subject = "((".into();
@@ -1030,9 +1181,202 @@ rulesets:
         assert!(!dir.path().join(STATE_TMP).exists());
         assert_eq!(published(&rec), 1, "only the restored policy is published at open");
         assert_eq!(rec.published.lock().unwrap()[0].pus().len(), 2);
-        assert_eq!(s.status().state, EnforcementState::Enforcing);
+        // (version 3 removed every rule)
+        assert_eq!(s.status().state, EnforcementState::EnforcingDropAll);
+        assert_eq!(s.status().drops_all, Some("no allow rules"));
         // Versions survive: an older one is still stale.
         assert!(s.apply(3, Content::Rulesets(vec![]), false).is_err());
+    }
+
+    fn opts(allow_empty: bool, replace: bool) -> ApplyOptions {
+        ApplyOptions { dry_run: false, allow_empty, replace }
+    }
+
+    #[test]
+    fn empty_and_cut_short_documents_are_refused_unless_allowed() {
+        let (s, rec) = store(None, BeforeConfig::FailClosed);
+        s.apply(1, Content::Document(good()), false).unwrap();
+        assert_eq!(s.status().state, EnforcementState::Enforcing);
+        let before = s.current().unwrap();
+        for (v, text) in [(2, ""), (3, "revision: ce\n"), (4, "# nothing but a comment\n")] {
+            let doc = PolicyDocument::from_yaml(text).unwrap();
+            let r = s.apply(v, Content::Document(doc.clone()), false).unwrap_err();
+            let all: Vec<&str> = r.problems.iter().map(|p| p.message.as_str()).collect();
+            let find = |kind: &str, field: &str| {
+                r.problems
+                    .iter()
+                    .find(|p| p.resource == "request" && p.name == kind && p.field == field)
+                    .unwrap_or_else(|| panic!("{text:?}: no {kind}/{field} problem in {all:#?}"))
+                    .message
+                    .clone()
+            };
+            let m = find("processing_units", "allow_empty");
+            assert!(
+                m.contains("no processing units") && m.contains("all 2 processing units in force (web, db)"),
+                "{m}"
+            );
+            assert!(m.contains("--allow-empty"), "{m}");
+            let m = find("rulesets", "allow_empty");
+            assert!(m.contains("no rules") && m.contains("all 1 rulesets in force (db)"), "{m}");
+            let m = find("identities", "replace");
+            assert!(m.contains("the document has no identities"), "{m}");
+            assert!(m.contains("all 1 identities in force (200)") && m.contains("all 1 peers in force (gw-b)"), "{m}");
+            assert!(m.contains("--replace"), "{m}");
+            assert_eq!(r.problems.len(), 3, "{all:#?}");
+            assert!(Arc::ptr_eq(&before, &s.current().unwrap()), "nothing changed");
+            // replace alone does not allow an empty result
+            let r = s.apply_with(v, Content::Document(doc), opts(false, true)).unwrap_err();
+            assert_eq!(r.problems.iter().filter(|p| p.field == "allow_empty").count(), 2, "{:?}", r.problems);
+            assert_eq!(r.problems.len(), 2);
+        }
+        assert_eq!(published(&rec), 2);
+        // Said explicitly, the empty document is taken, and status says what it does.
+        s.apply_with(5, Content::Document(PolicyDocument::default()), opts(true, false)).unwrap();
+        let st = s.status();
+        assert_eq!(st.state, EnforcementState::EnforcingDropAll);
+        assert_eq!(st.drops_all, Some("no processing units"));
+        assert_eq!(st.state.name(), "enforcing_drop_all");
+        // From nothing, an empty document is refused too (it would fail open → drop all, or
+        // hide that nothing is configured).
+        let (s, _) = store(None, BeforeConfig::FailOpen);
+        let r = s.apply(1, Content::Document(PolicyDocument::default()), false).unwrap_err();
+        assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
+        // A policy with PUs but no allow rule is in force only when said so, and named.
+        let mut only_reject = good();
+        only_reject.rulesets[0].incoming[0].action = dataplane::policy::model::Action::Reject;
+        s.apply(2, Content::Document(only_reject), false).unwrap();
+        assert_eq!(s.status().state, EnforcementState::EnforcingDropAll);
+        assert_eq!(s.status().drops_all, Some("no allow rules"));
+    }
+
+    #[test]
+    fn removing_most_of_a_kind_needs_replace() {
+        let (s, _) = store(None, BeforeConfig::FailClosed);
+        s.apply(1, Content::Document(good()), false).unwrap();
+        // Both PUs replaced by other names: all in force removed.
+        let pus = |names: &[&str]| -> Vec<ProcessingUnit> {
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| ProcessingUnit {
+                    name: (*n).into(),
+                    tags: vec!["role=db".into()],
+                    addresses: vec![format!("10.9.{i}.0/24")],
+                    identity: 300 + i as u32,
+                })
+                .collect()
+        };
+        let r = s.apply(2, Content::ProcessingUnits(pus(&["x", "y"])), false).unwrap_err();
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        let p = &r.problems[0];
+        assert_eq!(
+            (p.resource.as_str(), p.name.as_str(), p.field.as_str()),
+            ("request", "processing_units", "replace")
+        );
+        assert_eq!(p.value, "2 of 2 processing units");
+        assert!(p.message.contains("would remove all 2 processing units in force (web, db)"), "{}", p.message);
+        assert!(!p.message.contains("the document has no"), "{}", p.message);
+        // Half is not most: web kept, db renamed.
+        s.apply(3, Content::ProcessingUnits([pus(&["db2"]), good().processing_units[..1].to_vec()].concat()), false)
+            .unwrap();
+        // With replace, all may go.
+        s.apply_with(4, Content::ProcessingUnits(pus(&["x", "y"])), opts(false, true)).unwrap();
+        assert_eq!(s.current().unwrap().document.processing_units.len(), 2);
+        // A whole document that lacks a kind in force: refused, the kind named; kept with replace.
+        s.apply_with(5, Content::Document(good()), opts(false, true)).unwrap();
+        let mut no_ids = good();
+        no_ids.identities.clear();
+        no_ids.peers.clear();
+        let r = s.apply(6, Content::Document(no_ids.clone()), false).unwrap_err();
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        assert!(r.problems[0].message.starts_with("the document has no identities (absent or empty)"));
+        s.apply_with(6, Content::Document(no_ids), opts(false, true)).unwrap();
+        assert!(s.current().unwrap().document.identities.is_empty());
+        // A non-default profile dropped by a whole document, and `local` dropped.
+        let mut with_profile = good();
+        with_profile.enforcer_profile.excluded_networks = vec!["10.255.0.1".into()];
+        s.apply_with(7, Content::Document(with_profile), opts(false, true)).unwrap();
+        let r = s.apply(8, Content::Document(good()), false).unwrap_err();
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        assert!(r.problems.iter().any(|p| p.field == "replace" && p.value == "enforcer_profile"), "{:?}", r.problems);
+        // A dry run is judged the same way.
+        let r = s
+            .apply_with(
+                8,
+                Content::ProcessingUnits(pus(&["p", "q"])),
+                ApplyOptions { dry_run: true, ..opts(false, false) },
+            )
+            .unwrap_err();
+        assert_eq!(r.problems[0].field, "replace");
+    }
+
+    /// docs/examples/policy.yaml cut short at every line, and in the middle
+    /// of lines: a cut before its last kind is always refused.
+    #[test]
+    fn the_example_policy_cut_short_is_refused() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples/policy.yaml")).unwrap();
+        let full = PolicyDocument::from_yaml(&text).unwrap();
+        let (s, _) = store(None, BeforeConfig::FailClosed);
+        s.apply(1, Content::Document(full.clone()), false).unwrap();
+        let last_kind = text.find("\nenforcer_profile:").unwrap();
+        let mut cuts: Vec<usize> = text.match_indices('\n').map(|(i, _)| i + 1).collect();
+        // mid-line: inside a rule's ports, a PU's name, a key, a CIDR
+        for needle in ["ports: [443, \"84", "name: db-", "public_key: umQsqC", "cidrs: [172.16"] {
+            cuts.push(text.find(needle).unwrap() + needle.len());
+        }
+        let (mut refused, mut version) = (0, 2);
+        for at in cuts.into_iter().filter(|&at| at <= last_kind) {
+            let cut = &text[..at];
+            let Ok(doc) = PolicyDocument::from_yaml(cut) else {
+                refused += 1;
+                continue;
+            };
+            assert_ne!(doc, full);
+            let r = s.apply(version, Content::Document(doc), false);
+            assert!(r.is_err(), "the example cut at byte {at} was accepted:\n...{}", &cut[at.saturating_sub(80)..]);
+            let problems = r.unwrap_err().problems;
+            assert!(problems.iter().any(|p| p.resource == "request"), "{problems:?}");
+            version += 1;
+            refused += 1;
+        }
+        assert!(refused > 100, "{refused}");
+        assert_eq!(s.versions().document(), 1);
+        assert_eq!(*s.current().unwrap().document.rulesets, full.rulesets);
+    }
+
+    #[test]
+    fn problems_are_bounded() {
+        let (s, _) = store(None, BeforeConfig::FailClosed);
+        let huge = "x".repeat(5 << 20);
+        let r = s.refuse_unparsed(
+            1,
+            vec![Problem::new(
+                "document",
+                &huge,
+                "subject",
+                &huge,
+                format!("selector {huge:?} does not parse: {huge}"),
+            )],
+            false,
+        );
+        let p = &r.problems[0];
+        assert_eq!(p.value, format!("{}… ({} bytes)", "x".repeat(VALUE_MAX), 5 << 20));
+        assert_eq!(p.name, p.value);
+        assert!(p.message.len() <= MESSAGE_MAX + 32, "{}", p.message.len());
+        assert!(p.message.starts_with(&format!("selector \"{}… ({} bytes)\"", "x".repeat(VALUE_MAX), 5 << 20)));
+        // A refusal lists at most PROBLEMS_MAX, last_refused KEPT_MAX, then "and K more".
+        let many: Vec<Problem> = (0..1000)
+            .map(|i| Problem::new("rulesets", &format!("r{i}"), "subject", "((", format!("bad {i}")))
+            .collect();
+        let r = s.refuse_unparsed(2, many, false);
+        assert_eq!(r.problems.len(), PROBLEMS_MAX + 1);
+        assert_eq!(r.problems[PROBLEMS_MAX].message, "and 900 more problems (fix the ones above first)");
+        let kept = s.status().last_refused.clone().unwrap().problems;
+        assert_eq!(kept.len(), KEPT_MAX + 1);
+        assert_eq!(kept[KEPT_MAX].message, "and 980 more problems (fix the ones above first)");
+        // multi-byte text is cut on a character boundary
+        assert_eq!(cut("ééé", 3), "é… (6 bytes)");
     }
 
     #[test]
@@ -1064,7 +1408,7 @@ rulesets:
         s.apply(1, Content::Document(good()), false).unwrap();
         // Make the temp file's path a directory: the write fails.
         fs::create_dir(dir.path().join(STATE_TMP)).unwrap();
-        let r = s.apply(2, Content::Rulesets(vec![]), false).unwrap_err();
+        let r = s.apply_with(2, Content::Rulesets(vec![]), EMPTY_OK).unwrap_err();
         assert_eq!(r.problems[0].resource, "state");
         assert_eq!(s.versions().document(), 1);
         assert_eq!(calls.load(Ordering::SeqCst), 2, "the before-config policy and version 1 only");

@@ -259,7 +259,7 @@ fn bench_apply_10k_rules_over_100k_identities() {
         let mut config = c2.max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
         // (the copy of the document is made before the clock starts: a
         // client sends its document, it does not copy it first)
-        let request = pb::ApplyRequest { version: 1, content: Some(pb::apply_request::Content::Document(pbdoc.clone())), dry_run: false };
+        let request = pb::ApplyRequest { version: 1, content: Some(pb::apply_request::Content::Document(pbdoc.clone())), dry_run: false, ..Default::default() };
         let t0 = Instant::now();
         let r = config
             .apply(request)
@@ -281,6 +281,7 @@ fn bench_apply_10k_rules_over_100k_identities() {
                     version: v,
                     content: Some(pb::apply_request::Content::Rulesets(pb::Rulesets { rulesets: rs })),
                     dry_run: false,
+                    ..Default::default()
                 })
                 .await
                 .unwrap()

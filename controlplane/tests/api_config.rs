@@ -54,6 +54,7 @@ fn apply_valid_then_get_returns_it() {
                 version: 2,
                 content: Some(pb::apply_request::Content::Rulesets(pb::Rulesets { rulesets: rs })),
                 dry_run: false,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -239,4 +240,135 @@ fn a_second_server_on_a_live_socket_is_refused() {
     .err()
     .expect("refused");
     assert!(e.to_string().contains("another server is listening"), "{e}");
+}
+
+fn apply_flags(version: u64, yaml: &str, allow_empty: bool, replace: bool) -> pb::ApplyRequest {
+    pb::ApplyRequest { allow_empty, replace, ..apply_yaml(version, yaml) }
+}
+
+#[test]
+fn empty_and_cut_short_documents_are_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), 1024);
+    rt().block_on(async {
+        let mut c = clients(&h.rw).await;
+        assert!(c.config.apply(apply_yaml(1, GOOD)).await.unwrap().into_inner().accepted);
+        let state_file = std::fs::read(dir.path().join("state/policy.json")).unwrap();
+        // GOOD cut after its identities: no rulesets left.
+        let cut_mid = &GOOD[..GOOD.find("rulesets:").unwrap()];
+        for (v, doc) in [(2, ""), (3, "revision: ce\n"), (4, cut_mid)] {
+            let r = c.config.apply(apply_yaml(v, doc)).await.unwrap().into_inner();
+            assert!(!r.accepted, "{doc:?} was accepted");
+            assert_eq!(r.in_force.unwrap().document, 1);
+            let fields: Vec<(&str, &str)> = r.errors.iter().map(|e| (e.name.as_str(), e.field.as_str())).collect();
+            assert!(fields.contains(&("rulesets", "allow_empty")), "{doc:?}: {:#?}", r.errors);
+            let rs = r.errors.iter().find(|e| e.name == "rulesets").unwrap();
+            assert!(rs.message.contains("no rules, removing all 1 rulesets in force (db)"), "{}", rs.message);
+            if v < 4 {
+                assert!(fields.contains(&("processing_units", "allow_empty")), "{:#?}", r.errors);
+                assert!(fields.contains(&("identities", "replace")), "{:#?}", r.errors);
+            } else {
+                assert_eq!(r.errors.len(), 1, "the cut keeps the PUs and identities: {:#?}", r.errors);
+            }
+        }
+        let st = c.config.get(pb::GetRequest { kind: 0, versions_only: true }).await.unwrap().into_inner();
+        let st = st.status.unwrap();
+        assert_eq!(st.state, pb::EnforcementState::Enforcing as i32);
+        assert_eq!(st.applies_refused, 3);
+        assert_eq!(h.published(), 2);
+        assert_eq!(std::fs::read(dir.path().join("state/policy.json")).unwrap(), state_file);
+        // replace is not enough for an empty result; allow_empty is.
+        let r = c.config.apply(apply_flags(5, "revision: ce\n", false, true)).await.unwrap().into_inner();
+        assert!(!r.accepted);
+        assert!(r.errors.iter().all(|e| e.field == "allow_empty"), "{:#?}", r.errors);
+        let r = c.config.apply(apply_flags(5, "revision: ce\n", true, false)).await.unwrap().into_inner();
+        assert!(r.accepted, "{:#?}", r.errors);
+        let st = c.config.get(pb::GetRequest { kind: 0, versions_only: true }).await.unwrap().into_inner();
+        let st = st.status.unwrap();
+        assert_eq!(st.state, pb::EnforcementState::EnforcingDropAll as i32);
+        assert_eq!(st.drops_all, "no processing units");
+        // Back to GOOD: PUs and rules again, enforcing.
+        assert!(c.config.apply(apply_yaml(6, GOOD)).await.unwrap().into_inner().accepted);
+        // A document without the identities (absent kind) needs replace.
+        let no_ids = GOOD.replace("identities:\n- {identity: 200, name: client, tags: [role=client], peer: gw-b}\n", "");
+        let no_ids = no_ids.replace("peers:\n- name: gw-b\n  keys: [{id: 7, public_key: \"0000000000000000000000000000000000000000000000000000000000000001\"}]\n", "");
+        assert!(!no_ids.contains("identities") && !no_ids.contains("peers"), "{no_ids}");
+        let r = c.config.apply(apply_yaml(7, &no_ids)).await.unwrap().into_inner();
+        assert!(!r.accepted);
+        assert_eq!(r.errors.len(), 1, "{:#?}", r.errors);
+        assert!(r.errors[0].message.starts_with("the document has no identities (absent or empty)"), "{}", r.errors[0].message);
+        let r = c.config.apply(apply_flags(7, &no_ids, false, true)).await.unwrap().into_inner();
+        assert!(r.accepted, "{:#?}", r.errors);
+        let st = c.config.get(pb::GetRequest { kind: 0, versions_only: true }).await.unwrap().into_inner();
+        assert_eq!(st.status.unwrap().state, pb::EnforcementState::Enforcing as i32);
+    });
+}
+
+#[test]
+fn a_5mb_junk_apply_and_the_next_status_are_small() {
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), 1024);
+    let mb5 = 5 << 20;
+    let junks = [
+        // a scalar: YAML, but not a policy document
+        "j".repeat(mb5),
+        // an unknown field whose name is 5 MB (an explicit key: a plain one is at most 1024)
+        format!("? {}\n: 1\n", "k".repeat(mb5)),
+        // a syntax error after 5 MB of a flow sequence
+        format!("rulesets: [{}", "x, ".repeat(mb5 / 3)),
+        // a selector of 5 MB: the compiler echoes it
+        GOOD.replace("subject: role == db", &format!("subject: \"role == db {}\"", "d".repeat(mb5))),
+    ];
+    rt().block_on(async {
+        let c = clients(&h.rw).await;
+        let mut config = c.config.clone();
+        assert!(config.apply(apply_yaml(1, GOOD)).await.unwrap().into_inner().accepted);
+        for (i, junk) in junks.iter().enumerate() {
+            let r = config.apply(apply_yaml(2 + i as u64, junk)).await.unwrap().into_inner();
+            assert!(!r.accepted, "junk {i}");
+            let size = r.encoded_len();
+            assert!(size < 4096, "junk {i}: the refusal is {size} bytes: {:#?}", r.errors);
+            if i != 2 {
+                assert!(r.errors[0].message.contains("bytes)"), "junk {i}: the cut says so: {}", r.errors[0].message);
+            } else {
+                assert!(r.errors[0].message.starts_with("the document is not valid YAML"), "{}", r.errors[0].message);
+            }
+            let st = config.get(pb::GetRequest { kind: 0, versions_only: true }).await.unwrap().into_inner();
+            let size = st.encoded_len();
+            assert!(size < 4096, "junk {i}: the status after it is {size} bytes");
+            assert_eq!(st.status.unwrap().last_refused.unwrap().version, 2 + i as u64);
+        }
+    });
+    assert_eq!(h.store.versions().document(), 1);
+}
+
+#[test]
+fn parse_errors_say_what_kind_and_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), 1024);
+    let huge_id = GOOD.replace("identity: 200", "identity: 1099511627776");
+    let negative = GOOD.replace("identity: 101", "identity: -1");
+    let missing = GOOD.replace("  identity: 101\n", "");
+    let syntax = "rulesets:\n  - name: [unclosed\n";
+    rt().block_on(async {
+        let mut c = clients(&h.rw).await;
+        let msg = |r: pb::ApplyResponse| {
+            assert!(!r.accepted);
+            assert_eq!(r.errors.len(), 1, "{:#?}", r.errors);
+            assert_eq!(r.errors[0].resource, "document");
+            r.errors[0].message.clone()
+        };
+        let m = msg(c.config.apply(apply_yaml(1, &huge_id)).await.unwrap().into_inner());
+        assert!(m.contains("identities[0].identity: 1099511627776 is out of range (0..=4294967295)"), "{m}");
+        assert!(m.starts_with("the document is YAML but not a valid policy document"), "{m}");
+        let m = msg(c.config.apply(apply_yaml(1, &negative)).await.unwrap().into_inner());
+        assert!(m.contains("processing_units[1].identity: -1 is out of range (0..=4294967295)"), "{m}");
+        let m = msg(c.config.apply(apply_yaml(1, &missing)).await.unwrap().into_inner());
+        assert!(m.starts_with("the document is YAML but not a valid policy document"), "{m}");
+        assert!(m.contains("missing field `identity`"), "{m}");
+        assert!(!m.contains("does not parse"), "{m}");
+        let m = msg(c.config.apply(apply_yaml(1, syntax)).await.unwrap().into_inner());
+        assert!(m.starts_with("the document is not valid YAML"), "{m}");
+    });
 }

@@ -120,3 +120,49 @@ fn gwctl_end_to_end() {
     let o = Command::new(env!("CARGO_BIN_EXE_gwctl")).args(["observe", "--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("--from-tag"));
 }
+
+/// An empty or cut-short file is refused without --allow-empty; status says
+/// in words when the policy in force drops everything; -o json gives the
+/// state by name.
+#[test]
+fn gwctl_refuses_wiping_applies_and_names_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), 1024);
+    let good = dir.path().join("good.yaml");
+    let empty = dir.path().join("empty.yaml");
+    let cut = dir.path().join("cut.yaml");
+    std::fs::write(&good, GOOD).unwrap();
+    std::fs::write(&empty, "").unwrap();
+    std::fs::write(&cut, "revision: ce").unwrap();
+    let status_json = || {
+        let o = gwctl(&h.ro, &["status", "-o", "json"]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    assert_eq!(status_json()["state"], "no_config_fail_closed");
+    let o = gwctl(&h.rw, &["apply", "-f", good.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(status_json()["state"], "enforcing");
+
+    for f in [&empty, &cut] {
+        let o = gwctl(&h.rw, &["apply", "-f", f.to_str().unwrap()]);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        assert!(t.contains("version 1 stays in force"), "{t}");
+        assert!(t.contains("no processing units, removing all 2 processing units in force (web, db)"), "{t}");
+        assert!(t.contains("--allow-empty"), "{t}");
+    }
+    let o = gwctl(&h.rw, &["apply", "-f", cut.to_str().unwrap(), "--replace"]);
+    assert_eq!(o.status.code(), Some(1), "--replace does not allow an empty result: {}", text(&o));
+    let o = gwctl(&h.ro, &["status"]);
+    assert!(text(&o).contains("state:        enforcing\n"), "{}", text(&o));
+
+    let o = gwctl(&h.rw, &["apply", "-f", empty.to_str().unwrap(), "--allow-empty"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = gwctl(&h.ro, &["status"]);
+    let t = text(&o);
+    assert!(t.contains("state:        enforcing a policy that drops everything: no processing units"), "{t}");
+    let j = status_json();
+    assert_eq!(j["state"], "enforcing_drop_all");
+    assert_eq!(j["drops_all"], "no processing units");
+}

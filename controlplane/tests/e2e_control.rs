@@ -224,9 +224,15 @@ fn managed_through_gwctl() {
     std::fs::write(&broken, policy_b_broken()).unwrap();
     let _servers: Vec<Proc> = [8080, 8081, 8082].iter().map(|&p| http_server(&dir, p)).collect();
 
-    let _gw_a = Gatewayd::start(Some("gwt-a"), &cfg_a, &[]);
+    let gw_a = Gatewayd::start(Some("gwt-a"), &cfg_a, &[]);
+    let from_file = format!(
+        "gatewayd: policy from file {} (applied as version 1) (revision e2e-a-",
+        repo_root().join("docs/examples/e2e-gw-a.yaml").display()
+    );
+    assert!(gw_a.output().contains(&from_file), "{}", gw_a.output());
     let gw_b = Gatewayd::start(Some("gwt-b"), &cfg_b, &[]);
-    assert!(gw_b.output().contains("NoConfigFailClosed"), "{}", gw_b.output());
+    assert!(gw_b.output().contains("config version 0 (no_config_fail_closed)"), "{}", gw_b.output());
+    assert!(gw_b.output().contains("gatewayd: policy: none: failing closed"), "{}", gw_b.output());
 
     // 0. Before any config: B fails closed (drops, no reset: a timeout).
     let (code, _, out) = curl(CLIENT, 8080, 41000, 2);
@@ -270,7 +276,12 @@ fn managed_through_gwctl() {
     let (out_b, _) = gw_b.stop();
     assert!(out_b.contains("gatewayd: stopping"), "{out_b}");
     let gw_b = Gatewayd::start(Some("gwt-b"), &cfg_b, &[]);
-    assert!(gw_b.output().contains("config version 2 (Enforcing)"), "{}", gw_b.output());
+    assert!(gw_b.output().contains("config version 2 (enforcing)"), "{}", gw_b.output());
+    let restored = format!(
+        "gatewayd: policy from persisted state of version 2 restored from {}",
+        dir.join("state-b/policy.json").display()
+    );
+    assert!(gw_b.output().contains(&restored), "{}", gw_b.output());
     assert_allowed(CLIENT, 8081, 41006, "right after the restart, 8081 (persisted v2)");
     let o = gwctl(&sock, &["status"]);
     let t = text(&o);

@@ -11,7 +11,7 @@ use super::convert::{
     self, content_from_pb, document_to_pb, kind_from_pb, problem_to_pb, status_to_pb, versions_to_pb,
 };
 use super::pb;
-use crate::store::ConfigStore;
+use crate::store::{ApplyOptions, ConfigStore};
 
 pub struct ConfigService {
     store: Arc<ConfigStore>,
@@ -33,6 +33,7 @@ impl pb::config_server::Config for ConfigService {
         let req = req.into_inner();
         let version = req.version;
         let dry_run = req.dry_run;
+        let opts = ApplyOptions { dry_run, allow_empty: req.allow_empty, replace: req.replace };
         let store = self.store.clone();
         let content = match content_from_pb(req.content) {
             Ok(c) => c,
@@ -49,7 +50,7 @@ impl pb::config_server::Config for ConfigService {
             }
         };
         // Compiling can take a while: off the async threads.
-        let outcome = tokio::task::spawn_blocking(move || store.apply(version, content, dry_run))
+        let outcome = tokio::task::spawn_blocking(move || store.apply_with(version, content, opts))
             .await
             .map_err(|e| Status::internal(format!("the apply task failed: {e}")))?;
         Ok(Response::new(match outcome {

@@ -62,7 +62,9 @@ pub fn status_to_pb(s: &Status) -> pb::ConfigStatus {
             EnforcementState::NoConfigFailClosed => pb::EnforcementState::NoConfigFailClosed,
             EnforcementState::NoConfigFailOpen => pb::EnforcementState::NoConfigFailOpen,
             EnforcementState::Enforcing => pb::EnforcementState::Enforcing,
+            EnforcementState::EnforcingDropAll => pb::EnforcementState::EnforcingDropAll,
         } as i32,
+        drops_all: s.drops_all.unwrap_or_default().into(),
         versions: Some(versions_to_pb(&s.versions)),
         revision: s.revision.clone().unwrap_or_default(),
         applied_at_unix_ms: s.applied_at.map(unix_ms).unwrap_or(0),
@@ -431,6 +433,26 @@ pub fn document_from_pb(d: pb::PolicyDocument) -> Result<PolicyDocument, Vec<Pro
     finish(c, doc)
 }
 
+/// Parses a policy document written in YAML, telling apart text that is not
+/// YAML at all ("not valid YAML": a syntax error) from YAML that is not a
+/// policy document ("not a valid policy document": a missing or unknown
+/// field, a wrong type, a number out of range). The problem's field is where
+/// ("line L column C"); its message may quote the input, and is cut short
+/// with every refusal ([`crate::store::bounded`]).
+pub fn document_from_yaml(text: &str) -> Result<PolicyDocument, Problem> {
+    let e = match PolicyDocument::from_yaml(text) {
+        Ok(d) => return Ok(d),
+        Err(e) => e,
+    };
+    // The syntax error, if there is one, even where a schema error came first.
+    let (e, what) = match serde_yaml::from_str::<serde::de::IgnoredAny>(text) {
+        Ok(_) => (e, "the document is YAML but not a valid policy document"),
+        Err(syntax) => (syntax, "the document is not valid YAML"),
+    };
+    let at = e.location().map(|l| format!("line {} column {}", l.line(), l.column())).unwrap_or_default();
+    Err(Problem::new("document", "", &at, "", format!("{what}: {e}")))
+}
+
 /// What an `ApplyRequest` replaces.
 pub fn content_from_pb(content: Option<pb::apply_request::Content>) -> Result<Content, Vec<Problem>> {
     use pb::apply_request::Content as C;
@@ -445,19 +467,7 @@ pub fn content_from_pb(content: Option<pb::apply_request::Content>) -> Result<Co
                 "the request carries nothing to apply (set a document or one kind)".into(),
             )])
         }
-        Some(C::DocumentYaml(text)) => match PolicyDocument::from_yaml(&text) {
-            Ok(d) => Content::Document(d),
-            Err(e) => {
-                let at = e.location().map(|l| format!("line {} column {}", l.line(), l.column())).unwrap_or_default();
-                return Err(vec![Problem::new(
-                    "document",
-                    "",
-                    &at,
-                    "",
-                    format!("the YAML document does not parse: {e}"),
-                )]);
-            }
-        },
+        Some(C::DocumentYaml(text)) => Content::Document(document_from_yaml(&text).map_err(|p| vec![p])?),
         Some(C::Document(d)) => return document_from_pb(d).map(Content::Document),
         Some(C::Rulesets(v)) => Content::Rulesets(c.rulesets(v.rulesets)),
         Some(C::ProcessingUnits(v)) => Content::ProcessingUnits(pus(v.processing_units)),

@@ -15,11 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use dataplane::engine::EngineConfig;
-use dataplane::policy::{PolicyDocument, PolicySnapshot};
+use dataplane::policy::PolicySnapshot;
 use dataplane::stats::{DropReason, Note};
 use hdrhistogram::Histogram;
 
-use super::convert::unix_ns;
+use super::convert::{document_from_yaml, unix_ns};
 use super::flows::FlowRing;
 use super::pb;
 use super::server::{Backends, ControlConfig, ControlServer};
@@ -28,7 +28,7 @@ use super::wire::FlowFeed;
 use crate::flowhub::{FlowHub, LostSource};
 use crate::flowlog::{ConfigHistory, FlowEvent};
 use crate::gateway::{Gateway, Snapshot};
-use crate::store::{Commit, ConfigStore, Content, Enforcer, Problem, StoreError};
+use crate::store::{ApplyOptions, Commit, ConfigStore, Content, Enforcer, Problem, StoreError};
 use dataplane::events::FlowRecord as WorkerRecord;
 
 /// How long an apply waits for the control thread to swap the config in.
@@ -164,9 +164,12 @@ impl ControlPlane {
                 path: path.to_owned(),
                 problems: vec![format!("cannot read: {e}")],
             })?;
-            let doc = PolicyDocument::from_yaml(&text)
-                .map_err(|e| LinkError::PolicyFile { path: path.to_owned(), problems: vec![e.to_string()] })?;
-            store.apply(1, Content::Document(doc), false).map_err(|r| LinkError::PolicyFile {
+            let doc = document_from_yaml(&text)
+                .map_err(|p| LinkError::PolicyFile { path: path.to_owned(), problems: vec![p.bounded().message] })?;
+            // The file the operator configured, onto nothing: taken even if
+            // it is empty (the start-up line then says it drops everything).
+            let opts = ApplyOptions { allow_empty: true, ..ApplyOptions::default() };
+            store.apply_with(1, Content::Document(doc), opts).map_err(|r| LinkError::PolicyFile {
                 path: path.to_owned(),
                 problems: r.problems.iter().map(|p| p.message.clone()).collect(),
             })?;
@@ -261,7 +264,7 @@ impl ControlPlane {
     pub fn reload_file(&mut self, gw: &Gateway) -> Result<u64, String> {
         let path = self.policy_file.clone().ok_or("no [policy] file to reload")?;
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        let doc = PolicyDocument::from_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let doc = document_from_yaml(&text).map_err(|p| format!("{}: {}", path.display(), p.bounded().message))?;
         let v = self.store.versions().document() + 1;
         let store = self.store.clone();
         // The commit waits for this (the control) thread: apply on another

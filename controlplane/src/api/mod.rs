@@ -11,6 +11,7 @@
 //! - [`client`]: connecting to it (gwctl, tests).
 //! - [`link`]: gatewayd's hook: the store, hub and server tied to a running gateway.
 //! - [`convert`]: between the protobuf messages and the policy model.
+//! - [`pbjson`]: how the messages print as JSON (enums by name).
 
 pub mod auth;
 pub mod client;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod convert;
 pub mod flows;
 pub mod link;
+pub mod pbjson;
 pub mod server;
 pub mod stats;
 pub mod wire;

@@ -106,18 +106,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let policy_line = engine.as_ref().map(|e| {
-        let s = e.policy.stats();
-        format!(
-            "gatewayd: policy {} (revision {}): {} PUs, {} identities, {} rules, {} peers",
-            cfg.policy.as_ref().map(|p| p.file.display().to_string()).unwrap_or_default(),
-            e.policy.revision().unwrap_or("-"),
-            s.pus,
-            s.identities,
-            s.rules,
-            e.policy.peers().len()
-        )
-    });
+    let policy_line = policy_line(&cfg, control.as_ref(), engine.as_ref());
     let mut gw = match Gateway::start(&cfg, engine) {
         Ok(g) => g,
         Err(e) => {
@@ -135,9 +124,7 @@ fn main() -> ExitCode {
         cfg.workers.iter().map(|w| w.lcore).collect::<Vec<_>>(),
         dpdk_bindings::version()
     );
-    if let Some(l) = policy_line {
-        println!("{l}");
-    }
+    println!("{policy_line}");
     if let (Some(cp), Some(c)) = (control.as_mut(), &cfg.control) {
         if let Err(e) = cp.serve() {
             eprintln!("gatewayd: control: {e}");
@@ -145,11 +132,11 @@ fn main() -> ExitCode {
         }
         let st = cp.store.status();
         println!(
-            "gatewayd: control API on {} (read-only: {}), config version {} ({:?})",
+            "gatewayd: control API on {} (read-only: {}), config version {} ({})",
             c.socket.display(),
             if c.readonly_socket.is_empty() { "none" } else { &c.readonly_socket },
             st.versions.document(),
-            st.state
+            st.state.name()
         );
     }
     let mut drain = gw.take_drain();
@@ -262,4 +249,55 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The start-up line that says which policy is in force and where it came
+/// from: a file, the persisted state of version N, or none (failing closed or
+/// open); and, when it drops everything it judges, that too.
+fn policy_line(cfg: &GatewayConfig, control: Option<&ControlPlane>, engine: Option<&EngineConfig>) -> String {
+    use controlplane::store::{EnforcementState, Source};
+    let (origin, drops_all) = match control {
+        Some(cp) => {
+            let st = cp.store.status();
+            let origin = match (&st.source, st.state) {
+                (Some(Source::Restored(path)), _) => {
+                    format!("persisted state of version {} restored from {}", st.versions.document(), path.display())
+                }
+                (Some(Source::Apply), _) => match &cfg.policy {
+                    Some(p) => format!("file {} (applied as version {})", p.file.display(), st.versions.document()),
+                    None => format!("version {}", st.versions.document()),
+                },
+                (None, EnforcementState::NoConfigFailOpen) => {
+                    return "gatewayd: policy: none: failing open (no config applied yet: everything is forwarded untouched)"
+                        .into()
+                }
+                (None, _) => {
+                    return "gatewayd: policy: none: failing closed (no config applied yet: everything judged is dropped)"
+                        .into()
+                }
+            };
+            (origin, st.drops_all)
+        }
+        None => match &cfg.policy {
+            Some(p) => (format!("file {}", p.file.display()), None),
+            None => {
+                return "gatewayd: policy: none ([policy] and [control] are not set: everything is forwarded untouched)"
+                    .into()
+            }
+        },
+    };
+    let Some(e) = engine else {
+        return format!("gatewayd: policy from {origin}");
+    };
+    let s = e.policy.stats();
+    let drops_all = drops_all.or((s.pus == 0).then_some("no processing units"));
+    format!(
+        "gatewayd: policy from {origin} (revision {}): {} PUs, {} identities, {} rules, {} peers{}",
+        e.policy.revision().unwrap_or("-"),
+        s.pus,
+        s.identities,
+        s.rules,
+        e.policy.peers().len(),
+        drops_all.map(|w| format!("; enforcing a policy that drops everything: {w}")).unwrap_or_default()
+    )
 }

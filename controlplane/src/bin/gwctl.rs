@@ -9,9 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use controlplane::api::client::{get_flows_framed, Clients, ConnectError, Target, TlsTarget};
-use controlplane::api::convert::document_to_pb;
+use controlplane::api::convert::{document_from_yaml, document_to_pb};
 use controlplane::api::pb;
-use dataplane::policy::PolicyDocument;
 use tonic::Code;
 
 const DEFAULT_SOCKET: &str = "/run/gatewayd/gatewayd.sock";
@@ -73,6 +72,15 @@ enum Cmd {
         /// Validate and compile only; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Allow a result with no processing units or no rules (the gateway
+        /// then drops everything it judges). Implies --replace.
+        #[arg(long)]
+        allow_empty: bool,
+        /// Allow removing more than half of the processing units, rulesets,
+        /// identities, peers or external networks in force (a whole document
+        /// that lacks a kind in force removes all of it).
+        #[arg(long)]
+        replace: bool,
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -334,9 +342,10 @@ async fn run(cli: Cli) -> Res {
         })?
         .map_err(from_connect)?;
     match cli.cmd {
-        Cmd::Apply { file, version, kind, dry_run, output } => {
+        Cmd::Apply { file, version, kind, dry_run, allow_empty, replace, output } => {
             let text = apply_input.unwrap_or_default();
-            apply(&mut c, &file, text, version, kind, dry_run, output, timeout).await
+            let flags = ApplyFlags { dry_run, allow_empty, replace };
+            apply(&mut c, &file, text, version, kind, flags, output, timeout).await
         }
         Cmd::Get { what, output } => get(&mut c, what, output, timeout).await,
         Cmd::Status { watch, output } => status(&mut c, watch, output, timeout).await,
@@ -378,6 +387,13 @@ async fn with_timeout<T>(
 // ---------------------------------------------------------------------------
 // apply
 
+/// What an apply may do beyond the default.
+struct ApplyFlags {
+    dry_run: bool,
+    allow_empty: bool,
+    replace: bool,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn apply(
     c: &mut Clients,
@@ -385,7 +401,7 @@ async fn apply(
     text: String,
     version: Option<u64>,
     kind: Option<ApplyKind>,
-    dry_run: bool,
+    flags: ApplyFlags,
     output: Output,
     t: Duration,
 ) -> Res {
@@ -393,7 +409,8 @@ async fn apply(
     let content = match kind {
         None => Content::DocumentYaml(text),
         Some(k) => {
-            let doc = PolicyDocument::from_yaml(&text).map_err(|e| usage(format!("{}: {e}", file.display())))?;
+            let doc =
+                document_from_yaml(&text).map_err(|p| usage(format!("{}: {}", file.display(), p.bounded().message)))?;
             let d = document_to_pb(&doc, false);
             match k {
                 ApplyKind::Rulesets => Content::Rulesets(pb::Rulesets { rulesets: d.rulesets }),
@@ -419,8 +436,14 @@ async fn apply(
             got.versions.map_or(0, |v| v.document) + 1
         }
     };
-    let r =
-        with_timeout(t, "apply", c.config.apply(pb::ApplyRequest { version, content: Some(content), dry_run })).await?;
+    let req = pb::ApplyRequest {
+        version,
+        content: Some(content),
+        dry_run: flags.dry_run,
+        allow_empty: flags.allow_empty,
+        replace: flags.replace,
+    };
+    let r = with_timeout(t, "apply", c.config.apply(req)).await?;
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else if r.accepted {
@@ -513,22 +536,27 @@ fn ms_time(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
-fn state_name(s: i32) -> &'static str {
-    match pb::EnforcementState::try_from(s) {
-        Ok(pb::EnforcementState::Enforcing) => "enforcing",
+/// The state in words: never just "enforcing" for a policy that drops everything.
+fn state_text(s: &pb::ConfigStatus) -> String {
+    match pb::EnforcementState::try_from(s.state) {
+        Ok(pb::EnforcementState::Enforcing) => "enforcing".into(),
+        Ok(pb::EnforcementState::EnforcingDropAll) => {
+            let why = if s.drops_all.is_empty() { "nothing is allowed" } else { &s.drops_all };
+            format!("enforcing a policy that drops everything: {why}")
+        }
         Ok(pb::EnforcementState::NoConfigFailClosed) => {
-            "no config applied: failing closed (everything judged is dropped)"
+            "no config applied: failing closed (everything judged is dropped)".into()
         }
         Ok(pb::EnforcementState::NoConfigFailOpen) => {
-            "no config applied: failing open (everything forwarded untouched)"
+            "no config applied: failing open (everything forwarded untouched)".into()
         }
-        _ => "unknown",
+        _ => format!("unknown ({})", s.state),
     }
 }
 
 fn print_status(s: &pb::ConfigStatus) {
     let v = s.versions.unwrap_or_default();
-    println!("state:        {}", state_name(s.state));
+    println!("state:        {}", state_text(s));
     println!(
         "version:      {} (rulesets {}, processing_units {}, identities {}, external_networks {}, enforcer_profile {})",
         v.document, v.rulesets, v.processing_units, v.identities, v.external_networks, v.enforcer_profile

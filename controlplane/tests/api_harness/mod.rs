@@ -138,7 +138,12 @@ pub async fn clients(sock: &Path) -> Clients {
 }
 
 pub fn apply_yaml(version: u64, yaml: &str) -> pb::ApplyRequest {
-    pb::ApplyRequest { version, content: Some(pb::apply_request::Content::DocumentYaml(yaml.into())), dry_run: false }
+    pb::ApplyRequest {
+        version,
+        content: Some(pb::apply_request::Content::DocumentYaml(yaml.into())),
+        dry_run: false,
+        ..Default::default()
+    }
 }
 
 /// A flow record as the drain would build it.

@@ -189,6 +189,15 @@ impl Gatewayd {
         self.exit_within(Duration::from_secs(20), "of SIGINT")
     }
 
+    /// SIGKILL: no handler runs, nothing is flushed. Returns the output so far.
+    pub fn kill9(mut self) -> String {
+        let mut c = self.child.take().unwrap();
+        let _ = c.kill();
+        let _ = c.wait();
+        std::thread::sleep(Duration::from_millis(100)); // let the reader threads finish
+        self.output()
+    }
+
     /// Waits for a gatewayd started with `--duration` to stop by itself.
     pub fn wait_exit(self) -> (String, serde_json::Value) {
         self.exit_within(Duration::from_secs(60), "(--duration)")

@@ -86,6 +86,7 @@ pub struct LocalKeys {
     pub gateway: String,
     /// The key id of this gateway's key pair (0..=65535: the sender's 16 bits
     /// of the option's key id; peers list it as `peers[].keys[].id`).
+    #[serde(deserialize_with = "u32_in_range")]
     pub key_id: u32,
     /// Path of a file holding the 32-byte private key (base64 or hex text).
     #[serde(default)]
@@ -106,6 +107,7 @@ pub struct ProcessingUnit {
     /// IPv4/IPv6 addresses or CIDRs. No two PUs may overlap.
     pub addresses: Vec<String>,
     /// The numeric identity this gateway sends on the PU's behalf.
+    #[serde(deserialize_with = "u32_in_range")]
     pub identity: u32,
 }
 
@@ -113,6 +115,7 @@ pub struct ProcessingUnit {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityEntry {
+    #[serde(deserialize_with = "u32_in_range")]
     pub identity: u32,
     /// Optional display name for flow events.
     #[serde(default)]
@@ -141,6 +144,7 @@ pub struct Peer {
 pub struct PeerKey {
     /// Key id as carried in the identity option (the sender's 16 bits of the
     /// option's 24-bit key id, so 0..=65535); unique across all peers.
+    #[serde(deserialize_with = "u32_in_range")]
     pub id: u32,
     /// 32 bytes, base64 (standard alphabet, padded or not) or 64 hex digits.
     pub public_key: String,
@@ -200,6 +204,32 @@ pub enum Protocol {
     Udp,
     Icmp,
     Any,
+}
+
+/// A `u32` field whose error names the value and the range ("1099511627776
+/// is out of range (0..=4294967295)") where serde's own says "invalid type:
+/// integer … as u128, expected u32"; the YAML error adds the field's path.
+fn u32_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = u32;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an integer in 0..=4294967295")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u32, E> {
+            self.visit_u128(v.into())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u32, E> {
+            self.visit_i128(v.into())
+        }
+        fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<u32, E> {
+            u32::try_from(v).map_err(|_| E::custom(format_args!("{v} is out of range (0..=4294967295)")))
+        }
+        fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<u32, E> {
+            u32::try_from(v).map_err(|_| E::custom(format_args!("{v} is out of range (0..=4294967295)")))
+        }
+    }
+    d.deserialize_any(V)
 }
 
 pub(crate) fn any_protocol() -> Vec<Protocol> {
