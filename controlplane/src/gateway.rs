@@ -302,12 +302,14 @@ impl Gateway {
         }
     }
 
-    /// Stops the workers (they drain), then the ports; returns the final counters.
+    /// Stops the workers (they drain), then stops and closes the ports;
+    /// returns the final counters.
     pub fn shutdown(mut self) -> Snapshot {
         self.stop_workers();
         let mut snap = self.snapshot();
-        let _ = self.inside.stop();
-        let _ = self.outside.stop();
+        // Closed, not only stopped: devices give back the mbufs they hold.
+        self.inside.close();
+        self.outside.close();
         snap.mbufs_in_use = self.pool.in_use();
         snap.mbufs_available = self.pool.available();
         snap

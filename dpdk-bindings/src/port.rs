@@ -92,6 +92,7 @@ pub struct Port {
     info: PortInfo,
     rss_enabled: bool,
     started: bool,
+    closed: bool,
     // Keeps the pool alive while the device can still receive into it.
     _pool: Arc<Mempool>,
 }
@@ -185,7 +186,7 @@ impl Port {
             // SAFETY: a configured port.
             let _ = unsafe { sys::rte_eth_promiscuous_enable(id) };
         }
-        Ok(Port { id, name: name.to_owned(), info, rss_enabled, started: false, _pool: pool })
+        Ok(Port { id, name: name.to_owned(), info, rss_enabled, started: false, closed: false, _pool: pool })
     }
 
     pub fn id(&self) -> u16 {
@@ -221,6 +222,18 @@ impl Port {
         Ok(())
     }
 
+    /// Stops and closes the device: it gives back every mbuf it held (receive
+    /// descriptors, a pcap device's preloaded frames). The port is unusable
+    /// after; dropping it does nothing more.
+    pub fn close(&mut self) {
+        let _ = self.stop();
+        if !self.closed {
+            self.closed = true;
+            // SAFETY: the port is stopped and nobody polls it.
+            unsafe { sys::rte_eth_dev_close(self.id) };
+        }
+    }
+
     pub fn link(&self) -> Link {
         let mut link = sys::rte_eth_link::default();
         // SAFETY: valid port and out-pointer; the nowait variant does not block.
@@ -252,8 +265,6 @@ impl Port {
 
 impl Drop for Port {
     fn drop(&mut self) {
-        let _ = self.stop();
-        // SAFETY: the port is stopped and nobody polls it.
-        unsafe { sys::rte_eth_dev_close(self.id) };
+        self.close();
     }
 }
