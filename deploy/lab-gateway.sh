@@ -109,7 +109,7 @@ start() {
     systemctl is-active --quiet gatewayd || { journalctl -u gatewayd -n 50 --no-pager; die "gatewayd did not stay up"; }
     log "gatewayd is running ($(systemctl show -p MainPID --value gatewayd))"
     if command -v gwctl >/dev/null; then
-        gwctl apply "$SRC/docs/examples/policy.yaml"
+        gwctl apply -f "$SRC/docs/examples/policy.yaml"
         log "applied docs/examples/policy.yaml"
     else
         log "gwctl not installed yet: the example policy is not applied (docs/lab.md)"
