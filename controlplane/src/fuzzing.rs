@@ -18,7 +18,7 @@ use prost::Message;
 use crate::api::convert::{content_from_pb, document_from_pb, document_to_pb};
 use crate::api::pb;
 use crate::config::GatewayConfig;
-use crate::store::{Content, ConfigStore, Discard, StoreOptions};
+use crate::store::{ConfigStore, Content, Discard, StoreOptions};
 use dataplane::policy::PolicyDocument;
 
 pub use dataplane::policy::fuzzing::message_limit;

@@ -36,7 +36,11 @@ fn apply_seeds() -> Vec<Vec<u8>> {
         request(2, Some(C::Document(document_to_pb(&doc, false))), true),
         request(3, Some(C::Document(document_to_pb(&e2e, false))), false),
         request(2, Some(C::Rulesets(pb::Rulesets { rulesets: rulesets_to_pb(&doc.rulesets) })), false),
-        request(2, Some(C::ProcessingUnits(pb::ProcessingUnits { processing_units: pus_to_pb(&doc.processing_units) })), false),
+        request(
+            2,
+            Some(C::ProcessingUnits(pb::ProcessingUnits { processing_units: pus_to_pb(&doc.processing_units) })),
+            false,
+        ),
         request(
             2,
             Some(C::Identities(pb::IdentityDirectory {
@@ -46,7 +50,13 @@ fn apply_seeds() -> Vec<Vec<u8>> {
             })),
             false,
         ),
-        request(2, Some(C::ExternalNetworks(pb::ExternalNetworks { external_networks: networks_to_pb(&doc.external_networks) })), false),
+        request(
+            2,
+            Some(C::ExternalNetworks(pb::ExternalNetworks {
+                external_networks: networks_to_pb(&doc.external_networks),
+            })),
+            false,
+        ),
         request(2, Some(C::EnforcerProfile(profile_to_pb(&doc.enforcer_profile))), false),
         request(2, None, false),
         request(2, Some(C::DocumentYaml(String::new())), false),

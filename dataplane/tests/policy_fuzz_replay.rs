@@ -32,7 +32,9 @@ fn document_seeds() -> Vec<Vec<u8>> {
     v.push(b"revision: ce\n".to_vec());
     let p = EXAMPLES[0];
     v.push(p.as_bytes()[..p.find("    outgoing:").unwrap_or(p.len() / 2)].to_vec());
-    v.push(format!("processing_units:\n- name: a\n  addresses: [\"{}\"]\n  identity: 1\n", "9".repeat(600)).into_bytes());
+    v.push(
+        format!("processing_units:\n- name: a\n  addresses: [\"{}\"]\n  identity: 1\n", "9".repeat(600)).into_bytes(),
+    );
     v
 }
 
@@ -113,4 +115,3 @@ fn sane_structured_documents_are_mostly_accepted() {
     }
     assert!(ok * 2 > n, "only {ok} of {n} sane documents were accepted");
 }
-

@@ -366,7 +366,9 @@ impl Builder {
             };
         }
         match c.below(8) {
-            0 => c.pick(&["10.0.0.1", "10.0.0.0/24", "0.0.0.0/0", "::/0", "fd00::1", "fd00::/64", "::ffff:10.0.0.1"]).into(),
+            0 => c
+                .pick(&["10.0.0.1", "10.0.0.0/24", "0.0.0.0/0", "::/0", "fd00::1", "fd00::/64", "::ffff:10.0.0.1"])
+                .into(),
             1..=3 => {
                 let (b, p) = (c.below(4), c.pick(&[8u8, 24, 30, 32, 31]));
                 format!("10.{}.{}.{}/{p}", c.below(2), c.below(2), b * 64 + c.below(3))
@@ -449,7 +451,8 @@ pub fn build(c: &mut Choices) -> PolicyDocument {
     let peers = indexed(c, 3, |c, i| Peer {
         name: if sane { PEERS[i].into() } else { c.pick(&PEERS).into() },
         keys: indexed(c, 2, |c, j| {
-            let window = (c.flag().then(|| c.pick(&[0u64, 10, u64::MAX])), c.flag().then(|| c.pick(&[0u64, 5, u64::MAX])));
+            let window =
+                (c.flag().then(|| c.pick(&[0u64, 10, u64::MAX])), c.flag().then(|| c.pick(&[0u64, 5, u64::MAX])));
             PeerKey {
                 id: if sane { 100 + 10 * i as u32 + j as u32 } else { c.pick(&KEY_IDS) },
                 public_key: c.good(sane, &KEYS, GOOD_KEYS).into(),
@@ -501,7 +504,13 @@ pub fn build(c: &mut Choices) -> PolicyDocument {
     });
     let external_networks = indexed(c, 3, |c, i| {
         let (protocols, ports) = b.protocols_ports(c);
-        ExternalNetwork { name: b.name(c, i), tags: b.tags(c), cidrs: b.list(c, 2, |c| b.address(c, None)), protocols, ports }
+        ExternalNetwork {
+            name: b.name(c, i),
+            tags: b.tags(c),
+            cidrs: b.list(c, 2, |c| b.address(c, None)),
+            protocols,
+            ports,
+        }
     });
     let enforcer_profile = if c.flag() {
         EnforcerProfile::default()
