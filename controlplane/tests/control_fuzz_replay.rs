@@ -100,7 +100,8 @@ fn toml_seeds() -> Vec<Vec<u8>> {
 }
 
 type Body = fn(&[u8]);
-const TARGETS: [(&str, Body, fn() -> Vec<Vec<u8>>); 2] =
+type Seeds = fn() -> Vec<Vec<u8>>;
+const TARGETS: [(&str, Body, Seeds); 2] =
     [("apply_decode", cf::apply_request, apply_seeds), ("gatewayd_toml", cf::gatewayd_toml, toml_seeds)];
 
 #[test]

@@ -52,7 +52,8 @@ fn structured_seeds() -> Vec<Vec<u8>> {
 }
 
 type Body = fn(&[u8]);
-const TARGETS: [(&str, Body, fn() -> Vec<Vec<u8>>); 2] =
+type Seeds = fn() -> Vec<Vec<u8>>;
+const TARGETS: [(&str, Body, Seeds); 2] =
     [("policy_document", pf::document, document_seeds), ("policy_compile", pf::structured, structured_seeds)];
 
 #[test]
