@@ -3,11 +3,13 @@
 //! - [`config`]: the `gatewayd` TOML file, validated with errors that name the field.
 //! - [`gateway`]: EAL, pools, ports, hand-off rings, workers, shutdown.
 //! - [`report`]: counters as operators read them.
+//! - [`fuzzing`]: fuzz target bodies (ApplyRequest decoding, the TOML file).
 
 pub mod api;
 pub mod config;
 pub mod flowhub;
 pub mod flowlog;
+pub mod fuzzing;
 pub mod gateway;
 pub mod report;
 pub mod store;

@@ -6,6 +6,7 @@
 //! - [`lpm`]: longest-prefix-match tables.
 //! - [`compile`]: validation (every error at once) and snapshot building.
 //! - [`decide`]: `classify`, `decide` and the identity/peer check on a snapshot.
+//! - [`fuzzing`]: fuzz target bodies (document text and structured documents).
 //!
 //! Selectors are evaluated only at compile time: the snapshot holds, for each
 //! (local PU class, remote identity class) and (local PU class, external-network
@@ -15,6 +16,7 @@
 
 pub mod compile;
 pub mod decide;
+pub mod fuzzing;
 pub mod hash;
 pub mod lpm;
 pub mod model;
