@@ -18,7 +18,7 @@ use prost::Message;
 use crate::api::convert::{content_from_pb, document_from_pb, document_to_pb};
 use crate::api::pb;
 use crate::config::GatewayConfig;
-use crate::store::{ConfigStore, Content, Discard, StoreOptions};
+use crate::store::{ApplyOptions, ConfigStore, Content, Discard, StoreOptions};
 use dataplane::policy::PolicyDocument;
 
 pub use dataplane::policy::fuzzing::message_limit;
@@ -64,7 +64,9 @@ pub fn apply_request(data: &[u8]) {
         Ok(c) => c,
         Err(problems) => return check_messages(problems.iter().map(|p| p.message.as_str()), data.len()),
     };
-    match store().apply(req.version, content, true) {
+    // The request's own guard flags (allow_empty, replace), always a dry run.
+    let opts = ApplyOptions { dry_run: true, allow_empty: req.allow_empty, replace: req.replace };
+    match store().apply_with(req.version, content, opts) {
         Ok(a) => assert!(a.dry_run, "a dry run was applied"),
         Err(r) => check_messages(r.problems.iter().map(|p| p.message.as_str()), data.len()),
     }

@@ -23,7 +23,7 @@ fn corpus_dir(target: &str) -> PathBuf {
 }
 
 fn request(version: u64, content: Option<C>, dry_run: bool) -> Vec<u8> {
-    pb::ApplyRequest { version, content, dry_run }.encode_to_vec()
+    pb::ApplyRequest { version, content, dry_run, ..Default::default() }.encode_to_vec()
 }
 
 /// Encoded requests: the example as YAML and structured, each kind alone,
