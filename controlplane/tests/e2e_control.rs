@@ -15,26 +15,6 @@ use common::*;
 const EXT: &str = "gwt-ext";
 const EXT_V4: &str = "198.18.0.3";
 
-fn http_server(dir: &Path, port: u16) -> Proc {
-    let c = Command::new("ip")
-        .args(["netns", "exec", SERVER, "python3", "-m", "http.server", &port.to_string(), "--bind", "0.0.0.0"])
-        .arg("--directory")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawning an http server");
-    let p = Proc(c);
-    for _ in 0..100 {
-        let out = in_ns(SERVER, &format!("ss -tlnH 'sport = :{port}'"));
-        if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
-            return p;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("http server on {port} did not start");
-}
-
 /// curl from `ns` to the server, from a fixed local port: (exit code, seconds, output).
 fn curl(ns: &str, port: u16, local_port: u16, max_time: u32) -> (i32, f64, String) {
     let t = Instant::now();
@@ -222,7 +202,7 @@ fn managed_through_gwctl() {
     std::fs::write(&v1, policy_b(false)).unwrap();
     std::fs::write(&v2, policy_b(true)).unwrap();
     std::fs::write(&broken, policy_b_broken()).unwrap();
-    let _servers: Vec<Proc> = [8080, 8081, 8082].iter().map(|&p| http_server(&dir, p)).collect();
+    let _servers: Vec<Proc> = [8080, 8081, 8082].iter().map(|&p| http_server(&dir, "0.0.0.0", p)).collect();
 
     let gw_a = Gatewayd::start(Some("gwt-a"), &cfg_a, &[]);
     let from_file = format!(

@@ -12,21 +12,6 @@ use dataplane::wire::{parse_frame, tcp};
 
 const EXT: &str = "gwt-ext";
 
-fn http_server(dir: &Path, port: u16) -> Proc {
-    let p = spawn_ns(
-        SERVER,
-        &["python3", "-m", "http.server", &port.to_string(), "--bind", "::", "--directory", dir.to_str().unwrap()],
-    );
-    for _ in 0..100 {
-        let out = in_ns(SERVER, &format!("ss -tlnH 'sport = :{port}'"));
-        if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
-            return p;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("http server on {port} did not start");
-}
-
 /// curl from `ns`: (exit code, seconds, output).
 fn curl(ns: &str, url: &str) -> (i32, f64, String) {
     let t = Instant::now();
@@ -128,7 +113,7 @@ fn identity_and_policy_through_two_gateways() {
     let (cfg_b, log_b) = gw_config(&topo, "gwt-b", &dir, "e2e-gw-b.yaml");
     let gw_a = Gatewayd::start(Some("gwt-a"), &cfg_a, &[]);
     let gw_b = Gatewayd::start(Some("gwt-b"), &cfg_b, &[]);
-    let _servers: Vec<Proc> = [8080, 8081, 8082, 8083].iter().map(|&p| http_server(&dir, p)).collect();
+    let _servers: Vec<Proc> = [8080, 8081, 8082, 8083].iter().map(|&p| http_server(&dir, "::", p)).collect();
     // 1. allowed: both gateways allow client → server:8080
     let (code, _, out) = curl(CLIENT, &format!("http://{SERVER_V4}:8080/index.txt"));
     assert_eq!((code, out.as_str()), (0, "hello identity\n"), "allowed curl");
@@ -229,7 +214,7 @@ fn capture_shows_the_option_on_the_wire_and_not_at_the_server() {
     let (cfg_b, _) = gw_config(&topo, "gwt-b", &dir, "e2e-gw-b.yaml");
     let gw_a = Gatewayd::start(Some("gwt-a"), &cfg_a, &[]);
     let gw_b = Gatewayd::start(Some("gwt-b"), &cfg_b, &[]);
-    let _server = http_server(&dir, 8080);
+    let _server = http_server(&dir, "::", 8080);
     let filter = "tcp port 8080";
     let cap_client = Capture::start(CLIENT, "eth0", filter, &dir.join("client.pcap"));
     let cap_wire = Capture::start("gwt-wire", "wb", filter, &dir.join("wire.pcap"));

@@ -6,27 +6,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 
 const EXT: &str = "gwt-ext";
-
-fn http_server(dir: &Path, port: u16) -> Proc {
-    let p = spawn_ns(
-        SERVER,
-        &["python3", "-m", "http.server", &port.to_string(), "--bind", "::", "--directory", dir.to_str().unwrap()],
-    );
-    for _ in 0..100 {
-        let out = in_ns(SERVER, &format!("ss -tlnH 'sport = :{port}'"));
-        if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
-            return p;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("http server on {port} did not start");
-}
 
 /// Whether `frame` is a TCP SYN (not SYN-ACK) to port 8080 over IPv4 without VLAN.
 fn is_syn_to_8080(f: &[u8]) -> bool {
@@ -46,7 +30,7 @@ fn a_captured_syn_replayed_after_its_connection_ended_is_refused() {
     let (cfg_b, log_b) = gw_config_with_policy(&topo, "gwt-b", &dir, &repo_root().join("docs/examples/e2e-gw-b.yaml"));
     let gw_a = Gatewayd::start(Some("gwt-a"), &cfg_a, &[]);
     let gw_b = Gatewayd::start(Some("gwt-b"), &cfg_b, &[]);
-    let _server = http_server(&dir, 8080);
+    let _server = http_server(&dir, "::", 8080);
     let filter = "tcp port 8080";
     let cap_wire = Capture::start("gwt-wire", "wb", filter, &dir.join("wire.pcap"));
     let cap_server = Capture::start(SERVER, "eth0", filter, &dir.join("server.pcap"));

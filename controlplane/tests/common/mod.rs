@@ -425,6 +425,23 @@ impl Drop for Proc {
 }
 
 /// Starts `args` inside namespace `ns`, output discarded.
+/// `python3 -m http.server` in the server namespace on `bind`:`port`,
+/// serving `dir`; returns once it listens.
+pub fn http_server(dir: &Path, bind: &str, port: u16) -> Proc {
+    let p = spawn_ns(
+        SERVER,
+        &["python3", "-m", "http.server", &port.to_string(), "--bind", bind, "--directory", dir.to_str().unwrap()],
+    );
+    for _ in 0..100 {
+        let out = in_ns(SERVER, &format!("ss -tlnH 'sport = :{port}'"));
+        if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            return p;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("http server on {port} did not start");
+}
+
 pub fn spawn_ns(ns: &str, args: &[&str]) -> Proc {
     let c = Command::new("ip")
         .args(["netns", "exec", ns])
