@@ -12,7 +12,7 @@ use controlplane::api::convert::{
 use controlplane::api::pb::{self, apply_request::Content as C};
 use controlplane::fuzzing as cf;
 use dataplane::policy::PolicyDocument;
-use dataplane::wire::fuzzing::XorShift;
+use dataplane::wire::fuzzing::replay_corpus;
 use prost::Message;
 
 const POLICY: &str = include_str!("../../docs/examples/policy.yaml");
@@ -119,21 +119,7 @@ fn write_seed_corpus() {
 #[test]
 fn replay_corpus_and_mutations() {
     for (name, body, seeds) in TARGETS {
-        let mut inputs = seeds();
-        if let Ok(rd) = std::fs::read_dir(corpus_dir(name)) {
-            for e in rd.flatten() {
-                inputs.push(std::fs::read(e.path()).unwrap());
-            }
-        }
-        for i in &inputs {
-            body(i);
-        }
-        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15 ^ name.len() as u64);
-        for _ in 0..2000 {
-            let mut v = inputs[rng.below(inputs.len())].clone();
-            rng.mutate(&mut v);
-            body(&v);
-        }
+        replay_corpus(name, &corpus_dir(name), seeds(), 2000, body);
     }
 }
 

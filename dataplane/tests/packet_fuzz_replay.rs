@@ -9,7 +9,7 @@ use dataplane::buf::{PacketBuf, VecBuf};
 use dataplane::identity::fuzzing::{self as idf, test_keys, test_udp_identity};
 use dataplane::identity::{insert_tcp, insert_udp};
 use dataplane::wire::builder::{build, Spec};
-use dataplane::wire::fuzzing::{self as wf, XorShift};
+use dataplane::wire::fuzzing::{self as wf, replay_corpus, XorShift};
 use dataplane::wire::{ip_proto, parse_frame};
 
 fn hex(s: &str) -> Vec<u8> {
@@ -100,21 +100,7 @@ fn write_seed_corpus() {
 #[test]
 fn replay_corpus_and_mutations() {
     for (name, body, sel) in TARGETS {
-        let mut inputs = seeds(sel);
-        if let Ok(rd) = std::fs::read_dir(corpus_dir(name)) {
-            for e in rd.flatten() {
-                inputs.push(std::fs::read(e.path()).unwrap());
-            }
-        }
-        for i in &inputs {
-            body(i);
-        }
-        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15 ^ name.len() as u64);
-        for _ in 0..4000 {
-            let mut v = inputs[rng.below(inputs.len())].clone();
-            rng.mutate(&mut v);
-            body(&v);
-        }
+        replay_corpus(name, &corpus_dir(name), seeds(sel), 4000, body);
     }
 }
 

@@ -62,6 +62,33 @@ pub fn parse(data: &[u8]) {
     }
 }
 
+/// What every corpus replay test does with a fuzz target's body: runs it on
+/// the seeds and on every file of `corpus` (the committed inputs), then on
+/// `mutations` deterministic mutations of them (the seed of the generator is
+/// derived from `name`, so a failure reproduces).
+pub fn replay_corpus(
+    name: &str,
+    corpus: &std::path::Path,
+    mut inputs: Vec<Vec<u8>>,
+    mutations: usize,
+    body: impl Fn(&[u8]),
+) {
+    if let Ok(rd) = std::fs::read_dir(corpus) {
+        for e in rd.flatten() {
+            inputs.push(std::fs::read(e.path()).expect("reading a corpus file"));
+        }
+    }
+    for i in &inputs {
+        body(i);
+    }
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15 ^ name.len() as u64);
+    for _ in 0..mutations {
+        let mut v = inputs[rng.below(inputs.len())].clone();
+        rng.mutate(&mut v);
+        body(&v);
+    }
+}
+
 /// A tiny xorshift64* generator for deterministic mutation in tests.
 #[derive(Debug, Clone)]
 pub struct XorShift(pub u64);
