@@ -745,7 +745,7 @@ impl Engine {
             return self.drop(side, DropReason::Replay);
         }
         let rst_spec = rst::RstSpec::answer_syn(info);
-        let mut peer_key = None; // the sender half of a verified option's key id
+        let mut syn_key = None; // what answering a verified option needs of its key id
         let (decision, remote_identity, note) = match side {
             Side::Inside => {
                 if has_opt {
@@ -793,7 +793,7 @@ impl Engine {
                         return refused;
                     }
                     let d = p.decide(pu, Direction::Incoming, Remote::Identity(v.identity), 6, key.inside_port);
-                    peer_key = Some((v.key_id.get() >> 8) as u16);
+                    syn_key = Some(v.key_id.answer_bytes());
                     (d, Some(v.identity), None)
                 }
                 // An option behind a malformed one: not verifiable, not to pass.
@@ -817,8 +817,7 @@ impl Engine {
         rec.note = note;
         if decision.allowed() {
             let len = buf.len() as u32;
-            match self.upsert_syn(side, key, pu, info.seq, len, Some((&decision, remote_identity)), peer_key, gen, now)
-            {
+            match self.upsert_syn(side, key, pu, info.seq, len, Some((&decision, remote_identity)), syn_key, gen, now) {
                 Ok(fresh) => {
                     if fresh {
                         self.note(side, note_of_allow(&decision));
@@ -852,7 +851,7 @@ impl Engine {
         seq: u32,
         len: u32,
         decided: Option<(&Decision, Option<u32>)>,
-        peer_key: Option<u16>,
+        syn_key: Option<u16>,
         gen: u32,
         now: u64,
     ) -> Result<bool, DropReason> {
@@ -879,8 +878,8 @@ impl Engine {
         if let Some((d, id)) = decided {
             e.set_verdict(d, id, gen);
         }
-        if let Some(k) = peer_key {
-            e.set_peer_key(k);
+        if let Some(k) = syn_key {
+            e.set_syn_key(k);
         }
         e.account(side, len);
         Ok(fresh)
@@ -913,7 +912,7 @@ impl Engine {
         }
         let cached = e.verdict().unpack();
         let flow_identity = e.remote_identity();
-        let peer_key = e.peer_key();
+        let syn_key = e.syn_key();
         match side {
             // The server is our PU: sign its SYN-ACK towards the client's gateway.
             Side::Inside => {
@@ -930,12 +929,12 @@ impl Engine {
                 let Some(pu_identity) = p.pu(pu).map(|x| x.identity) else {
                     return self.drop(side, DropReason::NoLocalPu);
                 };
-                // Signed with our key paired with the peer key the SYN used (during
-                // a rotation the peer may not yet have our newest key towards it);
-                // the newest valid key if that one is gone.
+                // Signed with the pair of keys the SYN used, the other way round
+                // (during a rotation the peer may not yet have our newest key, or
+                // may still sign towards our previous one); the newest valid key
+                // if that one is gone.
                 let tx = p.identity_peer(id).and_then(|peer| {
-                    let paired = cfg.local_key_id.map(|l| crate::identity::KeyId::pairwise(l, peer_key));
-                    paired.and_then(|k| cfg.keys.tx_key_with_id(peer, k, now)).or_else(|| cfg.keys.tx_key(peer, now))
+                    cfg.keys.tx_key_answering(peer, syn_key, now).or_else(|| cfg.keys.tx_key(peer, now))
                 });
                 match tx {
                     Some(k) => match insert_tcp(buf, info, k, pu_identity) {

@@ -30,7 +30,7 @@ use std::net::IpAddr;
 use crate::buf::{NoRoom, PacketBuf};
 use crate::events::{EventKind, FlowRecord};
 use crate::flow::{FlowKey, FlowState, NewFlow, UdpState};
-use crate::identity::{insert_udp, option, verify_udp, KeyId, MacKey, UdpIdentity, UdpMsg};
+use crate::identity::{insert_udp, option, verify_udp, MacKey, UdpIdentity, UdpMsg};
 use crate::policy::{Action as PAction, Decision, Direction, PuId, Reason, Remote, Side};
 use crate::stats::{DropReason, Note};
 use crate::wire::{checksum, parse_frame, udp as wudp, Addr, FrameInfo};
@@ -756,12 +756,12 @@ impl Engine {
             _ => (p.decide(pu, Direction::Incoming, Remote::Identity(v.identity), 17, key.inside_port), true),
         };
         let Some(pu_identity) = p.pu(pu).map(|x| x.identity) else { return self.drop(side, DropReason::NoLocalPu) };
-        // Signed with our key paired with the peer key the request used (as a
-        // SYN-ACK is: during a rotation the peer may not have our newest key
-        // yet); the newest valid key if that one is gone.
+        // Signed with the pair of keys the request used, the other way round
+        // (as a SYN-ACK is: during a rotation the peer may not have our newest
+        // key yet, or still sign towards our previous one); the newest valid
+        // key if that one is gone.
         let tx = p.identity_peer(v.identity).and_then(|peer| {
-            let paired = cfg.local_key_id.map(|l| KeyId::pairwise(l, (v.key_id.get() >> 8) as u16));
-            paired.and_then(|k| cfg.keys.tx_key_with_id(peer, k, now)).or_else(|| cfg.keys.tx_key(peer, now))
+            cfg.keys.tx_key_answering(peer, v.key_id.answer_bytes(), now).or_else(|| cfg.keys.tx_key(peer, now))
         });
         let Some(k) = tx else {
             self.note(side, Note::NoKeyForPeer);

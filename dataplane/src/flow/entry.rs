@@ -164,10 +164,10 @@ pub struct FlowEntry {
     synack_seq: u32,
     state: u8,
     flags: u8,
-    /// The peer's 16-bit key id its verified SYN was signed with (the sender
-    /// half of the option's key id): the SYN-ACK is signed back with the
-    /// pairwise key of that same peer key.
-    peer_key: u16,
+    /// The low 16 bits of the key id a verified SYN was signed with (the low
+    /// byte of the peer's key id, then of ours): the SYN-ACK is signed back
+    /// with the pairwise key of those same two keys.
+    syn_key: u16,
 }
 
 impl FlowEntry {
@@ -185,7 +185,7 @@ impl FlowEntry {
         synack_seq: 0,
         state: 0,
         flags: 0,
-        peer_key: 0,
+        syn_key: 0,
     };
 
     pub(crate) fn init(key: FlowKey, f: NewFlow, now: u64, t: &Timeouts) -> FlowEntry {
@@ -272,16 +272,17 @@ impl FlowEntry {
         self.flags & F_WAS_ESTABLISHED != 0
     }
 
-    /// The peer's key id recorded by [`Self::set_peer_key`] (0 until then).
+    /// What [`Self::set_syn_key`] recorded (0 until then).
     #[inline]
-    pub fn peer_key(&self) -> u16 {
-        self.peer_key
+    pub fn syn_key(&self) -> u16 {
+        self.syn_key
     }
 
-    /// Records the peer's 16-bit key id a verified SYN was signed with.
+    /// Records what answering a verified SYN needs of its key id
+    /// ([`crate::identity::KeyId::answer_bytes`]).
     #[inline]
-    pub fn set_peer_key(&mut self, key_id: u16) {
-        self.peer_key = key_id;
+    pub fn set_syn_key(&mut self, answer_bytes: u16) {
+        self.syn_key = answer_bytes;
     }
 
     /// Re-points the flow at its PU's index in a newer snapshot.

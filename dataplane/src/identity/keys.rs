@@ -53,6 +53,13 @@ impl KeyId {
     pub const fn get(self) -> u32 {
         self.0
     }
+
+    /// What an answer needs of a received key id: its low 16 bits, the low
+    /// byte of the sender's key id then the low byte of the receiver's
+    /// (see [`KeyRing::tx_key_answering`]).
+    pub const fn answer_bytes(self) -> u16 {
+        self.0 as u16
+    }
 }
 
 /// The control plane's name for a peer gateway.
@@ -334,13 +341,26 @@ impl KeyRing {
         self.tx.get(..end)?.iter().rev().take_while(|k| k.peer == peer).find(|k| k.is_valid_at(now))
     }
 
-    /// The transmit key towards `peer` with exactly this key id, valid at
-    /// `now`. A SYN-ACK is signed with the pair of keys its SYN used, so a
-    /// peer that has not yet taken up our newest key towards it can verify it.
+    /// The transmit key towards `peer`, valid at `now`, that answers an
+    /// option received with a key id whose low 16 bits are `rx` (see
+    /// [`KeyId::answer_bytes`]): the same two key pairs the other way round.
+    /// A SYN-ACK is signed so, so that a peer that has not yet taken up our
+    /// newest key (or its own) can verify the answer to its SYN.
+    ///
+    /// A received key id names only the low byte of our key, and a transmit
+    /// key id only the low byte of the peer's; those two bytes tell the keys
+    /// apart as long as no two keys of one gateway share their low 8 bits
+    /// (the policy compiler's rule).
     #[inline]
-    pub fn tx_key_with_id(&self, peer: PeerId, id: KeyId, now: u64) -> Option<&MacKey> {
+    pub fn tx_key_answering(&self, peer: PeerId, rx: u16, now: u64) -> Option<&MacKey> {
+        let want = u32::from(rx.swap_bytes());
         let end = self.tx.partition_point(|k| k.peer <= peer);
-        self.tx.get(..end)?.iter().rev().take_while(|k| k.peer == peer).find(|k| k.key_id == id && k.is_valid_at(now))
+        self.tx
+            .get(..end)?
+            .iter()
+            .rev()
+            .take_while(|k| k.peer == peer)
+            .find(|k| k.key_id.get() & 0xffff == want && k.is_valid_at(now))
     }
 
     pub fn rx_len(&self) -> usize {
@@ -394,6 +414,28 @@ mod tests {
         let (cb_tx, _) = derive_pair(&c, &b.peer_public(2), 0, 100).unwrap();
         assert_ne!(cb_tx.mac(msg), ab_tx.mac(msg));
         assert_eq!(ab_tx.key_id(), KeyId::pairwise(1, 2));
+    }
+
+    #[test]
+    fn an_answer_uses_the_two_keys_its_question_used() {
+        // Two local keys (low bytes 0x01, 0x02) and two keys of one peer.
+        let (l1, l2) = (kp(0x0101, 11), kp(0x0102, 12));
+        let (p1, p2) = (kp(0x0201, 21), kp(0x0302, 22));
+        let mut ring = KeyRing::new();
+        for l in [&l1, &l2] {
+            for p in [&p1, &p2] {
+                ring.add_peer(l, &p.peer_public(7), 0, 100).unwrap();
+            }
+        }
+        for (l, p) in [(&l1, &p1), (&l1, &p2), (&l2, &p1), (&l2, &p2)] {
+            let rx = KeyId::pairwise(p.key_id(), l.key_id());
+            assert!(ring.rx_key(rx).is_some());
+            let tx = ring.tx_key_answering(7, rx.answer_bytes(), 50).unwrap();
+            assert_eq!(tx.key_id(), KeyId::pairwise(l.key_id(), p.key_id()), "{rx:?}");
+        }
+        let rx = KeyId::pairwise(p1.key_id(), l1.key_id()).answer_bytes();
+        assert!(ring.tx_key_answering(7, rx, 101).is_none(), "expired");
+        assert!(ring.tx_key_answering(8, rx, 50).is_none(), "another peer");
     }
 
     #[test]
