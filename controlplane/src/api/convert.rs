@@ -8,8 +8,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dataplane::policy::model::{
-    Action, EnforcerProfile, ExternalNetwork, IdentityEntry, LocalKeys, Peer, PeerKey, PortSpec, ProcessingUnit,
-    Protocol, Rule, Ruleset,
+    Action, EnforcerProfile, ExternalNetwork, IdentityEntry, LocalKey, LocalKeys, Peer, PeerKey, PortSpec,
+    ProcessingUnit, Protocol, Rule, Ruleset,
 };
 use dataplane::policy::PolicyDocument;
 
@@ -150,11 +150,26 @@ pub fn local_to_pb(l: &LocalKeys, redact: bool) -> pb::LocalKeys {
         gateway: l.gateway.clone(),
         key_id: l.key_id,
         private_key_file: l.private_key_file.clone().unwrap_or_default(),
-        private_key: match &l.private_key {
-            Some(_) if redact => REDACTED.into(),
-            Some(k) => k.clone(),
-            None => String::new(),
-        },
+        private_key: secret_to_pb(&l.private_key, redact),
+        not_before: l.not_before,
+        previous_keys: l
+            .previous_keys
+            .iter()
+            .map(|k| pb::LocalKey {
+                key_id: k.key_id,
+                private_key_file: k.private_key_file.clone().unwrap_or_default(),
+                private_key: secret_to_pb(&k.private_key, redact),
+                not_after: k.not_after,
+            })
+            .collect(),
+    }
+}
+
+fn secret_to_pb(k: &Option<String>, redact: bool) -> String {
+    match k {
+        Some(_) if redact => REDACTED.into(),
+        Some(k) => k.clone(),
+        None => String::new(),
     }
 }
 
@@ -223,12 +238,15 @@ pub fn document_to_pb(d: &PolicyDocument, redact: bool) -> pb::PolicyDocument {
     }
 }
 
-/// A copy of `d` without its inline private key.
+/// A copy of `d` without its inline private keys (the main one and any previous one).
 pub fn redacted(d: &PolicyDocument) -> PolicyDocument {
     let mut d = d.clone();
     if let Some(l) = &mut d.local {
-        if l.private_key.is_some() {
-            l.private_key = Some(REDACTED.into());
+        let previous = l.previous_keys.iter_mut().map(|k| &mut k.private_key);
+        for k in std::iter::once(&mut l.private_key).chain(previous) {
+            if k.is_some() {
+                *k = Some(REDACTED.into());
+            }
         }
     }
     d
@@ -372,6 +390,17 @@ fn local(l: pb::LocalKeys) -> LocalKeys {
         key_id: l.key_id,
         private_key_file: none_if_empty(l.private_key_file),
         private_key: none_if_empty(l.private_key),
+        not_before: l.not_before,
+        previous_keys: l
+            .previous_keys
+            .into_iter()
+            .map(|k| LocalKey {
+                key_id: k.key_id,
+                private_key: none_if_empty(k.private_key),
+                private_key_file: none_if_empty(k.private_key_file),
+                not_after: k.not_after,
+            })
+            .collect(),
     }
 }
 
@@ -526,14 +555,50 @@ mod tests {
 
     #[test]
     fn redaction() {
-        let mut d = PolicyDocument::default();
-        d.local = Some(LocalKeys {
-            gateway: "a".into(),
-            key_id: 1,
-            private_key_file: None,
-            private_key: Some("secret".into()),
-        });
-        assert_eq!(document_to_pb(&d, true).local.unwrap().private_key, REDACTED);
-        assert_eq!(redacted(&d).local.unwrap().private_key.as_deref(), Some(REDACTED));
+        let d = PolicyDocument {
+            local: Some(LocalKeys {
+                gateway: "a".into(),
+                key_id: 1,
+                private_key_file: None,
+                private_key: Some("secret".into()),
+                not_before: Some(1000),
+                previous_keys: vec![
+                    LocalKey {
+                        key_id: 2,
+                        private_key: Some("older".into()),
+                        private_key_file: None,
+                        not_after: Some(2000),
+                    },
+                    LocalKey {
+                        key_id: 3,
+                        private_key: None,
+                        private_key_file: Some("/k".into()),
+                        not_after: Some(3000),
+                    },
+                ],
+            }),
+            ..PolicyDocument::default()
+        };
+        let pb = document_to_pb(&d, true).local.unwrap();
+        assert_eq!(pb.private_key, REDACTED);
+        assert_eq!(pb.previous_keys[0].private_key, REDACTED);
+        assert_eq!(pb.previous_keys[1].private_key_file, "/k");
+        let r = redacted(&d).local.unwrap();
+        assert_eq!(r.private_key.as_deref(), Some(REDACTED));
+        assert_eq!(r.previous_keys[0].private_key.as_deref(), Some(REDACTED));
+        assert_eq!(r.previous_keys[1].private_key, None);
+    }
+
+    #[test]
+    fn local_keys_round_trip_through_protobuf() {
+        let yaml = "local:\n  gateway: a\n  key_id: 4\n  private_key_file: /k4\n  not_before: 1000\n  previous_keys:\n  \
+                    - {key_id: 1, private_key: \"secret\", not_after: 2000}\n  - {key_id: 258, private_key_file: /k2}\n";
+        let doc = PolicyDocument::from_yaml(yaml).unwrap();
+        assert_eq!(document_from_pb(document_to_pb(&doc, false)).unwrap().local, doc.local);
+        // Without the rotation fields: absent both ways, as before.
+        let plain = PolicyDocument::from_yaml("local: {gateway: a, key_id: 4, private_key_file: /k4}\n").unwrap();
+        let pb = document_to_pb(&plain, false).local.unwrap();
+        assert_eq!((pb.not_before, pb.previous_keys.len()), (None, 0));
+        assert_eq!(document_from_pb(document_to_pb(&plain, false)).unwrap().local, plain.local);
     }
 }

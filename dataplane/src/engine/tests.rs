@@ -24,9 +24,14 @@ fn public(secret: u8) -> String {
 }
 
 pub(super) fn doc_a(key_id: u32, secret: u8) -> String {
+    doc_a_local(&format!("{{gateway: gw-a, key_id: {key_id}, private_key: \"{}\"}}", hex([secret; 32])))
+}
+
+/// A with `local` as given (a YAML flow mapping).
+fn doc_a_local(local: &str) -> String {
     format!(
         r#"
-local: {{gateway: gw-a, key_id: {key_id}, private_key: "{sk}"}}
+local: {local}
 processing_units:
   - {{name: client, tags: [app=frontend], addresses: [10.1.0.10, "fd00:1::10"], identity: 1001}}
   - {{name: batch, tags: [app=batch], addresses: [10.1.0.11], identity: 1002}}
@@ -48,7 +53,6 @@ enforcer_profile:
   managed_tcp_networks: [10.0.0.0/8, "fd00::/8"]
   excluded_networks: [10.9.0.0/16]
 "#,
-        sk = hex([secret; 32]),
         pb = public(2)
     )
 }
@@ -544,6 +548,101 @@ fn key_rotation_and_expiry() {
     assert_eq!(b_exp.pass(Side::Outside, &w).0, Action::Drop(DropReason::IdentityExpiredKey));
     let mut b_gone = Gw::new(&doc_b(&a_key(4, 4), true));
     assert_eq!(b_gone.pass(Side::Outside, &w).0, Action::Drop(DropReason::IdentityUnknownKey));
+}
+
+/// Seconds: A's rotation from key 1 to key 4 (`not_before`), and how long
+/// key 1 stays valid after it.
+const ROTATE_AT: u64 = 3_000;
+const OVERLAP: u64 = 1_000;
+
+/// A rotating its own key: main key 4 from `ROTATE_AT`, previous key 1 until
+/// `ROTATE_AT + OVERLAP`; its client also accepts B's web on port 8080, so
+/// that B can open connections towards A.
+fn doc_a_rotating() -> String {
+    let local = format!(
+        "{{gateway: gw-a, key_id: 4, private_key: \"{}\", not_before: {ROTATE_AT}, \
+         previous_keys: [{{key_id: 1, private_key: \"{}\", not_after: {}}}]}}",
+        hex([4; 32]),
+        hex([1; 32]),
+        ROTATE_AT + OVERLAP
+    );
+    let from_web =
+        "    incoming:\n      - {name: from-web, action: allow, object: app == web, protocols: [tcp], ports: [8080]}\n";
+    doc_a_local(&local).replace("    outgoing:\n", &format!("{from_web}    outgoing:\n"))
+}
+
+/// B knowing A's keys `a_keys`; its web may also open connections to A's
+/// frontends on port 8080.
+fn doc_b_towards_a(a_keys: &str) -> String {
+    let to_a = "    outgoing:\n      - {name: to-frontends, action: allow, object: app == frontend, protocols: [tcp], ports: [8080]}\n";
+    doc_b(a_keys, true).replace("  - name: db\n", &format!("{to_a}  - name: db\n"))
+}
+
+/// SYN and SYN-ACK of `c` through the client's gateway and the server's at
+/// `now`, both let through: the key ids of the SYN's and the SYN-ACK's options.
+fn signed_handshake_at(client_gw: &mut Gw, server_gw: &mut Gw, c: Conn, now: u64) -> (u32, u32) {
+    let (act, syn) = client_gw.pass_at(Side::Inside, &c.syn(), now);
+    assert_eq!(act, Action::Forward);
+    assert_eq!(server_gw.pass_at(Side::Outside, &syn, now), (Action::Forward, c.syn()), "the SYN verifies");
+    let (act, syn_ack) = server_gw.pass_at(Side::Inside, &c.syn_ack(), now);
+    assert_eq!(act, Action::Forward);
+    assert_eq!(client_gw.pass_at(Side::Outside, &syn_ack, now), (Action::Forward, c.syn_ack()), "the SYN-ACK verifies");
+    (option_of(&syn).expect("signed SYN").0, option_of(&syn_ack).expect("signed SYN-ACK").0)
+}
+
+#[test]
+fn a_gateway_holding_two_keys_signs_with_the_old_until_not_before_and_verifies_both_during_the_overlap() {
+    const S: u64 = 1_000_000_000;
+    let mut a = Gw::new(&doc_a_rotating());
+    // B told about the rotation, and B that only ever knew key 1 (no window).
+    let both = format!(
+        "{{id: 1, public_key: \"{}\", not_after: {}}}, {{id: 4, public_key: \"{}\", not_before: {ROTATE_AT}}}",
+        public(1),
+        ROTATE_AT + OVERLAP,
+        public(4)
+    );
+    let mut b_both = Gw::new(&doc_b_towards_a(&both));
+    let mut b_old = Gw::new(&doc_b_towards_a(&a_key(1, 1)));
+    let a_to_b = |cport| Conn { cport, ..Conn::new("10.1.0.10", "10.2.0.20", 80) };
+    let b_to_a = |cport| Conn { cport, ..Conn::new("10.2.0.20", "10.1.0.10", 8080) };
+    let id = |s, r| KeyId::pairwise(s, r).get();
+
+    // Before the rotation (NOW = 2000 s): A signs with key 1; B signs towards key 1.
+    let before = NOW;
+    assert!(before < ROTATE_AT * S);
+    assert_eq!(signed_handshake_at(&mut a, &mut b_both, a_to_b(41000), before), (id(1, 2), id(2, 1)));
+    assert_eq!(signed_handshake_at(&mut a, &mut b_old, a_to_b(41001), before), (id(1, 2), id(2, 1)));
+    assert_eq!(signed_handshake_at(&mut b_both, &mut a, b_to_a(41002), before), (id(2, 1), id(1, 2)));
+
+    // During the overlap: A signs with key 4 and verifies SYNs towards either
+    // key, answering each with the keys its SYN used.
+    let during = (ROTATE_AT + OVERLAP / 2) * S;
+    assert_eq!(signed_handshake_at(&mut a, &mut b_both, a_to_b(41010), during), (id(4, 2), id(2, 4)));
+    assert_eq!(signed_handshake_at(&mut b_both, &mut a, b_to_a(41011), during), (id(2, 4), id(4, 2)));
+    assert_eq!(
+        signed_handshake_at(&mut b_old, &mut a, b_to_a(41012), during),
+        (id(2, 1), id(1, 2)),
+        "a peer that only knows key 1 is answered under key 1"
+    );
+    // A peer never told about key 4 cannot verify A's new SYNs: the overlap
+    // is for peers to take the new key up.
+    let (_, syn) = a.pass_at(Side::Inside, &a_to_b(41013).syn(), during);
+    assert_eq!(b_old.pass_at(Side::Outside, &syn, during).0, Action::Drop(DropReason::IdentityUnknownKey));
+
+    // After the overlap: key 1 is refused as expired; key 4 goes on.
+    let after = (ROTATE_AT + OVERLAP + 1) * S;
+    let c = b_to_a(41020);
+    let (act, syn) = b_old.pass_at(Side::Inside, &c.syn(), after);
+    assert_eq!((act, option_of(&syn).map(|o| o.0)), (Action::Forward, Some(id(2, 1))));
+    assert_eq!(a.pass_at(Side::Outside, &syn, after).0, Action::Drop(DropReason::IdentityExpiredKey));
+    assert_eq!(signed_handshake_at(&mut a, &mut b_both, a_to_b(41021), after), (id(4, 2), id(2, 4)));
+    assert_eq!(signed_handshake_at(&mut b_both, &mut a, b_to_a(41022), after), (id(2, 4), id(4, 2)));
+
+    assert_eq!(a.dropped(Side::Outside, DropReason::IdentityExpiredKey), 1);
+    for r in [DropReason::IdentityUnknownKey, DropReason::IdentityBadMac] {
+        assert_eq!(a.dropped(Side::Outside, r), 0, "{r:?}");
+        assert_eq!(b_both.dropped(Side::Outside, r), 0, "{r:?}");
+    }
 }
 
 #[test]

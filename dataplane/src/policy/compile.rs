@@ -94,6 +94,11 @@ pub enum Problem {
     Missing(&'static str),
     /// A key id outside 0..=65535 (the sender's 16 bits of the option's key id).
     KeyIdRange,
+    /// Two local keys whose ids share the low 8 bits, all a peer's option
+    /// carries of the receiver's key id: the receive key ids would collide.
+    SameLowByte {
+        other: String,
+    },
 }
 
 /// One problem in the document.
@@ -138,6 +143,11 @@ impl fmt::Display for CompileError {
             Problem::BadKey(why) => write!(f, "{why}"),
             Problem::Missing(what) => write!(f, "{what}"),
             Problem::KeyIdRange => write!(f, "{v} does not fit the identity option's 16-bit sender key id (0..=65535)"),
+            Problem::SameLowByte { other } => write!(
+                f,
+                "key id {v} has the same low 8 bits as {other}: a peer's option names our key by those 8 bits, \
+                 so no two local keys may share them"
+            ),
         }
     }
 }
@@ -242,6 +252,20 @@ pub struct LocalKeyInfo {
     pub key_id: u32,
     pub private_key_file: Option<Box<str>>,
     pub private_key: Option<[u8; 32]>,
+    /// Unix seconds from which the main key is used (`local.not_before`; 0: always).
+    pub not_before: u64,
+    /// `local.previous_keys`, in document order.
+    pub previous_keys: Box<[PreviousKeyInfo]>,
+}
+
+/// A previous key of this gateway (`local.previous_keys[]`; `private_key` decoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousKeyInfo {
+    pub key_id: u32,
+    pub private_key_file: Option<Box<str>>,
+    pub private_key: Option<[u8; 32]>,
+    /// Unix seconds after which the key is no longer used.
+    pub not_after: u64,
 }
 
 /// The compiled, immutable policy. `Send + Sync`; publish it through
@@ -368,6 +392,102 @@ impl Ctx {
         }
         out
     }
+
+    /// Checks `local` (the main key and every previous one) and keeps what
+    /// the engine needs to load the keys.
+    fn local(&mut self, l: &model::LocalKeys) -> LocalKeyInfo {
+        let g = &l.gateway;
+        let main = self.local_key(g, "", l.key_id, l.private_key.as_deref(), l.private_key_file.is_some());
+        let mut previous_keys = Vec::with_capacity(l.previous_keys.len());
+        for (i, k) in l.previous_keys.iter().enumerate() {
+            let at = format!("previous_keys[{i}].");
+            let private_key = self.local_key(g, &at, k.key_id, k.private_key.as_deref(), k.private_key_file.is_some());
+            if k.not_after.is_none() {
+                self.err(
+                    ResourceKind::Local,
+                    g,
+                    format!("{at}not_after"),
+                    "",
+                    Problem::Missing("a previous key needs not_after"),
+                );
+            }
+            previous_keys.push(PreviousKeyInfo {
+                key_id: k.key_id,
+                private_key_file: k.private_key_file.as_deref().map(Into::into),
+                private_key,
+                not_after: k.not_after.unwrap_or(u64::MAX),
+            });
+        }
+        // A peer's option carries only the low 8 bits of the receiver's key
+        // id: two local keys sharing them would share receive key ids.
+        let ids = local_key_ids(l);
+        for (n, (id, field)) in ids.iter().enumerate() {
+            if let Some((other_id, other)) = ids[..n].iter().find(|(o, _)| o & 0xff == id & 0xff) {
+                let field = field.strip_prefix("local.").unwrap_or(field);
+                self.err(
+                    ResourceKind::Local,
+                    g,
+                    field,
+                    id.to_string(),
+                    Problem::SameLowByte { other: format!("{other} ({other_id})") },
+                );
+            }
+        }
+        LocalKeyInfo {
+            gateway: l.gateway.as_str().into(),
+            key_id: l.key_id,
+            private_key_file: l.private_key_file.as_deref().map(Into::into),
+            private_key: main,
+            not_before: l.not_before.unwrap_or(0),
+            previous_keys: previous_keys.into(),
+        }
+    }
+
+    /// One local key's id and secret (`at`: the field prefix within `local`,
+    /// "" for the main key). The inline secret is never echoed.
+    fn local_key(
+        &mut self,
+        gateway: &str,
+        at: &str,
+        key_id: u32,
+        private_key: Option<&str>,
+        has_file: bool,
+    ) -> Option<[u8; 32]> {
+        let decoded = private_key.and_then(|k| match decode_key32(k) {
+            Ok(k) => Some(k),
+            Err(why) => {
+                self.err(
+                    ResourceKind::Local,
+                    gateway,
+                    format!("{at}private_key"),
+                    "(redacted)",
+                    Problem::BadKey(why.replace(k.trim(), "(redacted)")),
+                );
+                None
+            }
+        });
+        if private_key.is_some() == has_file {
+            self.err(
+                ResourceKind::Local,
+                gateway,
+                format!("{at}private_key"),
+                "",
+                Problem::Missing("exactly one of private_key and private_key_file must be set"),
+            );
+        }
+        if key_id > MAX_KEY_ID {
+            self.err(ResourceKind::Local, gateway, format!("{at}key_id"), key_id.to_string(), Problem::KeyIdRange);
+        }
+        decoded
+    }
+}
+
+/// Every local key id (the main one first) with its field, to name it.
+fn local_key_ids(l: &model::LocalKeys) -> Vec<(u32, String)> {
+    let previous = l.previous_keys.iter().enumerate();
+    std::iter::once((l.key_id, "local.key_id".to_string()))
+        .chain(previous.map(|(i, k)| (k.key_id, format!("local.previous_keys[{i}].key_id"))))
+        .collect()
 }
 
 fn parse_port(p: &PortSpec) -> Result<(u16, u16), Problem> {
@@ -628,48 +748,14 @@ pub fn compile_view(doc: DocumentRef<'_>) -> Result<PolicySnapshot, CompileError
     let mut cx = Ctx { errors: Vec::new() };
 
     // --- local
-    let local = doc.local.as_ref().map(|l| {
-        let private_key = l.private_key.as_ref().and_then(|k| match decode_key32(k) {
-            Ok(k) => Some(k),
-            Err(why) => {
-                cx.err(
-                    K::Local,
-                    &l.gateway,
-                    "private_key",
-                    "(redacted)",
-                    Problem::BadKey(why.replace(k.trim(), "(redacted)")),
-                );
-                None
-            }
-        });
-        if l.private_key.is_some() == l.private_key_file.is_some() {
-            cx.err(
-                K::Local,
-                &l.gateway,
-                "private_key",
-                "",
-                Problem::Missing("exactly one of private_key and private_key_file must be set"),
-            );
-        }
-        LocalKeyInfo {
-            gateway: l.gateway.as_str().into(),
-            key_id: l.key_id,
-            private_key_file: l.private_key_file.as_deref().map(Into::into),
-            private_key,
-        }
-    });
+    let local = doc.local.map(|l| cx.local(l));
 
     // --- peers
     let mut peer_index: FxHashMap<&str, u32> = FxHashMap::default();
     let mut key_index: FxHashMap<u32, u32> = FxHashMap::default();
     let mut peers = Vec::with_capacity(doc.peers.len());
     let mut peer_prefixes: Vec<(Cidr, u32, usize)> = Vec::new(); // (cidr, peer, index in networks)
-    let local_key_id = doc.local.as_ref().map(|l| l.key_id);
-    if let Some(l) = &doc.local {
-        if l.key_id > MAX_KEY_ID {
-            cx.err(K::Local, &l.gateway, "key_id", l.key_id.to_string(), Problem::KeyIdRange);
-        }
-    }
+    let local_key_ids = doc.local.map(local_key_ids).unwrap_or_default();
     for (i, p) in doc.peers.iter().enumerate() {
         if peer_index.insert(&p.name, i as u32).is_some() {
             cx.err(K::Peer, &p.name, "name", p.name.clone(), Problem::Duplicate { first: "another peer".into() });
@@ -694,13 +780,13 @@ pub fn compile_view(doc: DocumentRef<'_>) -> Result<PolicySnapshot, CompileError
                 );
             }
             key_windows.push(window);
-            if local_key_id == Some(k.id) {
+            if let Some((_, field)) = local_key_ids.iter().find(|(id, _)| *id == k.id) {
                 cx.err(
                     K::Peer,
                     &p.name,
                     format!("keys[{j}].id"),
                     k.id.to_string(),
-                    Problem::Duplicate { first: "local.key_id".into() },
+                    Problem::Duplicate { first: field.clone() },
                 );
             }
             if let Some(&other) = key_index.get(&k.id) {
@@ -1757,6 +1843,85 @@ enforcer_profile:
         assert_eq!(s.peer_for(ip("fd00:2::9")), Some(0));
         assert_eq!(s.peer_for(ip("10.3.0.1")), None);
         assert_eq!(&*s.peers()[1].key_windows, &[(0, 100)]);
+    }
+
+    #[test]
+    fn previous_local_keys_are_checked_like_the_main_one_and_apart_from_each_other() {
+        let k = "11".repeat(32);
+        let doc = PolicyDocument::from_yaml(&format!(
+            "local:\n\
+             \x20 gateway: me\n\
+             \x20 key_id: 4\n\
+             \x20 private_key: \"{k}\"\n\
+             \x20 not_before: 3000\n\
+             \x20 previous_keys:\n\
+             \x20 - {{key_id: 260, private_key: \"{k}\", not_after: 4000}}\n\
+             \x20 - {{key_id: 70000, private_key: notakey, private_key_file: /k, not_after: 4000}}\n\
+             \x20 - {{key_id: 7, private_key_file: /k7}}\n\
+             \x20 - {{key_id: 1, private_key_file: /k1, not_after: 10}}\n\
+             \x20 - {{key_id: 513, private_key_file: /k2, not_after: 4000}}\n\
+             peers:\n\
+             - {{name: b, keys: [{{id: 7, public_key: \"{k}\"}}, {{id: 4, public_key: \"{k}\"}}, {{id: 9, public_key: \"{k}\"}}]}}\n"
+        ))
+        .unwrap();
+        let errs = compile(&doc).unwrap_err();
+        let text: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
+        let expect = [
+            r#"local.previous_keys[1].private_key: "(redacted)" decodes to 5 bytes, an X25519 key has 32"#,
+            r#"local.previous_keys[1].private_key: exactly one of private_key and private_key_file must be set"#,
+            r#"local.previous_keys[1].key_id: 70000 does not fit"#,
+            r#"local.previous_keys[2].not_after: a previous key needs not_after"#,
+            r#"local.previous_keys[0].key_id: key id 260 has the same low 8 bits as local.key_id (4):"#,
+            r#"local.previous_keys[4].key_id: key id 513 has the same low 8 bits as local.previous_keys[3].key_id (1):"#,
+            r#"peers["b"].keys[0].id: "7" is already used by local.previous_keys[2].key_id"#,
+            r#"peers["b"].keys[1].id: "4" is already used by local.key_id"#,
+        ];
+        for e in expect {
+            assert!(text.iter().any(|t| t.starts_with(e)), "missing {e:?} in\n{}", text.join("\n"));
+        }
+        assert_eq!(text.len(), expect.len(), "{}", text.join("\n"));
+        assert!(!text.iter().any(|t| t.contains("notakey")), "the secret is not echoed");
+        let fields: Vec<&str> =
+            errs.0.iter().filter(|e| e.resource == ResourceKind::Local).map(|e| &*e.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "previous_keys[1].private_key",
+                "previous_keys[1].private_key",
+                "previous_keys[1].key_id",
+                "previous_keys[2].not_after",
+                "previous_keys[0].key_id",
+                "previous_keys[4].key_id",
+            ]
+        );
+    }
+
+    #[test]
+    fn previous_local_keys_reach_the_snapshot() {
+        let k = "11".repeat(32);
+        // Key 1 ends before key 4 begins: a gap, allowed (nothing signs in it).
+        let doc = PolicyDocument::from_yaml(&format!(
+            "local: {{gateway: me, key_id: 4, private_key_file: /k4, not_before: 3000, previous_keys: [\
+             {{key_id: 1, private_key: \"{k}\", not_after: 2000}}, {{key_id: 2, private_key_file: /k2, not_after: 5000}}]}}\n"
+        ))
+        .unwrap();
+        let s = compile(&doc).unwrap();
+        let l = s.local().unwrap();
+        assert_eq!(
+            (l.key_id, l.not_before, l.private_key_file.as_deref(), l.private_key),
+            (4, 3000, Some("/k4"), None)
+        );
+        assert_eq!(
+            &*l.previous_keys,
+            &[
+                PreviousKeyInfo { key_id: 1, private_key_file: None, private_key: Some([0x11; 32]), not_after: 2000 },
+                PreviousKeyInfo { key_id: 2, private_key_file: Some("/k2".into()), private_key: None, not_after: 5000 },
+            ]
+        );
+        // Without the new fields: always, and no previous key.
+        let doc = PolicyDocument::from_yaml("local: {gateway: me, key_id: 4, private_key_file: /k4}\n").unwrap();
+        let s = compile(&doc).unwrap();
+        assert_eq!((s.local().unwrap().not_before, s.local().unwrap().previous_keys.len()), (0, 0));
     }
 
     #[test]

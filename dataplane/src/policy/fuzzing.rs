@@ -471,6 +471,10 @@ pub fn build(c: &mut Choices) -> PolicyDocument {
             key_id: if sane { 7 } else { c.pick(&KEY_IDS) },
             private_key_file: (file || !sane && c.flag()).then(|| "/etc/gateway/key".into()),
             private_key: (!file || !sane && c.flag()).then(|| c.good(sane, &KEYS, GOOD_KEYS).into()),
+            // Not drawn from the choices, so that the committed corpora keep
+            // building the documents they were found with.
+            not_before: None,
+            previous_keys: Vec::new(),
         }
     });
     let processing_units = indexed(c, 5, |c, i| ProcessingUnit {

@@ -94,6 +94,33 @@ pub struct LocalKeys {
     /// The private key inline (base64 or hex). Exactly one of the two must be set.
     #[serde(default)]
     pub private_key: Option<String>,
+    /// Unix seconds from which this key signs (default: always). Until then
+    /// the previous key valid longest does; peers may sign towards either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<u64>,
+    /// Keys this gateway still verifies (and signs with until `not_before`)
+    /// while a rotation overlaps. No two local keys may share the low 8 bits
+    /// of their key id: those bits are all a peer's option names of ours.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_keys: Vec<LocalKey>,
+}
+
+/// A previous key of this gateway, kept during a rotation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalKey {
+    /// Its key id (0..=65535), as peers still list it under `peers[].keys[].id`.
+    #[serde(deserialize_with = "u32_in_range")]
+    pub key_id: u32,
+    /// As `local.private_key` (exactly one of the two).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
+    /// As `local.private_key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_file: Option<String>,
+    /// Unix seconds after which the key is no longer used (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<u64>,
 }
 
 /// A workload behind this gateway.
@@ -312,6 +339,41 @@ mod tests {
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples/policy.yaml")).unwrap();
         let d = PolicyDocument::from_yaml(&text).unwrap();
         assert_eq!(serde_yaml::to_string(&d.view()).unwrap(), d.to_yaml().unwrap());
+    }
+
+    #[test]
+    fn local_without_rotation_fields_serializes_as_before() {
+        let d = PolicyDocument::from_yaml("local: {gateway: g, key_id: 1, private_key_file: /k}\n").unwrap();
+        let l = d.local.as_ref().unwrap();
+        assert_eq!((l.not_before, l.previous_keys.len()), (None, 0));
+        // The text an older build wrote: no `not_before`, no `previous_keys`.
+        assert_eq!(
+            serde_yaml::to_string(l).unwrap(),
+            "gateway: g\nkey_id: 1\nprivate_key_file: /k\nprivate_key: null\n"
+        );
+        assert_eq!(serde_yaml::to_string(&d.view()).unwrap(), d.to_yaml().unwrap());
+    }
+
+    #[test]
+    fn local_rotation_fields_round_trip_and_refuse_typos() {
+        let text =
+            "local:\n  gateway: g\n  key_id: 4\n  private_key_file: /k4\n  not_before: 3000\n  previous_keys:\n  \
+                    - {key_id: 1, private_key_file: /k1, not_after: 4000}\n";
+        let d = PolicyDocument::from_yaml(text).unwrap();
+        let l = d.local.as_ref().unwrap();
+        assert_eq!(l.not_before, Some(3000));
+        assert_eq!(
+            l.previous_keys,
+            [LocalKey { key_id: 1, private_key: None, private_key_file: Some("/k1".into()), not_after: Some(4000) }]
+        );
+        assert_eq!(PolicyDocument::from_yaml(&d.to_yaml().unwrap()).unwrap(), d);
+        let e =
+            PolicyDocument::from_yaml("local: {gateway: g, key_id: 4, previous_keys: [{key_id: 1, not_afte: 9}]}\n")
+                .unwrap_err();
+        assert!(e.to_string().contains("not_afte"), "{e}");
+        let e = PolicyDocument::from_yaml("local: {gateway: g, key_id: 4, previous_keys: [{key_id: 4294967296}]}\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("4294967296 is out of range"), "{e}");
     }
 
     #[test]
