@@ -45,6 +45,9 @@ pub struct GatewayConfig {
     /// The gRPC control plane (docs/api.md): config store, flows, stats.
     #[serde(default)]
     pub control: Option<crate::api::ControlConfig>,
+    /// Fleet mode (docs/fleet.md): the policy comes from etcd. Needs [control].
+    #[serde(default)]
+    pub fleet: Option<crate::fleet::FleetConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -439,6 +442,17 @@ impl GatewayConfig {
         if let Some(c) = &self.control {
             for (field, message) in c.validate() {
                 err(field, message);
+            }
+        }
+        if let Some(f) = &self.fleet {
+            for (field, message) in f.validate() {
+                err(field, message);
+            }
+            if self.control.is_none() {
+                err("fleet".into(), "fleet mode needs [control] (its store keeps the last good document)".into());
+            }
+            if self.policy.is_some() {
+                err("policy.file".into(), "in fleet mode the policy comes from etcd: remove [policy]".into());
             }
         }
         if self.flowlog.is_some() && self.policy.is_none() && self.control.is_none() {

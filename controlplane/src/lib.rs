@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod config;
+pub mod fleet;
 pub mod flowhub;
 pub mod flowlog;
 pub mod fuzzing;

@@ -487,6 +487,8 @@ pub struct Status {
     /// With [`EnforcementState::EnforcingDropAll`]: why ("no processing units", "no allow rules").
     pub drops_all: Option<&'static str>,
     pub event: StatusEvent,
+    /// In fleet mode, the agent's state.
+    pub fleet: Option<crate::fleet::FleetReport>,
 }
 
 /// The answer to an apply that was taken (or would be, for a dry run).
@@ -597,6 +599,8 @@ pub struct ConfigStore {
     enforcer: Box<dyn Enforcer>,
     options: StoreOptions,
     fallback_generation: u32,
+    /// In fleet mode, the agent's latest report (status shows it; local applies are refused).
+    fleet: Mutex<Option<crate::fleet::FleetReport>>,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -662,6 +666,7 @@ impl ConfigStore {
             enforcer,
             options,
             fallback_generation,
+            fleet: Mutex::new(None),
         };
         store.status_tx.send_replace(Arc::new(store.build_status(StatusEvent::Current)));
         Ok(store)
@@ -871,7 +876,25 @@ impl ConfigStore {
             rules: stats.as_ref().map(|s| s.rules).unwrap_or(0),
             drops_all: cur.as_ref().and_then(|c| c.drops_all),
             event,
+            fleet: self.fleet.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
+    }
+
+    /// Marks the store as fed by the fleet agent and publishes its report
+    /// (watchers get a status when it changed).
+    pub fn set_fleet_report(&self, report: crate::fleet::FleetReport) {
+        let mut f = self.fleet.lock().unwrap_or_else(|e| e.into_inner());
+        if f.as_ref() == Some(&report) {
+            return;
+        }
+        *f = Some(report);
+        drop(f);
+        self.status_tx.send_replace(Arc::new(self.build_status(StatusEvent::Current)));
+    }
+
+    /// Whether the fleet agent feeds this store (local applies are refused then).
+    pub fn fleet_managed(&self) -> bool {
+        self.fleet.lock().unwrap_or_else(|e| e.into_inner()).is_some()
     }
 }
 
@@ -891,6 +914,7 @@ fn placeholder_status() -> Status {
         rules: 0,
         drops_all: None,
         event: StatusEvent::Current,
+        fleet: None,
     }
 }
 

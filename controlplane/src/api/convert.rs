@@ -86,6 +86,27 @@ pub fn status_to_pb(s: &Status) -> pb::ConfigStatus {
             StatusEvent::Refused => "refused",
         }
         .into(),
+        fleet: s.fleet.as_ref().map(fleet_to_pb),
+    }
+}
+
+fn fleet_to_pb(f: &crate::fleet::FleetReport) -> pb::FleetStatus {
+    pb::FleetStatus {
+        name: f.name.clone(),
+        connected: f.connected,
+        last_error: f.last_error.clone(),
+        applied_fleet_version: f.applied_fleet_version,
+        seen_fleet_version: f.seen_fleet_version,
+        etcd_revision: f.etcd_revision,
+        profile: f.profile.clone(),
+        disconnects: f.disconnects,
+        relists: f.relists,
+        applies: f.applies,
+        refusals: f.refusals,
+        unverified_objects: f.unverified_objects,
+        unverified_examples: f.unverified_examples.iter().map(|(k, w)| format!("{k}: {w}")).collect(),
+        conflicts: f.conflicts.iter().map(|p| p.message.clone()).collect(),
+        key_id: f.key_id,
     }
 }
 

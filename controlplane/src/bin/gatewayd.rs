@@ -37,6 +37,10 @@ struct Args {
     /// Check the configuration and exit.
     #[arg(long)]
     check: bool,
+    /// Print this gateway's fleet signing key (created if absent), as the
+    /// operator enrolls it in the fleet document, and exit.
+    #[arg(long)]
+    fleet_key: bool,
 }
 
 fn main() -> ExitCode {
@@ -77,6 +81,22 @@ fn main() -> ExitCode {
     if args.check {
         println!("gatewayd: {} is valid", args.config.display());
         return ExitCode::SUCCESS;
+    }
+    if args.fleet_key {
+        let Some(c) = &cfg.control else {
+            eprintln!("gatewayd: --fleet-key needs [control] (the key lives in its state_dir)");
+            return ExitCode::from(2);
+        };
+        return match controlplane::fleet::agent::signing_public(&c.state_dir) {
+            Ok(k) => {
+                println!("{k}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("gatewayd: fleet key: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     // The control plane restores the persisted policy (else [policy] file as
     // version 1, else the before-config policy) before the ports start.
@@ -138,6 +158,21 @@ fn main() -> ExitCode {
             st.versions.document(),
             st.state.name()
         );
+    }
+    // Fleet mode: the persisted document is in force already; the agent
+    // then registers, lists and applies what the fleet says.
+    let mut fleet = None;
+    if let (Some(f), Some(cp), Some(c)) = (&cfg.fleet, control.as_ref(), &cfg.control) {
+        match controlplane::fleet::agent::FleetAgent::start(f, &c.state_dir, cp.store.clone()) {
+            Ok(a) => {
+                println!("gatewayd: fleet: gateway {} of {} at {}", f.name, f.prefix, f.endpoints.join(","));
+                fleet = Some(a);
+            }
+            Err(e) => {
+                eprintln!("gatewayd: fleet: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     let mut drain = gw.take_drain();
     let history = gw.config_history();
@@ -232,6 +267,9 @@ fn main() -> ExitCode {
         }
     }
     println!("gatewayd: stopping");
+    if let Some(a) = fleet.take() {
+        a.stop();
+    }
     // Workers first: stopping the API server takes up to a second, and a
     // worker left running meanwhile would overflow its event queue.
     let last = gw.shutdown();

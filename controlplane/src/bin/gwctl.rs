@@ -119,6 +119,10 @@ enum Cmd {
     ///   gwctl observe --since 10m --to-port 443 -o json
     #[command(verbatim_doc_comment)]
     Observe(ObserveArgs),
+    /// The fleet in etcd (docs/fleet.md): apply, get, status, wait, rotate-key, keygen.
+    ///
+    /// Talks to etcd, not to a gateway: --socket and --server do not apply.
+    Fleet(controlplane::fleet::operator::FleetArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -324,6 +328,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Res {
+    if let Cmd::Fleet(a) = cli.cmd {
+        return controlplane::fleet::operator::cli(a).await.map_err(|(code, m)| Fail(code, m));
+    }
     let target = target(&cli)?;
     let timeout = Duration::from_secs_f64(cli.timeout.max(0.1));
     // Read local files before connecting: a typo is a usage error even when the gateway is down.
@@ -358,6 +365,7 @@ async fn run(cli: Cli) -> Res {
                 ObserveOutput::Count => observe_count(&c, req, timeout).await,
             }
         }
+        Cmd::Fleet(_) => Ok(()), // answered before connecting (above)
     }
 }
 
@@ -577,6 +585,31 @@ fn print_status(s: &pb::ConfigStatus) {
         for e in &r.errors {
             println!("  {}", e.message);
         }
+    }
+    if let Some(f) = &s.fleet {
+        print_fleet(f);
+    }
+}
+
+fn print_fleet(f: &pb::FleetStatus) {
+    let link = if f.connected { "connected".to_owned() } else { format!("disconnected ({})", f.last_error) };
+    println!("fleet:        gateway {} (key id {}), {link}", f.name, f.key_id);
+    println!(
+        "              fleet version {} in force (newest seen {}), etcd revision {}, profile {}",
+        f.applied_fleet_version,
+        f.seen_fleet_version,
+        f.etcd_revision,
+        if f.profile.is_empty() { "-" } else { &f.profile }
+    );
+    println!(
+        "              {} applies, {} refusals, {} disconnects, {} re-lists, {} unverified objects ignored",
+        f.applies, f.refusals, f.disconnects, f.relists, f.unverified_objects
+    );
+    for e in &f.unverified_examples {
+        println!("  unverified: {e}");
+    }
+    for c in &f.conflicts {
+        println!("  conflict:   {c}");
     }
 }
 

@@ -1,0 +1,87 @@
+//! Talking to etcd: connecting (TLS, users), and the fleet-wide counters.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use etcd_client::{Certificate, Client, Compare, CompareOp, ConnectOptions, Identity, TlsOptions, Txn, TxnOp};
+
+/// How to reach etcd, as `[fleet]` and `gwctl fleet` both describe it.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    pub endpoints: Vec<String>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+/// etcd's answer, or why there was none, in words.
+pub type EtcdResult<T> = Result<T, String>;
+
+/// Requests that take longer than this fail (and the agent reconnects).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn read(p: &PathBuf, what: &str) -> EtcdResult<String> {
+    std::fs::read_to_string(p).map_err(|e| format!("cannot read the {what} {}: {e}", p.display()))
+}
+
+impl Connection {
+    pub async fn connect(&self) -> EtcdResult<Client> {
+        let mut opts = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(3))
+            .with_timeout(REQUEST_TIMEOUT)
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3))
+            .with_keep_alive_while_idle(true);
+        if self.ca_file.is_some() || self.cert_file.is_some() {
+            let mut tls = TlsOptions::new();
+            if let Some(ca) = &self.ca_file {
+                tls = tls.ca_certificate(Certificate::from_pem(read(ca, "CA file")?));
+            }
+            if let (Some(c), Some(k)) = (&self.cert_file, &self.key_file) {
+                tls = tls.identity(Identity::from_pem(read(c, "certificate")?, read(k, "key")?));
+            }
+            opts = opts.with_tls(tls);
+        }
+        if let (Some(u), Some(p)) = (&self.user, &self.password_file) {
+            opts = opts.with_user(u.clone(), read(p, "password file")?.trim().to_owned());
+        }
+        Client::connect(&self.endpoints, Some(opts)).await.map_err(|e| describe(&e))
+    }
+}
+
+/// etcd-client's error in one line (its Display of a gRPC status is long).
+pub fn describe(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => format!("etcd: {} ({:?})", crate::store::cut(s.message(), 200), s.code()),
+        other => crate::store::cut(&other.to_string(), 240),
+    }
+}
+
+/// Takes `count` consecutive numbers from the counter at `key` (starting at
+/// `first` when the counter does not exist yet): compare-and-swap on the
+/// counter's modification revision, retried when another gateway won.
+/// Returns the first number taken.
+pub async fn take_numbers(client: &mut Client, key: &str, first: u64, count: u64, max: u64) -> EtcdResult<u64> {
+    for _ in 0..100 {
+        let resp = client.get(key, None).await.map_err(|e| describe(&e))?;
+        let (next, guard) = match resp.kvs().first() {
+            Some(kv) => {
+                let n = std::str::from_utf8(kv.value())
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .ok_or_else(|| format!("the counter {key} does not hold a number"))?;
+                (n, Compare::mod_revision(key, CompareOp::Equal, kv.mod_revision()))
+            }
+            None => (first, Compare::create_revision(key, CompareOp::Equal, 0)),
+        };
+        let end = next.checked_add(count).filter(|&e| e <= max.saturating_add(1)).ok_or_else(|| {
+            format!("the counter {key} is exhausted: {next} + {count} is past {max}")
+        })?;
+        let txn = Txn::new().when([guard]).and_then([TxnOp::put(key, end.to_string(), None)]);
+        if client.txn(txn).await.map_err(|e| describe(&e))?.succeeded() {
+            return Ok(next);
+        }
+    }
+    Err(format!("the counter {key} kept changing under 100 attempts"))
+}
