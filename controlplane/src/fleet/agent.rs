@@ -226,6 +226,9 @@ async fn session(ctx: &mut Ctx) -> EtcdResult<()> {
     let (mut keeper, mut acks) = client.lease_keep_alive(lease).await.map_err(|e| describe(&e))?;
     sync_pus(ctx, &mut client, true).await?;
     let mut view = FleetView::new(ctx.layout.clone(), ctx.operator);
+    if let Some(c) = ctx.store.current() {
+        view.remember_peers(&c.document.peers);
+    }
     let result = async {
         loop {
             let rev = relist(ctx, &mut client, &mut view).await?;

@@ -23,6 +23,9 @@ pub mod operator;
 pub mod sign;
 pub mod view;
 
+#[cfg(test)]
+mod tests;
+
 pub use config::FleetConfig;
 
 use crate::store::Problem;

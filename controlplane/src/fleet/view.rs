@@ -106,6 +106,10 @@ impl FleetView {
         self.raw.remove(key);
     }
 
+    pub fn raw(&self, key: &str) -> Option<&Raw> {
+        self.raw.get(key)
+    }
+
     pub fn raw_len(&self) -> usize {
         self.raw.len()
     }
@@ -117,16 +121,30 @@ impl FleetView {
         let doc_key = self.layout.fleet_document();
         let operator = self.operator;
         let doc = self.raw.get(&doc_key).map(|r| {
-            check(&mut self.checked, &mut self.refused_total, &doc_key, r, OPERATOR, Some(operator.to_bytes()), |v, k| {
+            check(&mut self.checked, &mut self.refused_total, &doc_key, r, Some(operator.to_bytes()), |v, k| {
                 sign::open::<FleetDocument>(v, k, OPERATOR, Some(&operator)).map(Object::Document)
             })
         });
         let mut out = Verified::default();
-        if let Some(Err(e)) = &doc {
-            out.refused.insert(doc_key.clone(), e.to_string());
-        }
+        // A fleet document that does not verify, or an older one put back
+        // (a rollback by someone who kept a signed copy), leaves the last
+        // good one in force: the rest of the fleet keeps being built on it.
+        let last_good = self.verified.document.take();
         out.document = match doc {
-            Some(Ok(Object::Document(d))) => Some(d),
+            Some(Ok(Object::Document(d))) => match &last_good {
+                Some(g) if d.version < g.version => {
+                    out.refused.insert(
+                        doc_key.clone(),
+                        format!("fleet version {} is older than version {} already seen (a rollback?)", d.version, g.version),
+                    );
+                    last_good
+                }
+                _ => Some(d),
+            },
+            Some(Err(e)) => {
+                out.refused.insert(doc_key.clone(), e.to_string());
+                last_good
+            }
             _ => None,
         };
         let enrolled: HashMap<String, Option<VerifyingKey>> = out
@@ -152,7 +170,6 @@ impl FleetView {
                 &mut self.refused_total,
                 key,
                 r,
-                signer,
                 public.map(|p| p.to_bytes()),
                 |v, k| match kind {
                     KeyKind::Rotate { .. } => sign::open(v, k, signer, public.as_ref()).map(Object::Rotate),
@@ -194,6 +211,34 @@ impl FleetView {
         self.verified = out;
     }
 
+    /// Remembers the peers of the document in force as if they had just
+    /// vanished: after a restart, a peer whose lease is not back yet (it
+    /// restarts too, or lost etcd) keeps its keys and PUs for the grace
+    /// period instead of being cut off at the first list. Call before the
+    /// first refresh; a peer whose registration is present is unaffected.
+    pub fn remember_peers(&mut self, peers: &[dataplane::policy::model::Peer]) {
+        for p in peers {
+            let registration = Registration {
+                name: p.name.clone(),
+                tags: Vec::new(),
+                keys: p
+                    .keys
+                    .iter()
+                    .map(|k| super::model::PublishedKey {
+                        id: k.id,
+                        public_key: k.public_key.clone(),
+                        not_before: k.not_before,
+                        not_after: k.not_after,
+                    })
+                    .collect(),
+                networks: p.networks.clone(),
+                api: String::new(),
+                started_at: 0,
+            };
+            self.verified.registrations.insert(p.name.clone(), (registration, 0));
+        }
+    }
+
     /// Drops vanished gateways whose grace ended; true if one was dropped.
     pub fn expire(&mut self, now: u64, grace_s: u64) -> bool {
         let before = self.vanished.len();
@@ -214,7 +259,6 @@ fn check(
     refused_total: &mut u64,
     key: &str,
     raw: &Raw,
-    _signer: &str,
     signer_key: Option<[u8; 32]>,
     verify: impl FnOnce(&[u8], &str) -> Result<Object, Unverified>,
 ) -> Result<Object, Unverified> {
