@@ -325,6 +325,35 @@ pub async fn rotate_key(client: &mut Client, layout: &Layout, secret: &SigningKe
     Ok(now)
 }
 
+/// Deletes the keys (PUs, status) of gateways whose registration has been
+/// gone for `grace` or longer (judged by their last status report), or that
+/// are no longer enrolled and not alive. Their identity numbers are retired,
+/// never handed out again. Returns the gateways removed.
+pub async fn gc(client: &mut Client, layout: &Layout, operator: VerifyingKey, grace: Duration, dry_run: bool) -> Result<Vec<String>, String> {
+    let report = status(client, layout, operator).await?;
+    let now_ms = super::agent::unix_now().saturating_mul(1000);
+    let mut gone = Vec::new();
+    for g in &report.gateways {
+        if g.alive {
+            continue;
+        }
+        let silent_for = Duration::from_millis(now_ms.saturating_sub(g.reported_at_unix_ms));
+        if !g.enrolled || silent_for >= grace {
+            gone.push(g.name.clone());
+        }
+    }
+    if !dry_run {
+        for name in &gone {
+            // Only if it did not come back meanwhile.
+            let txn = Txn::new()
+                .when([Compare::create_revision(layout.registration(name), CompareOp::Equal, 0)])
+                .and_then([TxnOp::delete(layout.gateway(name), Some(etcd_client::DeleteOptions::new().with_prefix()))]);
+            client.txn(txn).await.map_err(|e| describe(&e))?;
+        }
+    }
+    Ok(gone)
+}
+
 /// `gwctl fleet` and its options.
 #[derive(clap::Args, Debug)]
 pub struct FleetArgs {
@@ -385,6 +414,14 @@ pub enum FleetCmd {
     },
     /// Asks a gateway to rotate its key (published ahead, old one kept for the overlap).
     RotateKey { gateway: String },
+    /// Removes the PUs and status of gateways gone for at least --grace
+    /// seconds (or no longer enrolled); their identity numbers are retired.
+    Gc {
+        #[arg(long, default_value_t = 600)]
+        grace: u64,
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// Runs `gwctl fleet …`; the error is (exit code, message).
@@ -461,6 +498,16 @@ pub async fn cli(a: FleetArgs) -> Result<(), (u8, String)> {
                 }
                 Err((_, laggards)) => Err((1, format!("fleet version {version} not applied everywhere within {timeout}s: {}", laggards.join("; ")))),
             }
+        }
+        FleetCmd::Gc { grace, dry_run } => {
+            let gone = gc(&mut client, &layout, operator, Duration::from_secs(grace), dry_run).await.map_err(|e| (3, e))?;
+            let verb = if dry_run { "would remove" } else { "removed" };
+            if gone.is_empty() {
+                println!("nothing to collect: every gateway is alive or reported within {grace}s");
+            } else {
+                println!("{verb} the keys of {} gateway(s): {}", gone.len(), gone.join(", "));
+            }
+            Ok(())
         }
         FleetCmd::RotateKey { gateway } => {
             let at = rotate_key(&mut client, &layout, &secret, &gateway).await.map_err(|e| (3, e))?;
