@@ -3,6 +3,8 @@
 //! (the EAL, af_packet, kernel TCP stacks); nothing is mocked.
 #![allow(dead_code)]
 
+pub mod etcd;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
