@@ -21,8 +21,12 @@ PACKAGES=(
     jq
     # static checks of the lab files (Lua scripts, Vagrantfile: vagrant validate)
     lua5.4 ruby vagrant
-    # protoc, for the gRPC API (controlplane/build.rs)
-    protobuf-compiler
+    # protoc and its well-known types (google/protobuf/*.proto), for the gRPC
+    # API (controlplane/build.rs) and etcd's API in fleet mode
+    protobuf-compiler libprotobuf-dev
+    # fleet mode: the fleet tests start their own etcd members (etcd-server)
+    # and drive them with etcdctl (etcd-client)
+    etcd-server etcd-client
 )
 
 missing=()
@@ -38,6 +42,24 @@ else
     log "packages: all present"
 fi
 pkg-config --atleast-version=22.11 libdpdk || die "libdpdk >= 22.11 not found after install"
+
+# etcd-server enables and starts a machine-wide etcd on install (systemd, or
+# its init.d script without systemd). The tests start their own members on
+# free ports; a stray one would only hold 2379 and a data dir: stop it, and
+# keep it from coming back at boot.
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+    if systemctl is-enabled --quiet etcd.service 2>/dev/null || systemctl is-active --quiet etcd.service; then
+        log "etcd: stopping and disabling the packaged etcd.service"
+        systemctl disable --now etcd.service >/dev/null 2>&1 || true
+    fi
+elif [ -x /etc/init.d/etcd ]; then
+    if ls /etc/rc[2-5].d/S*etcd >/dev/null 2>&1; then
+        log "etcd: disabling the packaged init script"
+        update-rc.d etcd disable >/dev/null 2>&1 || true
+    fi
+    /etc/init.d/etcd status >/dev/null 2>&1 && { log "etcd: stopping the packaged etcd"; /etc/init.d/etcd stop >/dev/null 2>&1 || true; }
+fi
+command -v etcd >/dev/null && command -v etcdctl >/dev/null || die "etcd/etcdctl not found after install"
 
 # Rust: the machine's toolchain (rustup). Cargo may not be on root's PATH under sudo.
 if ! command -v cargo >/dev/null; then

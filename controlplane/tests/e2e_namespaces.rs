@@ -161,3 +161,48 @@ fn two_gateways_in_series() {
     let (_, a) = gw_a.stop();
     assert!(worker_sum(&a, "from_inside", "tx_packets") > 0, "{a}");
 }
+
+#[test]
+fn fleet_topology_three_gateways_and_a_management_network() {
+    require(&["ip", "ethtool", "ping", "etcd", "etcdctl"]);
+    let topo = Topology::up("fleet");
+    let root = scratch("e2e-fleet");
+
+    // Each gateway namespace reaches the root namespace (and its peers) on
+    // the management network, and an etcd listening there, over TLS.
+    for (ns, addr) in MGMT_GATEWAYS {
+        let out = in_ns(ns, &format!("ip -4 -br addr show mgmt0 && ping -c 1 -W 2 -I mgmt0 {MGMT_HOST}"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains(&format!("{addr}/24")), "{ns} to {MGMT_HOST}: {text}");
+    }
+    let etcd = etcd::Etcd::start(
+        &root.join("etcd"),
+        etcd::EtcdOptions { listen: MGMT_HOST.into(), tls: true, ..Default::default() },
+    );
+    assert!(etcd.endpoints()[0].starts_with(&format!("https://{MGMT_HOST}:")), "{:?}", etcd.endpoints());
+    let cert = etcd.client_cert("gwt-a");
+    let out = etcd.etcdctl_in("gwt-a", &["put", "/igw/gateways/gwt-a/hello", "1"], Some(etcd::Cred::Cert(&cert)));
+    assert!(out.status.success(), "etcdctl in gwt-a: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(etcd.etcdctl_ok(&["get", "/igw/gateways/gwt-a/hello", "--print-value-only"], None).trim(), "1");
+
+    // The data path: the three workloads on one segment, each behind its gateway.
+    let gws: Vec<Gatewayd> = ["gwt-a", "gwt-b", "gwt-c"]
+        .iter()
+        .map(|ns| Gatewayd::start(Some(ns), &topo.config(ns, 1, &root), &[]))
+        .collect();
+    for (from, to) in [(CLIENT, SERVER_V4), (CLIENT, CLIENT_C_V4), (CLIENT_C, SERVER_V4)] {
+        let out = in_ns(from, &format!("ping -c 2 -i 0.2 -W 2 {to}"));
+        assert!(out.status.success(), "{from} to {to} through the gateways: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    for gw in gws {
+        let (_, c) = gw.stop();
+        assert!(worker_sum(&c, "from_inside", "tx_packets") > 0, "{c}");
+    }
+
+    // Down removes the namespaces and the root namespace's bridge.
+    drop(etcd);
+    drop(topo);
+    assert!(!run("ip", &["link", "show", "gwmgmt"]).status.success(), "gwmgmt is still there after down");
+    let left = String::from_utf8_lossy(&run("ip", &["netns", "list"]).stdout).into_owned();
+    assert!(!left.contains("gwt-"), "namespaces left after down: {left}");
+}

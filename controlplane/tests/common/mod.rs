@@ -3,6 +3,8 @@
 //! (the EAL, af_packet, kernel TCP stacks); nothing is mocked.
 #![allow(dead_code)]
 
+pub mod etcd;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -105,6 +107,15 @@ pub const SERVER: &str = "gwt-server";
 pub const CLIENT_V4: &str = "198.18.0.1";
 pub const SERVER_V4: &str = "198.18.0.2";
 pub const SERVER_V6: &str = "fd00:2544::2";
+/// The fleet topology's third workload, behind gateway C.
+pub const CLIENT_C: &str = "gwt-client-c";
+pub const CLIENT_C_V4: &str = "198.18.0.4";
+/// The fleet topology's management network: the root namespace's end
+/// (bridge `gwmgmt`), where a fleet test's etcd listens...
+pub const MGMT_HOST: &str = "10.254.0.1";
+/// ...and each gateway namespace's address on its `mgmt0`.
+pub const MGMT_GATEWAYS: [(&str, &str); 3] =
+    [("gwt-a", "10.254.0.11"), ("gwt-b", "10.254.0.12"), ("gwt-c", "10.254.0.13")];
 
 impl Topology {
     pub fn up(kind: &'static str) -> Topology {
