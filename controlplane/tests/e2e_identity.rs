@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
-use dataplane::wire::{parse_frame, tcp};
+use dataplane::wire::parse_frame;
 
 const EXT: &str = "gwt-ext";
 
@@ -23,48 +23,6 @@ fn curl(ns: &str, url: &str) -> (i32, f64, String) {
 
 fn gw_config(topo: &Topology, ns: &str, dir: &Path, policy: &str) -> (PathBuf, PathBuf) {
     gw_config_with_policy(topo, ns, dir, &repo_root().join("docs/examples").join(policy))
-}
-
-/// A SYN or SYN-ACK seen in a capture.
-#[derive(Debug, Clone)]
-struct Handshake {
-    syn_ack: bool,
-    src_port: u16,
-    dst_port: u16,
-    seq: u32,
-    /// The 20 bytes of the identity option (kind 253, ExID 0x4D49), if present.
-    option: Option<Vec<u8>>,
-    /// The IP datagram (from the IP header on).
-    ip: Vec<u8>,
-}
-
-/// The SYNs and SYN-ACKs among captured frames, their TCP options walked.
-fn handshakes(frames: &[Vec<u8>]) -> Vec<Handshake> {
-    frames
-        .iter()
-        .filter_map(|f| {
-            let i = parse_frame(f).ok()?;
-            if i.tcp_flags & tcp::flags::SYN == 0 {
-                return None;
-            }
-            let o = usize::from(i.tcp_opts_offset);
-            let opts = &f[o..o + usize::from(i.tcp_opts_len)];
-            let option = tcp::options(opts).find_map(|r| match r {
-                Ok((off, tcp::TcpOption::Experimental { kind: 253, exid: 0x4d49, .. })) => {
-                    Some(opts[off..off + 20].to_vec())
-                }
-                _ => None,
-            });
-            Some(Handshake {
-                syn_ack: i.tcp_flags & tcp::flags::ACK != 0,
-                src_port: i.src_port,
-                dst_port: i.dst_port,
-                seq: i.seq,
-                option,
-                ip: f[usize::from(i.l3_offset)..].to_vec(),
-            })
-        })
-        .collect()
 }
 
 /// The identity option gateway A signs for a SYN 198.18.0.1:40000 → 198.18.0.2:8080, seq 1000.

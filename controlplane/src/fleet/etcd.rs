@@ -19,6 +19,9 @@ pub struct Connection {
 /// etcd's answer, or why there was none, in words.
 pub type EtcdResult<T> = Result<T, String>;
 
+/// Which endpoint the next connection starts with (round robin).
+static NEXT_ENDPOINT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Requests that take longer than this fail (and the agent reconnects).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -46,7 +49,29 @@ impl Connection {
         if let (Some(u), Some(p)) = (&self.user, &self.password_file) {
             opts = opts.with_user(u.clone(), read(p, "password file")?.trim().to_owned());
         }
-        Client::connect(&self.endpoints, Some(opts)).await.map_err(|e| describe(&e))
+        // One endpoint at a time, starting from a different one each call:
+        // etcd-client's balanced channel over several endpoints keeps
+        // routing requests to a dead member ("tcp connect error") instead of
+        // failing over. A member that does not answer a status request is
+        // skipped; a session that loses its member ends and the next
+        // connect tries the others.
+        let n = self.endpoints.len().max(1);
+        let start = NEXT_ENDPOINT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
+        let mut why = Vec::new();
+        for i in 0..self.endpoints.len() {
+            let ep = &self.endpoints[(start + i) % n];
+            let attempt = async {
+                let mut c = Client::connect([ep.as_str()], Some(opts.clone())).await?;
+                c.status().await?;
+                Ok::<Client, etcd_client::Error>(c)
+            };
+            match tokio::time::timeout(Duration::from_secs(3), attempt).await {
+                Ok(Ok(c)) => return Ok(c),
+                Ok(Err(e)) => why.push(format!("{ep}: {}", describe(&e))),
+                Err(_) => why.push(format!("{ep}: no answer within 3 s")),
+            }
+        }
+        Err(why.join("; "))
     }
 }
 

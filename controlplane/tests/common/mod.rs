@@ -463,3 +463,45 @@ pub fn spawn_ns(ns: &str, args: &[&str]) -> Proc {
         .expect("spawning");
     Proc(c)
 }
+
+/// A SYN or SYN-ACK seen in a capture.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    pub syn_ack: bool,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: u32,
+    /// The 20 bytes of the identity option (kind 253, ExID 0x4D49), if present.
+    pub option: Option<Vec<u8>>,
+    /// The IP datagram (from the IP header on).
+    pub ip: Vec<u8>,
+}
+
+/// The SYNs and SYN-ACKs among captured frames, their TCP options walked.
+pub fn handshakes(frames: &[Vec<u8>]) -> Vec<Handshake> {
+    frames
+        .iter()
+        .filter_map(|f| {
+            let i = dataplane::wire::parse_frame(f).ok()?;
+            if i.tcp_flags & dataplane::wire::tcp::flags::SYN == 0 {
+                return None;
+            }
+            let o = usize::from(i.tcp_opts_offset);
+            let opts = &f[o..o + usize::from(i.tcp_opts_len)];
+            let option = dataplane::wire::tcp::options(opts).find_map(|r| match r {
+                Ok((off, dataplane::wire::tcp::TcpOption::Experimental { kind: 253, exid: 0x4d49, .. })) => {
+                    Some(opts[off..off + 20].to_vec())
+                }
+                _ => None,
+            });
+            Some(Handshake {
+                syn_ack: i.tcp_flags & dataplane::wire::tcp::flags::ACK != 0,
+                src_port: i.src_port,
+                dst_port: i.dst_port,
+                seq: i.seq,
+                option,
+                ip: f[usize::from(i.l3_offset)..].to_vec(),
+            })
+        })
+        .collect()
+}
