@@ -529,7 +529,7 @@ fn gateways_fail_over_between_etcd_members_without_missing_an_update() {
     let leader = etcd.wait_leader();
     etcd.kill(leader);
     std::fs::write(dir.join("v2.yaml"), fleet_yaml(&ms, "v2", "[8080, 8081]")).unwrap();
-    let mut last = String::new();
+    let mut last;
     let t0 = Instant::now();
     while !{
         let out = op.fleet(&["apply", "-f", dir.join("v2.yaml").to_str().unwrap()]);

@@ -73,6 +73,8 @@ struct Ctx {
     /// The last status written.
     last_status: Option<GatewayStatus>,
     pu_file_stamp: Option<SystemTime>,
+    /// The registration's lease in this session.
+    lease: i64,
 }
 
 /// A running agent; stopping it (or dropping it) ends its thread.
@@ -120,6 +122,7 @@ impl FleetAgent {
             last_refusal: None,
             last_status: None,
             pu_file_stamp: None,
+            lease: 0,
         };
         let thread = std::thread::Builder::new()
             .name("fleet".into())
@@ -222,8 +225,10 @@ async fn session(ctx: &mut Ctx) -> EtcdResult<()> {
     }
     retire_keys(ctx)?;
     let lease = client.lease_grant(ctx.cfg.lease_ttl_s as i64, None).await.map_err(|e| describe(&e))?.id();
+    ctx.lease = lease;
     register(ctx, &mut client, lease).await?;
-    let (mut keeper, mut acks) = client.lease_keep_alive(lease).await.map_err(|e| describe(&e))?;
+    let (keeper, acks) = client.lease_keep_alive(lease).await.map_err(|e| describe(&e))?;
+    let mut kept = Kept { id: lease, keeper, acks };
     sync_pus(ctx, &mut client, true).await?;
     let mut view = FleetView::new(ctx.layout.clone(), ctx.operator);
     if let Some(c) = ctx.store.current() {
@@ -232,7 +237,7 @@ async fn session(ctx: &mut Ctx) -> EtcdResult<()> {
     let result = async {
         loop {
             let rev = relist(ctx, &mut client, &mut view).await?;
-            match watch_from(ctx, &mut client, &mut view, rev + 1, lease, &mut keeper, &mut acks).await? {
+            match watch_from(ctx, &mut client, &mut view, rev + 1, &mut kept).await? {
                 WatchEnd::Relist => ctx.update(|r| r.relists += 1),
                 WatchEnd::Stopped => return Ok(()),
             }
@@ -266,15 +271,19 @@ async fn relist(ctx: &mut Ctx, client: &mut Client, view: &mut FleetView) -> Etc
     Ok(rev)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The registration's lease and its keep-alive stream.
+struct Kept {
+    id: i64,
+    keeper: etcd_client::LeaseKeeper,
+    acks: etcd_client::LeaseKeepAliveStream,
+}
+
 async fn watch_from(
     ctx: &mut Ctx,
     client: &mut Client,
     view: &mut FleetView,
     from: i64,
-    lease: i64,
-    keeper: &mut etcd_client::LeaseKeeper,
-    acks: &mut etcd_client::LeaseKeepAliveStream,
+    lease: &mut Kept,
 ) -> EtcdResult<WatchEnd> {
     let mut stream = client
         .watch(ctx.layout.all(), Some(WatchOptions::new().with_prefix().with_start_revision(from)))
@@ -330,17 +339,17 @@ async fn watch_from(
                     converge(ctx, client, view).await?;
                 } else if timer.is_some() {
                     retire_keys(ctx)?;
-                    register(ctx, client, lease).await?;
+                    register(ctx, client, lease.id).await?;
                     converge(ctx, client, view).await?;
                 }
             }
             _ = keepalive.tick() => {
-                keeper.keep_alive().await.map_err(|e| describe(&e))?;
+                lease.keeper.keep_alive().await.map_err(|e| describe(&e))?;
                 if last_ack.elapsed() > ttl {
                     return Err("the lease was not renewed within its TTL".into());
                 }
             }
-            ack = acks.message() => {
+            ack = lease.acks.message() => {
                 let ack = ack.map_err(|e| describe(&e))?.ok_or("etcd closed the lease keep-alive")?;
                 if ack.ttl() <= 0 {
                     return Err("the registration's lease expired".into());
@@ -498,7 +507,9 @@ async fn converge(ctx: &mut Ctx, client: &mut Client, view: &mut FleetView) -> E
                 .as_ref()
                 .map_or((30, 600), |d| (d.settings.key_lead_s, d.settings.key_overlap_s));
             let id = ctx.keys.rotate(client, req.requested_at, now, lead, overlap).await?;
-            println!("gatewayd: fleet: rotating to key id {id}: used from {}s from now, the old key valid {overlap}s after", lead);
+            println!("gatewayd: fleet: rotating to key id {id}: used from {lead}s from now, the old key valid {overlap}s after");
+            let lease = ctx.lease;
+            register(ctx, client, lease).await?;
         }
     }
     let Some(local) = ctx.keys.local(&ctx.cfg.name) else { return Ok(()) };

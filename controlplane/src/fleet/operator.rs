@@ -161,7 +161,24 @@ pub async fn apply(
     if !problems.is_empty() {
         return Err(problems);
     }
-    doc.version = old.map_or(0, |d| d.version) + 1;
+    // Above every version a gateway may have seen: gateways refuse an older
+    // one as a rollback. With the document in etcd unverifiable (altered),
+    // its claimed version and the gateways' reports count too.
+    let mut floor = old.map_or(0, |d| d.version);
+    if old.is_none() && cur.is_some() {
+        let reported = status(client, layout, secret.verifying_key()).await.map_err(fail)?;
+        floor = reported.gateways.iter().map(|g| g.applied_fleet_version).max().unwrap_or(0);
+        let raw = client.get(layout.fleet_document(), None).await.map_err(|e| fail(describe(&e)))?;
+        let claimed = raw
+            .kvs()
+            .first()
+            .and_then(|kv| serde_json::from_slice::<sign::Envelope>(kv.value()).ok())
+            .and_then(|env| serde_json::from_str::<serde_json::Value>(&env.body).ok())
+            .and_then(|b| b["version"].as_u64())
+            .unwrap_or(0);
+        floor = floor.max(claimed);
+    }
+    doc.version = floor + 1;
     if opts.dry_run {
         return Ok(doc.version);
     }
@@ -201,6 +218,10 @@ pub struct FleetStatusReport {
     pub gateways: Vec<GatewayRow>,
     /// Keys that did not verify, and why.
     pub unverified: BTreeMap<String, String>,
+    /// The answering member's database size and active alarms (NOSPACE:
+    /// etcd refuses writes until an operator compacts, defrags and disarms).
+    pub etcd_db_bytes: i64,
+    pub etcd_errors: Vec<String>,
 }
 
 /// Reads every gateway's registration and status.
@@ -244,11 +265,17 @@ pub async fn status(client: &mut Client, layout: &Layout, operator: VerifyingKey
     for (name, pus) in &v.pus {
         rows.entry(name.clone()).or_default().pus = pus.len();
     }
+    let (etcd_db_bytes, etcd_errors) = match client.status().await {
+        Ok(s) => (s.db_size(), s.errors().to_vec()),
+        Err(e) => (0, vec![format!("status: {}", describe(&e))]),
+    };
     Ok(FleetStatusReport {
         fleet_version,
         etcd_revision: view.revision,
         gateways: rows.into_values().collect(),
         unverified: view.verified.refused.clone(),
+        etcd_db_bytes,
+        etcd_errors,
     })
 }
 
@@ -522,8 +549,14 @@ fn print_status(r: &FleetStatusReport, json: bool) {
         println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
         return;
     }
-    println!("fleet version {} (etcd revision {})", r.fleet_version, r.etcd_revision);
-    println!("{:<16} {:<6} {:<9} {:<12} {:>7} {:>4} {:>5} {:<10} {}", "GATEWAY", "ALIVE", "ENROLLED", "PROFILE", "APPLIED", "LAG", "PUS", "KEYS", "LAST PROBLEM");
+    println!(
+        "fleet version {} (etcd revision {}, database {:.1} MB{})",
+        r.fleet_version,
+        r.etcd_revision,
+        r.etcd_db_bytes as f64 / 1e6,
+        if r.etcd_errors.is_empty() { String::new() } else { format!("; etcd ALARMS: {}", r.etcd_errors.join(", ")) }
+    );
+    println!("GATEWAY          ALIVE  ENROLLED  PROFILE      APPLIED  LAG   PUS KEYS       LAST PROBLEM");
     for g in &r.gateways {
         println!(
             "{:<16} {:<6} {:<9} {:<12} {:>7} {:>4} {:>5} {:<10} {}",
