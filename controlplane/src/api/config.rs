@@ -35,37 +35,30 @@ impl pb::config_server::Config for ConfigService {
         let dry_run = req.dry_run;
         let opts = ApplyOptions { dry_run, allow_empty: req.allow_empty, replace: req.replace };
         let store = self.store.clone();
-        if store.fleet_managed() && !dry_run {
-            let p = crate::store::Problem::new(
-                "request",
-                "",
-                "",
-                "",
-                "this gateway takes its policy from the fleet (etcd): change the fleet document with `gwctl fleet apply`".into(),
-            );
-            let r = store.refuse_unparsed(version, vec![p], dry_run);
-            return Ok(Response::new(pb::ApplyResponse {
+        // Refused before the store: recorded like any other NACK.
+        let refuse = |problems: Vec<crate::store::Problem>| {
+            let r = store.refuse_unparsed(version, problems, dry_run);
+            Ok(Response::new(pb::ApplyResponse {
                 accepted: false,
                 version,
                 in_force: Some(versions_to_pb(&r.versions)),
                 errors: r.problems.iter().map(problem_to_pb).collect(),
                 dry_run,
                 ..Default::default()
-            }));
+            }))
+        };
+        if store.fleet_managed() && !dry_run {
+            return refuse(vec![crate::store::Problem::new(
+                "request",
+                "",
+                "",
+                "",
+                "this gateway takes its policy from the fleet (etcd): change the fleet document with `gwctl fleet apply`".into(),
+            )]);
         }
         let content = match content_from_pb(req.content) {
             Ok(c) => c,
-            Err(problems) => {
-                let r = store.refuse_unparsed(version, problems, dry_run);
-                return Ok(Response::new(pb::ApplyResponse {
-                    accepted: false,
-                    version,
-                    in_force: Some(versions_to_pb(&r.versions)),
-                    errors: r.problems.iter().map(problem_to_pb).collect(),
-                    dry_run,
-                    ..Default::default()
-                }));
-            }
+            Err(problems) => return refuse(problems),
         };
         // Compiling can take a while: off the async threads.
         let outcome = tokio::task::spawn_blocking(move || store.apply_with(version, content, opts))

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use dataplane::policy::model::{EnforcerProfile, IdentityEntry, LocalKeys, Peer, PeerKey, PolicyDocument, ProcessingUnit};
+use dataplane::policy::model::{EnforcerProfile, IdentityEntry, LocalKeys, Peer, PolicyDocument, ProcessingUnit};
 use dataplane::policy::{Selector, TagSet};
 
 use super::model::{FleetDocument, Registration};
@@ -131,12 +131,7 @@ pub fn build(view: &FleetView, me: &Me, now: u64) -> Option<Built> {
                 )),
                 _ => {
                     key_owner.insert(k.id, name);
-                    keys.push(PeerKey {
-                        id: k.id,
-                        public_key: k.public_key.clone(),
-                        not_before: k.not_before,
-                        not_after: k.not_after,
-                    });
+                    keys.push(k.clone());
                 }
             }
         }

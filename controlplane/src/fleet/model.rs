@@ -135,18 +135,9 @@ impl Default for FleetSettings {
     }
 }
 
-/// One of a gateway's X25519 keys as its registration publishes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PublishedKey {
-    pub id: u32,
-    /// 64 hex digits.
-    pub public_key: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_before: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_after: Option<u64>,
-}
+/// One of a gateway's X25519 keys as its registration publishes it: the
+/// same shape as a peer's key in a policy document, which it becomes.
+pub use dataplane::policy::model::PeerKey as PublishedKey;
 
 /// `gateways/<name>/registration`, bound to the gateway's lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -221,16 +221,7 @@ impl FleetView {
             let registration = Registration {
                 name: p.name.clone(),
                 tags: Vec::new(),
-                keys: p
-                    .keys
-                    .iter()
-                    .map(|k| super::model::PublishedKey {
-                        id: k.id,
-                        public_key: k.public_key.clone(),
-                        not_before: k.not_before,
-                        not_after: k.not_after,
-                    })
-                    .collect(),
+                keys: p.keys.clone(),
                 networks: p.networks.clone(),
                 api: String::new(),
                 started_at: 0,
