@@ -34,7 +34,7 @@ pub const FIRST_IDENTITY: u64 = 100_000;
 /// etcd's default limit on operations in one transaction.
 const TXN_OPS: usize = 100;
 /// How often the PU file is checked for changes.
-const PU_FILE_POLL: Duration = Duration::from_secs(1);
+const PU_FILE_POLL: Duration = Duration::from_millis(250);
 
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
