@@ -27,6 +27,9 @@ PACKAGES=(
     # fleet mode: the fleet tests start their own etcd members (etcd-server)
     # and drive them with etcdctl (etcd-client)
     etcd-server etcd-client
+    # observability: the tests scrape gatewayd with a real Prometheus and
+    # receive its IPFIX export with nfdump's nfcapd; tshark decodes templates
+    prometheus nfdump tshark
 )
 
 missing=()
@@ -43,23 +46,31 @@ else
 fi
 pkg-config --atleast-version=22.11 libdpdk || die "libdpdk >= 22.11 not found after install"
 
-# etcd-server enables and starts a machine-wide etcd on install (systemd, or
-# its init.d script without systemd). The tests start their own members on
-# free ports; a stray one would only hold 2379 and a data dir: stop it, and
-# keep it from coming back at boot.
-if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
-    if systemctl is-enabled --quiet etcd.service 2>/dev/null || systemctl is-active --quiet etcd.service; then
-        log "etcd: stopping and disabling the packaged etcd.service"
-        systemctl disable --now etcd.service >/dev/null 2>&1 || true
+# etcd-server, prometheus (and its node exporter) and nfdump enable and start
+# machine-wide daemons on install (systemd, or their init.d scripts without
+# it). The tests start their own on free ports; a stray one would only hold
+# 2379, 9090 or a collector port: stop each, and keep it from coming back.
+quiet_service() { # name
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+        if systemctl is-enabled --quiet "$1.service" 2>/dev/null || systemctl is-active --quiet "$1.service"; then
+            log "$1: stopping and disabling the packaged $1.service"
+            systemctl disable --now "$1.service" >/dev/null 2>&1 || true
+        fi
+    elif [ -x "/etc/init.d/$1" ]; then
+        if ls /etc/rc[2-5].d/S*"$1" >/dev/null 2>&1; then
+            log "$1: disabling the packaged init script"
+            update-rc.d "$1" disable >/dev/null 2>&1 || true
+        fi
+        if "/etc/init.d/$1" status >/dev/null 2>&1; then
+            log "$1: stopping the packaged daemon"
+            "/etc/init.d/$1" stop >/dev/null 2>&1 || true
+        fi
     fi
-elif [ -x /etc/init.d/etcd ]; then
-    if ls /etc/rc[2-5].d/S*etcd >/dev/null 2>&1; then
-        log "etcd: disabling the packaged init script"
-        update-rc.d etcd disable >/dev/null 2>&1 || true
-    fi
-    /etc/init.d/etcd status >/dev/null 2>&1 && { log "etcd: stopping the packaged etcd"; /etc/init.d/etcd stop >/dev/null 2>&1 || true; }
-fi
+    return 0
+}
+for svc in etcd prometheus prometheus-node-exporter nfdump; do quiet_service "$svc"; done
 command -v etcd >/dev/null && command -v etcdctl >/dev/null || die "etcd/etcdctl not found after install"
+for c in prometheus nfcapd nfdump tshark; do command -v "$c" >/dev/null || die "$c not found after install"; done
 
 # Rust: the machine's toolchain (rustup). Cargo may not be on root's PATH under sudo.
 if ! command -v cargo >/dev/null; then

@@ -48,6 +48,9 @@ pub struct GatewayConfig {
     /// Fleet mode (docs/fleet.md): the policy comes from etcd. Needs [control].
     #[serde(default)]
     pub fleet: Option<crate::fleet::FleetConfig>,
+    /// The Prometheus endpoint (docs/metrics.md). Needs [control].
+    #[serde(default)]
+    pub metrics: Option<crate::metrics::MetricsConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -453,6 +456,14 @@ impl GatewayConfig {
             }
             if self.policy.is_some() {
                 err("policy.file".into(), "in fleet mode the policy comes from etcd: remove [policy]".into());
+            }
+        }
+        if let Some(m) = &self.metrics {
+            for (field, message) in m.validate() {
+                err(field, message);
+            }
+            if self.control.is_none() {
+                err("metrics".into(), "the metrics endpoint needs [control] (its thread reads the counters)".into());
             }
         }
         if self.flowlog.is_some() && self.policy.is_none() && self.control.is_none() {

@@ -12,5 +12,6 @@ pub mod flowhub;
 pub mod flowlog;
 pub mod fuzzing;
 pub mod gateway;
+pub mod metrics;
 pub mod report;
 pub mod store;

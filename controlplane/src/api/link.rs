@@ -37,6 +37,8 @@ const COMMIT_WAIT: Duration = Duration::from_secs(5);
 enum Request {
     Publish(Box<EngineConfig>, SyncSender<()>),
     Stats(SyncSender<pb::GetStatsResponse>),
+    /// The stats and the handshake latency buckets as the workers keep them (for /metrics).
+    Metrics(SyncSender<(pb::GetStatsResponse, Vec<(u64, u64)>)>),
 }
 
 /// What the API side shares with the control thread.
@@ -217,17 +219,44 @@ impl ControlPlane {
                     let _ = ack.send(());
                 }
                 Request::Stats(reply) => {
-                    let snap = gw.snapshot();
-                    let mut s = stats_of(&snap);
-                    for (w, q) in s.workers.iter_mut().zip(&self.queued) {
-                        w.events_queued = *q;
-                    }
-                    s.histograms.push(histogram_to_pb("flow_event_delay", "us", &self.delay_us));
-                    s.histograms.push(handshake_histogram(&snap.handshake_ns));
-                    let _ = reply.send(s);
+                    let _ = reply.send(self.stats(gw).0);
+                }
+                Request::Metrics(reply) => {
+                    let _ = reply.send(self.stats(gw));
                 }
             }
         }
+    }
+
+    fn stats(&self, gw: &Gateway) -> (pb::GetStatsResponse, Vec<(u64, u64)>) {
+        let snap = gw.snapshot();
+        let mut s = stats_of(&snap);
+        for (w, q) in s.workers.iter_mut().zip(&self.queued) {
+            w.events_queued = *q;
+        }
+        s.histograms.push(histogram_to_pb("flow_event_delay", "us", &self.delay_us));
+        s.histograms.push(handshake_histogram(&snap.handshake_ns));
+        (s, snap.handshake_ns)
+    }
+
+    /// What a `/metrics` scrape reads: asked of the control thread like
+    /// `gwctl stats`, with the store's status and apply times.
+    pub fn metrics_source(&self) -> crate::metrics::Source {
+        let link = self.link.clone();
+        let store = self.store.clone();
+        let hub = self.hub.clone();
+        Arc::new(move || {
+            let (tx, rx) = mpsc::sync_channel(1);
+            link.tx.lock().unwrap_or_else(|e| e.into_inner()).send(Request::Metrics(tx)).ok()?;
+            let (mut stats, handshake_ns) = rx.recv_timeout(Duration::from_secs(2)).ok()?;
+            stats.flowhub = Some(super::stats::flowhub_to_pb(&hub));
+            Some(crate::metrics::Scrape {
+                stats,
+                handshake_ns,
+                status: store.status(),
+                apply_us: store.compile_histogram(),
+            })
+        })
     }
 
     /// Feeds drained records to the hub, resolved (through `history`) and

@@ -53,6 +53,20 @@ pub fn histogram_to_pb(name: &str, unit: &str, h: &Histogram<u64>) -> pb::Histog
     }
 }
 
+/// The flow hub's counters as the API carries them.
+pub fn flowhub_to_pb(hub: &FlowRing) -> pb::FlowHubCounters {
+    let h = hub.stats();
+    pb::FlowHubCounters {
+        capacity: h.capacity,
+        held: h.held,
+        received: h.received,
+        overwritten: h.overwritten,
+        readers: h.readers,
+        lost_by_workers: h.lost_by_workers,
+        notices: h.notices,
+    }
+}
+
 pub struct StatsService {
     source: Arc<dyn StatsSource>,
     hub: Arc<FlowRing>,
@@ -83,16 +97,7 @@ impl pb::stats_server::Stats for StatsService {
         if out.uptime_s == 0.0 {
             out.uptime_s = self.started.elapsed().as_secs_f64();
         }
-        let h = self.hub.stats();
-        out.flowhub = Some(pb::FlowHubCounters {
-            capacity: h.capacity,
-            held: h.held,
-            received: h.received,
-            overwritten: h.overwritten,
-            readers: h.readers,
-            lost_by_workers: h.lost_by_workers,
-            notices: h.notices,
-        });
+        out.flowhub = Some(flowhub_to_pb(&self.hub));
         out.config_version = self.store.versions().document();
         out.histograms.push(histogram_to_pb("config_apply", "us", &self.store.compile_histogram()));
         Ok(Response::new(out))

@@ -174,6 +174,19 @@ fn main() -> ExitCode {
             }
         }
     }
+    let mut _metrics = None;
+    if let (Some(m), Some(cp)) = (&cfg.metrics, control.as_ref()) {
+        match controlplane::metrics::MetricsServer::start(m, cp.metrics_source()) {
+            Ok(s) => {
+                println!("gatewayd: metrics on http://{}/metrics", s.addr);
+                _metrics = Some(s);
+            }
+            Err(e) => {
+                eprintln!("gatewayd: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let mut drain = gw.take_drain();
     let history = gw.config_history();
     println!("gatewayd: running; stop with SIGINT/SIGTERM");
