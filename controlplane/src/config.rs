@@ -51,6 +51,9 @@ pub struct GatewayConfig {
     /// The Prometheus endpoint (docs/metrics.md). Needs [control].
     #[serde(default)]
     pub metrics: Option<crate::metrics::MetricsConfig>,
+    /// IPFIX export of flow events (docs/ipfix.md).
+    #[serde(default)]
+    pub ipfix: Option<crate::ipfix::IpfixConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -464,6 +467,14 @@ impl GatewayConfig {
             }
             if self.control.is_none() {
                 err("metrics".into(), "the metrics endpoint needs [control] (its thread reads the counters)".into());
+            }
+        }
+        if let Some(x) = &self.ipfix {
+            for (field, message) in x.validate() {
+                err(field, message);
+            }
+            if self.policy.is_none() && self.control.is_none() {
+                err("ipfix".into(), "flow export needs a policy: add [policy] or [control]".into());
             }
         }
         if self.flowlog.is_some() && self.policy.is_none() && self.control.is_none() {

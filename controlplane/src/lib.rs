@@ -12,6 +12,7 @@ pub mod flowhub;
 pub mod flowlog;
 pub mod fuzzing;
 pub mod gateway;
+pub mod ipfix;
 pub mod metrics;
 pub mod report;
 pub mod store;

@@ -187,6 +187,19 @@ fn main() -> ExitCode {
             }
         }
     }
+    let ipfix = match &cfg.ipfix {
+        Some(x) => match controlplane::ipfix::Exporter::start(x) {
+            Ok(e) => {
+                println!("gatewayd: IPFIX export to {}", e.collector);
+                Some(e)
+            }
+            Err(e) => {
+                eprintln!("gatewayd: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let mut drain = gw.take_drain();
     let history = gw.config_history();
     println!("gatewayd: running; stop with SIGINT/SIGTERM");
@@ -217,10 +230,15 @@ fn main() -> ExitCode {
                 if records.is_empty() {
                     return (took, false);
                 }
-                if let Some(out) = flowlog_out.as_mut() {
+                if flowlog_out.is_some() || ipfix.is_some() {
                     let ev = flowlog::resolve_all(&history, &records);
-                    if let Err(e) = flowlog::write_json_lines(out, &ev) {
-                        eprintln!("gatewayd: writing flow events: {e}");
+                    if let Some(out) = flowlog_out.as_mut() {
+                        if let Err(e) = flowlog::write_json_lines(out, &ev) {
+                            eprintln!("gatewayd: writing flow events: {e}");
+                        }
+                    }
+                    if let Some(x) = ipfix.as_ref() {
+                        x.offer(&ev);
                     }
                 }
             }
@@ -290,6 +308,18 @@ fn main() -> ExitCode {
     while write_events(&mut drain, &mut control, Duration::from_secs(1)).1 {}
     if let Some(cp) = control.as_mut() {
         cp.stop();
+    }
+    if let Some(x) = ipfix {
+        let c = x.stop();
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        println!(
+            "gatewayd: IPFIX: {} flow events offered, {} records sent in {} messages, {} dropped (queue full), {} send errors",
+            n(&c.offered),
+            n(&c.records_sent),
+            n(&c.messages_sent),
+            n(&c.dropped),
+            n(&c.send_errors)
+        );
     }
     print!("{}", report::final_report(&last));
     if let Some(path) = &args.counters_json {
