@@ -53,7 +53,7 @@ fn nfcapd_receives_the_gateways_flows() {
     }
     let (out_a, _) = gw_a.stop();
     let _ = gw_b.stop();
-    assert!(out_a.contains("0 dropped (queue full), 0 send errors"), "{out_a}");
+    assert!(out_a.contains("0 dropped (queue full), 0 send errors (0 records)"), "{out_a}");
     drop(nfcapd); // SIGINT: nfcapd writes its file
     std::thread::sleep(Duration::from_millis(500));
     let frames = cap.stop();

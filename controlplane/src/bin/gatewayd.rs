@@ -313,12 +313,13 @@ fn main() -> ExitCode {
         let c = x.stop();
         let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         println!(
-            "gatewayd: IPFIX: {} flow events offered, {} records sent in {} messages, {} dropped (queue full), {} send errors",
+            "gatewayd: IPFIX: {} flow events offered, {} records sent in {} messages, {} dropped (queue full), {} send errors ({} records)",
             n(&c.offered),
             n(&c.records_sent),
             n(&c.messages_sent),
             n(&c.dropped),
-            n(&c.send_errors)
+            n(&c.send_errors),
+            n(&c.records_lost)
         );
     }
     print!("{}", report::final_report(&last));
