@@ -33,7 +33,7 @@ require "Pktgen"
 local gw = require "gw_common"
 
 local legit_rate = gw.envnum("GW_LEGIT_RATE", 10)
-gw.banner(string.format("forged identity SYN flood from the outside (pcap on port %s) + %d%% legitimate from the inside",
+gw.banner(string.format("forged identity SYN flood from the outside (pcap on port %s) + %s%% legitimate from the inside",
     gw.OUTSIDE, legit_rate))
 
 gw.pcap(gw.OUTSIDE, gw.RATE)
