@@ -12,8 +12,9 @@
 #                  tag pktgen-23.06.1) and point PKTGEN_SRC at it.
 #   PKTGEN_CACHE   where builds are kept (default: target/pktgen)
 #
-# Exit status: 0 built (or cached), 3 no source to build from (callers skip
-# and say so), 1 anything else. Messages go to stderr.
+# Exit status: 0 built (or cached), 3 no source to build from (PKTGEN_SRC
+# unset and no lab copy: callers skip and say so), 1 anything else (a
+# PKTGEN_SRC that does not exist included). Messages go to stderr.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,7 +36,7 @@ source_path() {
             exit 3
         fi
     fi
-    [ -e "$src" ] || { say "PKTGEN_SRC=$src does not exist"; exit 3; }
+    [ -e "$src" ] || { say "PKTGEN_SRC=$src does not exist"; exit 1; }
     realpath "$src"
 }
 

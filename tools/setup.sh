@@ -27,6 +27,9 @@ PACKAGES=(
     # fleet mode: the fleet tests start their own etcd members (etcd-server)
     # and drive them with etcdctl (etcd-client)
     etcd-server etcd-client
+    # Pktgen-DPDK, built from source by tools/pktgen.sh for the pktgen lab
+    # tests (tools/pktgen-lab.sh), which run it under `script` (bsdutils)
+    meson ninja-build liblua5.3-dev libpcap-dev libnuma-dev bsdutils
 )
 
 missing=()
