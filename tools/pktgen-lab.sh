@@ -77,8 +77,11 @@ pcap_for() { # script dir
     case $1 in
     syn-forged-identity)
         # Forged identity SYNs from gw-b's network toward the clients: the
-        # direction in which the gateway verifies.
-        "$SCENARIO_GEN" syn-flood --forge-identity --src-net 10.1.0.0/24 --dst-net 10.0.0.0/24 \
+        # direction in which the gateway verifies. The option names gw-b's
+        # key 2 toward gw-a's key 1 (kind 253, ExID 4d49, version 1, key id
+        # 000201), so each SYN costs the gateway an HMAC before it fails on
+        # the MAC (random), as an attacker who read the key ids would make it.
+        "$SCENARIO_GEN" syn-flood --forge-option 253:20:4d4910000201 --src-net 10.1.0.0/24 --dst-net 10.0.0.0/24 \
             --dst-port 80 -c 4096 -o "$2/forged.pcap" >&2 || die "scenario-gen failed"
         echo "1 $2/forged.pcap" ;;
     mixed)
