@@ -11,6 +11,15 @@ bash tools/setup.sh
 echo "== build"
 cargo build --workspace --all-targets --locked 2>&1 | tail -n 3
 
+echo "== pktgen (for the pktgen lab tests, e2e_pktgen)"
+rc=0
+bash tools/pktgen.sh build >/dev/null || rc=$?
+case $rc in
+0) ;;
+3) echo "SKIP  pktgen lab tests: no pktgen source (above); e2e_pktgen will say SKIP" ;;
+*) echo "FAIL  pktgen did not build (above): e2e_pktgen will fail" ;;
+esac
+
 echo "== tests"
 if command -v cargo-nextest >/dev/null; then
     # .config/nextest.toml runs the tests that own the EAL, namespaces or

@@ -30,6 +30,9 @@ PACKAGES=(
     # observability: the tests scrape gatewayd with a real Prometheus and
     # receive its IPFIX export with nfdump's nfcapd; tshark decodes templates
     prometheus nfdump tshark
+    # Pktgen-DPDK, built from source by tools/pktgen.sh for the pktgen lab
+    # tests (tools/pktgen-lab.sh), which run it under `script` (bsdutils)
+    meson ninja-build liblua5.3-dev libpcap-dev libnuma-dev bsdutils
 )
 
 missing=()

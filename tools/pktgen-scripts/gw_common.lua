@@ -1,8 +1,9 @@
 -- gw_common.lua: helpers shared by the gateway's Pktgen-DPDK scripts.
 --
 -- Target: Pktgen-DPDK 22.07 .. 23.10 (the releases built against DPDK 22.11),
--- Lua API `require "Pktgen"`. Everything tunable comes from environment
--- variables (see README.md), so the scripts run unedited on any rig.
+-- Lua API `require "Pktgen"`; run against 23.06.1 by tools/pktgen-lab.sh.
+-- Everything tunable comes from environment variables (see README.md), so
+-- the scripts run unedited on any rig.
 --
 -- Cabling convention used by every script:
 --   pktgen port GW_INSIDE_PORT  (default 0) <-> gateway INSIDE port  (workloads side)
@@ -39,6 +40,9 @@ M.BURST = M.envnum("GW_BURST", 64)
 M.SRC_MAC = M.env("GW_SRC_MAC", "02:00:00:00:00:01")
 M.DST_MAC = M.env("GW_DST_MAC", "02:00:00:00:00:02")
 M.RESULT_CSV = M.env("GW_RESULT_CSV", "")
+-- Pktgen refreshes the counters portStats returns once a second (a timer
+-- thread): wait this long after the last frame before reading them.
+M.SETTLE_MS = M.envnum("GW_SETTLE_MS", 1500)
 
 -- Pktgen's major version (22, 23, 24 ...), 0 if unknown.
 function M.pktgen_major()
@@ -56,14 +60,14 @@ function M.ip4_add(ip, n)
 end
 
 -- Runs a pktgen command file (.pkt) that sits next to these scripts.
--- pktgen.run("cmd", path) is the documented call; some 22.x/23.x builds
--- check for three arguments there, so fall back to pktgen.load(path), which
--- runs the same command-file reader.
+-- pktgen.load(path) runs it through pktgen's command-file reader. The
+-- documented pktgen.run("cmd", path) refuses two arguments in 23.06.1
+-- (lpktgenlib.c checks for three), so it is only the fallback.
 function M.run_cmd_file(name)
     local path = M.dir .. name
-    local ok, err = pcall(pktgen.run, "cmd", path)
+    local ok, err = pcall(pktgen.load, path)
     if not ok then
-        ok, err = pcall(pktgen.load, path)
+        ok, err = pcall(pktgen.run, "cmd", path)
     end
     if not ok then
         error("cannot run pktgen command file " .. path .. ": " .. tostring(err))
@@ -97,7 +101,10 @@ end
 --       dst_port = 80, rate = 100 }
 function M.range(port, p)
     local r = pktgen.range
-    pktgen.set(port, "rate", p.rate or M.RATE)
+    -- Pktgen 22.x/23.x pace range mode by the single-packet size (see
+    -- pktgen_wire_size), not the range's: set both, or 1500-byte frames
+    -- would go out at the packet rate of 64-byte ones.
+    pktgen.set(port, "size", p.size)
     pktgen.set(port, "count", 0) -- 0 = until stopped
     pktgen.set(port, "burst", M.BURST)
     smmi(r.src_mac, port, M.SRC_MAC, M.SRC_MAC, M.SRC_MAC, "00:00:00:00:00:00")
@@ -112,15 +119,23 @@ function M.range(port, p)
     smmi(r.dst_port, port, p.dst_port, p.dst_port, p.dst_port, 0)
     smmi(r.pkt_size, port, p.size, p.size, p.size, 0)
     pktgen.set_range(port, "on")
+    pktgen.set(port, "rate", p.rate or M.RATE) -- last: the pacing is computed here
 end
 
 -- Replays the pcap loaded with pktgen's `-s <port>:<file.pcap>` on `port`.
+-- Without one, pktgen.pcap(port, "on") does nothing and the port would send
+-- its single packet: GW_PCAP_PORTS (set by tools/pktgen-lab.sh, e.g. "1")
+-- names the ports given a pcap, and a port missing from it is an error.
 function M.pcap(port, rate)
-    pktgen.set(port, "rate", rate or M.RATE)
+    local loaded = M.env("GW_PCAP_PORTS", nil)
+    if loaded and not (("," .. loaded .. ","):find("," .. port .. ",", 1, true)) then
+        error("port " .. port .. " has no pcap: start pktgen with -s " .. port .. ":<file.pcap>")
+    end
     pktgen.set(port, "count", 0)
     pktgen.set(port, "burst", M.BURST)
     pktgen.set_range(port, "off")
     pktgen.pcap(port, "on")
+    pktgen.set(port, "rate", rate or M.RATE) -- after pcap mode: paced by the pcap's mean size
 end
 
 local function stats(port, kind)
@@ -138,6 +153,18 @@ local function csv(line)
     end
 end
 
+-- Frames each port has sent and received since pktgen started, per port.
+-- Never cleared (no pktgen.clr()): the steps of a script are differences of
+-- these, and their totals are what the gateway's port counters must match.
+local function counts(ports)
+    local c = {}
+    for _, p in ipairs(ports) do
+        local s = stats(p, "port")
+        c[p] = { tx = s.opackets, rx = s.ipackets }
+    end
+    return c
+end
+
 -- Sends on `tx` for `ms` milliseconds, printing per-second rates of tx and
 -- every port in `rx` (a list), then one RESULT line per rx port:
 --   RESULT <label> tx=<sent> rx_port=<p> rx=<received> delivered=<pct> rx_mpps=<avg>
@@ -145,17 +172,21 @@ end
 function M.measure(label, tx, rx, ms, also)
     ms = ms or M.DURATION_MS
     also = also or {}
-    pktgen.clr()
-    pktgen.delay(200)
+    local ports = { tx }
+    for _, p in ipairs(rx) do
+        ports[#ports + 1] = p
+    end
+    local before = counts(ports)
     for _, p in ipairs(also) do
         pktgen.start(p)
     end
     pktgen.start(tx)
     local t = 0
     while t < ms do
-        pktgen.delay(1000)
-        t = t + 1000
-        local line = string.format("%s t=%ds tx[%s]=%.3f Mpps", label, t // 1000, tx, stats(tx, "rate").pkts_tx / 1e6)
+        local step = math.min(1000, ms - t)
+        pktgen.delay(step)
+        t = t + step
+        local line = string.format("%s t=%.1fs tx[%s]=%.3f Mpps", label, t / 1000, tx, stats(tx, "rate").pkts_tx / 1e6)
         for _, p in ipairs(rx) do
             line = line .. string.format(" rx[%s]=%.3f Mpps", p, stats(p, "rate").pkts_rx / 1e6)
         end
@@ -165,11 +196,12 @@ function M.measure(label, tx, rx, ms, also)
     for _, p in ipairs(also) do
         pktgen.stop(p)
     end
-    pktgen.delay(500) -- let the gateway drain its queues
-    local sent = stats(tx, "port").opackets
+    pktgen.delay(M.SETTLE_MS) -- the gateway drains its queues, pktgen refreshes its counters
+    local after = counts(ports)
+    local sent = after[tx].tx - before[tx].tx
     local results = {}
     for _, p in ipairs(rx) do
-        local got = stats(p, "port").ipackets
+        local got = after[p].rx - before[p].rx
         local pct = sent > 0 and 100.0 * got / sent or 0.0
         local mpps = got / (ms / 1000) / 1e6
         print(string.format("RESULT %s tx=%d rx_port=%s rx=%d delivered=%.3f%% rx_mpps=%.3f", label, sent, p, got, pct, mpps))
@@ -180,6 +212,11 @@ function M.measure(label, tx, rx, ms, also)
 end
 
 function M.banner(text)
+    -- GW_SCREEN=off: no screen updates (a log of the run keeps only what
+    -- the script prints).
+    if M.env("GW_SCREEN", "on") == "off" then
+        pktgen.screen("off")
+    end
     print(string.rep("=", 72))
     print(text)
     print(string.format("pktgen %s; inside=port %s outside=port %s; %d ms per step; rate %s%%",
@@ -187,8 +224,22 @@ function M.banner(text)
     print(string.rep("=", 72))
 end
 
--- Quits pktgen unless GW_NO_QUIT is set (keep the console for inspection).
+-- Prints every port's totals since pktgen started, one line each:
+--   PORT <p> tx=<sent> rx=<received> missed=<imissed> rx_errors=<n> tx_errors=<n> rx_nombuf=<n>
+-- then runs GW_AT_END (a shell command, run while pktgen still holds its
+-- ports: tools/pktgen-lab.sh reads af_packet's drop counters there), and
+-- quits pktgen unless GW_NO_QUIT is set (keep the console for inspection).
 function M.finish()
+    local all = pktgen.portStats("all", "port")
+    for p = 0, all.n - 1 do
+        local s = all[p]
+        print(string.format("PORT %d tx=%d rx=%d missed=%d rx_errors=%d tx_errors=%d rx_nombuf=%d",
+            p, s.opackets, s.ipackets, s.imissed, s.ierrors, s.oerrors, s.rx_nombuf))
+    end
+    local hook = M.env("GW_AT_END", "")
+    if hook ~= "" then
+        os.execute(hook)
+    end
     if M.env("GW_NO_QUIT", "") == "" then
         pktgen.quit()
     end

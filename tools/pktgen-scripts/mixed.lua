@@ -8,13 +8,17 @@
 --           pktgen port 1 <- gateway OUTSIDE (receives)
 -- TRAFFIC   Pktgen's range mode makes one protocol with one set of flags at
 --           a time, so the blend is a scenario-gen pcap:
---             scenario-gen mixed --mix 8:1:1 --size 512 --prelude-syn \
+--             scenario-gen mixed --mix 8:1:1 --size 512 \
 --                 --dst-net 10.1.0.0/24 -c 65536 -o mixed.pcap
 --             pktgen -l 0-4 -n 4 -- -P -m "[1:2].0,[3:4].1" -s 0:mixed.pcap \
 --                 -f tools/pktgen-scripts/mixed.lua
 --           pktgen loads the whole file into mbufs and sends it in a loop;
---           keep it to tens of thousands of frames. --prelude-syn opens
---           the established flows on the first pass through the file.
+--           keep it to tens of thousands of frames. The established
+--           frames are admitted by the gateway's no-flow-state path (the
+--           policy must allow their destination). Add --prelude-syn only
+--           when the far side answers (a second gateway and a server): a
+--           SYN nobody answers leaves its flow half-open, and the flow's
+--           data is then dropped as out_of_state.
 -- READING   "RESULT mixed ...": rx_mpps forwarded, delivered in percent.
 --           SYNs grow by the identity option and UDP toward managed
 --           networks may carry options, so compare packets, not bytes.

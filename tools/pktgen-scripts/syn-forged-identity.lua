@@ -14,8 +14,13 @@
 --           pktgen port 1 <- gateway OUTSIDE (receives the background)
 -- TRAFFIC   Pktgen cannot craft TCP options, so the forged SYNs come from a
 --           pcap written by scenario-gen and loaded with pktgen's -s flag:
---             scenario-gen syn-flood --forge-identity --src-net 10.1.0.0/16 \
+--             scenario-gen syn-flood --forge-identity --src-net 10.1.0.0/24 \
 --                 --dst-net 10.0.0.0/24 --dst-port 80 -c 65536 -o forged.pcap
+--           (--forge-identity: random key id, refused on the key lookup;
+--           --forge-option 253:20:4d4910000201 instead names the peer's
+--           real key id, 2 toward 1 with docs/examples/lab-pktgen.yaml, so
+--           every SYN costs the gateway an HMAC and fails on its MAC: the
+--           costlier attack, which tools/pktgen-lab.sh replays)
 --             pktgen -l 0-4 -n 4 -- -P -m "[1:2].0,[3:4].1" -s 1:forged.pcap \
 --                 -f tools/pktgen-scripts/syn-forged-identity.lua
 --           (sources on the network side, destinations in the workloads'
@@ -23,8 +28,7 @@
 --           This script does the rest: pcap mode on port 1 at GW_RATE,
 --           range-mode ACKs on port 0 at GW_LEGIT_RATE.
 -- READING   "RESULT forged-syn ... rx_port=0 rx=N": N forged SYNs leaked
---           (anything but 0 is a bug). "RESULT forged-syn ... rx_port=1":
---           ignore (tx counts the flood). "RESULT legit-under-flood ...
+--           (anything but 0 is a bug); tx counts the flood. "RESULT legit-under-flood ...
 --           delivered=..%": the background's delivery; compare with a run
 --           of tcp-established.lua at the same rate.
 
@@ -33,7 +37,7 @@ require "Pktgen"
 local gw = require "gw_common"
 
 local legit_rate = gw.envnum("GW_LEGIT_RATE", 10)
-gw.banner(string.format("forged identity SYN flood from the outside (pcap on port %s) + %d%% legitimate from the inside",
+gw.banner(string.format("forged identity SYN flood from the outside (pcap on port %s) + %s%% legitimate from the inside",
     gw.OUTSIDE, legit_rate))
 
 gw.pcap(gw.OUTSIDE, gw.RATE)

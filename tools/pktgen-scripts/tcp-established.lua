@@ -9,10 +9,11 @@
 --           pktgen port 1 <- gateway OUTSIDE (receives what was forwarded)
 -- TRAFFIC   ACK segments (pktgen's default flags) from GW_FLOWS consecutive
 --           source addresses starting at GW_SRC_IP, port 1024, to GW_DST_IP:80.
---           A gateway that only forwards flows it saw open will drop these:
---           open them first (replay `scenario-gen tcp-established
---           --prelude-syn` with pcap mode, see README), or run the gateway
---           with a policy that admits mid-stream flows for the benchmark.
+--           The gateway admits these mid-stream flows through its
+--           no-flow-state path when the policy allows the destination by
+--           address (docs/examples/lab-pktgen.yaml: `servers-by-address`;
+--           noted once per flow as no_flow_state_allowed), then forwards
+--           each later segment on the established flow.
 -- READING   One "RESULT tcp-est-<size> ..." line per size. rx_mpps is the
 --           forwarded rate; delivered=100% at GW_RATE=100 means the gateway
 --           keeps up with line rate (10GbE: 14.88 Mpps at 64 B, 2.35 Mpps

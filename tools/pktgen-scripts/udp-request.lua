@@ -30,7 +30,7 @@ for s in gw.env("GW_SIZES", "64,512,1500"):gmatch("%d+") do
     gw.range(gw.INSIDE, {
         proto = "udp", size = size,
         src_ip = gw.env("GW_SRC_IP", "10.0.0.1"), flows = flows, src_port = 1024,
-        dst_ip = gw.env("GW_DST_IP", "10.2.0.1"), dst_count = gw.envnum("GW_DST_COUNT", 1),
+        dst_ip = gw.env("GW_DST_IP", "10.1.0.1"), dst_count = gw.envnum("GW_DST_COUNT", 1),
         dst_port = gw.envnum("GW_DST_PORT", 5001),
     })
     gw.measure(string.format("udp-%d", size), gw.INSIDE, { gw.OUTSIDE })

@@ -1,12 +1,16 @@
 -- pktgen_stub.lua: a stand-in for Pktgen-DPDK's Lua library, to run the
 -- scripts with plain `lua5.4` where no pktgen exists (Debian has no package).
 --
+-- The scripts run against the real pktgen 23.06.1 in the lab
+-- (tools/pktgen-lab.sh, controlplane/tests/e2e_pktgen.rs). This stub is
+-- kept for what that cannot reach: the 24.10 branch (the -24.pkt flag
+-- files), which tools/check-lab.sh runs it as, on any machine.
+--
 -- It knows exactly the names registered by lpktgenlib.c in the 22.x/23.x
 -- releases that these scripts use (plus those around them), checks argument
 -- counts the way pktgen does, and fails on any other name, so a typo or a
 -- call from a newer API fails here instead of on the test rig. It also
--- reproduces pktgen.run's three-argument check of some releases, to
--- exercise the scripts' fallback to pktgen.load.
+-- reproduces pktgen.run's three-argument check (23.06.1 has it).
 --
 -- Usage: lua5.4 test/pktgen_stub.lua <script.lua>   (prints the calls made)
 
@@ -30,6 +34,9 @@ end
 
 local function ports(list)
     local t = { n = 0 }
+    if list == "all" then
+        list = "0,1"
+    end
     for p in tostring(list):gmatch("%d+") do
         t[tonumber(p)] = {
             ipackets = 1000, opackets = 1000, ibytes = 64000, obytes = 64000,
@@ -54,7 +61,7 @@ local lib = {
         calls = calls + 1
         return ports(list)
     end,
-    info = { Pktgen_Version = os.getenv("STUB_PKTGEN_VERSION") or "23.10.0" },
+    info = { Pktgen_Version = os.getenv("STUB_PKTGEN_VERSION") or "Pktgen 24.10.0" },
     range = {},
 }
 for _, name in ipairs({ "dst_mac", "src_mac", "src_ip", "dst_ip", "src_port", "dst_port",
