@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::policy::selector::{SelectorError, TagError};
+use crate::problem::ConfigProblem;
 
 /// The kind of resource an error is about, named as in the document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -137,3 +138,9 @@ impl fmt::Display for CompileErrors {
 }
 
 impl std::error::Error for CompileErrors {}
+
+impl From<&CompileError> for ConfigProblem {
+    fn from(e: &CompileError) -> ConfigProblem {
+        ConfigProblem::new(e.resource.name(), &e.name, &e.field, &e.value, e.to_string())
+    }
+}
