@@ -344,6 +344,14 @@ impl GatewayConfig {
     /// Every problem found (empty when valid).
     pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut errs = Vec::new();
+        self.check_ports_and_workers(&mut errs);
+        self.check_limits(&mut errs);
+        self.check_sections(&mut errs);
+        errs
+    }
+
+    /// The two ports and the workers that poll them.
+    fn check_ports_and_workers(&self, errs: &mut Vec<ConfigProblem>) {
         if self.ports.inside.trim().is_empty() {
             errs.push(ConfigProblem::setting("ports.inside", "must name a device"));
         }
@@ -385,6 +393,10 @@ impl GatewayConfig {
                 ));
             }
         }
+    }
+
+    /// Sizes, rates and rings: `[tuning]`, the ports' descriptors, `[flows]`, `[resets]`.
+    fn check_limits(&self, errs: &mut Vec<ConfigProblem>) {
         if self.tuning.burst == 0 || self.tuning.burst > dpdk_bindings::burst::MAX_BURST {
             errs.push(ConfigProblem::setting(
                 "tuning.burst",
@@ -440,6 +452,10 @@ impl GatewayConfig {
                 format!("0 with unverified_per_second = {}: no reset could ever be sent", r.unverified_per_second),
             ));
         }
+    }
+
+    /// `[udp_handshake]`, `[control]`, `[fleet]` and what they need of each other.
+    fn check_sections(&self, errs: &mut Vec<ConfigProblem>) {
         let pending_timeout = dataplane::flow::Timeouts::default().udp_pending;
         for e in self.udp_handshake.engine_config().validate("udp_handshake.", pending_timeout) {
             errs.push(engine_setting(&e));
@@ -465,7 +481,6 @@ impl GatewayConfig {
         if self.flowlog.is_some() && self.policy.is_none() && self.control.is_none() {
             errs.push(ConfigProblem::setting("flowlog.file", "flow events need a policy: add [policy] file = \"...\""));
         }
-        errs
     }
 
     /// The queue worker `i` owns.
