@@ -18,6 +18,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
 
+use dataplane::problem::ConfigProblem;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -301,24 +302,12 @@ fn default_ring() -> u32 {
     1024
 }
 
-/// One thing wrong with a configuration, naming the field and value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub field: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
-
 /// Every error found in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigErrors {
     pub source: String,
-    pub errors: Vec<ConfigError>,
+    /// Each a [`ConfigProblem::setting`]: its field is the setting's path.
+    pub errors: Vec<ConfigProblem>,
 }
 
 impl fmt::Display for ConfigErrors {
@@ -339,7 +328,7 @@ impl GatewayConfig {
         let source = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
             source: source.clone(),
-            errors: vec![ConfigError { field: "(file)".into(), message: format!("cannot read: {e}") }],
+            errors: vec![ConfigProblem::setting("(file)", format!("cannot read: {e}"))],
         })?;
         Self::parse(&text, &source)
     }
@@ -348,7 +337,7 @@ impl GatewayConfig {
     pub fn parse(text: &str, source: &str) -> Result<GatewayConfig, ConfigErrors> {
         let cfg: GatewayConfig = toml::from_str(text).map_err(|e| ConfigErrors {
             source: source.to_owned(),
-            errors: vec![ConfigError { field: "(syntax)".into(), message: e.to_string().trim_end().to_owned() }],
+            errors: vec![ConfigProblem::setting("(syntax)", e.to_string().trim_end())],
         })?;
         let errors = cfg.validate();
         if errors.is_empty() {
@@ -359,134 +348,173 @@ impl GatewayConfig {
     }
 
     /// Every problem found (empty when valid).
-    pub fn validate(&self) -> Vec<ConfigError> {
+    pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut errs = Vec::new();
-        let mut err = |field: String, message: String| errs.push(ConfigError { field, message });
+        self.check_ports_and_workers(&mut errs);
+        self.check_limits(&mut errs);
+        self.check_sections(&mut errs);
+        errs
+    }
+
+    /// The two ports and the workers that poll them.
+    fn check_ports_and_workers(&self, errs: &mut Vec<ConfigProblem>) {
         if self.ports.inside.trim().is_empty() {
-            err("ports.inside".into(), "must name a device".into());
+            errs.push(ConfigProblem::setting("ports.inside", "must name a device"));
         }
         if self.ports.outside.trim().is_empty() {
-            err("ports.outside".into(), "must name a device".into());
+            errs.push(ConfigProblem::setting("ports.outside", "must name a device"));
         }
         if self.ports.inside == self.ports.outside && !self.ports.inside.is_empty() {
-            err(
-                "ports.outside".into(),
+            errs.push(ConfigProblem::setting(
+                "ports.outside",
                 format!("{:?} is also the inside port; a bump in the wire needs two", self.ports.outside),
-            );
+            ));
         }
         if self.workers.is_empty() {
-            err("workers".into(), "at least one [[workers]] entry is needed".into());
+            errs.push(ConfigProblem::setting("workers", "at least one [[workers]] entry is needed"));
         }
         let mut lcores = HashSet::new();
         let mut queues = HashSet::new();
         for (i, w) in self.workers.iter().enumerate() {
             if !lcores.insert(w.lcore) {
-                err(format!("workers[{i}].lcore"), format!("{} is used by another worker", w.lcore));
+                errs.push(ConfigProblem::setting(
+                    format!("workers[{i}].lcore"),
+                    format!("{} is used by another worker", w.lcore),
+                ));
             }
             let q = self.queue_of(i);
             if usize::from(q) >= self.workers.len() {
-                err(
+                errs.push(ConfigProblem::setting(
                     format!("workers[{i}].queue"),
                     format!(
                         "{q} is out of range: with {} workers the queues are 0..{}",
                         self.workers.len(),
                         self.workers.len() - 1
                     ),
-                );
+                ));
             } else if !queues.insert(q) {
-                err(format!("workers[{i}].queue"), format!("{q} is used by another worker"));
+                errs.push(ConfigProblem::setting(
+                    format!("workers[{i}].queue"),
+                    format!("{q} is used by another worker"),
+                ));
             }
         }
+    }
+
+    /// Sizes, rates and rings: `[tuning]`, the ports' descriptors, `[flows]`, `[resets]`.
+    fn check_limits(&self, errs: &mut Vec<ConfigProblem>) {
         if self.tuning.burst == 0 || self.tuning.burst > dpdk_bindings::burst::MAX_BURST {
-            err(
-                "tuning.burst".into(),
+            errs.push(ConfigProblem::setting(
+                "tuning.burst",
                 format!("{} is not in 1..={}", self.tuning.burst, dpdk_bindings::burst::MAX_BURST),
-            );
+            ));
         }
         if !self.tuning.handoff_ring.is_power_of_two() || self.tuning.handoff_ring < 64 {
-            err(
-                "tuning.handoff_ring".into(),
+            errs.push(ConfigProblem::setting(
+                "tuning.handoff_ring",
                 format!("{} must be a power of two of at least 64", self.tuning.handoff_ring),
-            );
+            ));
         }
         if self.ports.rx_desc == 0 {
-            err("ports.rx_desc".into(), "0 descriptors".into());
+            errs.push(ConfigProblem::setting("ports.rx_desc", "0 descriptors"));
         }
         if self.ports.tx_desc == 0 {
-            err("ports.tx_desc".into(), "0 descriptors".into());
+            errs.push(ConfigProblem::setting("ports.tx_desc", "0 descriptors"));
         }
         if self.flows.capacity == 0 || self.flows.capacity > 100_000_000 {
-            err("flows.capacity".into(), format!("{} is not in 1..=100000000", self.flows.capacity));
+            errs.push(ConfigProblem::setting(
+                "flows.capacity",
+                format!("{} is not in 1..=100000000", self.flows.capacity),
+            ));
         }
         if self.flows.events_queue < 64 || self.flows.events_queue > 1 << 24 {
-            err("flows.events_queue".into(), format!("{} is not in 64..=16777216", self.flows.events_queue));
+            errs.push(ConfigProblem::setting(
+                "flows.events_queue",
+                format!("{} is not in 64..=16777216", self.flows.events_queue),
+            ));
         }
         if self.flows.replay_memory > 1 << 28 {
-            err("flows.replay_memory".into(), format!("{} is not in 0..=268435456", self.flows.replay_memory));
+            errs.push(ConfigProblem::setting(
+                "flows.replay_memory",
+                format!("{} is not in 0..=268435456", self.flows.replay_memory),
+            ));
         }
         if self.flows.replay_memory > 0 && self.flows.replay_window_s == 0 {
-            err(
-                "flows.replay_window_s".into(),
-                "0 with a replay memory: nothing would be remembered (set replay_memory = 0 to turn it off)".into(),
-            );
+            errs.push(ConfigProblem::setting(
+                "flows.replay_window_s",
+                "0 with a replay memory: nothing would be remembered (set replay_memory = 0 to turn it off)",
+            ));
         }
         let r = &self.resets;
         if r.per_second > 0 && r.burst == 0 {
-            err("resets.burst".into(), format!("0 with per_second = {}: no reset could ever be sent", r.per_second));
+            errs.push(ConfigProblem::setting(
+                "resets.burst",
+                format!("0 with per_second = {}: no reset could ever be sent", r.per_second),
+            ));
         }
         if r.unverified_per_second > 0 && r.unverified_burst == 0 {
-            err(
-                "resets.unverified_burst".into(),
+            errs.push(ConfigProblem::setting(
+                "resets.unverified_burst",
                 format!("0 with unverified_per_second = {}: no reset could ever be sent", r.unverified_per_second),
-            );
+            ));
         }
+    }
+
+    /// `[udp_handshake]`, `[control]`, `[fleet]` and what they need of each other.
+    fn check_sections(&self, errs: &mut Vec<ConfigProblem>) {
         let pending_timeout = dataplane::flow::Timeouts::default().udp_pending;
         for e in self.udp_handshake.engine_config().validate("udp_handshake.", pending_timeout) {
-            let (field, message) = e.split_once(": ").unwrap_or(("udp_handshake", e.as_str()));
-            err(field.to_owned(), message.to_owned());
+            errs.push(engine_setting(&e));
         }
         if let Some(c) = &self.control {
-            for (field, message) in c.validate() {
-                err(field, message);
-            }
+            errs.extend(c.validate());
         }
         if let Some(f) = &self.fleet {
-            for (field, message) in f.validate() {
-                err(field, message);
-            }
+            errs.extend(f.validate());
             if self.control.is_none() {
-                err("fleet".into(), "fleet mode needs [control] (its store keeps the last good document)".into());
+                errs.push(ConfigProblem::setting(
+                    "fleet",
+                    "fleet mode needs [control] (its store keeps the last good document)",
+                ));
             }
             if self.policy.is_some() {
-                err("policy.file".into(), "in fleet mode the policy comes from etcd: remove [policy]".into());
+                errs.push(ConfigProblem::setting(
+                    "policy.file",
+                    "in fleet mode the policy comes from etcd: remove [policy]",
+                ));
             }
         }
         if let Some(m) = &self.metrics {
-            for (field, message) in m.validate() {
-                err(field, message);
-            }
+            errs.extend(m.validate());
             if self.control.is_none() {
-                err("metrics".into(), "the metrics endpoint needs [control] (its thread reads the counters)".into());
+                errs.push(ConfigProblem::setting(
+                    "metrics",
+                    "the metrics endpoint needs [control] (its thread reads the counters)",
+                ));
             }
         }
         if let Some(x) = &self.ipfix {
-            for (field, message) in x.validate() {
-                err(field, message);
-            }
+            errs.extend(x.validate());
             if self.policy.is_none() && self.control.is_none() {
-                err("ipfix".into(), "flow export needs a policy: add [policy] or [control]".into());
+                errs.push(ConfigProblem::setting("ipfix", "flow export needs a policy: add [policy] or [control]"));
             }
         }
         if self.flowlog.is_some() && self.policy.is_none() && self.control.is_none() {
-            err("flowlog.file".into(), "flow events need a policy: add [policy] file = \"...\"".into());
+            errs.push(ConfigProblem::setting("flowlog.file", "flow events need a policy: add [policy] file = \"...\""));
         }
-        errs
     }
 
     /// The queue worker `i` owns.
     pub fn queue_of(&self, i: usize) -> u16 {
         self.workers[i].queue.unwrap_or(i as u16)
     }
+}
+
+/// A problem with the UDP handshake settings, which the engine still writes
+/// as text, "path: what" (`UdpConfig::validate`), read back as a setting.
+fn engine_setting(e: &str) -> ConfigProblem {
+    let (path, what) = e.split_once(": ").unwrap_or(("udp_handshake", e));
+    ConfigProblem::setting(path, what)
 }
 
 #[cfg(test)]

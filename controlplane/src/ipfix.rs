@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use crate::flowlog::FlowEvent;
+use dataplane::problem::{cut, ConfigProblem};
 
 /// IANA's Private Enterprise Number for documentation (RFC 5612); the
 /// enterprise elements below are ours under it. docs/ipfix.md.
@@ -68,23 +69,26 @@ impl IpfixConfig {
         let rest = self
             .collector
             .strip_prefix("udp://")
-            .ok_or_else(|| format!("{:?} is not udp://HOST:PORT", crate::store::cut(&self.collector, 64)))?;
+            .ok_or_else(|| format!("{:?} is not udp://HOST:PORT", cut(&self.collector, 64)))?;
         std::net::ToSocketAddrs::to_socket_addrs(rest)
-            .map_err(|e| format!("{:?}: {e}", crate::store::cut(rest, 64)))?
+            .map_err(|e| format!("{:?}: {e}", cut(rest, 64)))?
             .next()
-            .ok_or_else(|| format!("{:?} resolves to no address", crate::store::cut(rest, 64)))
+            .ok_or_else(|| format!("{:?} resolves to no address", cut(rest, 64)))
     }
 
-    pub fn validate(&self) -> Vec<(String, String)> {
+    pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut errs = Vec::new();
         if let Err(e) = self.address() {
-            errs.push(("ipfix.collector".into(), e));
+            errs.push(ConfigProblem::setting("ipfix.collector", e));
         }
         if !(1..=86_400).contains(&self.template_refresh_s) {
-            errs.push(("ipfix.template_refresh_s".into(), format!("{} is not in 1..=86400", self.template_refresh_s)));
+            errs.push(ConfigProblem::setting(
+                "ipfix.template_refresh_s",
+                format!("{} is not in 1..=86400", self.template_refresh_s),
+            ));
         }
         if !(64..=1 << 24).contains(&self.queue) {
-            errs.push(("ipfix.queue".into(), format!("{} is not in 64..=16777216", self.queue)));
+            errs.push(ConfigProblem::setting("ipfix.queue", format!("{} is not in 64..=16777216", self.queue)));
         }
         errs
     }

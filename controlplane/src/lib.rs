@@ -4,6 +4,10 @@
 //! - [`gateway`]: EAL, pools, ports, hand-off rings, workers, shutdown.
 //! - [`report`]: counters as operators read them.
 //! - [`fuzzing`]: fuzz target bodies (ApplyRequest decoding, the TOML file).
+//!
+//! Every configuration problem (the TOML file, an apply, the fleet) is a
+//! [`dataplane::problem::ConfigProblem`]. The binaries: `src/bin/gatewayd.rs`
+//! and `src/bin/gwctl/` (`main.rs`, a module per command, `output.rs`).
 
 pub mod api;
 pub mod config;

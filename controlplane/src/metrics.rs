@@ -20,6 +20,7 @@ use prometheus_client::metrics::MetricType;
 use serde::Deserialize;
 
 use crate::api::pb;
+use dataplane::problem::{cut, ConfigProblem};
 use crate::store::Status;
 
 /// Every metric's name starts with this.
@@ -39,12 +40,12 @@ pub struct MetricsConfig {
 }
 
 impl MetricsConfig {
-    pub fn validate(&self) -> Vec<(String, String)> {
+    pub fn validate(&self) -> Vec<ConfigProblem> {
         match self.listen.parse::<SocketAddr>() {
             Ok(_) => Vec::new(),
-            Err(_) => vec![(
-                "metrics.listen".into(),
-                format!("{:?} is not an address:port (e.g. \"127.0.0.1:9187\")", crate::store::cut(&self.listen, 64)),
+            Err(_) => vec![ConfigProblem::setting(
+                "metrics.listen",
+                format!("{:?} is not an address:port (e.g. \"127.0.0.1:9187\")", cut(&self.listen, 64)),
             )],
         }
     }

@@ -26,10 +26,12 @@
 //! unless it carries `replace` (or `allow_empty`). The problem names what
 //! would be removed.
 //!
-//! Every refusal is bounded ([`bounded`]): each echoed value is cut to
-//! [`VALUE_MAX`] bytes (with its length), a message to [`MESSAGE_MAX`], an
-//! answer lists at most [`PROBLEMS_MAX`] problems and `last_refused` keeps
-//! [`KEPT_MAX`], then one "and K more problems".
+//! Every refusal is a list of [`ConfigProblem`]s, bounded ([`bounded`]):
+//! each echoed value is cut to [`VALUE_MAX`](dataplane::problem::VALUE_MAX)
+//! bytes (with its length), a message to
+//! [`MESSAGE_MAX`](dataplane::problem::MESSAGE_MAX), an answer lists at most [`PROBLEMS_MAX`]
+//! problems and `last_refused` keeps [`KEPT_MAX`], then one "and K more
+//! problems".
 //!
 //! The last good document is written atomically under the state directory
 //! (`policy.json`: temp file, fsync, rename, fsync of the directory) and
@@ -50,7 +52,8 @@ use dataplane::policy::compile::SnapshotStats;
 use dataplane::policy::model::{
     EnforcerProfile, ExternalNetwork, IdentityEntry, LocalKeys, Peer, ProcessingUnit, Ruleset,
 };
-use dataplane::policy::{compile, compile_view, CompileError, DocumentRef, PolicyDocument, PolicySnapshot};
+use dataplane::policy::{compile, compile_view, DocumentRef, PolicyDocument, PolicySnapshot};
+use dataplane::problem::{bounded, ConfigProblem};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -238,114 +241,10 @@ impl Parts {
     }
 }
 
-/// One reason an apply was refused, naming what to fix.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Problem {
-    /// `rulesets`, `processing_units`, `identities`, `peers`, `local`,
-    /// `external_networks`, `enforcer_profile`, `document`, `request` or `state`.
-    pub resource: String,
-    /// The resource's name (or identity number); empty when not applicable.
-    pub name: String,
-    pub field: String,
-    pub value: String,
-    /// The whole message as an operator reads it.
-    pub message: String,
-}
-
-impl Problem {
-    pub fn new(resource: &str, name: &str, field: &str, value: &str, message: String) -> Problem {
-        Problem {
-            resource: resource.to_owned(),
-            name: name.to_owned(),
-            field: field.to_owned(),
-            value: value.to_owned(),
-            message,
-        }
-    }
-}
-
-impl From<&CompileError> for Problem {
-    fn from(e: &CompileError) -> Problem {
-        Problem {
-            resource: e.resource.name().to_owned(),
-            name: e.name.clone(),
-            field: e.field.clone(),
-            value: e.value.clone(),
-            message: e.to_string(),
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-/// The longest value (and name, field) a problem echoes, in bytes.
-pub const VALUE_MAX: usize = 64;
-/// The longest message a problem carries, in bytes.
-pub const MESSAGE_MAX: usize = 512;
 /// At most this many problems in an apply's answer (then "and K more problems").
 pub const PROBLEMS_MAX: usize = 100;
 /// At most this many problems kept as `last_refused` (status, watchers).
 pub const KEPT_MAX: usize = 20;
-
-/// `s` cut to at most `max` bytes (on a character boundary), followed by
-/// "… (N bytes)" when it was cut.
-pub fn cut(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} bytes)", &s[..end], s.len())
-}
-
-impl Problem {
-    /// The problem with every echoed part cut short: the value, name and
-    /// field to [`VALUE_MAX`] (and where the message quotes them, there too),
-    /// the message to [`MESSAGE_MAX`].
-    pub fn bounded(self) -> Problem {
-        let mut message = self.message;
-        for part in [&self.value, &self.name, &self.field] {
-            if part.len() > VALUE_MAX && message.contains(part.as_str()) {
-                message = message.replace(part.as_str(), &cut(part, VALUE_MAX));
-            }
-        }
-        Problem {
-            resource: cut(&self.resource, VALUE_MAX),
-            name: cut(&self.name, VALUE_MAX),
-            field: cut(&self.field, VALUE_MAX),
-            value: cut(&self.value, VALUE_MAX),
-            message: cut(&message, MESSAGE_MAX),
-        }
-    }
-}
-
-/// At most `max` problems, each [`Problem::bounded`], then one that says how
-/// many more there were.
-pub fn bounded(problems: Vec<Problem>, max: usize) -> Vec<Problem> {
-    let total = problems.len();
-    let mut out: Vec<Problem> = problems.into_iter().take(max).map(Problem::bounded).collect();
-    if total > max {
-        out.push(more_problems(total - max));
-    }
-    out
-}
-
-/// The last entry of a list that was cut: "and K more problems".
-fn more_problems(more: usize) -> Problem {
-    Problem::new(
-        "request",
-        "",
-        "errors",
-        &more.to_string(),
-        format!("and {more} more problem{} (fix the ones above first)", if more == 1 { "" } else { "s" }),
-    )
-}
 
 /// What an apply may do beyond the default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -368,14 +267,14 @@ pub trait Enforcer: Send + Sync {
     /// Builds everything the workers need from `snapshot` (for instance the
     /// key ring, which needs the private key file) without publishing it.
     /// A problem here refuses the apply whole; nothing may have changed.
-    fn prepare(&self, snapshot: PolicySnapshot) -> Result<Commit, Vec<Problem>>;
+    fn prepare(&self, snapshot: PolicySnapshot) -> Result<Commit, Vec<ConfigProblem>>;
 }
 
 /// An [`Enforcer`] over a function that takes the snapshot (tests, tools).
 pub struct SnapshotPublisher<F>(pub Arc<F>);
 
 impl<F: Fn(Arc<PolicySnapshot>) + Send + Sync + 'static> Enforcer for SnapshotPublisher<F> {
-    fn prepare(&self, snapshot: PolicySnapshot) -> Result<Commit, Vec<Problem>> {
+    fn prepare(&self, snapshot: PolicySnapshot) -> Result<Commit, Vec<ConfigProblem>> {
         let f = self.0.clone();
         Ok(Box::new(move || f(Arc::new(snapshot))))
     }
@@ -385,7 +284,7 @@ impl<F: Fn(Arc<PolicySnapshot>) + Send + Sync + 'static> Enforcer for SnapshotPu
 pub struct Discard;
 
 impl Enforcer for Discard {
-    fn prepare(&self, _: PolicySnapshot) -> Result<Commit, Vec<Problem>> {
+    fn prepare(&self, _: PolicySnapshot) -> Result<Commit, Vec<ConfigProblem>> {
         Ok(Box::new(|| {}))
     }
 }
@@ -466,7 +365,7 @@ pub enum StatusEvent {
 pub struct Refusal {
     pub version: u64,
     pub at: SystemTime,
-    pub problems: Vec<Problem>,
+    pub problems: Vec<ConfigProblem>,
 }
 
 /// What a manager needs to know: what is enforced, and what was refused.
@@ -507,7 +406,7 @@ pub struct Refused {
     pub version: u64,
     /// The versions still in force.
     pub versions: Versions,
-    pub problems: Vec<Problem>,
+    pub problems: Vec<ConfigProblem>,
     pub compile_time: Duration,
 }
 
@@ -530,7 +429,7 @@ pub enum StoreError {
     /// The persisted document no longer compiles (e.g. after an upgrade).
     Invalid {
         path: PathBuf,
-        problems: Vec<Problem>,
+        problems: Vec<ConfigProblem>,
     },
 }
 
@@ -723,7 +622,7 @@ impl ConfigStore {
             }
         };
         if version <= in_force {
-            problems.push(Problem::new(
+            problems.push(ConfigProblem::new(
                 "request",
                 what,
                 "version",
@@ -771,7 +670,7 @@ impl ConfigStore {
                     Err(p) => problems.extend(p),
                 }
             }
-            Err(errors) => problems.extend(errors.0.iter().map(Problem::from)),
+            Err(errors) => problems.extend(errors.0.iter().map(ConfigProblem::from)),
         }
         let (commit, generation, stats) = match prepared {
             Some(p) if problems.is_empty() => p,
@@ -788,7 +687,7 @@ impl ConfigStore {
         if let (Some(dir), Some(written)) = (state_dir, written) {
             if let Err(e) = written.and_then(|()| install(dir)) {
                 let _ = fs::remove_file(dir.join(STATE_TMP));
-                let p = Problem::new(
+                let p = ConfigProblem::new(
                     "state",
                     "",
                     "state_dir",
@@ -818,7 +717,7 @@ impl ConfigStore {
 
     /// Records an apply refused before it reached the store (the request did
     /// not parse), so that status and watchers see it like any other NACK.
-    pub fn refuse_unparsed(&self, version: u64, problems: Vec<Problem>, dry_run: bool) -> Refused {
+    pub fn refuse_unparsed(&self, version: u64, problems: Vec<ConfigProblem>, dry_run: bool) -> Refused {
         let versions = self.versions();
         self.refuse(version, versions, problems, Duration::ZERO, dry_run)
     }
@@ -827,7 +726,7 @@ impl ConfigStore {
         &self,
         version: u64,
         versions: Versions,
-        problems: Vec<Problem>,
+        problems: Vec<ConfigProblem>,
         compile_time: Duration,
         dry_run: bool,
     ) -> Refused {
@@ -838,7 +737,7 @@ impl ConfigStore {
         if !dry_run {
             kept.extend(problems.iter().take(KEPT_MAX).cloned());
             if total > KEPT_MAX {
-                kept.push(more_problems(total - KEPT_MAX));
+                kept.push(ConfigProblem::more(total - KEPT_MAX));
             }
         }
         if !dry_run {
@@ -980,7 +879,7 @@ fn restore(dir: &Path, enforcer: &dyn Enforcer) -> Result<Option<(InForce, Commi
     }
     let snapshot = compile(&state.document).map_err(|e| StoreError::Invalid {
         path: path.clone(),
-        problems: bounded(e.0.iter().map(Problem::from).collect(), PROBLEMS_MAX),
+        problems: bounded(e.0.iter().map(ConfigProblem::from).collect(), PROBLEMS_MAX),
     })?;
     let (generation, stats) = (snapshot.generation(), snapshot.stats());
     let commit = enforcer
@@ -1002,6 +901,7 @@ fn restore(dir: &Path, enforcer: &dyn Enforcer) -> Result<Option<(InForce, Commi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dataplane::problem::{cut, MESSAGE_MAX, VALUE_MAX};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// An enforcer that records what it was given.
@@ -1375,7 +1275,7 @@ rulesets:
         let huge = "x".repeat(5 << 20);
         let r = s.refuse_unparsed(
             1,
-            vec![Problem::new(
+            vec![ConfigProblem::new(
                 "document",
                 &huge,
                 "subject",
@@ -1390,8 +1290,8 @@ rulesets:
         assert!(p.message.len() <= MESSAGE_MAX + 32, "{}", p.message.len());
         assert!(p.message.starts_with(&format!("selector \"{}… ({} bytes)\"", "x".repeat(VALUE_MAX), 5 << 20)));
         // A refusal lists at most PROBLEMS_MAX, last_refused KEPT_MAX, then "and K more".
-        let many: Vec<Problem> = (0..1000)
-            .map(|i| Problem::new("rulesets", &format!("r{i}"), "subject", "((", format!("bad {i}")))
+        let many: Vec<ConfigProblem> = (0..1000)
+            .map(|i| ConfigProblem::new("rulesets", &format!("r{i}"), "subject", "((", format!("bad {i}")))
             .collect();
         let r = s.refuse_unparsed(2, many, false);
         assert_eq!(r.problems.len(), PROBLEMS_MAX + 1);
@@ -1443,11 +1343,11 @@ rulesets:
         /// Accepts only the empty document (the before-config one).
         struct No;
         impl Enforcer for No {
-            fn prepare(&self, s: PolicySnapshot) -> Result<Commit, Vec<Problem>> {
+            fn prepare(&self, s: PolicySnapshot) -> Result<Commit, Vec<ConfigProblem>> {
                 if s.pus().is_empty() {
                     return Ok(Box::new(|| {}));
                 }
-                Err(vec![Problem::new("local", "", "private_key_file", "/nope", "cannot read /nope".into())])
+                Err(vec![ConfigProblem::new("local", "", "private_key_file", "/nope", "cannot read /nope".into())])
             }
         }
         let s =

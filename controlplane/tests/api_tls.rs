@@ -121,6 +121,6 @@ fn tcp_settings_are_validated() {
     });
     cfg.flow_ring = 10;
     let e = cfg.validate();
-    let fields: Vec<&str> = e.iter().map(|(f, _)| f.as_str()).collect();
+    let fields: Vec<&str> = e.iter().map(|p| p.field.as_str()).collect();
     assert_eq!(fields, vec!["control.flow_ring", "control.tcp.listen", "control.tcp.clients"], "{e:?}");
 }

@@ -11,6 +11,9 @@
 //! - [`worker`] (feature `dpdk`): the poll-mode, run-to-completion loop.
 //!
 //! Nothing outside `worker` touches DPDK.
+//!
+//! Beside them, [`problem`] says what is wrong with a configuration, in the
+//! one shape the policy compiler and the control plane report.
 
 pub mod buf;
 pub mod dispatch;
@@ -19,6 +22,7 @@ pub mod events;
 pub mod flow;
 pub mod identity;
 pub mod policy;
+pub mod problem;
 pub mod stats;
 pub mod wire;
 

@@ -12,6 +12,7 @@ use super::convert::{
 };
 use super::pb;
 use crate::store::{ApplyOptions, ConfigStore};
+use dataplane::problem::ConfigProblem;
 
 pub struct ConfigService {
     store: Arc<ConfigStore>,
@@ -36,7 +37,7 @@ impl pb::config_server::Config for ConfigService {
         let opts = ApplyOptions { dry_run, allow_empty: req.allow_empty, replace: req.replace };
         let store = self.store.clone();
         // Refused before the store: recorded like any other NACK.
-        let refuse = |problems: Vec<crate::store::Problem>| {
+        let refuse = |problems: Vec<ConfigProblem>| {
             let r = store.refuse_unparsed(version, problems, dry_run);
             Ok(Response::new(pb::ApplyResponse {
                 accepted: false,
@@ -48,7 +49,7 @@ impl pb::config_server::Config for ConfigService {
             }))
         };
         if store.fleet_managed() && !dry_run {
-            return refuse(vec![crate::store::Problem::new(
+            return refuse(vec![ConfigProblem::new(
                 "request",
                 "",
                 "",

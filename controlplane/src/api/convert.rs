@@ -14,7 +14,8 @@ use dataplane::policy::model::{
 use dataplane::policy::PolicyDocument;
 
 use super::pb;
-use crate::store::{Content, EnforcementState, Kind, Parts, Problem, Refusal, Source, Status, StatusEvent, Versions};
+use crate::store::{Content, EnforcementState, Kind, Parts, Refusal, Source, Status, StatusEvent, Versions};
+use dataplane::problem::ConfigProblem;
 
 /// What `Get` returns for an inline private key.
 pub const REDACTED: &str = "<redacted>";
@@ -38,7 +39,7 @@ pub fn versions_to_pb(v: &Versions) -> pb::ConfigVersions {
     }
 }
 
-pub fn problem_to_pb(p: &Problem) -> pb::ConfigError {
+pub fn problem_to_pb(p: &ConfigProblem) -> pb::ConfigError {
     pb::ConfigError {
         resource: p.resource.clone(),
         name: p.name.clone(),
@@ -307,7 +308,7 @@ pub fn kind_from_pb(k: i32) -> Result<Option<Kind>, String> {
 // Protobuf → model
 
 struct Conv {
-    problems: Vec<Problem>,
+    problems: Vec<ConfigProblem>,
 }
 
 impl Conv {
@@ -316,7 +317,7 @@ impl Conv {
             "enforcer_profile" | "local" => format!("{resource}.{field}"),
             _ => format!("{resource}[{name:?}].{field}"),
         };
-        self.problems.push(Problem::new(resource, name, field, value, format!("{label}: {value:?} {what}")));
+        self.problems.push(ConfigProblem::new(resource, name, field, value, format!("{label}: {value:?} {what}")));
     }
 
     fn protocols(&mut self, v: &[String], resource: &str, name: &str, field: &str) -> Vec<Protocol> {
@@ -459,7 +460,7 @@ fn profile(p: pb::EnforcerProfile) -> EnforcerProfile {
     }
 }
 
-fn finish<T>(c: Conv, v: T) -> Result<T, Vec<Problem>> {
+fn finish<T>(c: Conv, v: T) -> Result<T, Vec<ConfigProblem>> {
     if c.problems.is_empty() {
         Ok(v)
     } else {
@@ -468,7 +469,7 @@ fn finish<T>(c: Conv, v: T) -> Result<T, Vec<Problem>> {
 }
 
 /// The structured document as the model; an absent profile is the default one.
-pub fn document_from_pb(d: pb::PolicyDocument) -> Result<PolicyDocument, Vec<Problem>> {
+pub fn document_from_pb(d: pb::PolicyDocument) -> Result<PolicyDocument, Vec<ConfigProblem>> {
     let mut c = Conv { problems: Vec::new() };
     let doc = PolicyDocument {
         revision: none_if_empty(d.revision),
@@ -488,8 +489,8 @@ pub fn document_from_pb(d: pb::PolicyDocument) -> Result<PolicyDocument, Vec<Pro
 /// policy document ("not a valid policy document": a missing or unknown
 /// field, a wrong type, a number out of range). The problem's field is where
 /// ("line L column C"); its message may quote the input, and is cut short
-/// with every refusal ([`crate::store::bounded`]).
-pub fn document_from_yaml(text: &str) -> Result<PolicyDocument, Problem> {
+/// with every refusal ([`dataplane::problem::bounded`]).
+pub fn document_from_yaml(text: &str) -> Result<PolicyDocument, ConfigProblem> {
     let e = match PolicyDocument::from_yaml(text) {
         Ok(d) => return Ok(d),
         Err(e) => e,
@@ -500,16 +501,16 @@ pub fn document_from_yaml(text: &str) -> Result<PolicyDocument, Problem> {
         Err(syntax) => (syntax, "the document is not valid YAML"),
     };
     let at = e.location().map(|l| format!("line {} column {}", l.line(), l.column())).unwrap_or_default();
-    Err(Problem::new("document", "", &at, "", format!("{what}: {e}")))
+    Err(ConfigProblem::new("document", "", &at, "", format!("{what}: {e}")))
 }
 
 /// What an `ApplyRequest` replaces.
-pub fn content_from_pb(content: Option<pb::apply_request::Content>) -> Result<Content, Vec<Problem>> {
+pub fn content_from_pb(content: Option<pb::apply_request::Content>) -> Result<Content, Vec<ConfigProblem>> {
     use pb::apply_request::Content as C;
     let mut c = Conv { problems: Vec::new() };
     let content = match content {
         None => {
-            return Err(vec![Problem::new(
+            return Err(vec![ConfigProblem::new(
                 "request",
                 "",
                 "content",

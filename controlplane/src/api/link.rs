@@ -28,8 +28,9 @@ use super::wire::FlowFeed;
 use crate::flowhub::{FlowHub, LostSource};
 use crate::flowlog::{ConfigHistory, FlowEvent};
 use crate::gateway::{Gateway, Snapshot};
-use crate::store::{ApplyOptions, Commit, ConfigStore, Content, Enforcer, Problem, StoreError};
+use crate::store::{ApplyOptions, Commit, ConfigStore, Content, Enforcer, StoreError};
 use dataplane::events::FlowRecord as WorkerRecord;
+use dataplane::problem::ConfigProblem;
 
 /// How long an apply waits for the control thread to swap the config in.
 const COMMIT_WAIT: Duration = Duration::from_secs(5);
@@ -49,18 +50,20 @@ struct Link {
     tx: Mutex<SyncSender<Request>>,
 }
 
-/// Turns an engine error ("local.private_key_file: cannot read …") into a problem.
-fn engine_problem(e: &str) -> Problem {
+/// An engine error as a problem. `EngineConfig::from_snapshot` still writes
+/// its problems as text ("local.private_key_file: cannot read …"): this is
+/// where they are read back, until the engine returns [`ConfigProblem`]s.
+fn engine_problem(e: &str) -> ConfigProblem {
     let (path, _) = e.split_once(": ").unwrap_or(("", e));
-    let resource = path.split(['.', '[']).next().unwrap_or("").to_owned();
-    let field = path.split_once('.').map(|(_, f)| f.to_owned()).unwrap_or_default();
-    Problem { resource, name: String::new(), field, value: String::new(), message: e.to_owned() }
+    let resource = path.split(['.', '[']).next().unwrap_or("");
+    let field = path.split_once('.').map_or("", |(_, f)| f);
+    ConfigProblem::new(resource, "", field, "", e.to_owned())
 }
 
 struct GatewayEnforcer(Arc<Link>);
 
 impl Enforcer for GatewayEnforcer {
-    fn prepare(&self, snapshot: PolicySnapshot) -> Result<Commit, Vec<Problem>> {
+    fn prepare(&self, snapshot: PolicySnapshot) -> Result<Commit, Vec<ConfigProblem>> {
         // Loads the private key and derives every pairwise key: may fail.
         let cfg = EngineConfig::from_snapshot(snapshot)
             .map_err(|e| e.iter().map(|s| engine_problem(s)).collect::<Vec<_>>())?;
@@ -113,9 +116,9 @@ pub struct ControlPlane {
 /// Why the control plane could not start.
 #[derive(Debug)]
 pub enum LinkError {
-    Config(Vec<(String, String)>),
+    Config(Vec<ConfigProblem>),
     Store(StoreError),
-    PolicyFile { path: PathBuf, problems: Vec<String> },
+    PolicyFile { path: PathBuf, problems: Vec<ConfigProblem> },
     Server(super::ServerError),
 }
 
@@ -123,11 +126,11 @@ impl std::fmt::Display for LinkError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             LinkError::Config(v) => {
-                for (i, (field, m)) in v.iter().enumerate() {
+                for (i, p) in v.iter().enumerate() {
                     if i > 0 {
                         f.write_str("\n")?;
                     }
-                    write!(f, "{field}: {m}")?;
+                    write!(f, "{p}")?;
                 }
                 Ok(())
             }
@@ -164,17 +167,16 @@ impl ControlPlane {
         if let (None, Some(path)) = (store.current(), policy_file) {
             let text = std::fs::read_to_string(path).map_err(|e| LinkError::PolicyFile {
                 path: path.to_owned(),
-                problems: vec![format!("cannot read: {e}")],
+                problems: vec![ConfigProblem::new("document", "", "", "", format!("cannot read: {e}"))],
             })?;
             let doc = document_from_yaml(&text)
-                .map_err(|p| LinkError::PolicyFile { path: path.to_owned(), problems: vec![p.bounded().message] })?;
+                .map_err(|p| LinkError::PolicyFile { path: path.to_owned(), problems: vec![p.bounded()] })?;
             // The file the operator configured, onto nothing: taken even if
             // it is empty (the start-up line then says it drops everything).
             let opts = ApplyOptions { allow_empty: true, ..ApplyOptions::default() };
-            store.apply_with(1, Content::Document(doc), opts).map_err(|r| LinkError::PolicyFile {
-                path: path.to_owned(),
-                problems: r.problems.iter().map(|p| p.message.clone()).collect(),
-            })?;
+            store
+                .apply_with(1, Content::Document(doc), opts)
+                .map_err(|r| LinkError::PolicyFile { path: path.to_owned(), problems: r.problems })?;
         }
         let initial = link.initial.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_else(EngineConfig::empty);
         let cp = ControlPlane {

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use dataplane::problem::ConfigProblem;
 use serde::Deserialize;
 use tokio::sync::watch;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
@@ -133,45 +134,54 @@ pub struct ClientRole {
 }
 
 impl ControlConfig {
-    /// Every problem, each as (field, message).
-    pub fn validate(&self) -> Vec<(String, String)> {
+    /// Every problem, each a setting (`control.…`).
+    pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut e = Vec::new();
         if !self.socket.is_absolute() {
-            e.push(("control.socket".into(), format!("{:?} is not an absolute path", self.socket)));
+            e.push(ConfigProblem::setting("control.socket", format!("{:?} is not an absolute path", self.socket)));
         }
         if !self.readonly_socket.is_empty() {
             if !Path::new(&self.readonly_socket).is_absolute() {
-                e.push((
-                    "control.readonly_socket".into(),
+                e.push(ConfigProblem::setting(
+                    "control.readonly_socket",
                     format!("{:?} is not an absolute path", self.readonly_socket),
                 ));
             } else if Path::new(&self.readonly_socket) == self.socket {
-                e.push((
-                    "control.readonly_socket".into(),
+                e.push(ConfigProblem::setting(
+                    "control.readonly_socket",
                     format!("{:?} is also control.socket", self.readonly_socket),
                 ));
             }
         }
         if !self.state_dir.is_absolute() {
-            e.push(("control.state_dir".into(), format!("{:?} is not an absolute path", self.state_dir)));
+            e.push(ConfigProblem::setting(
+                "control.state_dir",
+                format!("{:?} is not an absolute path", self.state_dir),
+            ));
         }
         if !(1024..=(1 << 24)).contains(&self.flow_ring) {
-            e.push(("control.flow_ring".into(), format!("{} is not in 1024..=16777216", self.flow_ring)));
+            e.push(ConfigProblem::setting(
+                "control.flow_ring",
+                format!("{} is not in 1024..=16777216", self.flow_ring),
+            ));
         }
         if let Some(t) = &self.tcp {
             if t.listen.parse::<SocketAddr>().is_err() {
-                e.push(("control.tcp.listen".into(), format!("{:?} is not an address:port", t.listen)));
+                e.push(ConfigProblem::setting("control.tcp.listen", format!("{:?} is not an address:port", t.listen)));
             }
             if t.clients.is_empty() {
-                e.push((
-                    "control.tcp.clients".into(),
-                    "is empty: no client certificate would get a role (add [[control.tcp.clients]] name/role)".into(),
+                e.push(ConfigProblem::setting(
+                    "control.tcp.clients",
+                    "is empty: no client certificate would get a role (add [[control.tcp.clients]] name/role)",
                 ));
             }
             let mut seen = HashMap::new();
             for (i, c) in t.clients.iter().enumerate() {
                 if let Some(j) = seen.insert(c.name.clone(), i) {
-                    e.push((format!("control.tcp.clients[{i}].name"), format!("{:?} is already clients[{j}]", c.name)));
+                    e.push(ConfigProblem::setting(
+                        format!("control.tcp.clients[{i}].name"),
+                        format!("{:?} is already clients[{j}]", c.name),
+                    ));
                 }
             }
         }

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use dataplane::problem::{bounded, cut, ConfigProblem};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use etcd_client::{Client, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
 use tokio::sync::watch;
@@ -27,7 +28,7 @@ use super::model::{GatewayStatus, PuFile, PuRecord, Registration};
 use super::sign::{self, seal};
 use super::view::{FleetView, Raw};
 use super::FleetReport;
-use crate::store::{ApplyOptions, ConfigStore, Content, Problem};
+use crate::store::{ApplyOptions, ConfigStore, Content};
 
 /// Identity numbers the fleet hands out start here.
 pub const FIRST_IDENTITY: u64 = 100_000;
@@ -69,7 +70,7 @@ struct Ctx {
     report: Arc<Mutex<FleetReport>>,
     stop: watch::Receiver<bool>,
     /// What the last build refused, so that the same refusal is not recorded twice.
-    last_refusal: Option<(u64, Vec<Problem>)>,
+    last_refusal: Option<(u64, Vec<ConfigProblem>)>,
     /// The last status written.
     last_status: Option<GatewayStatus>,
     pu_file_stamp: Option<SystemTime>,
@@ -196,7 +197,7 @@ async fn run(ctx: &mut Ctx) {
                 r.disconnects += 1;
             }
             r.connected = false;
-            r.last_error = crate::store::cut(&why, 300);
+            r.last_error = cut(&why, 300);
         });
         // A session that ran a while resets the backoff.
         if started.elapsed() > Duration::from_secs(30) {
@@ -311,7 +312,7 @@ async fn watch_from(
                         );
                         return Ok(WatchEnd::Relist);
                     }
-                    return Err(format!("etcd cancelled the watch: {}", crate::store::cut(msg.cancel_reason(), 200)));
+                    return Err(format!("etcd cancelled the watch: {}", cut(msg.cancel_reason(), 200)));
                 }
                 for ev in msg.events() {
                     let Some(kv) = ev.kv() else { continue };
@@ -430,15 +431,17 @@ async fn sync_pus(ctx: &mut Ctx, client: &mut Client, force: bool) -> EtcdResult
     let mut problems = Vec::new();
     let mut names = std::collections::HashSet::new();
     for pu in &file.processing_units {
+        let problem = |m: String| ConfigProblem::new("processing_units", &pu.name, "name", &pu.name, m);
         if !super::model::valid_name(&pu.name) {
-            problems.push(format!("processing unit {:?}: a name is 1-64 of A-Z a-z 0-9 . _ -", crate::store::cut(&pu.name, 64)));
+            problems.push(problem(format!("processing unit {:?}: a name is 1-64 of A-Z a-z 0-9 . _ -", cut(&pu.name, 64))));
         }
         if !names.insert(pu.name.as_str()) {
-            problems.push(format!("processing unit {:?} is listed twice", pu.name));
+            problems.push(problem(format!("processing unit {:?} is listed twice", pu.name)));
         }
     }
     if !problems.is_empty() {
-        eprintln!("gatewayd: fleet: processing units file refused, the published PUs stay: {}", problems.join("; "));
+        let text: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        eprintln!("gatewayd: fleet: processing units file refused, the published PUs stay: {}", text.join("; "));
         return Ok(false);
     }
     let prefix = ctx.layout.pus(&ctx.cfg.name);
@@ -603,7 +606,7 @@ async fn write_status(ctx: &mut Ctx, client: &mut Client, fleet_version: u64, re
         applied_fleet_version: r.applied_fleet_version,
         document_version: st.versions.document(),
         profile: profile.to_owned(),
-        problems: crate::store::bounded(problems, 20),
+        problems: bounded(problems, 20),
         unverified_objects: r.unverified_objects,
         at_unix_ms: 0,
     };

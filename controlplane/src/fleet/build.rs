@@ -11,7 +11,7 @@ use dataplane::policy::{Selector, TagSet};
 
 use super::model::{FleetDocument, Registration};
 use super::view::FleetView;
-use crate::store::Problem;
+use dataplane::problem::ConfigProblem;
 
 /// What the gateway itself brings: its name, tags and keys.
 #[derive(Debug, Clone)]
@@ -26,20 +26,20 @@ pub struct Me {
 #[derive(Debug, Clone)]
 pub struct Built {
     pub fleet_version: u64,
-    pub document: Result<PolicyDocument, Vec<Problem>>,
+    pub document: Result<PolicyDocument, Vec<ConfigProblem>>,
     /// The profile the gateway's tags selected ("default" when none did).
     pub profile: String,
     /// Claims that lost to an older one (a duplicate identity or key id):
     /// left out, reported in the gateway's status, not a refusal.
-    pub conflicts: Vec<Problem>,
+    pub conflicts: Vec<ConfigProblem>,
 }
 
-fn problem(field: &str, value: &str, message: String) -> Problem {
-    Problem::new("fleet", "", field, value, message).bounded()
+fn problem(field: &str, value: &str, message: String) -> ConfigProblem {
+    ConfigProblem::new("fleet", "", field, value, message).bounded()
 }
 
 /// The profile `tags` select: exactly one mapping, or none (the default).
-pub fn select_profile(doc: &FleetDocument, tags: &[String]) -> Result<(String, EnforcerProfile), Vec<Problem>> {
+pub fn select_profile(doc: &FleetDocument, tags: &[String]) -> Result<(String, EnforcerProfile), Vec<ConfigProblem>> {
     let tagset = TagSet::parse(tags).map_err(|e| vec![problem("tags", "", format!("the gateway's tags: {e}"))])?;
     let mut matched = Vec::new();
     let mut problems = Vec::new();

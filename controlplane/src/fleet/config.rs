@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use dataplane::problem::{cut, ConfigProblem};
+
 use super::model::valid_name;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,29 +67,23 @@ fn default_coalesce() -> u64 {
 }
 
 impl FleetConfig {
-    /// Every problem, as (field, message).
-    pub fn validate(&self) -> Vec<(String, String)> {
+    /// Every problem, each a setting (`fleet.…`).
+    pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut errs = Vec::new();
-        let mut err = |f: &str, m: String| errs.push((format!("fleet.{f}"), m));
+        let mut err = |f: &str, m: String| errs.push(ConfigProblem::setting(format!("fleet.{f}"), m));
         if self.endpoints.is_empty() {
             err("endpoints", "at least one etcd endpoint is needed".into());
         }
         for e in &self.endpoints {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
-                err("endpoints", format!("{:?} is not an http:// or https:// URL", crate::store::cut(e, 64)));
+                err("endpoints", format!("{:?} is not an http:// or https:// URL", cut(e, 64)));
             }
         }
         if !self.prefix.starts_with('/') || self.prefix.len() < 2 || self.prefix.len() > 128 {
-            err("prefix", format!("{:?} must start with / and name something", crate::store::cut(&self.prefix, 64)));
+            err("prefix", format!("{:?} must start with / and name something", cut(&self.prefix, 64)));
         }
         if !valid_name(&self.name) || self.name == super::sign::OPERATOR {
-            err(
-                "name",
-                format!(
-                    "{:?} must be 1-64 of A-Z a-z 0-9 . _ - (and not \"operator\")",
-                    crate::store::cut(&self.name, 64)
-                ),
-            );
+            err("name", format!("{:?} must be 1-64 of A-Z a-z 0-9 . _ - (and not \"operator\")", cut(&self.name, 64)));
         }
         if let Err(e) = dataplane::policy::TagSet::parse(&self.tags) {
             err("tags", e.to_string());

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use dataplane::problem::cut;
 use etcd_client::{Certificate, Client, Compare, CompareOp, ConnectOptions, Identity, TlsOptions, Txn, TxnOp};
 
 /// How to reach etcd, as `[fleet]` and `gwctl fleet` both describe it.
@@ -78,8 +79,8 @@ impl Connection {
 /// etcd-client's error in one line (its Display of a gRPC status is long).
 pub fn describe(e: &etcd_client::Error) -> String {
     match e {
-        etcd_client::Error::GRpcStatus(s) => format!("etcd: {} ({:?})", crate::store::cut(s.message(), 200), s.code()),
-        other => crate::store::cut(&other.to_string(), 240),
+        etcd_client::Error::GRpcStatus(s) => format!("etcd: {} ({:?})", cut(s.message(), 200), s.code()),
+        other => cut(&other.to_string(), 240),
     }
 }
 

@@ -28,7 +28,7 @@ mod tests;
 
 pub use config::FleetConfig;
 
-use crate::store::Problem;
+use dataplane::problem::ConfigProblem;
 
 /// What `gwctl status` shows of the fleet agent.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -52,6 +52,6 @@ pub struct FleetReport {
     /// A few of them: key and why.
     pub unverified_examples: Vec<(String, String)>,
     /// Claims left out because an older one holds the number.
-    pub conflicts: Vec<Problem>,
+    pub conflicts: Vec<ConfigProblem>,
     pub key_id: u32,
 }

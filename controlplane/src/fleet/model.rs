@@ -6,7 +6,7 @@
 use dataplane::policy::model::{EnforcerProfile, ExternalNetwork, Ruleset};
 use serde::{Deserialize, Serialize};
 
-use crate::store::Problem;
+use dataplane::problem::ConfigProblem;
 
 /// The fleet-wide objects the operator writes (`gwctl fleet apply -f`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -210,7 +210,7 @@ pub struct GatewayStatus {
     pub profile: String,
     /// The problems of the last refusal (bounded).
     #[serde(default)]
-    pub problems: Vec<Problem>,
+    pub problems: Vec<ConfigProblem>,
     /// Objects it ignored because they did not verify, since it started.
     #[serde(default)]
     pub unverified_objects: u64,

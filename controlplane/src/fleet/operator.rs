@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dataplane::policy::model::PolicyDocument;
+use dataplane::problem::{cut, ConfigProblem};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 use serde::Serialize;
@@ -15,20 +16,19 @@ use super::etcd::{describe, Connection};
 use super::layout::{KeyKind, Layout};
 use super::model::{valid_name, FleetDocument, GatewayStatus, Registration, RotateRequest};
 use super::sign::{self, seal, OPERATOR};
-use crate::store::Problem;
 
-fn problem(resource: &str, name: &str, field: &str, value: &str, message: String) -> Problem {
-    Problem::new(resource, name, field, value, message).bounded()
+fn problem(resource: &str, name: &str, field: &str, value: &str, message: String) -> ConfigProblem {
+    ConfigProblem::new(resource, name, field, value, message).bounded()
 }
 
 /// Every problem of `doc` on its own (no etcd needed).
-pub fn validate(doc: &FleetDocument) -> Vec<Problem> {
+pub fn validate(doc: &FleetDocument) -> Vec<ConfigProblem> {
     let mut out = Vec::new();
     let mut names = HashSet::new();
     for (i, g) in doc.gateways.iter().enumerate() {
         let field = format!("gateways[{i}]");
         if !valid_name(&g.name) || g.name == OPERATOR {
-            out.push(problem("gateways", &g.name, &field, &g.name, format!("gateways[{i}].name {:?}: 1-64 of A-Z a-z 0-9 . _ - (and not \"operator\")", crate::store::cut(&g.name, 64))));
+            out.push(problem("gateways", &g.name, &field, &g.name, format!("gateways[{i}].name {:?}: 1-64 of A-Z a-z 0-9 . _ - (and not \"operator\")", cut(&g.name, 64))));
         }
         if !names.insert(g.name.as_str()) {
             out.push(problem("gateways", &g.name, &field, &g.name, format!("gateway {:?} is enrolled twice", g.name)));
@@ -44,7 +44,7 @@ pub fn validate(doc: &FleetDocument) -> Vec<Problem> {
         ..PolicyDocument::default()
     };
     if let Err(errors) = dataplane::policy::compile(&probe) {
-        out.extend(errors.0.iter().map(|e| Problem::from(e).bounded()));
+        out.extend(errors.0.iter().map(|e| ConfigProblem::from(e).bounded()));
     }
     let mut profiles = HashSet::new();
     for p in &doc.profiles {
@@ -54,7 +54,7 @@ pub fn validate(doc: &FleetDocument) -> Vec<Problem> {
         probe = PolicyDocument { enforcer_profile: p.profile(), ..PolicyDocument::default() };
         if let Err(errors) = dataplane::policy::compile(&probe) {
             for e in &errors.0 {
-                let mut pr = Problem::from(e);
+                let mut pr = ConfigProblem::from(e);
                 pr.resource = "profiles".into();
                 pr.name = p.name.clone();
                 pr.message = format!("profile {:?}: {}", p.name, pr.message);
@@ -94,7 +94,7 @@ pub struct FleetApplyOptions {
 }
 
 /// Refuses a document that would empty the fleet or remove most of it by accident.
-pub fn guard(old: Option<&FleetDocument>, new: &FleetDocument, opts: FleetApplyOptions) -> Vec<Problem> {
+pub fn guard(old: Option<&FleetDocument>, new: &FleetDocument, opts: FleetApplyOptions) -> Vec<ConfigProblem> {
     let mut out = Vec::new();
     if !opts.allow_empty && (new.gateways.is_empty() || new.rulesets.is_empty()) {
         let what = if new.gateways.is_empty() { "no gateway is enrolled" } else { "there is no ruleset" };
@@ -143,7 +143,7 @@ pub async fn apply(
     secret: &SigningKey,
     mut doc: FleetDocument,
     opts: FleetApplyOptions,
-) -> Result<u64, Vec<Problem>> {
+) -> Result<u64, Vec<ConfigProblem>> {
     let mut problems = validate(&doc);
     let fail = |m: String| vec![problem("request", "", "", "", m)];
     let cur = current_document(client, layout, &secret.verifying_key()).await.map_err(fail)?;
@@ -319,7 +319,7 @@ pub async fn wait(
             .filter(|g| g.alive && g.enrolled && (g.applied_fleet_version < version || g.result == "refused"))
             .map(|g| {
                 if g.result == "refused" {
-                    format!("{} (refused: {})", g.name, crate::store::cut(&g.last_problem, 200))
+                    format!("{} (refused: {})", g.name, cut(&g.last_problem, 200))
                 } else {
                     format!("{} (at fleet version {})", g.name, g.applied_fleet_version)
                 }
@@ -466,7 +466,7 @@ pub async fn cli(a: FleetArgs) -> Result<(), (u8, String)> {
     let apply_doc = match &a.cmd {
         FleetCmd::Apply { file, .. } => {
             let text = std::fs::read_to_string(file).map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
-            Some(FleetDocument::from_yaml(&text).map_err(|e| (1, format!("{}: {}", file.display(), crate::store::cut(&e.to_string(), 400))))?)
+            Some(FleetDocument::from_yaml(&text).map_err(|e| (1, format!("{}: {}", file.display(), cut(&e.to_string(), 400))))?)
         }
         _ => None,
     };

@@ -43,7 +43,7 @@ pub enum Unverified {
 
 impl std::fmt::Display for Unverified {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::store::cut;
+        use dataplane::problem::cut;
         match self {
             Unverified::Malformed(e) => write!(f, "not a signed fleet object: {}", cut(e, 120)),
             Unverified::WrongSigner { expected, found } => {

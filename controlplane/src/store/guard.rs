@@ -19,7 +19,8 @@ use std::collections::HashSet;
 use std::fmt::Display;
 use std::hash::Hash;
 
-use super::{cut, ApplyOptions, Kind, Parts, Problem};
+use super::{ApplyOptions, Kind, Parts};
+use dataplane::problem::{cut, ConfigProblem};
 
 /// How many removed names a problem lists before "and N more".
 const NAMES_SHOWN: usize = 5;
@@ -78,7 +79,13 @@ fn rule_count(p: &Parts) -> usize {
 
 /// The problems that refuse this apply under `opts`; empty if it may go on.
 /// `whole` says the apply is a whole document (every kind replaced).
-pub(super) fn check(old: Option<&Parts>, new: &Parts, kinds: &[Kind], whole: bool, opts: ApplyOptions) -> Vec<Problem> {
+pub(super) fn check(
+    old: Option<&Parts>,
+    new: &Parts,
+    kinds: &[Kind],
+    whole: bool,
+    opts: ApplyOptions,
+) -> Vec<ConfigProblem> {
     let mut problems = Vec::new();
     let replace = opts.replace || opts.allow_empty;
     let lacks = |kind: Kind| {
@@ -113,7 +120,7 @@ pub(super) fn check(old: Option<&Parts>, new: &Parts, kinds: &[Kind], whole: boo
         if let (Some(what), false) = (empty, opts.allow_empty) {
             let gone: Vec<String> = removals.iter().filter(|r| r.count > 0).map(Removal::describe).collect();
             let gone = if gone.is_empty() { String::new() } else { format!(", removing {}", gone.join(" and ")) };
-            problems.push(Problem::new(
+            problems.push(ConfigProblem::new(
                 "request",
                 kind.name(),
                 "allow_empty",
@@ -134,7 +141,7 @@ pub(super) fn check(old: Option<&Parts>, new: &Parts, kinds: &[Kind], whole: boo
             let text: Vec<String> = most.iter().map(|r| r.describe()).collect();
             let counts: Vec<String> =
                 most.iter().map(|r| format!("{} of {} {}", r.count, r.in_force, r.noun)).collect();
-            problems.push(Problem::new(
+            problems.push(ConfigProblem::new(
                 "request",
                 kind.name(),
                 "replace",
@@ -160,7 +167,7 @@ pub(super) fn check(old: Option<&Parts>, new: &Parts, kinds: &[Kind], whole: boo
                 _ => None,
             };
             if let Some((field, what)) = dropped {
-                problems.push(Problem::new(
+                problems.push(ConfigProblem::new(
                     "request",
                     kind.name(),
                     "replace",

@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use super::compile::{
+use super::snapshot::{
     verdict_key, Entry, PolicySnapshot, F_OBSERVE, F_REJECT, KIND_EXTERNAL, KIND_IDENTITY, NO_EXT, P_ICMP, P_OTHER,
     P_TCP, P_UDP,
 };

@@ -5,6 +5,7 @@
 //! - [`selector`]: the tag expression language.
 //! - [`lpm`]: longest-prefix-match tables.
 //! - [`compile`]: validation (every error at once) and snapshot building.
+//! - [`snapshot`]: the compiled, immutable [`PolicySnapshot`].
 //! - [`decide`]: `classify`, `decide` and the identity/peer check on a snapshot.
 //! - [`fuzzing`]: fuzz target bodies (document text and structured documents).
 //!
@@ -21,6 +22,7 @@ pub mod hash;
 pub mod lpm;
 pub mod model;
 pub mod selector;
+pub mod snapshot;
 
 pub use compile::{compile, compile_view, CompileError, CompileErrors, PolicySnapshot, Problem, ResourceKind};
 pub use model::{Action, DocumentRef, PolicyDocument};
