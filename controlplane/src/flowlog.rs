@@ -17,6 +17,28 @@ use dataplane::events::{Consumer, EventKind, FlowRecord};
 use dataplane::policy::{Action, Side};
 use serde_json::{json, Value};
 
+/// Every name a flow event's `reason` can carry: the policy's reasons, then
+/// the dataplane's drop reasons. The one list the flow log, the API's
+/// filters, gwctl and the docs' tests agree on.
+pub fn reason_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = dataplane::policy::Reason::ALL.iter().map(|r| r.name()).collect();
+    for r in dataplane::stats::DropReason::ALL {
+        // a rejected decision's drop reason is its policy reason's name
+        if !names.contains(&r.name()) {
+            names.push(r.name());
+        }
+    }
+    names
+}
+
+/// `name` if it is a reason flow events carry; otherwise why not, with the valid names.
+pub fn check_reason(name: &str) -> Result<&'static str, String> {
+    let names = reason_names();
+    names.iter().find(|n| **n == name).copied().ok_or_else(|| {
+        format!("unknown reason {:?}; flow events carry: {}", dataplane::problem::cut(name, 64), names.join(", "))
+    })
+}
+
 /// The last few published configurations, so that records decided under an
 /// older one still resolve to the names they were decided with.
 #[derive(Default)]

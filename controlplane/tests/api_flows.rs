@@ -42,7 +42,7 @@ fn last_n_filters_and_time_bounds() {
     let h = Harness::start(dir.path(), 1024);
     for i in 0..100u64 {
         let (tags, verdict, reason) = match i % 4 {
-            0 => (["role=db"], pb::Verdict::Rejected, "bad_mac"),
+            0 => (["role=db"], pb::Verdict::Rejected, bad_mac()),
             1 => (["role=db"], pb::Verdict::Allowed, "policy_allow"),
             2 => (["role=web"], pb::Verdict::Rejected, "no_match"),
             _ => (["role=web"], pb::Verdict::Allowed, "policy_allow"),
@@ -70,7 +70,7 @@ fn last_n_filters_and_time_bounds() {
         let got = collect(&mut c.flows.get_flows(req).await.unwrap().into_inner()).await;
         let t: Vec<u64> = flows(&got).iter().map(|f| f.time_unix_ns - 1000).collect();
         assert_eq!(t, vec![80, 84, 88, 92, 96]);
-        assert!(flows(&got).iter().all(|f| f.reason == "bad_mac"));
+        assert!(flows(&got).iter().all(|f| f.reason == bad_mac()));
 
         // Deny-list: everything but no_match and bad_mac, within [1010, 1030].
         let req = pb::GetFlowsRequest {
@@ -78,13 +78,22 @@ fn last_n_filters_and_time_bounds() {
             until_unix_ns: Some(1030),
             deny: vec![
                 pb::FlowFilter { reason: vec!["no_match".into()], ..Default::default() },
-                pb::FlowFilter { reason: vec!["bad_mac".into()], ..Default::default() },
+                pb::FlowFilter { reason: vec![bad_mac().into()], ..Default::default() },
             ],
             ..Default::default()
         };
         let got = collect(&mut c.flows.get_flows(req).await.unwrap().into_inner()).await;
         let t: Vec<u64> = flows(&got).iter().map(|f| f.time_unix_ns - 1000).collect();
         assert_eq!(t, (10..=30).filter(|i| i % 2 == 1).collect::<Vec<_>>());
+
+        // The server refuses a reason no flow carries, naming the valid ones.
+        let req = pb::GetFlowsRequest {
+            allow: vec![pb::FlowFilter { reason: vec!["bad_mac".into()], ..Default::default() }],
+            ..Default::default()
+        };
+        let e = c.flows.get_flows(req).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("unknown reason \"bad_mac\"") && e.message().contains(bad_mac()), "{}", e.message());
 
         // CIDR on the source.
         let req = pb::GetFlowsRequest {
@@ -287,4 +296,9 @@ fn slow_reader_gets_lost_events_and_the_producer_never_waits() {
         eprintln!("producer: {N} pushes in {alone:?} alone, {with_reader:?} with a stalled reader; reader: {delivered} delivered, {lost} lost in {notices} notice(s)");
     });
     assert_eq!(h.hub.head() - start, N);
+}
+
+/// The drop reason of an option whose MAC does not verify, as the dataplane names it.
+fn bad_mac() -> &'static str {
+    dataplane::stats::DropReason::IdentityBadMac.name()
 }

@@ -73,7 +73,7 @@ fn gwctl_end_to_end() {
     // Flows.
     for i in 0..10u64 {
         let (tags, verdict, reason) = if i % 2 == 0 {
-            (["role=db"], pb::Verdict::Rejected, "bad_mac")
+            (["role=db"], pb::Verdict::Rejected, bad_mac())
         } else {
             (["role=web"], pb::Verdict::Allowed, "policy_allow")
         };
@@ -91,11 +91,15 @@ fn gwctl_end_to_end() {
     let t = String::from_utf8_lossy(&o.stdout).to_string();
     assert_eq!(t.lines().count(), 3, "{t}");
     assert!(t.lines().last().unwrap().contains("10.9.0.9:40000 (client id 200 role=web) -> 10.0.1.5:5432 (db id 101 role=db)  tcp  ALLOWED  policy_allow  rule db/incoming/from-web"), "{t}");
-    let o = gwctl(&h.ro, &["observe", "--from-tag", "role=db", "--verdict", "rejected", "--reason", "bad_mac"]);
+    let o = gwctl(&h.ro, &["observe", "--from-tag", "role=db", "--verdict", "rejected", "--reason", bad_mac()]);
     let t = String::from_utf8_lossy(&o.stdout).to_string();
     assert_eq!(t.lines().count(), 5, "{t}");
-    assert!(t.lines().all(|l| l.contains("REJECTED  bad_mac")), "{t}");
-    let o = gwctl(&h.ro, &["observe", "--not", "--reason", "bad_mac", "-o", "json"]);
+    assert!(t.lines().all(|l| l.contains(&format!("REJECTED  {}", bad_mac()))), "{t}");
+    // A reason the dataplane does not emit is refused before sending, with the valid names.
+    let o = gwctl(&h.ro, &["observe", "--reason", "bad_mac"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("unknown reason \"bad_mac\"") && text(&o).contains(bad_mac()), "{}", text(&o));
+    let o = gwctl(&h.ro, &["observe", "--not", "--reason", bad_mac(), "-o", "json"]);
     let lines: Vec<serde_json::Value> =
         String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 5);
@@ -104,7 +108,7 @@ fn gwctl_end_to_end() {
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
     // -o count reads the records framed, not decoded: the total is what the
     // filter let through.
-    let o = gwctl(&h.ro, &["observe", "--not", "--reason", "bad_mac", "-o", "count"]);
+    let o = gwctl(&h.ro, &["observe", "--not", "--reason", bad_mac(), "-o", "count"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let t = String::from_utf8_lossy(&o.stdout).to_string();
     let total = t.lines().find(|l| l.starts_with("total")).unwrap_or_else(|| panic!("no total: {t}"));
@@ -165,4 +169,9 @@ fn gwctl_refuses_wiping_applies_and_names_the_state() {
     let j = status_json();
     assert_eq!(j["state"], "enforcing_drop_all");
     assert_eq!(j["drops_all"], "no processing units");
+}
+
+/// The drop reason of an option whose MAC does not verify, as the dataplane names it.
+fn bad_mac() -> &'static str {
+    dataplane::stats::DropReason::IdentityBadMac.name()
 }

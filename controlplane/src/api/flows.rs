@@ -180,7 +180,7 @@ impl CompiledFilter {
             },
             protocols: f.protocol.iter().map(|p| protocol_of(p)).collect(),
             verdicts: f.verdict.clone(),
-            reasons: f.reason.clone(),
+            reasons: each(&f.reason, "reason", |r| crate::flowlog::check_reason(r).map(str::to_owned))?,
             rulesets: f.ruleset.clone(),
         })
     }
@@ -716,7 +716,13 @@ mod tests {
 
     #[test]
     fn filters_compose() {
-        let a = RingFlow::from(rec("10.0.0.7", &["role=db"], 5432, pb::Verdict::Rejected, "bad_mac"));
+        let a = RingFlow::from(rec(
+            "10.0.0.7",
+            &["role=db"],
+            5432,
+            pb::Verdict::Rejected,
+            dataplane::stats::DropReason::IdentityBadMac.name(),
+        ));
         let b = RingFlow::from(rec("192.168.1.1", &["role=web"], 80, pb::Verdict::Allowed, "policy_allow"));
         let f = |allow: Vec<pb::FlowFilter>, deny: Vec<pb::FlowFilter>| FlowFilterSet::new(&allow, &deny).unwrap();
         let all = f(vec![], vec![]);
@@ -730,7 +736,7 @@ mod tests {
             vec![pb::FlowFilter {
                 source_ip: vec!["10.0.0.0/8".into()],
                 verdict: vec![pb::Verdict::Rejected as i32],
-                reason: vec!["bad_mac".into()],
+                reason: vec![dataplane::stats::DropReason::IdentityBadMac.name().into()],
                 ..Default::default()
             }],
             vec![],

@@ -69,7 +69,7 @@ const FILTERS: [Filter; 19] = [
     filter("to-name", "NAME", "Destination name", Field::Name, End::Destination),
     filter("name", "NAME", "Either end's name", Field::Name, End::Either),
     filter("verdict", "VERDICT", "allowed, rejected or passed", Field::Verdict, End::Flow),
-    filter("reason", "REASON", "A reason: policy_allow, policy_reject, no_match, bad_mac, …", Field::Reason, End::Flow),
+    filter("reason", "REASON", "A reason as flow events carry it: policy_allow, policy_reject, no_match, identity_bad_mac, … (a wrong one is refused with the list)", Field::Reason, End::Flow),
     filter("ruleset", "NAME", "The deciding rule's ruleset", Field::Ruleset, End::Flow),
 ];
 
@@ -226,7 +226,9 @@ fn add(f: &mut pb::FlowFilter, g: &Given, source: bool) -> Result<(), Fail> {
         (Value::Text(v), Field::Name) => pick(&mut f.source_name, &mut f.destination_name, v),
         (Value::Text(v), Field::Protocol) => f.protocol.push(v.clone()),
         (Value::Text(v), Field::Verdict) => f.verdict.push(verdict_of(v)?),
-        (Value::Text(v), Field::Reason) => f.reason.push(v.clone()),
+        (Value::Text(v), Field::Reason) => {
+            f.reason.push(controlplane::flowlog::check_reason(v).map_err(|e| usage(format!("--reason: {e}")))?.into())
+        }
         (Value::Text(v), Field::Ruleset) => f.ruleset.push(v.clone()),
         (v, _) => return Err(usage(format!("--{}: {v:?} is not a value it takes", g.filter.long))),
     }
@@ -264,20 +266,25 @@ mod tests {
 
     #[test]
     fn filters_of_different_kinds_all_apply_and_a_repeated_one_takes_any_value() {
-        let (allow, deny) = parse(&["--from-tag", "role=db", "--verdict", "rejected", "--reason", "bad_mac"]).unwrap();
+        let bad_mac = dataplane::stats::DropReason::IdentityBadMac.name();
+        let (allow, deny) = parse(&["--from-tag", "role=db", "--verdict", "rejected", "--reason", bad_mac]).unwrap();
         let want = f(|f| {
             f.source_tags = vec!["role=db".into()];
             f.verdict = vec![pb::Verdict::Rejected as i32];
-            f.reason = vec!["bad_mac".into()];
+            f.reason = vec![bad_mac.into()];
         });
         assert_eq!((allow, deny), (vec![want], vec![]));
-        let (allow, _) = parse(&["--reason", "a", "--to-port=80", "--reason", "b"]).unwrap();
+        let (a, b) = (dataplane::policy::Reason::NoMatch.name(), dataplane::stats::DropReason::Replay.name());
+        let (allow, _) = parse(&["--reason", a, "--to-port=80", "--reason", b]).unwrap();
         let want = f(|f| {
-            f.reason = vec!["a".into(), "b".into()];
+            f.reason = vec![a.into(), b.into()];
             f.destination_port = vec!["80".into()];
         });
         assert_eq!(allow, vec![want]);
         assert_eq!(parse(&["--last", "5"]).unwrap(), (vec![], vec![]));
+        // a name the dataplane does not emit is refused, with the valid ones
+        let e = parse(&["--reason", "bad_mac"]).unwrap_err();
+        assert!(e.contains("unknown reason \"bad_mac\"") && e.contains("identity_bad_mac"), "{e}");
     }
 
     #[test]
@@ -295,8 +302,8 @@ mod tests {
         assert_eq!(deny, [f(src_ip), f(dst_ip)]);
 
         let (allow, deny) =
-            parse(&["--reason=x", "--not", "--not", "--from-identity", "7", "--not", "--verdict", "passed"]).unwrap();
-        assert_eq!(allow, [f(|f| f.reason = vec!["x".into()])]);
+            parse(&["--reason=no_match", "--not", "--not", "--from-identity", "7", "--not", "--verdict", "passed"]).unwrap();
+        assert_eq!(allow, [f(|f| f.reason = vec!["no_match".into()])]);
         assert_eq!(deny, [f(id7), f(|f| f.verdict = vec![pb::Verdict::Passed as i32])]);
     }
 
@@ -311,7 +318,7 @@ mod tests {
 
     #[test]
     fn mistakes_are_named() {
-        assert!(parse(&["--reason", "x", "--not"]).unwrap_err().contains("--not must come before a filter"));
+        assert!(parse(&["--reason", "no_match", "--not"]).unwrap_err().contains("--not must come before a filter"));
         assert!(parse(&["--verdict", "maybe"]).unwrap_err().contains("not a verdict"));
         assert!(parse(&["--not", "--verdict", "maybe"]).unwrap_err().contains("not a verdict"));
         assert!(parse(&["--identity", "web"]).is_err(), "an identity is a number");
