@@ -14,21 +14,22 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use dataplane::policy::model::PolicyDocument;
 use dataplane::problem::{bounded, cut, ConfigProblem};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use etcd_client::{Client, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
+use etcd_client::{Client, EventType, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, WatchOptions};
 use tokio::sync::watch;
 
-use super::build::{build, Me};
+use super::build::{build, Built, Me};
 use super::config::FleetConfig;
-use super::etcd::{describe, take_numbers, Connection, EtcdResult};
+use super::etcd::{describe, list, take_numbers, Connection, EtcdResult, MESSAGE_MAX};
 use super::keys::KeyStore;
 use super::layout::{KeyKind, Layout};
 use super::model::{GatewayStatus, PuFile, PuRecord, Registration};
 use super::sign::{self, seal};
 use super::view::{FleetView, Raw};
 use super::FleetReport;
-use crate::store::{ApplyOptions, ConfigStore, Content};
+use crate::store::{ApplyOptions, ConfigStore, Content, Parts};
 
 /// Identity numbers the fleet hands out start here.
 pub const FIRST_IDENTITY: u64 = 100_000;
@@ -229,22 +230,24 @@ async fn session(ctx: &mut Ctx) -> EtcdResult<()> {
     ctx.lease = lease;
     register(ctx, &mut client, lease).await?;
     let (keeper, acks) = client.lease_keep_alive(lease).await.map_err(|e| describe(&e))?;
-    let mut kept = Kept { id: lease, keeper, acks };
-    sync_pus(ctx, &mut client, true).await?;
-    let mut view = FleetView::new(ctx.layout.clone(), ctx.operator);
-    if let Some(c) = ctx.store.current() {
-        view.remember_peers(&c.document.peers);
-    }
+    let mut lease_task = tokio::spawn(keep_lease(keeper, acks, Duration::from_secs(ctx.cfg.lease_ttl_s)));
     let result = async {
+        sync_pus(ctx, &mut client, true).await?;
+        let mut view = FleetView::new(ctx.layout.clone(), ctx.operator);
+        if let Some(c) = ctx.store.current() {
+            view.remember_peers(&c.document.peers);
+        }
         loop {
             let rev = relist(ctx, &mut client, &mut view).await?;
-            match watch_from(ctx, &mut client, &mut view, rev + 1, &mut kept).await? {
+            match watch_from(ctx, &mut client, &mut view, rev + 1, lease, &mut lease_task).await? {
                 WatchEnd::Relist => ctx.update(|r| r.relists += 1),
                 WatchEnd::Stopped => return Ok(()),
             }
         }
     }
     .await;
+    // Whatever ended the session: this lease is not kept alive any more.
+    lease_task.abort();
     if ctx.stopping() {
         // Leave at once: the others see this gateway gone now, not in a TTL.
         let _ = tokio::time::timeout(Duration::from_secs(1), client.lease_revoke(lease)).await;
@@ -254,12 +257,8 @@ async fn session(ctx: &mut Ctx) -> EtcdResult<()> {
 
 /// Lists the whole prefix, rebuilds the view and applies; returns the revision.
 async fn relist(ctx: &mut Ctx, client: &mut Client, view: &mut FleetView) -> EtcdResult<i64> {
-    let resp = client
-        .get(ctx.layout.all(), Some(GetOptions::new().with_prefix()))
-        .await
-        .map_err(|e| describe(&e))?;
-    let rev = resp.header().map_or(0, |h| h.revision());
-    let keys = resp.kvs().iter().filter_map(|kv| {
+    let (kvs, rev) = list(client, &ctx.layout.all()).await?;
+    let keys = kvs.iter().filter_map(|kv| {
         let key = std::str::from_utf8(kv.key()).ok()?.to_owned();
         Some((key, Raw { value: kv.value().to_vec(), create_revision: kv.create_revision(), mod_revision: kv.mod_revision() }))
     });
@@ -272,11 +271,30 @@ async fn relist(ctx: &mut Ctx, client: &mut Client, view: &mut FleetView) -> Etc
     Ok(rev)
 }
 
-/// The registration's lease and its keep-alive stream.
-struct Kept {
-    id: i64,
-    keeper: etcd_client::LeaseKeeper,
-    acks: etcd_client::LeaseKeepAliveStream,
+/// Keeps the lease alive (every TTL/3) on a task of its own, so that a long
+/// build or compile cannot let it expire (a first list of 100k PUs verifies
+/// 100k signatures); returns why it stopped.
+async fn keep_lease(mut keeper: LeaseKeeper, mut acks: LeaseKeepAliveStream, ttl: Duration) -> String {
+    let mut keepalive = tokio::time::interval(ttl / 3);
+    let mut last_ack = Instant::now();
+    loop {
+        tokio::select! {
+            _ = keepalive.tick() => {
+                if let Err(e) = keeper.keep_alive().await {
+                    return describe(&e);
+                }
+                if last_ack.elapsed() > ttl {
+                    return "the lease was not renewed within its TTL".into();
+                }
+            }
+            ack = acks.message() => match ack {
+                Err(e) => return describe(&e),
+                Ok(None) => return "etcd closed the lease keep-alive".into(),
+                Ok(Some(a)) if a.ttl() <= 0 => return "the registration's lease expired".into(),
+                Ok(Some(_)) => last_ack = Instant::now(),
+            },
+        }
+    }
 }
 
 async fn watch_from(
@@ -284,19 +302,19 @@ async fn watch_from(
     client: &mut Client,
     view: &mut FleetView,
     from: i64,
-    lease: &mut Kept,
+    lease: i64,
+    lease_task: &mut tokio::task::JoinHandle<String>,
 ) -> EtcdResult<WatchEnd> {
     let mut stream = client
+        .watch_client()
+        .max_decoding_message_size(MESSAGE_MAX)
         .watch(ctx.layout.all(), Some(WatchOptions::new().with_prefix().with_start_revision(from)))
         .await
         .map_err(|e| describe(&e))?;
-    let ttl = Duration::from_secs(ctx.cfg.lease_ttl_s);
-    let mut keepalive = tokio::time::interval(ttl / 3);
     let mut pu_poll = tokio::time::interval(PU_FILE_POLL);
     let coalesce = Duration::from_millis(ctx.cfg.coalesce_ms);
     let mut stop = ctx.stop.clone();
     let mut dirty = false;
-    let mut last_ack = Instant::now();
     loop {
         let timer = next_timer(ctx, view);
         // With events pending, wait at most the coalescing window for more.
@@ -340,22 +358,12 @@ async fn watch_from(
                     converge(ctx, client, view).await?;
                 } else if timer.is_some() {
                     retire_keys(ctx)?;
-                    register(ctx, client, lease.id).await?;
+                    register(ctx, client, lease).await?;
                     converge(ctx, client, view).await?;
                 }
             }
-            _ = keepalive.tick() => {
-                lease.keeper.keep_alive().await.map_err(|e| describe(&e))?;
-                if last_ack.elapsed() > ttl {
-                    return Err("the lease was not renewed within its TTL".into());
-                }
-            }
-            ack = lease.acks.message() => {
-                let ack = ack.map_err(|e| describe(&e))?.ok_or("etcd closed the lease keep-alive")?;
-                if ack.ttl() <= 0 {
-                    return Err("the registration's lease expired".into());
-                }
-                last_ack = Instant::now();
+            why = &mut *lease_task => {
+                return Err(why.unwrap_or_else(|e| format!("the lease task failed: {e}")));
             }
             _ = pu_poll.tick() => {
                 if sync_pus(ctx, client, false).await? {
@@ -445,9 +453,9 @@ async fn sync_pus(ctx: &mut Ctx, client: &mut Client, force: bool) -> EtcdResult
         return Ok(false);
     }
     let prefix = ctx.layout.pus(&ctx.cfg.name);
-    let resp = client.get(prefix.as_str(), Some(GetOptions::new().with_prefix())).await.map_err(|e| describe(&e))?;
+    let (kvs, _) = list(client, &prefix).await?;
     let mut published: std::collections::HashMap<String, PuRecord> = std::collections::HashMap::new();
-    for kv in resp.kvs() {
+    for kv in &kvs {
         let Ok(key) = std::str::from_utf8(kv.key()) else { continue };
         let Some(name) = key.strip_prefix(prefix.as_str()) else { continue };
         // Our own records: trust only what our key signed.
@@ -499,7 +507,7 @@ async fn sync_pus(ctx: &mut Ctx, client: &mut Client, force: bool) -> EtcdResult
 /// document and applies it if it differs from the one in force; then reports.
 async fn converge(ctx: &mut Ctx, client: &mut Client, view: &mut FleetView) -> EtcdResult<()> {
     let now = unix_now();
-    view.refresh(now);
+    off_runtime(ctx, view, move |v| v.refresh(now)).await?;
     let grace = view.verified.document.as_ref().map_or(600, |d| d.settings.peer_grace_s);
     view.expire(now, grace);
     if let Some(req) = view.verified.rotates.get(&ctx.cfg.name).cloned() {
@@ -528,7 +536,18 @@ async fn converge(ctx: &mut Ctx, client: &mut Client, view: &mut FleetView) -> E
         r.seen_fleet_version = seen;
         r.etcd_revision = revision;
     });
-    let Some(built) = build(view, &me, now) else {
+    let store = ctx.store.clone();
+    let in_force = store.current();
+    let (built, same) = off_runtime(ctx, view, move |v| {
+        let built = build(v, &me, now);
+        let same = match (&built, &in_force) {
+            (Some(Built { document: Ok(doc), .. }), Some(c)) => same_document(&c.document, doc),
+            _ => false,
+        };
+        (built, same)
+    })
+    .await?;
+    let Some(built) = built else {
         return Ok(()); // no fleet document yet: the last good one stays
     };
     let conflicts = built.conflicts.clone();
@@ -537,11 +556,8 @@ async fn converge(ctx: &mut Ctx, client: &mut Client, view: &mut FleetView) -> E
         r.conflicts = conflicts;
         r.profile = profile.clone();
     });
-    let store = ctx.store.clone();
-    let in_force = store.current();
     let outcome = match built.document {
         Ok(doc) => {
-            let same = in_force.as_ref().is_some_and(|c| c.document.to_document() == doc);
             if same {
                 None
             } else {
@@ -588,6 +604,49 @@ async fn converge(ctx: &mut Ctx, client: &mut Client, view: &mut FleetView) -> E
         }
     }
     write_status(ctx, client, fv, revision, &profile).await
+}
+
+/// Runs `f` on the view on a blocking thread (verifying and building for
+/// 100k PUs take seconds): the runtime meanwhile keeps the lease and the
+/// connection alive.
+async fn off_runtime<T: Send + 'static>(
+    ctx: &Ctx,
+    view: &mut FleetView,
+    f: impl FnOnce(&mut FleetView) -> T + Send + 'static,
+) -> EtcdResult<T> {
+    let mut v = std::mem::replace(view, FleetView::new(ctx.layout.clone(), ctx.operator));
+    let (v, out) = tokio::task::spawn_blocking(move || {
+        let out = f(&mut v);
+        (v, out)
+    })
+    .await
+    .map_err(|e| format!("the fleet build task failed: {e}"))?;
+    *view = v;
+    Ok(out)
+}
+
+/// Whether `doc` is the document in force, compared in place: copying the
+/// one in force to compare (100k identities) cost about as much as the compare.
+pub fn same_document(in_force: &Parts, doc: &PolicyDocument) -> bool {
+    // Destructured: a field added to the document must be compared here too.
+    let PolicyDocument {
+        revision,
+        local,
+        processing_units,
+        identities,
+        peers,
+        rulesets,
+        external_networks,
+        enforcer_profile,
+    } = doc;
+    in_force.revision == *revision
+        && in_force.local == *local
+        && *in_force.processing_units == *processing_units
+        && *in_force.identities == *identities
+        && *in_force.peers == *peers
+        && *in_force.rulesets == *rulesets
+        && *in_force.external_networks == *external_networks
+        && *in_force.enforcer_profile == *enforcer_profile
 }
 
 /// Writes this gateway's status when it says something new.

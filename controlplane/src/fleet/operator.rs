@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use dataplane::policy::model::PolicyDocument;
 use dataplane::problem::{cut, ConfigProblem};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
 use serde::Serialize;
 
 use super::etcd::{describe, Connection};
@@ -226,17 +226,17 @@ pub struct FleetStatusReport {
 
 /// Reads every gateway's registration and status.
 pub async fn status(client: &mut Client, layout: &Layout, operator: VerifyingKey) -> Result<FleetStatusReport, String> {
-    let resp = client.get(layout.all(), Some(GetOptions::new().with_prefix())).await.map_err(|e| describe(&e))?;
+    let (kvs, rev) = super::etcd::list(client, &layout.all()).await?;
     let mut view = super::view::FleetView::new(layout.clone(), operator);
     view.reset(
-        resp.kvs().iter().filter_map(|kv| {
+        kvs.iter().filter_map(|kv| {
             Some((std::str::from_utf8(kv.key()).ok()?.to_owned(), super::view::Raw {
                 value: kv.value().to_vec(),
                 create_revision: kv.create_revision(),
                 mod_revision: kv.mod_revision(),
             }))
         }),
-        resp.header().map_or(0, |h| h.revision()),
+        rev,
     );
     view.refresh(super::agent::unix_now());
     let v = &view.verified;

@@ -282,3 +282,20 @@ fn gwctl_validation_names_every_problem_and_the_guard_protects_the_fleet() {
     let g = guard(None, &new, FleetApplyOptions::default());
     assert!(g[0].message.contains("there is no ruleset"), "{g:?}");
 }
+
+#[test]
+fn the_document_in_force_is_compared_in_place_field_by_field() {
+    let e = three_gateways();
+    let doc = build(&e.view, &me("gw-a", &["site=lab"]), 1000).unwrap().document.unwrap();
+    let in_force = crate::store::Parts::from(doc.clone());
+    assert!(super::agent::same_document(&in_force, &doc));
+    let mut other = doc.clone();
+    other.rulesets[0].incoming[0].ports = vec![dataplane::policy::model::PortSpec::Number(8081)];
+    assert!(!super::agent::same_document(&in_force, &other));
+    let mut other = doc.clone();
+    other.identities.pop();
+    assert!(!super::agent::same_document(&in_force, &other));
+    let mut other = doc;
+    other.revision = Some("fleet 2".into());
+    assert!(!super::agent::same_document(&in_force, &other));
+}
