@@ -24,3 +24,24 @@ pub mod wire;
 
 #[cfg(feature = "dpdk")]
 pub mod worker;
+
+/// The port a packet arrived on: `Inside` faces the PUs, `Outside` the
+/// network. One type for the whole crate: the worker names its ports with it,
+/// the engine its packets, flow keys and events their initiator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Side {
+    Inside = 0,
+    Outside = 1,
+}
+
+impl Side {
+    /// The other port.
+    #[inline]
+    pub fn opposite(self) -> Side {
+        match self {
+            Side::Inside => Side::Outside,
+            Side::Outside => Side::Inside,
+        }
+    }
+}

@@ -7,6 +7,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::Side;
+
 /// A monotonically increasing counter with exactly one writer.
 #[derive(Debug, Default)]
 #[repr(transparent)]
@@ -466,6 +468,15 @@ pub struct WorkerStats {
 }
 
 impl WorkerStats {
+    /// The counters of frames received on `side`'s port.
+    #[inline(always)]
+    pub fn dir(&self, side: Side) -> &DirStats {
+        match side {
+            Side::Inside => &self.from_inside,
+            Side::Outside => &self.from_outside,
+        }
+    }
+
     /// The values now, as plain numbers.
     pub fn read(&self) -> WorkerCounts {
         WorkerCounts {
@@ -503,6 +514,14 @@ pub struct WorkerCounts {
 }
 
 impl WorkerCounts {
+    /// The counts of frames received on `side`'s port.
+    pub fn dir(&self, side: Side) -> &DirCounts {
+        match side {
+            Side::Inside => &self.from_inside,
+            Side::Outside => &self.from_outside,
+        }
+    }
+
     /// For each direction (from inside, from outside): frames received plus
     /// frames made, minus frames sent, dropped, consumed and (from the
     /// inside) still held. Zero when every frame is accounted for; frames in

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use crate::policy::Side;
+use crate::Side;
 
 /// A normalized 5-tuple, IPv4 or IPv6 (IPv4 addresses are stored as
 /// IPv4-mapped IPv6 so one layout serves both). 40 bytes.

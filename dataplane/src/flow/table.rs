@@ -177,7 +177,7 @@ impl FlowTable {
     #[allow(clippy::too_many_arguments)]
     pub fn key_hashed(
         &self,
-        side: crate::policy::Side,
+        side: crate::Side,
         src: u128,
         dst: u128,
         family: u8,
@@ -403,7 +403,8 @@ impl FlowTable {
 mod tests {
     use super::*;
     use crate::flow::state::{FlowState, TcpFlags, TcpStep};
-    use crate::policy::{PuId, Side};
+    use crate::policy::PuId;
+    use crate::Side;
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     fn t() -> Timeouts {
