@@ -8,13 +8,12 @@
 //! headers) header and a 20-byte TCP header without options or payload.
 
 use crate::buf::PacketBuf;
-use crate::wire::{checksum, Addr, FrameInfo};
+use crate::wire::emit::{self, IpRepr, TcpSegment};
+use crate::wire::tcp::{self, flags};
+use crate::wire::{ip_proto, ipv6, Addr, FrameInfo};
 
 /// Largest reset frame: Ethernet with two VLAN tags (22) + IPv6 (40) + TCP (20).
-pub const MAX_RST: usize = 22 + 40 + 20;
-
-const RST: u8 = 0x04;
-const ACK: u8 = 0x10;
+pub const MAX_RST: usize = emit::MAX_L2_LEN + ipv6::HEADER_LEN + tcp::HEADER_LEN;
 
 /// The fields of one reset.
 #[derive(Debug, Clone, Copy)]
@@ -67,48 +66,19 @@ impl RstSpec {
 /// header: MACs, VLAN tags, ethertype). Returns its length, or `None` if the
 /// addresses are not IP or `out`/`eth` have the wrong size.
 pub fn write(out: &mut [u8; MAX_RST], eth: &[u8], swap_macs: bool, r: &RstSpec) -> Option<usize> {
-    let l2 = eth.len();
-    if !(14..=22).contains(&l2) {
-        return None;
-    }
-    out[..l2].copy_from_slice(eth);
-    if swap_macs {
-        let mut dst = [0u8; 6];
-        dst.copy_from_slice(&out[0..6]);
-        out.copy_within(6..12, 0);
-        out[6..12].copy_from_slice(&dst);
-    }
-    let (ip_len, pseudo) = match (r.src, r.dst) {
-        (Addr::V4(s), Addr::V4(d)) => {
-            let ip = &mut out[l2..l2 + 20];
-            ip.copy_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-            ip[12..16].copy_from_slice(&s);
-            ip[16..20].copy_from_slice(&d);
-            let c = checksum::finish(checksum::sum(ip));
-            ip[10..12].copy_from_slice(&c.to_be_bytes());
-            (20, checksum::pseudo_v4(&s, &d, 6, 20))
-        }
-        (Addr::V6(s), Addr::V6(d)) => {
-            let ip = &mut out[l2..l2 + 40];
-            ip[..8].copy_from_slice(&[0x60, 0, 0, 0, 0, 20, 6, 64]);
-            ip[8..24].copy_from_slice(&s);
-            ip[24..40].copy_from_slice(&d);
-            (40, checksum::pseudo_v6(&s, &d, 6, 20))
-        }
-        _ => return None,
+    let l2 = emit::copy_l2(out, eth, swap_macs)?;
+    let ip = IpRepr::new(r.src, r.dst, ip_proto::TCP)?;
+    let header = tcp::Repr {
+        src_port: r.sport,
+        dst_port: r.dport,
+        seq: r.seq,
+        ack: r.ack.unwrap_or(0),
+        flags: if r.ack.is_some() { flags::RST | flags::ACK } else { flags::RST },
+        window: 0,
+        options_len: 0,
     };
-    let t = l2 + ip_len;
-    let tcp = &mut out[t..t + 20];
-    tcp[0..2].copy_from_slice(&r.sport.to_be_bytes());
-    tcp[2..4].copy_from_slice(&r.dport.to_be_bytes());
-    tcp[4..8].copy_from_slice(&r.seq.to_be_bytes());
-    tcp[8..12].copy_from_slice(&r.ack.unwrap_or(0).to_be_bytes());
-    tcp[12] = 5 << 4;
-    tcp[13] = if r.ack.is_some() { RST | ACK } else { RST };
-    tcp[14..20].fill(0);
-    let c = checksum::finish(pseudo + checksum::sum(tcp));
-    tcp[16..18].copy_from_slice(&c.to_be_bytes());
-    Some(t + 20)
+    let n = emit::tcp_packet(&mut out[l2..], ip, &TcpSegment { header, options: &[], payload: &[] })?;
+    Some(l2 + n)
 }
 
 /// Turns the packet in `buf` (described by `info`) into the reset `r`, in

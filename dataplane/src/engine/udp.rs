@@ -33,7 +33,8 @@ use crate::flow::{FlowKey, FlowState, NewFlow, UdpState};
 use crate::identity::{insert_udp, option, verify_udp, MacKey, UdpIdentity, UdpMsg};
 use crate::policy::{Action as PAction, Decision, Direction, PuId, Reason, Remote, Side};
 use crate::stats::{DropReason, Note};
-use crate::wire::{checksum, parse_frame, udp as wudp, Addr, FrameInfo};
+use crate::wire::emit::{self, IpRepr, UdpDatagram};
+use crate::wire::{ip_proto, parse_frame, udp as wudp, Addr, FrameInfo};
 
 use super::reply_limit::Trust;
 use super::{drop_of_reason, drop_of_verify, note_of_allow, Action, Engine, EngineConfig};
@@ -390,45 +391,11 @@ pub fn build_handshake(
     key: &MacKey,
     id: &UdpIdentity,
 ) -> Option<usize> {
-    let l2 = eth.len();
-    if !(14..=22).contains(&l2) {
-        return None;
-    }
-    out[..l2].copy_from_slice(eth);
-    if swap_macs {
-        let mut d = [0u8; 6];
-        d.copy_from_slice(&out[0..6]);
-        out.copy_within(6..12, 0);
-        out[6..12].copy_from_slice(&d);
-    }
-    let (ip_len, pseudo) = match (h.src, h.dst) {
-        (Addr::V4(s), Addr::V4(d)) => {
-            let ip = &mut out[l2..l2 + 20];
-            ip.copy_from_slice(&[0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-            ip[12..16].copy_from_slice(&s);
-            ip[16..20].copy_from_slice(&d);
-            let c = checksum::finish(checksum::sum(ip));
-            ip[10..12].copy_from_slice(&c.to_be_bytes());
-            (20, checksum::pseudo_v4(&s, &d, 17, 8))
-        }
-        (Addr::V6(s), Addr::V6(d)) => {
-            let ip = &mut out[l2..l2 + 40];
-            ip[..8].copy_from_slice(&[0x60, 0, 0, 0, 0, 8, 17, 64]);
-            ip[8..24].copy_from_slice(&s);
-            ip[24..40].copy_from_slice(&d);
-            (40, checksum::pseudo_v6(&s, &d, 17, 8))
-        }
-        _ => return None,
-    };
-    let u = l2 + ip_len;
-    let udp = &mut out[u..u + 8];
-    udp[0..2].copy_from_slice(&h.sport.to_be_bytes());
-    udp[2..4].copy_from_slice(&h.dport.to_be_bytes());
-    udp[4..6].copy_from_slice(&8u16.to_be_bytes());
-    udp[6..8].fill(0);
-    let c = checksum::finish(pseudo + checksum::sum(udp));
-    udp[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
-    let mut buf = ArrayBuf { mem: out, len: u + 8 };
+    let l2 = emit::copy_l2(out, eth, swap_macs)?;
+    let ip = IpRepr::new(h.src, h.dst, ip_proto::UDP)?;
+    let d = UdpDatagram { src_port: h.sport, dst_port: h.dport, payload: &[], surplus: &[] };
+    let n = emit::udp_packet(&mut out[l2..], ip, &d)?;
+    let mut buf = ArrayBuf { mem: out, len: l2 + n };
     let info = parse_frame(buf.data()).ok()?;
     insert_udp(&mut buf, &info, key, id).ok()?;
     Some(buf.len)
@@ -904,3 +871,6 @@ impl Engine {
 #[cfg(test)]
 #[path = "udp_tests.rs"]
 mod tests;
+#[cfg(test)]
+#[path = "writer_equivalence_tests.rs"]
+mod writer_equivalence_tests;

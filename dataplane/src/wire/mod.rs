@@ -9,6 +9,7 @@ pub mod arp;
 #[doc(hidden)]
 pub mod builder;
 pub mod checksum;
+pub mod emit;
 pub mod ethernet;
 mod frame;
 #[doc(hidden)]
