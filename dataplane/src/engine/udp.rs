@@ -871,6 +871,53 @@ impl Engine {
 #[cfg(test)]
 #[path = "udp_tests.rs"]
 mod tests;
+
 #[cfg(test)]
-#[path = "writer_equivalence_tests.rs"]
-mod writer_equivalence_tests;
+mod frame_tests {
+    use super::*;
+    use crate::identity::KeyId;
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    fn v6(x: u8) -> [u8; 16] {
+        let mut a = [0u8; 16];
+        a[0] = 0xfd;
+        a[15] = x;
+        a
+    }
+
+    /// Handshake messages as the hand-written writer this one replaced made
+    /// them: an untagged IPv4 request, and an IPv6 response behind two
+    /// 802.1Q tags sent back (MACs swapped).
+    const REQUEST_V4: &str = concat!(
+        "02aabbccdd0102112233440208004500004b00004000401126820a01000a0a0200149c40138900083bf4e5037f2d4d49",
+        "1001000102000003e9010203040506070800000000000000002c4ce168fb2957922cc0ad7233b2d1e8",
+    );
+    const RESPONSE_V6_TWO_TAGS: &str = concat!(
+        "02112233440202aabbccdd018100000a8100000b86dd6000000000371140fd000000000000000000000000000002fd00",
+        "000000000000000000000000000113899c400008561039107f2d4d491002000102000007d10909090909090909010203",
+        "0405060708dd43b29bf8782c98c5722df8e9a278e0",
+    );
+
+    #[test]
+    fn handshake_frames_are_the_bytes_they_always_were() {
+        let mac = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x01, 0x02, 0x11, 0x22, 0x33, 0x44, 0x02];
+        let key = MacKey::from_secret(KeyId::pairwise(1, 2), 0, &[7; 32], 0, u64::MAX);
+        let mut out = [0u8; MAX_HANDSHAKE_FRAME];
+        let mut eth = mac.to_vec();
+        eth.extend_from_slice(&[0x08, 0x00]);
+        let spec =
+            HandshakeSpec { src: Addr::V4([10, 1, 0, 10]), dst: Addr::V4([10, 2, 0, 20]), sport: 40000, dport: 5001 };
+        let id = UdpIdentity { msg: UdpMsg::Request, identity: 1001, nonce: [1, 2, 3, 4, 5, 6, 7, 8], echo: [0; 8] };
+        let n = build_handshake(&mut out, &eth, false, &spec, &key, &id).unwrap();
+        assert_eq!(out[..n], unhex(REQUEST_V4));
+        let mut eth = mac.to_vec();
+        eth.extend_from_slice(&[0x81, 0x00, 0x00, 10, 0x81, 0x00, 0x00, 11, 0x86, 0xdd]);
+        let spec = HandshakeSpec { src: Addr::V6(v6(2)), dst: Addr::V6(v6(1)), sport: 5001, dport: 40000 };
+        let id = UdpIdentity { msg: UdpMsg::Response, identity: 2001, nonce: [9; 8], echo: [1, 2, 3, 4, 5, 6, 7, 8] };
+        let n = build_handshake(&mut out, &eth, true, &spec, &key, &id).unwrap();
+        assert_eq!(out[..n], unhex(RESPONSE_V6_TWO_TAGS));
+    }
+}

@@ -103,3 +103,41 @@ pub fn build(s: &Spec<'_>) -> Vec<u8> {
 fn v4(a: &[u8; 16]) -> Addr {
     Addr::V4([a[0], a[1], a[2], a[3]])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    /// Frames as the hand-written builder this one replaced made them: a
+    /// SYN with Linux's options, and a VLAN-tagged IPv6 UDP datagram with
+    /// an odd payload and a surplus area.
+    const TCP_V4: &str = concat!(
+        "02000000000202000000000108004500003c12344000400614830a0100010a0200029c4001bb1122334400000000a002",
+        "faf054a40000020405b40402080a000102030000000001030307",
+    );
+    const UDP_V6_VLAN: &str = concat!(
+        "0200000000020200000000018100000786dd60000000000f114020010db800000000000000000000000120010db80000",
+        "0000000000000000000200352328000bada16f646400000101",
+    );
+
+    #[test]
+    fn frames_are_the_bytes_they_always_were() {
+        let s =
+            Spec { tcp_options: &[2, 4, 5, 180, 4, 2, 8, 10, 0, 1, 2, 3, 0, 0, 0, 0, 1, 3, 3, 7], ..Spec::default() };
+        assert_eq!(build(&s), unhex(TCP_V4));
+        let s = Spec {
+            vlans: &[7],
+            proto: ip_proto::UDP,
+            sport: 53,
+            dport: 9000,
+            payload: b"odd",
+            udp_surplus: &[0, 0, 1, 1],
+            ..Spec::default()
+        };
+        assert_eq!(build(&s.with_v6()), unhex(UDP_V6_VLAN));
+    }
+}
