@@ -102,12 +102,8 @@ pub fn in_place<B: PacketBuf>(buf: &mut B, info: &FrameInfo, swap_macs: bool, r:
 mod tests {
     use super::*;
     use crate::buf::VecBuf;
-    use crate::wire::builder::{build, Spec};
+    use crate::wire::builder::{build, fd00, from_hex, Spec};
     use crate::wire::parse_frame;
-
-    fn unhex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-    }
 
     /// An Ethernet header with `tags` 802.1Q tags (VLAN ids 10, 11, …).
     fn l2(tags: u8, v6: bool) -> Vec<u8> {
@@ -117,13 +113,6 @@ mod tests {
         }
         e.extend_from_slice(if v6 { &[0x86, 0xdd] } else { &[0x08, 0x00] });
         e
-    }
-
-    fn v6(x: u8) -> [u8; 16] {
-        let mut a = [0u8; 16];
-        a[0] = 0xfd;
-        a[15] = x;
-        a
     }
 
     /// Bytes of resets as the hand-written writer this one replaced made
@@ -150,23 +139,24 @@ mod tests {
             ack: Some(0x1122_3345),
         };
         let n = write(&mut out, &l2(1, false), true, &r).unwrap();
-        assert_eq!(out[..n], unhex(RST_V4_VLAN));
+        assert_eq!(out[..n], from_hex(RST_V4_VLAN));
         let r = RstSpec {
-            src: Addr::V6(v6(1)),
-            dst: Addr::V6(v6(2)),
+            src: Addr::V6(fd00(1)),
+            dst: Addr::V6(fd00(2)),
             sport: 40000,
             dport: 443,
             seq: 0x5566_7788,
             ack: None,
         };
         let n = write(&mut out, &l2(0, true), false, &r).unwrap();
-        assert_eq!(out[..n], unhex(RST_V6));
+        assert_eq!(out[..n], from_hex(RST_V6));
     }
 
     #[test]
     fn a_written_reset_parses_back_to_its_spec() {
         for (tags, swap) in [(0, false), (1, true), (2, false)] {
-            for (src, dst) in [(Addr::V4([1, 2, 3, 4]), Addr::V4([5, 6, 7, 8])), (Addr::V6(v6(7)), Addr::V6(v6(9)))] {
+            for (src, dst) in [(Addr::V4([1, 2, 3, 4]), Addr::V4([5, 6, 7, 8])), (Addr::V6(fd00(7)), Addr::V6(fd00(9)))]
+            {
                 let v6 = matches!(src, Addr::V6(_));
                 let eth = l2(tags, v6);
                 let r = RstSpec { src, dst, sport: 1, dport: 2, seq: 3, ack: Some(4) };
@@ -185,7 +175,7 @@ mod tests {
     fn no_reset_without_an_ip_pair_or_an_ethernet_header() {
         let mut out = [0u8; MAX_RST];
         let mixed =
-            RstSpec { src: Addr::V4([1, 2, 3, 4]), dst: Addr::V6(v6(1)), sport: 1, dport: 2, seq: 0, ack: None };
+            RstSpec { src: Addr::V4([1, 2, 3, 4]), dst: Addr::V6(fd00(1)), sport: 1, dport: 2, seq: 0, ack: None };
         assert_eq!(write(&mut out, &l2(0, false), false, &mixed), None);
         let none = RstSpec { src: Addr::None, dst: Addr::None, ..mixed };
         assert_eq!(write(&mut out, &l2(0, false), false, &none), None);

@@ -100,6 +100,19 @@ pub fn build(s: &Spec<'_>) -> Vec<u8> {
     f
 }
 
+/// Bytes from hex digits, for golden-bytes tests. Panics on anything else.
+pub fn from_hex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digits")).collect()
+}
+
+/// The IPv6 address `fd00::x`, for tests.
+pub fn fd00(x: u8) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[0] = 0xfd;
+    a[15] = x;
+    a
+}
+
 fn v4(a: &[u8; 16]) -> Addr {
     Addr::V4([a[0], a[1], a[2], a[3]])
 }
@@ -107,10 +120,6 @@ fn v4(a: &[u8; 16]) -> Addr {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn unhex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-    }
 
     /// Frames as the hand-written builder this one replaced made them: a
     /// SYN with Linux's options, and a VLAN-tagged IPv6 UDP datagram with
@@ -128,7 +137,7 @@ mod tests {
     fn frames_are_the_bytes_they_always_were() {
         let s =
             Spec { tcp_options: &[2, 4, 5, 180, 4, 2, 8, 10, 0, 1, 2, 3, 0, 0, 0, 0, 1, 3, 3, 7], ..Spec::default() };
-        assert_eq!(build(&s), unhex(TCP_V4));
+        assert_eq!(build(&s), from_hex(TCP_V4));
         let s = Spec {
             vlans: &[7],
             proto: ip_proto::UDP,
@@ -138,6 +147,6 @@ mod tests {
             udp_surplus: &[0, 0, 1, 1],
             ..Spec::default()
         };
-        assert_eq!(build(&s.with_v6()), unhex(UDP_V6_VLAN));
+        assert_eq!(build(&s.with_v6()), from_hex(UDP_V6_VLAN));
     }
 }

@@ -32,6 +32,20 @@ pub mod ip_proto {
     pub const ICMPV6: u8 = 58;
 }
 
+/// ICMPv6 message types the engine recognises.
+pub mod icmpv6 {
+    /// Neighbour discovery (RFC 4861): router solicitation and
+    /// advertisement, neighbour solicitation and advertisement, redirect.
+    pub const ROUTER_SOLICITATION: u8 = 133;
+    pub const REDIRECT: u8 = 137;
+
+    /// Whether an ICMPv6 message of type `t` is neighbour discovery.
+    #[inline]
+    pub fn is_neighbour_discovery(t: u8) -> bool {
+        (ROUTER_SOLICITATION..=REDIRECT).contains(&t)
+    }
+}
+
 /// Why a frame could not be parsed. Each variant is one drop reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Malformed {
