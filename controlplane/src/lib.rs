@@ -5,6 +5,8 @@
 //! - [`report`]: counters as operators read them.
 //! - [`fuzzing`]: fuzz target bodies (ApplyRequest decoding, the TOML file).
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 pub mod config;
 pub mod fleet;

@@ -1,16 +1,38 @@
 //! The gateway's packet engine.
 //!
-//! Layers, each depending only on those above it in this list:
+//! Layers, each depending only on those above it in this list (and on
+//! [`Side`], the port a packet arrived on, at the crate root):
 //! - [`buf`]: the byte-buffer abstraction (headroom/tailroom) every rewrite works on.
-//! - [`wire`]: zero-copy views over Ethernet, VLAN, ARP, IPv4, IPv6, TCP, UDP, ICMP.
-//! - [`identity`]: the signed identity option, key rings, insert/verify/strip.
-//! - [`stats`]: per-worker counters with one slot per drop reason.
-//! - [`dispatch`]: the symmetric flow hash that picks a frame's worker.
-//! - [`engine`]: per-packet identity and policy on TCP handshakes, cached verdicts after.
+//! - [`wire`]: zero-copy views over Ethernet, VLAN, ARP, IPv4, IPv6, TCP, UDP,
+//!   ICMP (`ethernet`, `arp`, `ipv4`, `ipv6`, `tcp`, `udp`, `checksum`), the
+//!   one-pass parse (`parse_frame`) and the fast path's look (`peek`), the
+//!   frame writer that emits headers through the same views (`emit`), test
+//!   frames written with it (`builder`) and fuzz bodies (`fuzzing`).
+//! - [`identity`]: the signed identity option (`option`, `mac`), key rings
+//!   (`keys`), insert/verify/strip for TCP (`tcp`) and UDP (`udp`).
+//! - [`stats`]: per-worker counters with one slot per drop reason and note.
+//! - [`policy`]: the document (`model`), selectors (`selector`), prefix
+//!   tables (`lpm`), the compiled snapshot (`compile`) and its decisions
+//!   (`decide`).
+//! - [`flow`]: flow keys (`key`), entries and their TCP/UDP state (`entry`,
+//!   `state`), the fixed-size table (`table`).
 //! - [`events`]: flow events and the lock-free queue that carries them off the worker.
-//! - [`worker`] (feature `dpdk`): the poll-mode, run-to-completion loop.
+//! - [`dispatch`]: the symmetric flow hash that picks a frame's worker.
+//! - [`engine`]: identity and policy per packet, one file per path a packet
+//!   takes: `process` (look ahead, fast path, full parse, choice of path),
+//!   `context` (the packet context), `established`, `syn`, `syn_ack`,
+//!   `no_state`, `other`, `udp` (the UDP handshake: `pending`, `frame`,
+//!   `client`, `server`); beside them `record` (counters and events),
+//!   `reasons`, `option_scan`, `sweep`, `rst`, `replay`, `reply_limit`,
+//!   `config`.
+//! - [`worker`] (feature `dpdk`): the poll-mode, run-to-completion loop, its
+//!   hold store for datagrams of pending UDP handshakes (`hold`) and the
+//!   mbuf as a packet buffer (`io`).
 //!
-//! Nothing outside `worker` touches DPDK.
+//! Nothing outside `worker` touches DPDK, and no code here is `unsafe`: the
+//! bindings (`dpdk-bindings`) hold all of it.
+
+#![forbid(unsafe_code)]
 
 pub mod buf;
 pub mod dispatch;

@@ -1,5 +1,7 @@
 //! gatewayd: the gateway's fast path on DPDK.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};

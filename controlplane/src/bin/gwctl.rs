@@ -3,6 +3,8 @@
 //! Exit codes: 0 done; 1 refused (a NACK, or the gateway refused this client);
 //! 2 usage (bad arguments or files); 3 the gateway cannot be reached.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -16,7 +16,10 @@
 //! UDP datagrams whose handshake is pending wait in the worker's hold store
 //! ([`hold`]); the engine's effects (handshake frames to send, hold slots to
 //! release or discard) are carried out after every frame and after the
-//! per-iteration timer check.
+//! per-iteration timer check. Every frame is accounted for: a frame the
+//! engine made that the pool has no mbuf for is counted as made and dropped
+//! (`rst_no_mbuf`, `udp_handshake_no_mbuf`), so that per direction
+//! rx + made = tx + drops + consumed + held ([`crate::stats::WorkerCounts::unaccounted`]).
 
 pub mod hold;
 mod io;
@@ -339,40 +342,41 @@ impl Worker {
             Some(l) => en.engine.process_looked(&en.config, from, &mut m, l, en.now),
             None => en.engine.process(&en.config, from, &mut m, en.now),
         };
-        match action {
-            Action::Forward => self.forward(from, m),
-            Action::Drop(_) => drop(m),
-            Action::Consume => {
-                drop(m);
-                self.note(from, Note::FramesConsumed);
-            }
-            // The frame was counted as a drop; the reset in its buffer is made.
-            Action::Reply(_) => {
+        let d = disposition(action);
+        let second = d.second_reset.then(|| en.made_frame(en.engine.extra_frame()));
+        self.dispose(from, m, d);
+        if let Some(x) = second {
+            self.send_made(from, x, DropReason::RstNoMbuf);
+        }
+        self.effects();
+    }
+
+    /// Sends, holds or frees a frame the engine has seen, and counts what
+    /// the worker adds to the engine's counts: the frame consumed, the answer
+    /// in its buffer made.
+    #[inline(always)]
+    fn dispose(&mut self, from: Side, m: Mbuf, d: Disposition) {
+        if d.consumed {
+            self.note(from, Note::FramesConsumed);
+        }
+        match d.to {
+            Destination::Onwards => self.forward(from, m),
+            Destination::Back => {
                 self.note(from, Note::FramesMade);
                 self.reply(from, m)
             }
-            Action::Answer => {
-                self.note(from, Note::FramesConsumed);
-                self.note(from, Note::FramesMade);
-                self.reply(from, m)
-            }
-            Action::Hold(slot) => {
-                if let Err(m) = en.hold.push(slot, m) {
+            Destination::Freed => drop(m),
+            Destination::Hold(slot) => {
+                let refused = match self.enforcer.as_mut() {
+                    Some(en) => en.hold.push(slot, m).err(),
+                    None => Some(m),
+                };
+                if let Some(m) = refused {
                     drop(m);
                     self.dir_stats(from).drop_count(DropReason::UdpHoldQueueFull).add(1);
                 }
             }
-            Action::ReplyAndReset(_) => {
-                let second = en.made_frame(en.engine.extra_frame());
-                self.note(from, Note::FramesMade);
-                self.reply(from, m);
-                if let Some(x) = second {
-                    self.note(from, Note::FramesMade);
-                    self.forward(from, x);
-                }
-            }
         }
-        self.effects();
     }
 
     /// Carries out the engine's effects: generated handshake frames (in mbufs
@@ -392,12 +396,9 @@ impl Worker {
             let Some(en) = self.enforcer.as_mut() else { return };
             match en.engine.effects()[i] {
                 Effect::Send { out, frame } => {
-                    if let Some(m) = en.made_frame(en.engine.effect_frame(frame)) {
-                        // `forward` sends to the port opposite the one named.
-                        let from = out.opposite();
-                        self.note(from, Note::FramesMade);
-                        self.forward(from, m);
-                    }
+                    let m = en.made_frame(en.engine.effect_frame(frame));
+                    // Counted as if it came in on the port opposite `out`.
+                    self.send_made(out.opposite(), m, DropReason::UdpHandshakeNoMbuf);
                 }
                 Effect::Release { slot } => {
                     while let Some(m) = self.enforcer.as_mut().and_then(|en| en.hold.pop(slot)) {
@@ -411,6 +412,15 @@ impl Worker {
         }
         if let Some(en) = self.enforcer.as_mut() {
             en.engine.clear_effects();
+        }
+    }
+
+    /// A frame the engine made, sent out of the port opposite `from` and
+    /// counted in `from`'s direction (see [`count_made`]).
+    fn send_made(&mut self, from: Side, m: Option<Mbuf>, no_mbuf: DropReason) {
+        count_made(self.dir_stats(from), m.is_some(), no_mbuf);
+        if let Some(m) = m {
+            self.forward(from, m);
         }
     }
 
@@ -492,6 +502,56 @@ impl Worker {
     }
 }
 
+/// Where a frame goes after the engine's action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Destination {
+    /// Out of the opposite port.
+    Onwards,
+    /// Back out of the port it came from: its buffer holds the gateway's
+    /// answer, a frame the gateway made.
+    Back,
+    /// Into hold slot `n`.
+    Hold(u32),
+    /// Freed.
+    Freed,
+}
+
+/// What the worker does with a frame after the engine's action (which has
+/// counted any drop), and what it counts for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Disposition {
+    to: Destination,
+    /// The frame ended at the gateway (a handshake message for it).
+    consumed: bool,
+    /// A second frame the gateway made goes out of the opposite port: the
+    /// engine's reset to the client ([`Engine::extra_frame`]).
+    second_reset: bool,
+}
+
+#[inline(always)]
+fn disposition(a: Action) -> Disposition {
+    let (to, consumed, second_reset) = match a {
+        Action::Forward => (Destination::Onwards, false, false),
+        Action::Drop(_) => (Destination::Freed, false, false),
+        Action::Consume => (Destination::Freed, true, false),
+        Action::Reply(_) => (Destination::Back, false, false),
+        Action::Answer => (Destination::Back, true, false),
+        Action::ReplyAndReset(_) => (Destination::Back, false, true),
+        Action::Hold(slot) => (Destination::Hold(slot), false, false),
+    };
+    Disposition { to, consumed, second_reset }
+}
+
+/// Counts a frame the gateway made, in the direction it is counted in:
+/// made, and dropped for `no_mbuf` when the pool had no mbuf for it (sent, it
+/// is counted in `tx_packets` when the burst goes out).
+fn count_made(st: &DirStats, sent: bool, no_mbuf: DropReason) {
+    st.note_count(Note::FramesMade).add(1);
+    if !sent {
+        st.drop_count(no_mbuf).add(1);
+    }
+}
+
 #[inline(always)]
 fn record_tx(st: &DirStats, o: dpdk_bindings::burst::TxOutcome) {
     if o.sent > 0 {
@@ -500,5 +560,97 @@ fn record_tx(st: &DirStats, o: dpdk_bindings::burst::TxOutcome) {
     }
     if o.dropped > 0 {
         st.drop_count(DropReason::TxFull).add(o.dropped as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::DropReason as R;
+
+    /// The books of frames through the worker without DPDK: each frame
+    /// received on `from`, the engine's count for its action (a drop, when
+    /// the action says one was counted), and what `process` counts and
+    /// sends for its disposition; `mbufs`: whether the pool has an mbuf for
+    /// a second reset; `room`: whether the hold slot takes the frame.
+    fn book(st: &WorkerStats, from: Side, a: Action, mbufs: bool, room: bool) {
+        let dir = st.dir(from);
+        dir.rx_packets.add(1);
+        if let Action::Drop(r) | Action::Reply(r) | Action::ReplyAndReset(r) = a {
+            dir.drop_count(r).add(1);
+        }
+        let d = disposition(a);
+        if d.consumed {
+            dir.note_count(Note::FramesConsumed).add(1);
+        }
+        match d.to {
+            Destination::Onwards => dir.tx_packets.add(1),
+            Destination::Back => {
+                dir.note_count(Note::FramesMade).add(1);
+                dir.tx_packets.add(1);
+            }
+            Destination::Hold(_) if room => st.held.add(1),
+            Destination::Hold(_) => dir.drop_count(R::UdpHoldQueueFull).add(1),
+            Destination::Freed => {}
+        }
+        if d.second_reset {
+            count_made(dir, mbufs, R::RstNoMbuf);
+            if mbufs {
+                dir.tx_packets.add(1);
+            }
+        }
+    }
+
+    #[test]
+    fn every_action_keeps_the_books() {
+        let actions = [
+            Action::Forward,
+            Action::Drop(R::PolicyReject),
+            Action::Consume,
+            Action::Reply(R::PolicyReject),
+            Action::Answer,
+            Action::ReplyAndReset(R::PolicyReject),
+            Action::Hold(3),
+        ];
+        for a in actions {
+            for (mbufs, room) in [(true, true), (false, false)] {
+                for from in [Side::Inside, Side::Outside] {
+                    if matches!(a, Action::Hold(_)) && from == Side::Outside {
+                        continue; // the engine holds datagrams from the inside only
+                    }
+                    let st = WorkerStats::default();
+                    book(&st, from, a, mbufs, room);
+                    assert_eq!(st.read().unaccounted(), [0, 0], "{a:?} from {from:?}, mbufs {mbufs}, room {room}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_made_frame_without_an_mbuf_is_made_and_dropped() {
+        let st = WorkerStats::default();
+        count_made(&st.from_outside, false, R::UdpHandshakeNoMbuf);
+        count_made(&st.from_outside, true, R::UdpHandshakeNoMbuf);
+        let c = st.read().from_outside;
+        assert_eq!((c.noted(Note::FramesMade), c.dropped(R::UdpHandshakeNoMbuf), c.dropped_total()), (2, 1, 1));
+    }
+
+    #[test]
+    fn only_a_reset_of_both_ends_makes_a_second_frame() {
+        for a in [Action::Forward, Action::Reply(R::NoMatch), Action::Answer, Action::Hold(0), Action::Consume] {
+            assert!(!disposition(a).second_reset, "{a:?}");
+        }
+        let d = disposition(Action::ReplyAndReset(R::NoMatch));
+        assert_eq!((d.to, d.consumed, d.second_reset), (Destination::Back, false, true));
+        assert_eq!(disposition(Action::Answer).to, Destination::Back);
+        assert!(disposition(Action::Answer).consumed && disposition(Action::Consume).consumed);
+    }
+
+    #[test]
+    fn the_clock_maps_ticks_to_unix_nanoseconds() {
+        let c = Clock { tsc0: 1_000, unix0_ns: 5_000_000_000, hz: 2_000_000_000 };
+        assert_eq!(c.unix_ns(1_000), 5_000_000_000);
+        assert_eq!(c.unix_ns(3_000), 5_000_001_000, "2000 ticks at 2 GHz: 1 µs");
+        assert_eq!(c.unix_ns(1_000 + 2_000_000_000 * 3600), 5_000_000_000 + 3600 * 1_000_000_000);
     }
 }
