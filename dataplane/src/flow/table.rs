@@ -307,7 +307,7 @@ impl FlowTable {
                     self.remove_at(i, EndReason::Expired, now);
                     return Ok(());
                 }
-                if e.state().evictable() && best.map_or(true, |(_, d)| e.deadline < d) {
+                if e.state().evictable() && best.is_none_or(|(_, d)| e.deadline < d) {
                     best = Some((i, e.deadline));
                 }
             }

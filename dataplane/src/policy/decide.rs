@@ -343,7 +343,7 @@ mod tests {
         let tags = |rng: &mut Rng| -> Vec<String> {
             let mut out = Vec::new();
             for k in keys {
-                if rng.next() % 4 != 0 {
+                if !rng.next().is_multiple_of(4) {
                     out.push(format!("{k}={}", rng.pick(&vals)));
                 }
             }
@@ -400,7 +400,7 @@ mod tests {
         }
         let rule = |rng: &mut Rng, n: usize| model::Rule {
             name: format!("r{n}"),
-            action: if rng.next() % 3 == 0 { Action::Reject } else { Action::Allow },
+            action: if rng.next().is_multiple_of(3) { Action::Reject } else { Action::Allow },
             object: rng.pick(&sels).to_string(),
             protocols: rng
                 .pick(&[vec![Protocol::Any], vec![Protocol::Tcp], vec![Protocol::Udp, Protocol::Icmp]])
@@ -408,7 +408,7 @@ mod tests {
             ports: rng
                 .pick(&[vec![], vec![PortSpec::Number(25)], vec![PortSpec::Text("10-40".into()), PortSpec::Number(80)]])
                 .clone(),
-            observe: rng.next() % 5 == 0,
+            observe: rng.next().is_multiple_of(5),
         };
         for i in 0..8 {
             let inc = (0..rng.next() % 5).map(|n| rule(rng, n as usize)).collect();
@@ -423,15 +423,12 @@ mod tests {
         doc
     }
 
+    /// What direct evaluation finds: the action, the (ruleset, rule) of the
+    /// enforced rule that decided, and the observed rule's action and place.
+    type Naive = (Action, Option<(usize, usize)>, Option<(Action, (usize, usize))>);
+
     /// Direct evaluation: every rule, in document order.
-    fn naive(
-        doc: &PolicyDocument,
-        pu: usize,
-        dir: Direction,
-        remote: Remote,
-        proto: u8,
-        port: u16,
-    ) -> (Action, Option<(usize, usize)>, Option<(Action, (usize, usize))>) {
+    fn naive(doc: &PolicyDocument, pu: usize, dir: Direction, remote: Remote, proto: u8, port: u16) -> Naive {
         let put = TagSet::parse(&doc.processing_units[pu].tags).unwrap();
         let pmatch = |protos: &[Protocol], ports: &[PortSpec]| {
             let pb = proto_bit(proto);

@@ -94,6 +94,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.get_u16(field::DST_PORT.start)
     }
     /// The UDP length field (header + user data).
+    #[allow(clippy::len_without_is_empty)] // a header field, not a container's size
     #[inline]
     pub fn len(&self) -> u16 {
         self.get_u16(field::LENGTH.start)
