@@ -7,14 +7,12 @@
 
 use super::option_scan::has_identity_option;
 use super::reasons::drop_of_verdict;
-use super::{Action, EngineConfig};
+use super::{Action, Engine, EngineConfig};
 use crate::flow::{FlowEntry, FlowKey, TcpFlags, TcpStep, Timeouts};
 use crate::policy::{PuId, Remote};
 use crate::stats::DropReason;
 use crate::wire::{FrameInfo, L4Kind};
 use crate::Side;
-
-use super::Engine;
 
 /// What the established path reads of a packet, from the look ahead or from
 /// the full parse.

@@ -7,7 +7,7 @@
 
 use super::context::Ctx;
 use super::option_scan::has_identity_option;
-use super::reasons::{drop_of_reason, note_of_allow};
+use super::reasons::{drop_of_reason, drop_of_rewrite, note_of_allow};
 use super::reply_limit::Trust;
 use super::rst::{self, RstSpec};
 use super::{Action, Engine};
@@ -19,8 +19,6 @@ use crate::policy::{Decision, Direction, Remote};
 use crate::stats::{DropReason, Note};
 use crate::wire::ip_proto;
 use crate::Side;
-
-use super::reasons::drop_of_rewrite;
 
 /// What the SYN left in the flow.
 #[derive(Clone, Copy)]
