@@ -49,3 +49,50 @@ pub(super) fn second_identity_option(frame: &[u8], opts_len_before: u8) -> bool 
         Err(_) => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::builder::{build, Spec};
+
+    /// Our option's first four bytes and 16 more.
+    fn ours() -> Vec<u8> {
+        let [e0, e1] = option::EXID.to_be_bytes();
+        let mut o = vec![option::TCP_KIND, option::TCP_LEN as u8, e0, e1];
+        o.resize(option::TCP_LEN, 0x5a);
+        o
+    }
+
+    fn scan(opts: &[u8]) -> bool {
+        let f = build(&Spec { tcp_options: opts, ..Spec::default() });
+        let i = parse_frame(&f).unwrap();
+        has_identity_option(&f, i.tcp_opts_offset, i.tcp_opts_len)
+    }
+
+    #[test]
+    fn the_option_is_found_where_a_host_finds_it_and_behind_a_broken_one() {
+        assert!(!scan(&[]));
+        assert!(!scan(&[2, 4, 5, 180, 1, 1, 1, 0]));
+        assert!(scan(&ours()));
+        let mut after_mss = vec![2, 4, 5, 180];
+        after_mss.extend(ours());
+        assert!(scan(&after_mss));
+        // A malformed option (length 1) hides the rest from a walk.
+        let mut hidden = vec![8, 1, 1, 1];
+        hidden.extend(ours());
+        assert!(scan(&hidden));
+    }
+
+    #[test]
+    fn a_second_copy_is_found_after_the_first_was_stripped() {
+        let mut two = ours();
+        two.extend(ours());
+        let f = build(&Spec { tcp_options: &ours(), ..Spec::default() });
+        // Only an options area that had room for two is parsed again.
+        assert!(!second_identity_option(&f, option::TCP_LEN as u8));
+        assert!(second_identity_option(&f, two.len() as u8));
+        let plain = build(&Spec::default());
+        assert!(!second_identity_option(&plain, two.len() as u8));
+        assert!(second_identity_option(&plain[..20], two.len() as u8), "unparsable: refused");
+    }
+}

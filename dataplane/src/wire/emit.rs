@@ -161,3 +161,54 @@ pub fn copy_l2(out: &mut [u8], l2: &[u8], swap: bool) -> Option<usize> {
     }
     Some(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::builder::fd00;
+    use crate::wire::{ip_proto, parse_frame, L4Kind};
+
+    const L2_V4: [u8; 14] = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+
+    fn tcp(options_len: usize) -> tcp::Repr {
+        tcp::Repr { src_port: 1, dst_port: 2, seq: 3, ack: 4, flags: tcp::flags::ACK, window: 5, options_len }
+    }
+
+    #[test]
+    fn packets_written_parse_back() {
+        let mut out = [0u8; 128];
+        let l2 = copy_l2(&mut out, &L2_V4, true).unwrap();
+        assert_eq!(out[..12], [2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2], "addresses exchanged");
+        let ip = IpRepr::new(Addr::V4([10, 0, 0, 1]), Addr::V4([10, 0, 0, 2]), ip_proto::TCP).unwrap();
+        let seg = TcpSegment { header: tcp(4), options: &[1, 1, 1, 0], payload: b"abc" };
+        let n = tcp_packet(&mut out[l2..], ip, &seg).unwrap();
+        assert_eq!(n, 20 + 24 + 3);
+        let i = parse_frame(&out[..l2 + n]).unwrap();
+        assert_eq!((i.l4, i.src_port, i.seq, i.ack, i.tcp_opts_len, i.payload_len), (L4Kind::Tcp, 1, 3, 4, 4, 3));
+        let mut l2_v6 = L2_V4;
+        l2_v6[12..].copy_from_slice(&ethernet::ethertype::IPV6.to_be_bytes());
+        let l2 = copy_l2(&mut out, &l2_v6, false).unwrap();
+        let ip = IpRepr::new(Addr::V6(fd00(1)), Addr::V6(fd00(2)), ip_proto::UDP).unwrap();
+        let d = UdpDatagram { src_port: 53, dst_port: 9, payload: b"q", surplus: &[0, 0] };
+        let n = udp_packet(&mut out[l2..], ip, &d).unwrap();
+        let i = parse_frame(&out[..l2 + n]).unwrap();
+        assert_eq!((i.l4, i.udp_len, i.payload_len, i.udp_opts_len), (L4Kind::Udp, 9, 1, 2));
+        assert_eq!(ip.ethertype(), ethernet::ethertype::IPV6);
+    }
+
+    #[test]
+    fn what_cannot_be_written_is_refused() {
+        let mut out = [0u8; 60];
+        let ip = IpRepr::new(Addr::V4([1, 2, 3, 4]), Addr::V4([5, 6, 7, 8]), ip_proto::TCP).unwrap();
+        let seg = |o: &'static [u8], len| TcpSegment { header: tcp(len), options: o, payload: &[] };
+        assert_eq!(tcp_packet(&mut out, ip, &seg(&[1, 1, 1, 1], 8)), None, "options_len disagrees");
+        assert_eq!(tcp_packet(&mut out, ip, &seg(&[1, 1, 1], 3)), None, "not a multiple of 4");
+        assert_eq!(tcp_packet(&mut out[..39], ip, &seg(&[], 0)), None, "does not fit");
+        assert_eq!(tcp_packet(&mut out[..40], ip, &seg(&[], 0)), Some(40));
+        assert_eq!(IpRepr::new(Addr::V4([1, 2, 3, 4]), Addr::V6(fd00(1)), ip_proto::TCP), None);
+        assert_eq!(IpRepr::new(Addr::None, Addr::None, ip_proto::TCP), None);
+        assert_eq!(copy_l2(&mut out, &L2_V4[..13], false), None);
+        assert_eq!(copy_l2(&mut out, &[0; MAX_L2_LEN + 1], false), None);
+        assert_eq!(copy_l2(&mut out[..13], &L2_V4, false), None);
+    }
+}

@@ -478,3 +478,104 @@ impl UdpHandshake {
         self.effects.push(e);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::ip_proto;
+
+    const MS: u64 = NS_PER_MS;
+
+    fn key(port: u16) -> FlowKey {
+        FlowKey::from_v4(Side::Inside, [10, 1, 0, 10], [10, 2, 0, 20], port, 53, ip_proto::UDP)
+    }
+
+    fn pool(backoff_ms: Vec<u32>, hold_per_flow: u16, hold_total: u32, pending: u32) -> UdpHandshake {
+        UdpHandshake::new(UdpConfig { backoff_ms, hold_per_flow, hold_total, pending }, 7)
+    }
+
+    /// Starts a handshake for `port` at `now` with a one-byte request frame.
+    fn start(h: &mut UdpHandshake, port: u16, now: u64) -> u32 {
+        h.can_start().unwrap();
+        let slot = h.take_slot().unwrap();
+        let nonce = h.nonce();
+        h.start(slot, PendingFlow { key: key(port), pu: PuId(1), nonce }, &[port as u8], now);
+        slot
+    }
+
+    #[test]
+    fn a_request_is_sent_on_the_backoff_then_expires() {
+        let mut h = pool(vec![50, 100], 4, 16, 4);
+        let s = start(&mut h, 1000, 0);
+        assert_eq!(h.effects(), [Effect::Send { out: Side::Outside, frame: 0 }]);
+        assert_eq!(h.frame(0), [1000u16 as u8]);
+        h.clear_effects();
+        assert_eq!(h.next_due(49 * MS), None);
+        assert_eq!(h.next_due(50 * MS), Some(Due::Retransmitted { sent: true }));
+        assert_eq!(h.next_due(50 * MS), None, "the next wait starts at the retransmission");
+        assert_eq!(h.next_due(149 * MS), None);
+        let flow = h.pending_flow(s, &key(1000)).unwrap();
+        assert_eq!(h.next_due(150 * MS), Some(Due::Expired { slot: s, flow }));
+        assert_eq!((h.finish(s, Ending::Release, 150 * MS), h.pending(), h.held()), (1, 0, 0));
+        assert_eq!(h.effects().last(), Some(&Effect::Release { slot: s }));
+        let st = h.stats();
+        assert_eq!((st.started, st.released, st.release_delay_max_ns), (1, 1, 150 * MS));
+    }
+
+    #[test]
+    fn timers_fire_in_deadline_order_within_a_stage() {
+        let mut h = pool(vec![10], 1, 8, 4);
+        let a = start(&mut h, 1, 0);
+        let b = start(&mut h, 2, 5 * MS);
+        let expired = |d: Option<Due>| match d {
+            Some(Due::Expired { slot, .. }) => Some(slot),
+            _ => None,
+        };
+        assert_eq!(expired(h.next_due(20 * MS)), Some(a));
+        assert_eq!(expired(h.next_due(20 * MS)), Some(b));
+        assert_eq!(h.next_due(20 * MS), None);
+    }
+
+    #[test]
+    fn bounds_name_what_refused() {
+        let mut h = pool(vec![50], 2, 3, 2);
+        let a = start(&mut h, 1, 0);
+        assert_eq!(h.hold(a, &key(1)), Ok(()));
+        assert_eq!(h.hold(a, &key(1)), Err(DropReason::UdpHoldQueueFull), "two per flow");
+        assert_eq!(h.hold(a, &key(2)), Err(DropReason::OutOfState), "another flow's slot");
+        assert_eq!(h.hold(9, &key(1)), Err(DropReason::OutOfState), "no such slot");
+        let b = start(&mut h, 2, 0);
+        assert_eq!(h.held(), 3);
+        assert_eq!(h.hold(b, &key(2)), Err(DropReason::UdpHoldTotalFull), "three in all");
+        assert_eq!(h.can_start(), Err(DropReason::UdpHoldTotalFull));
+        assert_eq!(h.finish(a, Ending::Discard(DropReason::UdpRejectedByPeer), 0), 2);
+        assert_eq!(h.effects().last(), Some(&Effect::Discard { slot: a, reason: DropReason::UdpRejectedByPeer }));
+        assert_eq!((h.held(), h.pending()), (1, 1));
+        start(&mut h, 3, 0);
+        assert_eq!(h.can_start(), Err(DropReason::UdpPendingFull), "both slots busy");
+        assert_eq!(h.pending_flow(a, &key(1)), None, "a finished slot no longer serves its flow");
+    }
+
+    #[test]
+    fn a_full_outbox_waits_for_the_next_drain() {
+        let mut h = pool(vec![1, 1], 1, OUTBOX as u32 * 2, OUTBOX as u32 * 2);
+        for p in 0..OUTBOX as u16 - 1 {
+            start(&mut h, p, 0);
+        }
+        assert_eq!(h.can_start(), Err(DropReason::UdpPendingFull), "the outbox is the bound now");
+        assert_eq!(h.next_due(MS), None, "no room to retransmit");
+        h.clear_effects();
+        let mut sent = 0;
+        while let Some(Due::Retransmitted { sent: true }) = h.next_due(MS) {
+            sent += 1;
+        }
+        assert_eq!(sent, OUTBOX - 1);
+    }
+
+    #[test]
+    fn nonces_do_not_repeat() {
+        let mut h = pool(vec![50], 1, 1, 1);
+        let n: std::collections::HashSet<[u8; 8]> = (0..10_000).map(|_| h.nonce()).collect();
+        assert_eq!(n.len(), 10_000);
+    }
+}
