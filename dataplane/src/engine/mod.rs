@@ -1,6 +1,6 @@
 //! The per-packet engine: identity and policy on TCP handshakes and UDP
 //! identity handshakes, cached verdicts for everything after. Pure Rust over
-//! [`PacketBuf`]: the worker runs it on mbufs, tests on
+//! [`PacketBuf`](crate::buf::PacketBuf): the worker runs it on mbufs, tests on
 //! [`crate::buf::VecBuf`].
 //!
 //! One call per frame: [`Engine::process`] parses it once, finds its flow,
@@ -9,26 +9,26 @@
 //!
 //! The path a packet takes, one file each:
 //!
-//! - [`process`](self::process): the dispatcher. The look ahead (flow key and
+//! - `process`: the dispatcher. The look ahead (flow key and
 //!   table prefetch from the plain headers), the fast path, the full parse,
 //!   the local PU's classification, and the choice of one of the paths below.
 //!   Everything after the classification reads one packet context
-//!   ([`context`]: configuration, side, parsed summary, flow key, local PU,
+//!   (`context`: configuration, side, parsed summary, flow key, local PU,
 //!   policy generation, time).
-//! - [`established`]: a packet of a flow already decided (the fast path and
+//! - `established`: a packet of a flow already decided (the fast path and
 //!   every other way there): one lookup, the flow's state step, the cached
 //!   verdict.
-//! - [`syn`] and [`syn_ack`]: the TCP handshake, where identity is inserted,
+//! - `syn` and `syn_ack`: the TCP handshake, where identity is inserted,
 //!   verified and judged.
-//! - [`no_state`]: TCP of no known flow (mid-stream after a restart).
-//! - [`other`]: UDP without a handshake, ICMP and other protocols, decided by
+//! - `no_state`: TCP of no known flow (mid-stream after a restart).
+//! - `other`: UDP without a handshake, ICMP and other protocols, decided by
 //!   the ACLs on the first packet each way.
 //! - [`udp`]: the UDP identity handshake (its pending pool and timers, its
 //!   frames, the client's and the server's side).
-//! - [`record`]: how a packet's end is counted (one drop reason or note) and
-//!   told (flow events), and the replies within the reset budget; [`reasons`]
+//! - `record`: how a packet's end is counted (one drop reason or note) and
+//!   told (flow events), and the replies within the reset budget; `reasons`
 //!   maps policy and identity errors to drop reasons.
-//! - [`sweep`]: idle flows ended, `End` events, replay memory.
+//! - `sweep`: idle flows ended, `End` events, replay memory.
 //!
 //! What happens to a frame (the semantics are documented in `docs/config.md`,
 //! "The packet path"):

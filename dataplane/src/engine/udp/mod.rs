@@ -18,11 +18,11 @@
 //! [`Engine::udp_timers`] call) say when to release or drop a slot and carry
 //! the generated handshake frames.
 //!
-//! - [`pending`]: the pending pool, the hold bounds, the timers and the
+//! - `pending`: the pending pool, the hold bounds, the timers and the
 //!   outbox, free of the engine.
-//! - [`frame`]: the handshake frames, and the look at a datagram's option.
-//! - [`client`]: our PU is the client: hold, request, answer, timers.
-//! - [`server`]: our PU is the server: the peer's request verified, judged
+//! - `frame`: the handshake frames, and the look at a datagram's option.
+//! - `client`: our PU is the client: hold, request, answer, timers.
+//! - `server`: our PU is the server: the peer's request verified, judged
 //!   and answered in place.
 
 mod client;
