@@ -9,6 +9,8 @@
 //! [`dataplane::problem::ConfigProblem`]. The binaries: `src/bin/gatewayd.rs`
 //! and `src/bin/gwctl/` (`main.rs`, a module per command, `output.rs`).
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 pub mod config;
 pub mod fleet;

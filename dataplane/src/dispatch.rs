@@ -10,13 +10,8 @@
 //! Every length is checked before use; a frame too short to hold what its
 //! headers claim simply hashes on what could be read.
 
-const ETH_HDR: usize = 14;
-const ETHERTYPE_VLAN: u16 = 0x8100;
-const ETHERTYPE_QINQ: u16 = 0x88a8;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
+use crate::wire::ethernet::{self, ethertype, MAX_VLAN_TAGS, VLAN_TAG_LEN};
+use crate::wire::{ip_proto, ipv4, ipv6};
 
 #[inline(always)]
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -48,40 +43,41 @@ fn endpoint(addr: &[u8], port: u16) -> u64 {
 /// A direction-independent hash of the frame's flow: addresses, protocol and
 /// (for unfragmented TCP/UDP) ports. Non-IP frames hash to 0.
 pub fn symmetric_flow_hash(frame: &[u8]) -> u64 {
-    let mut off = ETH_HDR - 2;
-    let Some(mut ethertype) = be16(frame, off) else { return 0 };
+    // The ethertype field: the last two bytes of the untagged header.
+    let mut off = ethernet::HEADER_LEN - 2;
+    let Some(mut et) = be16(frame, off) else { return 0 };
     // Up to two VLAN tags (802.1ad outer, 802.1Q inner).
-    for _ in 0..2 {
-        if ethertype != ETHERTYPE_VLAN && ethertype != ETHERTYPE_QINQ {
+    for _ in 0..MAX_VLAN_TAGS {
+        if et != ethertype::VLAN && et != ethertype::QINQ {
             break;
         }
-        off += 4;
+        off += VLAN_TAG_LEN;
         let Some(t) = be16(frame, off) else { return 0 };
-        ethertype = t;
+        et = t;
     }
     let l3 = off + 2;
-    let (proto, src, dst, l4) = match ethertype {
-        ETHERTYPE_IPV4 => {
-            let Some(hdr) = frame.get(l3..l3 + 20) else { return 0 };
+    let (proto, src, dst, l4) = match et {
+        ethertype::IPV4 => {
+            let Some(hdr) = frame.get(l3..l3 + ipv4::HEADER_LEN) else { return 0 };
             let ihl = usize::from(hdr[0] & 0x0f) * 4;
             // A fragment other than the first has no ports; the first has
             // them but later ones would not: hash fragments on addresses only.
             let frag = u16::from_be_bytes([hdr[6], hdr[7]]) & 0x3fff != 0;
-            let l4 = if frag || ihl < 20 { None } else { Some(l3 + ihl) };
+            let l4 = if frag || ihl < ipv4::HEADER_LEN { None } else { Some(l3 + ihl) };
             (hdr[9], &hdr[12..16], &hdr[16..20], l4)
         }
-        ETHERTYPE_IPV6 => {
-            let Some(hdr) = frame.get(l3..l3 + 40) else { return 0 };
+        ethertype::IPV6 => {
+            let Some(hdr) = frame.get(l3..l3 + ipv6::HEADER_LEN) else { return 0 };
             // Extension headers are not walked here: a flow keeps the same
             // chain in both directions in practice, and the hash stays symmetric.
             let next = hdr[6];
-            let l4 = if next == PROTO_TCP || next == PROTO_UDP { Some(l3 + 40) } else { None };
+            let l4 = if next == ip_proto::TCP || next == ip_proto::UDP { Some(l3 + ipv6::HEADER_LEN) } else { None };
             (next, &hdr[8..24], &hdr[24..40], l4)
         }
         _ => return 0,
     };
     let (sport, dport) = match l4 {
-        Some(at) if proto == PROTO_TCP || proto == PROTO_UDP => {
+        Some(at) if proto == ip_proto::TCP || proto == ip_proto::UDP => {
             (be16(frame, at).unwrap_or(0), be16(frame, at + 2).unwrap_or(0))
         }
         _ => (0, 0),
@@ -116,7 +112,7 @@ mod tests {
         f.extend_from_slice(&[0x08, 0x00]);
         let mut ip = [0u8; 20];
         ip[0] = 0x45;
-        ip[9] = PROTO_TCP;
+        ip[9] = ip_proto::TCP;
         ip[12..16].copy_from_slice(&src);
         ip[16..20].copy_from_slice(&dst);
         f.extend_from_slice(&ip);

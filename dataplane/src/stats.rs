@@ -7,6 +7,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::Side;
+
 /// A monotonically increasing counter with exactly one writer.
 #[derive(Debug, Default)]
 #[repr(transparent)]
@@ -108,10 +110,16 @@ pub enum DropReason {
     /// A second identity option after the one that verified (only one may
     /// travel; the second would reach the workload).
     IdentityDuplicate,
+    /// The second reset of a reset-both-ends (to the client) was made but
+    /// the pool had no mbuf for it (counted as made, then dropped).
+    RstNoMbuf,
+    /// A UDP handshake message (request, retransmission) was made but the
+    /// pool had no mbuf for it (counted as made, then dropped).
+    UdpHandshakeNoMbuf,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 30] = [
+    pub const ALL: [DropReason; 32] = [
         DropReason::TxFull,
         DropReason::HandoffFull,
         DropReason::Malformed,
@@ -142,6 +150,8 @@ impl DropReason {
         DropReason::UdpNotAuthorized,
         DropReason::UdpUnexpectedHandshake,
         DropReason::IdentityDuplicate,
+        DropReason::RstNoMbuf,
+        DropReason::UdpHandshakeNoMbuf,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -178,6 +188,8 @@ impl DropReason {
             DropReason::UdpNotAuthorized => "udp_not_authorized",
             DropReason::UdpUnexpectedHandshake => "udp_unexpected_handshake",
             DropReason::IdentityDuplicate => "identity_duplicate",
+            DropReason::RstNoMbuf => "rst_no_mbuf",
+            DropReason::UdpHandshakeNoMbuf => "udp_handshake_no_mbuf",
         }
     }
 
@@ -245,9 +257,10 @@ pub enum Note {
     /// UDP: a signed reject was not sent (reset budget spent); the request
     /// was consumed all the same.
     UdpRejectSuppressed,
-    /// Frames the gateway made and sent (resets, UDP handshake messages),
-    /// counted in `tx_packets` of this direction: for every direction,
-    /// `rx + made = tx + drops + consumed` (+ frames still held).
+    /// Frames the gateway made (resets, UDP handshake messages), counted in
+    /// `tx_packets` of this direction when sent, or in its drops when not
+    /// (`tx_full`, `rst_no_mbuf`, `udp_handshake_no_mbuf`): for every
+    /// direction, `rx + made = tx + drops + consumed` (+ frames still held).
     FramesMade,
     /// Frames received that ended at the gateway, neither forwarded nor
     /// dropped: handshake messages for it (a request answered in place is
@@ -466,6 +479,15 @@ pub struct WorkerStats {
 }
 
 impl WorkerStats {
+    /// The counters of frames received on `side`'s port.
+    #[inline(always)]
+    pub fn dir(&self, side: Side) -> &DirStats {
+        match side {
+            Side::Inside => &self.from_inside,
+            Side::Outside => &self.from_outside,
+        }
+    }
+
     /// The values now, as plain numbers.
     pub fn read(&self) -> WorkerCounts {
         WorkerCounts {
@@ -503,6 +525,14 @@ pub struct WorkerCounts {
 }
 
 impl WorkerCounts {
+    /// The counts of frames received on `side`'s port.
+    pub fn dir(&self, side: Side) -> &DirCounts {
+        match side {
+            Side::Inside => &self.from_inside,
+            Side::Outside => &self.from_outside,
+        }
+    }
+
     /// For each direction (from inside, from outside): frames received plus
     /// frames made, minus frames sent, dropped, consumed and (from the
     /// inside) still held. Zero when every frame is accounted for; frames in

@@ -64,7 +64,11 @@ fn corpus_dir(target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target)
 }
 
-const TARGETS: [(&str, fn(&[u8]), bool); 4] = [
+/// A fuzz target: its name, its body, and whether its input starts with a
+/// selector byte.
+type Target = (&'static str, fn(&[u8]), bool);
+
+const TARGETS: [Target; 4] = [
     ("parse", wf::parse, false),
     ("insert", idf::insert, true),
     ("verify", idf::verify, true),

@@ -10,11 +10,8 @@ type Job = Box<dyn FnOnce() -> i32 + Send + 'static>;
 extern "C" fn trampoline(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the Box<Job> leaked by `launch`, passed exactly once.
     let job: Box<Job> = unsafe { Box::from_raw(arg as *mut Job) };
-    // A panic must not unwind into C.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) {
-        Ok(code) => code,
-        Err(_) => -1,
-    }
+    // A panic must not unwind into C: it ends the lcore with -1.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or(-1)
 }
 
 /// Runs `f` on worker lcore `lcore` (which must be idle). Its return value is

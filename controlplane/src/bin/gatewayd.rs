@@ -1,5 +1,7 @@
 //! gatewayd: the gateway's fast path on DPDK.
 
+#![forbid(unsafe_code)]
+
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};

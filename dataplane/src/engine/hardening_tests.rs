@@ -5,7 +5,11 @@
 use super::tests::{allowed_handshake, option_of, pair, Conn, Gw, NOW};
 use super::*;
 use crate::engine::test_harness::Counted;
+use crate::events::EventKind;
+use crate::stats::Note;
+use crate::wire::parse_frame;
 use crate::wire::tcp::flags as tf;
+use crate::Side;
 
 const S: u64 = 1_000_000_000;
 

@@ -171,7 +171,7 @@ fn secs(ns: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Side;
+    use crate::Side;
 
     const S: u64 = 1_000_000_000;
 

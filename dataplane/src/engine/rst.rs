@@ -8,13 +8,12 @@
 //! headers) header and a 20-byte TCP header without options or payload.
 
 use crate::buf::PacketBuf;
-use crate::wire::{checksum, Addr, FrameInfo};
+use crate::wire::emit::{self, IpRepr, TcpSegment};
+use crate::wire::tcp::{self, flags};
+use crate::wire::{ip_proto, ipv6, Addr, FrameInfo};
 
 /// Largest reset frame: Ethernet with two VLAN tags (22) + IPv6 (40) + TCP (20).
-pub const MAX_RST: usize = 22 + 40 + 20;
-
-const RST: u8 = 0x04;
-const ACK: u8 = 0x10;
+pub const MAX_RST: usize = emit::MAX_L2_LEN + ipv6::HEADER_LEN + tcp::HEADER_LEN;
 
 /// The fields of one reset.
 #[derive(Debug, Clone, Copy)]
@@ -67,48 +66,19 @@ impl RstSpec {
 /// header: MACs, VLAN tags, ethertype). Returns its length, or `None` if the
 /// addresses are not IP or `out`/`eth` have the wrong size.
 pub fn write(out: &mut [u8; MAX_RST], eth: &[u8], swap_macs: bool, r: &RstSpec) -> Option<usize> {
-    let l2 = eth.len();
-    if !(14..=22).contains(&l2) {
-        return None;
-    }
-    out[..l2].copy_from_slice(eth);
-    if swap_macs {
-        let mut dst = [0u8; 6];
-        dst.copy_from_slice(&out[0..6]);
-        out.copy_within(6..12, 0);
-        out[6..12].copy_from_slice(&dst);
-    }
-    let (ip_len, pseudo) = match (r.src, r.dst) {
-        (Addr::V4(s), Addr::V4(d)) => {
-            let ip = &mut out[l2..l2 + 20];
-            ip.copy_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-            ip[12..16].copy_from_slice(&s);
-            ip[16..20].copy_from_slice(&d);
-            let c = checksum::finish(checksum::sum(ip));
-            ip[10..12].copy_from_slice(&c.to_be_bytes());
-            (20, checksum::pseudo_v4(&s, &d, 6, 20))
-        }
-        (Addr::V6(s), Addr::V6(d)) => {
-            let ip = &mut out[l2..l2 + 40];
-            ip[..8].copy_from_slice(&[0x60, 0, 0, 0, 0, 20, 6, 64]);
-            ip[8..24].copy_from_slice(&s);
-            ip[24..40].copy_from_slice(&d);
-            (40, checksum::pseudo_v6(&s, &d, 6, 20))
-        }
-        _ => return None,
+    let l2 = emit::copy_l2(out, eth, swap_macs)?;
+    let ip = IpRepr::new(r.src, r.dst, ip_proto::TCP)?;
+    let header = tcp::Repr {
+        src_port: r.sport,
+        dst_port: r.dport,
+        seq: r.seq,
+        ack: r.ack.unwrap_or(0),
+        flags: if r.ack.is_some() { flags::RST | flags::ACK } else { flags::RST },
+        window: 0,
+        options_len: 0,
     };
-    let t = l2 + ip_len;
-    let tcp = &mut out[t..t + 20];
-    tcp[0..2].copy_from_slice(&r.sport.to_be_bytes());
-    tcp[2..4].copy_from_slice(&r.dport.to_be_bytes());
-    tcp[4..8].copy_from_slice(&r.seq.to_be_bytes());
-    tcp[8..12].copy_from_slice(&r.ack.unwrap_or(0).to_be_bytes());
-    tcp[12] = 5 << 4;
-    tcp[13] = if r.ack.is_some() { RST | ACK } else { RST };
-    tcp[14..20].fill(0);
-    let c = checksum::finish(pseudo + checksum::sum(tcp));
-    tcp[16..18].copy_from_slice(&c.to_be_bytes());
-    Some(t + 20)
+    let n = emit::tcp_packet(&mut out[l2..], ip, &TcpSegment { header, options: &[], payload: &[] })?;
+    Some(l2 + n)
 }
 
 /// Turns the packet in `buf` (described by `info`) into the reset `r`, in
@@ -126,4 +96,122 @@ pub fn in_place<B: PacketBuf>(buf: &mut B, info: &FrameInfo, swap_macs: bool, r:
     }
     buf.data_mut()[..n].copy_from_slice(&tmp[..n]);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::VecBuf;
+    use crate::wire::builder::{build, fd00, from_hex, Spec};
+    use crate::wire::parse_frame;
+
+    /// An Ethernet header with `tags` 802.1Q tags (VLAN ids 10, 11, …).
+    fn l2(tags: u8, v6: bool) -> Vec<u8> {
+        let mut e = vec![0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x01, 0x02, 0x11, 0x22, 0x33, 0x44, 0x02];
+        for t in 0..tags {
+            e.extend_from_slice(&[0x81, 0x00, 0x00, 10 + t]);
+        }
+        e.extend_from_slice(if v6 { &[0x86, 0xdd] } else { &[0x08, 0x00] });
+        e
+    }
+
+    /// Bytes of resets as the hand-written writer this one replaced made
+    /// them (a VLAN-tagged IPv4 RST|ACK sent back, MACs swapped; an
+    /// untagged IPv6 bare RST sent on).
+    const RST_V4_VLAN: &str = concat!(
+        "02112233440202aabbccdd018100000a08004500002800004000400626b00a01000a0a02001401bb9c40000000001122",
+        "334550140000b94d0000",
+    );
+    const RST_V6: &str = concat!(
+        "02aabbccdd0102112233440286dd6000000000140640fd000000000000000000000000000001fd000000000000000000",
+        "0000000000029c4001bb5566778800000000500400004af20000",
+    );
+
+    #[test]
+    fn resets_are_the_bytes_they_always_were() {
+        let mut out = [0u8; MAX_RST];
+        let r = RstSpec {
+            src: Addr::V4([10, 1, 0, 10]),
+            dst: Addr::V4([10, 2, 0, 20]),
+            sport: 443,
+            dport: 40000,
+            seq: 0,
+            ack: Some(0x1122_3345),
+        };
+        let n = write(&mut out, &l2(1, false), true, &r).unwrap();
+        assert_eq!(out[..n], from_hex(RST_V4_VLAN));
+        let r = RstSpec {
+            src: Addr::V6(fd00(1)),
+            dst: Addr::V6(fd00(2)),
+            sport: 40000,
+            dport: 443,
+            seq: 0x5566_7788,
+            ack: None,
+        };
+        let n = write(&mut out, &l2(0, true), false, &r).unwrap();
+        assert_eq!(out[..n], from_hex(RST_V6));
+    }
+
+    #[test]
+    fn a_written_reset_parses_back_to_its_spec() {
+        for (tags, swap) in [(0, false), (1, true), (2, false)] {
+            for (src, dst) in [(Addr::V4([1, 2, 3, 4]), Addr::V4([5, 6, 7, 8])), (Addr::V6(fd00(7)), Addr::V6(fd00(9)))]
+            {
+                let v6 = matches!(src, Addr::V6(_));
+                let eth = l2(tags, v6);
+                let r = RstSpec { src, dst, sport: 1, dport: 2, seq: 3, ack: Some(4) };
+                let mut out = [0u8; MAX_RST];
+                let n = write(&mut out, &eth, swap, &r).unwrap();
+                let i = parse_frame(&out[..n]).unwrap();
+                assert_eq!((i.src, i.dst, i.src_port, i.dst_port, i.seq, i.ack), (src, dst, 1, 2, 3, 4));
+                assert_eq!((i.tcp_flags, i.tcp_opts_len, i.payload_len), (flags::RST | flags::ACK, 0, 0));
+                assert_eq!(usize::from(i.vlan_tags), usize::from(tags));
+                assert_eq!(out[..6] == eth[6..12], swap, "MACs swapped only when asked");
+            }
+        }
+    }
+
+    #[test]
+    fn no_reset_without_an_ip_pair_or_an_ethernet_header() {
+        let mut out = [0u8; MAX_RST];
+        let mixed =
+            RstSpec { src: Addr::V4([1, 2, 3, 4]), dst: Addr::V6(fd00(1)), sport: 1, dport: 2, seq: 0, ack: None };
+        assert_eq!(write(&mut out, &l2(0, false), false, &mixed), None);
+        let none = RstSpec { src: Addr::None, dst: Addr::None, ..mixed };
+        assert_eq!(write(&mut out, &l2(0, false), false, &none), None);
+        let ok = RstSpec { dst: Addr::V4([5, 6, 7, 8]), ..mixed };
+        assert_eq!(write(&mut out, &l2(0, false)[..13], false, &ok), None, "short Ethernet header");
+        assert_eq!(write(&mut out, &l2(3, false), false, &ok), None, "three tags");
+    }
+
+    #[test]
+    fn specs_answer_the_packet_they_are_made_from() {
+        let syn = build(&Spec { payload: b"tfo", ..Spec::default() });
+        let i = parse_frame(&syn).unwrap();
+        let a = RstSpec::answer_syn(&i);
+        assert_eq!((a.src, a.dst, a.sport, a.dport), (i.dst, i.src, i.dst_port, i.src_port));
+        assert_eq!((a.seq, a.ack), (0, Some(i.seq.wrapping_add(1 + 3))), "acknowledges the SYN and its data");
+        let synack = build(&Spec { flags: flags::SYN | flags::ACK, seq: 100, ack: 200, ..Spec::default() });
+        let i = parse_frame(&synack).unwrap();
+        let s = RstSpec::synack_to_server(&i);
+        assert_eq!((s.src, s.sport, s.seq, s.ack), (i.dst, i.dst_port, 200, None));
+        let c = RstSpec::synack_to_client(&i);
+        assert_eq!((c.src, c.sport, c.seq, c.ack), (i.src, i.src_port, 101, Some(200)));
+    }
+
+    #[test]
+    fn in_place_replaces_the_frame_or_leaves_it_alone() {
+        let syn = build(&Spec { vlans: &[7], tcp_options: &[2, 4, 5, 180], payload: b"data", ..Spec::default() });
+        let i = parse_frame(&syn).unwrap();
+        let mut buf = VecBuf::from_frame(&syn);
+        assert!(in_place(&mut buf, &i, true, &RstSpec::answer_syn(&i)));
+        let r = parse_frame(buf.data()).unwrap();
+        assert_eq!((r.src, r.dst, r.tcp_flags), (i.dst, i.src, flags::RST | flags::ACK));
+        assert_eq!(buf.len(), 18 + 20 + 20);
+        // A spec that cannot be written leaves the buffer as it was.
+        let mut buf = VecBuf::from_frame(&syn);
+        let bad = RstSpec { src: Addr::None, ..RstSpec::answer_syn(&i) };
+        assert!(!in_place(&mut buf, &i, true, &bad));
+        assert_eq!(buf.data(), &syn[..]);
+    }
 }

@@ -3,27 +3,19 @@
 
 use crate::engine::EngineConfig;
 use crate::events::FlowRecord;
-use crate::policy::Side;
 use crate::stats::{DropReason, Note, WorkerStats};
+use crate::Side;
 
 pub(crate) trait Counted {
     fn worker_stats(&self) -> &WorkerStats;
     fn engine_config(&self) -> &EngineConfig;
 
     fn dropped(&self, side: Side, r: DropReason) -> u64 {
-        let s = self.worker_stats().read();
-        match side {
-            Side::Inside => s.from_inside.dropped(r),
-            Side::Outside => s.from_outside.dropped(r),
-        }
+        self.worker_stats().read().dir(side).dropped(r)
     }
 
     fn noted(&self, side: Side, n: Note) -> u64 {
-        let s = self.worker_stats().read();
-        match side {
-            Side::Inside => s.from_inside.noted(n),
-            Side::Outside => s.from_outside.noted(n),
-        }
+        self.worker_stats().read().dir(side).noted(n)
     }
 
     fn rule_name(&self, r: &FlowRecord) -> String {

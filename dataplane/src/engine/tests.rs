@@ -2,16 +2,21 @@
 //! with complementary policy documents; frames are built with the wire
 //! builders and carried A → B and back by hand.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::*;
-use crate::buf::VecBuf;
+use crate::buf::{PacketBuf, VecBuf};
 use crate::engine::test_harness::Counted;
-use crate::events::{channel, Consumer};
+use crate::events::{channel, Consumer, EventKind, FlowRecord};
+use crate::flow::{FlowKey, FlowState};
 use crate::identity::{GatewayKeyPair, KeyId};
-use crate::stats::WorkerStats;
+use crate::policy::Reason;
+use crate::stats::{Note, WorkerStats};
 use crate::wire::builder::{build, Spec};
 use crate::wire::tcp::flags as tf;
+use crate::wire::{self, parse_frame, Addr};
+use crate::Side;
 
 pub(super) const NOW: u64 = 2_000 * 1_000_000_000; // Unix ns
 

@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::flow::{CachedVerdict, FlowKey};
-use crate::policy::{Decision, Side};
+use crate::policy::Decision;
 use crate::stats::{DropReason, Note};
+use crate::Side;
 
 /// What a record reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -10,7 +10,8 @@
 //! | 20 | remote identity, PU, policy generation, SYN and SYN-ACK sequence numbers |
 //! | 4  | state, flags, padding |
 
-use crate::policy::{Action, Decision, ExtNetRef, Observed, PuId, Reason, RuleRef, Side};
+use crate::policy::{Action, Decision, ExtNetRef, Observed, PuId, Reason, RuleRef};
+use crate::Side;
 
 use super::key::FlowKey;
 use super::state::{FlowState, TcpFlags, TcpStep, Timeouts, UdpState};

@@ -4,7 +4,19 @@
 
 use std::net::IpAddr;
 
-use crate::policy::Side;
+use crate::Side;
+
+/// A packet's 5-tuple as it was read, source first: addresses as 128-bit
+/// big-endian values (IPv4 mapped, see [`addr128`]), `family` 4 or 6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuple {
+    pub src: u128,
+    pub dst: u128,
+    pub family: u8,
+    pub proto: u8,
+    pub src_port: u16,
+    pub dst_port: u16,
+}
 
 /// A normalized 5-tuple, IPv4 or IPv6 (IPv4 addresses are stored as
 /// IPv4-mapped IPv6 so one layout serves both). 40 bytes.
@@ -56,36 +68,24 @@ impl FlowKey {
     /// hash; the hash is computed from the values in registers instead of
     /// being read back from the key just written (wide loads of a key written
     /// in narrower pieces stall on store-to-load forwarding, on every packet).
-    /// Addresses are given as 128-bit big-endian values (IPv4 mapped, see
-    /// [`addr128`]) and `family` (4 or 6).
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    pub fn new_hashed(
-        side: Side,
-        src: u128,
-        dst: u128,
-        family: u8,
-        sport: u16,
-        dport: u16,
-        proto: u8,
-        seed: u64,
-    ) -> (FlowKey, u64) {
+    pub fn new_hashed(side: Side, t: &Tuple, seed: u64) -> (FlowKey, u64) {
         let (i, ip, o, op) = match side {
-            Side::Inside => (src, sport, dst, dport),
-            Side::Outside => (dst, dport, src, sport),
+            Side::Inside => (t.src, t.src_port, t.dst, t.dst_port),
+            Side::Outside => (t.dst, t.dst_port, t.src, t.src_port),
         };
         // the little-endian words of the big-endian address bytes
         let w = |x: u128| [((x >> 64) as u64).swap_bytes(), (x as u64).swap_bytes()];
         let [i0, i1] = w(i);
         let [o0, o1] = w(o);
-        let h = hash_words(seed, [i0, i1, o0, o1, tail(ip, op, proto, family)]);
+        let h = hash_words(seed, [i0, i1, o0, o1, tail(ip, op, t.proto, t.family)]);
         let key = FlowKey {
             inside_addr: i.to_be_bytes(),
             outside_addr: o.to_be_bytes(),
             inside_port: ip,
             outside_port: op,
-            proto,
-            family,
+            proto: t.proto,
+            family: t.family,
             _pad: [0; 2],
         };
         (key, h)
@@ -190,6 +190,7 @@ fn ip(b: [u8; 16], family: u8) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::ip_proto;
 
     #[test]
     fn new_hashed_is_new_then_hash() {
@@ -203,8 +204,16 @@ mod tests {
             for side in [Side::Inside, Side::Outside] {
                 for seed in [0, 1, 0xdead_beef_0123_4567, u64::MAX] {
                     let fam = if s.is_ipv4() { 4 } else { 6 };
-                    let (k, h) = FlowKey::new_hashed(side, addr128(s), addr128(d), fam, 40000, 443, 6, seed);
-                    let want = FlowKey::new(side, s, d, 40000, 443, 6);
+                    let t = Tuple {
+                        src: addr128(s),
+                        dst: addr128(d),
+                        family: fam,
+                        proto: ip_proto::TCP,
+                        src_port: 40000,
+                        dst_port: 443,
+                    };
+                    let (k, h) = FlowKey::new_hashed(side, &t, seed);
+                    let want = FlowKey::new(side, s, d, 40000, 443, ip_proto::TCP);
                     assert_eq!(k, want);
                     assert_eq!(h, want.hash(seed), "{side:?} {s} {d} {seed}");
                     assert_eq!((k.inside_ip(), k.outside_ip()), if side == Side::Inside { (s, d) } else { (d, s) });

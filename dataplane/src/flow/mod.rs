@@ -19,6 +19,6 @@ pub mod state;
 pub mod table;
 
 pub use entry::{CachedVerdict, FlowEntry, NewFlow};
-pub use key::FlowKey;
+pub use key::{FlowKey, Tuple};
 pub use state::{FlowState, TcpFlags, TcpStep, Timeouts, UdpState};
 pub use table::{EndReason, Ended, FlowTable, FlowTableStats, TableFull};

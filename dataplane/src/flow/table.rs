@@ -20,7 +20,7 @@
 //! counted in `ended_lost`.
 
 use super::entry::{FlowEntry, NewFlow};
-use super::key::FlowKey;
+use super::key::{FlowKey, Tuple};
 use super::state::Timeouts;
 
 /// The table holds `capacity` flows and every evictable candidate in the
@@ -174,18 +174,8 @@ impl FlowTable {
 
     /// A packet's key and its hash in this table ([`FlowKey::new_hashed`]).
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    pub fn key_hashed(
-        &self,
-        side: crate::policy::Side,
-        src: u128,
-        dst: u128,
-        family: u8,
-        sport: u16,
-        dport: u16,
-        proto: u8,
-    ) -> (FlowKey, u64) {
-        FlowKey::new_hashed(side, src, dst, family, sport, dport, proto, self.seed)
+    pub fn key_hashed(&self, side: crate::Side, t: &Tuple) -> (FlowKey, u64) {
+        FlowKey::new_hashed(side, t, self.seed)
     }
 
     #[inline]
@@ -317,7 +307,7 @@ impl FlowTable {
                     self.remove_at(i, EndReason::Expired, now);
                     return Ok(());
                 }
-                if e.state().evictable() && best.map_or(true, |(_, d)| e.deadline < d) {
+                if e.state().evictable() && best.is_none_or(|(_, d)| e.deadline < d) {
                     best = Some((i, e.deadline));
                 }
             }
@@ -403,7 +393,8 @@ impl FlowTable {
 mod tests {
     use super::*;
     use crate::flow::state::{FlowState, TcpFlags, TcpStep};
-    use crate::policy::{PuId, Side};
+    use crate::policy::PuId;
+    use crate::Side;
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     fn t() -> Timeouts {

@@ -54,6 +54,12 @@ impl KeyId {
         self.0
     }
 
+    /// The sender's own 16-bit key id (`peers[].keys[].id` at the
+    /// receiver): the high 16 bits of the 24 (see [`Self::pairwise`]).
+    pub const fn sender(self) -> u32 {
+        self.0 >> 8
+    }
+
     /// What an answer needs of a received key id: its low 16 bits, the low
     /// byte of the sender's key id then the low byte of the receiver's
     /// (see [`KeyRing::tx_key_answering`]).
@@ -377,6 +383,14 @@ mod tests {
 
     fn kp(id: u16, seed: u8) -> GatewayKeyPair {
         GatewayKeyPair::from_secret_bytes(id, [seed; 32])
+    }
+
+    #[test]
+    fn key_id_names_its_sender_and_the_answer_bytes() {
+        let k = KeyId::pairwise(0x1234, 0x0556);
+        assert_eq!(k.get(), 0x12_3456);
+        assert_eq!(k.sender(), 0x1234);
+        assert_eq!(k.answer_bytes(), 0x3456);
     }
 
     #[test]

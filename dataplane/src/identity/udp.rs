@@ -143,9 +143,12 @@ pub fn insert_udp<B: PacketBuf>(
     Ok(())
 }
 
-/// Finds our option: (frame offset of the options after the OCS, option
+/// Where our option is: (frame offset of the options after the OCS, option
 /// offset, option length, whether any other non-padding option exists).
-fn find(frame: &[u8], u: &UdpLoc) -> Result<Option<(usize, usize, usize, bool)>, Malformed> {
+type Found = (usize, usize, usize, bool);
+
+/// Finds our option.
+fn find(frame: &[u8], u: &UdpLoc) -> Result<Option<Found>, Malformed> {
     let surplus = &frame[u.udp_end..u.loc.ip_end];
     if surplus.is_empty() {
         return Ok(None);
@@ -172,7 +175,7 @@ fn verify_inner(
     info: &FrameInfo,
     ring: &KeyRing,
     now: u64,
-) -> Result<(VerifiedUdp, UdpLoc, (usize, usize, usize, bool)), VerifyError> {
+) -> Result<(VerifiedUdp, UdpLoc, Found), VerifyError> {
     let u = locate_udp(frame, info)?;
     let found = find(frame, &u)?.ok_or(VerifyError::NoIdentity)?;
     let (_, at, len, _) = found;
@@ -232,7 +235,7 @@ pub fn strip_udp<B: PacketBuf>(buf: &mut B, info: &FrameInfo) -> Result<bool, Re
     Ok(true)
 }
 
-fn strip_at<B: PacketBuf>(buf: &mut B, u: &UdpLoc, found: (usize, usize, usize, bool)) {
+fn strip_at<B: PacketBuf>(buf: &mut B, u: &UdpLoc, found: Found) {
     let (opts_at, at, len, others) = found;
     let loc = u.loc;
     let new_end = if others {

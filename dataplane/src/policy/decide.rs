@@ -10,20 +10,16 @@ use super::snapshot::{
     verdict_key, Entry, PolicySnapshot, F_OBSERVE, F_REJECT, KIND_EXTERNAL, KIND_IDENTITY, NO_EXT, P_ICMP, P_OTHER,
     P_TCP, P_UDP,
 };
-use super::{Action, Classification, Decision, Direction, ExtNetRef, Observed, PuId, Reason, Remote, RuleRef, Side};
-
-/// IP protocol numbers the policy distinguishes.
-pub const IPPROTO_ICMP: u8 = 1;
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_ICMPV6: u8 = 58;
+use super::{Action, Classification, Decision, Direction, ExtNetRef, Observed, PuId, Reason, Remote, RuleRef};
+use crate::wire::ip_proto;
+use crate::Side;
 
 #[inline]
 fn proto_bit(proto: u8) -> u8 {
     match proto {
-        IPPROTO_TCP => P_TCP,
-        IPPROTO_UDP => P_UDP,
-        IPPROTO_ICMP | IPPROTO_ICMPV6 => P_ICMP,
+        ip_proto::TCP => P_TCP,
+        ip_proto::UDP => P_UDP,
+        ip_proto::ICMP | ip_proto::ICMPV6 => P_ICMP,
         _ => P_OTHER,
     }
 }
@@ -236,45 +232,45 @@ mod tests {
     fn example_decides_identities() {
         let s = example();
         let (web1, db1) = (pu(&s, "web-1"), pu(&s, "db-1"));
-        let d = s.decide(web1, Direction::Incoming, Remote::Identity(2001), IPPROTO_TCP, 443);
+        let d = s.decide(web1, Direction::Incoming, Remote::Identity(2001), ip_proto::TCP, 443);
         assert_eq!((d.action, d.reason, d.observed), (Action::Allow, Reason::PolicyAllow, None));
         assert_eq!(rule_name(&s, &d).unwrap(), "web/incoming/frontends-https");
-        let d = s.decide(web1, Direction::Incoming, Remote::Identity(2002), IPPROTO_TCP, 8443);
+        let d = s.decide(web1, Direction::Incoming, Remote::Identity(2002), ip_proto::TCP, 8443);
         assert_eq!(d.action, Action::Allow);
         // Port not allowed: implicit reject.
-        let d = s.decide(web1, Direction::Incoming, Remote::Identity(2001), IPPROTO_TCP, 80);
+        let d = s.decide(web1, Direction::Incoming, Remote::Identity(2001), ip_proto::TCP, 80);
         assert_eq!(d, Decision::implicit(Reason::NoMatch));
         // Not a frontend, matches only the observed reject.
-        let d = s.decide(web1, Direction::Incoming, Remote::Identity(2003), IPPROTO_TCP, 443);
+        let d = s.decide(web1, Direction::Incoming, Remote::Identity(2003), ip_proto::TCP, 443);
         assert_eq!((d.action, d.reason, d.rule), (Action::Reject, Reason::ObservedOnly, None));
         let o = d.observed.unwrap();
         assert_eq!(o.action, Action::Reject);
         assert_eq!(s.rule(o.rule).unwrap().name.as_ref(), "audit-dev");
         // The all() ruleset applies to every PU.
-        let d = s.decide(web1, Direction::Incoming, Remote::Identity(3001), IPPROTO_TCP, 9101);
+        let d = s.decide(web1, Direction::Incoming, Remote::Identity(3001), ip_proto::TCP, 9101);
         assert_eq!(rule_name(&s, &d).unwrap(), "monitoring/incoming/node-exporter");
-        let d = s.decide(web1, Direction::Incoming, Remote::Identity(3001), IPPROTO_TCP, 9103);
+        let d = s.decide(web1, Direction::Incoming, Remote::Identity(3001), ip_proto::TCP, 9103);
         assert_eq!(d.reason, Reason::NoMatch);
-        let d = s.decide(db1, Direction::Incoming, Remote::Identity(2001), IPPROTO_ICMP, 0);
+        let d = s.decide(db1, Direction::Incoming, Remote::Identity(2001), ip_proto::ICMP, 0);
         assert_eq!(rule_name(&s, &d).unwrap(), "monitoring/incoming/ping");
         // ICMP does not match port-restricted rules.
-        let d = s.decide(web1, Direction::Incoming, Remote::Identity(2001), IPPROTO_ICMPV6, 443);
+        let d = s.decide(web1, Direction::Incoming, Remote::Identity(2001), ip_proto::ICMPV6, 443);
         assert_eq!(rule_name(&s, &d).unwrap(), "monitoring/incoming/ping");
-        let d = s.decide(db1, Direction::Incoming, Remote::Identity(2001), IPPROTO_TCP, 5432);
+        let d = s.decide(db1, Direction::Incoming, Remote::Identity(2001), ip_proto::TCP, 5432);
         assert_eq!(rule_name(&s, &d).unwrap(), "db/incoming/shop-clients");
         // Reject wins over allow (batch is env=dev).
-        let d = s.decide(db1, Direction::Incoming, Remote::Identity(2003), IPPROTO_TCP, 5432);
+        let d = s.decide(db1, Direction::Incoming, Remote::Identity(2003), ip_proto::TCP, 5432);
         assert_eq!((d.action, d.reason), (Action::Reject, Reason::PolicyReject));
         assert_eq!(rule_name(&s, &d).unwrap(), "db/incoming/no-dev");
         // `env != prod` also matches identities without an env tag.
-        let d = s.decide(db1, Direction::Incoming, Remote::Identity(3001), IPPROTO_TCP, 9100);
+        let d = s.decide(db1, Direction::Incoming, Remote::Identity(3001), ip_proto::TCP, 9100);
         assert_eq!(rule_name(&s, &d).unwrap(), "db/incoming/no-dev");
         // Outgoing rules are separate.
-        let d = s.decide(web1, Direction::Outgoing, Remote::Identity(2001), IPPROTO_TCP, 443);
+        let d = s.decide(web1, Direction::Outgoing, Remote::Identity(2001), ip_proto::TCP, 443);
         assert_eq!(d.reason, Reason::NoMatch);
-        let d = s.decide(web1, Direction::Incoming, Remote::Identity(4242), IPPROTO_TCP, 443);
+        let d = s.decide(web1, Direction::Incoming, Remote::Identity(4242), ip_proto::TCP, 443);
         assert_eq!(d, Decision::implicit(Reason::UnknownIdentity));
-        let d = s.decide(PuId(99), Direction::Incoming, Remote::Identity(2001), IPPROTO_TCP, 443);
+        let d = s.decide(PuId(99), Direction::Incoming, Remote::Identity(2001), ip_proto::TCP, 443);
         assert_eq!(d, Decision::implicit(Reason::UnknownPu));
     }
 
@@ -283,27 +279,27 @@ mod tests {
         let s = example();
         let web1 = pu(&s, "web-1");
         let ext = |d: &Decision| d.external.map(|x| s.external_network(x).unwrap().name.to_string());
-        let d = s.decide(web1, Direction::Outgoing, Remote::Address(ip("10.0.0.53")), IPPROTO_UDP, 53);
+        let d = s.decide(web1, Direction::Outgoing, Remote::Address(ip("10.0.0.53")), ip_proto::UDP, 53);
         assert_eq!((d.action, d.reason), (Action::Allow, Reason::ExternalNetworkAllow));
         assert_eq!(rule_name(&s, &d).unwrap(), "web/outgoing/dns");
         assert_eq!(ext(&d).unwrap(), "dns-resolvers");
         // The resolver is also "internet", where tcp/443 is allowed.
-        let d = s.decide(web1, Direction::Outgoing, Remote::Address(ip("10.0.0.53")), IPPROTO_TCP, 443);
+        let d = s.decide(web1, Direction::Outgoing, Remote::Address(ip("10.0.0.53")), ip_proto::TCP, 443);
         assert_eq!(rule_name(&s, &d).unwrap(), "web/outgoing/payment-api");
         assert_eq!(ext(&d).unwrap(), "internet");
         // dns-resolvers only covers port 53, so the dns rule cannot match elsewhere.
-        let d = s.decide(web1, Direction::Outgoing, Remote::Address(ip("10.0.0.53")), IPPROTO_UDP, 54);
+        let d = s.decide(web1, Direction::Outgoing, Remote::Address(ip("10.0.0.53")), ip_proto::UDP, 54);
         assert_eq!(d.reason, Reason::NoMatch);
-        let d = s.decide(web1, Direction::Outgoing, Remote::Address(ip("8.8.8.8")), IPPROTO_UDP, 53);
+        let d = s.decide(web1, Direction::Outgoing, Remote::Address(ip("8.8.8.8")), ip_proto::UDP, 53);
         assert_eq!(d.reason, Reason::NoMatch);
-        let d = s.decide(web1, Direction::Outgoing, Remote::Address(ip("2001:db8::1")), IPPROTO_TCP, 443);
+        let d = s.decide(web1, Direction::Outgoing, Remote::Address(ip("2001:db8::1")), ip_proto::TCP, 443);
         assert_eq!(ext(&d).unwrap(), "internet");
-        let d = s.decide(web1, Direction::Incoming, Remote::Address(ip("172.16.5.5")), IPPROTO_TCP, 443);
+        let d = s.decide(web1, Direction::Incoming, Remote::Address(ip("172.16.5.5")), ip_proto::TCP, 443);
         assert_eq!(rule_name(&s, &d).unwrap(), "web/incoming/office-https");
         assert_eq!(ext(&d).unwrap(), "corp-office");
-        let d = s.decide(web1, Direction::Incoming, Remote::Address(ip("172.16.5.5")), IPPROTO_ICMP, 0);
+        let d = s.decide(web1, Direction::Incoming, Remote::Address(ip("172.16.5.5")), ip_proto::ICMP, 0);
         assert_eq!(rule_name(&s, &d).unwrap(), "monitoring/incoming/ping");
-        let d = s.decide(web1, Direction::Incoming, Remote::Address(ip("8.8.8.8")), IPPROTO_ICMP, 0);
+        let d = s.decide(web1, Direction::Incoming, Remote::Address(ip("8.8.8.8")), ip_proto::ICMP, 0);
         assert_eq!(d.reason, Reason::NoMatch);
     }
 
@@ -347,7 +343,7 @@ mod tests {
         let tags = |rng: &mut Rng| -> Vec<String> {
             let mut out = Vec::new();
             for k in keys {
-                if rng.next() % 4 != 0 {
+                if !rng.next().is_multiple_of(4) {
                     out.push(format!("{k}={}", rng.pick(&vals)));
                 }
             }
@@ -404,7 +400,7 @@ mod tests {
         }
         let rule = |rng: &mut Rng, n: usize| model::Rule {
             name: format!("r{n}"),
-            action: if rng.next() % 3 == 0 { Action::Reject } else { Action::Allow },
+            action: if rng.next().is_multiple_of(3) { Action::Reject } else { Action::Allow },
             object: rng.pick(&sels).to_string(),
             protocols: rng
                 .pick(&[vec![Protocol::Any], vec![Protocol::Tcp], vec![Protocol::Udp, Protocol::Icmp]])
@@ -412,7 +408,7 @@ mod tests {
             ports: rng
                 .pick(&[vec![], vec![PortSpec::Number(25)], vec![PortSpec::Text("10-40".into()), PortSpec::Number(80)]])
                 .clone(),
-            observe: rng.next() % 5 == 0,
+            observe: rng.next().is_multiple_of(5),
         };
         for i in 0..8 {
             let inc = (0..rng.next() % 5).map(|n| rule(rng, n as usize)).collect();
@@ -427,15 +423,12 @@ mod tests {
         doc
     }
 
+    /// What direct evaluation finds: the action, the (ruleset, rule) of the
+    /// enforced rule that decided, and the observed rule's action and place.
+    type Naive = (Action, Option<(usize, usize)>, Option<(Action, (usize, usize))>);
+
     /// Direct evaluation: every rule, in document order.
-    fn naive(
-        doc: &PolicyDocument,
-        pu: usize,
-        dir: Direction,
-        remote: Remote,
-        proto: u8,
-        port: u16,
-    ) -> (Action, Option<(usize, usize)>, Option<(Action, (usize, usize))>) {
+    fn naive(doc: &PolicyDocument, pu: usize, dir: Direction, remote: Remote, proto: u8, port: u16) -> Naive {
         let put = TagSet::parse(&doc.processing_units[pu].tags).unwrap();
         let pmatch = |protos: &[Protocol], ports: &[PortSpec]| {
             let pb = proto_bit(proto);

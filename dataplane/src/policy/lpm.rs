@@ -260,7 +260,7 @@ mod tests {
     fn naive(prefixes: &[(u32, u32, u32)], addr: u32) -> Option<u32> {
         let mut best: Option<(u32, u32)> = None;
         for &(a, l, v) in prefixes {
-            if addr.network(l) == a.network(l) && best.map_or(true, |(bl, _)| l >= bl) {
+            if addr.network(l) == a.network(l) && best.is_none_or(|(bl, _)| l >= bl) {
                 best = Some((l, v));
             }
         }

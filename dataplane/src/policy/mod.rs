@@ -48,13 +48,8 @@ impl Direction {
     }
 }
 
-/// The port a packet arrived on: `Inside` faces the PUs, `Outside` the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Side {
-    Inside = 0,
-    Outside = 1,
-}
+/// The crate's [`crate::Side`], where the policy API (classification) names it.
+pub use crate::Side;
 
 /// Index of a local PU in the snapshot that produced it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

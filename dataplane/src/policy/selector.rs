@@ -548,7 +548,7 @@ mod tests {
         assert!(m("all()", &t));
         assert!(m("tier == 'front end'", &t));
         assert!(m("tier == \"front end\"", &t));
-        assert!(m("env in {}", &t) == false);
+        assert!(!m("env in {}", &t));
     }
 
     #[test]

@@ -115,6 +115,55 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
     pub fn set_src(&mut self, a: [u8; 6]) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&a);
     }
+    /// The outer ethertype (a TPID when tags follow).
+    #[inline]
+    pub fn set_ethertype(&mut self, v: u16) {
+        self.buffer.as_mut()[field::ETHERTYPE].copy_from_slice(&v.to_be_bytes());
+    }
+    /// Exchanges the source and destination addresses (a frame sent back).
+    #[inline]
+    pub fn swap_addresses(&mut self) {
+        let (dst, src) = (self.dst(), self.src());
+        self.set_dst(src);
+        self.set_src(dst);
+    }
+}
+
+/// An Ethernet header to write: addresses, up to [`MAX_VLAN_TAGS`] tags
+/// (outermost first; with two, the outer is 802.1ad) and the payload's
+/// ethertype.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repr<'a> {
+    pub dst: [u8; 6],
+    pub src: [u8; 6],
+    /// The tags' TCI values (priority, DEI and VLAN id), outermost first.
+    pub vlans: &'a [u16],
+    pub ethertype: u16,
+}
+
+impl Repr<'_> {
+    /// The header's length: 14 bytes and 4 per tag.
+    #[inline]
+    pub fn header_len(&self) -> usize {
+        HEADER_LEN + VLAN_TAG_LEN * self.vlans.len()
+    }
+
+    /// Writes the header into the first [`Self::header_len`] bytes of `buf`.
+    pub fn emit(&self, buf: &mut [u8]) {
+        let mut f = Frame::new_unchecked(&mut *buf);
+        f.set_dst(self.dst);
+        f.set_src(self.src);
+        // Each ethertype field names what follows it: the next tag's TPID, or the payload.
+        let mut at = field::ETHERTYPE.start;
+        for (i, &tci) in self.vlans.iter().enumerate() {
+            let tpid = if i == 0 && self.vlans.len() == MAX_VLAN_TAGS { ethertype::QINQ } else { ethertype::VLAN };
+            let mut tag = VlanTag::new_unchecked(&mut buf[at..at + VLAN_TAG_LEN]);
+            tag.set_tpid(tpid);
+            tag.set_tci(tci);
+            at += VLAN_TAG_LEN;
+        }
+        buf[at..at + 2].copy_from_slice(&self.ethertype.to_be_bytes());
+    }
 }
 
 /// A view over one VLAN tag (the 4 bytes TPID + TCI).
@@ -124,6 +173,10 @@ pub struct VlanTag<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> VlanTag<T> {
+    #[inline]
+    pub const fn new_unchecked(buffer: T) -> Self {
+        VlanTag { buffer }
+    }
     #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Malformed> {
         if buffer.as_ref().len() < VLAN_TAG_LEN {
@@ -146,6 +199,18 @@ impl<T: AsRef<[u8]>> VlanTag<T> {
     pub fn vid(&self) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[2], b[3]]) & 0x0fff
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> VlanTag<T> {
+    #[inline]
+    pub fn set_tpid(&mut self, v: u16) {
+        self.buffer.as_mut()[0..2].copy_from_slice(&v.to_be_bytes());
+    }
+    /// Priority, DEI and VLAN id in one word.
+    #[inline]
+    pub fn set_tci(&mut self, v: u16) {
+        self.buffer.as_mut()[2..4].copy_from_slice(&v.to_be_bytes());
     }
 }
 

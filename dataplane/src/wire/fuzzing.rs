@@ -39,12 +39,10 @@ pub fn parse(data: &[u8]) {
             let o = usize::from(info.tcp_opts_offset);
             let opts = &data[o..o + usize::from(info.tcp_opts_len)];
             assert!(usize::from(info.payload_offset) + usize::from(info.payload_len) == ip_end);
-            for r in tcp::options(opts) {
-                if let Ok((_, opt)) = r {
-                    let mut out = [0u8; 40];
-                    let len = opt.emit(&mut out).unwrap_or(0);
-                    assert_eq!(len, opt.buffer_len());
-                }
+            for (_, opt) in tcp::options(opts).flatten() {
+                let mut out = [0u8; 40];
+                let len = opt.emit(&mut out).unwrap_or(0);
+                assert_eq!(len, opt.buffer_len());
             }
         }
         L4Kind::Udp => {

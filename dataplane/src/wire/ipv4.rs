@@ -15,6 +15,7 @@ use super::{checksum, Malformed};
 mod field {
     use core::ops::Range;
     pub const VER_IHL: usize = 0;
+    pub const DSCP_ECN: usize = 1;
     pub const LENGTH: Range<usize> = 2..4;
     pub const IDENT: Range<usize> = 4..6;
     pub const FLG_OFF: Range<usize> = 6..8;
@@ -26,6 +27,8 @@ mod field {
 }
 
 pub const HEADER_LEN: usize = 20;
+/// The Don't Fragment bit of the flags/fragment-offset word.
+pub const DONT_FRAG: u16 = 0x4000;
 
 /// A view over an IPv4 packet. `new_checked` guarantees: version 4,
 /// 20 ≤ IHL*4 ≤ total length ≤ buffer length. Bytes after the total length
@@ -95,7 +98,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
     #[inline]
     pub fn dont_frag(&self) -> bool {
-        self.get_u16(field::FLG_OFF.start) & 0x4000 != 0
+        self.get_u16(field::FLG_OFF.start) & DONT_FRAG != 0
     }
     #[inline]
     pub fn more_frags(&self) -> bool {
@@ -161,6 +164,40 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     fn set_u16(&mut self, at: usize, v: u16) {
         self.buffer.as_mut()[at..at + 2].copy_from_slice(&v.to_be_bytes());
     }
+    /// Version 4 and the header length (bytes, a multiple of 4 in 20..=60).
+    #[inline]
+    pub fn set_version_and_header_len(&mut self, len: usize) {
+        self.buffer.as_mut()[field::VER_IHL] = 0x40 | ((len / 4) as u8 & 0x0f);
+    }
+    #[inline]
+    pub fn set_dscp_ecn(&mut self, v: u8) {
+        self.buffer.as_mut()[field::DSCP_ECN] = v;
+    }
+    #[inline]
+    pub fn set_ident(&mut self, v: u16) {
+        self.set_u16(field::IDENT.start, v)
+    }
+    /// The flags and fragment offset word (see [`DONT_FRAG`]).
+    #[inline]
+    pub fn set_flags_and_frag_offset(&mut self, v: u16) {
+        self.set_u16(field::FLG_OFF.start, v)
+    }
+    #[inline]
+    pub fn set_ttl(&mut self, v: u8) {
+        self.buffer.as_mut()[field::TTL] = v;
+    }
+    #[inline]
+    pub fn set_protocol(&mut self, v: u8) {
+        self.buffer.as_mut()[field::PROTOCOL] = v;
+    }
+    #[inline]
+    pub fn set_src(&mut self, a: [u8; 4]) {
+        self.buffer.as_mut()[field::SRC].copy_from_slice(&a);
+    }
+    #[inline]
+    pub fn set_dst(&mut self, a: [u8; 4]) {
+        self.buffer.as_mut()[field::DST].copy_from_slice(&a);
+    }
     #[inline]
     pub fn set_total_len(&mut self, v: u16) {
         self.set_u16(field::LENGTH.start, v)
@@ -184,6 +221,44 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         let hl = self.header_len();
         let c = checksum::finish(checksum::sum(&self.buffer.as_ref()[..hl]));
         self.set_checksum(c);
+    }
+}
+
+/// An IPv4 header without options, as the gateway writes one: read from the
+/// fields, emitted through [`Packet`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repr {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub protocol: u8,
+    /// Bytes after the header (the total length is 20 more).
+    pub payload_len: u16,
+    pub ident: u16,
+    pub dont_frag: bool,
+    pub ttl: u8,
+}
+
+impl Repr {
+    /// Writes the header into the first [`HEADER_LEN`] bytes of `p`, its
+    /// checksum included.
+    #[inline]
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Packet<T>) {
+        p.set_version_and_header_len(HEADER_LEN);
+        p.set_dscp_ecn(0);
+        p.set_total_len(HEADER_LEN as u16 + self.payload_len);
+        p.set_ident(self.ident);
+        p.set_flags_and_frag_offset(if self.dont_frag { DONT_FRAG } else { 0 });
+        p.set_ttl(self.ttl);
+        p.set_protocol(self.protocol);
+        p.set_src(self.src);
+        p.set_dst(self.dst);
+        p.fill_checksum();
+    }
+
+    /// The unfolded pseudo-header sum for an upper-layer segment of `len` bytes.
+    #[inline]
+    pub fn pseudo_sum(&self, len: u16) -> u32 {
+        checksum::pseudo_v4(&self.src, &self.dst, self.protocol, len)
     }
 }
 
@@ -254,6 +329,35 @@ mod tests {
         assert_eq!(o, vec![Ok(Ipv4Option::Other { kind: 0x94, data: &[0, 0][..] })]);
         p.set_total_len_incremental(0x18);
         assert!(p.verify_checksum());
+    }
+
+    #[test]
+    fn repr_emits_what_the_view_reads() {
+        let r = Repr {
+            src: [10, 0, 0, 1],
+            dst: [10, 0, 0, 2],
+            protocol: 6,
+            payload_len: 20,
+            ident: 0x1234,
+            dont_frag: true,
+            ttl: 64,
+        };
+        let mut b = [0xaa_u8; 40];
+        r.emit(&mut Packet::new_unchecked(&mut b[..]));
+        assert_eq!(b[..12], [0x45, 0, 0, 40, 0x12, 0x34, 0x40, 0, 64, 6, b[10], b[11]]);
+        let p = Packet::new_checked(&b[..]).unwrap();
+        assert!(p.verify_checksum());
+        let back = Repr {
+            src: p.src(),
+            dst: p.dst(),
+            protocol: p.protocol(),
+            payload_len: p.total_len() - HEADER_LEN as u16,
+            ident: p.ident(),
+            dont_frag: p.dont_frag(),
+            ttl: p.ttl(),
+        };
+        assert_eq!(back, r);
+        assert!(!p.is_fragment() && p.header_len() == HEADER_LEN);
     }
 
     #[test]

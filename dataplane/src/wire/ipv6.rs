@@ -11,10 +11,11 @@
 //! Shim6 (140). ESP (50) and No Next Header (59) end the walk: what follows is
 //! opaque. Jumbograms (payload length 0) are refused.
 
-use super::Malformed;
+use super::{checksum, Malformed};
 
 mod field {
     use core::ops::Range;
+    pub const VER_TC_FLOW: Range<usize> = 0..4;
     pub const PAYLOAD_LEN: Range<usize> = 4..6;
     pub const NEXT_HEADER: usize = 6;
     pub const HOP_LIMIT: usize = 7;
@@ -133,9 +134,61 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Version 6, the traffic class and the 20-bit flow label.
+    #[inline]
+    pub fn set_version_class_label(&mut self, traffic_class: u8, flow_label: u32) {
+        let w = (6u32 << 28) | (u32::from(traffic_class) << 20) | (flow_label & 0x000f_ffff);
+        self.buffer.as_mut()[field::VER_TC_FLOW].copy_from_slice(&w.to_be_bytes());
+    }
     #[inline]
     pub fn set_payload_len(&mut self, v: u16) {
         self.buffer.as_mut()[field::PAYLOAD_LEN].copy_from_slice(&v.to_be_bytes());
+    }
+    #[inline]
+    pub fn set_next_header(&mut self, v: u8) {
+        self.buffer.as_mut()[field::NEXT_HEADER] = v;
+    }
+    #[inline]
+    pub fn set_hop_limit(&mut self, v: u8) {
+        self.buffer.as_mut()[field::HOP_LIMIT] = v;
+    }
+    #[inline]
+    pub fn set_src(&mut self, a: [u8; 16]) {
+        self.buffer.as_mut()[field::SRC].copy_from_slice(&a);
+    }
+    #[inline]
+    pub fn set_dst(&mut self, a: [u8; 16]) {
+        self.buffer.as_mut()[field::DST].copy_from_slice(&a);
+    }
+}
+
+/// An IPv6 fixed header without extension headers, traffic class and flow
+/// label zero, as the gateway writes one: emitted through [`Packet`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repr {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub next_header: u8,
+    pub payload_len: u16,
+    pub hop_limit: u8,
+}
+
+impl Repr {
+    /// Writes the header into the first [`HEADER_LEN`] bytes of `p`.
+    #[inline]
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Packet<T>) {
+        p.set_version_class_label(0, 0);
+        p.set_payload_len(self.payload_len);
+        p.set_next_header(self.next_header);
+        p.set_hop_limit(self.hop_limit);
+        p.set_src(self.src);
+        p.set_dst(self.dst);
+    }
+
+    /// The unfolded pseudo-header sum for an upper-layer packet of `len` bytes.
+    #[inline]
+    pub fn pseudo_sum(&self, len: u16) -> u32 {
+        checksum::pseudo_v6(&self.src, &self.dst, self.next_header, u32::from(len))
     }
 }
 
@@ -222,6 +275,24 @@ mod tests {
         let v2 = pkt(44, &pl2);
         let u = Packet::new_checked(&v2[..]).unwrap().upper_layer().unwrap();
         assert!(u.later_fragment && u.protocol == 17 && u.offset == 8);
+    }
+
+    #[test]
+    fn repr_emits_what_the_view_reads() {
+        let r = Repr { src: [0x20; 16], dst: [0xfd; 16], next_header: 17, payload_len: 8, hop_limit: 64 };
+        let mut b = [0xaa_u8; 48];
+        r.emit(&mut Packet::new_unchecked(&mut b[..]));
+        assert_eq!(b[..8], [0x60, 0, 0, 0, 0, 8, 17, 64]);
+        let p = Packet::new_checked(&b[..]).unwrap();
+        let back = Repr {
+            src: p.src(),
+            dst: p.dst(),
+            next_header: p.next_header(),
+            payload_len: p.payload_len(),
+            hop_limit: p.hop_limit(),
+        };
+        assert_eq!(back, r);
+        assert_eq!((p.traffic_class(), p.flow_label()), (0, 0));
     }
 
     #[test]

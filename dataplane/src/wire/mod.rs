@@ -9,6 +9,7 @@ pub mod arp;
 #[doc(hidden)]
 pub mod builder;
 pub mod checksum;
+pub mod emit;
 pub mod ethernet;
 mod frame;
 #[doc(hidden)]
@@ -29,6 +30,20 @@ pub mod ip_proto {
     pub const TCP: u8 = 6;
     pub const UDP: u8 = 17;
     pub const ICMPV6: u8 = 58;
+}
+
+/// ICMPv6 message types the engine recognises.
+pub mod icmpv6 {
+    /// Neighbour discovery (RFC 4861): router solicitation and
+    /// advertisement, neighbour solicitation and advertisement, redirect.
+    pub const ROUTER_SOLICITATION: u8 = 133;
+    pub const REDIRECT: u8 = 137;
+
+    /// Whether an ICMPv6 message of type `t` is neighbour discovery.
+    #[inline]
+    pub fn is_neighbour_discovery(t: u8) -> bool {
+        (ROUTER_SOLICITATION..=REDIRECT).contains(&t)
+    }
 }
 
 /// Why a frame could not be parsed. Each variant is one drop reason.

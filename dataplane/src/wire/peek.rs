@@ -15,7 +15,8 @@
 //! same fields: checked by a unit test over mutated frames and asserted by
 //! the `parse` fuzz target ([`super::fuzzing::parse`]).
 
-use super::ip_proto;
+use super::ethernet::{self, ethertype, VLAN_TAG_LEN};
+use super::{ip_proto, ipv4, ipv6, tcp, udp};
 
 /// The fields of a plain TCP or UDP frame that its flow lookup and the TCP
 /// state machine read. Addresses are big-endian values; IPv4 ones are
@@ -39,9 +40,6 @@ pub struct Peek {
     pub tcp_opts_len: u8,
 }
 
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const ETHERTYPE_VLAN: u16 = 0x8100;
 const IPV4_MF_OR_OFFSET: u16 = 0x3fff;
 
 #[inline(always)]
@@ -61,19 +59,20 @@ pub fn peek(frame: &[u8]) -> Option<Peek> {
     if frame.len() > usize::from(u16::MAX) {
         return None;
     }
-    let eth: &[u8; 14] = fixed(frame, 0)?;
-    let (mut et, mut l3) = (be16(eth, 12), 14);
-    if et == ETHERTYPE_VLAN {
-        let tag: &[u8; 4] = fixed(frame, 14)?;
-        (et, l3) = (be16(tag, 2), 18);
+    const ETH: usize = ethernet::HEADER_LEN;
+    let eth: &[u8; ETH] = fixed(frame, 0)?;
+    let (mut et, mut l3) = (be16(eth, ETH - 2), ETH);
+    if et == ethertype::VLAN {
+        let tag: &[u8; VLAN_TAG_LEN] = fixed(frame, ETH)?;
+        (et, l3) = (be16(tag, 2), ETH + VLAN_TAG_LEN);
     }
     // (l4 start, l4 end per the IP length field, proto, src, dst, family)
     let (l4, end, proto, src, dst, family) = match et {
-        ETHERTYPE_IPV4 => {
-            let ip: &[u8; 20] = fixed(frame, l3)?;
+        ethertype::IPV4 => {
+            let ip: &[u8; ipv4::HEADER_LEN] = fixed(frame, l3)?;
             let hl = usize::from(ip[0] & 0x0f) * 4;
             let tl = usize::from(be16(ip, 2));
-            if ip[0] >> 4 != 4 || hl < 20 || tl < hl || l3 + tl > frame.len() {
+            if ip[0] >> 4 != 4 || hl < ipv4::HEADER_LEN || tl < hl || l3 + tl > frame.len() {
                 return None;
             }
             if be16(ip, 6) & IPV4_MF_OR_OFFSET != 0 {
@@ -82,14 +81,15 @@ pub fn peek(frame: &[u8]) -> Option<Peek> {
             let v4 = |a: &[u8]| (0xffff_u128 << 32) | u128::from(u32::from_be_bytes([a[0], a[1], a[2], a[3]]));
             (l3 + hl, l3 + tl, ip[9], v4(&ip[12..16]), v4(&ip[16..20]), 4)
         }
-        ETHERTYPE_IPV6 => {
-            let ip: &[u8; 40] = fixed(frame, l3)?;
+        ethertype::IPV6 => {
+            const HL: usize = ipv6::HEADER_LEN;
+            let ip: &[u8; HL] = fixed(frame, l3)?;
             let pl = usize::from(be16(ip, 4));
-            if ip[0] >> 4 != 6 || pl == 0 || l3 + 40 + pl > frame.len() {
+            if ip[0] >> 4 != 6 || pl == 0 || l3 + HL + pl > frame.len() {
                 return None;
             }
             let a = |at: usize| u128::from_be_bytes(ip[at..at + 16].try_into().unwrap_or([0; 16]));
-            (l3 + 40, l3 + 40 + pl, ip[6], a(8), a(24), 6)
+            (l3 + HL, l3 + HL + pl, ip[6], a(8), a(24), 6)
         }
         _ => return None,
     };
@@ -108,22 +108,22 @@ pub fn peek(frame: &[u8]) -> Option<Peek> {
     let l4_len = end - l4;
     match proto {
         ip_proto::TCP => {
-            let t: &[u8; 20] = fixed(frame, l4)?;
+            let t: &[u8; tcp::HEADER_LEN] = fixed(frame, l4)?;
             let hl = usize::from(t[12] >> 4) * 4;
-            if hl < 20 || hl > l4_len {
+            if hl < tcp::HEADER_LEN || hl > l4_len {
                 return None;
             }
             p.src_port = be16(t, 0);
             p.dst_port = be16(t, 2);
             p.seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
             p.tcp_flags = t[13];
-            p.tcp_opts_offset = (l4 + 20) as u16;
-            p.tcp_opts_len = (hl - 20) as u8;
+            p.tcp_opts_offset = (l4 + tcp::HEADER_LEN) as u16;
+            p.tcp_opts_len = (hl - tcp::HEADER_LEN) as u8;
         }
         ip_proto::UDP => {
-            let u: &[u8; 8] = fixed(frame, l4)?;
+            let u: &[u8; udp::HEADER_LEN] = fixed(frame, l4)?;
             // Bytes beyond the UDP length are an options area: not plain.
-            if l4_len < 8 || usize::from(be16(u, 4)) != l4_len {
+            if l4_len < udp::HEADER_LEN || usize::from(be16(u, 4)) != l4_len {
                 return None;
             }
             p.src_port = be16(u, 0);

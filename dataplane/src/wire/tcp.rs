@@ -182,6 +182,50 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     fn set_u16(&mut self, at: usize, v: u16) {
         self.buffer.as_mut()[at..at + 2].copy_from_slice(&v.to_be_bytes());
     }
+    #[inline(always)]
+    fn set_u32(&mut self, at: usize, v: u32) {
+        self.buffer.as_mut()[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    }
+    #[inline]
+    pub fn set_src_port(&mut self, v: u16) {
+        self.set_u16(field::SRC_PORT.start, v)
+    }
+    #[inline]
+    pub fn set_dst_port(&mut self, v: u16) {
+        self.set_u16(field::DST_PORT.start, v)
+    }
+    #[inline]
+    pub fn set_seq(&mut self, v: u32) {
+        self.set_u32(field::SEQ.start, v)
+    }
+    #[inline]
+    pub fn set_ack(&mut self, v: u32) {
+        self.set_u32(field::ACK.start, v)
+    }
+    /// The data offset (header length in bytes, a multiple of 4 in 20..=60)
+    /// and the eight flag bits; the reserved bits are cleared.
+    #[inline]
+    pub fn set_header_len_and_flags(&mut self, len: usize, flags: u8) {
+        self.set_u16(field::DOFF_FLAGS.start, (((len / 4) as u16) << 12) | u16::from(flags))
+    }
+    #[inline]
+    pub fn set_window(&mut self, v: u16) {
+        self.set_u16(field::WINDOW.start, v)
+    }
+    #[inline]
+    pub fn set_urgent(&mut self, v: u16) {
+        self.set_u16(field::URGENT.start, v)
+    }
+    #[inline]
+    pub fn options_mut(&mut self) -> &mut [u8] {
+        let hl = self.header_len();
+        &mut self.buffer.as_mut()[HEADER_LEN..hl]
+    }
+    #[inline]
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let hl = self.header_len();
+        &mut self.buffer.as_mut()[hl..]
+    }
     #[inline]
     pub fn set_checksum(&mut self, v: u16) {
         self.set_u16(field::CHECKSUM.start, v)
@@ -198,6 +242,45 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_checksum(0);
         let c = checksum::finish(pseudo + checksum::sum(self.buffer.as_ref()));
         self.set_checksum(c);
+    }
+}
+
+/// A TCP header as the gateway writes one (urgent pointer zero): emitted
+/// through [`Packet`]; options and payload are the caller's, written through
+/// [`Packet::options_mut`] and [`Packet::payload_mut`] before
+/// [`Packet::fill_checksum`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repr {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: u32,
+    pub ack: u32,
+    /// See [`flags`].
+    pub flags: u8,
+    pub window: u16,
+    /// Bytes of options (a multiple of 4, at most [`MAX_OPTIONS_LEN`]).
+    pub options_len: usize,
+}
+
+impl Repr {
+    /// The header length: 20 bytes and the options.
+    #[inline]
+    pub fn header_len(&self) -> usize {
+        HEADER_LEN + self.options_len
+    }
+
+    /// Writes the fixed header into `p` (the whole segment: header, options,
+    /// payload), checksum zero.
+    #[inline]
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Packet<T>) {
+        p.set_src_port(self.src_port);
+        p.set_dst_port(self.dst_port);
+        p.set_seq(self.seq);
+        p.set_ack(self.ack);
+        p.set_header_len_and_flags(self.header_len(), self.flags);
+        p.set_window(self.window);
+        p.set_checksum(0);
+        p.set_urgent(0);
     }
 }
 
@@ -456,6 +539,38 @@ mod tests {
             let r: Vec<_> = options(bad).collect();
             assert!(r.last().unwrap().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn repr_emits_what_the_view_reads() {
+        let r = Repr {
+            src_port: 443,
+            dst_port: 40000,
+            seq: 7,
+            ack: 0x0102_0304,
+            flags: flags::RST | flags::ACK,
+            window: 0xfaf0,
+            options_len: 4,
+        };
+        let mut s = [0xaa_u8; 26];
+        let mut p = Packet::new_unchecked(&mut s[..]);
+        r.emit(&mut p);
+        p.options_mut().copy_from_slice(&[2, 4, 5, 180]);
+        p.payload_mut().copy_from_slice(b"hi");
+        p.fill_checksum(99);
+        let p = Packet::new_checked(&s[..]).unwrap();
+        assert!(p.verify_checksum(99));
+        let back = Repr {
+            src_port: p.src_port(),
+            dst_port: p.dst_port(),
+            seq: p.seq(),
+            ack: p.ack(),
+            flags: p.flags(),
+            window: p.window(),
+            options_len: p.options().len(),
+        };
+        assert_eq!(back, r);
+        assert_eq!((p.doff_flags_word(), p.urgent(), p.payload()), (0x6014, 0, &b"hi"[..]));
     }
 
     #[test]

@@ -94,6 +94,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.get_u16(field::DST_PORT.start)
     }
     /// The UDP length field (header + user data).
+    #[allow(clippy::len_without_is_empty)] // a header field, not a container's size
     #[inline]
     pub fn len(&self) -> u16 {
         self.get_u16(field::LENGTH.start)
@@ -122,6 +123,31 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     #[inline]
+    pub fn set_src_port(&mut self, v: u16) {
+        self.buffer.as_mut()[field::SRC_PORT].copy_from_slice(&v.to_be_bytes());
+    }
+    #[inline]
+    pub fn set_dst_port(&mut self, v: u16) {
+        self.buffer.as_mut()[field::DST_PORT].copy_from_slice(&v.to_be_bytes());
+    }
+    /// The UDP length field (header + user data).
+    #[inline]
+    pub fn set_len(&mut self, v: u16) {
+        self.buffer.as_mut()[field::LENGTH].copy_from_slice(&v.to_be_bytes());
+    }
+    /// The user data (up to the UDP length).
+    #[inline]
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let ul = usize::from(self.len());
+        &mut self.buffer.as_mut()[HEADER_LEN..ul]
+    }
+    /// The surplus area (after the UDP length).
+    #[inline]
+    pub fn surplus_mut(&mut self) -> &mut [u8] {
+        let ul = usize::from(self.len());
+        &mut self.buffer.as_mut()[ul..]
+    }
+    #[inline]
     pub fn set_checksum(&mut self, v: u16) {
         self.buffer.as_mut()[field::CHECKSUM].copy_from_slice(&v.to_be_bytes());
     }
@@ -132,6 +158,35 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         let ul = usize::from(self.len());
         let c = checksum::finish(pseudo + checksum::sum(&self.buffer.as_ref()[..ul]));
         self.set_checksum(if c == 0 { 0xffff } else { c });
+    }
+}
+
+/// A UDP header as the gateway writes one: emitted through [`Packet`]; the
+/// user data and any surplus area are the caller's, written through
+/// [`Packet::payload_mut`] and [`Packet::surplus_mut`] before
+/// [`Packet::fill_checksum`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repr {
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Bytes of user data (the length field is 8 more).
+    pub payload_len: u16,
+}
+
+impl Repr {
+    /// The UDP length field: header and user data.
+    #[inline]
+    pub fn udp_len(&self) -> u16 {
+        HEADER_LEN as u16 + self.payload_len
+    }
+
+    /// Writes the header into `p`, checksum zero.
+    #[inline]
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Packet<T>) {
+        p.set_src_port(self.src_port);
+        p.set_dst_port(self.dst_port);
+        p.set_len(self.udp_len());
+        p.set_checksum(0);
     }
 }
 
@@ -292,6 +347,21 @@ mod tests {
             options_area(Packet::new_checked(&bad[..]).unwrap().surplus(), 11).err(),
             Some(Malformed::UdpOptionsBadChecksum)
         );
+    }
+
+    #[test]
+    fn repr_emits_what_the_view_reads() {
+        let r = Repr { src_port: 5353, dst_port: 53, payload_len: 3 };
+        let mut d = [0xaa_u8; 14];
+        let mut p = Packet::new_unchecked(&mut d[..]);
+        r.emit(&mut p);
+        p.payload_mut().copy_from_slice(b"abc");
+        p.surplus_mut().fill(0);
+        p.fill_checksum(1234);
+        let p = Packet::new_checked(&d[..]).unwrap();
+        assert!(p.verify_checksum(1234));
+        assert_eq!(Repr { src_port: p.src_port(), dst_port: p.dst_port(), payload_len: p.len() - 8 }, r);
+        assert_eq!((p.payload(), p.surplus()), (&b"abc"[..], &[0u8; 3][..]));
     }
 
     #[test]

@@ -4,12 +4,15 @@
 //! the worker starts. The engine decides (by slot id) what is held, released
 //! or discarded and enforces the per-flow and per-worker bounds; this store
 //! only keeps the handles, so holding a datagram is one array store.
+//!
+//! The store is generic over what it holds (mbufs in the worker), so that it
+//! is tested without DPDK.
 
 use dpdk_bindings::Mbuf;
 
-pub struct HoldStore {
+pub struct HoldStore<M = Mbuf> {
     per_slot: usize,
-    frames: Box<[Option<Mbuf>]>,
+    frames: Box<[Option<M>]>,
     /// Per slot: index of the oldest frame, and how many are held.
     head: Box<[u16]>,
     len: Box<[u16]>,
@@ -17,10 +20,10 @@ pub struct HoldStore {
     total: usize,
 }
 
-impl HoldStore {
+impl<M> HoldStore<M> {
     /// `slots` hold slots of `per_slot` frames each (the engine's `pending`
     /// and `hold_per_flow`).
-    pub fn new(slots: usize, per_slot: usize) -> HoldStore {
+    pub fn new(slots: usize, per_slot: usize) -> HoldStore<M> {
         let per_slot = per_slot.clamp(1, usize::from(u16::MAX));
         HoldStore {
             per_slot,
@@ -34,7 +37,7 @@ impl HoldStore {
     /// Appends `m` to `slot`; gives it back if the slot is full or unknown
     /// (the engine's bounds make that a bug, counted by the caller).
     #[inline]
-    pub fn push(&mut self, slot: u32, m: Mbuf) -> Result<(), Mbuf> {
+    pub fn push(&mut self, slot: u32, m: M) -> Result<(), M> {
         let s = slot as usize;
         let Some(&n) = self.len.get(s) else { return Err(m) };
         let n = usize::from(n);
@@ -50,7 +53,7 @@ impl HoldStore {
 
     /// Takes the oldest frame of `slot`.
     #[inline]
-    pub fn pop(&mut self, slot: u32) -> Option<Mbuf> {
+    pub fn pop(&mut self, slot: u32) -> Option<M> {
         let s = slot as usize;
         if *self.len.get(s)? == 0 {
             return None;
@@ -84,5 +87,51 @@ impl HoldStore {
     /// Frames held in `slot`.
     pub fn len(&self, slot: u32) -> usize {
         self.len.get(slot as usize).map_or(0, |&n| usize::from(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_gives_back_its_frames_in_the_order_they_were_held() {
+        let mut h = HoldStore::<u32>::new(3, 4);
+        for f in [10, 11, 12] {
+            h.push(1, f).unwrap();
+        }
+        h.push(2, 20).unwrap();
+        assert_eq!((h.len(1), h.len(2), h.len(0), h.total()), (3, 1, 0, 4));
+        assert_eq!(h.pop(1), Some(10));
+        // Wraps around its ring: 11 12 13 14 fill the slot again.
+        h.push(1, 13).unwrap();
+        h.push(1, 14).unwrap();
+        assert_eq!(h.push(1, 15), Err(15), "a full slot gives the frame back");
+        let out: Vec<u32> = std::iter::from_fn(|| h.pop(1)).collect();
+        assert_eq!(out, [11, 12, 13, 14]);
+        assert_eq!((h.len(1), h.total(), h.pop(1)), (0, 1, None));
+        assert_eq!(h.pop(2), Some(20));
+    }
+
+    #[test]
+    fn unknown_slots_refuse_and_discard_empties_a_slot() {
+        let mut h = HoldStore::<u32>::new(2, 2);
+        assert_eq!(h.push(2, 1), Err(1));
+        assert_eq!((h.pop(7), h.len(7)), (None, 0));
+        h.push(0, 1).unwrap();
+        h.push(0, 2).unwrap();
+        h.push(1, 3).unwrap();
+        assert_eq!(h.discard(0), 2);
+        assert_eq!((h.len(0), h.total(), h.discard(0)), (0, 1, 0));
+        // The emptied slot starts over.
+        h.push(0, 4).unwrap();
+        assert_eq!(h.pop(0), Some(4));
+    }
+
+    #[test]
+    fn slot_sizes_are_clamped_to_at_least_one() {
+        let mut h = HoldStore::<u32>::new(1, 0);
+        h.push(0, 1).unwrap();
+        assert_eq!(h.push(0, 2), Err(2));
     }
 }

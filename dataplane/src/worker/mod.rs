@@ -16,7 +16,10 @@
 //! UDP datagrams whose handshake is pending wait in the worker's hold store
 //! ([`hold`]); the engine's effects (handshake frames to send, hold slots to
 //! release or discard) are carried out after every frame and after the
-//! per-iteration timer check.
+//! per-iteration timer check. Every frame is accounted for: a frame the
+//! engine made that the pool has no mbuf for is counted as made and dropped
+//! (`rst_no_mbuf`, `udp_handshake_no_mbuf`), so that per direction
+//! rx + made = tx + drops + consumed + held ([`crate::stats::WorkerCounts::unaccounted`]).
 
 pub mod hold;
 mod io;
@@ -33,17 +36,8 @@ use dpdk_bindings::{Mbuf, Mempool};
 use crate::dispatch;
 use crate::engine::udp::Effect;
 use crate::engine::{Action, Engine, EngineConfig, Looked};
-use crate::policy::Side as PSide;
 use crate::stats::{DirStats, DropReason, Note, WorkerStats};
-
-/// Which port a frame came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// The workloads' side.
-    Inside,
-    /// The network's side.
-    Outside,
-}
+use crate::Side;
 
 /// Everything a worker needs, built by the process before launch.
 pub struct WorkerSetup {
@@ -67,7 +61,6 @@ pub struct WorkerSetup {
     /// The packet engine; `None` forwards every frame untouched.
     pub engine: Option<EngineSetup>,
 }
-
 /// The packet engine of one worker, built before launch (its flow table is
 /// allocated then, never on the fast path).
 pub struct EngineSetup {
@@ -125,43 +118,76 @@ struct Tally {
 }
 
 struct Worker {
-    s: WorkerSetup,
+    /// Ports, queue, rings, counters and the stop flag.
+    setup: WorkerSetup,
     handoff_burst: Vec<Burst>,
     to_outside: Burst,
     to_inside: Burst,
     /// Resets answering frames from the inside / outside port (sent back there).
     reply_inside: Burst,
     reply_outside: Burst,
-    engine: Option<EngineSetup>,
+    /// The packet engine and what the worker keeps for it; `None`: every
+    /// frame is forwarded untouched.
+    enforcer: Option<Enforcer>,
+}
+
+/// A worker's packet engine with its configuration, its mbuf pool, its clock
+/// and the datagrams it holds.
+struct Enforcer {
+    engine: Engine,
+    /// Published by the control thread.
+    published: Arc<ArcSwap<EngineConfig>>,
     /// The configuration loaded for this iteration.
-    cfg: Option<Arc<EngineConfig>>,
+    config: Arc<EngineConfig>,
+    /// For the frames the engine makes (the second reset, UDP handshake messages).
+    pool: Arc<Mempool>,
+    clock: Clock,
+    /// Unix ns, read once per iteration.
     now: u64,
     /// Datagrams of pending UDP handshakes (allocated at start).
-    hold: Option<hold::HoldStore>,
+    hold: hold::HoldStore,
+}
+
+impl Enforcer {
+    fn new(e: EngineSetup) -> Enforcer {
+        let c = e.engine.udp().config();
+        let hold = hold::HoldStore::new(c.pending as usize, usize::from(c.hold_per_flow));
+        let config = e.config.load_full();
+        Enforcer { engine: e.engine, published: e.config, config, pool: e.pool, clock: e.clock, now: 0, hold }
+    }
+
+    /// Once per iteration: the configuration and the time, idle flows ended,
+    /// UDP handshake timers run.
+    fn start_iteration(&mut self) {
+        self.config = self.published.load_full();
+        self.now = self.clock.unix_ns(dpdk_bindings::tsc());
+        self.engine.sweep(self.now);
+        self.engine.udp_timers(&self.config, self.now);
+    }
+
+    /// A frame the engine made, copied into an mbuf from the pool.
+    fn made_frame(&self, bytes: &[u8]) -> Option<Mbuf> {
+        let mut m = self.pool.alloc()?;
+        m.append(bytes.len()).then(|| m.data_mut().copy_from_slice(bytes))?;
+        Some(m)
+    }
 }
 
 impl WorkerSetup {
     /// Runs until the stop flag is set; returns 0 (the lcore's exit code).
     pub fn run(self) -> i32 {
         let n = self.workers;
-        let mut s = self;
-        let engine = s.engine.take();
-        let hold = engine.as_ref().map(|e| {
-            let c = e.engine.udp().config();
-            hold::HoldStore::new(c.pending as usize, usize::from(c.hold_per_flow))
-        });
+        let mut setup = self;
+        let enforcer = setup.engine.take().map(Enforcer::new);
         let mut w = Worker {
-            s,
+            setup,
             // Allocated once, before the loop.
             handoff_burst: (0..n).map(|_| Burst::new()).collect(),
             to_outside: Burst::new(),
             to_inside: Burst::new(),
             reply_inside: Burst::new(),
             reply_outside: Burst::new(),
-            engine,
-            cfg: None,
-            now: 0,
-            hold,
+            enforcer,
         };
         w.run();
         0
@@ -171,60 +197,53 @@ impl WorkerSetup {
 impl Worker {
     fn run(&mut self) {
         let mut idle = 0u32;
-        let burst = self.s.burst.clamp(1, MAX_BURST);
+        let burst = self.setup.burst.clamp(1, MAX_BURST);
         // The receive burst lives outside `self` so frames can be drained from
         // it while `self` processes them.
         let mut rx = Burst::new();
-        while !self.s.stop.load(Ordering::Relaxed) {
-            if let Some(e) = self.engine.as_mut() {
-                // Once per iteration: the configuration and the time.
-                self.cfg = Some(e.config.load_full());
-                self.now = e.clock.unix_ns(dpdk_bindings::tsc());
-                e.engine.sweep(self.now);
-                if let Some(cfg) = self.cfg.as_ref() {
-                    e.engine.udp_timers(cfg, self.now);
-                }
+        while !self.setup.stop.load(Ordering::Relaxed) {
+            if let Some(en) = self.enforcer.as_mut() {
+                en.start_iteration();
                 self.effects();
             }
             let mut got = self.poll_port(&mut rx, Side::Inside, burst);
             got += self.poll_port(&mut rx, Side::Outside, burst);
             got += self.poll_handoff(&mut rx);
             self.flush();
-            if let Some(e) = self.engine.as_mut() {
-                e.engine.publish_events();
-            }
-            if let Some(h) = self.hold.as_ref() {
-                self.s.stats.held.set(h.total() as u64);
-            }
-            self.s.stats.polls.add(1);
+            self.publish();
+            self.setup.stats.polls.add(1);
             if got == 0 {
-                self.s.stats.idle_polls.add(1);
+                self.setup.stats.idle_polls.add(1);
                 idle += 1;
-                if !self.s.idle_backoff.is_zero() && idle >= IDLE_POLLS_BEFORE_BACKOFF {
+                if !self.setup.idle_backoff.is_zero() && idle >= IDLE_POLLS_BEFORE_BACKOFF {
                     // Only when idle: lets a small test machine's other processes run.
-                    std::thread::sleep(self.s.idle_backoff);
+                    std::thread::sleep(self.setup.idle_backoff);
                 }
             } else {
                 idle = 0;
             }
         }
         // Drain: whatever reached this worker before the stop goes out.
-        self.poll_handoff(&mut rx);
-        self.flush();
-        if let Some(e) = self.engine.as_mut() {
-            e.engine.publish_events();
-        }
         // Datagrams still held are freed with the store when the worker
         // ends: the gauge says how many.
-        if let Some(h) = self.hold.as_ref() {
-            self.s.stats.held.set(h.total() as u64);
+        self.poll_handoff(&mut rx);
+        self.flush();
+        self.publish();
+    }
+
+    /// Makes the flow events queued so far visible, and sets the gauge of
+    /// held datagrams.
+    fn publish(&mut self) {
+        if let Some(en) = self.enforcer.as_mut() {
+            en.engine.publish_events();
+            self.setup.stats.held.set(en.hold.total() as u64);
         }
     }
 
     fn port(&self, side: Side) -> u16 {
         match side {
-            Side::Inside => self.s.inside_port,
-            Side::Outside => self.s.outside_port,
+            Side::Inside => self.setup.inside_port,
+            Side::Outside => self.setup.outside_port,
         }
     }
 
@@ -233,22 +252,20 @@ impl Worker {
         self.dir_stats(side).note_count(n).add(1);
     }
 
+    #[inline]
     fn dir_stats(&self, side: Side) -> &DirStats {
-        match side {
-            Side::Inside => &self.s.stats.from_inside,
-            Side::Outside => &self.s.stats.from_outside,
-        }
+        self.setup.stats.dir(side)
     }
 
     /// Receives one burst from `side` and dispatches it.
     fn poll_port(&mut self, rx: &mut Burst, side: Side, burst: usize) -> usize {
-        let n = rx.rx(self.port(side), self.s.queue, burst);
+        let n = rx.rx(self.port(side), self.setup.queue, burst);
         if n == 0 {
             return 0;
         }
         let mut tally = Tally::default();
         let mut handed = 0u64;
-        if self.s.workers > 1 || self.engine.is_some() {
+        if self.setup.workers > 1 || self.enforcer.is_some() {
             // The dispatch hash and the engine read each frame's headers.
             for i in 0..n {
                 rx.prefetch(i);
@@ -257,14 +274,13 @@ impl Worker {
         // The engine looks LOOK_AHEAD frames ahead (`ahead[i % LOOK_AHEAD]`
         // holds frame i's look until frame i is processed): its flow slot is
         // prefetched while the frames before it are processed.
-        let pside = policy_side(side);
         let mut ahead = [Looked::NOT_PLAIN; LOOK_AHEAD];
         let mut frames = rx.drain();
-        if let Some(e) = self.engine.as_ref() {
-            e.engine.prefetch_events(EVENTS_AHEAD, dpdk_bindings::prefetch_write::<u8>);
+        if let Some(en) = self.enforcer.as_ref() {
+            en.engine.prefetch_events(EVENTS_AHEAD, dpdk_bindings::prefetch_write::<u8>);
             for (k, l) in ahead.iter_mut().enumerate() {
                 let Some(f) = frames.ahead(k) else { break };
-                *l = e.engine.look(pside, f, dpdk_bindings::prefetch::<u8>);
+                *l = en.engine.look(side, f, dpdk_bindings::prefetch::<u8>);
             }
         }
         let mut i = 0;
@@ -274,12 +290,12 @@ impl Worker {
             let slot = i % LOOK_AHEAD;
             i += 1;
             let l = ahead[slot];
-            if let (Some(e), Some(f)) = (self.engine.as_ref(), frames.ahead(LOOK_AHEAD - 1)) {
-                ahead[slot] = e.engine.look(pside, f, dpdk_bindings::prefetch::<u8>);
+            if let (Some(en), Some(f)) = (self.enforcer.as_ref(), frames.ahead(LOOK_AHEAD - 1)) {
+                ahead[slot] = en.engine.look(side, f, dpdk_bindings::prefetch::<u8>);
             }
-            if self.s.workers > 1 {
-                let owner = dispatch::owner(dispatch::symmetric_flow_hash(m.data()), self.s.workers);
-                if owner != self.s.index {
+            if self.setup.workers > 1 {
+                let owner = dispatch::owner(dispatch::symmetric_flow_hash(m.data()), self.setup.workers);
+                if owner != self.setup.index {
                     self.hand_off(owner, m);
                     handed += 1;
                     continue;
@@ -291,7 +307,7 @@ impl Worker {
         st.rx_packets.add(tally.rx_packets);
         st.rx_bytes.add(tally.rx_bytes);
         if handed > 0 {
-            self.s.stats.handed_off.add(handed);
+            self.setup.stats.handed_off.add(handed);
         }
         n
     }
@@ -299,15 +315,15 @@ impl Worker {
     /// Takes in frames other workers received for flows this one owns.
     fn poll_handoff(&mut self, rx: &mut Burst) -> usize {
         let mut total = 0;
-        for r in 0..self.s.handoff_in.len() {
-            total += self.s.handoff_in[r].dequeue(rx);
+        for r in 0..self.setup.handoff_in.len() {
+            total += self.setup.handoff_in[r].dequeue(rx);
             for m in rx.drain() {
-                let side = if m.port() == self.s.inside_port { Side::Inside } else { Side::Outside };
+                let side = if m.port() == self.setup.inside_port { Side::Inside } else { Side::Outside };
                 self.process(side, m, None);
             }
         }
         if total > 0 {
-            self.s.stats.handed_in.add(total as u64);
+            self.setup.stats.handed_in.add(total as u64);
         }
         total
     }
@@ -318,53 +334,49 @@ impl Worker {
     /// (L2-transparent).
     #[inline(always)]
     fn process(&mut self, from: Side, mut m: Mbuf, looked: Option<&Looked>) {
-        let (Some(e), Some(cfg)) = (self.engine.as_mut(), self.cfg.as_ref()) else {
+        let Some(en) = self.enforcer.as_mut() else {
             self.forward(from, m);
             return;
         };
-        let side = policy_side(from);
         let action = match looked {
-            Some(l) => e.engine.process_looked(cfg, side, &mut m, l, self.now),
-            None => e.engine.process(cfg, side, &mut m, self.now),
+            Some(l) => en.engine.process_looked(&en.config, from, &mut m, l, en.now),
+            None => en.engine.process(&en.config, from, &mut m, en.now),
         };
-        match action {
-            Action::Forward => self.forward(from, m),
-            Action::Drop(_) => drop(m),
-            Action::Consume => {
-                drop(m);
-                self.note(from, Note::FramesConsumed);
-            }
-            // The frame was counted as a drop; the reset in its buffer is made.
-            Action::Reply(_) => {
+        let d = disposition(action);
+        let second = d.second_reset.then(|| en.made_frame(en.engine.extra_frame()));
+        self.dispose(from, m, d);
+        if let Some(x) = second {
+            self.send_made(from, x, DropReason::RstNoMbuf);
+        }
+        self.effects();
+    }
+
+    /// Sends, holds or frees a frame the engine has seen, and counts what
+    /// the worker adds to the engine's counts: the frame consumed, the answer
+    /// in its buffer made.
+    #[inline(always)]
+    fn dispose(&mut self, from: Side, m: Mbuf, d: Disposition) {
+        if d.consumed {
+            self.note(from, Note::FramesConsumed);
+        }
+        match d.to {
+            Destination::Onwards => self.forward(from, m),
+            Destination::Back => {
                 self.note(from, Note::FramesMade);
                 self.reply(from, m)
             }
-            Action::Answer => {
-                self.note(from, Note::FramesConsumed);
-                self.note(from, Note::FramesMade);
-                self.reply(from, m)
-            }
-            Action::Hold(slot) => {
-                if let Some(Err(m)) = self.hold.as_mut().map(|h| h.push(slot, m)) {
+            Destination::Freed => drop(m),
+            Destination::Hold(slot) => {
+                let refused = match self.enforcer.as_mut() {
+                    Some(en) => en.hold.push(slot, m).err(),
+                    None => Some(m),
+                };
+                if let Some(m) = refused {
                     drop(m);
                     self.dir_stats(from).drop_count(DropReason::UdpHoldQueueFull).add(1);
                 }
             }
-            Action::ReplyAndReset(_) => {
-                let extra = e.engine.extra_frame();
-                let second = e
-                    .pool
-                    .alloc()
-                    .and_then(|mut x| x.append(extra.len()).then(|| x.data_mut().copy_from_slice(extra)).map(|_| x));
-                self.note(from, Note::FramesMade);
-                self.reply(from, m);
-                if let Some(x) = second {
-                    self.note(from, Note::FramesMade);
-                    self.forward(from, x);
-                }
-            }
         }
-        self.effects();
     }
 
     /// Carries out the engine's effects: generated handshake frames (in mbufs
@@ -372,7 +384,7 @@ impl Worker {
     /// port) or freed.
     #[inline(always)]
     fn effects(&mut self) {
-        let n = self.engine.as_ref().map_or(0, |e| e.engine.effects().len());
+        let n = self.enforcer.as_ref().map_or(0, |en| en.engine.effects().len());
         if n > 0 {
             self.run_effects(n);
         }
@@ -381,66 +393,63 @@ impl Worker {
     #[cold]
     fn run_effects(&mut self, n: usize) {
         for i in 0..n {
-            let Some(e) = self.engine.as_ref() else { return };
-            match e.engine.effects()[i] {
+            let Some(en) = self.enforcer.as_mut() else { return };
+            match en.engine.effects()[i] {
                 Effect::Send { out, frame } => {
-                    let bytes = e.engine.effect_frame(frame);
-                    let m = e.pool.alloc().and_then(|mut x| {
-                        x.append(bytes.len()).then(|| x.data_mut().copy_from_slice(bytes)).map(|_| x)
-                    });
-                    if let Some(m) = m {
-                        // `forward` sends to the port opposite the one named.
-                        let from = if out == PSide::Outside { Side::Inside } else { Side::Outside };
-                        self.note(from, Note::FramesMade);
-                        self.forward(from, m);
-                    }
+                    let m = en.made_frame(en.engine.effect_frame(frame));
+                    // Counted as if it came in on the port opposite `out`.
+                    self.send_made(out.opposite(), m, DropReason::UdpHandshakeNoMbuf);
                 }
                 Effect::Release { slot } => {
-                    while let Some(m) = self.hold.as_mut().and_then(|h| h.pop(slot)) {
+                    while let Some(m) = self.enforcer.as_mut().and_then(|en| en.hold.pop(slot)) {
                         self.forward(Side::Inside, m);
                     }
                 }
                 Effect::Discard { slot, .. } => {
-                    if let Some(h) = self.hold.as_mut() {
-                        h.discard(slot);
-                    }
+                    en.hold.discard(slot);
                 }
             }
         }
-        if let Some(e) = self.engine.as_mut() {
-            e.engine.clear_effects();
+        if let Some(en) = self.enforcer.as_mut() {
+            en.engine.clear_effects();
+        }
+    }
+
+    /// A frame the engine made, sent out of the port opposite `from` and
+    /// counted in `from`'s direction (see [`count_made`]).
+    fn send_made(&mut self, from: Side, m: Option<Mbuf>, no_mbuf: DropReason) {
+        count_made(self.dir_stats(from), m.is_some(), no_mbuf);
+        if let Some(m) = m {
+            self.forward(from, m);
         }
     }
 
     /// Queues a frame back out of the port it came from.
     #[inline]
     fn reply(&mut self, from: Side, m: Mbuf) {
-        let (out, port, st) = match from {
-            Side::Inside => (&mut self.reply_inside, self.s.inside_port, &self.s.stats.from_inside),
-            Side::Outside => (&mut self.reply_outside, self.s.outside_port, &self.s.stats.from_outside),
+        let (out, port) = match from {
+            Side::Inside => (&mut self.reply_inside, self.setup.inside_port),
+            Side::Outside => (&mut self.reply_outside, self.setup.outside_port),
         };
         if let Err(m) = out.push(m) {
-            let outcome = out.tx(port, self.s.queue);
+            let outcome = out.tx(port, self.setup.queue);
             out.push(m).ok();
-            record_tx(st, outcome);
+            record_tx(self.setup.stats.dir(from), outcome);
         }
     }
 
+    /// Queues a frame out of the port opposite the one it came from.
     #[inline(always)]
     fn forward(&mut self, from: Side, m: Mbuf) {
-        let (out, port, side) = match from {
-            Side::Inside => (&mut self.to_outside, self.s.outside_port, Side::Inside),
-            Side::Outside => (&mut self.to_inside, self.s.inside_port, Side::Outside),
+        let (out, port) = match from {
+            Side::Inside => (&mut self.to_outside, self.setup.outside_port),
+            Side::Outside => (&mut self.to_inside, self.setup.inside_port),
         };
         if let Err(m) = out.push(m) {
             // Full: send what is queued, then queue this one.
-            let outcome = out.tx(port, self.s.queue);
+            let outcome = out.tx(port, self.setup.queue);
             out.push(m).ok();
-            let st = match side {
-                Side::Inside => &self.s.stats.from_inside,
-                Side::Outside => &self.s.stats.from_outside,
-            };
-            record_tx(st, outcome);
+            record_tx(self.setup.stats.dir(from), outcome);
         }
     }
 
@@ -458,7 +467,7 @@ impl Worker {
         if b.is_empty() {
             return;
         }
-        if let Some(ring) = self.s.handoff_out[owner].as_mut() {
+        if let Some(ring) = self.setup.handoff_out[owner].as_mut() {
             ring.enqueue(b);
         }
         let left = b.len() as u64;
@@ -466,28 +475,26 @@ impl Worker {
             // The owner is not keeping up: drop rather than wait for it.
             let mut from_inside = 0;
             for m in b.drain() {
-                if m.port() == self.s.inside_port {
+                if m.port() == self.setup.inside_port {
                     from_inside += 1;
                 }
             }
-            self.s.stats.from_inside.drop_count(DropReason::HandoffFull).add(from_inside);
-            self.s.stats.from_outside.drop_count(DropReason::HandoffFull).add(left - from_inside);
+            self.setup.stats.from_inside.drop_count(DropReason::HandoffFull).add(from_inside);
+            self.setup.stats.from_outside.drop_count(DropReason::HandoffFull).add(left - from_inside);
         }
     }
 
     /// Transmits everything queued and pushes hand-offs to their rings.
     fn flush(&mut self) {
-        let o = self.to_outside.tx(self.s.outside_port, self.s.queue);
-        record_tx(&self.s.stats.from_inside, o);
-        let o = self.to_inside.tx(self.s.inside_port, self.s.queue);
-        record_tx(&self.s.stats.from_outside, o);
+        let (inside, outside, queue) = (self.setup.inside_port, self.setup.outside_port, self.setup.queue);
+        let st = &self.setup.stats;
+        record_tx(&st.from_inside, self.to_outside.tx(outside, queue));
+        record_tx(&st.from_outside, self.to_inside.tx(inside, queue));
         if !self.reply_inside.is_empty() {
-            let o = self.reply_inside.tx(self.s.inside_port, self.s.queue);
-            record_tx(&self.s.stats.from_inside, o);
+            record_tx(&st.from_inside, self.reply_inside.tx(inside, queue));
         }
         if !self.reply_outside.is_empty() {
-            let o = self.reply_outside.tx(self.s.outside_port, self.s.queue);
-            record_tx(&self.s.stats.from_outside, o);
+            record_tx(&st.from_outside, self.reply_outside.tx(outside, queue));
         }
         for w in 0..self.handoff_burst.len() {
             self.flush_handoff(w);
@@ -495,12 +502,53 @@ impl Worker {
     }
 }
 
-/// The engine's name for the port a frame came from.
+/// Where a frame goes after the engine's action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Destination {
+    /// Out of the opposite port.
+    Onwards,
+    /// Back out of the port it came from: its buffer holds the gateway's
+    /// answer, a frame the gateway made.
+    Back,
+    /// Into hold slot `n`.
+    Hold(u32),
+    /// Freed.
+    Freed,
+}
+
+/// What the worker does with a frame after the engine's action (which has
+/// counted any drop), and what it counts for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Disposition {
+    to: Destination,
+    /// The frame ended at the gateway (a handshake message for it).
+    consumed: bool,
+    /// A second frame the gateway made goes out of the opposite port: the
+    /// engine's reset to the client ([`Engine::extra_frame`]).
+    second_reset: bool,
+}
+
 #[inline(always)]
-fn policy_side(s: Side) -> PSide {
-    match s {
-        Side::Inside => PSide::Inside,
-        Side::Outside => PSide::Outside,
+fn disposition(a: Action) -> Disposition {
+    let (to, consumed, second_reset) = match a {
+        Action::Forward => (Destination::Onwards, false, false),
+        Action::Drop(_) => (Destination::Freed, false, false),
+        Action::Consume => (Destination::Freed, true, false),
+        Action::Reply(_) => (Destination::Back, false, false),
+        Action::Answer => (Destination::Back, true, false),
+        Action::ReplyAndReset(_) => (Destination::Back, false, true),
+        Action::Hold(slot) => (Destination::Hold(slot), false, false),
+    };
+    Disposition { to, consumed, second_reset }
+}
+
+/// Counts a frame the gateway made, in the direction it is counted in:
+/// made, and dropped for `no_mbuf` when the pool had no mbuf for it (sent, it
+/// is counted in `tx_packets` when the burst goes out).
+fn count_made(st: &DirStats, sent: bool, no_mbuf: DropReason) {
+    st.note_count(Note::FramesMade).add(1);
+    if !sent {
+        st.drop_count(no_mbuf).add(1);
     }
 }
 
@@ -512,5 +560,97 @@ fn record_tx(st: &DirStats, o: dpdk_bindings::burst::TxOutcome) {
     }
     if o.dropped > 0 {
         st.drop_count(DropReason::TxFull).add(o.dropped as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::DropReason as R;
+
+    /// The books of frames through the worker without DPDK: each frame
+    /// received on `from`, the engine's count for its action (a drop, when
+    /// the action says one was counted), and what `process` counts and
+    /// sends for its disposition; `mbufs`: whether the pool has an mbuf for
+    /// a second reset; `room`: whether the hold slot takes the frame.
+    fn book(st: &WorkerStats, from: Side, a: Action, mbufs: bool, room: bool) {
+        let dir = st.dir(from);
+        dir.rx_packets.add(1);
+        if let Action::Drop(r) | Action::Reply(r) | Action::ReplyAndReset(r) = a {
+            dir.drop_count(r).add(1);
+        }
+        let d = disposition(a);
+        if d.consumed {
+            dir.note_count(Note::FramesConsumed).add(1);
+        }
+        match d.to {
+            Destination::Onwards => dir.tx_packets.add(1),
+            Destination::Back => {
+                dir.note_count(Note::FramesMade).add(1);
+                dir.tx_packets.add(1);
+            }
+            Destination::Hold(_) if room => st.held.add(1),
+            Destination::Hold(_) => dir.drop_count(R::UdpHoldQueueFull).add(1),
+            Destination::Freed => {}
+        }
+        if d.second_reset {
+            count_made(dir, mbufs, R::RstNoMbuf);
+            if mbufs {
+                dir.tx_packets.add(1);
+            }
+        }
+    }
+
+    #[test]
+    fn every_action_keeps_the_books() {
+        let actions = [
+            Action::Forward,
+            Action::Drop(R::PolicyReject),
+            Action::Consume,
+            Action::Reply(R::PolicyReject),
+            Action::Answer,
+            Action::ReplyAndReset(R::PolicyReject),
+            Action::Hold(3),
+        ];
+        for a in actions {
+            for (mbufs, room) in [(true, true), (false, false)] {
+                for from in [Side::Inside, Side::Outside] {
+                    if matches!(a, Action::Hold(_)) && from == Side::Outside {
+                        continue; // the engine holds datagrams from the inside only
+                    }
+                    let st = WorkerStats::default();
+                    book(&st, from, a, mbufs, room);
+                    assert_eq!(st.read().unaccounted(), [0, 0], "{a:?} from {from:?}, mbufs {mbufs}, room {room}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_made_frame_without_an_mbuf_is_made_and_dropped() {
+        let st = WorkerStats::default();
+        count_made(&st.from_outside, false, R::UdpHandshakeNoMbuf);
+        count_made(&st.from_outside, true, R::UdpHandshakeNoMbuf);
+        let c = st.read().from_outside;
+        assert_eq!((c.noted(Note::FramesMade), c.dropped(R::UdpHandshakeNoMbuf), c.dropped_total()), (2, 1, 1));
+    }
+
+    #[test]
+    fn only_a_reset_of_both_ends_makes_a_second_frame() {
+        for a in [Action::Forward, Action::Reply(R::NoMatch), Action::Answer, Action::Hold(0), Action::Consume] {
+            assert!(!disposition(a).second_reset, "{a:?}");
+        }
+        let d = disposition(Action::ReplyAndReset(R::NoMatch));
+        assert_eq!((d.to, d.consumed, d.second_reset), (Destination::Back, false, true));
+        assert_eq!(disposition(Action::Answer).to, Destination::Back);
+        assert!(disposition(Action::Answer).consumed && disposition(Action::Consume).consumed);
+    }
+
+    #[test]
+    fn the_clock_maps_ticks_to_unix_nanoseconds() {
+        let c = Clock { tsc0: 1_000, unix0_ns: 5_000_000_000, hz: 2_000_000_000 };
+        assert_eq!(c.unix_ns(1_000), 5_000_000_000);
+        assert_eq!(c.unix_ns(3_000), 5_000_001_000, "2000 ticks at 2 GHz: 1 µs");
+        assert_eq!(c.unix_ns(1_000 + 2_000_000_000 * 3600), 5_000_000_000 + 3600 * 1_000_000_000);
     }
 }

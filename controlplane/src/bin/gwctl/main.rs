@@ -7,6 +7,8 @@
 //! refused this client); 2 usage (bad arguments or files); 3 the gateway
 //! cannot be reached.
 
+#![forbid(unsafe_code)]
+
 mod apply;
 mod get;
 mod observe;

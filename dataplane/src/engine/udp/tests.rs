@@ -14,10 +14,11 @@ use crate::engine::{Action, Engine, EngineConfig};
 use crate::events::{channel, Consumer, EventKind, FlowRecord};
 use crate::flow::{FlowKey, FlowState, UdpState};
 use crate::identity::GatewayKeyPair;
-use crate::policy::{Reason, Side};
+use crate::policy::Reason;
 use crate::stats::{DropReason, Note, WorkerStats};
 use crate::wire::builder::{build, Spec};
 use crate::wire::{checksum, parse_frame, udp as wudp, Addr};
+use crate::Side;
 
 const NOW: u64 = 2_000 * 1_000_000_000;
 const MS: u64 = 1_000_000;
