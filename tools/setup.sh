@@ -81,7 +81,7 @@ if ! command -v cargo >/dev/null; then
         [ -x "$d/cargo" ] && export PATH="$d:$PATH" && break
     done
 fi
-command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain (rustup, 1.75 or newer)"
+command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain (rustup, 1.87 or newer)"
 log "$(cargo --version), DPDK $(pkg-config --modversion libdpdk)"
 
 # Hugepages: 2 MiB pages, and a hugetlbfs mount for the EAL to map them from.

@@ -26,26 +26,27 @@ fn public(s: u8) -> String {
     hex(GatewayKeyPair::from_secret_bytes(0, [s; 32]).public())
 }
 
-fn policy(
-    local: &str,
+/// One side of the two-gateway setup: its name, key id and secret seed.
+struct Gw<'a> {
+    name: &'a str,
     id: u32,
-    me: u8,
-    peer: &str,
-    peer_id: u32,
-    peer_secret: u8,
-    mine: &str,
-    theirs: &str,
-    rules: &str,
-) -> String {
+    secret: u8,
+    /// The network of its PU.
+    net: &'a str,
+}
+
+fn policy(me: &Gw, peer: &Gw, rules: &str) -> String {
+    let (local, id, mine) = (me.name, me.id, me.net);
+    let (peer_name, peer_id, theirs) = (peer.name, peer.id, peer.net);
     format!(
         r#"
 local: {{gateway: {local}, key_id: {id}, private_key: "{sk}"}}
 processing_units:
   - {{name: pu, tags: [app={local}], addresses: ["{mine}"], identity: {id}000}}
 identities:
-  - {{identity: {peer_id}000, name: remote, tags: [app={peer}], peer: {peer}}}
+  - {{identity: {peer_id}000, name: remote, tags: [app={peer_name}], peer: {peer_name}}}
 peers:
-  - {{name: {peer}, keys: [{{id: {peer_id}, public_key: "{pk}"}}], networks: ["{theirs}"]}}
+  - {{name: {peer_name}, keys: [{{id: {peer_id}, public_key: "{pk}"}}], networks: ["{theirs}"]}}
 rulesets:
   - name: r
     subject: all()
@@ -53,35 +54,18 @@ rulesets:
 enforcer_profile:
   managed_udp_networks: ["{theirs}"]
 "#,
-        sk = hex([me; 32]),
-        pk = public(peer_secret)
+        sk = hex([me.secret; 32]),
+        pk = public(peer.secret)
     )
 }
 
 fn main() {
     let flows: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(200_000);
-    let a_doc = policy(
-        "gw-a",
-        1,
-        1,
-        "gw-b",
-        2,
-        2,
-        "10.1.0.0/16",
-        "10.2.0.0/16",
-        "    outgoing: [{name: out, action: allow, object: app == gw-b, protocols: [udp]}]",
-    );
-    let b_doc = policy(
-        "gw-b",
-        2,
-        2,
-        "gw-a",
-        1,
-        1,
-        "10.2.0.0/16",
-        "10.1.0.0/16",
-        "    incoming: [{name: in, action: allow, object: app == gw-a, protocols: [udp]}]",
-    );
+    let gw_a = Gw { name: "gw-a", id: 1, secret: 1, net: "10.1.0.0/16" };
+    let gw_b = Gw { name: "gw-b", id: 2, secret: 2, net: "10.2.0.0/16" };
+    let a_doc =
+        policy(&gw_a, &gw_b, "    outgoing: [{name: out, action: allow, object: app == gw-b, protocols: [udp]}]");
+    let b_doc = policy(&gw_b, &gw_a, "    incoming: [{name: in, action: allow, object: app == gw-a, protocols: [udp]}]");
     let ca = EngineConfig::from_yaml(&a_doc).expect("A's policy");
     let cb = EngineConfig::from_yaml(&b_doc).expect("B's policy");
     let cap = (flows * 2).max(1024);

@@ -69,7 +69,7 @@ pub fn policy_10k_rules_100k_identities() -> PolicyDocument {
         };
         Rule {
             name: format!("{dir}-{k}"),
-            action: if n % 7 == 0 { Action::Reject } else { Action::Allow },
+            action: if n.is_multiple_of(7) { Action::Reject } else { Action::Allow },
             object,
             protocols: vec![if k == 3 { Protocol::Any } else { Protocol::Tcp }],
             ports: match k {
@@ -77,7 +77,7 @@ pub fn policy_10k_rules_100k_identities() -> PolicyDocument {
                 1 => vec![PortSpec::Text("8000-8100".into()), PortSpec::Number(9090)],
                 _ => vec![],
             },
-            observe: n % 11 == 0,
+            observe: n.is_multiple_of(11),
         }
     };
     for r in 0..RULESETS {

@@ -304,7 +304,7 @@ pub struct Query {
 
 impl Query {
     pub fn in_time(&self, t: u64) -> bool {
-        self.since_ns.map_or(true, |s| t >= s) && self.until_ns.map_or(true, |u| t <= u)
+        self.since_ns.is_none_or(|s| t >= s) && self.until_ns.is_none_or(|u| t <= u)
     }
 }
 
@@ -464,7 +464,7 @@ mod tests {
     fn last_n_with_filter_and_non_follow_end() {
         let hub = FlowHub::<Rec>::new(64);
         hub.push_batch((0..30).map(|v| Rec { t: 100 + v as u64, v }));
-        let even = |r: &Rec| r.v % 2 == 0;
+        let even = |r: &Rec| r.v.is_multiple_of(2);
         let mut r = hub.reader(&Query { number: 3, ..Query::default() }, &even);
         hub.push(Rec { t: 200, v: 1000 }); // after the start: not part of a non-follow read
         let b = r.read(100);

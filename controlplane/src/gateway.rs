@@ -147,14 +147,14 @@ impl Gateway {
         let mut producers: Vec<Vec<Option<RingProducer>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
         let mut consumers: Vec<Vec<RingConsumer>> = (0..n).map(|_| Vec::new()).collect();
         if n > 1 {
-            for from in 0..n {
-                for to in 0..n {
+            for (from, row) in producers.iter_mut().enumerate() {
+                for (to, slot) in row.iter_mut().enumerate() {
                     if from == to {
                         continue;
                     }
                     let (p, c) = mbuf_ring(&format!("gw_ho_{from}_{to}"), cfg.tuning.handoff_ring, -1)
                         .map_err(dpdk(format!("creating hand-off ring {from}->{to}")))?;
-                    producers[from][to] = Some(p);
+                    *slot = Some(p);
                     consumers[to].push(c);
                 }
             }

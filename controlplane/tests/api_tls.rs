@@ -111,15 +111,17 @@ fn mutual_tls_roles_and_refusals() {
 
 #[test]
 fn tcp_settings_are_validated() {
-    let mut cfg = controlplane::api::ControlConfig::default();
-    cfg.tcp = Some(TcpConfig {
-        listen: "nowhere".into(),
-        cert: "/x".into(),
-        key: "/y".into(),
-        client_ca: "/z".into(),
-        clients: vec![],
-    });
-    cfg.flow_ring = 10;
+    let cfg = controlplane::api::ControlConfig {
+        tcp: Some(TcpConfig {
+            listen: "nowhere".into(),
+            cert: "/x".into(),
+            key: "/y".into(),
+            client_ca: "/z".into(),
+            clients: vec![],
+        }),
+        flow_ring: 10,
+        ..Default::default()
+    };
     let e = cfg.validate();
     let fields: Vec<&str> = e.iter().map(|p| p.field.as_str()).collect();
     assert_eq!(fields, vec!["control.flow_ring", "control.tcp.listen", "control.tcp.clients"], "{e:?}");

@@ -7,10 +7,10 @@ fn prefetches_never_fault_and_never_write() {
     let data: Vec<u64> = (0..64).collect();
     for p in [
         std::ptr::null::<u8>(),
-        1usize as *const u8,
-        usize::MAX as *const u8,
-        (usize::MAX - 63) as *const u8,
-        0x8000_0000_0000usize as *const u8, // not canonical on x86-64
+        std::ptr::without_provenance::<u8>(1),
+        std::ptr::without_provenance::<u8>(usize::MAX),
+        std::ptr::without_provenance::<u8>(usize::MAX - 63),
+        std::ptr::without_provenance::<u8>(0x8000_0000_0000), // not canonical on x86-64
         data.as_ptr() as *const u8,
     ] {
         dpdk_bindings::prefetch(p);

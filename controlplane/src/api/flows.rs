@@ -455,7 +455,7 @@ pub async fn run_stream(
                         LostSource::WorkerQueue => pb::LostEventSource::WorkerQueue,
                         LostSource::Ring => pb::LostEventSource::Ring,
                     };
-                    if query.since_ns.map_or(true, |s| *time_ns >= s)
+                    if query.since_ns.is_none_or(|s| *time_ns >= s)
                         && (flush(&tx, &mut pending).await.is_err()
                             || tx.send(Ok(lost(src, *count, *worker, *time_ns).into())).await.is_err())
                     {

@@ -100,7 +100,7 @@ pub fn header_len(ipv6: bool, l4_header: usize) -> usize {
 
 pub fn tcp_frame(env: &Envelope, tcp: &TcpHeader<'_>, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
     let olen = tcp.options.len();
-    if olen > MAX_TCP_OPTIONS || olen % 4 != 0 {
+    if olen > MAX_TCP_OPTIONS || !olen.is_multiple_of(4) {
         return Err(FrameError::BadOptionsLength(olen));
     }
     let hlen = TCP_HDR_LEN + olen;

@@ -145,7 +145,7 @@ pub fn with_extra_options(base: &[u8], extra: &[u8]) -> Result<Vec<u8>, FrameErr
 }
 
 fn check_len(o: Vec<u8>) -> Result<Vec<u8>, FrameError> {
-    if o.len() > MAX_TCP_OPTIONS || o.len() % 4 != 0 {
+    if o.len() > MAX_TCP_OPTIONS || !o.len().is_multiple_of(4) {
         Err(FrameError::BadOptionsLength(o.len()))
     } else {
         Ok(o)
