@@ -65,7 +65,8 @@ fn main() {
     let gw_b = Gw { name: "gw-b", id: 2, secret: 2, net: "10.2.0.0/16" };
     let a_doc =
         policy(&gw_a, &gw_b, "    outgoing: [{name: out, action: allow, object: app == gw-b, protocols: [udp]}]");
-    let b_doc = policy(&gw_b, &gw_a, "    incoming: [{name: in, action: allow, object: app == gw-a, protocols: [udp]}]");
+    let b_doc =
+        policy(&gw_b, &gw_a, "    incoming: [{name: in, action: allow, object: app == gw-a, protocols: [udp]}]");
     let ca = EngineConfig::from_yaml(&a_doc).expect("A's policy");
     let cb = EngineConfig::from_yaml(&b_doc).expect("B's policy");
     let cap = (flows * 2).max(1024);

@@ -106,16 +106,16 @@ pub fn template_fields(v6: bool) -> Vec<Field> {
         (153, 8, None), // flowEndMilliseconds
         (src, alen, None),
         (dst, alen, None),
-        (7, 2, None),                // sourceTransportPort (the client's)
-        (11, 2, None),               // destinationTransportPort (the server's)
-        (4, 1, None),                // protocolIdentifier
-        (233, 1, None),              // firewallEvent
-        (2, 8, None),                // packetDeltaCount, client to server
-        (1, 8, None),                // octetDeltaCount, client to server
-        (2, 8, Some(REVERSE_PEN)),   // reversePacketDeltaCount, server to client
-        (1, 8, Some(REVERSE_PEN)),   // reverseOctetDeltaCount
-        (1, 4, Some(ENTERPRISE)),    // the client's identity (0: none)
-        (2, 4, Some(ENTERPRISE)),    // the server's identity (0: none)
+        (7, 2, None),                  // sourceTransportPort (the client's)
+        (11, 2, None),                 // destinationTransportPort (the server's)
+        (4, 1, None),                  // protocolIdentifier
+        (233, 1, None),                // firewallEvent
+        (2, 8, None),                  // packetDeltaCount, client to server
+        (1, 8, None),                  // octetDeltaCount, client to server
+        (2, 8, Some(REVERSE_PEN)),     // reversePacketDeltaCount, server to client
+        (1, 8, Some(REVERSE_PEN)),     // reverseOctetDeltaCount
+        (1, 4, Some(ENTERPRISE)),      // the client's identity (0: none)
+        (2, 4, Some(ENTERPRISE)),      // the server's identity (0: none)
         (3, VARLEN, Some(ENTERPRISE)), // "ruleset/rule" that decided (empty: none)
         (4, VARLEN, Some(ENTERPRISE)), // the reason (policy or drop reason name)
     ]
@@ -479,7 +479,12 @@ mod tests {
     #[test]
     fn a_full_queue_drops_and_counts_instead_of_waiting() {
         // a collector nobody listens on: sends fail or vanish, offer never blocks
-        let cfg = IpfixConfig { collector: "udp://127.0.0.1:9".into(), template_refresh_s: 60, observation_domain: 1, queue: 64 };
+        let cfg = IpfixConfig {
+            collector: "udp://127.0.0.1:9".into(),
+            template_refresh_s: 60,
+            observation_domain: 1,
+            queue: 64,
+        };
         let x = Exporter::start(&cfg).unwrap();
         let events: Vec<FlowEvent> = (0..10_000).map(|_| event("end", "allow", false)).collect();
         let t0 = Instant::now();

@@ -20,8 +20,8 @@ use prometheus_client::metrics::MetricType;
 use serde::Deserialize;
 
 use crate::api::pb;
-use dataplane::problem::{cut, ConfigProblem};
 use crate::store::Status;
+use dataplane::problem::{cut, ConfigProblem};
 
 /// Every metric's name starts with this.
 pub const PREFIX: &str = "igw";
@@ -121,7 +121,8 @@ fn worker_families(st: &pb::GetStatsResponse) -> Vec<Family> {
     let mut tx_p = family("worker_tx_packets", "Frames a worker sent on, by the side they came from.", Counter);
     let mut tx_b = family("worker_tx_bytes", "Bytes a worker sent on.", Counter);
     let mut drops = family("drops", "Frames dropped, by reason (every drop has exactly one).", Counter);
-    let mut events = family("events", "What the workers did or saw that is not a drop (their notes), by name.", Counter);
+    let mut events =
+        family("events", "What the workers did or saw that is not a drop (their notes), by name.", Counter);
     let mut active = family("flows_active", "Flows in the worker's table.", Gauge);
     let mut capacity = family("flow_capacity", "Flows the worker's table holds.", Gauge);
     let mut evicted = family("flows_evicted", "Handshake flows evicted to make room.", Counter);
@@ -200,7 +201,12 @@ fn control_families(s: &Scrape) -> Vec<Family> {
     f.add(vec![("kind", "rules".into())], st.rules as u64);
     out.push(f);
     if let Some(fl) = &st.fleet {
-        out.push(Family::one("fleet_connected", "1 while the fleet agent talks to etcd.", Gauge, u64::from(fl.connected)));
+        out.push(Family::one(
+            "fleet_connected",
+            "1 while the fleet agent talks to etcd.",
+            Gauge,
+            u64::from(fl.connected),
+        ));
         out.push(Family::one(
             "fleet_applied_version",
             "Fleet document version in force here.",
@@ -275,12 +281,8 @@ impl prometheus_client::collector::Collector for ScrapeCollector {
             s.apply_us.iter_recorded().map(|v| (v.value_iterated_to() as f64 / 1e6, v.count_at_value())).collect();
         let (sum, count, b) = buckets(&ap, &APPLY_BUCKETS);
         let name = format!("{PREFIX}_config_apply_seconds");
-        let mut m = enc.encode_descriptor(
-            &name,
-            "Time to validate and compile an apply.",
-            None,
-            MetricType::Histogram,
-        )?;
+        let mut m =
+            enc.encode_descriptor(&name, "Time to validate and compile an apply.", None, MetricType::Histogram)?;
         m.encode_histogram::<NoLabelSet>(sum, count, &b, None)?;
         Ok(())
     }
@@ -305,8 +307,8 @@ pub struct MetricsServer {
 
 impl MetricsServer {
     pub fn start(cfg: &MetricsConfig, source: Source) -> Result<MetricsServer, String> {
-        let listener =
-            TcpListener::bind(&cfg.listen).map_err(|e| format!("metrics.listen: cannot listen on {}: {e}", cfg.listen))?;
+        let listener = TcpListener::bind(&cfg.listen)
+            .map_err(|e| format!("metrics.listen: cannot listen on {}: {e}", cfg.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -435,7 +437,9 @@ mod tests {
         }
         assert!(!text.contains("reason=\"note."), "notes are not drops:\n{text}");
         // 3 µs twice, 40 µs once: two at or below 5 µs, all three at or below 50 µs
-        let bucket = |le: &str| text.lines().find(|l| l.contains("handshake_seconds_bucket") && l.contains(le)).map(str::to_owned);
+        let bucket = |le: &str| {
+            text.lines().find(|l| l.contains("handshake_seconds_bucket") && l.contains(le)).map(str::to_owned)
+        };
         assert!(bucket("le=\"5.0e-6\"").or(bucket("le=\"0.000005\"")).is_some_and(|l| l.ends_with(" 2")), "{text}");
     }
 }

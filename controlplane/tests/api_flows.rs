@@ -93,7 +93,11 @@ fn last_n_filters_and_time_bounds() {
         };
         let e = c.flows.get_flows(req).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
-        assert!(e.message().contains("unknown reason \"bad_mac\"") && e.message().contains(bad_mac()), "{}", e.message());
+        assert!(
+            e.message().contains("unknown reason \"bad_mac\"") && e.message().contains(bad_mac()),
+            "{}",
+            e.message()
+        );
 
         // CIDR on the source.
         let req = pb::GetFlowsRequest {

@@ -37,11 +37,8 @@ struct Operator {
 impl Operator {
     fn new(etcd: &EtcdCluster, dir: &Path) -> Operator {
         let key = dir.join("operator.key");
-        let out = std::process::Command::new(gwctl_bin())
-            .args(["fleet", "keygen", "--out"])
-            .arg(&key)
-            .output()
-            .unwrap();
+        let out =
+            std::process::Command::new(gwctl_bin()).args(["fleet", "keygen", "--out"]).arg(&key).output().unwrap();
         assert!(out.status.success(), "keygen: {}", String::from_utf8_lossy(&out.stderr));
         Operator { endpoints: etcd.endpoints().join(","), cert: etcd.client_cert("operator"), key }
     }
@@ -163,7 +160,8 @@ fn members(
             );
             let config = mdir.join("gatewayd.toml");
             std::fs::write(&config, text).unwrap();
-            let out = std::process::Command::new(gatewayd_bin()).arg("-c").arg(&config).arg("--fleet-key").output().unwrap();
+            let out =
+                std::process::Command::new(gatewayd_bin()).arg("-c").arg(&config).arg("--fleet-key").output().unwrap();
             assert!(out.status.success(), "--fleet-key: {}", String::from_utf8_lossy(&out.stderr));
             let signing_key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
             Member { name, ns, config, pus, socket, signing_key }
@@ -258,10 +256,19 @@ fn three_gateways_pull_policy_from_etcd() {
 
     // A broken fleet document: every problem named, nothing written.
     let rev0 = etcd.revision();
-    let out = op.apply(&dir, "broken.yaml", &fleet_yaml(&ms, "broken", "[8080]").replace("profile: lab}", "profile: nope}").replace("subject: app == web", "subject: app = = web"));
+    let out = op.apply(
+        &dir,
+        "broken.yaml",
+        &fleet_yaml(&ms, "broken", "[8080]")
+            .replace("profile: lab}", "profile: nope}")
+            .replace("subject: app == web", "subject: app = = web"),
+    );
     let text = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("names profile \"nope\", which is not defined") && text.contains("nothing was written"), "{text}");
+    assert!(
+        text.contains("names profile \"nope\", which is not defined") && text.contains("nothing was written"),
+        "{text}"
+    );
     assert!(text.contains("rulesets"), "the ruleset's selector is named too: {text}");
     // (registrations and PUs may have been written meanwhile: no fleet document is)
     assert!(etcd.etcdctl_ok(&["get", "/igw/fleet/document", "--print-value-only"], None).trim().is_empty(), "{rev0}");
@@ -282,12 +289,20 @@ fn three_gateways_pull_policy_from_etcd() {
     assert!(code == 7 || code == 56, "C's client is reset by B's policy: curl exit {code}: {out}");
     for m in &ms {
         let f = m.fleet_status();
-        assert_eq!((f["connected"].as_bool(), u(&f["applied_fleet_version"]), f["profile"].as_str()), (Some(true), 1, Some("lab")), "{}: {f}", m.name);
+        assert_eq!(
+            (f["connected"].as_bool(), u(&f["applied_fleet_version"]), f["profile"].as_str()),
+            (Some(true), 1, Some("lab")),
+            "{}: {f}",
+            m.name
+        );
     }
 
     // A PU added on C by C's own file, reachable from A with no edit anywhere else.
     in_ns(CLIENT_C, &format!("ip addr add {WEB_C_V4}/24 dev eth0"));
-    let _web_c = spawn_ns(CLIENT_C, &["python3", "-m", "http.server", "8080", "--bind", WEB_C_V4, "--directory", web.to_str().unwrap()]);
+    let _web_c = spawn_ns(
+        CLIENT_C,
+        &["python3", "-m", "http.server", "8080", "--bind", WEB_C_V4, "--directory", web.to_str().unwrap()],
+    );
     let ids_before = u(&ms[0].status()["identities"]);
     write_pus(&ms[2], &[("client-c", "app=other", "198.18.0.4"), ("web-c", "app=web", WEB_C_V4)]);
     until(Duration::from_secs(10), "A learns C's new PU", || u(&ms[0].status()["identities"]) == ids_before + 1);
@@ -302,13 +317,21 @@ fn three_gateways_pull_policy_from_etcd() {
     assert!(out.contains("applied by all 3 live gateway(s)"), "{out}");
     let st = op.status();
     for g in st["gateways"].as_array().unwrap() {
-        assert_eq!((g["alive"].as_bool(), g["applied_fleet_version"].as_u64(), g["lag"].as_u64()), (Some(true), Some(2), Some(0)), "{g}");
+        assert_eq!(
+            (g["alive"].as_bool(), g["applied_fleet_version"].as_u64(), g["lag"].as_u64()),
+            (Some(true), Some(2), Some(0)),
+            "{g}"
+        );
     }
 
     // A gateway cannot write another's keys: etcd says so.
     let a_cert = etcd.client_cert("gw-a");
     let out = etcd.etcdctl(&["put", "/igw/gateways/gw-b/registration", "x"], Some(Cred::Cert(&a_cert)));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A fleet document altered in etcd after signing is refused by every
     // gateway, which keeps version 2 and says why.
@@ -322,7 +345,8 @@ fn three_gateways_pull_policy_from_etcd() {
         until(Duration::from_secs(10), &format!("{} reports the altered document", m.name), || {
             let f = m.fleet_status();
             f["unverified_examples"].as_array().is_some_and(|a| {
-                a.iter().any(|e| e.as_str().unwrap_or("").starts_with("/igw/fleet/document: the signature does not verify"))
+                a.iter()
+                    .any(|e| e.as_str().unwrap_or("").starts_with("/igw/fleet/document: the signature does not verify"))
             })
         });
         let f = m.fleet_status();
@@ -337,7 +361,9 @@ fn three_gateways_pull_policy_from_etcd() {
     // etcd stopped: every gateway keeps enforcing and says disconnected; back: they resume.
     etcd.stop(0);
     for m in &ms {
-        until(Duration::from_secs(20), &format!("{} says disconnected", m.name), || m.fleet_status()["connected"].as_bool() != Some(true));
+        until(Duration::from_secs(20), &format!("{} says disconnected", m.name), || {
+            m.fleet_status()["connected"].as_bool() != Some(true)
+        });
     }
     let (code, out) = curl(CLIENT, "http://198.18.0.2:8080/index.txt", 8);
     assert_eq!((code, out.as_str()), (0, "hello fleet\n"), "enforcing without etcd");
@@ -345,7 +371,9 @@ fn three_gateways_pull_policy_from_etcd() {
     assert!(code == 7 || code == 56, "and still rejecting without etcd: {code}");
     etcd.restart(0);
     for m in &ms {
-        until(Duration::from_secs(20), &format!("{} reconnects", m.name), || m.fleet_status()["connected"].as_bool() == Some(true));
+        until(Duration::from_secs(20), &format!("{} reconnects", m.name), || {
+            m.fleet_status()["connected"].as_bool() == Some(true)
+        });
         assert!(u(&m.fleet_status()["disconnects"]) >= 1);
     }
 
@@ -477,7 +505,11 @@ fn a_key_rotation_keeps_connections_and_new_ones_use_the_new_key() {
     assert_eq!(sender(syn_acks[1]), new, "after: B signs with its new key");
     let syns = key_ids(&frames, false, 8080);
     assert_eq!(syns.len(), 2, "{syns:?}");
-    assert_eq!((u64::from(syns[0][2]), u64::from(syns[1][2])), (old[0] & 0xff, new & 0xff), "A signs towards B's old, then new key");
+    assert_eq!(
+        (u64::from(syns[0][2]), u64::from(syns[1][2])),
+        (old[0] & 0xff, new & 0xff),
+        "A signs towards B's old, then new key"
+    );
     let results = stop_all(gws);
     assert!(results[1].0.contains(&format!("gatewayd: fleet: rotating to key id {new}")), "{}", results[1].0);
 }

@@ -69,7 +69,10 @@ fn nfcapd_receives_the_gateways_flows() {
     // nfdump reads the collector's files: the connection with the same counts
     // both ways (its CSV: ..., ipkt, ibyt, opkt, obyt, ...; the reverse counts
     // are RFC 5103's reverse elements).
-    let out = run("nfdump", &["-R", flows_dir.to_str().unwrap(), "-q", "-o", "csv", &format!("dst port 8080 and dst ip {SERVER_V4}")]);
+    let out = run(
+        "nfdump",
+        &["-R", flows_dir.to_str().unwrap(), "-q", "-o", "csv", &format!("dst port 8080 and dst ip {SERVER_V4}")],
+    );
     let csv = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "nfdump: {}", String::from_utf8_lossy(&out.stderr));
     let counts = format!(",{pkts},{bytes},{rpkts},{rbytes},");

@@ -11,13 +11,19 @@ use common::*;
 
 /// A free TCP port on 127.0.0.1 inside `ns` (bound and released).
 fn free_port(ns: &str) -> u16 {
-    let out = in_ns(ns, "python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\",0)); print(s.getsockname()[1])'");
+    let out = in_ns(
+        ns,
+        "python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\",0)); print(s.getsockname()[1])'",
+    );
     String::from_utf8_lossy(&out.stdout).trim().parse().expect("a port")
 }
 
 /// Asks Prometheus (in `ns`) for an instant query; the result vector.
 fn query(ns: &str, port: u16, q: &str) -> Vec<serde_json::Value> {
-    let out = in_ns(ns, &format!("curl -sS -G --max-time 5 http://127.0.0.1:{port}/api/v1/query --data-urlencode 'query={q}'"));
+    let out = in_ns(
+        ns,
+        &format!("curl -sS -G --max-time 5 http://127.0.0.1:{port}/api/v1/query --data-urlencode 'query={q}'"),
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     v["data"]["result"].as_array().cloned().unwrap_or_default()
 }
@@ -45,14 +51,19 @@ fn prometheus_scrapes_drops_by_reason() {
     std::fs::write(&cfg_b, text).unwrap();
     let gw_a = Gatewayd::start(Some("gwt-a"), &cfg_a, &[]);
     let gw_b = Gatewayd::start(Some("gwt-b"), &cfg_b, &[]);
-    assert!(gw_b.output().contains(&format!("gatewayd: metrics on http://127.0.0.1:{metrics_port}/metrics")), "{}", gw_b.output());
+    assert!(
+        gw_b.output().contains(&format!("gatewayd: metrics on http://127.0.0.1:{metrics_port}/metrics")),
+        "{}",
+        gw_b.output()
+    );
 
     let web = dir.join("www");
     std::fs::create_dir_all(&web).unwrap();
     std::fs::write(web.join("index.txt"), "hello metrics\n").unwrap();
     let _http = http_server(&web, "0.0.0.0", 8080);
     let _http2 = http_server(&web, "0.0.0.0", 8081);
-    let curl = |port: u16| in_ns(CLIENT, &format!("curl -sS --max-time 5 http://{SERVER_V4}:{port}/index.txt")).status.code();
+    let curl =
+        |port: u16| in_ns(CLIENT, &format!("curl -sS --max-time 5 http://{SERVER_V4}:{port}/index.txt")).status.code();
     assert_eq!(curl(8080), Some(0), "allowed");
     for _ in 0..3 {
         assert_ne!(curl(8081), Some(0), "8081 is rejected by B (no rule)");
@@ -63,7 +74,8 @@ fn prometheus_scrapes_drops_by_reason() {
     let body = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(body.starts_with("HTTP/1.1 200 OK") && body.contains("application/openmetrics-text"), "{body}");
     assert!(body.trim_end().ends_with("# EOF"), "{body}");
-    let out = in_ns("gwt-b", &format!("curl -sS -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{metrics_port}/other"));
+    let out =
+        in_ns("gwt-b", &format!("curl -sS -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{metrics_port}/other"));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
 
     // A real Prometheus scrapes it.

@@ -260,7 +260,10 @@ async fn relist(ctx: &mut Ctx, client: &mut Client, view: &mut FleetView) -> Etc
     let (kvs, rev) = list(client, &ctx.layout.all()).await?;
     let keys = kvs.iter().filter_map(|kv| {
         let key = std::str::from_utf8(kv.key()).ok()?.to_owned();
-        Some((key, Raw { value: kv.value().to_vec(), create_revision: kv.create_revision(), mod_revision: kv.mod_revision() }))
+        Some((
+            key,
+            Raw { value: kv.value().to_vec(), create_revision: kv.create_revision(), mod_revision: kv.mod_revision() },
+        ))
     });
     view.reset(keys, rev);
     ctx.update(|r| {
@@ -385,7 +388,10 @@ fn next_timer(ctx: &Ctx, view: &FleetView) -> Option<Duration> {
 
 fn retire_keys(ctx: &mut Ctx) -> EtcdResult<()> {
     if ctx.keys.retire(unix_now())? {
-        println!("gatewayd: fleet: retired keys past their overlap; in use: {:?}", ctx.keys.published().iter().map(|k| k.id).collect::<Vec<_>>());
+        println!(
+            "gatewayd: fleet: retired keys past their overlap; in use: {:?}",
+            ctx.keys.published().iter().map(|k| k.id).collect::<Vec<_>>()
+        );
     }
     Ok(())
 }
@@ -441,7 +447,8 @@ async fn sync_pus(ctx: &mut Ctx, client: &mut Client, force: bool) -> EtcdResult
     for pu in &file.processing_units {
         let problem = |m: String| ConfigProblem::new("processing_units", &pu.name, "name", &pu.name, m);
         if !super::model::valid_name(&pu.name) {
-            problems.push(problem(format!("processing unit {:?}: a name is 1-64 of A-Z a-z 0-9 . _ -", cut(&pu.name, 64))));
+            problems
+                .push(problem(format!("processing unit {:?}: a name is 1-64 of A-Z a-z 0-9 . _ -", cut(&pu.name, 64))));
         }
         if !names.insert(pu.name.as_str()) {
             problems.push(problem(format!("processing unit {:?} is listed twice", pu.name)));
@@ -591,7 +598,10 @@ async fn converge(ctx: &mut Ctx, client: &mut Client, view: &mut FleetView) -> E
             });
         }
         Some(Err(problems)) => {
-            eprintln!("gatewayd: fleet: fleet version {fv} refused ({} problem(s)); the document in force stays:", problems.len());
+            eprintln!(
+                "gatewayd: fleet: fleet version {fv} refused ({} problem(s)); the document in force stays:",
+                problems.len()
+            );
             for p in problems.iter().take(10) {
                 eprintln!("  {}", p.message);
             }
@@ -650,7 +660,13 @@ pub fn same_document(in_force: &Parts, doc: &PolicyDocument) -> bool {
 }
 
 /// Writes this gateway's status when it says something new.
-async fn write_status(ctx: &mut Ctx, client: &mut Client, fleet_version: u64, revision: i64, profile: &str) -> EtcdResult<()> {
+async fn write_status(
+    ctx: &mut Ctx,
+    client: &mut Client,
+    fleet_version: u64,
+    revision: i64,
+    profile: &str,
+) -> EtcdResult<()> {
     let st = ctx.store.status();
     let r = ctx.report.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let (result, problems) = match &ctx.last_refusal {

@@ -150,9 +150,10 @@ pub async fn take_numbers(client: &mut Client, key: &str, first: u64, count: u64
             }
             None => (first, Compare::create_revision(key, CompareOp::Equal, 0)),
         };
-        let end = next.checked_add(count).filter(|&e| e <= max.saturating_add(1)).ok_or_else(|| {
-            format!("the counter {key} is exhausted: {next} + {count} is past {max}")
-        })?;
+        let end = next
+            .checked_add(count)
+            .filter(|&e| e <= max.saturating_add(1))
+            .ok_or_else(|| format!("the counter {key} is exhausted: {next} + {count} is past {max}"))?;
         let txn = Txn::new().when([guard]).and_then([TxnOp::put(key, end.to_string(), None)]);
         if client.txn(txn).await.map_err(|e| describe(&e))?.succeeded() {
             return Ok(next);

@@ -96,7 +96,13 @@ impl KeyStore {
             let file = format!("x25519-{id}.key");
             let secret = super::sign::create_secret_file(&self.dir.join(&file))?;
             let public = PublicKey::from(&StaticSecret::from(secret));
-            return Ok(OwnKey { id, file, public_key: hex::encode(public.as_bytes()), not_before: None, not_after: None });
+            return Ok(OwnKey {
+                id,
+                file,
+                public_key: hex::encode(public.as_bytes()),
+                not_before: None,
+                not_after: None,
+            });
         }
         Err("no key id with free low bits after 4 attempts".into())
     }

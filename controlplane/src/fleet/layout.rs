@@ -10,10 +10,19 @@ pub struct Layout {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind<'a> {
     FleetDocument,
-    Rotate { gateway: &'a str },
-    Registration { gateway: &'a str },
-    Pu { gateway: &'a str, pu: &'a str },
-    Status { gateway: &'a str },
+    Rotate {
+        gateway: &'a str,
+    },
+    Registration {
+        gateway: &'a str,
+    },
+    Pu {
+        gateway: &'a str,
+        pu: &'a str,
+    },
+    Status {
+        gateway: &'a str,
+    },
     IdentityCounter,
     KeyIdCounter,
     /// Under the prefix, but nothing the fleet defines.

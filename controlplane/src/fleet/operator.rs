@@ -28,13 +28,25 @@ pub fn validate(doc: &FleetDocument) -> Vec<ConfigProblem> {
     for (i, g) in doc.gateways.iter().enumerate() {
         let field = format!("gateways[{i}]");
         if !valid_name(&g.name) || g.name == OPERATOR {
-            out.push(problem("gateways", &g.name, &field, &g.name, format!("gateways[{i}].name {:?}: 1-64 of A-Z a-z 0-9 . _ - (and not \"operator\")", cut(&g.name, 64))));
+            out.push(problem(
+                "gateways",
+                &g.name,
+                &field,
+                &g.name,
+                format!("gateways[{i}].name {:?}: 1-64 of A-Z a-z 0-9 . _ - (and not \"operator\")", cut(&g.name, 64)),
+            ));
         }
         if !names.insert(g.name.as_str()) {
             out.push(problem("gateways", &g.name, &field, &g.name, format!("gateway {:?} is enrolled twice", g.name)));
         }
         if let Err(e) = sign::public_key(&g.signing_key) {
-            out.push(problem("gateways", &g.name, "signing_key", "", format!("gateway {:?}: signing_key: {e}", g.name)));
+            out.push(problem(
+                "gateways",
+                &g.name,
+                "signing_key",
+                "",
+                format!("gateway {:?}: signing_key: {e}", g.name),
+            ));
         }
     }
     // Rulesets and external networks: the compiler every gateway runs.
@@ -65,22 +77,53 @@ pub fn validate(doc: &FleetDocument) -> Vec<ConfigProblem> {
     let mut mappings = HashSet::new();
     for m in &doc.profile_mappings {
         if !mappings.insert(m.name.as_str()) {
-            out.push(problem("profile_mappings", &m.name, "name", &m.name, format!("profile mapping {:?} is defined twice", m.name)));
+            out.push(problem(
+                "profile_mappings",
+                &m.name,
+                "name",
+                &m.name,
+                format!("profile mapping {:?} is defined twice", m.name),
+            ));
         }
         if let Err(e) = dataplane::policy::Selector::parse(&m.selector) {
-            out.push(problem("profile_mappings", &m.name, "selector", &m.selector, format!("profile mapping {:?}: {e}", m.name)));
+            out.push(problem(
+                "profile_mappings",
+                &m.name,
+                "selector",
+                &m.selector,
+                format!("profile mapping {:?}: {e}", m.name),
+            ));
         }
         if !profiles.contains(m.profile.as_str()) {
-            out.push(problem("profile_mappings", &m.name, "profile", &m.profile, format!("profile mapping {:?} names profile {:?}, which is not defined", m.name, m.profile)));
+            out.push(problem(
+                "profile_mappings",
+                &m.name,
+                "profile",
+                &m.profile,
+                format!("profile mapping {:?} names profile {:?}, which is not defined", m.name, m.profile),
+            ));
         }
     }
     if let Some(d) = &doc.settings.default_profile {
         if !profiles.contains(d.as_str()) {
-            out.push(problem("settings", "", "default_profile", d, format!("settings.default_profile {d:?} is not defined in profiles")));
+            out.push(problem(
+                "settings",
+                "",
+                "default_profile",
+                d,
+                format!("settings.default_profile {d:?} is not defined in profiles"),
+            ));
         }
     }
     if doc.settings.key_lead_s == 0 || doc.settings.key_overlap_s == 0 {
-        out.push(problem("settings", "", "key_lead_s", "0", "settings.key_lead_s and key_overlap_s must be at least 1 second: peers need time to learn a new key".into()));
+        out.push(problem(
+            "settings",
+            "",
+            "key_lead_s",
+            "0",
+            "settings.key_lead_s and key_overlap_s must be at least 1 second: peers need time to learn a new key"
+                .into(),
+        ));
     }
     out
 }
@@ -98,25 +141,54 @@ pub fn guard(old: Option<&FleetDocument>, new: &FleetDocument, opts: FleetApplyO
     let mut out = Vec::new();
     if !opts.allow_empty && (new.gateways.is_empty() || new.rulesets.is_empty()) {
         let what = if new.gateways.is_empty() { "no gateway is enrolled" } else { "there is no ruleset" };
-        out.push(problem("document", "", "", "", format!("{what}: every gateway would drop everything it judges (say --allow-empty if that is the intent)")));
+        out.push(problem(
+            "document",
+            "",
+            "",
+            "",
+            format!("{what}: every gateway would drop everything it judges (say --allow-empty if that is the intent)"),
+        ));
     }
     if let (Some(old), false) = (old, opts.replace || opts.allow_empty) {
         let kinds: [(&str, Vec<&str>, Vec<&str>); 4] = [
-            ("gateways", old.gateways.iter().map(|g| g.name.as_str()).collect(), new.gateways.iter().map(|g| g.name.as_str()).collect()),
-            ("rulesets", old.rulesets.iter().map(|r| r.name.as_str()).collect(), new.rulesets.iter().map(|r| r.name.as_str()).collect()),
-            ("external_networks", old.external_networks.iter().map(|r| r.name.as_str()).collect(), new.external_networks.iter().map(|r| r.name.as_str()).collect()),
-            ("profiles", old.profiles.iter().map(|r| r.name.as_str()).collect(), new.profiles.iter().map(|r| r.name.as_str()).collect()),
+            (
+                "gateways",
+                old.gateways.iter().map(|g| g.name.as_str()).collect(),
+                new.gateways.iter().map(|g| g.name.as_str()).collect(),
+            ),
+            (
+                "rulesets",
+                old.rulesets.iter().map(|r| r.name.as_str()).collect(),
+                new.rulesets.iter().map(|r| r.name.as_str()).collect(),
+            ),
+            (
+                "external_networks",
+                old.external_networks.iter().map(|r| r.name.as_str()).collect(),
+                new.external_networks.iter().map(|r| r.name.as_str()).collect(),
+            ),
+            (
+                "profiles",
+                old.profiles.iter().map(|r| r.name.as_str()).collect(),
+                new.profiles.iter().map(|r| r.name.as_str()).collect(),
+            ),
         ];
         for (kind, before, after) in kinds {
             let after: HashSet<&str> = after.into_iter().collect();
             let gone: Vec<&str> = before.iter().copied().filter(|n| !after.contains(n)).collect();
             if !before.is_empty() && gone.len() * 2 > before.len() {
-                out.push(problem("document", kind, "", &gone.len().to_string(), format!(
-                    "this removes {} of the {} {kind} in force ({}{}); say --replace if that is the intent",
-                    gone.len(), before.len(),
-                    gone.iter().take(5).map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", "),
-                    if gone.len() > 5 { ", …" } else { "" }
-                )));
+                out.push(problem(
+                    "document",
+                    kind,
+                    "",
+                    &gone.len().to_string(),
+                    format!(
+                        "this removes {} of the {} {kind} in force ({}{}); say --replace if that is the intent",
+                        gone.len(),
+                        before.len(),
+                        gone.iter().take(5).map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", "),
+                        if gone.len() > 5 { ", …" } else { "" }
+                    ),
+                ));
             }
         }
     }
@@ -132,7 +204,10 @@ pub async fn current_document(
     let key = layout.fleet_document();
     let resp = client.get(key.as_str(), None).await.map_err(|e| describe(&e))?;
     Ok(resp.kvs().first().map(|kv| {
-        (sign::open::<FleetDocument>(kv.value(), &key, OPERATOR, Some(operator)).map_err(|e| e.to_string()), kv.mod_revision())
+        (
+            sign::open::<FleetDocument>(kv.value(), &key, OPERATOR, Some(operator)).map_err(|e| e.to_string()),
+            kv.mod_revision(),
+        )
     }))
 }
 
@@ -151,7 +226,13 @@ pub async fn apply(
         Some((Ok(d), rev)) => (Some(d), Compare::mod_revision(layout.fleet_document(), CompareOp::Equal, *rev)),
         Some((Err(why), rev)) => {
             if !opts.replace {
-                problems.push(problem("document", "", "", "", format!("the fleet document in etcd does not verify ({why}); say --replace to overwrite it")));
+                problems.push(problem(
+                    "document",
+                    "",
+                    "",
+                    "",
+                    format!("the fleet document in etcd does not verify ({why}); say --replace to overwrite it"),
+                ));
             }
             (None, Compare::mod_revision(layout.fleet_document(), CompareOp::Equal, *rev))
         }
@@ -187,7 +268,9 @@ pub async fn apply(
     let txn = Txn::new().when([guard_cmp]).and_then([TxnOp::put(key, value, None)]);
     let resp = client.txn(txn).await.map_err(|e| fail(describe(&e)))?;
     if !resp.succeeded() {
-        return Err(fail("the fleet document changed in etcd while this apply ran; nothing was written (run it again)".into()));
+        return Err(fail(
+            "the fleet document changed in etcd while this apply ran; nothing was written (run it again)".into(),
+        ));
     }
     Ok(doc.version)
 }
@@ -230,11 +313,14 @@ pub async fn status(client: &mut Client, layout: &Layout, operator: VerifyingKey
     let mut view = super::view::FleetView::new(layout.clone(), operator);
     view.reset(
         kvs.iter().filter_map(|kv| {
-            Some((std::str::from_utf8(kv.key()).ok()?.to_owned(), super::view::Raw {
-                value: kv.value().to_vec(),
-                create_revision: kv.create_revision(),
-                mod_revision: kv.mod_revision(),
-            }))
+            Some((
+                std::str::from_utf8(kv.key()).ok()?.to_owned(),
+                super::view::Raw {
+                    value: kv.value().to_vec(),
+                    create_revision: kv.create_revision(),
+                    mod_revision: kv.mod_revision(),
+                },
+            ))
         }),
         rev,
     );
@@ -248,7 +334,9 @@ pub async fn status(client: &mut Client, layout: &Layout, operator: VerifyingKey
     // Registrations of gateways not enrolled do not verify: name them anyway.
     for key in view.verified.refused.keys() {
         if let KeyKind::Registration { gateway } = layout.classify(key) {
-            rows.entry(gateway.to_owned()).or_insert_with(|| GatewayRow { name: gateway.to_owned(), ..GatewayRow::default() }).alive = true;
+            rows.entry(gateway.to_owned())
+                .or_insert_with(|| GatewayRow { name: gateway.to_owned(), ..GatewayRow::default() })
+                .alive = true;
         }
     }
     for (name, (reg, _)) in &v.registrations {
@@ -344,7 +432,12 @@ pub async fn wait(
 }
 
 /// Asks `gateway` to rotate its key.
-pub async fn rotate_key(client: &mut Client, layout: &Layout, secret: &SigningKey, gateway: &str) -> Result<u64, String> {
+pub async fn rotate_key(
+    client: &mut Client,
+    layout: &Layout,
+    secret: &SigningKey,
+    gateway: &str,
+) -> Result<u64, String> {
     let now = super::agent::unix_now();
     let key = layout.rotate(gateway);
     let value = seal(OPERATOR, secret, &key, &RotateRequest { gateway: gateway.to_owned(), requested_at: now });
@@ -356,7 +449,13 @@ pub async fn rotate_key(client: &mut Client, layout: &Layout, secret: &SigningKe
 /// gone for `grace` or longer (judged by their last status report), or that
 /// are no longer enrolled and not alive. Their identity numbers are retired,
 /// never handed out again. Returns the gateways removed.
-pub async fn gc(client: &mut Client, layout: &Layout, operator: VerifyingKey, grace: Duration, dry_run: bool) -> Result<Vec<String>, String> {
+pub async fn gc(
+    client: &mut Client,
+    layout: &Layout,
+    operator: VerifyingKey,
+    grace: Duration,
+    dry_run: bool,
+) -> Result<Vec<String>, String> {
     let report = status(client, layout, operator).await?;
     let now_ms = super::agent::unix_now().saturating_mul(1000);
     let mut gone = Vec::new();
@@ -411,7 +510,10 @@ pub struct FleetArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum FleetCmd {
     /// Creates an operator signing key file (mode 0600) and prints its public key.
-    Keygen { #[arg(long)] out: PathBuf },
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Validates a fleet document and writes it as the next fleet version.
     Apply {
         #[arg(short, long)]
@@ -465,8 +567,12 @@ pub async fn cli(a: FleetArgs) -> Result<(), (u8, String)> {
     };
     let apply_doc = match &a.cmd {
         FleetCmd::Apply { file, .. } => {
-            let text = std::fs::read_to_string(file).map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
-            Some(FleetDocument::from_yaml(&text).map_err(|e| (1, format!("{}: {}", file.display(), cut(&e.to_string(), 400))))?)
+            let text =
+                std::fs::read_to_string(file).map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
+            Some(
+                FleetDocument::from_yaml(&text)
+                    .map_err(|e| (1, format!("{}: {}", file.display(), cut(&e.to_string(), 400))))?,
+            )
         }
         _ => None,
     };
@@ -523,11 +629,18 @@ pub async fn cli(a: FleetArgs) -> Result<(), (u8, String)> {
                     println!("fleet version {version} applied by all {live} live gateway(s)");
                     Ok(())
                 }
-                Err((_, laggards)) => Err((1, format!("fleet version {version} not applied everywhere within {timeout}s: {}", laggards.join("; ")))),
+                Err((_, laggards)) => Err((
+                    1,
+                    format!(
+                        "fleet version {version} not applied everywhere within {timeout}s: {}",
+                        laggards.join("; ")
+                    ),
+                )),
             }
         }
         FleetCmd::Gc { grace, dry_run } => {
-            let gone = gc(&mut client, &layout, operator, Duration::from_secs(grace), dry_run).await.map_err(|e| (3, e))?;
+            let gone =
+                gc(&mut client, &layout, operator, Duration::from_secs(grace), dry_run).await.map_err(|e| (3, e))?;
             let verb = if dry_run { "would remove" } else { "removed" };
             if gone.is_empty() {
                 println!("nothing to collect: every gateway is alive or reported within {grace}s");

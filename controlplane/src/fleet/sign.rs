@@ -177,7 +177,10 @@ mod tests {
             open::<RotateRequest>(b"\xff{", "/k", OPERATOR, Some(&pk)).unwrap_err(),
             Unverified::Malformed(_)
         ));
-        assert!(matches!(open::<RotateRequest>(&v, "/igw/fleet/rotate/gw-a", OPERATOR, None).unwrap_err(), Unverified::UnknownSigner(_)));
+        assert!(matches!(
+            open::<RotateRequest>(&v, "/igw/fleet/rotate/gw-a", OPERATOR, None).unwrap_err(),
+            Unverified::UnknownSigner(_)
+        ));
     }
 
     #[test]

@@ -67,7 +67,12 @@ impl Etcd {
         let reg = Registration {
             name: gw.into(),
             tags: vec![],
-            keys: vec![PublishedKey { id: key_id, public_key: hex::encode([key_id as u8; 32]), not_before: None, not_after: None }],
+            keys: vec![PublishedKey {
+                id: key_id,
+                public_key: hex::encode([key_id as u8; 32]),
+                not_before: None,
+                not_after: None,
+            }],
             networks: vec![format!("198.18.{key_id}.0/24")],
             api: String::new(),
             started_at: 0,
@@ -126,7 +131,10 @@ fn a_gateway_gets_its_pus_the_others_as_identities_and_peers_and_the_profile_its
     let d = b.document.unwrap();
     assert_eq!(b.profile, "lab");
     assert_eq!(d.enforcer_profile.managed_tcp_networks, vec!["198.18.0.0/24"]);
-    assert_eq!(d.processing_units.iter().map(|p| (p.name.as_str(), p.identity)).collect::<Vec<_>>(), [("client", 100_000)]);
+    assert_eq!(
+        d.processing_units.iter().map(|p| (p.name.as_str(), p.identity)).collect::<Vec<_>>(),
+        [("client", 100_000)]
+    );
     let ids: Vec<(u32, &str)> = d.identities.iter().map(|i| (i.identity, i.peer.as_str())).collect();
     assert_eq!(ids, [(100_001, "gw-b"), (100_002, "gw-c")]);
     assert_eq!(d.peers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["gw-b", "gw-c"]);
@@ -145,7 +153,10 @@ fn two_matching_profile_mappings_refuse_the_document_naming_both() {
     let problems = b.document.unwrap_err();
     assert_eq!(problems.len(), 1, "{problems:?}");
     let m = &problems[0].message;
-    assert!(m.contains("\"lab-sites\"") && m.contains("\"dmz-sites\"") && m.contains("match 2 profile mappings"), "{m}");
+    assert!(
+        m.contains("\"lab-sites\"") && m.contains("\"dmz-sites\"") && m.contains("match 2 profile mappings"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -225,7 +236,14 @@ fn a_vanished_gateway_stays_for_the_grace_period_then_goes() {
     e.view.refresh(1000);
     let grace = fleet_doc(1).settings.peer_grace_s;
     let peers = |e: &Etcd, now| {
-        build(&e.view, &me("gw-a", &[]), now).unwrap().document.unwrap().peers.iter().map(|p| p.name.clone()).collect::<Vec<_>>()
+        build(&e.view, &me("gw-a", &[]), now)
+            .unwrap()
+            .document
+            .unwrap()
+            .peers
+            .iter()
+            .map(|p| p.name.clone())
+            .collect::<Vec<_>>()
     };
     assert_eq!(peers(&e, 1000 + grace - 1), ["gw-b", "gw-c"]);
     assert!(e.view.expire(1000 + grace, grace));

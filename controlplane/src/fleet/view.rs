@@ -135,7 +135,10 @@ impl FleetView {
                 Some(g) if d.version < g.version => {
                     out.refused.insert(
                         doc_key.clone(),
-                        format!("fleet version {} is older than version {} already seen (a rollback?)", d.version, g.version),
+                        format!(
+                            "fleet version {} is older than version {} already seen (a rollback?)",
+                            d.version, g.version
+                        ),
                     );
                     last_good
                 }
@@ -165,19 +168,17 @@ impl FleetView {
                     (gateway, enrolled.get(gateway).copied().flatten())
                 }
             };
-            let res = check(
-                &mut self.checked,
-                &mut self.refused_total,
-                key,
-                r,
-                public.map(|p| p.to_bytes()),
-                |v, k| match kind {
-                    KeyKind::Rotate { .. } => sign::open(v, k, signer, public.as_ref()).map(Object::Rotate),
-                    KeyKind::Registration { .. } => sign::open(v, k, signer, public.as_ref()).map(Object::Registration),
-                    KeyKind::Pu { .. } => sign::open(v, k, signer, public.as_ref()).map(Object::Pu),
-                    _ => sign::open(v, k, signer, public.as_ref()).map(Object::Status),
-                },
-            );
+            let res =
+                check(&mut self.checked, &mut self.refused_total, key, r, public.map(|p| p.to_bytes()), |v, k| {
+                    match kind {
+                        KeyKind::Rotate { .. } => sign::open(v, k, signer, public.as_ref()).map(Object::Rotate),
+                        KeyKind::Registration { .. } => {
+                            sign::open(v, k, signer, public.as_ref()).map(Object::Registration)
+                        }
+                        KeyKind::Pu { .. } => sign::open(v, k, signer, public.as_ref()).map(Object::Pu),
+                        _ => sign::open(v, k, signer, public.as_ref()).map(Object::Status),
+                    }
+                });
             match (kind, res) {
                 (_, Err(e)) => {
                     out.refused.insert(key.clone(), e.to_string());

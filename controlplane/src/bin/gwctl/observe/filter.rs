@@ -302,7 +302,8 @@ mod tests {
         assert_eq!(deny, [f(src_ip), f(dst_ip)]);
 
         let (allow, deny) =
-            parse(&["--reason=no_match", "--not", "--not", "--from-identity", "7", "--not", "--verdict", "passed"]).unwrap();
+            parse(&["--reason=no_match", "--not", "--not", "--from-identity", "7", "--not", "--verdict", "passed"])
+                .unwrap();
         assert_eq!(allow, [f(|f| f.reason = vec!["no_match".into()])]);
         assert_eq!(deny, [f(id7), f(|f| f.verdict = vec![pb::Verdict::Passed as i32])]);
     }
