@@ -8,8 +8,22 @@ cd "$(dirname "$0")/.."
 bash tools/setup.sh
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
+echo "== style"
+# Formatting and lints are part of the test: a change that is not formatted,
+# or that clippy warns about, fails here rather than in review.
+if cargo fmt --version >/dev/null 2>&1; then
+    cargo fmt --all -- --check
+else
+    echo "FAIL  rustfmt is not installed (rustup component add rustfmt)"; exit 1
+fi
+
 echo "== build"
 cargo build --workspace --all-targets --locked 2>&1 | tail -n 3
+if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --workspace --all-targets --locked -q -- -D warnings
+else
+    echo "FAIL  clippy is not installed (rustup component add clippy)"; exit 1
+fi
 
 echo "== pktgen (for the pktgen lab tests, e2e_pktgen)"
 rc=0
