@@ -47,38 +47,11 @@ pub fn policy_10k_rules_100k_identities() -> PolicyDocument {
             peer: "west".into(),
         });
     }
-    for i in 0..100u32 {
-        doc.external_networks.push(ExternalNetwork {
-            name: format!("ext-{i}"),
-            tags: vec![format!("ext=e{}", i % 20), format!("zone=z{}", i % 5)],
-            cidrs: vec![format!("{}.{}.0.0/16", 100 + i / 50, i % 50)],
-            protocols: vec![Protocol::Any],
-            ports: vec![],
-        });
-    }
+    doc.external_networks = external_networks(100);
     let mut n = 0u32;
     let mut rule = |dir: &str, k: u32| {
         n += 1;
-        let a = (n * 7919) % APPS;
-        let object = match k {
-            0 => format!("app == app{a} && env == prod"),
-            1 => format!("app in {{app{a}, app{}, app{}}}", (a + 1) % APPS, (a + 2) % APPS),
-            2 => format!("team == t{} && env != dev", n % 40),
-            3 => format!("ext == e{} || app == app{a}", n % 20),
-            _ => format!("app == app{a} && has(team)"),
-        };
-        Rule {
-            name: format!("{dir}-{k}"),
-            action: if n.is_multiple_of(7) { Action::Reject } else { Action::Allow },
-            object,
-            protocols: vec![if k == 3 { Protocol::Any } else { Protocol::Tcp }],
-            ports: match k {
-                0 => vec![PortSpec::Number(443)],
-                1 => vec![PortSpec::Text("8000-8100".into()), PortSpec::Number(9090)],
-                _ => vec![],
-            },
-            observe: n.is_multiple_of(11),
-        }
+        rule(dir, k, n)
     };
     for r in 0..RULESETS {
         let incoming = (0..RULES_PER_DIRECTION).map(|k| rule("in", k)).collect();
@@ -91,4 +64,42 @@ pub fn policy_10k_rules_100k_identities() -> PolicyDocument {
         });
     }
     doc
+}
+
+/// `count` external networks tagged `ext=e{i % 20}`, `zone=z{i % 5}`, each a /16.
+pub fn external_networks(count: u32) -> Vec<ExternalNetwork> {
+    (0..count)
+        .map(|i| ExternalNetwork {
+            name: format!("ext-{i}"),
+            tags: vec![format!("ext=e{}", i % 20), format!("zone=z{}", i % 5)],
+            cidrs: vec![format!("{}.{}.0.0/16", 100 + i / 50, i % 50)],
+            protocols: vec![Protocol::Any],
+            ports: vec![],
+        })
+        .collect()
+}
+
+/// The `n`th rule of the scale documents, of kind `k` (0..5): selectors on
+/// `app`, `team`, `env` and `ext`, every 7th a reject, every 11th observe-only.
+pub fn rule(dir: &str, k: u32, n: u32) -> Rule {
+    let a = (n * 7919) % APPS;
+    let object = match k {
+        0 => format!("app == app{a} && env == prod"),
+        1 => format!("app in {{app{a}, app{}, app{}}}", (a + 1) % APPS, (a + 2) % APPS),
+        2 => format!("team == t{} && env != dev", n % 40),
+        3 => format!("ext == e{} || app == app{a}", n % 20),
+        _ => format!("app == app{a} && has(team)"),
+    };
+    Rule {
+        name: format!("{dir}-{k}"),
+        action: if n.is_multiple_of(7) { Action::Reject } else { Action::Allow },
+        object,
+        protocols: vec![if k == 3 { Protocol::Any } else { Protocol::Tcp }],
+        ports: match k {
+            0 => vec![PortSpec::Number(443)],
+            1 => vec![PortSpec::Text("8000-8100".into()), PortSpec::Number(9090)],
+            _ => vec![],
+        },
+        observe: n.is_multiple_of(11),
+    }
 }

@@ -10,36 +10,18 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use controlplane::flowlog::{Endpoint, FlowEvent};
-use controlplane::ipfix::{Exporter, IpfixConfig};
+use controlplane::flowlog::FlowEvent;
+use controlplane::ipfix::{synthetic_event, Exporter, IpfixConfig};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let collector = args.get(1).cloned().unwrap_or_else(|| "udp://127.0.0.1:4739".into());
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
-    let ep = |ip: IpAddr, port, id| Endpoint { ip, port, name: None, identity: Some(id), tags: vec![], kind: "pu" };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     let events: Vec<FlowEvent> = (0..n)
-        .map(|i| FlowEvent {
-            time_ns: now + i as u64,
-            kind: "end",
-            protocol: 6,
-            source: ep(IpAddr::from([198, 18, (i >> 16) as u8, (i >> 8) as u8]), 1024 + (i % 50_000) as u16, 100_000),
-            destination: ep(IpAddr::from([198, 19, 0, 2]), 8080, 100_001),
-            action: "allow",
-            observed_action: None,
-            ruleset: Some("frontend".into()),
-            rule: Some("web".into()),
-            observed_ruleset: None,
-            observed_rule: None,
-            reason: "policy_allow".into(),
-            drop_reason: None,
-            note: None,
-            policy_revision: None,
-            packets: [10, 9],
-            bytes: [900, 12_000],
-            worker: 0,
-            generation: 1,
+        .map(|i| {
+            let client = (IpAddr::from([198, 18, (i >> 16) as u8, (i >> 8) as u8]), 1024 + (i % 50_000) as u16);
+            synthetic_event("end", "allow", client, IpAddr::from([198, 19, 0, 2]), now + i as u64)
         })
         .collect();
     let cfg = IpfixConfig { collector, template_refresh_s: 60, observation_domain: 1, queue: n.max(64) };

@@ -394,10 +394,45 @@ fn export_loop(rx: Receiver<FlowEvent>, socket: UdpSocket, domain: u32, refresh:
     }
 }
 
+/// A TCP flow event from `client:cport` (a PU, identity 1001) to `server:8080`
+/// (identity 2001), allowed by `frontend/web`, with 5/4 packets and 400/3000
+/// bytes: what the exporter's tests and `examples/ipfix_bench` send.
+pub fn synthetic_event(
+    kind: &'static str,
+    action: &'static str,
+    client: (IpAddr, u16),
+    server: IpAddr,
+    time_ns: u64,
+) -> FlowEvent {
+    use crate::flowlog::Endpoint;
+    let ep =
+        |(ip, port): (IpAddr, u16), id, kind| Endpoint { ip, port, name: None, identity: Some(id), tags: vec![], kind };
+    FlowEvent {
+        time_ns,
+        kind,
+        protocol: 6,
+        source: ep(client, 1001, "pu"),
+        destination: ep((server, 8080), 2001, "identity"),
+        action,
+        observed_action: None,
+        ruleset: Some("frontend".into()),
+        rule: Some("web".into()),
+        observed_ruleset: None,
+        observed_rule: None,
+        reason: "policy_allow".into(),
+        drop_reason: None,
+        note: None,
+        policy_revision: None,
+        packets: [5, 4],
+        bytes: [400, 3000],
+        worker: 0,
+        generation: 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flowlog::Endpoint;
 
     fn event(kind: &'static str, action: &'static str, v6: bool) -> FlowEvent {
         let (cip, sip): (IpAddr, IpAddr) = if v6 {
@@ -405,28 +440,7 @@ mod tests {
         } else {
             ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap())
         };
-        let ep = |ip, port, id: Option<u32>, kind| Endpoint { ip, port, name: None, identity: id, tags: vec![], kind };
-        FlowEvent {
-            time_ns: 1_700_000_000_123_000_000,
-            kind,
-            protocol: 6,
-            source: ep(cip, 40000, Some(1001), "pu"),
-            destination: ep(sip, 8080, Some(2001), "identity"),
-            action,
-            observed_action: None,
-            ruleset: Some("frontend".into()),
-            rule: Some("web".into()),
-            observed_ruleset: None,
-            observed_rule: None,
-            reason: "policy_allow".into(),
-            drop_reason: None,
-            note: None,
-            policy_revision: None,
-            packets: [5, 4],
-            bytes: [400, 3000],
-            worker: 0,
-            generation: 1,
-        }
+        synthetic_event(kind, action, (cip, 40000), sip, 1_700_000_000_123_000_000)
     }
 
     /// Walks a template's fields over a record: the record's length.

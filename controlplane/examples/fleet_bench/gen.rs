@@ -7,9 +7,9 @@
 //! and `env`, rulesets on `svc`.
 
 use controlplane::fleet::model::{Enrollment, FleetDocument, LocalPu, NamedProfile, ProfileMapping, PuFile};
-use dataplane::policy::model::{Action, ExternalNetwork, PortSpec, Protocol, Rule, Ruleset};
+use dataplane::policy::model::{PortSpec, Ruleset};
 
-pub const APPS: usize = 2_000;
+pub const APPS: usize = gw_benches::APPS as usize;
 pub const TEAMS: usize = 40;
 pub const SERVICES: usize = 50;
 pub const RULES_PER_DIRECTION: usize = 5;
@@ -48,29 +48,6 @@ pub fn pu_file_yaml(pus: &[LocalPu]) -> String {
     serde_yaml::to_string(&PuFile { processing_units: pus.to_vec() }).unwrap_or_default()
 }
 
-fn rule(dir: &str, k: usize, n: usize) -> Rule {
-    let a = (n * 7919) % APPS;
-    let object = match k {
-        0 => format!("app == app{a} && env == prod"),
-        1 => format!("app in {{app{a}, app{}, app{}}}", (a + 1) % APPS, (a + 2) % APPS),
-        2 => format!("team == t{} && env != dev", n % TEAMS),
-        3 => format!("ext == e{} || app == app{a}", n % 20),
-        _ => format!("app == app{a} && has(team)"),
-    };
-    Rule {
-        name: format!("{dir}-{k}"),
-        action: if n.is_multiple_of(7) { Action::Reject } else { Action::Allow },
-        object,
-        protocols: vec![if k == 3 { Protocol::Any } else { Protocol::Tcp }],
-        ports: match k {
-            0 => vec![PortSpec::Number(443)],
-            1 => vec![PortSpec::Text("8000-8100".into()), PortSpec::Number(9090)],
-            _ => vec![],
-        },
-        observe: n.is_multiple_of(11),
-    }
-}
-
 /// The fleet document: `rulesets` rulesets of 10 rules, 100 external
 /// networks, one profile for every gateway (`site == bench`), `enrolled`
 /// as (name, Ed25519 public key hex).
@@ -78,7 +55,7 @@ pub fn fleet_document(rulesets: usize, enrolled: &[(String, String)]) -> FleetDo
     let mut n = 0;
     let mut next = |dir: &str, k: usize| {
         n += 1;
-        rule(dir, k, n)
+        gw_benches::rule(dir, k as u32, n)
     };
     let rulesets = (0..rulesets)
         .map(|r| Ruleset {
@@ -88,15 +65,7 @@ pub fn fleet_document(rulesets: usize, enrolled: &[(String, String)]) -> FleetDo
             outgoing: (0..RULES_PER_DIRECTION).map(|k| next("out", k)).collect(),
         })
         .collect();
-    let external_networks = (0..100)
-        .map(|i| ExternalNetwork {
-            name: format!("ext-{i}"),
-            tags: vec![format!("ext=e{}", i % 20), format!("zone=z{}", i % 5)],
-            cidrs: vec![format!("{}.{}.0.0/16", 100 + i / 50, i % 50)],
-            protocols: vec![Protocol::Any],
-            ports: vec![],
-        })
-        .collect();
+    let external_networks = gw_benches::external_networks(100);
     FleetDocument {
         version: 0,
         revision: Some("bench".into()),
