@@ -329,12 +329,10 @@ pub fn flow_from_event(e: &FlowEvent) -> pb::Flow {
         identity: x.identity.unwrap_or(0),
         name: x.name.clone().unwrap_or_default(),
         tags: x.tags.clone(),
-        kind: match x.kind {
-            "pu" => pb::EndpointKind::ProcessingUnit,
-            "identity" => pb::EndpointKind::RemoteIdentity,
-            "external" => pb::EndpointKind::ExternalNetwork,
-            _ => pb::EndpointKind::Unknown,
-        } as i32,
+        kind: crate::flownames::ENDPOINT_KINDS
+            .iter()
+            .find(|(_, n)| *n == x.kind)
+            .map_or(pb::EndpointKind::Unknown, |(k, _)| *k) as i32,
     };
     let verdict = match (e.action, e.reason.as_str()) {
         (_, "ignored" | "excluded") => pb::Verdict::Passed,
@@ -362,12 +360,7 @@ pub fn flow_from_event(e: &FlowEvent) -> pb::Flow {
         worker: e.worker,
         source: Some(ep(&e.source)),
         destination: Some(ep(&e.destination)),
-        protocol: match e.protocol {
-            6 => "tcp".into(),
-            17 => "udp".into(),
-            1 | 58 => "icmp".into(),
-            n => n.to_string(),
-        },
+        protocol: crate::flownames::protocol_name(e.protocol).into_owned(),
         verdict: verdict as i32,
         reason: e.reason.clone(),
         policy: policy(&e.ruleset, &e.rule, Some(e.action)),
@@ -380,6 +373,7 @@ pub fn flow_from_event(e: &FlowEvent) -> pb::Flow {
         bytes_to_client: e.bytes[1],
         handshake_ns: 0,
         direction: direction.into(),
+        note: e.note.unwrap_or("").into(),
     }
 }
 
