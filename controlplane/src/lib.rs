@@ -27,4 +27,5 @@ pub mod gateway;
 pub mod ipfix;
 pub mod metrics;
 pub mod report;
+pub mod rulehits;
 pub mod store;

@@ -23,7 +23,7 @@ use super::convert::{document_from_yaml, unix_ns};
 use super::flows::FlowRing;
 use super::pb;
 use super::server::{Backends, ControlConfig, ControlServer};
-use super::stats::{histogram_to_pb, StatsSource};
+use super::stats::{histogram_to_pb, rule_hits_to_pb, StatsSource};
 use super::wire::FlowFeed;
 use crate::flowhub::{FlowHub, LostSource};
 use crate::flowlog::{ConfigHistory, FlowEvent};
@@ -40,6 +40,8 @@ enum Request {
     Stats(SyncSender<pb::GetStatsResponse>),
     /// The stats and the handshake latency buckets as the workers keep them (for /metrics).
     Metrics(SyncSender<(pb::GetStatsResponse, Vec<(u64, u64)>)>),
+    /// Every rule's hits.
+    RuleHits(SyncSender<Vec<pb::RuleHits>>),
 }
 
 /// What the API side shares with the control thread.
@@ -89,6 +91,14 @@ impl StatsSource for LinkStats {
         let (tx, rx) = mpsc::sync_channel(1);
         if self.0.tx.lock().unwrap_or_else(|e| e.into_inner()).send(Request::Stats(tx)).is_err() {
             return pb::GetStatsResponse::default();
+        }
+        rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
+    }
+
+    fn rule_hits(&self) -> Vec<pb::RuleHits> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        if self.0.tx.lock().unwrap_or_else(|e| e.into_inner()).send(Request::RuleHits(tx)).is_err() {
+            return Vec::new();
         }
         rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
     }
@@ -224,7 +234,12 @@ impl ControlPlane {
                     let _ = reply.send(self.stats(gw).0);
                 }
                 Request::Metrics(reply) => {
-                    let _ = reply.send(self.stats(gw));
+                    let (mut s, h) = self.stats(gw);
+                    s.rule_hits = rule_hits_to_pb(gw.rule_hits().counts());
+                    let _ = reply.send((s, h));
+                }
+                Request::RuleHits(reply) => {
+                    let _ = reply.send(rule_hits_to_pb(gw.rule_hits().counts()));
                 }
             }
         }

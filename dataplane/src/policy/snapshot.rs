@@ -197,6 +197,11 @@ impl PolicySnapshot {
         p.keys.iter().find(|(id, _)| *id == key_id).map(|(_, k)| (p, k))
     }
 
+    /// How many rules (enforced and observe) the policy has: a [`RuleRef`] is below it.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
     pub fn rule(&self, r: RuleRef) -> Option<&RuleInfo> {
         self.rules.get(r.0 as usize)
     }
