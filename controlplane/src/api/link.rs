@@ -42,6 +42,8 @@ enum Request {
     Metrics(SyncSender<(pb::GetStatsResponse, Vec<(u64, u64)>)>),
     /// Every rule's hits.
     RuleHits(SyncSender<Vec<pb::RuleHits>>),
+    /// The engine configuration in force.
+    InForce(SyncSender<Option<Arc<EngineConfig>>>),
 }
 
 /// What the API side shares with the control thread.
@@ -93,6 +95,12 @@ impl StatsSource for LinkStats {
             return pb::GetStatsResponse::default();
         }
         rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
+    }
+
+    fn policy_in_force(&self) -> Option<Arc<EngineConfig>> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.0.tx.lock().unwrap_or_else(|e| e.into_inner()).send(Request::InForce(tx)).ok()?;
+        rx.recv_timeout(Duration::from_secs(2)).ok().flatten()
     }
 
     fn rule_hits(&self) -> Vec<pb::RuleHits> {
@@ -237,6 +245,9 @@ impl ControlPlane {
                     let (mut s, h) = self.stats(gw);
                     s.rule_hits = rule_hits_to_pb(gw.rule_hits().counts());
                     let _ = reply.send((s, h));
+                }
+                Request::InForce(reply) => {
+                    let _ = reply.send(gw.engine_config());
                 }
                 Request::RuleHits(reply) => {
                     let _ = reply.send(rule_hits_to_pb(gw.rule_hits().counts()));

@@ -25,6 +25,11 @@ pub trait StatsSource: Send + Sync {
     fn rule_hits(&self) -> Vec<pb::RuleHits> {
         Vec::new()
     }
+
+    /// The engine configuration in force (for `Explain`; none without a dataplane).
+    fn policy_in_force(&self) -> Option<Arc<dataplane::engine::EngineConfig>> {
+        None
+    }
 }
 
 /// Rule-hit counts as the API carries them.

@@ -183,6 +183,11 @@ impl PolicySnapshot {
     }
 
     /// The directory entry of a remote identity.
+    /// The directory's identities (for lookups by tags: explain, tools).
+    pub fn identities(&self) -> &[IdentityInfo] {
+        &self.identities
+    }
+
     pub fn identity(&self, identity: u32) -> Option<&IdentityInfo> {
         self.identity_index.get(&identity).map(|&i| &self.identities[i as usize])
     }
