@@ -211,6 +211,10 @@ async fn run(cli: Cli) -> Res {
         Cmd::Explain(a) => Prepared::Explain(explain::prepare(a)?),
         Cmd::Fleet(_) => return Ok(()), // answered above, without a gateway
     };
+    let prepared = match prepared {
+        Prepared::Observe(o) if o.is_merge() => return o.run_merge(timeout).await,
+        p => p,
+    };
     let mut c = tokio::time::timeout(timeout, Clients::connect(&target))
         .await
         .map_err(|_| {
