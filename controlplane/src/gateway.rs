@@ -93,6 +93,12 @@ pub struct Snapshot {
     pub mbufs_available: u32,
 }
 
+/// Per-rule hit counting, on unless `GATEWAYD_RULE_HITS=off` (for the A/B
+/// benchmark of its cost, benches/observability.sh; not a setting).
+fn rule_hits_on() -> bool {
+    std::env::var("GATEWAYD_RULE_HITS").map_or(true, |v| v != "off")
+}
+
 impl Gateway {
     /// Brings everything up and launches the workers. With `engine`, every
     /// frame goes through identity and policy; each worker gets a flow table
@@ -167,7 +173,9 @@ impl Gateway {
         let history = Arc::new(ConfigHistory::default());
         let rule_hits = Arc::new(RuleHitBook::default());
         let config = engine.map(|mut e| {
-            e.count_rule_hits(n);
+            if rule_hits_on() {
+                e.count_rule_hits(n);
+            }
             let e = Arc::new(e);
             history.push(e.clone());
             rule_hits.publish(e.clone());
@@ -253,7 +261,9 @@ impl Gateway {
         match &self.config {
             Some(c) => {
                 // Slots for the workers' rule hits, made here, not on a worker.
-                new.count_rule_hits(self.workers.len());
+                if rule_hits_on() {
+                    new.count_rule_hits(self.workers.len());
+                }
                 let new = Arc::new(new);
                 self.history.push(new.clone());
                 self.rule_hits.publish(new.clone());
