@@ -23,6 +23,9 @@ use dataplane::flow::FlowKey;
 use dataplane::policy::{Action, Decision, Direction, PuId, Reason, Remote, Side};
 use dataplane::stats::DropReason;
 
+/// A filter of one field, with one value.
+type MakeFilter = fn(&str) -> pb::FlowFilter;
+
 /// The table between the `flow-names` markers: first column's field → the values (backquoted) of the last.
 fn doc_table() -> BTreeMap<String, Vec<String>> {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md")).unwrap();
@@ -154,7 +157,7 @@ fn every_flow_name_in_the_docs_is_the_codes_accepted_and_matches_what_the_datapl
     let history = ConfigHistory::default();
     history.push(cfg.clone());
     let ring: Vec<RingFlow> = FlowFeed::new().resolve(&history, &records(&cfg));
-    let filters: [(&str, &str, fn(&str) -> pb::FlowFilter); 4] = [
+    let filters: [(&str, &str, MakeFilter); 4] = [
         ("verdict", "--verdict", |v| pb::FlowFilter {
             verdict: vec![flownames::check_verdict(v).unwrap() as i32],
             ..Default::default()

@@ -191,7 +191,7 @@ impl CompiledFilter {
 
     /// On the record's resolved fields (no parsing, no allocation).
     pub fn matches(&self, r: &RingFlow) -> bool {
-        (self.protocols.is_empty() || self.protocols.iter().any(|p| *p == r.protocol))
+        (self.protocols.is_empty() || self.protocols.contains(&r.protocol))
             && (self.verdicts.is_empty() || self.verdicts.contains(&r.verdict))
             && (self.reasons.is_empty() || self.reasons.iter().any(|x| *x == r.reason))
             && (self.directions.is_empty() || self.directions.iter().any(|x| *x == r.direction))

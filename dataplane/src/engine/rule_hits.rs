@@ -120,7 +120,7 @@ mod tests {
         assert_eq!(h.total(RuleRef(9)), 1);
         assert_eq!((0..10).map(|r| h.total(RuleRef(r))).sum::<u64>(), 4);
         // Rows start on their own cache line and never share one.
-        assert!(h.stride % LINE == 0 && h.stride > h.rules);
+        assert!(h.stride.is_multiple_of(LINE) && h.stride > h.rules);
         assert_eq!(RuleHits::none().total(RuleRef(0)), 0);
         RuleHits::none().count(0, &decided(Some(0), None));
     }

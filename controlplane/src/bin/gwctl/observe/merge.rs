@@ -61,7 +61,7 @@ pub fn parse_gateways(s: &str) -> Result<Vec<Gateway>, Fail> {
 
 /// What a gateway's task reports.
 enum Event {
-    Item(usize, R),
+    Item(usize, Box<R>),
     /// It cannot be reached or its stream broke (why).
     Down(usize, String),
     /// Reached again after being down.
@@ -111,7 +111,7 @@ async fn run_one(i: usize, gw: Gateway, mut req: pb::GetFlowsRequest, t: Duratio
                                 None => Vec::new(),
                             };
                             for r in items {
-                                if tx.send(Event::Item(i, r)).await.is_err() {
+                                if tx.send(Event::Item(i, Box::new(r))).await.is_err() {
                                     return;
                                 }
                             }
@@ -203,7 +203,7 @@ impl Merge {
                 Some(Event::Item(i, r)) => {
                     reached[i] = true;
                     seq += 1;
-                    held.insert((time_of(&r), seq), (i, r, Instant::now()));
+                    held.insert((time_of(&r), seq), (i, *r, Instant::now()));
                 }
                 Some(Event::Down(i, why)) => {
                     let g = &self.gateways[i];
