@@ -257,7 +257,8 @@ fn rule_hits(syns: &[Vec<u8>]) {
     ];
     for (name, yaml, side, frames) in cases {
         let mk = |count: bool| {
-            let mut c = EngineConfig::from_yaml(&yaml).unwrap_or_else(|e| panic!("{name}: {}", e.join("\n")));
+            let mut c =
+                EngineConfig::from_yaml(&yaml).unwrap_or_else(|e| panic!("{name}: {}", dataplane::problem::lines(&e)));
             if count {
                 c.count_rule_hits(1);
             }
