@@ -15,6 +15,12 @@
 //! each with the policy's rule-hit slots (as gatewayd publishes it) and
 //! without, alternately, 1 s each, 7 times.
 //!
+//! `scrape`: established 1k with a thread doing what a `/metrics` scrape
+//! does to a worker every 100 ms (reading its counters and the policy's
+//! rule-hit slots, relaxed loads) against none, alternately, 1 s each, 7
+//! times: the gateway's side of the scrape cost, without the scraper's
+//! process competing for the worker's core.
+//!
 //! Run: `cargo bench -p gw-benches --bench engine [-- CASE...]`
 //! For an instruction profile: `ENGINE_BENCH_FRAMES=2000000 valgrind
 //! --tool=callgrind target/release/deps/engine-* est-1k` (a fixed frame count
@@ -293,6 +299,58 @@ fn rule_hits(syns: &[Vec<u8>]) {
     }
 }
 
+/// `scrape`: see the crate docs.
+fn scrape() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut c = EngineConfig::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples").join("bench-gw-a.yaml"),
+    )
+    .unwrap_or_else(|e| panic!("{}", dataplane::problem::lines(&e)));
+    c.count_rule_hits(1);
+    let cfg = Arc::new(c);
+    let stats = Arc::new(WorkerStats::default());
+    let mut e = Engine::new(65_536, 7, stats.clone(), None);
+    let frames: Vec<Vec<u8>> = (0..1024).map(|i| build(&spec(i, tf::ACK, &[]))).collect();
+    let mut at = 0u64;
+    measure(&mut e, &cfg, Side::Inside, &frames, 0.2, &mut at);
+    let (mut off, mut on, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut scrapes = 0u64;
+    for _ in 0..7 {
+        let a = measure(&mut e, &cfg, Side::Inside, &frames, 1.0, &mut at);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, s2, c2) = (stop.clone(), stats.clone(), cfg.clone());
+        let reader = std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !st.load(Ordering::Relaxed) {
+                black_box(s2.read());
+                let p = &c2.policy;
+                black_box(
+                    (0..p.rule_count() as u32).map(|r| c2.rule_hits.total(dataplane::policy::RuleRef(r))).sum::<u64>(),
+                );
+                n += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            n
+        });
+        let b = measure(&mut e, &cfg, Side::Inside, &frames, 1.0, &mut at);
+        stop.store(true, Ordering::Relaxed);
+        scrapes += reader.join().unwrap();
+        off.push(a);
+        on.push(b);
+        ratios.push(a / b);
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (a, b, r) = (med(&mut off), med(&mut on), med(&mut ratios));
+    println!(
+        "{:<28} on-CPU {b:7.1} ns/frame scraped every 100 ms, {a:7.1} not (medians of 7); rate scraped / not, \
+         median of the 7 pairs: {r:.4} ({scrapes} scrapes)",
+        "established 1k, scraped"
+    );
+}
+
 fn main() {
     // As gatewayd does: flow tables on huge pages.
     dataplane::flow::table::set_memory_advice(dpdk_bindings::advise_hugepages);
@@ -312,6 +370,9 @@ fn main() {
         let cfg = policy("bench-gw-a.yaml");
         let mut e = Engine::new(65_536, 7, Arc::new(WorkerStats::default()), None);
         run("SYN + identity insert", &mut e, &cfg, Side::Inside, &syns);
+    }
+    if want("scrape") {
+        scrape();
     }
     if want("rule-hits") {
         rule_hits(&syns);
