@@ -82,8 +82,9 @@ set +o pipefail # from here pipelines end in a rate parser; runners stopped by t
 
 bench_mem; HUGE=("${MEM[@]}")
 
-# testpmd MODE PCAP MBUFS MEM... -> Mpps
+# testpmd MODE PCAP MBUFS MEM... -> Mpps (GW_ONLY=1: not run, "-": for A/B runs of gatewayd alone)
 testpmd() {
+    [ -z "${GW_ONLY:-}" ] || { echo -; return; }
     local mode=$1 pcap=$2 mbufs=$3; shift 3
     # (loading a large capture happens before the first sample: allow ~25 s per 1M frames on a loaded machine)
     timeout -s INT "$((SECS + mbufs / 40000))" dpdk-testpmd -l 0-1 --no-pci "$@" --log-level '*:warning' --file-prefix "tpm$$" \
@@ -94,7 +95,8 @@ testpmd() {
 
 # gatewayd RXPORT(inside|outside) PCAP POLICY FLOWS MBUFS MEM... -> Mpps (counters in $W/counters.json,
 # stats lines in $W/stats.log); $GW_TOML is appended to its configuration; the first $GW_SKIP samples are warm-up
-GW_TOML= GW_SKIP=2
+# (GW_EXTRA_TOML: more configuration for every run, e.g. [metrics] for benches/observability.sh)
+GW_TOML=${GW_EXTRA_TOML:-} GW_SKIP=2
 gatewayd() {
     local from=$1 pcap=$2 policy=$3 flows=$4 mbufs=$5; shift 5
     local eal=(-l 0-1 --no-pci "$@" --log-level '*:warning')
