@@ -23,6 +23,8 @@
 //! - `no_state`: TCP of no known flow (mid-stream after a restart).
 //! - `other`: UDP without a handshake, ICMP and other protocols, decided by
 //!   the ACLs on the first packet each way.
+//! - [`l4`]: the layer-4 identity exchange, where the option cannot travel
+//!   (`docs/identity-l4.md`): an in-band record and a sequence shift.
 //! - [`udp`]: the UDP identity handshake (its pending pool and timers, its
 //!   frames, the client's and the server's side).
 //! - `record`: how a packet's end is counted (one drop reason or note) and
@@ -73,6 +75,7 @@
 pub mod config;
 mod context;
 mod established;
+pub mod l4;
 mod no_state;
 mod option_scan;
 mod other;
@@ -138,6 +141,8 @@ pub struct Engine {
     replies: ReplyLimiter,
     /// Time up to which the sweep has examined its share of slots.
     swept_at: u64,
+    /// Destinations whose path strips the identity option (layer 4 at once).
+    l4_cache: l4::StripCache,
 }
 
 impl Engine {
@@ -159,6 +164,7 @@ impl Engine {
             replay: ReplayMemory::new(replay_slots, replay::DEFAULT_WINDOW_S, seed),
             replies: ReplyLimiter::default(),
             swept_at: 0,
+            l4_cache: l4::StripCache::new(seed),
         }
     }
 

@@ -218,12 +218,19 @@ impl Engine {
         let h = self.table.hash(&c.key);
         let Some(e) = self.table.lookup_hashed(&c.key, h, c.now) else { return self.no_state(c, buf) };
         e.set_pu(c.pu.id);
+        let l4 = e.is_l4();
         if e.verdict().is_decided() && e.policy_generation() != c.gen {
             redecide(c.cfg, e, c.pu.id);
             self.note(c.side, Note::Redecided);
         }
         if flags.is_syn_ack() {
             return self.syn_ack(c, buf);
+        }
+        if flags.has(TcpFlags::RST) && c.side == Side::Outside {
+            self.tell_refused_by_peer(c);
+        }
+        if l4 {
+            return self.l4_segment(c, buf);
         }
         let p = Seen::parsed(c.info, buf.data(), buf.len() as u32);
         match self.established(c.side, &c.key, h, &p, None, c.now) {

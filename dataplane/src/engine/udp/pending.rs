@@ -459,7 +459,7 @@ impl UdpHandshake {
     }
 
     /// Queues a copy of `frame` to send out of `out`. False if the outbox is full.
-    fn send(&mut self, out: Side, frame: &[u8]) -> bool {
+    pub(in crate::engine) fn send(&mut self, out: Side, frame: &[u8]) -> bool {
         if self.frames_used >= OUTBOX || self.effects.len() >= OUTBOX || frame.len() > MAX_HANDSHAKE_FRAME {
             return false;
         }
