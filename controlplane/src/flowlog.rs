@@ -197,6 +197,20 @@ impl FlowEvent {
         }
     }
 
+    /// How the remote identity was authenticated ("option", "layer4" or ""
+    /// without one) and, at layer 4, why ("no_room", "stripped", "cached",
+    /// "from_peer"; `docs/identity-l4.md`).
+    pub fn identity_mode(&self) -> (&'static str, &'static str) {
+        let remote = if self.source.kind == "pu" { &self.destination } else { &self.source };
+        match self.note {
+            Some(n) if n.starts_with("l4_") && remote.identity.is_some() => {
+                ("layer4", n.strip_prefix("l4_").unwrap_or(n))
+            }
+            _ if remote.identity.is_some() => ("option", ""),
+            _ => ("", ""),
+        }
+    }
+
     pub fn to_json(&self) -> Value {
         let ep = |e: &Endpoint| {
             json!({
@@ -226,6 +240,7 @@ impl FlowEvent {
             "reason": self.reason,
             "drop_reason": self.drop_reason,
             "note": self.note,
+            "identity_mode": self.identity_mode().0,
             "policy_revision": self.policy_revision,
             "packets": {"client_to_server": self.packets[0], "server_to_client": self.packets[1]},
             "bytes": {"client_to_server": self.bytes[0], "server_to_client": self.bytes[1]},

@@ -380,6 +380,8 @@ pub fn flow_from_event(e: &FlowEvent) -> pb::Flow {
         bytes_to_client: e.bytes[1],
         handshake_ns: 0,
         direction: direction.into(),
+        identity_mode: e.identity_mode().0.into(),
+        layer4_reason: e.identity_mode().1.into(),
     }
 }
 

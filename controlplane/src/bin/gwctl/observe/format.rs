@@ -75,6 +75,11 @@ fn flow_line(f: &pb::Flow) -> String {
     if let Some(p) = &f.policy {
         line.push_str(&format!("  rule {}", policy_text(p)));
     }
+    if f.identity_mode == "layer4" {
+        line.push_str(&format!("  identity layer4 ({})", f.layer4_reason));
+    } else if !f.identity_mode.is_empty() {
+        line.push_str(&format!("  identity {}", f.identity_mode));
+    }
     if let Some(o) = &f.observed {
         line.push_str(&format!("  observed {} {}", o.action, policy_text(o)));
     }
@@ -123,6 +128,8 @@ struct FlowFields<'a> {
     bytes_to_client: u64,
     handshake_ns: u64,
     direction: &'a str,
+    identity_mode: &'a str,
+    layer4_reason: &'a str,
 }
 
 fn flow_json(f: &pb::Flow) -> FlowJson<'_> {
@@ -152,6 +159,8 @@ fn flow_json(f: &pb::Flow) -> FlowJson<'_> {
             bytes_to_client: f.bytes_to_client,
             handshake_ns: f.handshake_ns,
             direction: &f.direction,
+            identity_mode: &f.identity_mode,
+            layer4_reason: &f.layer4_reason,
         },
     }
 }
