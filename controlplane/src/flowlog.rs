@@ -202,13 +202,7 @@ impl FlowEvent {
     /// "from_peer"; `docs/identity-l4.md`).
     pub fn identity_mode(&self) -> (&'static str, &'static str) {
         let remote = if self.source.kind == "pu" { &self.destination } else { &self.source };
-        match self.note {
-            Some(n) if n.starts_with("l4_") && remote.identity.is_some() => {
-                ("layer4", n.strip_prefix("l4_").unwrap_or(n))
-            }
-            _ if remote.identity.is_some() => ("option", ""),
-            _ => ("", ""),
-        }
+        identity_mode_of(self.note, remote.identity.is_some())
     }
 
     pub fn to_json(&self) -> Value {
@@ -245,6 +239,16 @@ impl FlowEvent {
             "packets": {"client_to_server": self.packets[0], "server_to_client": self.packets[1]},
             "bytes": {"client_to_server": self.bytes[0], "server_to_client": self.bytes[1]},
         })
+    }
+}
+
+/// A flow event's identity mode from its note and whether it names a remote
+/// identity (see [`FlowEvent::identity_mode`]).
+pub fn identity_mode_of(note: Option<&'static str>, remote_identity: bool) -> (&'static str, &'static str) {
+    match note {
+        Some(n) if remote_identity && n.starts_with("l4_") => ("layer4", n.strip_prefix("l4_").unwrap_or(n)),
+        _ if remote_identity => ("option", ""),
+        _ => ("", ""),
     }
 }
 

@@ -1,0 +1,175 @@
+//! End to end, the layer-4 identity exchange (docs/identity-l4.md): two
+//! gatewayd in series (client ─ A ─ wire ─ B ─ server, tools/topology.sh
+//! double-ext) whose wire is a Linux bridge that strips the identity option
+//! (`iptables -t mangle -A FORWARD -p tcp -j TCPOPTSTRIP --strip-options 253`,
+//! bridged netfilter on), a real middlebox. The example policies of
+//! e2e_identity.rs, with a short `stripping_cache_s`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use dataplane::wire::parse_frame;
+use dataplane::wire::tcp::flags as tf;
+
+const CACHE_S: u64 = 4;
+
+/// curl from `ns`: (exit code, seconds, output).
+fn curl(ns: &str, args: &str) -> (i32, f64, String) {
+    let t = Instant::now();
+    let out = in_ns(ns, &format!("curl -sS -g --max-time 30 {args}"));
+    let secs = t.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), secs, text)
+}
+
+/// The lab policy `name` with a short cache of stripping paths, written to `dir`.
+fn policy(dir: &Path, name: &str) -> PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("docs/examples").join(name)).unwrap();
+    let text = text.replace("enforcer_profile:\n", &format!("enforcer_profile:\n  stripping_cache_s: {CACHE_S}\n"));
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// The middlebox on the wire's bridge: option 253 stripped from every TCP segment.
+fn stripper(on: bool) {
+    let script = if on {
+        "sysctl -qw net.bridge.bridge-nf-call-iptables=1 && \
+         iptables -t mangle -A FORWARD -p tcp -j TCPOPTSTRIP --strip-options 253"
+    } else {
+        "iptables -t mangle -F FORWARD"
+    };
+    let out = in_ns("gwt-wire", script);
+    assert!(out.status.success(), "stripper {on}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn md5(path: &Path) -> String {
+    let out = run("md5sum", &[path.to_str().unwrap()]);
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_owned()
+}
+
+/// A TCP segment of a capture: (src port, flags, seq, payload).
+fn segments(frames: &[Vec<u8>]) -> Vec<(u16, u8, u32, Vec<u8>)> {
+    frames
+        .iter()
+        .filter_map(|f| {
+            let i = parse_frame(f).ok()?;
+            let p = usize::from(i.payload_offset);
+            Some((i.src_port, i.tcp_flags, i.seq, f[p..p + usize::from(i.payload_len)].to_vec()))
+        })
+        .collect()
+}
+
+/// What a workload sees is an ordinary stream: no record anywhere, and each
+/// side's first data byte right after its SYN's sequence number.
+fn ordinary_stream(frames: &[Vec<u8>], place: &str) {
+    let segs = segments(frames);
+    let rec = [253u8, 20, 0x4d, 0x49];
+    assert!(!segs.is_empty(), "{place}: nothing captured");
+    for (_, _, _, p) in &segs {
+        assert!(!p.windows(4).any(|w| w == rec), "{place}: a record reached a workload: {p:?}");
+    }
+    for from_client in [true, false] {
+        let mine = |s: &&(u16, u8, u32, Vec<u8>)| (s.0 == 8080) != from_client;
+        let syn = segs.iter().filter(mine).find(|s| s.1 & tf::SYN != 0).expect("a SYN each way");
+        let first = segs.iter().filter(mine).find(|s| !s.3.is_empty()).expect("data each way");
+        assert_eq!(first.2, syn.2.wrapping_add(1), "{place}: first data byte follows the SYN (no shift seen)");
+    }
+    let data = segs.iter().filter(|s| !s.3.is_empty()).count();
+    assert!(data <= 6, "{place}: no retransmission storm: {data} data segments for one small GET");
+}
+
+#[test]
+fn layer4_identity_through_a_stripping_bridge() {
+    require(&["ip", "ethtool", "curl", "python3", "tcpdump", "iptables", "md5sum"]);
+    let topo = Topology::up("double-ext");
+    let dir = scratch("e2e-l4");
+    std::fs::write(dir.join("index.txt"), "hello layer 4\n").unwrap();
+    // 20 MB that are not all alike.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let big: Vec<u8> = (0..20 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(dir.join("big.bin"), &big).unwrap();
+    let (cfg_a, log_a) = gw_config_with_policy(&topo, "gwt-a", &dir, &policy(&dir, "e2e-gw-a.yaml"));
+    let (cfg_b, log_b) = gw_config_with_policy(&topo, "gwt-b", &dir, &policy(&dir, "e2e-gw-b.yaml"));
+    stripper(true);
+    let gw_a = Gatewayd::start(Some("gwt-a"), &cfg_a, &[]);
+    let gw_b = Gatewayd::start(Some("gwt-b"), &cfg_b, &[]);
+    let _servers: Vec<Proc> = [8080, 8081].iter().map(|&p| http_server(&dir, "0.0.0.0", p)).collect();
+
+    // 1. A small GET through the stripper, captured at both workloads.
+    let filter = "tcp port 8080";
+    let cap_client = Capture::start(CLIENT, "eth0", filter, &dir.join("client.pcap"));
+    let cap_server = Capture::start(SERVER, "eth0", filter, &dir.join("server.pcap"));
+    let (code, secs, out) = curl(CLIENT, &format!("http://{SERVER_V4}:8080/index.txt"));
+    assert_eq!((code, out.as_str()), (0, "hello layer 4\n"), "curl through the stripper ({secs:.2}s)");
+    std::thread::sleep(Duration::from_millis(300));
+    ordinary_stream(&cap_client.stop(), "at the client");
+    ordinary_stream(&cap_server.stop(), "at the server");
+
+    // 2. 20 MB, the destination now a remembered stripping path.
+    let got = dir.join("got.bin");
+    let (code, secs, out) = curl(CLIENT, &format!("-o {} http://{SERVER_V4}:8080/big.bin", got.display()));
+    assert_eq!(code, 0, "20 MB: {out}");
+    assert_eq!(md5(&got), md5(&dir.join("big.bin")), "20 MB intact");
+    eprintln!("20 MB through the stripper at layer 4: {secs:.2}s");
+
+    // 3. A port B refuses: reset, not a timeout.
+    let (code, secs, out) = curl(CLIENT, &format!("http://{SERVER_V4}:8081/index.txt"));
+    assert!(code == 7 || code == 56, "refused at B: curl exit {code}: {out}");
+    assert!(secs < 3.0, "a reset, not a timeout: {secs:.1}s");
+
+    // 4. The stripper gone: once the cache entry expires, the option again.
+    stripper(false);
+    std::thread::sleep(Duration::from_secs(CACHE_S + 1));
+    let (code, _, out) = curl(CLIENT, &format!("http://{SERVER_V4}:8080/index.txt"));
+    assert_eq!((code, out.as_str()), (0, "hello layer 4\n"), "curl on the option path");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let (_, b) = gw_b.stop();
+    let (_, a) = gw_a.stop();
+
+    // Counters.
+    assert!(notes(&a, "from_outside", "l4_stripped") >= 1, "{a}");
+    assert!(notes(&a, "from_inside", "l4_cached") >= 1, "{a}");
+    assert!(notes(&a, "from_outside", "l4_record_verified") >= 2, "{a}");
+    assert!(notes(&b, "from_outside", "l4_record_verified") >= 3, "{b}");
+    assert!(notes(&a, "from_outside", "identity_verified") >= 1, "the option path after the cache: {a}");
+    assert_eq!(drops(&b, "from_outside", "l4_record_bad_mac"), 0, "{b}");
+    assert!(notes(&a, "from_outside", "peer_refused") >= 1, "{a}");
+
+    // Flow logs: both sides name the remote identity and the mode.
+    let fa = flows(&log_a);
+    let fb = flows(&log_b);
+    let dport = |e: &serde_json::Value| e["destination"]["port"].as_u64().unwrap();
+    let l4_b: Vec<_> =
+        fb.iter().filter(|e| e["event"] == "decision" && dport(e) == 8080 && e["identity_mode"] == "layer4").collect();
+    assert!(l4_b.len() >= 2, "B logged the layer-4 connections: {fb:?}");
+    assert!(l4_b
+        .iter()
+        .all(|e| e["source"]["identity"] == 1001 && e["note"] == "l4_from_peer" && e["action"] == "allow"));
+    let l4_a: Vec<_> =
+        fa.iter().filter(|e| e["event"] == "decision" && dport(e) == 8080 && e["identity_mode"] == "layer4").collect();
+    assert!(l4_a.iter().any(|e| e["note"] == "l4_stripped"), "{fa:?}");
+    assert!(l4_a.iter().any(|e| e["note"] == "l4_cached"), "{fa:?}");
+    assert!(l4_a.iter().all(|e| e["destination"]["identity"] == 2001));
+    let refused_b = fb.iter().find(|e| e["event"] == "decision" && dport(e) == 8081).expect("B logged 8081");
+    assert_eq!((refused_b["action"].as_str(), refused_b["reason"].as_str()), (Some("reject"), Some("no_match")));
+    assert_eq!(refused_b["source"]["identity"], 1001, "refused on the verified identity");
+    assert!(
+        fa.iter().any(|e| dport(e) == 8081 && e["drop_reason"] == "refused_by_peer"),
+        "A tells its client's refused connection: {fa:?}"
+    );
+    let option_again = fa.iter().rev().find(|e| e["event"] == "decision" && dport(e) == 8080).unwrap();
+    assert_eq!(option_again["identity_mode"], "option", "{option_again}");
+    let _ = topo;
+}
