@@ -333,10 +333,15 @@ pub enum Note {
     /// Our PU's connection was reset by the far side (its gateway refused it)
     /// before the handshake or the layer-4 exchange completed (told in a flow event).
     PeerRefused,
+    /// Layer 4: a segment of our PU held while the exchange is pending (its
+    /// sequence numbers already shifted), our record sent again beside it.
+    L4Held,
+    /// Layer 4: held segments released in order when the peer's record verified.
+    L4Released,
 }
 
 impl Note {
-    pub const ALL: [Note; 37] = [
+    pub const ALL: [Note; 39] = [
         Note::IdentityInserted,
         Note::IdentityVerified,
         Note::PolicyAllow,
@@ -374,6 +379,8 @@ impl Note {
         Note::L4CacheEvicted,
         Note::L4PeerWithoutRecord,
         Note::PeerRefused,
+        Note::L4Held,
+        Note::L4Released,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -416,6 +423,8 @@ impl Note {
             Note::L4CacheEvicted => "l4_cache_evicted",
             Note::L4PeerWithoutRecord => "l4_peer_without_record",
             Note::PeerRefused => "peer_refused",
+            Note::L4Held => "l4_held",
+            Note::L4Released => "l4_released",
         }
     }
 }

@@ -318,6 +318,9 @@ impl FlowEntry {
     pub fn set_l4(&mut self, why: u8) {
         self.flags = (self.flags | F_L4) & !F_L4_DONE;
         self.syn_key = u16::from(why);
+        if self.flags & F_HAS_IDENTITY == 0 {
+            self.remote_identity = 0;
+        }
     }
 
     /// Leaves layer-4 mode (the peer turned out not to speak it).
@@ -331,6 +334,25 @@ impl FlowEntry {
     #[inline]
     pub fn l4_why(&self) -> u8 {
         self.syn_key as u8
+    }
+
+    /// The hold slot of a layer-4 flow's segments while the exchange is
+    /// pending (kept in the remote identity's bits, unused until the peer's
+    /// record verifies and [`Self::set_verdict`] names the identity).
+    #[inline]
+    pub fn l4_hold_slot(&self) -> Option<u32> {
+        if self.flags & F_HAS_IDENTITY != 0 || self.remote_identity == 0 {
+            return None;
+        }
+        Some(self.remote_identity - 1)
+    }
+
+    /// Records the hold slot (see [`Self::l4_hold_slot`]).
+    #[inline]
+    pub fn set_l4_hold_slot(&mut self, slot: u32) {
+        if self.flags & F_HAS_IDENTITY == 0 {
+            self.remote_identity = slot.wrapping_add(1);
+        }
     }
 
     /// Marks the layer-4 exchange complete.

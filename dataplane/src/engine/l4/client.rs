@@ -115,6 +115,11 @@ impl Engine {
             return self.drop(c.side, DropReason::L4Pending);
         };
         let had_data = c.info.payload_len > 0 || TcpFlags(c.info.tcp_flags).has(TcpFlags::FIN);
+        if had_data {
+            if let Some(a) = self.l4_client_hold(c, buf, seg, f, &rec) {
+                return a;
+            }
+        }
         let frame = buf.data_mut();
         // Nothing of the server acknowledged but its SYN: its record is not
         // verified yet.
@@ -194,10 +199,12 @@ impl Engine {
         let p = &c.cfg.policy;
         let d = p.decide(c.pu.id, Direction::Outgoing, Remote::Identity(v.identity), ip_proto::TCP, c.key.outside_port);
         let Some(e) = self.table.lookup(&c.key, c.now) else { return self.drop(c.side, DropReason::OutOfState) };
+        let held = e.l4_hold_slot();
         e.set_verdict(&d, Some(v.identity), c.gen);
         e.set_l4_done();
         let mut rec = c.flow(Side::Inside).decision(&d, Some(v.identity));
         rec.note = note_of(f.why);
+        self.l4_finish_hold(c, held, d.allowed(), drop_of_reason(d.reason));
         if d.allowed() {
             self.note(c.side, note_of_allow(&d));
             self.emit(c.side, &rec);

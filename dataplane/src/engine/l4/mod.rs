@@ -13,13 +13,19 @@
 //!   ours made and sent back, the fallback to the ACLs for a peer without
 //!   layer 4.
 //!
-//! Before the exchange is done nothing of a workload is delivered: its
-//! segments become carriers of our record or are dropped (`l4_pending`) for
-//! its TCP to retransmit, which also repeats a lost record. No timer, no
-//! held frame.
+//! - `hold`: our PU's data held (bounded, in order) while the exchange is
+//!   pending, our record sent again beside it.
+//!
+//! Before the exchange is done nothing of a workload is delivered: the
+//! client's pure ACK becomes the carrier of our record, its data is held
+//! (or, with no room to hold, becomes a carrier and is dropped for its TCP
+//! to retransmit, `l4_data_replaced`); the server's segments before the
+//! client's record are dropped (`l4_pending`). A lost record is repeated on
+//! the next segment of either workload; no gateway timer but the hold's.
 
 mod cache;
 mod client;
+mod hold;
 mod segment;
 mod server;
 

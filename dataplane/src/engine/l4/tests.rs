@@ -211,28 +211,49 @@ fn a_cached_stripping_path_skips_the_option_until_it_expires() {
 }
 
 #[test]
-fn a_lost_carrier_is_sent_again_on_the_clients_next_segment() {
+fn a_lost_carrier_is_sent_again_beside_the_clients_held_data() {
     let (mut a, mut b) = pair();
     let c = Conn::new("10.1.0.10", "10.2.0.20", 80);
     handshake(&mut a, &mut b, &c, &c.syn());
     let (_, lost) = a.pass(Side::Inside, &c.ack());
     assert!(looks_like_record(&payload(&lost)));
-    // The client sends its request; A turns it into the carrier again (the
-    // request is dropped for the client's TCP to send again).
+    // The client's request while the exchange is pending: held (already
+    // shifted), and A's record sent again beside it.
     let req = c.data_c2s(b"GET / HTTP/1.1\r\n\r\n");
-    let (act, carrier) = a.pass(Side::Inside, &req);
-    assert_eq!(act, Action::Forward);
-    assert_eq!(payload(&carrier), payload(&lost), "the same record: same bytes, same MAC");
-    assert_eq!(seq_ack(&carrier), seq_ack(&lost));
-    assert_eq!(a.noted(Side::Inside, Note::L4DataReplaced), 1);
-    let (act, _) = b.pass(Side::Outside, &carrier);
+    let (act, held) = a.pass(Side::Inside, &req);
+    let Action::Hold(slot) = act else { panic!("held: {act:?}") };
+    assert_eq!(seq_ack(&held), (c.isn + 21, c.sisn + 21));
+    let again = sent(&mut a);
+    assert_eq!(again.len(), 1);
+    let (side, carrier) = &again[0];
+    assert_eq!(*side, Side::Outside);
+    assert_eq!(payload(carrier), payload(&lost), "the same record: same bytes, same MAC");
+    assert_eq!(seq_ack(carrier), seq_ack(&lost));
+    assert!(checksums_ok(carrier));
+    assert_eq!(a.noted(Side::Inside, Note::L4Held), 1);
+    let (act, _) = b.pass(Side::Outside, carrier);
     assert_eq!(act, Action::Forward);
     let (_, rec) = sent(&mut b).pop().unwrap();
+    // B's record verified at A: the held request released, in order.
     assert_eq!(a.pass(Side::Outside, &rec).0, Action::Consume);
-    // The client's retransmission now passes, shifted.
-    let (act, w) = a.pass(Side::Inside, &req);
-    assert_eq!(act, Action::Forward);
-    assert_eq!(b.pass(Side::Outside, &w), (Action::Forward, req));
+    assert!(a.engine.effects().contains(&Effect::Release { slot }), "{:?}", a.engine.effects());
+    a.engine.clear_effects();
+    assert_eq!(a.noted(Side::Inside, Note::L4Released), 1);
+    assert_eq!(b.pass(Side::Outside, &held), (Action::Forward, req), "the server gets the request as sent");
+}
+
+#[test]
+fn held_data_is_discarded_when_the_server_record_never_comes() {
+    let (mut a, mut b) = pair();
+    let c = Conn::new("10.1.0.10", "10.2.0.20", 80);
+    handshake(&mut a, &mut b, &c, &c.syn());
+    let _ = a.pass(Side::Inside, &c.ack());
+    let (act, _) = a.pass(Side::Inside, &c.data_c2s(b"x"));
+    let Action::Hold(slot) = act else { panic!("{act:?}") };
+    a.engine.clear_effects();
+    a.engine.udp_timers(&a.cfg.clone(), NOW + 2 * S);
+    assert!(a.engine.effects().iter().any(|e| matches!(e, Effect::Discard { slot: s, .. } if *s == slot)));
+    assert_eq!(a.dropped(Side::Inside, DropReason::L4Pending), 1);
 }
 
 #[test]
