@@ -224,3 +224,60 @@ fn time_to_first_byte_layer4_vs_option() {
     assert!(med(&layer4) < 1000.0, "layer 4 does not stall");
     let _ = (topo, log_a);
 }
+
+/// Loss of the records and carriers on the wire (a third of the small
+/// non-SYN segments dropped by the bridge, both ways, with the stripper on):
+/// every GET completes, by the workloads' retransmissions; and a client SYN
+/// with no room for the option (Linux's TFO cookie request beside MSS, SACK,
+/// timestamps and window scale), with no stripper, goes to layer 4 too.
+#[test]
+fn lost_records_and_a_syn_without_room() {
+    require(&["ip", "ethtool", "curl", "python3", "iptables"]);
+    let topo = Topology::up("double-ext");
+    let dir = scratch("e2e-l4-loss");
+    std::fs::write(dir.join("index.txt"), "hello layer 4\n").unwrap();
+    let (cfg_a, log_a) = gw_config_with_policy(&topo, "gwt-a", &dir, &policy(&dir, "e2e-gw-a.yaml"));
+    let (cfg_b, _) = gw_config_with_policy(&topo, "gwt-b", &dir, &policy(&dir, "e2e-gw-b.yaml"));
+    let gw_a = Gatewayd::start(Some("gwt-a"), &cfg_a, &[]);
+    let gw_b = Gatewayd::start(Some("gwt-b"), &cfg_b, &[]);
+    let _server = http_server(&dir, "0.0.0.0", 8080);
+    let url = format!("http://{SERVER_V4}:8080/index.txt");
+
+    // TFO: `curl --tcp-fastopen` asks for a cookie in its SYN (client TFO is on by default).
+    let out = in_ns(CLIENT, "sysctl -qw net.ipv4.tcp_fastopen=1");
+    assert!(out.status.success());
+    let (code, _, out) = curl(CLIENT, &format!("--tcp-fastopen {url}"));
+    assert_eq!((code, out.as_str()), (0, "hello layer 4\n"), "TFO curl");
+
+    stripper(true);
+    let lossy = "iptables -A FORWARD -p tcp ! --tcp-flags SYN SYN -m length --length 40:100 \
+                 -m statistic --mode random --probability 0.33 -j DROP";
+    let out = in_ns("gwt-wire", lossy);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for i in 0..10 {
+        let (code, secs, out) = curl(CLIENT, &url);
+        assert_eq!((code, out.as_str()), (0, "hello layer 4\n"), "GET {i} with lost records ({secs:.2}s)");
+    }
+    let out = in_ns("gwt-wire", "iptables -F FORWARD");
+    assert!(out.status.success());
+    stripper(false);
+    let (_, a) = gw_a.stop();
+    let (_, b) = gw_b.stop();
+
+    assert!(notes(&a, "from_inside", "l4_no_room") >= 1, "the TFO SYN had no room: {a}");
+    let fa = flows(&log_a);
+    assert!(
+        fa.iter().any(|e| e["note"] == "l4_no_room"
+            && e["identity_mode"] == "layer4"
+            && e["destination"]["identity"] == 2001),
+        "{fa:?}"
+    );
+    assert!(notes(&a, "from_outside", "l4_record_verified") >= 11, "{a}");
+    assert!(notes(&b, "from_outside", "l4_record_verified") >= 11, "{b}");
+    eprintln!(
+        "with loss: A sent its record {} times, B {} times, for 11 connections",
+        notes(&a, "from_inside", "l4_record_sent") + notes(&a, "from_outside", "l4_record_sent"),
+        notes(&b, "from_outside", "l4_record_sent")
+    );
+    let _ = topo;
+}

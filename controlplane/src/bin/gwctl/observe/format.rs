@@ -253,4 +253,17 @@ mod tests {
         assert_eq!(line["flow"]["time_unix_ns"], 1_700_000_000_123_456_789u64);
         assert_eq!(line["flow"]["reason"], all["reason"]);
     }
+
+    #[test]
+    fn a_line_says_how_the_remote_identity_was_authenticated() {
+        let f = |mode: &str, why: &str| pb::Flow {
+            verdict: pb::Verdict::Allowed as i32,
+            identity_mode: mode.into(),
+            layer4_reason: why.into(),
+            ..Default::default()
+        };
+        assert!(flow_line(&f("layer4", "stripped")).contains("  identity layer4 (stripped)"));
+        assert!(flow_line(&f("option", "")).contains("  identity option"));
+        assert!(!flow_line(&f("", "")).contains("identity"));
+    }
 }
