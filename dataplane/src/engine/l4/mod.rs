@@ -6,6 +6,7 @@
 //! acknowledgment and SACK edges; from the outside: −20).
 //!
 //! - `cache`: the per-worker cache of stripping paths.
+//! - `fast`: the look-ahead fast path of a shifted flow.
 //! - `segment`: the rewrites (shift, record removed, carrier, made segment).
 //! - `client`: our PU is the client: when layer 4 starts, our record sent
 //!   (on the client's own segments), the server's record verified and judged.
@@ -25,11 +26,13 @@
 
 mod cache;
 mod client;
+mod fast;
 mod hold;
 mod segment;
 mod server;
 
 pub use cache::{Learned, StripCache, SLOTS as STRIP_CACHE_SLOTS};
+pub(super) use fast::Peeked;
 
 use super::context::Ctx;
 use super::reasons::drop_of_verdict;

@@ -76,19 +76,31 @@ fn put_u32(tcp: &mut [u8], at: usize, v: u32) {
 pub(super) fn shift(frame: &mut [u8], s: &Seg, seq: u32, ack: impl Fn(u32) -> u32) {
     let (l4, hl) = (s.loc.l4, s.hdr_len);
     let Some(tcp) = frame.get_mut(l4..l4 + hl) else { return };
+    if shift_header(tcp, seq, &ack) {
+        return;
+    }
     put_u32(tcp, 4, seq);
     if tcp[13] & flags::ACK != 0 {
         let a = get_u32(tcp, 8);
         put_u32(tcp, 8, ack(a));
     }
-    if hl == wtcp::HEADER_LEN {
-        return;
+    let (edges, n, _) = sack_edges(tcp);
+    for &e in &edges[..n] {
+        let v = get_u32(tcp, e);
+        tcp[e..e + 4].copy_from_slice(&ack(v).to_be_bytes());
     }
-    // Edges found first (the option walk borrows the header), moved after.
+    let len = s.loc.ip_end - l4;
+    let p = pseudo(frame, &s.loc, len);
+    wtcp::Packet::new_unchecked(&mut frame[l4..s.loc.ip_end]).fill_checksum(p);
+}
+
+/// The offsets of the SACK edges in a TCP header (`tcp`: header and
+/// options), how many, and whether one sits at an odd offset.
+fn sack_edges(tcp: &[u8]) -> ([usize; 8], usize, bool) {
     let mut edges = [0usize; 8];
-    let mut n = 0;
-    let mut odd = false;
-    for r in wtcp::options(&tcp[wtcp::HEADER_LEN..]) {
+    let (mut n, mut odd) = (0, false);
+    let Some(opts) = tcp.get(wtcp::HEADER_LEN..) else { return (edges, 0, false) };
+    for r in wtcp::options(opts) {
         let Ok((off, o)) = r else { break };
         if let TcpOption::Sack(blocks) = o {
             let start = wtcp::HEADER_LEN + off + 2;
@@ -99,19 +111,44 @@ pub(super) fn shift(frame: &mut [u8], s: &Seg, seq: u32, ack: impl Fn(u32) -> u3
             }
         }
     }
+    (edges, n, odd)
+}
+
+/// [`shift`] on a TCP header alone (`tcp`: the header and its options), the
+/// checksum updated once for every field changed: the established path of a
+/// shifted flow. False, and nothing changed, if a SACK block sits at an odd
+/// offset.
+#[inline]
+pub(super) fn shift_header(tcp: &mut [u8], seq: u32, ack: &impl Fn(u32) -> u32) -> bool {
+    if tcp.len() < wtcp::HEADER_LEN {
+        return false;
+    }
+    let (edges, n, odd) = if tcp.len() > wtcp::HEADER_LEN { sack_edges(tcp) } else { ([0; 8], 0, false) };
+    if odd {
+        return false;
+    }
+    // One's-complement sums of the words replaced and of their new values.
+    let words = |x: u32| (x >> 16) + (x & 0xffff);
+    let old_seq = get_u32(tcp, 4);
+    let (mut removed, mut added) = (words(old_seq), words(seq));
+    tcp[4..8].copy_from_slice(&seq.to_be_bytes());
+    if tcp[13] & flags::ACK != 0 {
+        let a = get_u32(tcp, 8);
+        let na = ack(a);
+        removed += words(a);
+        added += words(na);
+        tcp[8..12].copy_from_slice(&na.to_be_bytes());
+    }
     for &e in &edges[..n] {
         let v = get_u32(tcp, e);
-        if odd {
-            tcp[e..e + 4].copy_from_slice(&ack(v).to_be_bytes());
-        } else {
-            put_u32(tcp, e, ack(v));
-        }
+        let nv = ack(v);
+        removed += words(v);
+        added += words(nv);
+        tcp[e..e + 4].copy_from_slice(&nv.to_be_bytes());
     }
-    if odd {
-        let len = s.loc.ip_end - l4;
-        let p = pseudo(frame, &s.loc, len);
-        wtcp::Packet::new_unchecked(&mut frame[l4..s.loc.ip_end]).fill_checksum(p);
-    }
+    let c = checksum::adjust(u16::from_be_bytes([tcp[16], tcp[17]]), removed, added);
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    true
 }
 
 /// The pseudo-header sum of the segment at `loc`, `len` bytes long.
