@@ -281,3 +281,69 @@ fn lost_records_and_a_syn_without_room() {
     );
     let _ = topo;
 }
+
+/// Records forged and replayed from a namespace on the wire: a host on the
+/// bridge (gwt-ext) spoofs the client's address, opens connections to the
+/// server without identity (layer 4 at B) and sends as their first bytes a
+/// record with a flipped MAC byte, and the genuine record of an earlier
+/// connection captured on the wire. Both are refused by B with their own
+/// reason, counted and told, and never reach the server.
+#[test]
+fn forged_and_replayed_records_from_the_wire_are_refused() {
+    require(&["ip", "ethtool", "curl", "python3", "tcpdump", "iptables"]);
+    let topo = Topology::up("double-ext");
+    let dir = scratch("e2e-l4-forge");
+    std::fs::write(dir.join("index.txt"), "hello layer 4\n").unwrap();
+    let (cfg_a, _) = gw_config_with_policy(&topo, "gwt-a", &dir, &policy(&dir, "e2e-gw-a.yaml"));
+    let (cfg_b, log_b) = gw_config_with_policy(&topo, "gwt-b", &dir, &policy(&dir, "e2e-gw-b.yaml"));
+    stripper(true);
+    let gw_a = Gatewayd::start(Some("gwt-a"), &cfg_a, &[]);
+    let gw_b = Gatewayd::start(Some("gwt-b"), &cfg_b, &[]);
+    let _server = http_server(&dir, "0.0.0.0", 8080);
+    let cap = Capture::start("gwt-wire", "wb", "tcp port 8080", &dir.join("wire.pcap"));
+    let (code, _, out) = curl(CLIENT, &format!("http://{SERVER_V4}:8080/index.txt"));
+    assert_eq!((code, out.as_str()), (0, "hello layer 4\n"));
+    std::thread::sleep(Duration::from_millis(200));
+    let wire = segments(&cap.stop());
+    let rec = wire
+        .iter()
+        .find(|s| s.0 != 8080 && s.3.starts_with(&[253, 20, 0x4d, 0x49]))
+        .map(|s| s.3[..20].to_vec())
+        .expect("A's record on the wire");
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut forged = rec.clone();
+    forged[19] ^= 0x5a;
+    let cap_server = Capture::start(SERVER, "eth0", "tcp port 8080", &dir.join("server.pcap"));
+    let script = format!(
+        "from scapy.all import *\n\
+         import time\n\
+         conf.verb = 0\n\
+         ip = IP(src='{CLIENT_V4}', dst='{SERVER_V4}')\n\
+         for sport, rec in ((41001, '{f}'), (41002, '{r}')):\n\
+         \x20   send(ip/TCP(sport=sport, dport=8080, flags='S', seq=5000))\n\
+         \x20   time.sleep(0.3)\n\
+         \x20   send(ip/TCP(sport=sport, dport=8080, flags='A', seq=5001, ack=1)/Raw(bytes.fromhex(rec)))\n",
+        f = hex(&forged),
+        r = hex(&rec)
+    );
+    let f = dir.join("forge.py");
+    std::fs::write(&f, script).unwrap();
+    let out = in_ns("gwt-ext", &format!("/usr/bin/python3 {}", f.display()));
+    assert!(out.status.success(), "scapy: {}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(Duration::from_millis(300));
+    let at_server = segments(&cap_server.stop());
+    stripper(false);
+    let (_, b) = gw_b.stop();
+    let _ = gw_a.stop();
+
+    assert_eq!(drops(&b, "from_outside", "l4_record_bad_mac"), 2, "forged and replayed: {b}");
+    let fb = flows(&log_b);
+    let bad: Vec<_> = fb.iter().filter(|e| e["drop_reason"] == "l4_record_bad_mac").collect();
+    assert_eq!(bad.len(), 2, "{fb:?}");
+    assert!(bad.iter().all(|e| e["source"]["ip"] == CLIENT_V4));
+    assert!(
+        at_server.iter().all(|s| s.3.is_empty()),
+        "nothing of the forged connections' data reached the server: {at_server:?}"
+    );
+    let _ = topo;
+}
