@@ -431,3 +431,39 @@ fn a_peer_without_layer4_is_judged_by_the_acls_with_its_own_reason() {
     let (_, mut b) = pair_with("  layer4_identity: false\n", true);
     assert_eq!(b.pass(Side::Outside, &c.syn()).0, Action::Reply(DropReason::NoIdentityFromPeer));
 }
+
+#[test]
+fn hostile_segments_on_layer4_flows_never_panic() {
+    let (mut a, mut b) = pair();
+    let c = Conn::new("10.1.0.10", "10.2.0.20", 80);
+    handshake(&mut a, &mut b, &c, &c.syn());
+    let (_, carrier) = a.pass(Side::Inside, &c.ack());
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let req = c.data_c2s(b"GET / HTTP/1.1\r\n\r\n");
+    for i in 0..4000 {
+        let base = if i % 2 == 0 { &carrier } else { &req };
+        let mut f = base.clone();
+        for _ in 0..1 + rnd() % 4 {
+            let at = (rnd() as usize) % f.len();
+            f[at] ^= (rnd() as u8) | 1;
+        }
+        if rnd() % 8 == 0 {
+            let n = (rnd() as usize) % f.len();
+            f.truncate(n);
+        }
+        for (k, side) in [(0, Side::Outside), (1, Side::Outside), (1, Side::Inside)] {
+            let g = if k == 0 { &mut b } else { &mut a };
+            let (act, out) = g.pass(side, &f);
+            if act == Action::Forward && !out.is_empty() {
+                assert!(parse_frame(&out).is_ok() || parse_frame(&f).is_err(), "a forwarded frame still parses");
+            }
+            g.engine.clear_effects();
+        }
+    }
+}
