@@ -347,3 +347,67 @@ fn forged_and_replayed_records_from_the_wire_are_refused() {
     );
     let _ = topo;
 }
+
+/// IPv6 through the stripper: the lab policies with their IPv6 prefix
+/// managed instead of excluded (each peer's networks gain its workload's
+/// IPv6 address), `ip6tables` stripping option 253 on the bridge too.
+#[test]
+fn ipv6_through_a_stripping_bridge() {
+    require(&["ip", "ethtool", "curl", "python3", "iptables", "ip6tables"]);
+    let topo = Topology::up("double-ext");
+    let dir = scratch("e2e-l4-v6");
+    std::fs::write(dir.join("index.txt"), "hello layer 4\n").unwrap();
+    let v6 = |name: &str, peer_v6: &str, peer_v4: &str| {
+        let p = policy(&dir, name);
+        let t = std::fs::read_to_string(&p).unwrap();
+        let t = t
+            .replace(&format!("networks: [{peer_v4}/32]"), &format!("networks: [{peer_v4}/32, \"{peer_v6}/128\"]"))
+            .replace(
+                "managed_tcp_networks: [198.18.0.0/24]",
+                "managed_tcp_networks: [198.18.0.0/24, \"fd00:2544::/64\"]",
+            )
+            .replace("  excluded_networks: [\"fd00:2544::/64\"]\n", "");
+        std::fs::write(&p, t).unwrap();
+        p
+    };
+    let pa = v6("e2e-gw-a.yaml", "fd00:2544::2", SERVER_V4);
+    let pb = v6("e2e-gw-b.yaml", "fd00:2544::1", CLIENT_V4);
+    let (cfg_a, log_a) = gw_config_with_policy(&topo, "gwt-a", &dir, &pa);
+    let (cfg_b, log_b) = gw_config_with_policy(&topo, "gwt-b", &dir, &pb);
+    stripper(true);
+    let out = in_ns(
+        "gwt-wire",
+        "sysctl -qw net.bridge.bridge-nf-call-ip6tables=1 && \
+         ip6tables -t mangle -A FORWARD -p tcp -j TCPOPTSTRIP --strip-options 253",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let gw_a = Gatewayd::start(Some("gwt-a"), &cfg_a, &[]);
+    let gw_b = Gatewayd::start(Some("gwt-b"), &cfg_b, &[]);
+    let _server = http_server(&dir, "::", 8080);
+    for _ in 0..3 {
+        let (code, _, out) = curl(CLIENT, &format!("http://[{SERVER_V6}]:8080/index.txt"));
+        assert_eq!((code, out.as_str()), (0, "hello layer 4\n"), "IPv6 curl through the stripper");
+    }
+    let _ = in_ns("gwt-wire", "ip6tables -t mangle -F FORWARD");
+    stripper(false);
+    let (_, b) = gw_b.stop();
+    let (_, a) = gw_a.stop();
+    assert!(notes(&a, "from_outside", "l4_record_verified") >= 3, "{a}");
+    assert!(notes(&b, "from_outside", "l4_record_verified") >= 3, "{b}");
+    let ip = |e: &serde_json::Value, end: &str| e[end]["ip"].as_str().unwrap_or("").to_owned();
+    let fa = flows(&log_a);
+    let fb = flows(&log_b);
+    assert!(
+        fa.iter().any(|e| ip(e, "destination") == SERVER_V6
+            && e["identity_mode"] == "layer4"
+            && e["destination"]["identity"] == 2001),
+        "{fa:?}"
+    );
+    assert!(
+        fb.iter().any(|e| ip(e, "source") == "fd00:2544::1"
+            && e["identity_mode"] == "layer4"
+            && e["source"]["identity"] == 1001),
+        "{fb:?}"
+    );
+    let _ = topo;
+}
