@@ -64,11 +64,11 @@ fn shifted_step<B: PacketBuf>(
     p: &Seen,
     now: u64,
 ) -> Option<Result<(), DropReason>> {
-    if !e.l4_done() || p.replay || !shift(e, side, buf, pk) {
+    // Established and neither SYN, FIN nor RST, or the full path (the
+    // deadline refreshed either way, as that path would).
+    if !e.l4_done() || p.replay || !e.on_tcp_data(TcpFlags(pk.flags), now, t) || !shift(e, side, buf, pk) {
         return None;
     }
-    // Established and neither SYN, FIN nor RST (`shift` said so).
-    e.on_tcp_data(TcpFlags(pk.flags), now, t);
     if !e.verdict().allowed() {
         return Some(Err(drop_of_verdict(e.verdict().unpack(), DropReason::OutOfState)));
     }
@@ -80,11 +80,6 @@ fn shifted_step<B: PacketBuf>(
 /// changed) for anything the full path must see.
 #[inline]
 fn shift<B: PacketBuf>(e: &FlowEntry, side: Side, buf: &mut B, pk: &Peeked<'_>) -> bool {
-    if pk.flags & (TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST) != 0
-        || e.state() != crate::flow::FlowState::Established
-    {
-        return false;
-    }
     let (in_isn, out_isn) = match e.initiator() {
         Side::Inside => (e.syn_seq(), e.synack_seq()),
         Side::Outside => (e.synack_seq(), e.syn_seq()),
