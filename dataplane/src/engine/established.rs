@@ -60,7 +60,7 @@ impl Engine {
         let (e, t) = self.table.lookup_with_timeouts(key, h, now)?;
         if let Some(gen) = current {
             // Layer-4 flows are shifted on the full path (`super::l4`).
-            if e.policy_generation() != gen || !e.verdict().is_decided() || e.is_l4() {
+            if e.policy_generation() != gen || !e.verdict().is_decided() || e.l4_path() {
                 return None;
             }
         }

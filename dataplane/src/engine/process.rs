@@ -247,7 +247,7 @@ impl Engine {
         let h = self.table.hash(&c.key);
         let Some(e) = self.table.lookup_hashed(&c.key, h, c.now) else { return self.no_state(c, buf) };
         e.set_pu(c.pu.id);
-        let l4 = e.is_l4();
+        let l4 = e.l4_path();
         if e.verdict().is_decided() && e.policy_generation() != c.gen {
             redecide(c.cfg, e, c.pu.id);
             self.note(c.side, Note::Redecided);

@@ -189,6 +189,9 @@ impl Engine {
                         self.note(c.side, note_of_allow(&j.decision));
                         self.emit(c.side, &rec);
                     }
+                    if c.side == Side::Outside && j.remote_identity.is_some() {
+                        self.l4_watch_option_flow(c);
+                    }
                     Action::Forward
                 }
                 Err(r) => self.drop(c.side, r),

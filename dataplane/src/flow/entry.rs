@@ -137,6 +137,10 @@ const F_L4: u8 = 32;
 /// The layer-4 exchange is complete: both records are in the stream between
 /// the gateways, whose sequence numbers are shifted.
 const F_L4_DONE: u8 = 64;
+/// Option mode at our server, watching the client's first bytes for its
+/// gateway's record: the SYN-ACK's option may be stripped on the way back
+/// (an asymmetric path), and the client's gateway then speaks layer 4.
+const F_L4_WATCH: u8 = 128;
 
 /// What the caller knows when it creates a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,6 +308,31 @@ impl FlowEntry {
         self.flags & F_L4 != 0
     }
 
+    /// Whether the flow takes the layer-4 path rather than the look-ahead
+    /// fast path (layer 4, or an option-mode flow watched for a record).
+    #[inline(always)]
+    pub fn l4_path(&self) -> bool {
+        self.flags & (F_L4 | F_L4_WATCH) != 0
+    }
+
+    /// Whether the client's first bytes are watched for a record (see
+    /// [`Self::set_l4_watch`]).
+    #[inline]
+    pub fn l4_watch(&self) -> bool {
+        self.flags & F_L4_WATCH != 0
+    }
+
+    /// Watches (or stops watching) an option-mode flow for the client
+    /// gateway's record.
+    #[inline]
+    pub fn set_l4_watch(&mut self, on: bool) {
+        if on {
+            self.flags |= F_L4_WATCH;
+        } else {
+            self.flags &= !F_L4_WATCH;
+        }
+    }
+
     /// Whether the layer-4 exchange is complete (the stream is shifted).
     #[inline]
     pub fn l4_done(&self) -> bool {
@@ -316,7 +345,7 @@ impl FlowEntry {
     /// never uses, and which our server's side sets after (the record's key).
     #[inline]
     pub fn set_l4(&mut self, why: u8) {
-        self.flags = (self.flags | F_L4) & !F_L4_DONE;
+        self.flags = (self.flags | F_L4) & !(F_L4_DONE | F_L4_WATCH);
         self.syn_key = u16::from(why);
         if self.flags & F_HAS_IDENTITY == 0 {
             self.remote_identity = 0;
@@ -326,7 +355,7 @@ impl FlowEntry {
     /// Leaves layer-4 mode (the peer turned out not to speak it).
     #[inline]
     pub fn clear_l4(&mut self) {
-        self.flags &= !(F_L4 | F_L4_DONE);
+        self.flags &= !(F_L4 | F_L4_DONE | F_L4_WATCH);
         self.syn_key = 0;
     }
 
@@ -439,7 +468,7 @@ impl FlowEntry {
             // A new connection on the same 5-tuple.
             self.syn_seq = seq;
             self.synack_seq = 0;
-            self.flags &= !(F_FIN_INSIDE | F_FIN_OUTSIDE | F_WAS_ESTABLISHED | F_L4 | F_L4_DONE);
+            self.flags &= !(F_FIN_INSIDE | F_FIN_OUTSIDE | F_WAS_ESTABLISHED | F_L4 | F_L4_DONE | F_L4_WATCH);
             self.verdict = CachedVerdict::UNDECIDED;
             self.set_state(S::SynSent, now, t);
             return TcpStep::NewSyn;

@@ -46,7 +46,7 @@ impl Engine {
         if e.policy_generation() != gen || !e.verdict().is_decided() {
             return None;
         }
-        let r = if e.is_l4() { shifted_step(e, t, side, buf, pk, p, now)? } else { step(e, side, p, now, t) };
+        let r = if e.l4_path() { shifted_step(e, t, side, buf, pk, p, now)? } else { step(e, side, p, now, t) };
         Some(self.forward_or_drop(side, r))
     }
 }

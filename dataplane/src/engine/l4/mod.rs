@@ -154,6 +154,9 @@ impl Engine {
             done: e.l4_done(),
             why: e.syn_key(),
         };
+        if e.l4_watch() {
+            return self.l4_watching(c, buf, &f);
+        }
         if e.on_tcp(c.side, flags, c.info.seq, c.now, &t) == TcpStep::OutOfState {
             return self.drop(c.side, DropReason::OutOfState);
         }

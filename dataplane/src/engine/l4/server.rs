@@ -173,3 +173,64 @@ impl Engine {
         }
     }
 }
+
+/// The asymmetric path: our server's flow verified the client's option, but
+/// our SYN-ACK's option may be stripped on the way back, and the client's
+/// gateway then sends its record as the stream's first bytes.
+impl Engine {
+    /// Watches a flow our server accepted with the option (layer 4 on).
+    pub(in crate::engine) fn l4_watch_option_flow(&mut self, c: &Ctx<'_>) {
+        if !Self::l4_enabled(c) {
+            return;
+        }
+        if let Some(e) = self.table.lookup(&c.key, c.now) {
+            if !e.is_l4() {
+                e.set_l4_watch(true);
+            }
+        }
+    }
+
+    /// A segment of a watched flow: the client gateway's record at the
+    /// stream's start (its identity the one the option verified) turns the
+    /// flow to layer 4, our record answering it; the first data either way
+    /// ends the watch. Everything else takes the established path as it is.
+    pub(super) fn l4_watching<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, f: &L4Flow) -> Action {
+        let i = c.info;
+        let t = *self.table.timeouts();
+        if c.side == Side::Outside && i.seq == f.isn_c.wrapping_add(1) && i.payload_len as usize >= super::RECORD {
+            if let Some(seg) = Seg::of(buf.data(), i) {
+                if looks_like_record(seg.payload(buf.data())) {
+                    let b =
+                        Binding { flow: super::flow_of(c), own_isn: f.isn_c, peer_isn: f.isn_s, ctx: context::CLIENT };
+                    let v = crate::identity::l4::verify_record(seg.payload(buf.data()), &b, &c.cfg.keys, c.now);
+                    let e = self.table.lookup(&c.key, c.now);
+                    if let (Ok(v), Some(e)) = (v, e) {
+                        if e.remote_identity() == Some(v.identity) {
+                            e.on_tcp(c.side, crate::flow::TcpFlags(i.tcp_flags), i.seq, c.now, &t);
+                            e.set_l4(Note::L4FromPeer as u8);
+                            e.set_l4_done();
+                            let key_bytes = v.key_id.answer_bytes();
+                            e.set_syn_key(key_bytes);
+                            self.note(c.side, Note::L4RecordVerified);
+                            self.l4_send_server_record(c, buf.data(), f, (v.peer, key_bytes));
+                            let done = L4Flow { done: true, why: key_bytes, ..*f };
+                            return self.l4_strip_and_forward(c, buf, &seg, &done);
+                        }
+                    }
+                }
+            }
+        }
+        let data = i.payload_len > 0 || crate::flow::TcpFlags(i.tcp_flags).has(crate::flow::TcpFlags::FIN);
+        if data {
+            if let Some(e) = self.table.lookup(&c.key, c.now) {
+                e.set_l4_watch(false);
+            }
+        }
+        let p = crate::engine::established::Seen::parsed(i, buf.data(), buf.len() as u32);
+        let h = self.table.hash(&c.key);
+        match self.established(c.side, &c.key, h, &p, None, c.now) {
+            Some(a) => a,
+            None => self.drop(c.side, DropReason::OutOfState),
+        }
+    }
+}

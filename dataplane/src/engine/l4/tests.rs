@@ -9,6 +9,7 @@ use crate::engine::tests::{a_key, doc_a, doc_b, option_of, Conn, Gw, NOW};
 use crate::engine::udp::Effect;
 use crate::engine::Action;
 use crate::events::EventKind;
+use crate::flow::FlowKey;
 use crate::identity::l4::looks_like_record;
 use crate::identity::strip_tcp;
 use crate::stats::{DropReason, Note};
@@ -466,4 +467,33 @@ fn hostile_segments_on_layer4_flows_never_panic() {
             g.engine.clear_effects();
         }
     }
+}
+
+#[test]
+fn an_asymmetric_path_that_strips_only_the_syn_ack_goes_to_layer4_too() {
+    let (mut a, mut b) = pair();
+    let c = Conn::new("10.1.0.10", "10.2.0.20", 80);
+    let (_, w) = a.pass(Side::Inside, &c.syn());
+    assert!(option_of(&w).is_some());
+    let (act, at_server) = b.pass(Side::Outside, &w);
+    assert_eq!((act, &at_server), (Action::Forward, &c.syn()), "B verified the option");
+    let (_, w) = b.pass(Side::Inside, &c.syn_ack());
+    assert!(option_of(&w).is_some(), "B signs its SYN-ACK");
+    // The way back strips it: A takes layer 4, B watches for the record.
+    let (act, at_client) = a.pass(Side::Outside, &stripped(&w));
+    assert_eq!((act, at_client), (Action::Forward, c.syn_ack()));
+    assert_eq!(a.noted(Side::Outside, Note::L4Stripped), 1);
+    exchange(&mut a, &mut b, &c);
+    data_both_ways(&mut a, &mut b, &c);
+    assert_eq!(a.events().last().unwrap().remote_identity, Some(2001));
+}
+
+#[test]
+fn an_option_flow_stops_being_watched_at_its_first_data() {
+    let (mut a, mut b) = pair();
+    let c = Conn::new("10.1.0.10", "10.2.0.20", 80);
+    crate::engine::tests::allowed_handshake(&mut a, &mut b, c, 1001, 2001);
+    let e = b.engine.table().get(&FlowKey::from_v4(Side::Outside, [10, 1, 0, 10], [10, 2, 0, 20], 40000, 80, 6));
+    let e = e.expect("B's flow");
+    assert!(!e.l4_path(), "back on the fast path after the client's first data");
 }
