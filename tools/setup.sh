@@ -16,7 +16,7 @@ PACKAGES=(
     # DPDK 22.11 and what bindgen needs to read its headers
     dpdk dpdk-dev libdpdk-dev pkg-config libclang-dev clang build-essential
     # namespaces, veth and the traffic the tests and demo send
-    iproute2 ethtool iputils-ping curl netcat-openbsd socat tcpdump python3 python3-scapy apache2-utils dnsutils dnsmasq-base
+    iproute2 ethtool iputils-ping curl netcat-openbsd socat tcpdump python3 python3-scapy apache2-utils dnsutils dnsmasq-base iptables
     # the benches read gatewayd's JSON counters
     jq
     # static checks of the lab files (Lua scripts, Vagrantfile: vagrant validate)
@@ -73,7 +73,7 @@ quiet_service() { # name
 }
 for svc in etcd prometheus prometheus-node-exporter nfdump; do quiet_service "$svc"; done
 command -v etcd >/dev/null && command -v etcdctl >/dev/null || die "etcd/etcdctl not found after install"
-for c in prometheus nfcapd nfdump tshark; do command -v "$c" >/dev/null || die "$c not found after install"; done
+for c in prometheus nfcapd nfdump tshark iptables; do command -v "$c" >/dev/null || die "$c not found after install"; done
 
 # Rust: the machine's toolchain (rustup). Cargo may not be on root's PATH under sudo.
 if ! command -v cargo >/dev/null; then

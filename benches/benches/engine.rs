@@ -4,7 +4,8 @@
 //! through the no-flow-state path, as engine.sh does), SYN with identity
 //! insert (docs/examples/bench-gw-a.yaml, from the inside) and SYN verify +
 //! policy + strip (bench-gw-b.yaml, SYNs signed by A's engine, from the
-//! outside), and the cost of flow-event export (`events`: the established
+//! outside), established TCP over 1k flows authenticated at layer 4 (every
+//! frame shifted, `est-l4-1k`), and the cost of flow-event export (`events`: the established
 //! frames with 1 in 8 a SYN the policy rejects, one event each, with the
 //! engine's event queue drained by a thread on the other core, against the
 //! same frames with no queue). Reports on-CPU ns per frame (from /proc/thread-self/schedstat,
@@ -115,6 +116,57 @@ fn established(name: &str, flows: u32) {
     }
     assert_eq!(e.table().len(), flows as usize);
     run(name, &mut e, &cfg, Side::Inside, &frames);
+}
+
+/// `est-l4-1k`: established TCP over 1k flows that authenticated at layer 4
+/// (docs/identity-l4.md), so every frame is shifted (sequence and
+/// acknowledgment +20, checksum updated) on the full path: the flows are made
+/// by a real exchange between A (bench-gw-a.yaml) and B (bench-gw-b.yaml)
+/// with the option stripped from each SYN by hand, then A's inside frames
+/// are run as in `est-1k`.
+fn established_layer4(name: &str, flows: u32) {
+    let (a_cfg, b_cfg) = (policy("bench-gw-a.yaml"), policy("bench-gw-b.yaml"));
+    let mut a = Engine::new(65_536, 7, Arc::new(WorkerStats::default()), None);
+    let mut b = Engine::new(65_536, 9, Arc::new(WorkerStats::default()), None);
+    let pass = |e: &mut Engine, cfg: &EngineConfig, side: Side, f: &[u8]| -> (Action, Vec<u8>) {
+        let mut buf = VecBuf::with_room(f, 128, 128);
+        let act = e.process(cfg, side, &mut buf, NOW);
+        (act, buf.data().to_vec())
+    };
+    let frames: Vec<Vec<u8>> = (0..flows).map(|i| build(&spec(i, tf::ACK, &[]))).collect();
+    for i in 0..flows {
+        let (act, syn) = pass(&mut a, &a_cfg, Side::Inside, &build(&spec(i, tf::SYN, &LINUX_OPTS)));
+        assert_eq!(act, Action::Forward);
+        let mut stripped = VecBuf::from_frame(&syn);
+        let info = dataplane::wire::parse_frame(&syn).unwrap();
+        dataplane::identity::strip_tcp(&mut stripped, &info).unwrap();
+        assert_eq!(pass(&mut b, &b_cfg, Side::Outside, stripped.data()).0, Action::Forward);
+        let c = spec(i, tf::SYN, &[]);
+        let sa = build(&Spec {
+            src: c.dst,
+            dst: c.src,
+            sport: c.dport,
+            dport: c.sport,
+            flags: tf::SYN | tf::ACK,
+            seq: 0x9000,
+            ack: c.seq + 1,
+            tcp_options: &LINUX_OPTS,
+            ..Spec::default()
+        });
+        let (act, sa) = pass(&mut b, &b_cfg, Side::Inside, &sa);
+        assert_eq!(act, Action::Forward);
+        assert_eq!(pass(&mut a, &a_cfg, Side::Outside, &sa).0, Action::Forward);
+        let (act, carrier) = pass(&mut a, &a_cfg, Side::Inside, &frames[i as usize]);
+        assert_eq!(act, Action::Forward);
+        assert_eq!(pass(&mut b, &b_cfg, Side::Outside, &carrier).0, Action::Forward);
+        let rec = match b.effects() {
+            [dataplane::engine::udp::Effect::Send { frame, .. }] => b.effect_frame(*frame).to_vec(),
+            e => panic!("B's record: {e:?}"),
+        };
+        b.clear_effects();
+        assert_eq!(pass(&mut a, &a_cfg, Side::Outside, &rec).0, Action::Consume);
+    }
+    run(name, &mut a, &a_cfg, Side::Inside, &frames);
 }
 
 /// `events`: 7 established frames (1k flows) to 1 SYN to port 81, which
@@ -358,6 +410,9 @@ fn main() {
     let want = |c: &str| args.is_empty() || args.iter().any(|a| a == c);
     if want("est-1k") {
         established("established, 1k flows", 1024);
+    }
+    if want("est-l4-1k") {
+        established_layer4("established layer 4, 1k flows", 1024);
     }
     if want("est-1m") {
         established("established, 1M flows", 1 << 20);

@@ -42,6 +42,8 @@ pub struct FlowFields<'a> {
     handshake_ns: u64,
     direction: &'a str,
     note: &'a str,
+    identity_mode: &'a str,
+    layer4_reason: &'a str,
 }
 
 /// A time as RFC 3339 with milliseconds (UTC).
@@ -74,6 +76,8 @@ pub fn flow_json<'a>(f: &'a pb::Flow, gateway: Option<&'a str>) -> FlowJson<'a> 
             handshake_ns: f.handshake_ns,
             direction: &f.direction,
             note: &f.note,
+            identity_mode: &f.identity_mode,
+            layer4_reason: &f.layer4_reason,
         },
     }
 }

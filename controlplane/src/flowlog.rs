@@ -170,6 +170,14 @@ impl FlowEvent {
         }
     }
 
+    /// How the remote identity was authenticated ("option", "layer4" or ""
+    /// without one) and, at layer 4, why ("no_room", "stripped", "cached",
+    /// "from_peer"; `docs/identity-l4.md`).
+    pub fn identity_mode(&self) -> (&'static str, &'static str) {
+        let remote = if self.source.kind == "pu" { &self.destination } else { &self.source };
+        identity_mode_of(self.note, remote.identity.is_some())
+    }
+
     /// The event as the API carries it (`gateway.v1.Flow`).
     pub fn to_pb(&self) -> crate::api::pb::Flow {
         crate::api::link::flow_from_event(self)
@@ -179,6 +187,16 @@ impl FlowEvent {
     /// [`write_json_lines`] writes, the one `gwctl observe -o json` prints).
     pub fn to_json(&self) -> Value {
         serde_json::to_value(crate::flowjson::flow_json(&self.to_pb(), None)).unwrap_or(Value::Null)
+    }
+}
+
+/// A flow event's identity mode from its note and whether it names a remote
+/// identity (see [`FlowEvent::identity_mode`]).
+pub fn identity_mode_of(note: Option<&'static str>, remote_identity: bool) -> (&'static str, &'static str) {
+    match note {
+        Some(n) if remote_identity && n.starts_with("l4_") => ("layer4", n.strip_prefix("l4_").unwrap_or(n)),
+        _ if remote_identity => ("option", ""),
+        _ => ("", ""),
     }
 }
 

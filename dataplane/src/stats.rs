@@ -116,10 +116,34 @@ pub enum DropReason {
     /// A UDP handshake message (request, retransmission) was made but the
     /// pool had no mbuf for it (counted as made, then dropped).
     UdpHandshakeNoMbuf,
+    /// A TCP SYN (or, at layer 4, the first segment) from an address inside a
+    /// peer's `networks` arrived without identity and the external-network
+    /// rules refused it: identity was lost on the path (not `no_match`).
+    NoIdentityFromPeer,
+    /// Layer 4: a record's MAC does not verify (forged, or copied from another
+    /// connection: the MAC binds the tuple and both ISNs).
+    L4RecordBadMac,
+    /// Layer 4: no receive key has the record's key id.
+    L4RecordUnknownKey,
+    /// Layer 4: the record's key is outside its validity window.
+    L4RecordExpiredKey,
+    /// Layer 4: the record's format version is not ours.
+    L4RecordBadVersion,
+    /// Layer 4: the first bytes of the peer gateway's direction of the stream
+    /// are not its record (a segment before it, or one that does not start
+    /// with it, while the exchange is pending).
+    L4RecordMissing,
+    /// Layer 4: a workload's segment before the exchange completed (its TCP
+    /// retransmits it; nothing unauthenticated is delivered).
+    L4Pending,
+    /// Told in flow events only, never counted as a drop (the reset is
+    /// forwarded; the count is the note `peer_refused`): the far side
+    /// reset our PU's connection before it was decided (its gateway refused it).
+    RefusedByPeer,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 32] = [
+    pub const ALL: [DropReason; 40] = [
         DropReason::TxFull,
         DropReason::HandoffFull,
         DropReason::Malformed,
@@ -152,6 +176,14 @@ impl DropReason {
         DropReason::IdentityDuplicate,
         DropReason::RstNoMbuf,
         DropReason::UdpHandshakeNoMbuf,
+        DropReason::NoIdentityFromPeer,
+        DropReason::L4RecordBadMac,
+        DropReason::L4RecordUnknownKey,
+        DropReason::L4RecordExpiredKey,
+        DropReason::L4RecordBadVersion,
+        DropReason::L4RecordMissing,
+        DropReason::L4Pending,
+        DropReason::RefusedByPeer,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -190,6 +222,14 @@ impl DropReason {
             DropReason::IdentityDuplicate => "identity_duplicate",
             DropReason::RstNoMbuf => "rst_no_mbuf",
             DropReason::UdpHandshakeNoMbuf => "udp_handshake_no_mbuf",
+            DropReason::NoIdentityFromPeer => "no_identity_from_peer",
+            DropReason::L4RecordBadMac => "l4_record_bad_mac",
+            DropReason::L4RecordUnknownKey => "l4_record_unknown_key",
+            DropReason::L4RecordExpiredKey => "l4_record_expired_key",
+            DropReason::L4RecordBadVersion => "l4_record_bad_version",
+            DropReason::L4RecordMissing => "l4_record_missing",
+            DropReason::L4Pending => "l4_pending",
+            DropReason::RefusedByPeer => "refused_by_peer",
         }
     }
 
@@ -266,10 +306,42 @@ pub enum Note {
     /// dropped: handshake messages for it (a request answered in place is
     /// consumed, its answer made).
     FramesConsumed,
+    /// Layer 4: our record was sent (first, or again for a retransmission).
+    L4RecordSent,
+    /// Layer 4: the peer's record verified and was removed from the stream.
+    L4RecordVerified,
+    /// Layer 4 chosen: the SYN had no room for the option.
+    L4NoRoom,
+    /// Layer 4 chosen: our SYN carried the option and the SYN-ACK from a managed
+    /// peer network came back without one (a stripping path, now cached).
+    L4Stripped,
+    /// Layer 4 chosen: the destination is in the cache of stripping paths.
+    L4Cached,
+    /// Layer 4 accepted (our PU is the server): the SYN came without identity
+    /// from a peer's networks, the peer's record verified.
+    L4FromPeer,
+    /// Layer 4: a workload segment with data became the record's carrier (its
+    /// data is dropped for its TCP to retransmit).
+    L4DataReplaced,
+    /// The cache of stripping paths learned (or refreshed) a destination.
+    L4CacheLearned,
+    /// A live entry of the cache of stripping paths was replaced (cache too small).
+    L4CacheEvicted,
+    /// Layer 4 pending at our server but the client's gateway sent no record:
+    /// the external-network rules decided.
+    L4PeerWithoutRecord,
+    /// Our PU's connection was reset by the far side (its gateway refused it)
+    /// before the handshake or the layer-4 exchange completed (told in a flow event).
+    PeerRefused,
+    /// Layer 4: a segment of our PU held while the exchange is pending (its
+    /// sequence numbers already shifted), our record sent again beside it.
+    L4Held,
+    /// Layer 4: held segments released in order when the peer's record verified.
+    L4Released,
 }
 
 impl Note {
-    pub const ALL: [Note; 26] = [
+    pub const ALL: [Note; 39] = [
         Note::IdentityInserted,
         Note::IdentityVerified,
         Note::PolicyAllow,
@@ -296,6 +368,19 @@ impl Note {
         Note::UdpRejectSuppressed,
         Note::FramesMade,
         Note::FramesConsumed,
+        Note::L4RecordSent,
+        Note::L4RecordVerified,
+        Note::L4NoRoom,
+        Note::L4Stripped,
+        Note::L4Cached,
+        Note::L4FromPeer,
+        Note::L4DataReplaced,
+        Note::L4CacheLearned,
+        Note::L4CacheEvicted,
+        Note::L4PeerWithoutRecord,
+        Note::PeerRefused,
+        Note::L4Held,
+        Note::L4Released,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -327,12 +412,25 @@ impl Note {
             Note::UdpRejectSuppressed => "udp_reject_suppressed",
             Note::FramesMade => "frames_made",
             Note::FramesConsumed => "frames_consumed",
+            Note::L4RecordSent => "l4_record_sent",
+            Note::L4RecordVerified => "l4_record_verified",
+            Note::L4NoRoom => "l4_no_room",
+            Note::L4Stripped => "l4_stripped",
+            Note::L4Cached => "l4_cached",
+            Note::L4FromPeer => "l4_from_peer",
+            Note::L4DataReplaced => "l4_data_replaced",
+            Note::L4CacheLearned => "l4_cache_learned",
+            Note::L4CacheEvicted => "l4_cache_evicted",
+            Note::L4PeerWithoutRecord => "l4_peer_without_record",
+            Note::PeerRefused => "peer_refused",
+            Note::L4Held => "l4_held",
+            Note::L4Released => "l4_released",
         }
     }
 }
 
 /// Counters for one direction of one worker (packets received from one port).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DirStats {
     pub rx_packets: Counter,
     pub rx_bytes: Counter,
@@ -340,6 +438,20 @@ pub struct DirStats {
     pub tx_bytes: Counter,
     pub drops: [Counter; DropReason::COUNT],
     pub notes: [Counter; Note::COUNT],
+}
+
+// By hand: `Default` is derived for arrays of at most 32 elements.
+impl Default for DirStats {
+    fn default() -> Self {
+        DirStats {
+            rx_packets: Counter::default(),
+            rx_bytes: Counter::default(),
+            tx_packets: Counter::default(),
+            tx_bytes: Counter::default(),
+            drops: std::array::from_fn(|_| Counter::default()),
+            notes: std::array::from_fn(|_| Counter::default()),
+        }
+    }
 }
 
 impl DirStats {
@@ -367,7 +479,7 @@ impl DirStats {
 }
 
 /// A copy of [`DirStats`] at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DirCounts {
     pub rx_packets: u64,
     pub rx_bytes: u64,
@@ -375,6 +487,19 @@ pub struct DirCounts {
     pub tx_bytes: u64,
     pub drops: [u64; DropReason::COUNT],
     pub notes: [u64; Note::COUNT],
+}
+
+impl Default for DirCounts {
+    fn default() -> Self {
+        DirCounts {
+            rx_packets: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            tx_bytes: 0,
+            drops: [0; DropReason::COUNT],
+            notes: [0; Note::COUNT],
+        }
+    }
 }
 
 impl DirCounts {

@@ -243,6 +243,8 @@ pub fn profile_to_pb(p: &EnforcerProfile) -> pb::EnforcerProfile {
         managed_udp_networks: p.managed_udp_networks.clone(),
         excluded_networks: p.excluded_networks.clone(),
         ignore: p.ignore.clone().unwrap_or_default(),
+        layer4_identity: Some(p.layer4_identity),
+        stripping_cache_s: Some(p.stripping_cache_s),
     }
 }
 
@@ -457,6 +459,8 @@ fn profile(p: pb::EnforcerProfile) -> EnforcerProfile {
         managed_udp_networks: p.managed_udp_networks,
         excluded_networks: p.excluded_networks,
         ignore: none_if_empty(p.ignore),
+        layer4_identity: p.layer4_identity.unwrap_or(true),
+        stripping_cache_s: p.stripping_cache_s.unwrap_or(dataplane::policy::model::DEFAULT_STRIPPING_CACHE_S),
     }
 }
 

@@ -389,6 +389,8 @@ pub fn flow_from_event(e: &FlowEvent) -> pb::Flow {
         handshake_ns: 0,
         direction: direction.into(),
         note: e.note.unwrap_or("").into(),
+        identity_mode: e.identity_mode().0.into(),
+        layer4_reason: e.identity_mode().1.into(),
     }
 }
 

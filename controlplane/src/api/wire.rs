@@ -572,6 +572,9 @@ fn encode(names: &mut Names, buf: &mut BytesMut, worker: u32, r: &FlowRecord) ->
     put_u64(buf, 16, bc[1]);
     put_str(buf, 18, direction);
     put_str(buf, 19, r.note.map_or("", |n| n.name()));
+    let (mode, why) = crate::flowlog::identity_mode_of(r.note.map(|n| n.name()), r.remote_identity.is_some());
+    put_str(buf, 30, mode);
+    put_str(buf, 31, why);
 
     RingFlow {
         time_ns: r.time,

@@ -59,7 +59,8 @@ impl Engine {
     ) -> Option<Action> {
         let (e, t) = self.table.lookup_with_timeouts(key, h, now)?;
         if let Some(gen) = current {
-            if e.policy_generation() != gen || !e.verdict().is_decided() {
+            // Layer-4 flows are shifted on the full path (`super::l4`).
+            if e.policy_generation() != gen || !e.verdict().is_decided() || e.l4_path() {
                 return None;
             }
         }

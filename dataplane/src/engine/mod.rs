@@ -23,6 +23,8 @@
 //! - `no_state`: TCP of no known flow (mid-stream after a restart).
 //! - `other`: UDP without a handshake, ICMP and other protocols, decided by
 //!   the ACLs on the first packet each way.
+//! - [`l4`]: the layer-4 identity exchange, where the option cannot travel
+//!   (`docs/identity-l4.md`): an in-band record and a sequence shift.
 //! - [`udp`]: the UDP identity handshake (its pending pool and timers, its
 //!   frames, the client's and the server's side).
 //! - `record`: how a packet's end is counted (one drop reason or note) and
@@ -73,6 +75,7 @@
 pub mod config;
 mod context;
 mod established;
+pub mod l4;
 mod no_state;
 mod option_scan;
 mod other;
@@ -142,6 +145,8 @@ pub struct Engine {
     swept_at: u64,
     /// This worker's row in the policy's rule-hit slots ([`RuleHits`]).
     worker: usize,
+    /// Destinations whose path strips the identity option (layer 4 at once).
+    l4_cache: l4::StripCache,
 }
 
 impl Engine {
@@ -164,6 +169,7 @@ impl Engine {
             replies: ReplyLimiter::default(),
             swept_at: 0,
             worker: 0,
+            l4_cache: l4::StripCache::new(seed),
         }
     }
 

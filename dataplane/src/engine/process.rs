@@ -29,6 +29,9 @@ pub struct Looked {
     seq: u32,
     tcp_flags: u8,
     kind: LookKind,
+    /// The TCP header's offset and length with its options (layer-4 flows).
+    tcp_at: u16,
+    tcp_len: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,10 +48,21 @@ enum LookKind {
 
 impl Looked {
     pub const NOT_PLAIN: Looked = Looked::of(LookKind::NotPlain);
+
+    fn peeked(&self) -> super::l4::Peeked<'_> {
+        super::l4::Peeked {
+            key: &self.key,
+            h: self.h,
+            flags: self.tcp_flags,
+            seq: self.seq,
+            tcp_at: usize::from(self.tcp_at),
+            tcp_len: usize::from(self.tcp_len),
+        }
+    }
     const HANDSHAKE: Looked = Looked::of(LookKind::Handshake);
 
     const fn of(kind: LookKind) -> Looked {
-        Looked { key: ZERO_KEY, h: 0, seq: 0, tcp_flags: 0, kind }
+        Looked { key: ZERO_KEY, h: 0, seq: 0, tcp_flags: 0, kind, tcp_at: 0, tcp_len: 0 }
     }
 }
 
@@ -92,7 +106,9 @@ impl Engine {
         } else {
             LookKind::Udp
         };
-        Looked { key, h, seq: p.seq, tcp_flags: p.tcp_flags, kind }
+        let tcp_at = p.tcp_opts_offset.saturating_sub(crate::wire::tcp::HEADER_LEN as u16);
+        let tcp_len = p.tcp_opts_len + crate::wire::tcp::HEADER_LEN as u8;
+        Looked { key, h, seq: p.seq, tcp_flags: p.tcp_flags, kind, tcp_at, tcp_len }
     }
 
     /// The second half of [`Self::process`], on what [`Self::look`] found in
@@ -109,7 +125,7 @@ impl Engine {
         let plain = match l.kind {
             LookKind::NotPlain => false,
             LookKind::Handshake => true,
-            _ => match self.fast(cfg, side, buf.len() as u32, l, now) {
+            _ => match self.fast(cfg, side, buf, l, now) {
                 Some(a) => return a,
                 None => true,
             },
@@ -121,9 +137,22 @@ impl Engine {
     /// snapshot, not a handshake packet: one lookup, nothing parsed in full,
     /// no byte changed. `None`: not such a flow.
     #[inline(always)]
-    fn fast(&mut self, cfg: &EngineConfig, side: Side, len: u32, l: &Looked, now: u64) -> Option<Action> {
+    fn fast<B: PacketBuf>(
+        &mut self,
+        cfg: &EngineConfig,
+        side: Side,
+        buf: &mut B,
+        l: &Looked,
+        now: u64,
+    ) -> Option<Action> {
         let tcp = l.kind != LookKind::Udp;
-        let p = Seen { tcp, tcp_flags: l.tcp_flags, seq: l.seq, replay: l.kind == LookKind::Replay, len };
+        let p =
+            Seen { tcp, tcp_flags: l.tcp_flags, seq: l.seq, replay: l.kind == LookKind::Replay, len: buf.len() as u32 };
+        if tcp {
+            // The same lookup, and flows shifted by the layer-4 exchange
+            // (`super::l4`) shifted in place.
+            return self.established_or_shifted(side, buf, &l.peeked(), &p, cfg.generation(), now);
+        }
         self.established(side, &l.key, l.h, &p, Some(cfg.generation()), now)
     }
 
@@ -218,12 +247,19 @@ impl Engine {
         let h = self.table.hash(&c.key);
         let Some(e) = self.table.lookup_hashed(&c.key, h, c.now) else { return self.no_state(c, buf) };
         e.set_pu(c.pu.id);
+        let l4 = e.l4_path();
         if e.verdict().is_decided() && e.policy_generation() != c.gen {
             redecide(c.cfg, e, c.pu.id);
             self.note(c.side, Note::Redecided);
         }
         if flags.is_syn_ack() {
             return self.syn_ack(c, buf);
+        }
+        if flags.has(TcpFlags::RST) && c.side == Side::Outside {
+            self.tell_refused_by_peer(c);
+        }
+        if l4 {
+            return self.l4_segment(c, buf);
         }
         let p = Seen::parsed(c.info, buf.data(), buf.len() as u32);
         match self.established(c.side, &c.key, h, &p, None, c.now) {

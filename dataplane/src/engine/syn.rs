@@ -15,7 +15,7 @@ use super::sweep::retire;
 use super::{Action, Engine};
 use crate::buf::PacketBuf;
 use crate::flow::{FlowState, NewFlow, TcpFlags, TcpStep};
-use crate::identity::{insert_tcp, verify_and_strip_tcp, MacKey, Verified, VerifyError};
+use crate::identity::{insert_tcp, verify_and_strip_tcp, MacKey, RewriteError, Verified, VerifyError};
 use crate::policy::{Decision, Direction, Remote};
 use crate::stats::{DropReason, Note};
 use crate::wire::ip_proto;
@@ -86,6 +86,8 @@ impl Engine {
         if c.pu.managed_tcp {
             match p.peer_for(dst) {
                 Some(peer) => match c.cfg.keys.tx_key(peer, c.now) {
+                    // A remembered stripping path: straight to layer 4.
+                    Some(_) if self.l4_cached(c) => return Err(self.l4_start_client(c, buf, Note::L4Cached)),
                     Some(k) => return Err(self.sign_syn(c, buf, k, pu_identity)),
                     None => note = Some(Note::NoKeyForPeer),
                 },
@@ -103,6 +105,9 @@ impl Engine {
     /// SYN-ACK, when the peer's identity is known.
     fn sign_syn<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, k: &MacKey, pu_identity: u32) -> Action {
         if let Err(e) = insert_tcp(buf, c.info, k, pu_identity) {
+            if e == RewriteError::NoRoom && Self::l4_enabled(c) {
+                return self.l4_start_client(c, buf, Note::L4NoRoom);
+            }
             return self.drop(c.side, drop_of_rewrite(e));
         }
         self.note(c.side, Note::IdentityInserted);
@@ -122,18 +127,24 @@ impl Engine {
                 note: None,
                 syn_key: Some(v.key_id.answer_bytes()),
             },
-            None => Judged {
-                decision: p.decide(
-                    c.pu.id,
-                    Direction::Incoming,
-                    Remote::Address(c.key.outside_ip()),
-                    ip_proto::TCP,
-                    port,
-                ),
-                remote_identity: None,
-                note: None,
-                syn_key: None,
-            },
+            None => {
+                // From a peer's networks without identity: layer 4, if on.
+                if let Some(a) = self.l4_start_server(c, buf) {
+                    return Err(a);
+                }
+                Judged {
+                    decision: p.decide(
+                        c.pu.id,
+                        Direction::Incoming,
+                        Remote::Address(c.key.outside_ip()),
+                        ip_proto::TCP,
+                        port,
+                    ),
+                    remote_identity: None,
+                    note: None,
+                    syn_key: None,
+                }
+            }
         })
     }
 
@@ -179,12 +190,18 @@ impl Engine {
                         self.note(c.side, note_of_allow(&j.decision));
                         self.emit(c.side, &rec);
                     }
+                    if c.side == Side::Outside && j.remote_identity.is_some() {
+                        self.l4_watch_option_flow(c);
+                    }
                     Action::Forward
                 }
                 Err(r) => self.drop(c.side, r),
             };
         }
-        let r = drop_of_reason(j.decision.reason);
+        let r = match (c.side, j.remote_identity) {
+            (Side::Outside, None) => Self::reason_without_identity(c, &j.decision),
+            _ => drop_of_reason(j.decision.reason),
+        };
         rec.drop = Some(r);
         self.count_decision(c.cfg, &j.decision);
         self.emit(c.side, &rec);
@@ -199,7 +216,7 @@ impl Engine {
     /// Creates or restarts the flow of a SYN of `len` bytes, with its verdict
     /// if it was decided. Returns whether it is a new connection (not a
     /// retransmission).
-    fn upsert_syn(
+    pub(super) fn upsert_syn(
         &mut self,
         c: &Ctx<'_>,
         len: u32,

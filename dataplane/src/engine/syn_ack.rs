@@ -49,8 +49,15 @@ impl Engine {
             syn_key: e.syn_key(),
             first: step == TcpStep::SynAck,
         };
+        let l4 = e.is_l4();
         match c.side {
             Side::Inside => {
+                if l4 {
+                    // Layer 4 (no identity came with the SYN): bare, so that
+                    // the client's gateway takes layer 4 too.
+                    e.account(c.side, len);
+                    return Action::Forward;
+                }
                 if has_opt {
                     return self.drop(c.side, DropReason::IdentityAlreadyPresent);
                 }
@@ -66,6 +73,10 @@ impl Engine {
                 if syn.first {
                     // our PU is the client: its SYN created the flow
                     self.stats.handshake_ns.record(c.now.saturating_sub(e.created()));
+                }
+                let signed = syn.cached.is_none() && syn.identity.is_none();
+                if let Some(a) = self.l4_syn_ack(c, len, has_opt, l4, signed) {
+                    return a;
                 }
                 self.judge_syn_ack(c, buf, has_opt, len, &syn)
             }

@@ -450,11 +450,13 @@ fn no_identity_falls_back_to_external_network_acls() {
     let ev = a.events();
     assert_eq!(ev.last().unwrap().note, Some(Note::NoPeerForDestination));
     assert_eq!(a.rule_name(ev.last().unwrap()), "internet-https");
-    // A managed peer that answers without identity: the ACL decides at the SYN-ACK.
+    // A managed peer that answers without identity: a stripping path, layer
+    // 4 (`l4::tests`; with `layer4_identity: false` the ACLs decide here).
     let c = Conn::new("10.1.0.10", "10.2.0.20", 80);
     let (_, w) = a.pass(Side::Inside, &c.syn());
     assert!(option_of(&w).is_some());
-    assert_eq!(a.pass(Side::Outside, &c.syn_ack()).0, Action::ReplyAndReset(DropReason::NoMatch));
+    assert_eq!(a.pass(Side::Outside, &c.syn_ack()).0, Action::Forward);
+    assert_eq!(a.noted(Side::Outside, Note::L4Stripped), 1);
 }
 
 #[test]

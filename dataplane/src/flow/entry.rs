@@ -131,6 +131,16 @@ const F_FIN_INSIDE: u8 = 4;
 const F_FIN_OUTSIDE: u8 = 8;
 /// The connection reached `Established` (it may be closing or closed now).
 const F_WAS_ESTABLISHED: u8 = 16;
+/// Identity travels at layer 4 (`docs/identity-l4.md`): the flow leaves the
+/// look-ahead fast path for the engine's layer-4 path.
+const F_L4: u8 = 32;
+/// The layer-4 exchange is complete: both records are in the stream between
+/// the gateways, whose sequence numbers are shifted.
+const F_L4_DONE: u8 = 64;
+/// Option mode at our server, watching the client's first bytes for its
+/// gateway's record: the SYN-ACK's option may be stripped on the way back
+/// (an asymmetric path), and the client's gateway then speaks layer 4.
+const F_L4_WATCH: u8 = 128;
 
 /// What the caller knows when it creates a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,6 +296,100 @@ impl FlowEntry {
         self.syn_key = answer_bytes;
     }
 
+    /// The responder's SYN-ACK sequence number (0 before the SYN-ACK).
+    #[inline]
+    pub fn synack_seq(&self) -> u32 {
+        self.synack_seq
+    }
+
+    /// Whether identity travels at layer 4 on this flow (exchange pending or done).
+    #[inline(always)]
+    pub fn is_l4(&self) -> bool {
+        self.flags & F_L4 != 0
+    }
+
+    /// Whether the flow takes the layer-4 path rather than the look-ahead
+    /// fast path (layer 4, or an option-mode flow watched for a record).
+    #[inline(always)]
+    pub fn l4_path(&self) -> bool {
+        self.flags & (F_L4 | F_L4_WATCH) != 0
+    }
+
+    /// Whether the client's first bytes are watched for a record (see
+    /// [`Self::set_l4_watch`]).
+    #[inline]
+    pub fn l4_watch(&self) -> bool {
+        self.flags & F_L4_WATCH != 0
+    }
+
+    /// Watches (or stops watching) an option-mode flow for the client
+    /// gateway's record.
+    #[inline]
+    pub fn set_l4_watch(&mut self, on: bool) {
+        if on {
+            self.flags |= F_L4_WATCH;
+        } else {
+            self.flags &= !F_L4_WATCH;
+        }
+    }
+
+    /// Whether the layer-4 exchange is complete (the stream is shifted).
+    #[inline]
+    pub fn l4_done(&self) -> bool {
+        self.flags & F_L4_DONE != 0
+    }
+
+    /// Puts the flow in layer-4 mode, the exchange pending. `why` is kept
+    /// for the decision event (a [`crate::stats::Note`] as a byte); it
+    /// shares the 16 bits of [`Self::syn_key`], which a flow our PU opened
+    /// never uses, and which our server's side sets after (the record's key).
+    #[inline]
+    pub fn set_l4(&mut self, why: u8) {
+        self.flags = (self.flags | F_L4) & !(F_L4_DONE | F_L4_WATCH);
+        self.syn_key = u16::from(why);
+        if self.flags & F_HAS_IDENTITY == 0 {
+            self.remote_identity = 0;
+        }
+    }
+
+    /// Leaves layer-4 mode (the peer turned out not to speak it).
+    #[inline]
+    pub fn clear_l4(&mut self) {
+        self.flags &= !(F_L4 | F_L4_DONE | F_L4_WATCH);
+        self.syn_key = 0;
+    }
+
+    /// What [`Self::set_l4`] recorded.
+    #[inline]
+    pub fn l4_why(&self) -> u8 {
+        self.syn_key as u8
+    }
+
+    /// The hold slot of a layer-4 flow's segments while the exchange is
+    /// pending (kept in the remote identity's bits, unused until the peer's
+    /// record verifies and [`Self::set_verdict`] names the identity).
+    #[inline]
+    pub fn l4_hold_slot(&self) -> Option<u32> {
+        if self.flags & F_HAS_IDENTITY != 0 || self.remote_identity == 0 {
+            return None;
+        }
+        Some(self.remote_identity - 1)
+    }
+
+    /// Records the hold slot (see [`Self::l4_hold_slot`]).
+    #[inline]
+    pub fn set_l4_hold_slot(&mut self, slot: u32) {
+        if self.flags & F_HAS_IDENTITY == 0 {
+            self.remote_identity = slot.wrapping_add(1);
+        }
+    }
+
+    /// Marks the layer-4 exchange complete.
+    #[inline]
+    pub fn set_l4_done(&mut self) {
+        self.flags |= F_L4_DONE;
+    }
+
     /// Re-points the flow at its PU's index in a newer snapshot.
     #[inline]
     pub fn set_pu(&mut self, pu: PuId) {
@@ -364,7 +468,7 @@ impl FlowEntry {
             // A new connection on the same 5-tuple.
             self.syn_seq = seq;
             self.synack_seq = 0;
-            self.flags &= !(F_FIN_INSIDE | F_FIN_OUTSIDE | F_WAS_ESTABLISHED);
+            self.flags &= !(F_FIN_INSIDE | F_FIN_OUTSIDE | F_WAS_ESTABLISHED | F_L4 | F_L4_DONE | F_L4_WATCH);
             self.verdict = CachedVerdict::UNDECIDED;
             self.set_state(S::SynSent, now, t);
             return TcpStep::NewSyn;

@@ -26,7 +26,8 @@
 
 use crate::wire::Addr;
 
-/// Domain-separation contexts (first byte of the MAC input).
+/// Domain-separation contexts (first byte of the MAC input). 4 and 5 are the
+/// layer-4 records' ([`super::l4::context`]).
 pub mod context {
     pub const TCP_SYN: u8 = 1;
     pub const TCP_SYN_ACK: u8 = 2;

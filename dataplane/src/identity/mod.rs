@@ -8,6 +8,8 @@
 //!   compressions.
 //! - [`tcp`]: insert into / verify and strip from SYN and SYN-ACK.
 //! - [`udp`]: the same for the UDP options area, with handshake nonces.
+//! - [`l4`]: the layer-4 record, the option's bytes as the first bytes of a
+//!   TCP stream when the option cannot travel (`docs/identity-l4.md`).
 //!
 //! Nothing here allocates, panics on packet data, or makes a system call:
 //! time is always a parameter (`now`, in the same unit as the key windows).
@@ -16,6 +18,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod keys;
+pub mod l4;
 pub mod mac;
 pub mod option;
 pub mod tcp;

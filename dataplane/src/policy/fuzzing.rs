@@ -524,6 +524,8 @@ pub fn build(c: &mut Choices) -> PolicyDocument {
             managed_udp_networks: c.list(2, |c| b.address(c, None)),
             excluded_networks: c.list(1, |c| b.address(c, None)),
             ignore: c.flag().then(|| b.selector(c, 2)),
+            layer4_identity: c.flag(),
+            stripping_cache_s: if c.flag() { 0 } else { 2 },
         }
     };
     PolicyDocument {

@@ -312,6 +312,26 @@ pub struct EnforcerProfile {
     /// Selector over local PU tags; matching PUs are passed through untouched.
     #[serde(default)]
     pub ignore: Option<String>,
+    /// The layer-4 identity exchange (`docs/identity-l4.md`) where the option
+    /// cannot travel. Default: on.
+    #[serde(default = "default_true")]
+    pub layer4_identity: bool,
+    /// Seconds a destination whose path stripped the option is remembered
+    /// (its connections go to layer 4 at once); 0: never remembered.
+    /// Default: 600.
+    #[serde(default = "default_stripping_cache_s")]
+    pub stripping_cache_s: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The default of `enforcer_profile.stripping_cache_s`.
+pub const DEFAULT_STRIPPING_CACHE_S: u32 = 600;
+
+fn default_stripping_cache_s() -> u32 {
+    DEFAULT_STRIPPING_CACHE_S
 }
 
 pub(crate) fn default_managed_tcp() -> Vec<String> {
@@ -325,6 +345,8 @@ impl Default for EnforcerProfile {
             managed_udp_networks: Vec::new(),
             excluded_networks: Vec::new(),
             ignore: None,
+            layer4_identity: true,
+            stripping_cache_s: DEFAULT_STRIPPING_CACHE_S,
         }
     }
 }

@@ -108,6 +108,21 @@ pub struct PreviousKeyInfo {
     pub not_after: u64,
 }
 
+/// The layer-4 identity settings (`enforcer_profile.layer4_identity`,
+/// `stripping_cache_s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layer4 {
+    pub enabled: bool,
+    /// How long a stripping path is remembered, in ns (0: never).
+    pub cache_ns: u64,
+}
+
+impl Default for Layer4 {
+    fn default() -> Self {
+        Layer4 { enabled: true, cache_ns: u64::from(super::model::DEFAULT_STRIPPING_CACHE_S) * 1_000_000_000 }
+    }
+}
+
 /// The compiled, immutable policy. `Send + Sync`; publish it through
 /// `arc_swap::ArcSwap<PolicySnapshot>` and load it once per burst.
 #[derive(Debug)]
@@ -128,6 +143,7 @@ pub struct PolicySnapshot {
     pub(crate) ext_lpm: LpmPair,
     pub(crate) managed_tcp: LpmPair,
     pub(crate) managed_udp: LpmPair,
+    pub(crate) layer4: Layer4,
     pub(crate) excluded: LpmPair,
     /// Address → peer index (`peers[].networks`).
     pub(crate) peer_networks: LpmPair,
@@ -171,6 +187,12 @@ impl PolicySnapshot {
 
     pub fn local(&self) -> Option<&LocalKeyInfo> {
         self.local.as_ref()
+    }
+
+    /// The layer-4 identity settings.
+    #[inline]
+    pub fn layer4(&self) -> Layer4 {
+        self.layer4
     }
 
     /// The local PUs, indexed by `PuId`.

@@ -152,6 +152,8 @@ impl Engine {
             match due {
                 Due::Retransmitted { sent: true } => self.note(Side::Inside, Note::UdpRequestRetransmit),
                 Due::Retransmitted { sent: false } => {}
+                // A layer-4 TCP flow's held segments (`super::super::l4`).
+                Due::Expired { slot, flow } if flow.key.proto == ip_proto::TCP => self.l4_hold_expired(slot, now),
                 Due::Expired { slot, flow } => self.udp_fallback(cfg, slot, &flow, now),
             }
         }

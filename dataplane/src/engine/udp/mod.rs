@@ -31,6 +31,7 @@ mod pending;
 mod server;
 
 pub use frame::{build_handshake, udp_option_msg, HandshakeSpec, MAX_HANDSHAKE_FRAME};
+pub(in crate::engine) use pending::Ending;
 pub use pending::{Effect, UdpConfig, UdpHandshake, UdpHandshakeStats};
 
 use super::context::Ctx;

@@ -349,6 +349,20 @@ impl UdpHandshake {
         self.stats.started += 1;
     }
 
+    /// Holds the first segment of a layer-4 TCP flow (`docs/identity-l4.md`)
+    /// in `slot` (taken): no request of its own, only the last stage's timer,
+    /// whose expiry discards what is held if the peer's record never comes.
+    pub(in crate::engine) fn start_tcp_hold(&mut self, slot: u32, key: FlowKey, pu: PuId, now: u64) {
+        let s = &mut self.slots[slot as usize];
+        *s = Pending::FREE;
+        s.key = key;
+        s.pu = pu;
+        s.started = now;
+        s.held = 1;
+        self.held_total += 1;
+        self.push_stage(slot, self.stages - 1, now);
+    }
+
     /// The flow a busy slot serves, if `slot` is busy and serves `key`.
     pub(in crate::engine) fn pending_flow(&self, slot: u32, key: &FlowKey) -> Option<PendingFlow> {
         let s = self.slots.get(slot as usize)?;
@@ -478,7 +492,7 @@ impl UdpHandshake {
     }
 
     /// Queues a copy of `frame` to send out of `out`. False if the outbox is full.
-    fn send(&mut self, out: Side, frame: &[u8]) -> bool {
+    pub(in crate::engine) fn send(&mut self, out: Side, frame: &[u8]) -> bool {
         if self.frames_used >= OUTBOX || self.effects.len() >= OUTBOX || frame.len() > MAX_HANDSHAKE_FRAME {
             return false;
         }

@@ -60,6 +60,7 @@ pub(super) fn build(doc: DocumentRef<'_>, v: Validated<'_>) -> PolicySnapshot {
         ext_lpm: LpmPair::build(&ext_sets.lpm),
         managed_tcp: unit(&profile.managed_tcp),
         managed_udp: unit(&profile.managed_udp),
+        layer4: profile.layer4,
         excluded: unit(&profile.excluded),
         peer_networks: LpmPair::build(&peer_lpm),
         entries: lists.entries.into(),

@@ -12,6 +12,7 @@ pub(super) struct Profile {
     pub managed_udp: Vec<Cidr>,
     pub excluded: Vec<Cidr>,
     pub ignore: Option<Selector>,
+    pub layer4: crate::policy::snapshot::Layer4,
 }
 
 impl Validation<'_> {
@@ -22,6 +23,10 @@ impl Validation<'_> {
             managed_udp: self.cidrs(K::EnforcerProfile, "", "managed_udp_networks", &prof.managed_udp_networks),
             excluded: self.cidrs(K::EnforcerProfile, "", "excluded_networks", &prof.excluded_networks),
             ignore: prof.ignore.as_ref().map(|s| self.selector(K::EnforcerProfile, "", "ignore", s)),
+            layer4: crate::policy::snapshot::Layer4 {
+                enabled: prof.layer4_identity,
+                cache_ns: u64::from(prof.stripping_cache_s) * 1_000_000_000,
+            },
         }
     }
 }

@@ -68,6 +68,11 @@ fn flow_line(f: &pb::Flow) -> String {
     if let Some(p) = &f.policy {
         line.push_str(&format!("  rule {}", policy_text(p)));
     }
+    if f.identity_mode == "layer4" {
+        line.push_str(&format!("  identity layer4 ({})", f.layer4_reason));
+    } else if !f.identity_mode.is_empty() {
+        line.push_str(&format!("  identity {}", f.identity_mode));
+    }
     if let Some(o) = &f.observed {
         line.push_str(&format!("  observed {} {}", o.action, policy_text(o)));
     }
@@ -168,5 +173,18 @@ mod tests {
             assert_eq!(json["flow"]["verdict"], name);
             assert!(text.contains(&format!("[{}]", json["flow"]["type"].as_str().unwrap())), "{text}");
         }
+    }
+
+    #[test]
+    fn a_line_says_how_the_remote_identity_was_authenticated() {
+        let f = |mode: &str, why: &str| pb::Flow {
+            verdict: pb::Verdict::Allowed as i32,
+            identity_mode: mode.into(),
+            layer4_reason: why.into(),
+            ..Default::default()
+        };
+        assert!(flow_line(&f("layer4", "stripped")).contains("  identity layer4 (stripped)"));
+        assert!(flow_line(&f("option", "")).contains("  identity option"));
+        assert!(!flow_line(&f("", "")).contains("identity"));
     }
 }
