@@ -7,6 +7,9 @@
 //! - [`name`]: domain names read through compression pointers, and
 //!   [`WireName`], a name copied out of a message (lowercase, uncompressed
 //!   wire form, fixed size) for events, caches and pattern matching.
+//! - [`patterns`]: the FQDN patterns of external networks, compiled.
+//! - [`learned`]: the lock-free table of addresses learned for them, shared
+//!   by every worker.
 //! - [`fuzzing`]: the fuzz target's body, shared with the replay test.
 //!
 //! Limits (RFC 1035 §2.3.4 and §4.1.4): a label is at most 63 bytes, a name
@@ -17,8 +20,10 @@
 
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod learned;
 pub mod message;
 pub mod name;
+pub mod patterns;
 
 pub use message::{Answers, Header, Message, Question, RData, Record};
 pub use name::{Name, WireName};
