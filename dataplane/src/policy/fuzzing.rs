@@ -514,6 +514,7 @@ pub fn build(c: &mut Choices) -> PolicyDocument {
             cidrs: b.list(c, 2, |c| b.address(c, None)),
             protocols,
             ports,
+            fqdns: c.list(2, |c| c.pick(&["api.example.test", "*.example.test", "a..b", "*", "x.*.y"]).into()),
         }
     });
     let enforcer_profile = if c.flag() {
@@ -524,6 +525,9 @@ pub fn build(c: &mut Choices) -> PolicyDocument {
             managed_udp_networks: c.list(2, |c| b.address(c, None)),
             excluded_networks: c.list(1, |c| b.address(c, None)),
             ignore: c.flag().then(|| b.selector(c, 2)),
+            dns_servers: c.flag().then(|| c.list(2, |c| b.address(c, None))),
+            fqdn_min_ttl: c.flag().then(|| c.pick(&[0u32, 5, 3600, u32::MAX])),
+            fqdn_max_ttl: c.flag().then(|| c.pick(&[0u32, 1, 3600])),
         }
     };
     PolicyDocument {
