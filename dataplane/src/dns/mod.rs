@@ -18,6 +18,7 @@
 //! most [`name::MAX_POINTERS`] of them; a count that the message's length
 //! cannot hold is refused before anything is read.
 
+pub mod counters;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod learned;

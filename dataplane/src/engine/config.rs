@@ -3,6 +3,9 @@
 //! pairwise key derived, and the local key id.
 
 use std::path::Path;
+use std::sync::Arc;
+
+use crate::dns::learned::FqdnTable;
 
 use crate::identity::{GatewayKeyPair, KeyRing, PeerPublicKey};
 use crate::policy::compile::{decode_key32, LocalKeyInfo};
@@ -21,6 +24,11 @@ pub struct EngineConfig {
     /// with the keys its question used ([`KeyRing::tx_key_answering`]), not
     /// with this one.
     pub local_key_id: Option<u16>,
+    /// The addresses learned for FQDN patterns, shared by every worker and
+    /// kept across applies: the control plane hands the same table to each
+    /// new configuration ([`Self::with_fqdn_table`]). `None`: nothing is
+    /// learned and FQDN networks match nothing.
+    pub fqdn: Option<Arc<FqdnTable>>,
 }
 
 const NS: u64 = 1_000_000_000;
@@ -29,7 +37,7 @@ impl EngineConfig {
     /// No policy at all: every PU lookup fails. Used only as a placeholder.
     pub fn empty() -> EngineConfig {
         let policy = compile(&PolicyDocument::default()).expect("the empty document compiles");
-        EngineConfig { policy, keys: KeyRing::new(), local_key_id: None }
+        EngineConfig { policy, keys: KeyRing::new(), local_key_id: None, fqdn: None }
     }
 
     /// Parses, compiles and derives keys. Every problem is returned, each
@@ -80,7 +88,7 @@ impl EngineConfig {
             }
         }
         if errors.is_empty() {
-            Ok(EngineConfig { policy, keys, local_key_id })
+            Ok(EngineConfig { policy, keys, local_key_id, fqdn: None })
         } else {
             Err(errors)
         }

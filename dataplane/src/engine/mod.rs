@@ -29,6 +29,8 @@
 //!   told (flow events), and the replies within the reset budget; `reasons`
 //!   maps policy and identity errors to drop reasons.
 //! - `sweep`: idle flows ended, `End` events, replay memory.
+//! - [`dns`]: forwarded frames to or from port 53: queries remembered,
+//!   responses read into DNS events and FQDN learning.
 //!
 //! What happens to a frame (the semantics are documented in `docs/config.md`,
 //! "The packet path"):
@@ -72,7 +74,9 @@
 
 pub mod config;
 mod context;
+pub mod dns;
 mod established;
+mod fqdn;
 mod no_state;
 mod option_scan;
 mod other;
@@ -138,6 +142,8 @@ pub struct Engine {
     replies: ReplyLimiter,
     /// Time up to which the sweep has examined its share of slots.
     swept_at: u64,
+    /// Queries seen going out (`dns`).
+    dns: dns::DnsState,
 }
 
 impl Engine {
@@ -159,6 +165,7 @@ impl Engine {
             replay: ReplayMemory::new(replay_slots, replay::DEFAULT_WINDOW_S, seed),
             replies: ReplyLimiter::default(),
             swept_at: 0,
+            dns: dns::DnsState::default(),
         }
     }
 
@@ -216,6 +223,8 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod dns_tests;
 #[cfg(test)]
 mod hardening_tests;
 #[cfg(test)]

@@ -83,8 +83,8 @@ pub struct DnsRecord {
     /// the query name).
     pub n_cnames: u8,
     pub cname_ttls: [u32; MAX_ANSWERS],
-    names_len: u16,
-    names: [u8; MAX_NAMES],
+    pub(crate) names_len: u16,
+    pub(crate) names: [u8; MAX_NAMES],
 }
 
 impl Default for DnsRecord {
@@ -318,14 +318,11 @@ pub enum Event {
     Dns(DnsRecord),
 }
 
-/// The number of slots of the record starting in `slot` (1 for a flow record).
-fn slots_of(slot: &Slot) -> usize {
+/// The number of slots of the DNS record starting in `slot`, `None` for a
+/// flow record.
+fn dns_slots(slot: &Slot) -> Option<usize> {
     let small = slot.0[1].load(Ordering::Relaxed).to_le_bytes();
-    if small[0] == KIND_DNS {
-        usize::from(small[1]).clamp(1, MAX_SLOTS)
-    } else {
-        1
-    }
+    (small[0] == KIND_DNS).then(|| usize::from(small[1]).clamp(1, MAX_SLOTS))
 }
 
 impl Producer {
@@ -372,8 +369,8 @@ impl Consumer {
         let (mut at, mut n) = (0usize, 0usize);
         while at < avail && n < max {
             let first = &self.q.slots[head.wrapping_add(at) & self.q.mask];
-            let k = slots_of(first);
-            if k == 1 {
+            let k = dns_slots(first).unwrap_or(1);
+            if dns_slots(first).is_none() {
                 f(Event::Flow(FlowRecord::decode(&first.read())));
             } else {
                 let mut bytes = [0u8; MAX_SLOTS * SLOT_BYTES];
@@ -440,6 +437,19 @@ mod tests {
         assert!(pushed >= 1);
         p.publish();
         assert_eq!(c.lost(), 1);
+        // a record that fits one slot exactly is still a DNS record
+        let (mut p, mut c) = channel(16);
+        let mut one = DnsRecord { time: 5, ..Default::default() };
+        one.set_qname(&WireName::from_text("q.test").unwrap());
+        one.push_answer(DnsAnswer { addr: [1; 16], v6: true, ttl: 1 });
+        assert!(p.push_dns(&one));
+        p.publish();
+        let mut got = Vec::new();
+        c.pop_events(10, |e| got.push(e));
+        assert_eq!(got, [Event::Dns(one)]);
+        let (mut p, mut c) = channel(16);
+        assert!(p.push_dns(&dns(2)));
+        p.publish();
         // flow consumers skip DNS records
         assert_eq!(c.pop_many(100, |_| panic!("only DNS records queued")), 0);
         assert!(c.is_empty());
