@@ -233,6 +233,7 @@ pub fn networks_to_pb(v: &[ExternalNetwork]) -> Vec<pb::ExternalNetwork> {
             cidrs: n.cidrs.clone(),
             protocols: n.protocols.iter().map(|p| protocol_name(*p).into()).collect(),
             ports: n.ports.iter().map(|p| p.to_string()).collect(),
+            fqdns: n.fqdns.clone(),
         })
         .collect()
 }
@@ -243,6 +244,9 @@ pub fn profile_to_pb(p: &EnforcerProfile) -> pb::EnforcerProfile {
         managed_udp_networks: p.managed_udp_networks.clone(),
         excluded_networks: p.excluded_networks.clone(),
         ignore: p.ignore.clone().unwrap_or_default(),
+        dns_servers: p.dns_servers.as_ref().map(|v| pb::DnsServers { cidrs: v.clone() }),
+        fqdn_min_ttl: p.fqdn_min_ttl,
+        fqdn_max_ttl: p.fqdn_max_ttl,
     }
 }
 
@@ -385,7 +389,14 @@ impl Conv {
         v.into_iter()
             .map(|n| {
                 let protocols = self.protocols(&n.protocols, "external_networks", &n.name, "protocols");
-                ExternalNetwork { name: n.name, tags: n.tags, cidrs: n.cidrs, protocols, ports: ports(n.ports) }
+                ExternalNetwork {
+                    name: n.name,
+                    tags: n.tags,
+                    cidrs: n.cidrs,
+                    protocols,
+                    ports: ports(n.ports),
+                    fqdns: n.fqdns,
+                }
             })
             .collect()
     }
@@ -457,6 +468,9 @@ fn profile(p: pb::EnforcerProfile) -> EnforcerProfile {
         managed_udp_networks: p.managed_udp_networks,
         excluded_networks: p.excluded_networks,
         ignore: none_if_empty(p.ignore),
+        dns_servers: p.dns_servers.map(|d| d.cidrs),
+        fqdn_min_ttl: p.fqdn_min_ttl,
+        fqdn_max_ttl: p.fqdn_max_ttl,
     }
 }
 

@@ -78,6 +78,7 @@ impl NamedProfile {
             managed_udp_networks: self.managed_udp_networks.clone(),
             excluded_networks: self.excluded_networks.clone(),
             ignore: self.ignore.clone(),
+            ..EnforcerProfile::default()
         }
     }
 }
