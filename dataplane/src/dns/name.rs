@@ -88,9 +88,30 @@ impl<'a> Name<'a> {
         Labels { msg: self.msg, pos: self.start, hops: 0 }
     }
 
+    /// Where the name's first label is: its start after the pointers it
+    /// begins with (bounded like every walk).
+    fn first_label(&self) -> usize {
+        let mut pos = self.start;
+        for _ in 0..MAX_POINTERS {
+            match (self.msg.get(pos), self.msg.get(pos + 1)) {
+                (Some(&b), Some(&lo)) if b & 0xc0 == 0xc0 => {
+                    let target = usize::from(u16::from_be_bytes([b & 0x3f, lo]));
+                    if target >= pos {
+                        break;
+                    }
+                    pos = target;
+                }
+                _ => break,
+            }
+        }
+        pos
+    }
+
     /// Whether two names are the same, ASCII case ignored (RFC 4343).
     pub fn eq_ignore_case(&self, other: &Name<'_>) -> bool {
-        if core::ptr::eq(self.msg, other.msg) && self.start == other.start {
+        // A compressed owner name usually points at the question's name:
+        // the same bytes, no label to compare.
+        if core::ptr::eq(self.msg, other.msg) && self.first_label() == other.first_label() {
             return true;
         }
         let mut a = self.labels();
