@@ -119,7 +119,7 @@ fn engine_bench(c: &mut Criterion) {
             let t = now + n * 10;
             black_box(pass(&mut engine, &q, t));
             black_box(pass(&mut engine, &r, t + 1));
-            if n % 32 == 0 {
+            if n.is_multiple_of(32) {
                 engine.publish_events();
             }
         })
@@ -134,7 +134,7 @@ fn engine_bench(c: &mut Criterion) {
         x.iter(|| {
             n += 1;
             black_box(pass(&mut engine, &r, now + n * 10));
-            if n % 32 == 0 {
+            if n.is_multiple_of(32) {
                 engine.publish_events();
             }
         })
