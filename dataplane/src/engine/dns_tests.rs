@@ -81,7 +81,7 @@ impl Gw {
         let stats = Arc::new(WorkerStats::default());
         let (p, c) = channel(1024);
         let table = Arc::new(FqdnTable::new(1024));
-        let mut cfg = EngineConfig::from_yaml(DOC).unwrap_or_else(|e| panic!("{}", e.join("\n")));
+        let mut cfg = EngineConfig::from_yaml(DOC).unwrap_or_else(|e| panic!("{}", crate::problem::lines(&e)));
         cfg.fqdn = Some(table.clone());
         Gw { engine: Engine::new(1024, 7, stats.clone(), Some(p)), cfg: Arc::new(cfg), events: c, stats, table }
     }
