@@ -243,3 +243,30 @@ fn a_dns_response_through_the_engine_allocates_nothing_it_frees_later() {
     assert_eq!((g.count(DnsCount::Learned), g.count(DnsCount::Refreshed)), (1, 1999));
     let _ = g.dns_events();
 }
+
+#[test]
+fn dns_over_tcp_is_read_when_a_message_fits_a_segment() {
+    const TCP: &[u8] = include_bytes!("../../tests/fixtures/dns/tcp.bin");
+    let mut g = Gw::new();
+    let seg = |g: &mut Gw, side: Side, payload: &[u8], now: u64| {
+        let (c, s) = (ip16("10.1.0.1"), ip16("10.2.0.53"));
+        let (src, dst, sport, dport) = match side {
+            Side::Inside => (c, s, 40100, 53),
+            Side::Outside => (s, c, 53, 40100),
+        };
+        let flags = TcpFlags::ACK | TcpFlags::PSH;
+        let f = build(&Spec { src, dst, sport, dport, flags, seq: 100, ack: 200, payload, ..Spec::default() });
+        g.pass(side, &f, now)
+    };
+    // the query (length-prefixed), mid-stream: the no-state path allows it by the dns rule
+    let mut q = query(u16::from_be_bytes([TCP[2], TCP[3]]), "multi.example.test");
+    q.splice(0..0, (q.len() as u16).to_be_bytes());
+    assert_eq!(seg(&mut g, Side::Inside, &q, NOW), Action::Forward);
+    assert_eq!(seg(&mut g, Side::Outside, TCP, NOW + 7), Action::Forward);
+    let ev = g.dns_events();
+    assert_eq!(ev.len(), 1);
+    assert_eq!((ev[0].proto, ev[0].n_answers, ev[0].latency_ns), (ip_proto::TCP, 2, Some(7)));
+    // a message split across segments is counted, not read
+    assert_eq!(seg(&mut g, Side::Outside, &TCP[..20], NOW + 8), Action::Forward);
+    assert_eq!(g.count(DnsCount::TcpIncomplete), 1);
+}
