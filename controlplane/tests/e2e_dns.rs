@@ -124,10 +124,13 @@ fn gateway_config(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let (flowlog, dnslog) = (dir.join("flows.jsonl"), dir.join("dns.jsonl"));
     let mut text = String::from_utf8(out.stdout).unwrap();
     text += &format!(
-        "[policy]\nfile = \"{}\"\n[flowlog]\nfile = \"{}\"\n[dnslog]\nfile = \"{}\"\n[flows]\ncapacity = 4096\n",
+        "[policy]\nfile = \"{}\"\n[flowlog]\nfile = \"{}\"\n[dnslog]\nfile = \"{}\"\n[flows]\ncapacity = 4096\n\
+         [control]\nsocket = \"{}\"\nreadonly_socket = \"\"\nstate_dir = \"{}\"\n",
         policy.display(),
         flowlog.display(),
-        dnslog.display()
+        dnslog.display(),
+        dir.join("gw.sock").display(),
+        dir.join("state").display()
     );
     let cfg = dir.join("gwd-gw.toml");
     std::fs::write(&cfg, text).unwrap();
@@ -228,6 +231,15 @@ fn hostile(dir: &Path, ip: &str, mode: &str) -> Proc {
     p
 }
 
+fn gwctl(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gwctl"))
+        .arg("--socket")
+        .arg(dir.join("gw.sock"))
+        .args(args)
+        .output()
+        .expect("gwctl runs")
+}
+
 fn dns_count(counters: &serde_json::Value, name: &str) -> u64 {
     counters["dns"][name].as_u64().unwrap_or_else(|| panic!("no DNS counter {name}: {}", counters["dns"]))
 }
@@ -260,6 +272,14 @@ fn connections_by_name_follow_trusted_answers_and_nothing_else() {
             gw.output()
         );
     }
+    // The learned table through the API: X, for the pattern, until its TTL ends.
+    let out = gwctl(&dir, &["get", "fqdn", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "gwctl get fqdn: {out:?}");
+    let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = t["entries"].as_array().unwrap();
+    assert!(entries.iter().any(|e| e["address"] == X && e["pattern"] == "api.example.test"), "gwctl get fqdn: {t:#}");
+    assert!(t["learned"].as_u64().unwrap() >= 1 && t["full"] == 0, "{t:#}");
+
     // other.example.test resolves (the DNS rule allows it) but is not in the rule.
     let out = curl("http://other.example.test:8080/index.txt");
     assert!(!out.status.success(), "other.example.test must be refused");
@@ -277,6 +297,21 @@ fn connections_by_name_follow_trusted_answers_and_nothing_else() {
     assert_eq!(other["answers"][0]["ip"], Y, "{other}");
     assert!(other["latency_ms"].as_f64().is_some(), "{other}");
     assert_eq!(other["learned"], 0, "other matches no pattern: {other}");
+
+    // The same events through the API, filtered.
+    let out = gwctl(&dir, &["observe", "--dns", "--last", "500", "-o", "json", "--dns-suffix", "example.test"]);
+    assert_eq!(out.status.code(), Some(0), "gwctl observe --dns: {out:?}");
+    let api_events = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["query"] == "api.example.test" && e["qtype"] == "A")
+        .count();
+    assert!(api_events >= 20, "gwctl observe --dns: {api_events} A lookups of api");
+    let out = gwctl(&dir, &["observe", "--dns", "--dns-pu", "nobody", "-o", "json"]);
+    assert!(out.status.success() && out.stdout.is_empty(), "no events of PU nobody: {out:?}");
+    let out = gwctl(&dir, &["observe", "--dns", "--dns-rcode", "BOGUS"]);
+    assert!(!out.status.success(), "an rcode DNS events never carry is refused: {out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NXDOMAIN"), "{out:?}");
 
     // Flow events name the remote end.
     let flows = wait_for(&flowlog, "a decision naming api.example.test", |v| {

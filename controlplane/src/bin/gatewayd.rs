@@ -296,6 +296,9 @@ impl Events {
                 for e in &dev {
                     self.names.learn(e);
                 }
+                if let Some(cp) = control.as_ref() {
+                    cp.push_dns(&dev);
+                }
                 if let Some(out) = self.dnslog.as_mut() {
                     if let Err(e) = dnslog::write_json_lines(out, &dev) {
                         eprintln!("gatewayd: writing DNS events: {e}");

@@ -33,6 +33,8 @@ enum GetWhat {
     Networks,
     Profile,
     All,
+    /// The addresses learned for FQDN patterns (not part of the document).
+    Fqdn,
 }
 
 impl GetWhat {
@@ -45,7 +47,7 @@ impl GetWhat {
             GetWhat::Peers => (pb::ResourceKind::Identities, &["peers"]),
             GetWhat::Networks => (pb::ResourceKind::ExternalNetworks, &["external_networks"]),
             GetWhat::Profile => (pb::ResourceKind::EnforcerProfile, &["enforcer_profile"]),
-            GetWhat::All => (pb::ResourceKind::Unspecified, &[]),
+            GetWhat::All | GetWhat::Fqdn => (pb::ResourceKind::Unspecified, &[]),
         }
     }
 
@@ -57,12 +59,15 @@ impl GetWhat {
             GetWhat::Identities | GetWhat::Peers => v.identities,
             GetWhat::Networks => v.external_networks,
             GetWhat::Profile => v.enforcer_profile,
-            GetWhat::All => v.document,
+            GetWhat::All | GetWhat::Fqdn => v.document,
         }
     }
 }
 
 pub async fn run(c: &mut Clients, a: GetArgs, t: Duration) -> Res {
+    if a.what == GetWhat::Fqdn {
+        return fqdn(c, a.output, t).await;
+    }
     let (kind, keys) = a.what.request();
     let r = with_timeout(t, "get", c.config.get(pb::GetRequest { kind: kind as i32, versions_only: false })).await?;
     let v = r.versions.unwrap_or_default();
@@ -95,6 +100,34 @@ pub async fn run(c: &mut Clients, a: GetArgs, t: Duration) -> Res {
                 o.insert("versions".into(), serde_json::to_value(v).unwrap_or_default());
             }
             print_json_pretty(&j);
+        }
+    }
+    Ok(())
+}
+
+/// `gwctl get fqdn`: the learned table, soonest expiry first.
+async fn fqdn(c: &mut Clients, output: DocOutput, t: Duration) -> Res {
+    let mut client = pb::dns_client::DnsClient::new(c.channel.clone());
+    let mut r = with_timeout(t, "get fqdn", client.get_fqdn(pb::GetFqdnRequest {})).await?;
+    r.entries.sort_by_key(|e| e.expires_unix_ns);
+    match output {
+        DocOutput::Json => print_json_pretty(&serde_json::to_value(&r).unwrap_or_default()),
+        DocOutput::Yaml => {
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+            println!(
+                "# {} learned entries of {} slots; learned {}, refreshed {}, refused (full) {}",
+                r.entries.len(),
+                r.capacity,
+                r.learned,
+                r.refreshed,
+                r.full
+            );
+            println!("{:<40} {:<40} expires_in_s", "address", "pattern");
+            for e in &r.entries {
+                let left = e.expires_unix_ns.saturating_sub(now) as f64 / 1e9;
+                println!("{:<40} {:<40} {left:.1}", e.address, e.pattern);
+            }
         }
     }
     Ok(())
