@@ -142,9 +142,16 @@ fn engine_bench(c: &mut Criterion) {
     g.finish();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = drainer.join();
-    let d = &stats.dns;
+    // what the cases did (a filtered run may skip some)
     use dataplane::dns::counters::DnsCount;
-    assert!(d.get(DnsCount::Refreshed) > 0 && d.get(DnsCount::Unsolicited) > 0);
+    let d = &stats.dns;
+    eprintln!(
+        "dns engine bench: responses {}, learned {}, refreshed {}, unsolicited {}",
+        d.get(DnsCount::Responses),
+        d.get(DnsCount::Learned),
+        d.get(DnsCount::Refreshed),
+        d.get(DnsCount::Unsolicited)
+    );
 }
 
 criterion_group!(benches, bench, engine_bench);
