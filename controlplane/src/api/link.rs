@@ -468,6 +468,7 @@ pub fn stats_of(s: &Snapshot) -> pb::GetStatsResponse {
         ports: vec![port("inside", &s.inside_name, &s.inside), port("outside", &s.outside_name, &s.outside)],
         workers,
         reasons: totals,
+        dns: s.dns.iter().map(|&(n, v)| pb::ReasonCount { reason: n.into(), count: v }).collect(),
         ..Default::default()
     }
 }
