@@ -117,7 +117,10 @@ impl Drop for DnsTopology {
 }
 
 fn gateway_config(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let out = run("bash", &[repo_root().join("tools/topology.sh").to_str().unwrap(), "config", GW_NS, "1"]);
+    // Two workers: a lookup's flow and the connection after it are hashed
+    // independently, so the answer is often learned by one worker and the
+    // connection decided by the other.
+    let out = run("bash", &[repo_root().join("tools/topology.sh").to_str().unwrap(), "config", GW_NS, "2"]);
     assert!(out.status.success(), "topology config: {}", String::from_utf8_lossy(&out.stderr));
     let policy = dir.join("policy.yaml");
     std::fs::write(&policy, POLICY).unwrap();
@@ -289,6 +292,10 @@ fn connections_by_name_follow_trusted_answers_and_nothing_else() {
             && v.iter().filter(|e| e["query"] == "api.example.test" && e["qtype"] == "A").count() >= 20
     });
     let api = log.iter().find(|e| e["query"] == "api.example.test" && e["qtype"] == "A").unwrap();
+    let workers: std::collections::BTreeSet<u64> = log.iter().filter_map(|e| e["worker"].as_u64()).collect();
+    // 40-odd lookups from fresh source ports: both workers read some (all
+    // on one would be a 2^-39 chance), so learned entries crossed workers.
+    assert_eq!(workers.len(), 2, "DNS events read by workers {workers:?}");
     assert_eq!(api["answers"][0]["ip"], X, "{api}");
     assert_eq!(api["pu"], "client");
     assert_eq!(api["rcode"], "NOERROR");
