@@ -4,8 +4,10 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto");
-    let files: Vec<_> =
-        ["config", "flows", "stats", "explain"].iter().map(|f| root.join(format!("gateway/v1/{f}.proto"))).collect();
+    let files: Vec<_> = ["config", "flows", "stats", "explain", "dns"]
+        .iter()
+        .map(|f| root.join(format!("gateway/v1/{f}.proto")))
+        .collect();
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

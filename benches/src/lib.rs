@@ -75,6 +75,7 @@ pub fn external_networks(count: u32) -> Vec<ExternalNetwork> {
             cidrs: vec![format!("{}.{}.0.0/16", 100 + i / 50, i % 50)],
             protocols: vec![Protocol::Any],
             ports: vec![],
+            fqdns: vec![],
         })
         .collect()
 }

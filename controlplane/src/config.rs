@@ -55,7 +55,21 @@ pub struct GatewayConfig {
     /// IPFIX export of flow events (docs/ipfix.md).
     #[serde(default)]
     pub ipfix: Option<crate::ipfix::IpfixConfig>,
+    /// Where DNS events go as JSON lines (docs/dns.md).
+    #[serde(default)]
+    pub dnslog: Option<DnslogConfig>,
 }
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnslogConfig {
+    /// DNS events are appended here, one JSON object per line.
+    pub file: std::path::PathBuf,
+}
+
+/// Addresses the gateway's learned FQDN table holds (shared by the workers,
+/// 32 bytes each).
+pub const FQDN_TABLE_SLOTS: usize = 65536;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -496,6 +510,9 @@ impl GatewayConfig {
             if self.policy.is_none() && self.control.is_none() {
                 errs.push(ConfigProblem::setting("ipfix", "flow export needs a policy: add [policy] or [control]"));
             }
+        }
+        if self.dnslog.is_some() && self.policy.is_none() && self.control.is_none() {
+            errs.push(ConfigProblem::setting("dnslog.file", "DNS events need a policy: add [policy] file = \"...\""));
         }
         if self.flowlog.is_some() && self.policy.is_none() && self.control.is_none() {
             errs.push(ConfigProblem::setting("flowlog.file", "flow events need a policy: add [policy] file = \"...\""));

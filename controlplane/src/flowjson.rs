@@ -44,6 +44,7 @@ pub struct FlowFields<'a> {
     note: &'a str,
     identity_mode: &'a str,
     layer4_reason: &'a str,
+    remote_dns_name: &'a str,
 }
 
 /// A time as RFC 3339 with milliseconds (UTC).
@@ -78,6 +79,7 @@ pub fn flow_json<'a>(f: &'a pb::Flow, gateway: Option<&'a str>) -> FlowJson<'a> 
             note: &f.note,
             identity_mode: &f.identity_mode,
             layer4_reason: &f.layer4_reason,
+            remote_dns_name: &f.remote_dns_name,
         },
     }
 }

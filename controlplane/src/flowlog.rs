@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use dataplane::engine::EngineConfig;
-use dataplane::events::{Consumer, EventKind, FlowRecord};
+use dataplane::events::{Consumer, DnsRecord, Event, EventKind, FlowRecord};
 use dataplane::policy::Side;
 use serde_json::Value;
 
@@ -84,6 +84,9 @@ pub struct FlowEvent {
     pub worker: u32,
     /// The policy generation that decided (the config status's `generation`).
     pub generation: u32,
+    /// The name the local PU resolved the remote address from, while the
+    /// answer's TTL lasts ([`crate::dnslog::NameCache`]).
+    pub remote_dns_name: Option<String>,
 }
 
 impl FlowEvent {
@@ -167,6 +170,7 @@ impl FlowEvent {
             bytes: bc,
             worker: 0,
             generation: r.generation,
+            remote_dns_name: None,
         }
     }
 
@@ -205,11 +209,18 @@ pub struct Drain {
     consumers: Vec<Consumer>,
     /// Per worker, records taken from its queue so far.
     taken: Vec<u64>,
+    /// DNS records taken with the flow records, until [`Drain::take_dns`]
+    /// (at most [`DNS_PENDING`]; more are counted in `dns_dropped`).
+    dns: Vec<(u32, DnsRecord)>,
+    pub dns_dropped: u64,
 }
+
+/// DNS records a drain keeps for its reader, at most.
+pub const DNS_PENDING: usize = 65536;
 
 impl Drain {
     pub fn new(consumers: Vec<Consumer>) -> Drain {
-        Drain { taken: vec![0; consumers.len()], consumers }
+        Drain { taken: vec![0; consumers.len()], consumers, dns: Vec::new(), dns_dropped: 0 }
     }
 
     /// Moves up to `max` queued records (all workers, each in its order),
@@ -221,9 +232,19 @@ impl Drain {
             if room == 0 {
                 break;
             }
-            *taken += c.pop_many(room, |r| out.push((w as u32, r))) as u64;
+            let (dns, dropped) = (&mut self.dns, &mut self.dns_dropped);
+            *taken += c.pop_events(room, |e| match e {
+                Event::Flow(r) => out.push((w as u32, r)),
+                Event::Dns(d) if dns.len() < DNS_PENDING => dns.push((w as u32, d)),
+                Event::Dns(_) => *dropped += 1,
+            }) as u64;
         }
         out.len() - before
+    }
+
+    /// The DNS records drained so far (appended to `out`, oldest first).
+    pub fn take_dns(&mut self, out: &mut Vec<(u32, DnsRecord)>) {
+        out.append(&mut self.dns);
     }
 
     /// Takes up to `max` queued records (all workers, each in its order) and

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dataplane::dns::learned::FqdnTable;
 use dataplane::engine::{ArcSwap, Engine, EngineConfig};
 use dataplane::stats::{WorkerCounts, WorkerStats};
 use dataplane::worker::{Clock, EngineSetup, WorkerSetup};
@@ -63,6 +64,9 @@ pub struct Gateway {
     rule_hits: Arc<RuleHitBook>,
     /// The workers' flow-event queues (taken by [`Gateway::take_drain`]).
     drain: Option<Drain>,
+    /// Addresses learned for FQDN patterns: one table for every worker,
+    /// handed to every configuration published (so it survives applies).
+    fqdn: Arc<FqdnTable>,
     _eal: Eal,
 }
 
@@ -91,6 +95,13 @@ pub struct Snapshot {
     /// what a device keeps in its receive descriptors.
     pub mbufs_in_use: u32,
     pub mbufs_available: u32,
+    /// DNS counters, summed over workers, by name (docs/dns.md).
+    pub dns: Vec<(&'static str, u64)>,
+}
+
+/// Unix time in ns (the workers' clock is the same time base).
+fn dataplane_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Per-rule hit counting, on unless `GATEWAYD_RULE_HITS=off` (for the A/B
@@ -172,10 +183,12 @@ impl Gateway {
         let stop = Arc::new(AtomicBool::new(false));
         let history = Arc::new(ConfigHistory::default());
         let rule_hits = Arc::new(RuleHitBook::default());
+        let fqdn = Arc::new(FqdnTable::new(crate::config::FQDN_TABLE_SLOTS));
         let config = engine.map(|mut e| {
             if rule_hits_on() {
                 e.count_rule_hits(n);
             }
+            e.fqdn = Some(fqdn.clone());
             let e = Arc::new(e);
             history.push(e.clone());
             rule_hits.publish(e.clone());
@@ -189,7 +202,7 @@ impl Gateway {
         dataplane::flow::table::set_memory_advice(dpdk_bindings::advise_hugepages);
         // Flow events have readers only through the control plane (GetFlows)
         // or the flow-log file; with neither, the workers produce none.
-        let export = cfg.control.is_some() || cfg.flowlog.is_some();
+        let export = cfg.control.is_some() || cfg.flowlog.is_some() || cfg.dnslog.is_some();
         for i in 0..n {
             let stats = Arc::new(WorkerStats::default());
             engines.push(config.as_ref().map(|c| {
@@ -221,6 +234,7 @@ impl Gateway {
             config,
             history,
             rule_hits,
+            fqdn,
             _eal: eal,
         };
         for (i, ((w, (handoff_out, handoff_in)), (engine, stats))) in cfg
@@ -264,6 +278,7 @@ impl Gateway {
                 if rule_hits_on() {
                     new.count_rule_hits(self.workers.len());
                 }
+                new.fqdn = Some(self.fqdn.clone());
                 let new = Arc::new(new);
                 self.history.push(new.clone());
                 self.rule_hits.publish(new.clone());
@@ -277,6 +292,11 @@ impl Gateway {
     /// Per-rule hit counts of the policy in force (kept across re-compiles).
     pub fn rule_hits(&self) -> Arc<RuleHitBook> {
         self.rule_hits.clone()
+    }
+
+    /// The addresses learned for FQDN patterns (`gwctl get fqdn`).
+    pub fn fqdn_table(&self) -> Arc<FqdnTable> {
+        self.fqdn.clone()
     }
 
     /// The configuration in force.
@@ -314,7 +334,29 @@ impl Gateway {
             handshake_ns: self.workers.iter().flat_map(|w| w.stats.handshake_ns.read()).collect(),
             mbufs_in_use: self.pool.in_use(),
             mbufs_available: self.pool.available(),
+            dns: self.dns_counts(),
         }
+    }
+
+    /// The workers' DNS counters summed, by name, and the learned FQDN
+    /// table's (`fqdn_*`, shared).
+    fn dns_counts(&self) -> Vec<(&'static str, u64)> {
+        let mut sum: Vec<(&'static str, u64)> = Vec::new();
+        for w in &self.workers {
+            for (i, (n, v)) in w.stats.dns.read().into_iter().enumerate() {
+                match sum.get_mut(i) {
+                    Some(s) => s.1 += v,
+                    None => sum.push((n, v)),
+                }
+            }
+        }
+        let c = &self.fqdn.counts;
+        let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        sum.push(("fqdn_table_entries", self.fqdn.entries(dataplane_now()).len() as u64));
+        sum.push(("fqdn_table_learned", ld(&c.learned)));
+        sum.push(("fqdn_table_refreshed", ld(&c.refreshed)));
+        sum.push(("fqdn_table_full", ld(&c.full)));
+        sum
     }
 
     /// Asks the workers to stop and waits for them.

@@ -427,6 +427,7 @@ pub fn synthetic_event(
         bytes: [400, 3000],
         worker: 0,
         generation: 1,
+        remote_dns_name: None,
     }
 }
 

@@ -203,6 +203,17 @@ fn control_families(s: &Scrape) -> Vec<Family> {
         ));
         out.push(Family::one("flowhub_readers", "Flow streams being served.", Gauge, h.readers));
     }
+    if !s.stats.dns.is_empty() {
+        let mut events = family("dns", "What the workers saw of DNS, by counter (docs/dns.md).", Counter);
+        for c in &s.stats.dns {
+            if c.reason == "fqdn_table_entries" {
+                out.push(Family::one("fqdn_table_entries", "Live entries of the learned FQDN table.", Gauge, c.count));
+            } else {
+                events.add(vec![("counter", c.reason.clone())], c.count);
+            }
+        }
+        out.push(events);
+    }
     let st = &s.status;
     out.push(Family::one("config_version", "Version of the policy document in force.", Gauge, st.versions.document()));
     out.push(Family::one(
@@ -445,6 +456,10 @@ mod tests {
                     hits: 9,
                     per_worker: vec![9],
                 }],
+                dns: vec![
+                    pb::ReasonCount { reason: "untrusted_server".into(), count: 2 },
+                    pb::ReasonCount { reason: "fqdn_table_entries".into(), count: 7 },
+                ],
                 ..Default::default()
             },
             handshake_ns: vec![(3_000, 2), (40_000, 1)],
@@ -464,6 +479,8 @@ mod tests {
             "igw_rule_hits_total{ruleset=\"web\",direction=\"incoming\",rule=\"http\",action=\"allow\",observe=\"false\"} 9",
             "igw_config_state{state=\"no_config_fail_closed\"} 1",
             "igw_tcp_handshake_seconds_count 3",
+            "igw_dns_total{counter=\"untrusted_server\"} 2",
+            "igw_fqdn_table_entries 7",
             "# TYPE igw_drops counter",
             "# EOF",
         ] {

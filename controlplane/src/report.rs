@@ -123,6 +123,7 @@ pub fn final_json(s: &Snapshot) -> serde_json::Value {
             "held": w.held,
             "from_inside": dir(&w.from_inside), "from_outside": dir(&w.from_outside),
         })).collect::<Vec<_>>(),
+        "dns": s.dns.iter().map(|(n, v)| ((*n).to_owned(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "unaccounted": { "from_inside": unaccounted(s)[0] as i64, "from_outside": unaccounted(s)[1] as i64 },
         "mbufs": { "in_use": s.mbufs_in_use, "available": s.mbufs_available },
     })

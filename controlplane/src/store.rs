@@ -131,6 +131,9 @@ impl Versions {
 }
 
 /// What an apply replaces.
+// One per apply, moved a few times: the document's size (grown with the
+// enforcer profile's DNS settings) is not worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Content {
     /// Everything, `revision` included.

@@ -235,6 +235,8 @@ fn a_second_server_on_a_live_socket_is_refused() {
             store,
             hub: controlplane::flowhub::FlowHub::new(1024),
             stats: std::sync::Arc::new(controlplane::api::stats::NoDataplane),
+            dns: Default::default(),
+            fqdn: None,
         },
     )
     .err()

@@ -18,6 +18,8 @@
 //!   `state`), the fixed-size table (`table`).
 //! - [`events`]: flow events and the lock-free queue that carries them off the worker.
 //! - [`dispatch`]: the symmetric flow hash that picks a frame's worker.
+//! - [`dns`]: the DNS message view (header, question, answers through
+//!   compression pointers) the engine reads responses with.
 //! - [`engine`]: identity and policy per packet, one file per path a packet
 //!   takes: `process` (look ahead, fast path, full parse, choice of path),
 //!   `context` (the packet context), `established`, `syn`, `syn_ack`,
@@ -39,6 +41,7 @@
 
 pub mod buf;
 pub mod dispatch;
+pub mod dns;
 pub mod engine;
 pub mod events;
 pub mod flow;

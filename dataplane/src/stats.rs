@@ -601,6 +601,8 @@ pub struct WorkerStats {
     /// At the client's gateway: SYN (flow created) to SYN-ACK from the
     /// network, in ns of the workers' per-burst clock.
     pub handshake_ns: LatencyHist,
+    /// What the worker saw of DNS (`engine::dns`).
+    pub dns: crate::dns::counters::DnsCounters,
 }
 
 impl WorkerStats {

@@ -233,6 +233,7 @@ pub fn networks_to_pb(v: &[ExternalNetwork]) -> Vec<pb::ExternalNetwork> {
             cidrs: n.cidrs.clone(),
             protocols: n.protocols.iter().map(|p| protocol_name(*p).into()).collect(),
             ports: n.ports.iter().map(|p| p.to_string()).collect(),
+            fqdns: n.fqdns.clone(),
         })
         .collect()
 }
@@ -245,6 +246,9 @@ pub fn profile_to_pb(p: &EnforcerProfile) -> pb::EnforcerProfile {
         ignore: p.ignore.clone().unwrap_or_default(),
         layer4_identity: Some(p.layer4_identity),
         stripping_cache_s: Some(p.stripping_cache_s),
+        dns_servers: p.dns_servers.as_ref().map(|v| pb::DnsServers { cidrs: v.clone() }),
+        fqdn_min_ttl: p.fqdn_min_ttl,
+        fqdn_max_ttl: p.fqdn_max_ttl,
     }
 }
 
@@ -387,7 +391,14 @@ impl Conv {
         v.into_iter()
             .map(|n| {
                 let protocols = self.protocols(&n.protocols, "external_networks", &n.name, "protocols");
-                ExternalNetwork { name: n.name, tags: n.tags, cidrs: n.cidrs, protocols, ports: ports(n.ports) }
+                ExternalNetwork {
+                    name: n.name,
+                    tags: n.tags,
+                    cidrs: n.cidrs,
+                    protocols,
+                    ports: ports(n.ports),
+                    fqdns: n.fqdns,
+                }
             })
             .collect()
     }
@@ -461,6 +472,9 @@ fn profile(p: pb::EnforcerProfile) -> EnforcerProfile {
         ignore: none_if_empty(p.ignore),
         layer4_identity: p.layer4_identity.unwrap_or(true),
         stripping_cache_s: p.stripping_cache_s.unwrap_or(dataplane::policy::model::DEFAULT_STRIPPING_CACHE_S),
+        dns_servers: p.dns_servers.map(|d| d.cidrs),
+        fqdn_min_ttl: p.fqdn_min_ttl,
+        fqdn_max_ttl: p.fqdn_max_ttl,
     }
 }
 

@@ -44,6 +44,8 @@ enum Request {
     RuleHits(SyncSender<Vec<pb::RuleHits>>),
     /// The engine configuration in force.
     InForce(SyncSender<Option<Arc<EngineConfig>>>),
+    /// The learned FQDN table (`gwctl get fqdn`).
+    Fqdn(SyncSender<pb::GetFqdnResponse>),
 }
 
 /// What the API side shares with the control thread.
@@ -118,6 +120,8 @@ pub struct ControlPlane {
     feed: FlowFeed,
     /// Worker queue to hub: how long events waited (µs).
     delay_us: Histogram<u64>,
+    /// DNS events for `GetDns`.
+    dns: Arc<super::dns::DnsHub>,
 }
 
 /// Why the control plane could not start.
@@ -191,6 +195,7 @@ impl ControlPlane {
             rx,
             store,
             hub: FlowHub::new(cfg.flow_ring),
+            dns: Arc::new(super::dns::DnsHub::default()),
             cfg: cfg.clone(),
             server: None,
             policy_file: policy_file.map(Path::to_owned),
@@ -208,10 +213,18 @@ impl ControlPlane {
         if !self.cfg.enabled {
             return Ok(());
         }
+        let link = self.link.clone();
+        let fqdn: super::dns::FqdnSource = Arc::new(move || {
+            let (tx, rx) = mpsc::sync_channel(1);
+            link.tx.lock().unwrap_or_else(|e| e.into_inner()).send(Request::Fqdn(tx)).ok()?;
+            rx.recv_timeout(Duration::from_secs(2)).ok()
+        });
         let backends = Backends {
             store: self.store.clone(),
             hub: self.hub.clone(),
             stats: Arc::new(LinkStats(self.link.clone())),
+            dns: self.dns.clone(),
+            fqdn: Some(fqdn),
         };
         self.server = Some(ControlServer::start(&self.cfg, backends).map_err(LinkError::Server)?);
         Ok(())
@@ -240,6 +253,9 @@ impl ControlPlane {
                 }
                 Request::RuleHits(reply) => {
                     let _ = reply.send(rule_hits_to_pb(gw.rule_hits().counts()));
+                }
+                Request::Fqdn(reply) => {
+                    let _ = reply.send(fqdn_of(gw));
                 }
             }
         }
@@ -274,6 +290,11 @@ impl ControlPlane {
                 apply_us: store.compile_histogram(),
             })
         })
+    }
+
+    /// Feeds resolved DNS events to `GetDns` readers.
+    pub fn push_dns(&self, events: &[crate::dnslog::DnsEvent]) {
+        self.dns.push(events);
     }
 
     /// Feeds drained records to the hub, resolved (through `history`) and
@@ -391,6 +412,7 @@ pub fn flow_from_event(e: &FlowEvent) -> pb::Flow {
         note: e.note.unwrap_or("").into(),
         identity_mode: e.identity_mode().0.into(),
         layer4_reason: e.identity_mode().1.into(),
+        remote_dns_name: e.remote_dns_name.clone().unwrap_or_default(),
     }
 }
 
@@ -469,6 +491,35 @@ pub fn stats_of(s: &Snapshot) -> pb::GetStatsResponse {
         ports: vec![port("inside", &s.inside_name, &s.inside), port("outside", &s.outside_name, &s.outside)],
         workers,
         reasons: totals,
+        dns: s.dns.iter().map(|&(n, v)| pb::ReasonCount { reason: n.into(), count: v }).collect(),
         ..Default::default()
+    }
+}
+
+/// The learned FQDN table, with each pattern's text from the policy in force.
+fn fqdn_of(gw: &Gateway) -> pb::GetFqdnResponse {
+    let t = gw.fqdn_table();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let cfg = gw.engine_config();
+    let text = |id: u64| {
+        cfg.as_ref()
+            .and_then(|c| c.policy.fqdn_patterns().text(id).map(str::to_owned))
+            .unwrap_or_else(|| format!("#{id:016x}"))
+    };
+    let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    pb::GetFqdnResponse {
+        entries: t
+            .entries(now)
+            .into_iter()
+            .map(|e| pb::FqdnEntry {
+                address: e.addr.to_string(),
+                pattern: text(e.pattern),
+                expires_unix_ns: e.expiry_ns,
+            })
+            .collect(),
+        learned: ld(&t.counts.learned),
+        refreshed: ld(&t.counts.refreshed),
+        full: ld(&t.counts.full),
+        capacity: t.capacity() as u64,
     }
 }

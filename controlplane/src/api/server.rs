@@ -230,6 +230,9 @@ pub struct Backends {
     pub store: Arc<ConfigStore>,
     pub hub: Arc<FlowRing>,
     pub stats: Arc<dyn StatsSource>,
+    /// DNS events and the learned FQDN table (`api::dns`).
+    pub dns: Arc<super::dns::DnsHub>,
+    pub fqdn: Option<super::dns::FqdnSource>,
 }
 
 fn routes(b: &Backends, access: Access, stopping: watch::Receiver<bool>) -> tonic::transport::server::Router {
@@ -239,6 +242,11 @@ fn routes(b: &Backends, access: Access, stopping: watch::Receiver<bool>) -> toni
         .add_service(config_server(b, access.clone()))
         .add_service(FlowsServer::new(FlowsService::new(b.hub.clone(), access.clone(), stopping)))
         .add_service(pb::policy_server::PolicyServer::new(ExplainService::new(b.stats.clone(), access.clone())))
+        .add_service(pb::dns_server::DnsServer::new(super::dns::DnsService::new(
+            b.dns.clone(),
+            b.fqdn.clone(),
+            access.clone(),
+        )))
         .add_service(pb::stats_server::StatsServer::new(StatsService::new(
             b.stats.clone(),
             b.hub.clone(),
@@ -365,6 +373,11 @@ impl ControlServer {
                             .add_service(FlowsServer::new(FlowsService::new(b.hub.clone(), access.clone(), rx.clone())))
                             .add_service(pb::policy_server::PolicyServer::new(ExplainService::new(
                                 b.stats.clone(),
+                                access.clone(),
+                            )))
+                            .add_service(pb::dns_server::DnsServer::new(super::dns::DnsService::new(
+                                b.dns.clone(),
+                                b.fqdn.clone(),
                                 access.clone(),
                             )))
                             .add_service(pb::stats_server::StatsServer::new(StatsService::new(

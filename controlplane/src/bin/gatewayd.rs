@@ -15,13 +15,13 @@ use controlplane::api::link::ControlPlane;
 use controlplane::api::server::ControlConfig;
 use controlplane::config::GatewayConfig;
 use controlplane::fleet::agent::FleetAgent;
-use controlplane::flowlog;
 use controlplane::gateway::{Gateway, Snapshot};
 use controlplane::ipfix::Exporter;
 use controlplane::metrics::MetricsServer;
 use controlplane::report;
+use controlplane::{dnslog, flowlog};
 use dataplane::engine::EngineConfig;
-use dataplane::events::FlowRecord;
+use dataplane::events::{DnsRecord, FlowRecord};
 
 /// The identity-aware bump-in-the-wire gateway.
 ///
@@ -80,6 +80,7 @@ fn run(args: Args) -> Result<ExitCode, ExitCode> {
         _ => None,
     };
     let flowlog = open_flowlog(&cfg)?;
+    let dnslog = open_dnslog(&cfg)?;
     if args.check {
         println!("gatewayd: {} is valid", args.config.display());
         return Ok(ExitCode::SUCCESS);
@@ -107,6 +108,9 @@ fn run(args: Args) -> Result<ExitCode, ExitCode> {
         records: Vec::with_capacity(4096),
         flowlog,
         ipfix,
+        dns: Vec::new(),
+        dnslog,
+        names: dnslog::NameCache::new(dnslog::NAME_CACHE_ENTRIES),
     };
     println!("gatewayd: running; stop with SIGINT/SIGTERM");
     let mut running = Running { cfg: &cfg, gw, control, events, signals };
@@ -134,6 +138,15 @@ fn load_policy(file: &Path) -> Result<EngineConfig, ExitCode> {
         }
         ExitCode::from(2)
     })
+}
+
+/// `[dnslog] file`, opened for appending.
+fn open_dnslog(cfg: &GatewayConfig) -> Result<Option<BufWriter<File>>, ExitCode> {
+    let Some(f) = &cfg.dnslog else { return Ok(None) };
+    match std::fs::OpenOptions::new().create(true).append(true).open(&f.file) {
+        Ok(file) => Ok(Some(BufWriter::new(file))),
+        Err(e) => Err(usage(format!("dnslog.file: cannot open {}: {e}", f.file.display()))),
+    }
 }
 
 /// `[flowlog] file`, opened for appending.
@@ -251,6 +264,11 @@ struct Events {
     records: Vec<(u32, FlowRecord)>,
     flowlog: Option<BufWriter<File>>,
     ipfix: Option<Exporter>,
+    /// DNS records drained with the flow records, the DNS log, and the
+    /// names they taught (put on flow events).
+    dns: Vec<(u32, DnsRecord)>,
+    dnslog: Option<BufWriter<File>>,
+    names: dnslog::NameCache,
 }
 
 impl Events {
@@ -271,13 +289,38 @@ impl Events {
             if let Some(cp) = control.as_mut() {
                 cp.push_records(&self.history, &self.records, &d.lost_per_worker(), &d.queued_per_worker());
             }
+            self.dns.clear();
+            d.take_dns(&mut self.dns);
+            if !self.dns.is_empty() {
+                let dev = dnslog::resolve_all(&self.history, &self.dns);
+                for e in &dev {
+                    self.names.learn(e);
+                }
+                if let Some(cp) = control.as_ref() {
+                    cp.push_dns(&dev);
+                }
+                if let Some(out) = self.dnslog.as_mut() {
+                    if let Err(e) = dnslog::write_json_lines(out, &dev) {
+                        eprintln!("gatewayd: writing DNS events: {e}");
+                    }
+                }
+            }
             if self.records.is_empty() {
                 return (took, false);
             }
             if self.flowlog.is_none() && self.ipfix.is_none() {
                 continue;
             }
-            let ev = flowlog::resolve_all(&self.history, &self.records);
+            let mut ev = flowlog::resolve_all(&self.history, &self.records);
+            if !self.names.is_empty() {
+                for e in ev.iter_mut() {
+                    let (pu, remote) =
+                        if e.source.kind == "pu" { (&e.source, &e.destination) } else { (&e.destination, &e.source) };
+                    if let Some(pu) = &pu.name {
+                        e.remote_dns_name = self.names.name(pu, remote.ip, e.time_ns).map(str::to_owned);
+                    }
+                }
+            }
             if let Some(out) = self.flowlog.as_mut() {
                 if let Err(e) = flowlog::write_json_lines(out, &ev) {
                     eprintln!("gatewayd: writing flow events: {e}");

@@ -104,7 +104,13 @@ impl Harness {
         let hub = FlowHub::new(ring);
         let server = ControlServer::start(
             &cfg,
-            Backends { store: store.clone(), hub: hub.clone(), stats: Arc::new(NoDataplane) },
+            Backends {
+                store: store.clone(),
+                hub: hub.clone(),
+                stats: Arc::new(NoDataplane),
+                dns: Default::default(),
+                fqdn: None,
+            },
         )
         .expect("server starts");
         Harness {

@@ -4,6 +4,9 @@
 
 use super::rule_hits::RuleHits;
 use std::path::Path;
+use std::sync::Arc;
+
+use crate::dns::learned::FqdnTable;
 
 use crate::identity::{GatewayKeyPair, KeyRing, PeerPublicKey};
 use crate::policy::compile::{decode_key32, LocalKeyInfo};
@@ -27,6 +30,11 @@ pub struct EngineConfig {
     /// the control plane when it publishes the policy
     /// ([`EngineConfig::count_rule_hits`]); none until then.
     pub rule_hits: RuleHits,
+    /// The addresses learned for FQDN patterns, shared by every worker and
+    /// kept across applies: the control plane hands the same table to each
+    /// new configuration ([`Self::with_fqdn_table`]). `None`: nothing is
+    /// learned and FQDN networks match nothing.
+    pub fqdn: Option<Arc<FqdnTable>>,
 }
 
 const NS: u64 = 1_000_000_000;
@@ -35,7 +43,7 @@ impl EngineConfig {
     /// No policy at all: every PU lookup fails. Used only as a placeholder.
     pub fn empty() -> EngineConfig {
         let policy = compile(&PolicyDocument::default()).expect("the empty document compiles");
-        EngineConfig { policy, keys: KeyRing::new(), local_key_id: None, rule_hits: RuleHits::none() }
+        EngineConfig { policy, keys: KeyRing::new(), local_key_id: None, rule_hits: RuleHits::none(), fqdn: None }
     }
 
     /// Parses, compiles and derives keys. Every problem is returned, each
@@ -90,7 +98,7 @@ impl EngineConfig {
             }
         }
         if errors.is_empty() {
-            Ok(EngineConfig { policy, keys, local_key_id, rule_hits: RuleHits::none() })
+            Ok(EngineConfig { policy, keys, local_key_id, rule_hits: RuleHits::none(), fqdn: None })
         } else {
             Err(errors)
         }

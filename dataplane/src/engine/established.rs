@@ -110,12 +110,12 @@ pub(super) fn step(e: &mut FlowEntry, side: Side, p: &Seen, now: u64, t: &Timeou
 
 /// Decides a flow of an older policy snapshot again, with the remote
 /// identity it was verified with (or its address).
-pub(super) fn redecide(cfg: &EngineConfig, e: &mut FlowEntry, pu: PuId) {
+pub(super) fn redecide(cfg: &EngineConfig, e: &mut FlowEntry, pu: PuId, now: u64) {
     let remote = match e.remote_identity() {
         Some(id) => Remote::Identity(id),
         None => Remote::Address(e.key().outside_ip()),
     };
-    let d = cfg.policy.decide(pu, e.direction(), remote, e.key().proto, server_port(e));
+    let d = cfg.decide(pu, e.direction(), remote, e.key().proto, server_port(e), now);
     let id = e.remote_identity();
     e.set_verdict(&d, id, cfg.generation());
 }

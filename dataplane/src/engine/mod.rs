@@ -31,6 +31,8 @@
 //!   told (flow events), and the replies within the reset budget; `reasons`
 //!   maps policy and identity errors to drop reasons.
 //! - `sweep`: idle flows ended, `End` events, replay memory.
+//! - [`dns`]: forwarded frames to or from port 53: queries remembered,
+//!   responses read into DNS events and FQDN learning.
 //!
 //! What happens to a frame (the semantics are documented in `docs/config.md`,
 //! "The packet path"):
@@ -74,7 +76,9 @@
 
 pub mod config;
 mod context;
+pub mod dns;
 mod established;
+mod fqdn;
 pub mod l4;
 mod no_state;
 mod option_scan;
@@ -147,6 +151,8 @@ pub struct Engine {
     worker: usize,
     /// Destinations whose path strips the identity option (layer 4 at once).
     l4_cache: l4::StripCache,
+    /// Queries seen going out (`dns`).
+    dns: dns::DnsState,
 }
 
 impl Engine {
@@ -170,6 +176,7 @@ impl Engine {
             swept_at: 0,
             worker: 0,
             l4_cache: l4::StripCache::new(seed),
+            dns: dns::DnsState::default(),
         }
     }
 
@@ -232,6 +239,8 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod dns_tests;
 #[cfg(test)]
 mod hardening_tests;
 #[cfg(test)]

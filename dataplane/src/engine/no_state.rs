@@ -28,7 +28,7 @@ impl Engine {
         } else {
             (Direction::Outgoing, key.outside_port, Side::Inside)
         };
-        let d = c.cfg.policy.decide(c.pu.id, dir, Remote::Address(key.outside_ip()), ip_proto::TCP, port);
+        let d = c.cfg.decide(c.pu.id, dir, Remote::Address(key.outside_ip()), ip_proto::TCP, port, c.now);
         let mut rec = c.flow(initiator).decision(&d, None);
         self.count_decision(c.cfg, &d);
         if !d.allowed() {

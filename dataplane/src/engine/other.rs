@@ -21,7 +21,7 @@ impl Engine {
             e.set_pu(c.pu.id);
             let redo = e.policy_generation() != c.gen;
             if redo {
-                redecide(c.cfg, e, c.pu.id);
+                redecide(c.cfg, e, c.pu.id, c.now);
             }
             let r = step(e, c.side, &Seen::stateless(len), c.now, t);
             if redo {
@@ -34,7 +34,7 @@ impl Engine {
             Side::Outside => Direction::Incoming,
         };
         let remote = Remote::Address(c.key.outside_ip());
-        let d = c.cfg.policy.decide(c.pu.id, dir, remote, c.info.proto, c.info.dst_port);
+        let d = c.cfg.decide(c.pu.id, dir, remote, c.info.proto, c.info.dst_port, c.now);
         let state = FlowState::Udp(UdpState::Authorized);
         match self.table.insert(c.key, NewFlow { pu: c.pu.id, initiator: c.side, state, seq: 0 }, c.now) {
             Ok(e) => {

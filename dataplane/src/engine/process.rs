@@ -126,7 +126,12 @@ impl Engine {
             LookKind::NotPlain => false,
             LookKind::Handshake => true,
             _ => match self.fast(cfg, side, buf, l, now) {
-                Some(a) => return a,
+                Some(a) => {
+                    if Self::is_dns_port(l.key.outside_port) && a == Action::Forward {
+                        self.dns_seen(cfg, side, buf.data(), now);
+                    }
+                    return a;
+                }
                 None => true,
             },
         };
@@ -166,6 +171,25 @@ impl Engine {
             Ok(i) => i,
             Err(_) => return self.drop(side, DropReason::Malformed),
         };
+        let a = self.full_parsed(cfg, side, buf, &info, plain, now);
+        let remote_port = if side == Side::Inside { info.dst_port } else { info.src_port };
+        if Self::is_dns_port(remote_port) && a == Action::Forward {
+            self.dns_seen(cfg, side, buf.data(), now);
+        }
+        a
+    }
+
+    /// [`Self::full`] after the parse.
+    fn full_parsed<B: PacketBuf>(
+        &mut self,
+        cfg: &EngineConfig,
+        side: Side,
+        buf: &mut B,
+        info: &FrameInfo,
+        plain: bool,
+        now: u64,
+    ) -> Action {
+        let info = *info;
         let (Some(src), Some(dst)) = (ip(info.src), ip(info.dst)) else {
             self.note(side, Note::NotIpOrNd);
             return Action::Forward;
@@ -249,7 +273,7 @@ impl Engine {
         e.set_pu(c.pu.id);
         let l4 = e.l4_path();
         if e.verdict().is_decided() && e.policy_generation() != c.gen {
-            redecide(c.cfg, e, c.pu.id);
+            redecide(c.cfg, e, c.pu.id, c.now);
             self.note(c.side, Note::Redecided);
         }
         if flags.is_syn_ack() {

@@ -97,7 +97,8 @@ impl Engine {
         if let Some(n) = note {
             self.note(c.side, n);
         }
-        let decision = p.decide(c.pu.id, Direction::Outgoing, Remote::Address(dst), ip_proto::TCP, c.key.outside_port);
+        let decision =
+            c.cfg.decide(c.pu.id, Direction::Outgoing, Remote::Address(dst), ip_proto::TCP, c.key.outside_port, c.now);
         Ok(Judged { decision, remote_identity: None, note, syn_key: None })
     }
 

@@ -137,7 +137,7 @@ impl Engine {
                 Some(d) => (d, None),
                 None => {
                     let remote = Remote::Address(c.key.outside_ip());
-                    (p.decide(c.pu.id, Direction::Outgoing, remote, ip_proto::TCP, port), None)
+                    (c.cfg.decide(c.pu.id, Direction::Outgoing, remote, ip_proto::TCP, port, c.now), None)
                 }
             },
         };

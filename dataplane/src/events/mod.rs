@@ -23,6 +23,9 @@ use crate::policy::Decision;
 use crate::stats::{DropReason, Note};
 use crate::Side;
 
+pub mod dns;
+pub use dns::{DnsAnswer, DnsRecord, Event};
+
 /// What a record reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -194,7 +197,7 @@ struct Alone<T>(T);
 
 /// One record's words, on two whole cache lines of their own.
 #[repr(C, align(128))]
-struct Slot([AtomicU64; WORDS]);
+pub(crate) struct Slot([AtomicU64; WORDS]);
 
 impl Slot {
     fn read(&self) -> [u64; WORDS] {
@@ -321,33 +324,34 @@ impl Producer {
 }
 
 impl Consumer {
-    /// The oldest queued record.
+    /// The oldest queued flow record (DNS records before it are skipped:
+    /// take both kinds with [`Consumer::pop_events`]).
     pub fn pop(&mut self) -> Option<FlowRecord> {
-        let head = self.q.head.0.load(Ordering::Relaxed);
-        let tail = self.q.tail.0.load(Ordering::Acquire);
-        if head == tail {
-            return None;
-        }
-        let w = self.q.slots[head & self.q.mask].read();
-        self.q.head.0.store(head.wrapping_add(1), Ordering::Release);
-        Some(FlowRecord::decode(&w))
+        let mut out = None;
+        while out.is_none()
+            && self.pop_events(1, |e| {
+                if let Event::Flow(r) = e {
+                    out = Some(r);
+                }
+            }) == 1
+        {}
+        out
     }
 
-    /// Takes up to `max` queued records, oldest first, handing each to `f`;
-    /// returns how many. One look at the producer's tail and one release of
-    /// the slots for the lot (per record, both cost a cache line the
-    /// worker is writing).
+    /// Takes up to `max` queued records, oldest first, handing each flow
+    /// record to `f` (DNS records are skipped: see [`Consumer::pop_events`]);
+    /// returns how many records were taken. One look at the producer's tail
+    /// and one release of the slots for the lot (per record, both cost a
+    /// cache line the worker is writing).
     pub fn pop_many(&mut self, max: usize, mut f: impl FnMut(FlowRecord)) -> usize {
-        let head = self.q.head.0.load(Ordering::Relaxed);
-        let tail = self.q.tail.0.load(Ordering::Acquire);
-        let n = tail.wrapping_sub(head).min(max);
-        for k in 0..n {
-            f(FlowRecord::decode(&self.q.slots[head.wrapping_add(k) & self.q.mask].read()));
-        }
-        if n > 0 {
-            self.q.head.0.store(head.wrapping_add(n), Ordering::Release);
-        }
-        n
+        let mut flows = 0;
+        self.pop_events(max, |e| {
+            if let Event::Flow(r) = e {
+                flows += 1;
+                f(r);
+            }
+        });
+        flows
     }
 
     /// Records the producer dropped because the queue was full.

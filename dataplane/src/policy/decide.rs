@@ -196,6 +196,21 @@ fn entry_action(e: &Entry) -> Action {
     }
 }
 
+/// The decision of external-network set `set`'s verdict list for subject
+/// class `class` (an address learned for an FQDN network: `policy::dns`).
+pub(crate) fn evaluate_external(
+    s: &PolicySnapshot,
+    class: u32,
+    dir: Direction,
+    set: u32,
+    proto: u8,
+    port: u16,
+) -> Decision {
+    let list = s.verdicts.get(&verdict_key(dir, KIND_EXTERNAL, class, set)).copied().unwrap_or((0, 0));
+    let entries = s.entries.get(list.0 as usize..(list.0 + list.1) as usize).unwrap_or(&[]);
+    evaluate(entries, proto, port, true)
+}
+
 /// Scans a verdict list (sorted: enforced before observed, reject before allow).
 #[inline]
 fn evaluate(entries: &[Entry], proto: u8, port: u16, external: bool) -> Decision {
@@ -467,6 +482,7 @@ mod tests {
                 cidrs: ext_cidrs[i].iter().map(|s| s.to_string()).collect(),
                 protocols: if i == 1 { vec![Protocol::Tcp] } else { vec![Protocol::Any] },
                 ports: if i == 2 { vec![PortSpec::Text("20-30".into())] } else { vec![] },
+                fqdns: vec![],
             });
         }
         let rule = |rng: &mut Rng, n: usize| model::Rule {

@@ -514,6 +514,7 @@ pub fn build(c: &mut Choices) -> PolicyDocument {
             cidrs: b.list(c, 2, |c| b.address(c, None)),
             protocols,
             ports,
+            fqdns: c.list(2, |c| c.pick(&["api.example.test", "*.example.test", "a..b", "*", "x.*.y"]).into()),
         }
     });
     let enforcer_profile = if c.flag() {
@@ -526,6 +527,9 @@ pub fn build(c: &mut Choices) -> PolicyDocument {
             ignore: c.flag().then(|| b.selector(c, 2)),
             layer4_identity: c.flag(),
             stripping_cache_s: if c.flag() { 0 } else { 2 },
+            dns_servers: c.flag().then(|| c.list(2, |c| b.address(c, None))),
+            fqdn_min_ttl: c.flag().then(|| c.pick(&[0u32, 5, 3600, u32::MAX])),
+            fqdn_max_ttl: c.flag().then(|| c.pick(&[0u32, 1, 3600])),
         }
     };
     PolicyDocument {

@@ -17,6 +17,7 @@
 
 pub mod compile;
 pub mod decide;
+pub mod dns;
 pub mod fuzzing;
 pub mod hash;
 pub mod lpm;

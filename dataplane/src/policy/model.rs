@@ -287,6 +287,8 @@ pub struct ExternalNetwork {
     pub name: String,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// May be empty when `fqdns` is not.
+    #[serde(default)]
     pub cidrs: Vec<String>,
     /// Default: `[any]`.
     #[serde(default = "any_protocol")]
@@ -294,6 +296,11 @@ pub struct ExternalNetwork {
     /// Empty: all ports.
     #[serde(default)]
     pub ports: Vec<PortSpec>,
+    /// Domain names whose addresses, learned from trusted DNS answers, are
+    /// members of this network while their TTL lasts: `api.example.test`
+    /// (exactly), `*.example.test` (one label or more in front). See docs/dns.md.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fqdns: Vec<String>,
 }
 
 /// Where identity is sent and what is left alone.
@@ -321,6 +328,16 @@ pub struct EnforcerProfile {
     /// Default: 600.
     #[serde(default = "default_stripping_cache_s")]
     pub stripping_cache_s: u32,
+    /// The DNS servers whose answers are read (logged, learned from), as
+    /// CIDRs. Absent: any server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_servers: Option<Vec<String>>,
+    /// Bounds (seconds) on how long an address learned for an FQDN pattern
+    /// stays: the record's TTL clamped to them. Defaults 5 and 3600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fqdn_min_ttl: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fqdn_max_ttl: Option<u32>,
 }
 
 fn default_true() -> bool {
@@ -347,6 +364,9 @@ impl Default for EnforcerProfile {
             ignore: None,
             layer4_identity: true,
             stripping_cache_s: DEFAULT_STRIPPING_CACHE_S,
+            dns_servers: None,
+            fqdn_min_ttl: None,
+            fqdn_max_ttl: None,
         }
     }
 }

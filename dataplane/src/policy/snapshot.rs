@@ -156,6 +156,8 @@ pub struct PolicySnapshot {
     pub(crate) subject_classes: u32,
     pub(crate) identity_classes: u32,
     pub(crate) ext_set_count: u32,
+    /// DNS: trusted servers, FQDN patterns, TTL bounds (`policy::dns`).
+    pub(crate) dns: super::dns::DnsPolicy,
 }
 
 pub(crate) const KIND_IDENTITY: u64 = 0;

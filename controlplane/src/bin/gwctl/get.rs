@@ -39,6 +39,8 @@ enum GetWhat {
     /// Every rule in force, one line each (`--hits`: with its counts).
     Rules,
     All,
+    /// The addresses learned for FQDN patterns (not part of the document).
+    Fqdn,
 }
 
 impl GetWhat {
@@ -52,7 +54,7 @@ impl GetWhat {
             GetWhat::Networks => (pb::ResourceKind::ExternalNetworks, &["external_networks"]),
             GetWhat::Profile => (pb::ResourceKind::EnforcerProfile, &["enforcer_profile"]),
             GetWhat::Rules => (pb::ResourceKind::Rulesets, &["rulesets"]),
-            GetWhat::All => (pb::ResourceKind::Unspecified, &[]),
+            GetWhat::All | GetWhat::Fqdn => (pb::ResourceKind::Unspecified, &[]),
         }
     }
 
@@ -64,12 +66,15 @@ impl GetWhat {
             GetWhat::Identities | GetWhat::Peers => v.identities,
             GetWhat::Networks => v.external_networks,
             GetWhat::Profile => v.enforcer_profile,
-            GetWhat::All => v.document,
+            GetWhat::All | GetWhat::Fqdn => v.document,
         }
     }
 }
 
 pub async fn run(c: &mut Clients, a: GetArgs, t: Duration) -> Res {
+    if a.what == GetWhat::Fqdn {
+        return fqdn(c, a.output, t).await;
+    }
     if a.what == GetWhat::Rules {
         return rules(c, &a, t).await;
     }
@@ -149,6 +154,34 @@ fn rules_table(rules: &[pb::RuleHits], hits: bool) -> String {
         out.push('\n');
     }
     out
+}
+
+/// `gwctl get fqdn`: the learned table, soonest expiry first.
+async fn fqdn(c: &mut Clients, output: DocOutput, t: Duration) -> Res {
+    let mut client = pb::dns_client::DnsClient::new(c.channel.clone());
+    let mut r = with_timeout(t, "get fqdn", client.get_fqdn(pb::GetFqdnRequest {})).await?;
+    r.entries.sort_by_key(|e| e.expires_unix_ns);
+    match output {
+        DocOutput::Json => print_json_pretty(&serde_json::to_value(&r).unwrap_or_default()),
+        DocOutput::Yaml => {
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+            println!(
+                "# {} learned entries of {} slots; learned {}, refreshed {}, refused (full) {}",
+                r.entries.len(),
+                r.capacity,
+                r.learned,
+                r.refreshed,
+                r.full
+            );
+            println!("{:<40} {:<40} expires_in_s", "address", "pattern");
+            for e in &r.entries {
+                let left = e.expires_unix_ns.saturating_sub(now) as f64 / 1e9;
+                println!("{:<40} {:<40} {left:.1}", e.address, e.pattern);
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

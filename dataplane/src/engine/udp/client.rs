@@ -177,12 +177,13 @@ impl Engine {
             self.finish_slot(slot, false, DropReason::FlowTableFull, now);
             return;
         }
-        let d = cfg.policy.decide(
+        let d = cfg.decide(
             pu,
             Direction::Outgoing,
             Remote::Address(key.outside_ip()),
             ip_proto::UDP,
             key.outside_port,
+            now,
         );
         e.set_pu(pu);
         e.set_verdict(&d, None, gen);

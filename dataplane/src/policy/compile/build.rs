@@ -10,6 +10,8 @@ use super::population::{selector_keys, Population};
 use super::rulesets::{CompiledRule, Rulesets};
 use super::validate::Validated;
 use super::verdicts::{verdict_lists, VerdictInput};
+use crate::dns::patterns::FqdnPatterns;
+use crate::policy::dns::DnsPolicy;
 use crate::policy::hash::FxHashMap;
 use crate::policy::lpm::{Cidr, LpmPair};
 use crate::policy::model::DocumentRef;
@@ -69,7 +71,20 @@ pub(super) fn build(doc: DocumentRef<'_>, v: Validated<'_>) -> PolicySnapshot {
         subject_classes: subjects.count as u32,
         identity_classes: classes.count,
         ext_set_count: ext_sets.sets.len() as u32,
+        dns: dns_policy(&externals.nets, &ext_sets.fqdn_set, &profile),
     }
+}
+
+/// The DNS part of the snapshot: each network's patterns with its own set.
+fn dns_policy(nets: &[ExternalNet], fqdn_set: &[u32], profile: &super::profile::Profile) -> DnsPolicy {
+    let mut patterns = FqdnPatterns::default();
+    for (n, &set) in nets.iter().zip(fqdn_set) {
+        for p in &n.fqdns {
+            patterns.add(p, set);
+        }
+    }
+    let servers = profile.dns_servers.as_ref().map(|v| LpmPair::build(&v.iter().map(|&c| (c, 0)).collect::<Vec<_>>()));
+    DnsPolicy { servers, ttl_bounds: profile.fqdn_ttl, patterns }
 }
 
 /// Subject classes (PUs with identical tags) and the rules that apply to each.
@@ -248,6 +263,8 @@ pub(super) struct ExtSets {
     pub sets: Vec<Vec<u32>>,
     /// Prefix → its set.
     pub lpm: Vec<(Cidr, u32)>,
+    /// Per network, its own set if it has FQDNs (`u32::MAX` otherwise).
+    pub fqdn_set: Vec<u32>,
 }
 
 impl ExtSets {
@@ -275,6 +292,18 @@ impl ExtSets {
             });
             lpm.push((*p, id));
         }
-        ExtSets { sets, lpm }
+        // Each network with FQDNs also has its own set: the verdicts an
+        // address learned for one of its names is decided by.
+        let mut fqdn_set = vec![u32::MAX; nets.len()];
+        for (x, n) in nets.iter().enumerate() {
+            if !n.fqdns.is_empty() {
+                let set = vec![x as u32];
+                fqdn_set[x] = *set_index.entry(set.clone()).or_insert_with(|| {
+                    sets.push(set);
+                    sets.len() as u32 - 1
+                });
+            }
+        }
+        ExtSets { sets, lpm, fqdn_set }
     }
 }

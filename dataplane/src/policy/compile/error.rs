@@ -70,6 +70,10 @@ pub enum Problem {
     SameLowByte {
         other: String,
     },
+    /// Not a domain name or `*.` and one (external networks' `fqdns`).
+    BadFqdn(String),
+    /// `enforcer_profile`'s FQDN TTL bounds out of order or zero.
+    BadTtlBounds,
 }
 
 /// One problem in the document.
@@ -119,6 +123,10 @@ impl fmt::Display for CompileError {
                 "key id {v} has the same low 8 bits as {other}: a peer's option names our key by those 8 bits, \
                  so no two local keys may share them"
             ),
+            Problem::BadFqdn(why) => write!(f, "{v:?} is not an FQDN pattern: {why}"),
+            Problem::BadTtlBounds => {
+                write!(f, "{v}: fqdn_max_ttl must be at least 1 and not below fqdn_min_ttl")
+            }
         }
     }
 }

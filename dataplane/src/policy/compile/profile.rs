@@ -13,7 +13,15 @@ pub(super) struct Profile {
     pub excluded: Vec<Cidr>,
     pub ignore: Option<Selector>,
     pub layer4: crate::policy::snapshot::Layer4,
+    /// `dns_servers`; `None`: any server.
+    pub dns_servers: Option<Vec<Cidr>>,
+    /// `fqdn_min_ttl`, `fqdn_max_ttl` (seconds).
+    pub fqdn_ttl: (u32, u32),
 }
+
+/// Defaults of `fqdn_min_ttl` and `fqdn_max_ttl`.
+pub const FQDN_MIN_TTL: u32 = 5;
+pub const FQDN_MAX_TTL: u32 = 3600;
 
 impl Validation<'_> {
     pub fn profile(&mut self) -> Profile {
@@ -27,6 +35,19 @@ impl Validation<'_> {
                 enabled: prof.layer4_identity,
                 cache_ns: u64::from(prof.stripping_cache_s) * 1_000_000_000,
             },
+            dns_servers: prof.dns_servers.as_ref().map(|v| self.cidrs(K::EnforcerProfile, "", "dns_servers", v)),
+            fqdn_ttl: self.fqdn_ttl(),
         }
+    }
+
+    fn fqdn_ttl(&mut self) -> (u32, u32) {
+        let prof = self.doc.enforcer_profile;
+        let min = prof.fqdn_min_ttl.unwrap_or(FQDN_MIN_TTL);
+        let max = prof.fqdn_max_ttl.unwrap_or(FQDN_MAX_TTL.max(min));
+        if max == 0 || max < min {
+            let v = format!("min {min}, max {max}");
+            self.err(K::EnforcerProfile, "", "fqdn_max_ttl", v, super::error::Problem::BadTtlBounds);
+        }
+        (min, max)
     }
 }

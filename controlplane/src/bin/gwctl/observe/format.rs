@@ -68,6 +68,9 @@ fn flow_line(f: &pb::Flow) -> String {
     if let Some(p) = &f.policy {
         line.push_str(&format!("  rule {}", policy_text(p)));
     }
+    if !f.remote_dns_name.is_empty() {
+        line.push_str(&format!("  name {}", f.remote_dns_name));
+    }
     if f.identity_mode == "layer4" {
         line.push_str(&format!("  identity layer4 ({})", f.layer4_reason));
     } else if !f.identity_mode.is_empty() {

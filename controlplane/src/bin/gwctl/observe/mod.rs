@@ -1,6 +1,7 @@
 //! `gwctl observe`: the gateway's flows, filtered ([`filter`]), printed one
 //! line or JSON object each ([`format`]) or counted ([`stream`]).
 
+mod dns;
 mod filter;
 mod format;
 mod merge;
@@ -49,6 +50,19 @@ pub struct ObserveArgs {
     /// `--not` and the filters, in the order given.
     #[command(flatten)]
     filters: Filters,
+    /// Instead of flows, the DNS events (docs/dns.md): --last/--follow and
+    /// -o text|json apply, with the --dns-* filters.
+    #[arg(long)]
+    dns: bool,
+    /// DNS events of this local PU (repeatable).
+    #[arg(long, value_name = "PU")]
+    dns_pu: Vec<String>,
+    /// DNS events whose query name ends with this name (repeatable; "example.test").
+    #[arg(long, value_name = "NAME")]
+    dns_suffix: Vec<String>,
+    /// DNS events with this rcode (repeatable; NOERROR, NXDOMAIN, ...).
+    #[arg(long, value_name = "RCODE")]
+    dns_rcode: Vec<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq)]
@@ -64,10 +78,32 @@ pub struct Observe {
     output: ObserveOutput,
     /// `--gateways`: the merge of several gateways' streams.
     merge: Option<merge::Merge>,
+    /// `--dns`: DNS events instead of flows.
+    dns: Option<pb::GetDnsRequest>,
 }
 
 impl Observe {
     pub fn new(a: &ObserveArgs) -> Result<Observe, Fail> {
+        let dns_filters = !(a.dns_pu.is_empty() && a.dns_suffix.is_empty() && a.dns_rcode.is_empty());
+        if dns_filters && !a.dns {
+            return Err(usage("--dns-pu, --dns-suffix and --dns-rcode filter DNS events: add --dns"));
+        }
+        if a.dns {
+            if a.output == ObserveOutput::Count || a.aggregate.is_some() || a.since.is_some() || a.until.is_some() {
+                return Err(usage("--dns takes --last, --follow, -o text|json and the --dns-* filters"));
+            }
+            let dns = pb::GetDnsRequest {
+                number: a.last.unwrap_or(if a.follow { 0 } else { 20 }),
+                follow: a.follow,
+                pu: a.dns_pu.clone(),
+                name_suffix: a.dns_suffix.clone(),
+                rcode: a.dns_rcode.clone(),
+            };
+            if a.gateways.is_some() {
+                return Err(usage("--dns reads one gateway: not with --gateways"));
+            }
+            return Ok(Observe { req: pb::GetFlowsRequest::default(), output: a.output, merge: None, dns: Some(dns) });
+        }
         let (allow, deny) = a.filters.flow_filters()?;
         let number = match (a.last, a.follow) {
             (Some(n), _) => n,
@@ -107,7 +143,7 @@ impl Observe {
                 })
             }
         };
-        Ok(Observe { req, output: a.output, merge })
+        Ok(Observe { req, output: a.output, merge, dns: None })
     }
 
     /// Whether it merges several gateways (and so connects to them itself).
@@ -125,6 +161,10 @@ impl Observe {
     }
 
     pub async fn run(self, c: &mut Clients, t: Duration) -> Res {
+        if let Some(req) = self.dns {
+            let out = if self.output == ObserveOutput::Json { Output::Json } else { Output::Text };
+            return dns::run(c, req, out, t).await;
+        }
         match self.output {
             ObserveOutput::Text => stream::flows(c, self.req, Output::Text, t).await,
             ObserveOutput::Json => stream::flows(c, self.req, Output::Json, t).await,
