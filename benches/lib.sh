@@ -89,8 +89,14 @@ bench_hugepages() {
     [ "$free" -ge "$want" ]
 }
 
-# Gives back the hugepages bench_hugepages reserved; the scripts' EXIT traps call it.
+# Gives back the hugepages bench_hugepages reserved, and removes the hugepage
+# files a DPDK process of this script left behind (one killed before its EAL
+# cleanup keeps its pages: later runs would fall back to --no-huge); the
+# scripts' EXIT traps call it. The file prefixes the scripts give are a few
+# letters and their own PID.
 bench_cleanup() {
+    local p
+    for p in tpm gwb gwe gwp tpp tsc; do rm -f /dev/hugepages/"$p$$"map_* 2>/dev/null || true; done
     if [ "${HUGE_ADDED:-0}" -gt 0 ] && [ -w "$HP_NR" ]; then
         echo $(($(cat "$HP_NR") - HUGE_ADDED)) > "$HP_NR" || true
         HUGE_ADDED=0

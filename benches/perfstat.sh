@@ -32,9 +32,12 @@ GATEWAYD=${GATEWAYD:-$T/gatewayd}
 cargo build --release --locked -q -p scenario-gen --bin scenario-gen
 W=$(mktemp -d /tmp/gw-perfstat.XXXXXX)
 PID=""
-trap '[ -n "$PID" ] && kill -INT "$PID" 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$W"' EXIT
+# testpmd runs until told to stop (SIGINT: it releases its hugepages), gatewayd for --duration
+trap '[ -n "$PID" ] && kill -INT "$PID" 2>/dev/null; wait 2>/dev/null; bench_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$W"' EXIT
 bench_mem
 bench_tsc_hz
+# fwd: the pools forwarding.sh gives (each program's default); the engine cases: engine.sh's
+MBUFS=49152; [ "$CASE" = fwd ] && MBUFS=
 from=inside policy=""
 case $CASE in
 fwd | est-1k) "$T/scenario-gen" tcp-established --flows 1024 --size 64 -c 4096 -o "$W/in.pcap" >/dev/null
@@ -51,25 +54,26 @@ if [ "$SIDE" = gw ]; then
     {
         echo "[eal]"
         echo "args = [$(printf '"%s", ' "${EAL[@]}")\"--file-prefix\", \"gwp$$\", \"--vdev\", \"net_pcap0,rx_pcap=$W/in.pcap,infinite_rx=1\", \"--vdev\", \"net_null0,no-rx=1\"]"
-        printf '[ports]\ninside = "%s"\noutside = "%s"\n[[workers]]\nlcore = 1\n[tuning]\nmbufs = 49152\n' "$inside" "$outside"
+        printf '[ports]\ninside = "%s"\noutside = "%s"\n[[workers]]\nlcore = 1\n' "$inside" "$outside"
+        [ -n "$MBUFS" ] && printf '[tuning]\nmbufs = %s\n' "$MBUFS"
         [ -n "$policy" ] && printf '[policy]\nfile = "%s"\n[flows]\ncapacity = 65536\n' "$PWD/docs/examples/$policy"
     } > "$W/gw.toml"
     "$GATEWAYD" --config "$W/gw.toml" --stats-interval 1 --duration $((SECS + 6)) > "$W/out.log" 2>&1 &
     PID=$!
     rate() { awk -v f="$field" '/^stats:/ {for (i = 1; i <= NF; i++) if ($i == f) print $(i+1)}' "$W/out.log"; }
 else
-    timeout -s INT $((SECS + 6)) dpdk-testpmd "${EAL[@]}" --file-prefix "tpp$$" \
+    dpdk-testpmd "${EAL[@]}" --file-prefix "tpp$$" \
         --vdev "net_pcap0,rx_pcap=$W/in.pcap,infinite_rx=1" --vdev "net_null0,no-rx=1" -- \
-        --forward-mode="$SIDE" --nb-cores=1 --total-num-mbufs=49152 --stats-period 1 < /dev/null > "$W/out.log" 2>&1 &
+        --forward-mode="$SIDE" --nb-cores=1 ${MBUFS:+--total-num-mbufs=$MBUFS} --stats-period 1 < /dev/null > "$W/out.log" 2>&1 &
     PID=$!
     rate() { awk '/Rx-pps:/ {n++; if (n % 2 == 1) print $2 / 1e6}' "$W/out.log"; }
 fi
 # wait for the first rate line, then warm up
 for _ in $(seq 300); do [ -n "$(rate)" ] && break; sleep 0.1; done
+[ -n "$(rate)" ] || { echo "no rate lines from $SIDE:" >&2; tail -5 "$W/out.log" >&2; exit 1; }
 sleep 2
-[ "$SIDE" != gw ] && PID=$(pgrep -P "$PID" -x dpdk-testpmd || echo "$PID")
 # the forwarding lcore's thread (the EAL names it lcore-worker-1 / rte-worker-1)
-TID=$(grep -l 'worker' /proc/"$PID"/task/*/comm 2>/dev/null | head -1 | cut -d/ -f5)
+TID=$(grep -l 'worker' /proc/"$PID"/task/*/comm 2>/dev/null | head -1 | cut -d/ -f5 || true)
 [ -n "$TID" ] || { echo "no lcore worker thread in process $PID" >&2; exit 1; }
 n0=$(rate | wc -l)
 load=$(loadavg)
@@ -78,7 +82,7 @@ perf ${PERF_CMD:-stat -x, -o $W/perf.csv} -e "$EVENTS" -t "$TID" -- sleep "$SECS
 sleep 1.2
 frames=$(rate | tail -n +$((n0 + 1)) | head -n "$SECS" | awk '{s += $1 * 1e6} END {printf "%.0f", s}')
 if [ -z "${PERF_CMD:-}" ]; then
-    awk -F, -v f="$frames" -v side="$SIDE" -v c="$CASE" -v load="$load" -v hz="$TSC_HZ" '
+    awk -F, -v mem="${MEM[*]}" -v f="$frames" -v side="$SIDE" -v c="$CASE" -v load="$load" -v hz="$TSC_HZ" '
         /^#/ || NF < 3 || $1 ~ /not/ {next}
         {v[$3] = $1}
         END {
@@ -87,6 +91,6 @@ if [ -z "${PERF_CMD:-}" ]; then
                 printf " task_clock_ns_per_frame=%.2f oncpu_cycles_per_frame=%.1f", v["task-clock"] * 1e6 / f, v["task-clock"] * 1e-3 * hz / f
             for (k in v) if (f > 0 && k != "task-clock") printf " %s_per_frame=%.4g", k, v[k] / f
             if (v["cycles"] > 0) printf " ipc=%.2f", v["instructions"] / v["cycles"]
-            printf " load=%s\n", load
+            printf " load=%s mem=%s\n", load, mem
         }' "$W/perf.csv"
 fi
