@@ -37,7 +37,7 @@ fn thread_cpu_ns() -> u64 {
 
 fn policy(name: &str) -> Arc<EngineConfig> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples").join(name);
-    Arc::new(EngineConfig::load(&p).unwrap_or_else(|e| panic!("{}: {}", p.display(), e.join("\n"))))
+    Arc::new(EngineConfig::load(&p).unwrap_or_else(|e| panic!("{}: {}", p.display(), dataplane::problem::lines(&e))))
 }
 
 /// Flow `i`: client 10.0.x.y:port → server 10.1.0.(1 + i % 254):80.

@@ -463,9 +463,7 @@ impl GatewayConfig {
     /// `[udp_handshake]`, `[control]`, `[fleet]` and what they need of each other.
     fn check_sections(&self, errs: &mut Vec<ConfigProblem>) {
         let pending_timeout = dataplane::flow::Timeouts::default().udp_pending;
-        for e in self.udp_handshake.engine_config().validate("udp_handshake.", pending_timeout) {
-            errs.push(engine_setting(&e));
-        }
+        errs.extend(self.udp_handshake.engine_config().validate("udp_handshake.", pending_timeout));
         if let Some(c) = &self.control {
             errs.extend(c.validate());
         }
@@ -508,13 +506,6 @@ impl GatewayConfig {
     pub fn queue_of(&self, i: usize) -> u16 {
         self.workers[i].queue.unwrap_or(i as u16)
     }
-}
-
-/// A problem with the UDP handshake settings, which the engine still writes
-/// as text, "path: what" (`UdpConfig::validate`), read back as a setting.
-fn engine_setting(e: &str) -> ConfigProblem {
-    let (path, what) = e.split_once(": ").unwrap_or(("udp_handshake", e));
-    ConfigProblem::setting(path, what)
 }
 
 #[cfg(test)]

@@ -115,6 +115,11 @@ pub fn bounded(problems: Vec<ConfigProblem>, max: usize) -> Vec<ConfigProblem> {
     out
 }
 
+/// Every problem's message, one per line (for a panic or a log).
+pub fn lines(problems: &[ConfigProblem]) -> String {
+    problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

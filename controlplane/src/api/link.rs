@@ -50,23 +50,12 @@ struct Link {
     tx: Mutex<SyncSender<Request>>,
 }
 
-/// An engine error as a problem. `EngineConfig::from_snapshot` still writes
-/// its problems as text ("local.private_key_file: cannot read …"): this is
-/// where they are read back, until the engine returns [`ConfigProblem`]s.
-fn engine_problem(e: &str) -> ConfigProblem {
-    let (path, _) = e.split_once(": ").unwrap_or(("", e));
-    let resource = path.split(['.', '[']).next().unwrap_or("");
-    let field = path.split_once('.').map_or("", |(_, f)| f);
-    ConfigProblem::new(resource, "", field, "", e.to_owned())
-}
-
 struct GatewayEnforcer(Arc<Link>);
 
 impl Enforcer for GatewayEnforcer {
     fn prepare(&self, snapshot: PolicySnapshot) -> Result<Commit, Vec<ConfigProblem>> {
         // Loads the private key and derives every pairwise key: may fail.
-        let cfg = EngineConfig::from_snapshot(snapshot)
-            .map_err(|e| e.iter().map(|s| engine_problem(s)).collect::<Vec<_>>())?;
+        let cfg = EngineConfig::from_snapshot(snapshot)?;
         let link = self.0.clone();
         Ok(Box::new(move || {
             if !link.started.load(Ordering::Acquire) {

@@ -7,6 +7,7 @@ use std::path::Path;
 use crate::identity::{GatewayKeyPair, KeyRing, PeerPublicKey};
 use crate::policy::compile::{decode_key32, LocalKeyInfo};
 use crate::policy::{compile, PolicyDocument, PolicySnapshot};
+use crate::problem::ConfigProblem;
 
 /// One immutable configuration of the packet engine. Publish it with
 /// `arc_swap::ArcSwap<EngineConfig>`; workers load it once per burst.
@@ -34,20 +35,23 @@ impl EngineConfig {
 
     /// Parses, compiles and derives keys. Every problem is returned, each
     /// naming its field; nothing is half-built.
-    pub fn from_yaml(text: &str) -> Result<EngineConfig, Vec<String>> {
-        let doc = PolicyDocument::from_yaml(text).map_err(|e| vec![format!("(syntax): {e}")])?;
+    pub fn from_yaml(text: &str) -> Result<EngineConfig, Vec<ConfigProblem>> {
+        let doc = PolicyDocument::from_yaml(text)
+            .map_err(|e| vec![ConfigProblem::new("document", "", "", "", format!("(syntax): {e}"))])?;
         Self::from_document(&doc)
     }
 
     /// Reads a YAML file (see [`Self::from_yaml`]).
-    pub fn load(path: &Path) -> Result<EngineConfig, Vec<String>> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| vec![format!("(file) {}: cannot read: {e}", path.display())])?;
+    pub fn load(path: &Path) -> Result<EngineConfig, Vec<ConfigProblem>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let file = path.display().to_string();
+            vec![ConfigProblem::new("document", "", "", &file, format!("(file) {file}: cannot read: {e}"))]
+        })?;
         Self::from_yaml(&text)
     }
 
-    pub fn from_document(doc: &PolicyDocument) -> Result<EngineConfig, Vec<String>> {
-        let policy = compile(doc).map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    pub fn from_document(doc: &PolicyDocument) -> Result<EngineConfig, Vec<ConfigProblem>> {
+        let policy = compile(doc).map_err(|e| e.0.iter().map(ConfigProblem::from).collect::<Vec<_>>())?;
         Self::from_snapshot(policy)
     }
 
@@ -56,7 +60,7 @@ impl EngineConfig {
     /// are Unix seconds in the document and nanoseconds in the ring (the
     /// engine's `now`); a pair is valid where both its keys are, and a pair
     /// that never is is left out.
-    pub fn from_snapshot(policy: PolicySnapshot) -> Result<EngineConfig, Vec<String>> {
+    pub fn from_snapshot(policy: PolicySnapshot) -> Result<EngineConfig, Vec<ConfigProblem>> {
         let mut errors = Vec::new();
         let mut keys = KeyRing::new();
         let local_key_id = policy.local().map(|l| key_id16(l.key_id));
@@ -70,7 +74,8 @@ impl EngineConfig {
                     }
                     let pk = PeerPublicKey { peer: pi as u32, key_id: key_id16(id), public };
                     if let Err(e) = keys.add_peer(me, &pk, from.saturating_mul(NS), until.saturating_mul(NS)) {
-                        let e = format!("peers[{:?}].keys[{j}]: {e}", peer.name);
+                        let message = format!("peers[{:?}].keys[{j}]: {e}", peer.name);
+                        let e = ConfigProblem::new("peers", &peer.name, &format!("keys[{j}]"), "", message);
                         // The same peer key refused with each local key is one error.
                         if !errors.contains(&e) {
                             errors.push(e);
@@ -103,26 +108,38 @@ fn key_id16(id: u32) -> u16 {
 /// they go into the ring: previous keys by `not_after`, then the main key, so
 /// that among pairs with equal `not_before` the ring signs with the key that
 /// stays valid longest, and with the main key above all.
-fn local_keys(local: &LocalKeyInfo, errors: &mut Vec<String>) -> Vec<(GatewayKeyPair, (u64, u64))> {
+fn local_keys(local: &LocalKeyInfo, errors: &mut Vec<ConfigProblem>) -> Vec<(GatewayKeyPair, (u64, u64))> {
     let mut out = Vec::with_capacity(local.previous_keys.len() + 1);
     for (i, k) in local.previous_keys.iter().enumerate() {
-        let at = format!("local.previous_keys[{i}]");
+        let at = format!("previous_keys[{i}].");
         if let Some(secret) = load_secret(k.private_key, k.private_key_file.as_deref(), &at, errors) {
             out.push((GatewayKeyPair::from_secret_bytes(key_id16(k.key_id), secret), (0, k.not_after)));
         }
     }
     out.sort_by_key(|(_, (_, until))| *until);
-    if let Some(secret) = load_secret(local.private_key, local.private_key_file.as_deref(), "local", errors) {
+    if let Some(secret) = load_secret(local.private_key, local.private_key_file.as_deref(), "", errors) {
         out.push((GatewayKeyPair::from_secret_bytes(key_id16(local.key_id), secret), (local.not_before, u64::MAX)));
     }
     out
 }
 
+/// A local key file that cannot be used, as a problem of the `local`
+/// resource (`at` is "" for the main key, "previous_keys[1]." for another).
+fn key_file_problem(at: &str, file: &str, what: String) -> ConfigProblem {
+    let field = format!("{at}private_key_file");
+    ConfigProblem::new("local", "", &field, file, format!("local.{field}: {what}"))
+}
+
 /// One local private key: the inline one the compiler decoded, or the
-/// contents of its file. `at` names the key in errors ("local",
-/// "local.previous_keys[1]"); `None` after an error (or when neither is set,
+/// contents of its file. `at` names the key in errors ("" for the main key,
+/// "previous_keys[1]." for another); `None` after an error (or when neither is set,
 /// which the compiler already refused).
-fn load_secret(inline: Option<[u8; 32]>, file: Option<&str>, at: &str, errors: &mut Vec<String>) -> Option<[u8; 32]> {
+fn load_secret(
+    inline: Option<[u8; 32]>,
+    file: Option<&str>,
+    at: &str,
+    errors: &mut Vec<ConfigProblem>,
+) -> Option<[u8; 32]> {
     if inline.is_some() {
         return inline;
     }
@@ -131,13 +148,13 @@ fn load_secret(inline: Option<[u8; 32]>, file: Option<&str>, at: &str, errors: &
         Ok(text) => match decode_key32(&text) {
             Ok(k) => Some(k),
             Err(_) => {
-                errors
-                    .push(format!("{at}.private_key_file: {file:?} does not hold 32 bytes as base64 or 64 hex digits"));
+                let what = format!("{file:?} does not hold 32 bytes as base64 or 64 hex digits");
+                errors.push(key_file_problem(at, file, what));
                 None
             }
         },
         Err(e) => {
-            errors.push(format!("{at}.private_key_file: cannot read {file:?}: {e}"));
+            errors.push(key_file_problem(at, file, format!("cannot read {file:?}: {e}")));
             None
         }
     }
@@ -176,7 +193,7 @@ mod tests {
         std::fs::write(&file, "11".repeat(32)).unwrap();
         let cfg = EngineConfig::from_yaml(&doc(file.to_str().unwrap()));
         std::fs::remove_file(&file).unwrap();
-        let cfg = cfg.unwrap_or_else(|e| panic!("{}", e.join("\n")));
+        let cfg = cfg.unwrap_or_else(|e| panic!("{}", crate::problem::lines(&e)));
         assert_eq!(cfg.local_key_id, Some(4));
         let rx = |peer, local| cfg.keys.rx_key(KeyId::pairwise(peer, local)).map(|k| k.window());
         // The window of a pair is where both keys are valid, in ns.
@@ -201,8 +218,10 @@ mod tests {
     fn a_previous_key_file_that_does_not_load_is_named() {
         let e = EngineConfig::from_yaml(&doc("/nonexistent/igw-key1")).unwrap_err();
         assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!((e[0].resource.as_str(), e[0].field.as_str()), ("local", "previous_keys[0].private_key_file"));
+        assert_eq!(e[0].value, "/nonexistent/igw-key1");
         assert!(
-            e[0].starts_with("local.previous_keys[0].private_key_file: cannot read \"/nonexistent/igw-key1\""),
+            e[0].message.starts_with("local.previous_keys[0].private_key_file: cannot read \"/nonexistent/igw-key1\""),
             "{e:?}"
         );
         let file = std::env::temp_dir().join(format!("igw-config-test-bad-{}.key", std::process::id()));
@@ -212,8 +231,8 @@ mod tests {
         let e = e.unwrap_err();
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(
-            e[0].starts_with("local.previous_keys[0].private_key_file: ")
-                && e[0].ends_with("does not hold 32 bytes as base64 or 64 hex digits"),
+            e[0].message.starts_with("local.previous_keys[0].private_key_file: ")
+                && e[0].message.ends_with("does not hold 32 bytes as base64 or 64 hex digits"),
             "{e:?}"
         );
     }

@@ -123,7 +123,7 @@ rulesets:
 }
 
 fn cfg(yaml: &str) -> EngineConfig {
-    EngineConfig::from_yaml(yaml).unwrap_or_else(|e| panic!("{}", e.join("\n")))
+    EngineConfig::from_yaml(yaml).unwrap_or_else(|e| panic!("{}", crate::problem::lines(&e)))
 }
 
 pub(super) struct Gw {

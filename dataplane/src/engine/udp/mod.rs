@@ -38,13 +38,14 @@ use super::{Action, Engine, EngineConfig};
 use crate::buf::PacketBuf;
 use crate::flow::{FlowState, UdpState};
 use crate::identity::UdpMsg;
+use crate::problem::ConfigProblem;
 use crate::stats::DropReason;
 use crate::Side;
 
 impl Engine {
     /// Replaces the UDP handshake tuning (before the engine runs: the pending
     /// pool is allocated again). Every problem is returned, naming its field.
-    pub fn set_udp_config(&mut self, cfg: UdpConfig) -> Result<(), Vec<String>> {
+    pub fn set_udp_config(&mut self, cfg: UdpConfig) -> Result<(), Vec<ConfigProblem>> {
         let e = cfg.validate("", self.table.timeouts().udp_pending);
         if !e.is_empty() {
             return Err(e);

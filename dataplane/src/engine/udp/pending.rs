@@ -12,6 +12,7 @@
 use super::MAX_HANDSHAKE_FRAME;
 use crate::flow::FlowKey;
 use crate::policy::PuId;
+use crate::problem::ConfigProblem;
 use crate::stats::DropReason;
 use crate::Side;
 
@@ -52,31 +53,49 @@ impl UdpConfig {
     /// Every problem, each naming its field (`prefix` is prepended, e.g.
     /// `udp_handshake.`). `pending_timeout_ns` is the flow table's UDP pending
     /// idle timeout: the whole backoff must fit in it.
-    pub fn validate(&self, prefix: &str, pending_timeout_ns: u64) -> Vec<String> {
+    pub fn validate(&self, prefix: &str, pending_timeout_ns: u64) -> Vec<ConfigProblem> {
         let mut e = Vec::new();
         if self.backoff_ms.is_empty() || self.backoff_ms.len() > MAX_STAGES {
-            e.push(format!("{prefix}backoff_ms: {} entries; 1 to 8 are allowed", self.backoff_ms.len()));
+            e.push(ConfigProblem::setting(
+                format!("{prefix}backoff_ms"),
+                format!("{} entries; 1 to 8 are allowed", self.backoff_ms.len()),
+            ));
         }
         for (i, &b) in self.backoff_ms.iter().enumerate() {
             if !(1..=10_000).contains(&b) {
-                e.push(format!("{prefix}backoff_ms[{i}]: {b} is not in 1..=10000 (milliseconds)"));
+                e.push(ConfigProblem::setting(
+                    format!("{prefix}backoff_ms[{i}]"),
+                    format!("{b} is not in 1..=10000 (milliseconds)"),
+                ));
             }
         }
         let total: u64 = self.backoff_ms.iter().map(|&b| u64::from(b)).sum();
         if total * NS_PER_MS >= pending_timeout_ns {
-            e.push(format!(
-                "{prefix}backoff_ms: the waits add up to {total} ms, not less than the UDP pending flow timeout ({} ms)",
-                pending_timeout_ns / NS_PER_MS
+            e.push(ConfigProblem::setting(
+                format!("{prefix}backoff_ms"),
+                format!(
+                    "the waits add up to {total} ms, not less than the UDP pending flow timeout ({} ms)",
+                    pending_timeout_ns / NS_PER_MS
+                ),
             ));
         }
         if !(1..=256).contains(&self.hold_per_flow) {
-            e.push(format!("{prefix}hold_per_flow: {} is not in 1..=256", self.hold_per_flow));
+            e.push(ConfigProblem::setting(
+                format!("{prefix}hold_per_flow"),
+                format!("{} is not in 1..=256", self.hold_per_flow),
+            ));
         }
         if self.hold_total == 0 || self.hold_total > 1 << 20 {
-            e.push(format!("{prefix}hold_total: {} is not in 1..=1048576", self.hold_total));
+            e.push(ConfigProblem::setting(
+                format!("{prefix}hold_total"),
+                format!("{} is not in 1..=1048576", self.hold_total),
+            ));
         }
         if self.pending == 0 || self.pending > 1 << 20 {
-            e.push(format!("{prefix}pending: {} is not in 1..=1048576", self.pending));
+            e.push(ConfigProblem::setting(
+                format!("{prefix}pending"),
+                format!("{} is not in 1..=1048576", self.pending),
+            ));
         }
         e
     }

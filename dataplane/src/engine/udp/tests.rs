@@ -116,7 +116,7 @@ impl Gw {
     fn new(yaml: &str) -> Gw {
         let stats = Arc::new(WorkerStats::default());
         let (p, c) = channel(1024);
-        let cfg = EngineConfig::from_yaml(yaml).unwrap_or_else(|e| panic!("{}", e.join("\n")));
+        let cfg = EngineConfig::from_yaml(yaml).unwrap_or_else(|e| panic!("{}", crate::problem::lines(&e)));
         Gw {
             engine: Engine::new(1024, 7, stats.clone(), Some(p)),
             cfg: Arc::new(cfg),
@@ -655,7 +655,7 @@ fn bad_udp_config_names_the_field() {
         .engine
         .set_udp_config(UdpConfig { backoff_ms: vec![0, 3000, 3000], hold_per_flow: 0, hold_total: 0, pending: 0 })
         .unwrap_err();
-    let all = e.join("\n");
+    let all = crate::problem::lines(&e);
     for want in [
         "backoff_ms[0]: 0",
         "backoff_ms: the waits add up to 6000 ms",
