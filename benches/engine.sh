@@ -83,6 +83,7 @@
 set -eu
 . "$(dirname "$0")/lib.sh"
 bench_init
+[ -z "${GW_ONLY:-}" ] || ROUNDS=${ROUNDS:-1}
 bench_opts "$@"
 set -- "${ARGS[@]+"${ARGS[@]}"}"
 SECS=${1:-$([ "$QUICK" = 1 ] && echo 4 || echo 8)}; shift || true
@@ -99,7 +100,8 @@ set +o pipefail # from here pipelines end in a rate parser; runners stopped by t
 bench_mem; HUGE=("${MEM[@]}")
 bench_tsc_hz
 
-# testpmd MODE PCAP MBUFS MEM... -> Mpps
+# testpmd MODE PCAP MBUFS MEM... -> Mpps (not run with GW_ONLY=1: A/B runs of gatewayd alone,
+# benches/observability.sh; the RESULT line then has gw_ only, and the rounds default to 1)
 testpmd() {
     local mode=$1 pcap=$2 mbufs=$3; shift 3
     # (loading a large capture happens before the first sample: allow ~25 s per 1M frames on a loaded machine)
@@ -111,7 +113,8 @@ testpmd() {
 
 # gatewayd RXPORT(inside|outside) PCAP POLICY FLOWS MBUFS MEM... -> Mpps (counters in $W/counters.json,
 # stats lines in $W/stats.log); $GW_TOML is appended to its configuration; the first $GW_SKIP samples are warm-up
-GW_TOML= GW_SKIP=2
+# (GW_EXTRA_TOML: more configuration for every run, e.g. [metrics] for benches/observability.sh)
+GW_TOML=${GW_EXTRA_TOML:-} GW_SKIP=2
 gatewayd() {
     local from=$1 pcap=$2 policy=$3 flows=$4 mbufs=$5; shift 5
     local eal=(-l 0-1 --no-pci "$@" --log-level '*:warning')
@@ -171,7 +174,9 @@ run_case() {
     echo "$c ($n flows, ${mb} mbufs): $ROUNDS rounds, load $CASE_LOAD"
     for r in $(seq 1 "$ROUNDS"); do
         for side in $(round_order "$r"); do
-            if [ "$side" = tp ]; then
+            if [ "$side" = tp ] && [ -n "${GW_ONLY:-}" ]; then
+                io=0 sw=0
+            elif [ "$side" = tp ]; then
                 io=$(testpmd io "$pcap" "$mb" "${tpmem[@]}")
                 sw=0; [ "$swap" = 1 ] && sw=$(testpmd 5tswap "$pcap" "$mb" "${tpmem[@]}")
             else
@@ -180,7 +185,7 @@ run_case() {
                 check "$r" "$(measured_drops) == 0" "dropped_$(measured_drops)_in_measured_seconds"
             fi
         done
-        check "$r" "$io > 0 && $gw > 0" "a_run_gave_no_samples"
+        check "$r" "($io > 0 || ${GW_ONLY:-0} + 0 > 0) && $gw > 0" "a_run_gave_no_samples"
         IO+=("$io") SW+=("$sw") GW+=("$gw")
         printf '  round %d (%s): io %s%s, gatewayd %s Mpps; %s; load %s\n' "$r" "$(round_order "$r")" "$io" \
             "$([ "$swap" = 1 ] && echo ", 5tswap $sw")" "$gw" "$GW_SAID" "$(loadavg)"
@@ -188,7 +193,9 @@ run_case() {
     local p j_io j_sw j_gw
     p=$(IFS=,; echo "${PROBLEMS[*]}")
     j_io=$(IFS=,; echo "${IO[*]}") j_sw=$(IFS=,; echo "${SW[*]}") j_gw=$(IFS=,; echo "${GW[*]}")
-    if [ "$swap" = 1 ]; then
+    if [ -n "${GW_ONLY:-}" ]; then
+        report_case engine "$c" "$p" gw="$j_gw"
+    elif [ "$swap" = 1 ]; then
         report_case engine "$c" "$p" io="$j_io" 5tswap="$j_sw" gw="$j_gw" -- gw_io=gw/io gw_5tswap=gw/5tswap
     else
         report_case engine "$c" "$p" io="$j_io" gw="$j_gw" -- gw_io=gw/io
@@ -235,7 +242,7 @@ for c in "${CASES[@]}"; do
         }
         # the pool also holds one datagram per pending flow, and the generated requests
         run_case "$c" "$n" "$W/$c.pcap" "$mb" 1 inside "$W/$c.pcap" bench-gw-a-udp.yaml "$cap" "$((mb + n + 64))" "${gmem[@]}" -- "${mem[@]}"
-        GW_TOML= GW_SKIP=2
+        GW_TOML=${GW_EXTRA_TOML:-} GW_SKIP=2
         ;;
     syn-insert | syn-verify)
         frames=16384

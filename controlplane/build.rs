@@ -5,7 +5,7 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto");
     let files: Vec<_> =
-        ["config", "flows", "stats"].iter().map(|f| root.join(format!("gateway/v1/{f}.proto"))).collect();
+        ["config", "flows", "stats", "explain"].iter().map(|f| root.join(format!("gateway/v1/{f}.proto"))).collect();
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }
@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("Flow.verdict", "verdict"),
         ("LostEvent.source", "lost_event_source"),
         ("FlowAggregate.verdict", "verdict"),
+        ("ExplainResponse.verdict", "verdict"),
     ];
     let mut builder = tonic_build::configure()
         .build_server(true)

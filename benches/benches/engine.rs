@@ -10,6 +10,17 @@
 //! same frames with no queue). Reports on-CPU ns per frame (from /proc/thread-self/schedstat,
 //! so time spent descheduled on a shared machine is not counted) and wall ns.
 //!
+//! `rule-hits`: the cost of per-rule hit counting (issue 13): established
+//! 1k, SYN verify, and SYNs a rule rejects (every one decided and counted),
+//! each with the policy's rule-hit slots (as gatewayd publishes it) and
+//! without, alternately, 1 s each, 7 times.
+//!
+//! `scrape`: established 1k with a thread doing what a `/metrics` scrape
+//! does to a worker every 100 ms (reading its counters and the policy's
+//! rule-hit slots, relaxed loads) against none, alternately, 1 s each, 7
+//! times: the gateway's side of the scrape cost, without the scraper's
+//! process competing for the worker's core.
+//!
 //! Run: `cargo bench -p gw-benches --bench engine [-- CASE...]`
 //! For an instruction profile: `ENGINE_BENCH_FRAMES=2000000 valgrind
 //! --tool=callgrind target/release/deps/engine-* est-1k` (a fixed frame count
@@ -191,6 +202,155 @@ fn events() {
     );
 }
 
+/// On-CPU ns per frame of `frames` through `e` for `secs` (any action; the
+/// buffer reset per frame as in [`run`]).
+fn measure(e: &mut Engine, cfg: &EngineConfig, side: Side, frames: &[Vec<u8>], secs: f64, at: &mut u64) -> f64 {
+    let mut buf = VecBuf::with_room(&frames[0], 128, 128);
+    let (c0, t0) = (thread_cpu_ns(), std::time::Instant::now());
+    let (mut n, mut i) = (0u64, 0usize);
+    while t0.elapsed().as_secs_f64() < secs {
+        for _ in 0..4096 {
+            buf.reset(&frames[i], 128).expect("room");
+            black_box(e.process(cfg, side, &mut buf, NOW + *at));
+            black_box(buf.data());
+            i = (i + 1) % frames.len();
+            n += 1;
+            *at += 1;
+        }
+    }
+    thread_cpu_ns().saturating_sub(c0) as f64 / n as f64
+}
+
+/// SYNs as gateway A signs them (bench-gw-a.yaml), for B's verify.
+fn signed_syns(syns: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let a_cfg = policy("bench-gw-a.yaml");
+    let mut a = Engine::new(65_536, 7, Arc::new(WorkerStats::default()), None);
+    syns.iter()
+        .map(|f| {
+            let mut b = VecBuf::with_room(f, 128, 128);
+            assert_eq!(a.process(&a_cfg, Side::Inside, &mut b, NOW), Action::Forward);
+            b.data().to_vec()
+        })
+        .collect()
+}
+
+/// `rule-hits`: each case with counting (the policy's slots for one worker)
+/// and without (no slots: `RuleHits::count` returns at its first test),
+/// alternately, 1 s each, 7 times; the medians, and the median of the
+/// per-round ratios of the rates (with / without).
+fn rule_hits(syns: &[Vec<u8>]) {
+    let text = |name: &str| {
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples").join(name))
+            .unwrap()
+    };
+    let events = text("bench-events.yaml").replace(
+        "      - {name: servers-by-address,",
+        "      - {name: no-81, action: reject, object: net == bench-servers, protocols: [tcp], ports: [81]}\n      - {name: servers-by-address,",
+    );
+    assert!(events.contains("no-81"), "bench-events.yaml changed: the reject rule was not added");
+    let est: Vec<Vec<u8>> = (0..1024).map(|i| build(&spec(i, tf::ACK, &[]))).collect();
+    let to81: Vec<Vec<u8>> = (0..16_384)
+        .map(|i| {
+            let mut s = spec(i, tf::SYN, &LINUX_OPTS);
+            s.dport = 81;
+            build(&s)
+        })
+        .collect();
+    let cases: [(&str, String, Side, Vec<Vec<u8>>); 3] = [
+        ("established, 1k flows", text("bench-gw-a.yaml"), Side::Inside, est),
+        ("SYN verify + policy + strip", text("bench-gw-b.yaml"), Side::Outside, signed_syns(syns)),
+        ("SYN rejected by a rule", events, Side::Inside, to81),
+    ];
+    for (name, yaml, side, frames) in cases {
+        let mk = |count: bool| {
+            let mut c =
+                EngineConfig::from_yaml(&yaml).unwrap_or_else(|e| panic!("{name}: {}", dataplane::problem::lines(&e)));
+            if count {
+                c.count_rule_hits(1);
+            }
+            Arc::new(c)
+        };
+        let (off_cfg, on_cfg) = (mk(false), mk(true));
+        let mut off_e = Engine::new(65_536, 7, Arc::new(WorkerStats::default()), None);
+        let mut on_e = Engine::new(65_536, 7, Arc::new(WorkerStats::default()), None);
+        let (mut at_off, mut at_on) = (0u64, 0u64);
+        // warm-up: one pass each (flows made, tables touched)
+        measure(&mut off_e, &off_cfg, side, &frames, 0.2, &mut at_off);
+        measure(&mut on_e, &on_cfg, side, &frames, 0.2, &mut at_on);
+        let (mut off, mut on, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..7 {
+            let a = measure(&mut off_e, &off_cfg, side, &frames, 1.0, &mut at_off);
+            let b = measure(&mut on_e, &on_cfg, side, &frames, 1.0, &mut at_on);
+            off.push(a);
+            on.push(b);
+            ratios.push(a / b);
+        }
+        let med = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let p = &on_cfg.policy;
+        let hits: u64 = (0..p.rule_count() as u32).map(|r| on_cfg.rule_hits.total(dataplane::policy::RuleRef(r))).sum();
+        let (a, b, r) = (med(&mut off), med(&mut on), med(&mut ratios));
+        println!(
+            "{name:<28} on-CPU {b:7.1} ns/frame counting, {a:7.1} not (medians of 7); rate counting / not, \
+             median of the 7 pairs: {r:.4} ({hits} hits counted)"
+        );
+    }
+}
+
+/// `scrape`: see the crate docs.
+fn scrape() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut c = EngineConfig::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples").join("bench-gw-a.yaml"),
+    )
+    .unwrap_or_else(|e| panic!("{}", dataplane::problem::lines(&e)));
+    c.count_rule_hits(1);
+    let cfg = Arc::new(c);
+    let stats = Arc::new(WorkerStats::default());
+    let mut e = Engine::new(65_536, 7, stats.clone(), None);
+    let frames: Vec<Vec<u8>> = (0..1024).map(|i| build(&spec(i, tf::ACK, &[]))).collect();
+    let mut at = 0u64;
+    measure(&mut e, &cfg, Side::Inside, &frames, 0.2, &mut at);
+    let (mut off, mut on, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut scrapes = 0u64;
+    for _ in 0..7 {
+        let a = measure(&mut e, &cfg, Side::Inside, &frames, 1.0, &mut at);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, s2, c2) = (stop.clone(), stats.clone(), cfg.clone());
+        let reader = std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !st.load(Ordering::Relaxed) {
+                black_box(s2.read());
+                let p = &c2.policy;
+                black_box(
+                    (0..p.rule_count() as u32).map(|r| c2.rule_hits.total(dataplane::policy::RuleRef(r))).sum::<u64>(),
+                );
+                n += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            n
+        });
+        let b = measure(&mut e, &cfg, Side::Inside, &frames, 1.0, &mut at);
+        stop.store(true, Ordering::Relaxed);
+        scrapes += reader.join().unwrap();
+        off.push(a);
+        on.push(b);
+        ratios.push(a / b);
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (a, b, r) = (med(&mut off), med(&mut on), med(&mut ratios));
+    println!(
+        "{:<28} on-CPU {b:7.1} ns/frame scraped every 100 ms, {a:7.1} not (medians of 7); rate scraped / not, \
+         median of the 7 pairs: {r:.4} ({scrapes} scrapes)",
+        "established 1k, scraped"
+    );
+}
+
 fn main() {
     // As gatewayd does: flow tables on huge pages.
     dataplane::flow::table::set_memory_advice(dpdk_bindings::advise_hugepages);
@@ -210,6 +370,12 @@ fn main() {
         let cfg = policy("bench-gw-a.yaml");
         let mut e = Engine::new(65_536, 7, Arc::new(WorkerStats::default()), None);
         run("SYN + identity insert", &mut e, &cfg, Side::Inside, &syns);
+    }
+    if want("scrape") {
+        scrape();
+    }
+    if want("rule-hits") {
+        rule_hits(&syns);
     }
     if want("syn-verify") {
         let (a_cfg, b_cfg) = (policy("bench-gw-a.yaml"), policy("bench-gw-b.yaml"));

@@ -14,30 +14,10 @@ use std::sync::{Arc, Mutex};
 
 use dataplane::engine::EngineConfig;
 use dataplane::events::{Consumer, EventKind, FlowRecord};
-use dataplane::policy::{Action, Side};
-use serde_json::{json, Value};
+use dataplane::policy::Side;
+use serde_json::Value;
 
-/// Every name a flow event's `reason` can carry: the policy's reasons, then
-/// the dataplane's drop reasons. The one list the flow log, the API's
-/// filters, gwctl and the docs' tests agree on.
-pub fn reason_names() -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = dataplane::policy::Reason::ALL.iter().map(|r| r.name()).collect();
-    for r in dataplane::stats::DropReason::ALL {
-        // a rejected decision's drop reason is its policy reason's name
-        if !names.contains(&r.name()) {
-            names.push(r.name());
-        }
-    }
-    names
-}
-
-/// `name` if it is a reason flow events carry; otherwise why not, with the valid names.
-pub fn check_reason(name: &str) -> Result<&'static str, String> {
-    let names = reason_names();
-    names.iter().find(|n| **n == name).copied().ok_or_else(|| {
-        format!("unknown reason {:?}; flow events carry: {}", dataplane::problem::cut(name, 64), names.join(", "))
-    })
-}
+pub use crate::flownames::{check_reason, reason_names};
 
 /// The last few published configurations, so that records decided under an
 /// older one still resolve to the names they were decided with.
@@ -106,13 +86,6 @@ pub struct FlowEvent {
     pub generation: u32,
 }
 
-fn action_name(a: Action) -> &'static str {
-    match a {
-        Action::Allow => "allow",
-        Action::Reject => "reject",
-    }
-}
-
 impl FlowEvent {
     /// Resolves a record's numbers with `cfg` (the configuration of its generation).
     pub fn resolve(r: &FlowRecord, cfg: &EngineConfig) -> FlowEvent {
@@ -160,7 +133,7 @@ impl FlowEvent {
         let rule = d.and_then(|d| d.rule).and_then(|x| p.rule(x));
         let obs = d.and_then(|d| d.observed).and_then(|o| p.rule(o.rule));
         let action = match (r.kind, d) {
-            (_, Some(d)) => action_name(d.action),
+            (_, Some(d)) => crate::flownames::action_name(d.action),
             (EventKind::Drop, None) => "drop",
             (_, None) => "reject",
         };
@@ -181,7 +154,7 @@ impl FlowEvent {
             source,
             destination,
             action,
-            observed_action: d.and_then(|d| d.observed).map(|o| action_name(o.action)),
+            observed_action: d.and_then(|d| d.observed).map(|o| crate::flownames::action_name(o.action)),
             ruleset: rule.map(|x| x.ruleset.to_string()),
             rule: rule.map(|x| x.name.to_string()),
             observed_ruleset: obs.map(|x| x.ruleset.to_string()),
@@ -197,39 +170,15 @@ impl FlowEvent {
         }
     }
 
+    /// The event as the API carries it (`gateway.v1.Flow`).
+    pub fn to_pb(&self) -> crate::api::pb::Flow {
+        crate::api::link::flow_from_event(self)
+    }
+
+    /// The event's flow-log line as a JSON value (the object
+    /// [`write_json_lines`] writes, the one `gwctl observe -o json` prints).
     pub fn to_json(&self) -> Value {
-        let ep = |e: &Endpoint| {
-            json!({
-                "ip": e.ip.to_string(), "port": e.port, "kind": e.kind, "name": e.name,
-                "identity": e.identity, "tags": e.tags,
-            })
-        };
-        let proto = match self.protocol {
-            6 => "tcp".to_owned(),
-            17 => "udp".to_owned(),
-            1 => "icmp".to_owned(),
-            58 => "icmpv6".to_owned(),
-            n => n.to_string(),
-        };
-        json!({
-            "time": self.time_ns as f64 / 1e9,
-            "event": self.kind,
-            "protocol": proto,
-            "source": ep(&self.source),
-            "destination": ep(&self.destination),
-            "action": self.action,
-            "observed_action": self.observed_action,
-            "ruleset": self.ruleset,
-            "rule": self.rule,
-            "observed_ruleset": self.observed_ruleset,
-            "observed_rule": self.observed_rule,
-            "reason": self.reason,
-            "drop_reason": self.drop_reason,
-            "note": self.note,
-            "policy_revision": self.policy_revision,
-            "packets": {"client_to_server": self.packets[0], "server_to_client": self.packets[1]},
-            "bytes": {"client_to_server": self.bytes[0], "server_to_client": self.bytes[1]},
-        })
+        serde_json::to_value(crate::flowjson::flow_json(&self.to_pb(), None)).unwrap_or(Value::Null)
     }
 }
 
@@ -303,11 +252,11 @@ pub fn resolve_all(history: &ConfigHistory, records: &[(u32, FlowRecord)]) -> Ve
     out
 }
 
-/// Writes events as JSON lines; returns how many.
+/// Writes events as JSON lines, in the one shape of a flow
+/// ([`crate::flowjson`]); returns how many.
 pub fn write_json_lines(out: &mut impl Write, events: &[FlowEvent]) -> std::io::Result<usize> {
     for e in events {
-        serde_json::to_writer(&mut *out, &e.to_json())?;
-        out.write_all(b"\n")?;
+        crate::flowjson::write_flow_line(out, &e.to_pb(), None)?;
     }
     out.flush()?;
     Ok(events.len())
@@ -349,17 +298,20 @@ external_networks:
         let mut drain = Drain::new(vec![c]);
         let ev = drain.poll(&history, 100);
         assert_eq!(ev.len(), 1);
-        let j = ev[0].to_json();
+        let j = &ev[0].to_json()["flow"];
         assert_eq!(j["source"]["name"], "office");
         assert_eq!(j["source"]["kind"], "external");
         assert_eq!(j["destination"]["name"], "web");
+        assert_eq!(j["destination"]["kind"], "pu");
         assert_eq!(j["destination"]["tags"][0], "app=web");
-        assert_eq!(j["action"], "allow");
-        assert_eq!(j["rule"], "office");
+        assert_eq!(j["verdict"], "allowed");
+        assert_eq!(j["policy"]["action"], "allow");
+        assert_eq!(j["policy"]["rule"], "office");
         assert_eq!(j["reason"], "external_network_allow");
         assert_eq!(j["policy_revision"], "r7");
-        assert_eq!(j["packets"]["client_to_server"], 5);
-        assert_eq!(j["event"], "end");
+        assert_eq!(j["packets_to_server"], 5);
+        assert_eq!(j["type"], "ended");
+        assert_eq!(j["direction"], "incoming");
         let mut buf = Vec::new();
         assert_eq!(write_json_lines(&mut buf, &ev).unwrap(), 1);
         let line = String::from_utf8(buf).unwrap();

@@ -19,6 +19,7 @@ use dpdk_bindings::{lcore, Eal, Mempool, Port};
 
 use crate::config::GatewayConfig;
 use crate::flowlog::{ConfigHistory, Drain};
+use crate::rulehits::RuleHitBook;
 
 /// Why the gateway could not start.
 #[derive(Debug)]
@@ -58,6 +59,8 @@ pub struct Gateway {
     config: Option<Arc<ArcSwap<EngineConfig>>>,
     /// Recent configurations, for resolving flow events.
     history: Arc<ConfigHistory>,
+    /// Every published policy's rule-hit slots, read by name.
+    rule_hits: Arc<RuleHitBook>,
     /// The workers' flow-event queues (taken by [`Gateway::take_drain`]).
     drain: Option<Drain>,
     _eal: Eal,
@@ -88,6 +91,12 @@ pub struct Snapshot {
     /// what a device keeps in its receive descriptors.
     pub mbufs_in_use: u32,
     pub mbufs_available: u32,
+}
+
+/// Per-rule hit counting, on unless `GATEWAYD_RULE_HITS=off` (for the A/B
+/// benchmark of its cost, benches/observability.sh; not a setting).
+fn rule_hits_on() -> bool {
+    std::env::var("GATEWAYD_RULE_HITS").map_or(true, |v| v != "off")
 }
 
 impl Gateway {
@@ -162,9 +171,14 @@ impl Gateway {
 
         let stop = Arc::new(AtomicBool::new(false));
         let history = Arc::new(ConfigHistory::default());
-        let config = engine.map(|e| {
+        let rule_hits = Arc::new(RuleHitBook::default());
+        let config = engine.map(|mut e| {
+            if rule_hits_on() {
+                e.count_rule_hits(n);
+            }
             let e = Arc::new(e);
             history.push(e.clone());
+            rule_hits.publish(e.clone());
             Arc::new(ArcSwap::new(e))
         });
         let clock = Clock::now();
@@ -186,6 +200,7 @@ impl Gateway {
                 });
                 let seed = clock.tsc0 ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(std::process::id());
                 let mut engine = Engine::new(cfg.flows.capacity, seed, stats.clone(), events);
+                engine.set_worker(i);
                 // validated with the file (`udp_handshake.*`)
                 let _ = engine.set_udp_config(cfg.udp_handshake.engine_config());
                 // validated with the file (`flows.replay_*`, `resets.*`)
@@ -205,6 +220,7 @@ impl Gateway {
             drain: (config.is_some() && export).then(|| Drain::new(event_consumers)),
             config,
             history,
+            rule_hits,
             _eal: eal,
         };
         for (i, ((w, (handoff_out, handoff_in)), (engine, stats))) in cfg
@@ -241,16 +257,26 @@ impl Gateway {
     /// Publishes a new engine configuration: workers pick it up at their next
     /// burst, never stopping; flows decided under the old one are decided
     /// again on their next packet. Fails if the gateway runs without a policy.
-    pub fn publish(&self, new: EngineConfig) -> Result<(), EngineConfig> {
+    pub fn publish(&self, mut new: EngineConfig) -> Result<(), EngineConfig> {
         match &self.config {
             Some(c) => {
+                // Slots for the workers' rule hits, made here, not on a worker.
+                if rule_hits_on() {
+                    new.count_rule_hits(self.workers.len());
+                }
                 let new = Arc::new(new);
                 self.history.push(new.clone());
+                self.rule_hits.publish(new.clone());
                 c.store(new);
                 Ok(())
             }
             None => Err(new),
         }
+    }
+
+    /// Per-rule hit counts of the policy in force (kept across re-compiles).
+    pub fn rule_hits(&self) -> Arc<RuleHitBook> {
+        self.rule_hits.clone()
     }
 
     /// The configuration in force.

@@ -114,6 +114,29 @@ fn port_families(st: &pb::GetStatsResponse) -> Vec<Family> {
     fams
 }
 
+/// Per rule of the policy in force: the connections it decided (summed over
+/// workers; labels name the rule, never a flow).
+fn rule_families(st: &pb::GetStatsResponse) -> Vec<Family> {
+    let mut hits = family(
+        "rule_hits",
+        "Connections a rule decided (an observe rule: would have decided), kept across re-compiles.",
+        MetricType::Counter,
+    );
+    for r in &st.rule_hits {
+        hits.add(
+            vec![
+                ("ruleset", r.ruleset.clone()),
+                ("direction", r.direction.clone()),
+                ("rule", r.rule.clone()),
+                ("action", r.action.clone()),
+                ("observe", r.observe.to_string()),
+            ],
+            r.hits,
+        );
+    }
+    vec![hits]
+}
+
 fn worker_families(st: &pb::GetStatsResponse) -> Vec<Family> {
     use MetricType::{Counter, Gauge};
     let mut rx_p = family("worker_rx_packets", "Frames a worker took in, by the side they came from.", Counter);
@@ -256,6 +279,7 @@ impl prometheus_client::collector::Collector for ScrapeCollector {
         let s = &self.0;
         let mut fams = port_families(&s.stats);
         fams.extend(worker_families(&s.stats));
+        fams.extend(rule_families(&s.stats));
         fams.extend(control_families(s));
         for f in fams {
             let mut m = enc.encode_descriptor(&f.name, f.help, None, f.kind)?;
@@ -412,6 +436,15 @@ mod tests {
                     rx_packets: 5,
                     ..Default::default()
                 }],
+                rule_hits: vec![pb::RuleHits {
+                    ruleset: "web".into(),
+                    direction: "incoming".into(),
+                    rule: "http".into(),
+                    action: "allow".into(),
+                    observe: false,
+                    hits: 9,
+                    per_worker: vec![9],
+                }],
                 ..Default::default()
             },
             handshake_ns: vec![(3_000, 2), (40_000, 1)],
@@ -428,6 +461,7 @@ mod tests {
             "igw_events_total{worker=\"0\",direction=\"from_outside\",event=\"rst_sent\"} 2",
             "igw_port_rx_packets_total{port=\"inside\",device=\"net_null0\"} 5",
             "igw_flows_active{worker=\"0\"} 4",
+            "igw_rule_hits_total{ruleset=\"web\",direction=\"incoming\",rule=\"http\",action=\"allow\",observe=\"false\"} 9",
             "igw_config_state{state=\"no_config_fail_closed\"} 1",
             "igw_tcp_handshake_seconds_count 3",
             "# TYPE igw_drops counter",

@@ -294,6 +294,6 @@ fn bench_apply_10k_rules_over_100k_identities() {
                 std::fs::metadata(dir.path().join("state/policy.json")).map(|m| m.len() / 1024).unwrap_or(0)
             );
         }
-        let _ = c.stats.get_stats(pb::GetStatsRequest {}).await.unwrap();
+        let _ = c.stats.get_stats(pb::GetStatsRequest::default()).await.unwrap();
     });
 }

@@ -187,7 +187,7 @@ fn read_only_clients_cannot_apply() {
         assert_eq!(e.code(), Code::PermissionDenied);
         assert!(e.message().contains("read-only"), "{}", e.message());
         assert!(ro.config.get(pb::GetRequest { kind: 0, ..Default::default() }).await.is_ok());
-        assert!(ro.stats.get_stats(pb::GetStatsRequest {}).await.is_ok());
+        assert!(ro.stats.get_stats(pb::GetStatsRequest::default()).await.is_ok());
         assert_eq!(h.published(), 1);
         assert!(h.store.current().is_none());
     });

@@ -151,7 +151,7 @@ fn follow_sees_new_flows_and_worker_losses_in_order() {
             other => panic!("expected a lost-event notice, got {other:?}"),
         }
         assert!(matches!(&got[2], R::Flow(f) if f.time_unix_ns == 4));
-        let st = c.stats.get_stats(pb::GetStatsRequest {}).await.unwrap().into_inner();
+        let st = c.stats.get_stats(pb::GetStatsRequest::default()).await.unwrap().into_inner();
         let fh = st.flowhub.unwrap();
         assert_eq!((fh.received, fh.lost_by_workers, fh.readers), (4, 17, 1));
     });

@@ -90,11 +90,11 @@ fn gwctl_end_to_end() {
     let o = gwctl(&h.ro, &["observe", "--last", "3"]);
     let t = String::from_utf8_lossy(&o.stdout).to_string();
     assert_eq!(t.lines().count(), 3, "{t}");
-    assert!(t.lines().last().unwrap().contains("10.9.0.9:40000 (client id 200 role=web) -> 10.0.1.5:5432 (db id 101 role=db)  tcp  ALLOWED  policy_allow  rule db/incoming/from-web"), "{t}");
+    assert!(t.lines().last().unwrap().contains("10.9.0.9:40000 (client id 200 role=web) -> 10.0.1.5:5432 (db id 101 role=db)  tcp  allowed  policy_allow  rule db/incoming/from-web"), "{t}");
     let o = gwctl(&h.ro, &["observe", "--from-tag", "role=db", "--verdict", "rejected", "--reason", bad_mac()]);
     let t = String::from_utf8_lossy(&o.stdout).to_string();
     assert_eq!(t.lines().count(), 5, "{t}");
-    assert!(t.lines().all(|l| l.contains(&format!("REJECTED  {}", bad_mac()))), "{t}");
+    assert!(t.lines().all(|l| l.contains(&format!("rejected  {}", bad_mac()))), "{t}");
     // A reason the dataplane does not emit is refused before sending, with the valid names.
     let o = gwctl(&h.ro, &["observe", "--reason", "bad_mac"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));

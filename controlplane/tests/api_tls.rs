@@ -104,7 +104,7 @@ fn mutual_tls_roles_and_refusals() {
         let mut c = Clients::connect(&target(Some(&manager))).await.unwrap();
         let r = c.config.apply(apply_yaml(1, GOOD)).await.unwrap().into_inner();
         assert!(r.accepted, "{:?}", r.errors);
-        assert!(c.stats.get_stats(pb::GetStatsRequest {}).await.is_ok());
+        assert!(c.stats.get_stats(pb::GetStatsRequest::default()).await.is_ok());
     });
     assert_eq!(h.store.versions().document(), 1);
 }

@@ -128,29 +128,29 @@ fn identity_and_policy_through_two_gateways() {
     let fa = flows(&log_a);
     let fb = flows(&log_b);
     let dport = |e: &serde_json::Value| e["destination"]["port"].as_u64().unwrap();
-    let allowed_b =
-        fb.iter().find(|e| e["event"] == "decision" && dport(e) == 8080 && e["source"]["kind"] == "identity");
+    let allowed_b = fb.iter().find(|e| e["type"] == "started" && dport(e) == 8080 && e["source"]["kind"] == "identity");
     let allowed_b = allowed_b.unwrap_or_else(|| panic!("B logged the allowed connection: {fb:?}"));
-    assert_eq!(allowed_b["action"], "allow");
+    assert_eq!(allowed_b["verdict"], "allowed");
     assert_eq!(allowed_b["source"]["name"], "client");
     assert_eq!(allowed_b["source"]["identity"], 1001);
     assert_eq!(allowed_b["destination"]["name"], "server");
-    assert_eq!(allowed_b["rule"], "frontends");
-    let rejected_b = fb.iter().find(|e| e["event"] == "decision" && dport(e) == 8081).expect("B logged 8081");
-    assert_eq!((rejected_b["action"].as_str(), rejected_b["reason"].as_str()), (Some("reject"), Some("no_match")));
-    let ext_ok = fb.iter().find(|e| dport(e) == 8082 && e["event"] == "decision").expect("B logged the ext host");
-    assert_eq!((ext_ok["action"].as_str(), ext_ok["source"]["name"].as_str()), (Some("allow"), Some("lab-ext")));
-    assert_eq!(ext_ok["rule"], "lab-host");
-    let bad: Vec<_> = fb.iter().filter(|e| e["drop_reason"] == "identity_bad_mac").collect();
+    assert_eq!(allowed_b["policy"]["rule"], "frontends");
+    let rejected_b = fb.iter().find(|e| e["type"] == "rejected" && dport(e) == 8081).expect("B logged 8081");
+    assert_eq!((rejected_b["verdict"].as_str(), rejected_b["reason"].as_str()), (Some("rejected"), Some("no_match")));
+    let ext_ok = fb.iter().find(|e| dport(e) == 8082 && e["type"] == "started").expect("B logged the ext host");
+    assert_eq!((ext_ok["verdict"].as_str(), ext_ok["source"]["name"].as_str()), (Some("allowed"), Some("lab-ext")));
+    assert_eq!(ext_ok["source"]["kind"], "external");
+    assert_eq!(ext_ok["policy"]["rule"], "lab-host");
+    let bad: Vec<_> = fb.iter().filter(|e| e["reason"] == "identity_bad_mac").collect();
     assert_eq!(bad.len(), 4, "{fb:?}");
     assert!(bad.iter().all(|e| e["source"]["ip"] == "198.18.0.3"));
-    let allowed_a = fa.iter().find(|e| e["event"] == "decision" && dport(e) == 8080).expect("A logged 8080");
+    let allowed_a = fa.iter().find(|e| e["type"] == "started" && dport(e) == 8080).expect("A logged 8080");
     assert_eq!(
-        (allowed_a["action"].as_str(), allowed_a["destination"]["name"].as_str()),
-        (Some("allow"), Some("server"))
+        (allowed_a["verdict"].as_str(), allowed_a["destination"]["name"].as_str()),
+        (Some("allowed"), Some("server"))
     );
-    let rejected_a = fa.iter().find(|e| e["event"] == "decision" && dport(e) == 8083).expect("A logged 8083");
-    assert_eq!(rejected_a["action"], "reject");
+    let rejected_a = fa.iter().find(|e| e["type"] == "rejected" && dport(e) == 8083).expect("A logged 8083");
+    assert_eq!(rejected_a["verdict"], "rejected");
     assert_eq!(rejected_a["destination"]["identity"], 2001);
     assert!(
         fa.iter().chain(&fb).all(|e| !e["source"]["ip"].as_str().unwrap().contains(':')),

@@ -47,7 +47,7 @@ fn nfcapd_receives_the_gateways_flows() {
     assert!(!out.status.success(), "8083 is rejected by A's policy");
     // The connection's end reaches the flow log (and the exporter) once the flow leaves the table.
     let t0 = Instant::now();
-    while !flows(&log_a).iter().any(|e| e["event"] == "end" && e["destination"]["port"] == 8080) {
+    while !flows(&log_a).iter().any(|e| e["type"] == "ended" && e["destination"]["port"] == 8080) {
         assert!(t0.elapsed() < Duration::from_secs(30), "no end event for the 8080 connection: {:?}", flows(&log_a));
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -60,10 +60,10 @@ fn nfcapd_receives_the_gateways_flows() {
     assert!(!frames.is_empty(), "IPFIX messages on the wire");
 
     // What the gateway logged for the allowed connection's end.
-    let end = flows(&log_a).into_iter().find(|e| e["event"] == "end" && e["destination"]["port"] == 8080).unwrap();
-    let n = |k: &str, d: &str| end[k][d].as_u64().unwrap();
-    let (pkts, bytes) = (n("packets", "client_to_server"), n("bytes", "client_to_server"));
-    let (rpkts, rbytes) = (n("packets", "server_to_client"), n("bytes", "server_to_client"));
+    let end = flows(&log_a).into_iter().find(|e| e["type"] == "ended" && e["destination"]["port"] == 8080).unwrap();
+    let n = |k: &str| end[k].as_u64().unwrap();
+    let (pkts, bytes) = (n("packets_to_server"), n("bytes_to_server"));
+    let (rpkts, rbytes) = (n("packets_to_client"), n("bytes_to_client"));
     assert!(pkts > 0 && rbytes > 12_000, "{end}");
 
     // nfdump reads the collector's files: the connection with the same counts

@@ -18,6 +18,10 @@ fn free_port(ns: &str) -> u16 {
     String::from_utf8_lossy(&out.stdout).trim().parse().expect("a port")
 }
 
+fn gwctl(sock: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gwctl")).arg("--socket").arg(sock).args(args).output().unwrap()
+}
+
 /// Asks Prometheus (in `ns`) for an instant query; the result vector.
 fn query(ns: &str, port: u16, q: &str) -> Vec<serde_json::Value> {
     let out = in_ns(
@@ -68,6 +72,31 @@ fn prometheus_scrapes_drops_by_reason() {
     for _ in 0..3 {
         assert_ne!(curl(8081), Some(0), "8081 is rejected by B (no rule)");
     }
+    // Per-rule hits: one connection decided by B's `frontends`; a re-compile
+    // (the same policy applied again as version 2) keeps the count, and the
+    // next connection adds to it.
+    let sock = dir.join("b.sock");
+    let hits = |rule: &str| -> (u64, Vec<u64>) {
+        let o = gwctl(&sock, &["get", "rules", "--hits", "-o", "json"]);
+        assert!(o.status.success(), "gwctl get rules: {}", String::from_utf8_lossy(&o.stderr));
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let r = j["rules"].as_array().unwrap().iter().find(|r| r["rule"] == rule).cloned().unwrap_or_default();
+        let per: Vec<u64> =
+            r["per_worker"].as_array().map(|a| a.iter().filter_map(|v| v.as_u64()).collect()).unwrap_or_default();
+        (r["hits"].as_u64().unwrap_or(0), per)
+    };
+    assert_eq!(hits("frontends").0, 1, "one connection decided by frontends");
+    assert_eq!(hits("lab-host").0, 0);
+    let o = gwctl(&sock, &["apply", "-f", repo_root().join("docs/examples/e2e-gw-b.yaml").to_str().unwrap()]);
+    assert!(o.status.success(), "re-apply: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(hits("frontends").0, 1, "kept across the re-compile");
+    assert_eq!(curl(8080), Some(0), "allowed again");
+    let (total, per_worker) = hits("frontends");
+    assert_eq!(total, 2, "counted on the new policy's slots too");
+    assert_eq!(per_worker.iter().sum::<u64>(), 2);
+    let o = gwctl(&sock, &["get", "rules", "--hits"]);
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(table.lines().any(|l| l.starts_with("web") && l.contains("frontends") && l.contains("  2  ")), "{table}");
 
     // The endpoint itself: OpenMetrics text, bounded requests, 404 elsewhere.
     let out = in_ns("gwt-b", &format!("curl -sS -i http://127.0.0.1:{metrics_port}/metrics"));
@@ -113,7 +142,19 @@ fn prometheus_scrapes_drops_by_reason() {
     let verified = query("gwt-b", prom_port, "sum(igw_events_total{event=\"identity_verified\"})");
     assert!(verified.first().map(value).unwrap_or(0.0) >= 4.0, "{verified:?}");
     let version = query("gwt-b", prom_port, "igw_config_version");
-    assert_eq!(version.first().map(value), Some(1.0), "the policy file applied as version 1: {version:?}");
+    assert_eq!(version.first().map(value), Some(2.0), "the policy file as version 1, re-applied as 2: {version:?}");
+    let q = "igw_rule_hits_total{ruleset=\"web\",direction=\"incoming\",rule=\"frontends\",action=\"allow\"}";
+    let t0 = Instant::now();
+    loop {
+        let r = query("gwt-b", prom_port, q);
+        if r.first().map(value) == Some(2.0) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "Prometheus never saw the rule's 2 hits: {r:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let lab = query("gwt-b", prom_port, "igw_rule_hits_total{rule=\"lab-host\"}");
+    assert_eq!(lab.first().map(value), Some(0.0), "a rule that decided nothing is there, at 0: {lab:?}");
 
     let (_, b) = gw_b.stop();
     let _ = gw_a.stop();

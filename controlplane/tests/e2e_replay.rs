@@ -65,7 +65,7 @@ fn a_captured_syn_replayed_after_its_connection_ended_is_refused() {
     assert_eq!(b["workers"][0]["replay_remembered"], 1, "{b}");
     assert_eq!(notes(&b, "from_outside", "identity_verified"), 1, "only the genuine SYN was verified: {b}");
     let events = flows(&log_b);
-    let replays = events.iter().filter(|e| e["event"] == "drop" && e["reason"] == "replay").count();
+    let replays = events.iter().filter(|e| e["type"] == "rejected" && e["reason"] == "replay").count();
     assert_eq!(replays, 3, "each replay is a drop event: {events:?}");
     let _ = topo;
 }

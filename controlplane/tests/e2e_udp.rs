@@ -318,24 +318,22 @@ fn udp_handshake_through_two_gateways() {
     let fa = flows(&log_a);
     let fb = flows(&log_b);
     let dport = |e: &serde_json::Value| e["destination"]["port"].as_u64().unwrap_or(0);
-    let b53 = fb
-        .iter()
-        .find(|e| e["event"] == "decision" && dport(e) == 53)
-        .unwrap_or_else(|| panic!("B logged DNS: {fb:?}"));
-    assert_eq!((b53["action"].as_str(), b53["protocol"].as_str()), (Some("allow"), Some("udp")));
-    assert_eq!((b53["source"]["identity"].as_u64(), b53["rule"].as_str()), (Some(1001), Some("frontends-udp")));
-    let a9001 = fa.iter().find(|e| e["event"] == "decision" && dport(e) == 9001).expect("A logged 9001");
+    let b53 =
+        fb.iter().find(|e| e["type"] == "started" && dport(e) == 53).unwrap_or_else(|| panic!("B logged DNS: {fb:?}"));
+    assert_eq!((b53["verdict"].as_str(), b53["protocol"].as_str()), (Some("allowed"), Some("udp")));
     assert_eq!(
-        (a9001["action"].as_str(), a9001["drop_reason"].as_str()),
-        (Some("reject"), Some("udp_rejected_by_peer"))
+        (b53["source"]["identity"].as_u64(), b53["policy"]["rule"].as_str()),
+        (Some(1001), Some("frontends-udp"))
     );
+    let a9001 = fa.iter().find(|e| e["type"] == "rejected" && dport(e) == 9001).expect("A logged 9001");
+    assert_eq!((a9001["verdict"].as_str(), a9001["reason"].as_str()), (Some("rejected"), Some("udp_rejected_by_peer")));
     let ext = fa
         .iter()
-        .find(|e| e["event"] == "decision" && dport(e) == 53 && e["destination"]["ip"] == EXT_V4)
+        .find(|e| e["type"] == "started" && dport(e) == 53 && e["destination"]["ip"] == EXT_V4)
         .expect("A logged the fallback");
     assert_eq!(
-        (ext["action"].as_str(), ext["note"].as_str(), ext["rule"].as_str()),
-        (Some("allow"), Some("udp_handshake_timeout"), Some("lab-dns"))
+        (ext["verdict"].as_str(), ext["note"].as_str(), ext["policy"]["rule"].as_str()),
+        (Some("allowed"), Some("udp_handshake_timeout"), Some("lab-dns"))
     );
     let _ = topo;
 }

@@ -9,6 +9,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use super::pb::config_client::ConfigClient;
 use super::pb::flows_client::FlowsClient;
+use super::pb::policy_client::PolicyClient;
 use super::pb::stats_client::StatsClient;
 
 /// Where the gateway is.
@@ -148,6 +149,7 @@ pub struct Clients {
     pub config: ConfigClient<Channel>,
     pub flows: FlowsClient<Channel>,
     pub stats: StatsClient<Channel>,
+    pub policy: PolicyClient<Channel>,
 }
 
 impl Clients {
@@ -159,7 +161,8 @@ impl Clients {
                 .max_decoding_message_size(super::server::MAX_MESSAGE)
                 .max_encoding_message_size(super::server::MAX_MESSAGE),
             flows: FlowsClient::new(ch.clone()),
-            stats: StatsClient::new(ch),
+            stats: StatsClient::new(ch.clone()),
+            policy: PolicyClient::new(ch),
         })
     }
 }

@@ -31,6 +31,7 @@ use super::convert::unix_ns;
 use super::pb;
 use super::wire::{End, EndInfo, RingFlow};
 use crate::flowhub::{Filter, FlowHub, Item, LostSource, Query};
+use crate::flownames;
 
 /// The record type the hub holds.
 pub type FlowRecord = RingFlow;
@@ -100,15 +101,6 @@ fn cidr_of(ip: IpAddr) -> Cidr {
     }
 }
 
-fn protocol_of(s: &str) -> String {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "6" => "tcp".into(),
-        "17" => "udp".into(),
-        "1" | "58" | "icmpv6" => "icmp".into(),
-        other => other.to_owned(),
-    }
-}
-
 #[derive(Default)]
 struct EndFilter {
     ips: Vec<Cidr>,
@@ -150,9 +142,10 @@ impl EndFilter {
 pub struct CompiledFilter {
     source: EndFilter,
     destination: EndFilter,
-    protocols: Vec<String>,
+    protocols: Vec<std::borrow::Cow<'static, str>>,
     verdicts: Vec<i32>,
     reasons: Vec<String>,
+    directions: Vec<&'static str>,
     rulesets: Vec<String>,
 }
 
@@ -178,18 +171,30 @@ impl CompiledFilter {
                 tags: each(&f.destination_tags, "destination_tags", tag_selector)?,
                 names: f.destination_name.clone(),
             },
-            protocols: f.protocol.iter().map(|p| protocol_of(p)).collect(),
-            verdicts: f.verdict.clone(),
-            reasons: each(&f.reason, "reason", |r| crate::flowlog::check_reason(r).map(str::to_owned))?,
+            protocols: each(&f.protocol, "protocol", flownames::check_protocol)?,
+            verdicts: f
+                .verdict
+                .iter()
+                .map(|&v| match flownames::verdict_name(v) {
+                    Some(_) => Ok(v),
+                    None => Err(format!(
+                        "verdict: unknown verdict {v}; flows carry: {}",
+                        flownames::VERDICTS.map(|(v, n)| format!("{} ({n})", v as i32)).join(", ")
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            reasons: each(&f.reason, "reason", |r| flownames::check_reason(r).map(str::to_owned))?,
+            directions: each(&f.direction, "direction", flownames::check_direction)?,
             rulesets: f.ruleset.clone(),
         })
     }
 
     /// On the record's resolved fields (no parsing, no allocation).
     pub fn matches(&self, r: &RingFlow) -> bool {
-        (self.protocols.is_empty() || self.protocols.iter().any(|p| *p == r.protocol))
+        (self.protocols.is_empty() || self.protocols.contains(&r.protocol))
             && (self.verdicts.is_empty() || self.verdicts.contains(&r.verdict))
             && (self.reasons.is_empty() || self.reasons.iter().any(|x| *x == r.reason))
+            && (self.directions.is_empty() || self.directions.iter().any(|x| *x == r.direction))
             && (self.rulesets.is_empty()
                 || r.ruleset.as_ref().is_some_and(|p| self.rulesets.iter().any(|x| **x == **p)))
             && self.source.matches(&r.source)

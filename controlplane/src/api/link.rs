@@ -23,7 +23,7 @@ use super::convert::{document_from_yaml, unix_ns};
 use super::flows::FlowRing;
 use super::pb;
 use super::server::{Backends, ControlConfig, ControlServer};
-use super::stats::{histogram_to_pb, StatsSource};
+use super::stats::{histogram_to_pb, rule_hits_to_pb, StatsSource};
 use super::wire::FlowFeed;
 use crate::flowhub::{FlowHub, LostSource};
 use crate::flowlog::{ConfigHistory, FlowEvent};
@@ -40,6 +40,10 @@ enum Request {
     Stats(SyncSender<pb::GetStatsResponse>),
     /// The stats and the handshake latency buckets as the workers keep them (for /metrics).
     Metrics(SyncSender<(pb::GetStatsResponse, Vec<(u64, u64)>)>),
+    /// Every rule's hits.
+    RuleHits(SyncSender<Vec<pb::RuleHits>>),
+    /// The engine configuration in force.
+    InForce(SyncSender<Option<Arc<EngineConfig>>>),
 }
 
 /// What the API side shares with the control thread.
@@ -78,6 +82,20 @@ impl StatsSource for LinkStats {
         let (tx, rx) = mpsc::sync_channel(1);
         if self.0.tx.lock().unwrap_or_else(|e| e.into_inner()).send(Request::Stats(tx)).is_err() {
             return pb::GetStatsResponse::default();
+        }
+        rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
+    }
+
+    fn policy_in_force(&self) -> Option<Arc<EngineConfig>> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.0.tx.lock().unwrap_or_else(|e| e.into_inner()).send(Request::InForce(tx)).ok()?;
+        rx.recv_timeout(Duration::from_secs(2)).ok().flatten()
+    }
+
+    fn rule_hits(&self) -> Vec<pb::RuleHits> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        if self.0.tx.lock().unwrap_or_else(|e| e.into_inner()).send(Request::RuleHits(tx)).is_err() {
+            return Vec::new();
         }
         rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
     }
@@ -213,7 +231,15 @@ impl ControlPlane {
                     let _ = reply.send(self.stats(gw).0);
                 }
                 Request::Metrics(reply) => {
-                    let _ = reply.send(self.stats(gw));
+                    let (mut s, h) = self.stats(gw);
+                    s.rule_hits = rule_hits_to_pb(gw.rule_hits().counts());
+                    let _ = reply.send((s, h));
+                }
+                Request::InForce(reply) => {
+                    let _ = reply.send(gw.engine_config());
+                }
+                Request::RuleHits(reply) => {
+                    let _ = reply.send(rule_hits_to_pb(gw.rule_hits().counts()));
                 }
             }
         }
@@ -318,12 +344,10 @@ pub fn flow_from_event(e: &FlowEvent) -> pb::Flow {
         identity: x.identity.unwrap_or(0),
         name: x.name.clone().unwrap_or_default(),
         tags: x.tags.clone(),
-        kind: match x.kind {
-            "pu" => pb::EndpointKind::ProcessingUnit,
-            "identity" => pb::EndpointKind::RemoteIdentity,
-            "external" => pb::EndpointKind::ExternalNetwork,
-            _ => pb::EndpointKind::Unknown,
-        } as i32,
+        kind: crate::flownames::ENDPOINT_KINDS
+            .iter()
+            .find(|(_, n)| *n == x.kind)
+            .map_or(pb::EndpointKind::Unknown, |(k, _)| *k) as i32,
     };
     let verdict = match (e.action, e.reason.as_str()) {
         (_, "ignored" | "excluded") => pb::Verdict::Passed,
@@ -351,12 +375,7 @@ pub fn flow_from_event(e: &FlowEvent) -> pb::Flow {
         worker: e.worker,
         source: Some(ep(&e.source)),
         destination: Some(ep(&e.destination)),
-        protocol: match e.protocol {
-            6 => "tcp".into(),
-            17 => "udp".into(),
-            1 | 58 => "icmp".into(),
-            n => n.to_string(),
-        },
+        protocol: crate::flownames::protocol_name(e.protocol).into_owned(),
         verdict: verdict as i32,
         reason: e.reason.clone(),
         policy: policy(&e.ruleset, &e.rule, Some(e.action)),
@@ -369,6 +388,7 @@ pub fn flow_from_event(e: &FlowEvent) -> pb::Flow {
         bytes_to_client: e.bytes[1],
         handshake_ns: 0,
         direction: direction.into(),
+        note: e.note.unwrap_or("").into(),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod convert;
+pub mod explain;
 pub mod flows;
 pub mod link;
 pub mod pbjson;

@@ -2,11 +2,14 @@
 //! field by its name, the proto name without the enum's prefix, in lower case
 //! (`ENFORCEMENT_STATE_ENFORCING` → `"enforcing"`), never its number. A
 //! number no name is known for (a newer gateway) prints as that number.
-//! `build.rs` points each enum field here.
+//! `build.rs` points each enum field here. A flow's enums (verdict, event
+//! type, endpoint kind) print by their names in [`crate::flownames`], the
+//! names the flow log and every filter use.
 
 use serde::Serializer;
 
 use super::pb;
+use crate::flownames;
 
 fn short(full: &str, prefix: &str) -> String {
     full.strip_prefix(prefix).unwrap_or(full).to_ascii_lowercase()
@@ -26,10 +29,26 @@ macro_rules! enum_names {
 enum_names! {
     enforcement_state: pb::EnforcementState, "ENFORCEMENT_STATE_";
     resource_kind: pb::ResourceKind, "RESOURCE_KIND_";
-    endpoint_kind: pb::EndpointKind, "ENDPOINT_KIND_";
-    flow_event_type: pb::FlowEventType, "FLOW_EVENT_TYPE_";
-    verdict: pb::Verdict, "VERDICT_";
     lost_event_source: pb::LostEventSource, "LOST_EVENT_SOURCE_";
+}
+
+fn named<S: Serializer>(name: Option<&str>, v: i32, s: S) -> Result<S::Ok, S::Error> {
+    match name {
+        Some(n) => s.serialize_str(n),
+        None => s.serialize_i32(v),
+    }
+}
+
+pub fn endpoint_kind<S: Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
+    named(flownames::endpoint_kind_name(*v), *v, s)
+}
+
+pub fn flow_event_type<S: Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
+    named(flownames::event_type_name(*v), *v, s)
+}
+
+pub fn verdict<S: Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
+    named(flownames::verdict_name(*v), *v, s)
 }
 
 /// A repeated `Verdict` field, each by name.
@@ -37,9 +56,9 @@ pub fn verdicts<S: Serializer>(v: &[i32], s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeSeq;
     let mut seq = s.serialize_seq(Some(v.len()))?;
     for x in v {
-        match pb::Verdict::try_from(*x) {
-            Ok(e) => seq.serialize_element(&short(e.as_str_name(), "VERDICT_"))?,
-            Err(_) => seq.serialize_element(x)?,
+        match flownames::verdict_name(*x) {
+            Some(n) => seq.serialize_element(n)?,
+            None => seq.serialize_element(x)?,
         }
     }
     seq.end()
@@ -64,7 +83,7 @@ mod tests {
         };
         let j = serde_json::to_value(&f).unwrap();
         assert_eq!((j["type"].as_str(), j["verdict"].as_str()), (Some("rejected"), Some("rejected")));
-        assert_eq!(j["source"]["kind"], "remote_identity");
+        assert_eq!(j["source"]["kind"], "identity");
         let l = pb::LostEvent { source: pb::LostEventSource::WorkerQueue as i32, ..Default::default() };
         assert_eq!(serde_json::to_value(l).unwrap()["source"], "worker_queue");
         let ff = pb::FlowFilter { verdict: vec![1, 3, 42], ..Default::default() };

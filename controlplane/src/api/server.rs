@@ -39,6 +39,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use super::auth::{Access, Role};
 use super::config::ConfigService;
+use super::explain::ExplainService;
 use super::flows::{FlowRing, FlowsServer, FlowsService};
 use super::pb;
 use super::stats::{StatsService, StatsSource};
@@ -237,6 +238,7 @@ fn routes(b: &Backends, access: Access, stopping: watch::Receiver<bool>) -> toni
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(config_server(b, access.clone()))
         .add_service(FlowsServer::new(FlowsService::new(b.hub.clone(), access.clone(), stopping)))
+        .add_service(pb::policy_server::PolicyServer::new(ExplainService::new(b.stats.clone(), access.clone())))
         .add_service(pb::stats_server::StatsServer::new(StatsService::new(
             b.stats.clone(),
             b.hub.clone(),
@@ -361,6 +363,10 @@ impl ControlServer {
                             .http2_keepalive_interval(Some(Duration::from_secs(30)))
                             .add_service(config_server(b, access.clone()))
                             .add_service(FlowsServer::new(FlowsService::new(b.hub.clone(), access.clone(), rx.clone())))
+                            .add_service(pb::policy_server::PolicyServer::new(ExplainService::new(
+                                b.stats.clone(),
+                                access.clone(),
+                            )))
                             .add_service(pb::stats_server::StatsServer::new(StatsService::new(
                                 b.stats.clone(),
                                 b.hub.clone(),

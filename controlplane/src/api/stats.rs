@@ -20,6 +20,32 @@ pub trait StatsSource: Send + Sync {
     /// Ports, workers, reasons and the dataplane's histograms; the service
     /// fills in the flow hub, the config version and its own histograms.
     fn stats(&self) -> pb::GetStatsResponse;
+
+    /// Every rule of the policy in force with its hits (none without a dataplane).
+    fn rule_hits(&self) -> Vec<pb::RuleHits> {
+        Vec::new()
+    }
+
+    /// The engine configuration in force (for `Explain`; none without a dataplane).
+    fn policy_in_force(&self) -> Option<Arc<dataplane::engine::EngineConfig>> {
+        None
+    }
+}
+
+/// Rule-hit counts as the API carries them.
+pub fn rule_hits_to_pb(counts: Vec<crate::rulehits::RuleCount>) -> Vec<pb::RuleHits> {
+    counts
+        .into_iter()
+        .map(|c| pb::RuleHits {
+            ruleset: c.ruleset,
+            direction: c.direction.into(),
+            rule: c.rule,
+            action: c.action.into(),
+            observe: c.observe,
+            hits: c.hits,
+            per_worker: c.per_worker,
+        })
+        .collect()
 }
 
 /// No dataplane (tests, or before the gateway starts).
@@ -91,9 +117,16 @@ impl pb::stats_server::Stats for StatsService {
     async fn get_stats(&self, req: Request<pb::GetStatsRequest>) -> Result<Response<pb::GetStatsResponse>, Status> {
         self.access.role(&req)?;
         let source = self.source.clone();
-        let mut out = tokio::task::spawn_blocking(move || source.stats())
-            .await
-            .map_err(|e| Status::internal(format!("reading the counters failed: {e}")))?;
+        let with_rules = req.get_ref().rule_hits;
+        let mut out = tokio::task::spawn_blocking(move || {
+            let mut s = source.stats();
+            if with_rules {
+                s.rule_hits = source.rule_hits();
+            }
+            s
+        })
+        .await
+        .map_err(|e| Status::internal(format!("reading the counters failed: {e}")))?;
         if out.uptime_s == 0.0 {
             out.uptime_s = self.started.elapsed().as_secs_f64();
         }

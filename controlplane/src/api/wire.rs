@@ -24,7 +24,7 @@ use std::sync::{Arc, OnceLock};
 
 use dataplane::engine::EngineConfig;
 use dataplane::events::{EventKind, FlowRecord};
-use dataplane::policy::{Action, ExtNetRef, RuleRef, Side, TagSet};
+use dataplane::policy::{ExtNetRef, RuleRef, Side, TagSet};
 use prost::bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{encoded_len_varint, WireType};
 use prost::Message;
@@ -33,6 +33,7 @@ use super::pb;
 use super::pb::EndpointKind;
 use crate::flowhub::HubRecord;
 use crate::flowlog::ConfigHistory;
+use crate::flownames::{action_name, protocol_name};
 
 // ---------------------------------------------------------------------------
 // Protobuf encoding helpers (proto3: default values are not written)
@@ -352,6 +353,8 @@ pub struct RingFlow {
     /// As the message has it: `tcp`, `udp`, `icmp` or the number.
     pub protocol: Cow<'static, str>,
     pub reason: Cow<'static, str>,
+    /// `incoming` or `outgoing`, seen from the local PU.
+    pub direction: Cow<'static, str>,
     /// The deciding rule's ruleset.
     pub ruleset: Option<Arc<str>>,
     pub source: End,
@@ -395,6 +398,7 @@ impl From<pb::Flow> for RingFlow {
             verdict: f.verdict,
             protocol: Cow::Owned(f.protocol),
             reason: Cow::Owned(f.reason),
+            direction: Cow::Owned(f.direction),
             ruleset: f.policy.map(|p| Arc::from(p.ruleset)),
             source: end(f.source),
             destination: end(f.destination),
@@ -404,22 +408,6 @@ impl From<pb::Flow> for RingFlow {
             bytes_to_client: f.bytes_to_client,
             wire,
         }
-    }
-}
-
-fn protocol_name(p: u8) -> Cow<'static, str> {
-    match p {
-        6 => Cow::Borrowed("tcp"),
-        17 => Cow::Borrowed("udp"),
-        1 | 58 => Cow::Borrowed("icmp"),
-        n => Cow::Owned(n.to_string()),
-    }
-}
-
-fn action_name(a: Action) -> &'static str {
-    match a {
-        Action::Allow => "allow",
-        Action::Reject => "reject",
     }
 }
 
@@ -583,6 +571,7 @@ fn encode(names: &mut Names, buf: &mut BytesMut, worker: u32, r: &FlowRecord) ->
     put_u64(buf, 15, pc[1]);
     put_u64(buf, 16, bc[1]);
     put_str(buf, 18, direction);
+    put_str(buf, 19, r.note.map_or("", |n| n.name()));
 
     RingFlow {
         time_ns: r.time,
@@ -590,6 +579,7 @@ fn encode(names: &mut Names, buf: &mut BytesMut, worker: u32, r: &FlowRecord) ->
         verdict: verdict as i32,
         protocol,
         reason: Cow::Borrowed(reason),
+        direction: Cow::Borrowed(direction),
         ruleset: rule.map(|n| n.ruleset.clone()),
         source: End { ip: Some(cip), port: cport.into(), info: src },
         destination: End { ip: Some(sip), port: sport.into(), info: dst },

@@ -402,12 +402,16 @@ pub fn gw_config_with_policy(topo: &Topology, ns: &str, dir: &Path, policy: &Pat
     (cfg, flowlog)
 }
 
-/// The flow events a gatewayd wrote to its JSON-lines flow log.
+/// The flow events a gatewayd wrote to its JSON-lines flow log: each line's
+/// `flow` object (the shape `gwctl observe -o json` prints, controlplane::flowjson).
 pub fn flows(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
-        .map(|l| serde_json::from_str(l).expect("a flow event is a JSON object"))
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).expect("a flow event is a JSON object");
+            v["flow"].take()
+        })
         .collect()
 }
 

@@ -2,6 +2,7 @@
 //! workers as one immutable value: the compiled policy, the key ring with every
 //! pairwise key derived, and the local key id.
 
+use super::rule_hits::RuleHits;
 use std::path::Path;
 
 use crate::identity::{GatewayKeyPair, KeyRing, PeerPublicKey};
@@ -22,6 +23,10 @@ pub struct EngineConfig {
     /// with the keys its question used ([`KeyRing::tx_key_answering`]), not
     /// with this one.
     pub local_key_id: Option<u16>,
+    /// Per-rule hit counters of this policy, one row per worker: sized by
+    /// the control plane when it publishes the policy
+    /// ([`EngineConfig::count_rule_hits`]); none until then.
+    pub rule_hits: RuleHits,
 }
 
 const NS: u64 = 1_000_000_000;
@@ -30,7 +35,7 @@ impl EngineConfig {
     /// No policy at all: every PU lookup fails. Used only as a placeholder.
     pub fn empty() -> EngineConfig {
         let policy = compile(&PolicyDocument::default()).expect("the empty document compiles");
-        EngineConfig { policy, keys: KeyRing::new(), local_key_id: None }
+        EngineConfig { policy, keys: KeyRing::new(), local_key_id: None, rule_hits: RuleHits::none() }
     }
 
     /// Parses, compiles and derives keys. Every problem is returned, each
@@ -85,10 +90,16 @@ impl EngineConfig {
             }
         }
         if errors.is_empty() {
-            Ok(EngineConfig { policy, keys, local_key_id })
+            Ok(EngineConfig { policy, keys, local_key_id, rule_hits: RuleHits::none() })
         } else {
             Err(errors)
         }
+    }
+
+    /// Gives the policy rule-hit slots for `workers` workers (allocated now,
+    /// before the workers see it).
+    pub fn count_rule_hits(&mut self, workers: usize) {
+        self.rule_hits = RuleHits::new(workers, self.policy.rule_count());
     }
 
     /// The policy snapshot's generation (flow entries remember it).

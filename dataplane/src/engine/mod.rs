@@ -82,6 +82,7 @@ mod record;
 pub mod replay;
 pub mod reply_limit;
 pub mod rst;
+pub mod rule_hits;
 mod sweep;
 mod syn;
 mod syn_ack;
@@ -94,6 +95,7 @@ pub use config::EngineConfig;
 pub use process::Looked;
 pub use replay::ReplayMemory;
 pub use reply_limit::{ReplyLimiter, ReplyLimits, Trust};
+pub use rule_hits::RuleHits;
 pub use sweep::{SWEEP_MAX, SWEEP_PASS_NS};
 
 use crate::events::Producer;
@@ -138,6 +140,8 @@ pub struct Engine {
     replies: ReplyLimiter,
     /// Time up to which the sweep has examined its share of slots.
     swept_at: u64,
+    /// This worker's row in the policy's rule-hit slots ([`RuleHits`]).
+    worker: usize,
 }
 
 impl Engine {
@@ -159,7 +163,13 @@ impl Engine {
             replay: ReplayMemory::new(replay_slots, replay::DEFAULT_WINDOW_S, seed),
             replies: ReplyLimiter::default(),
             swept_at: 0,
+            worker: 0,
         }
+    }
+
+    /// Which worker this engine runs on (its row in the policy's [`RuleHits`]).
+    pub fn set_worker(&mut self, index: usize) {
+        self.worker = index;
     }
 
     /// Replaces the replay memory (before the engine runs): `slots`

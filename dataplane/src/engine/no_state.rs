@@ -30,6 +30,7 @@ impl Engine {
         };
         let d = c.cfg.policy.decide(c.pu.id, dir, Remote::Address(key.outside_ip()), ip_proto::TCP, port);
         let mut rec = c.flow(initiator).decision(&d, None);
+        self.count_decision(c.cfg, &d);
         if !d.allowed() {
             rec.drop = Some(DropReason::NoFlowState);
             self.emit(c.side, &rec);

@@ -46,7 +46,7 @@ impl Engine {
             Err(_) => return self.drop(c.side, DropReason::FlowTableFull),
         }
         let rejected = drop_of_reason(d.reason);
-        self.tell_decision(c.side, c.flow(c.side).decision(&d, None), &d, rejected);
+        self.tell_decision(c.cfg, c.side, c.flow(c.side).decision(&d, None), &d, rejected);
         if d.allowed() {
             Action::Forward
         } else {

@@ -7,7 +7,7 @@ use super::context::{Ctx, FlowRef};
 use super::reasons::note_of_allow;
 use super::reply_limit::Trust;
 use super::rst::{self, RstSpec};
-use super::{Action, Engine};
+use super::{Action, Engine, EngineConfig};
 use crate::buf::PacketBuf;
 use crate::events::FlowRecord;
 use crate::identity::KeyId;
@@ -65,10 +65,25 @@ impl Engine {
         self.drop(side, r)
     }
 
+    /// Counts a decision against the rule that made it and the observe rule
+    /// that matched (this worker's slots of the policy that decided).
+    #[inline]
+    pub(super) fn count_decision(&self, cfg: &EngineConfig, d: &Decision) {
+        cfg.rule_hits.count(self.worker, d);
+    }
+
     /// Tells a decision: the event, and the note of an allow, or the drop
     /// reason `rejected` in the event of a reject (the caller counts the
-    /// packets it drops).
-    pub(super) fn tell_decision(&mut self, side: Side, mut rec: FlowRecord, d: &Decision, rejected: DropReason) {
+    /// packets it drops); counts it against its rules.
+    pub(super) fn tell_decision(
+        &mut self,
+        cfg: &EngineConfig,
+        side: Side,
+        mut rec: FlowRecord,
+        d: &Decision,
+        rejected: DropReason,
+    ) {
+        self.count_decision(cfg, d);
         if d.allowed() {
             self.note(side, note_of_allow(d));
         } else {

@@ -175,6 +175,7 @@ impl Engine {
             return match self.upsert_syn(c, buf.len() as u32, decided, j.syn_key) {
                 Ok(fresh) => {
                     if fresh {
+                        self.count_decision(c.cfg, &j.decision);
                         self.note(c.side, note_of_allow(&j.decision));
                         self.emit(c.side, &rec);
                     }
@@ -185,6 +186,7 @@ impl Engine {
         }
         let r = drop_of_reason(j.decision.reason);
         rec.drop = Some(r);
+        self.count_decision(c.cfg, &j.decision);
         self.emit(c.side, &rec);
         self.table.remove(&c.key, c.now);
         // A local PU, or a peer that proved its identity: the generous

@@ -137,12 +137,14 @@ impl Engine {
         if decision.allowed() {
             e.account(c.side, len);
             if fresh {
+                self.count_decision(c.cfg, &decision);
                 self.note(c.side, note_of_allow(&decision));
                 self.emit(c.side, &rec);
             }
             return Action::Forward;
         }
         let to = if remote_identity.is_some() { Trust::Verified } else { Trust::Unverified };
+        self.count_decision(c.cfg, &decision);
         self.reset_both_ends(c, buf, rec, drop_of_reason(decision.reason), to)
     }
 

@@ -11,7 +11,7 @@ use crate::engine::test_harness::Counted;
 use crate::events::{channel, Consumer, EventKind, FlowRecord};
 use crate::flow::{FlowKey, FlowState};
 use crate::identity::{GatewayKeyPair, KeyId};
-use crate::policy::Reason;
+use crate::policy::{Reason, RuleRef};
 use crate::stats::{Note, WorkerStats};
 use crate::wire::builder::{build, Spec};
 use crate::wire::tcp::flags as tf;
@@ -843,4 +843,45 @@ impl Counted for Gw {
     fn engine_config(&self) -> &EngineConfig {
         &self.cfg
     }
+}
+
+/// A gateway whose policy has rule-hit slots for `workers` workers, running as worker `index`.
+fn counting(yaml: &str, workers: usize, index: usize) -> Gw {
+    let mut g = Gw::new(yaml);
+    let mut c = cfg(yaml);
+    c.count_rule_hits(workers);
+    g.cfg = Arc::new(c);
+    g.engine.set_worker(index);
+    g
+}
+
+fn hits_of(g: &Gw, rule: &str) -> Vec<u64> {
+    let p = &g.cfg.policy;
+    let r = (0..p.rule_count() as u32).map(RuleRef).find(|&r| &*p.rule(r).unwrap().name == rule).unwrap();
+    (0..g.cfg.rule_hits.workers()).map(|w| g.cfg.rule_hits.get(w, r)).collect()
+}
+
+#[test]
+fn each_decision_counts_once_against_its_rule_in_the_workers_row() {
+    let mut a = counting(&doc_a(1, 1), 2, 1);
+    let mut b = counting(&doc_b(&a_key(1, 1), true), 2, 0);
+    let c = Conn::new("10.1.0.10", "10.2.0.20", 80);
+    allowed_handshake(&mut a, &mut b, c, 1001, 2001);
+    // Retransmissions and the established packets decide nothing again.
+    let (_, w) = a.pass(Side::Inside, &c.syn());
+    b.pass(Side::Outside, &w);
+    a.pass(Side::Inside, &c.ack());
+    assert_eq!(hits_of(&a, "to-web"), [0, 1], "A decided at the SYN-ACK, on worker 1");
+    assert_eq!(hits_of(&b, "frontends"), [1, 0], "B decided at the SYN, on worker 0");
+    // A reject counts against the rule that rejected.
+    let c = Conn::new("10.1.0.10", "10.2.0.30", 5432);
+    let (_, w) = a.pass(Side::Inside, &c.syn());
+    b.pass(Side::Outside, &w);
+    let (_, w) = b.pass(Side::Inside, &c.syn_ack());
+    assert_eq!(a.pass(Side::Outside, &w).0, Action::ReplyAndReset(DropReason::PolicyReject));
+    assert_eq!(hits_of(&a, "no-db"), [0, 1]);
+    // A policy without slots counts nothing (and costs nothing).
+    let (mut a, mut b) = pair();
+    allowed_handshake(&mut a, &mut b, Conn::new("10.1.0.10", "10.2.0.20", 80), 1001, 2001);
+    assert_eq!(a.cfg.rule_hits.workers(), 0);
 }

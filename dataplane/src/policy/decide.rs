@@ -66,13 +66,48 @@ impl PolicySnapshot {
     /// its incoming rules (it is the server).
     #[inline]
     pub fn decide(&self, pu: PuId, dir: Direction, remote: Remote, proto: u8, port: u16) -> Decision {
+        match self.verdict_list(pu, dir, remote) {
+            Ok((entries, external)) => evaluate(entries, proto, port, external),
+            Err(reason) => Decision::implicit(reason),
+        }
+    }
+
+    /// Why [`PolicySnapshot::decide`] decides what it does: its decision
+    /// (the same call) and every rule of the verdict list it scans that
+    /// matches the protocol and port, enforced and observe, in the order the
+    /// scan meets them (the first enforced one decides).
+    pub fn explain(&self, pu: PuId, dir: Direction, remote: Remote, proto: u8, port: u16) -> Explanation {
+        let decision = self.decide(pu, dir, remote, proto, port);
+        let mut matching: Vec<Matched> = Vec::new();
+        if let Ok((entries, _)) = self.verdict_list(pu, dir, remote) {
+            let (bit, has_ports) = proto_match(proto);
+            for e in entries.iter().filter(|e| entry_matches(e, bit, has_ports, port)) {
+                let m = Matched {
+                    rule: RuleRef(e.rule),
+                    external: (e.ext != NO_EXT).then_some(ExtNetRef(e.ext)),
+                    action: entry_action(e),
+                    observe: e.flags & F_OBSERVE != 0,
+                };
+                // A rule's port ranges are entries of their own: listed once.
+                if !matching.iter().any(|x| x.rule == m.rule) {
+                    matching.push(m);
+                }
+            }
+        }
+        Explanation { decision, matching }
+    }
+
+    /// The verdict list `decide` scans for `pu` and `remote` in `dir`, and
+    /// whether the remote is judged by address; or the reason there is none.
+    #[inline(always)]
+    fn verdict_list(&self, pu: PuId, dir: Direction, remote: Remote) -> Result<(&[Entry], bool), Reason> {
         let Some(p) = self.pus.get(pu.0 as usize) else {
-            return Decision::implicit(Reason::UnknownPu);
+            return Err(Reason::UnknownPu);
         };
         let (list, external) = match remote {
             Remote::Identity(id) => {
                 let Some(&i) = self.identity_index.get(&id) else {
-                    return Decision::implicit(Reason::UnknownIdentity);
+                    return Err(Reason::UnknownIdentity);
                 };
                 let class = self.identities[i as usize].class;
                 let r = match self.verdicts.get(&verdict_key(dir, KIND_IDENTITY, p.class, class)) {
@@ -90,8 +125,7 @@ impl PolicySnapshot {
                 (r, true)
             }
         };
-        let entries = &self.entries[list.0 as usize..(list.0 + list.1) as usize];
-        evaluate(entries, proto, port, external)
+        Ok((&self.entries[list.0 as usize..(list.0 + list.1) as usize], external))
     }
 
     /// The peer gateway (index in [`PolicySnapshot::peers`]) whose
@@ -120,19 +154,56 @@ impl PolicySnapshot {
     }
 }
 
+/// What [`PolicySnapshot::explain`] finds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    /// What `decide` decides.
+    pub decision: Decision,
+    /// Every rule that matches (enforced and observe), each once.
+    pub matching: Vec<Matched>,
+}
+
+/// A rule that matches a connection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Matched {
+    pub rule: RuleRef,
+    /// The external network it matched through, for an address.
+    pub external: Option<ExtNetRef>,
+    pub action: Action,
+    pub observe: bool,
+}
+
+/// The protocol's bit, and whether it has ports.
+#[inline(always)]
+fn proto_match(proto: u8) -> (u8, bool) {
+    let bit = proto_bit(proto);
+    (bit, bit & (P_TCP | P_UDP) != 0)
+}
+
+/// Whether a verdict-list entry covers the protocol and port (the one test
+/// `decide` and `explain` share).
+#[inline(always)]
+fn entry_matches(e: &Entry, bit: u8, has_ports: bool, port: u16) -> bool {
+    e.protos & bit != 0 && if has_ports { e.lo <= port && port <= e.hi } else { e.lo == 0 && e.hi == u16::MAX }
+}
+
+#[inline(always)]
+fn entry_action(e: &Entry) -> Action {
+    if e.flags & F_REJECT != 0 {
+        Action::Reject
+    } else {
+        Action::Allow
+    }
+}
+
 /// Scans a verdict list (sorted: enforced before observed, reject before allow).
 #[inline]
 fn evaluate(entries: &[Entry], proto: u8, port: u16, external: bool) -> Decision {
-    let bit = proto_bit(proto);
-    let has_ports = bit & (P_TCP | P_UDP) != 0;
+    let (bit, has_ports) = proto_match(proto);
     let mut enforced: Option<&Entry> = None;
     let mut observed: Option<&Entry> = None;
     for e in entries {
-        if e.protos & bit == 0 {
-            continue;
-        }
-        let port_ok = if has_ports { e.lo <= port && port <= e.hi } else { e.lo == 0 && e.hi == u16::MAX };
-        if !port_ok {
+        if !entry_matches(e, bit, has_ports, port) {
             continue;
         }
         if e.flags & F_OBSERVE != 0 {
@@ -143,7 +214,7 @@ fn evaluate(entries: &[Entry], proto: u8, port: u16, external: bool) -> Decision
         }
     }
     let ext = |e: &Entry| (e.ext != NO_EXT).then_some(ExtNetRef(e.ext));
-    let action = |e: &Entry| if e.flags & F_REJECT != 0 { Action::Reject } else { Action::Allow };
+    let action = entry_action;
     let observed = observed.map(|e| Observed { action: action(e), rule: RuleRef(e.rule), external: ext(e) });
     match enforced {
         Some(e) => {
@@ -525,5 +596,39 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `explain` gives `decide`'s decision, and its deciding and observe
+    /// rules are among the matching ones, the deciding one the first
+    /// enforced; every matching rule covers the protocol.
+    #[test]
+    fn explain_agrees_with_decide_everywhere_in_the_example() {
+        let s = example();
+        let ids: Vec<u32> = s.identities.iter().map(|x| x.identity).chain([4242]).collect();
+        let mut seen_several = false;
+        for pu in 0..s.pus().len() as u32 {
+            for dir in [Direction::Incoming, Direction::Outgoing] {
+                let remotes = ids
+                    .iter()
+                    .map(|&i| Remote::Identity(i))
+                    .chain(["203.0.113.9", "10.50.1.1", "192.168.1.1"].map(|a| Remote::Address(ip(a))));
+                for remote in remotes {
+                    for (proto, port) in [(6, 443), (6, 8443), (6, 22), (17, 53), (1, 0)] {
+                        let e = s.explain(PuId(pu), dir, remote, proto, port);
+                        let d = s.decide(PuId(pu), dir, remote, proto, port);
+                        assert_eq!(e.decision, d);
+                        let first_enforced = e.matching.iter().find(|m| !m.observe).map(|m| m.rule);
+                        assert_eq!(d.rule, first_enforced, "{pu} {dir:?} {remote:?} {proto}/{port}");
+                        if let Some(o) = d.observed {
+                            assert!(e.matching.iter().any(|m| m.observe && m.rule == o.rule));
+                        }
+                        seen_several |= e.matching.len() > 1;
+                    }
+                }
+            }
+        }
+        assert!(seen_several, "some connection matches several rules");
+        let e = s.explain(PuId(999), Direction::Incoming, Remote::Identity(1), 6, 80);
+        assert_eq!((e.decision.reason, e.matching.len()), (Reason::UnknownPu, 0));
     }
 }

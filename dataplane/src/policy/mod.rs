@@ -25,6 +25,7 @@ pub mod selector;
 pub mod snapshot;
 
 pub use compile::{compile, compile_view, CompileError, CompileErrors, PolicySnapshot, Problem, ResourceKind};
+pub use decide::{Explanation, Matched};
 pub use model::{Action, DocumentRef, PolicyDocument};
 pub use selector::{Selector, SelectorError, TagSet};
 

@@ -183,6 +183,11 @@ impl PolicySnapshot {
     }
 
     /// The directory entry of a remote identity.
+    /// The directory's identities (for lookups by tags: explain, tools).
+    pub fn identities(&self) -> &[IdentityInfo] {
+        &self.identities
+    }
+
     pub fn identity(&self, identity: u32) -> Option<&IdentityInfo> {
         self.identity_index.get(&identity).map(|&i| &self.identities[i as usize])
     }
@@ -195,6 +200,11 @@ impl PolicySnapshot {
     pub fn peer_key(&self, key_id: u32) -> Option<(&PeerInfo, &[u8; 32])> {
         let p = &self.peers[*self.key_index.get(&key_id)? as usize];
         p.keys.iter().find(|(id, _)| *id == key_id).map(|(_, k)| (p, k))
+    }
+
+    /// How many rules (enforced and observe) the policy has: a [`RuleRef`] is below it.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
     }
 
     pub fn rule(&self, r: RuleRef) -> Option<&RuleInfo> {

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod apply;
+mod explain;
 mod get;
 mod observe;
 mod output;
@@ -87,6 +88,14 @@ enum Cmd {
     ///   gwctl observe --since 10m --to-port 443 -o json
     #[command(verbatim_doc_comment)]
     Observe(observe::ObserveArgs),
+    /// What the policy in force would decide for a connection, why, and every rule that matches.
+    ///
+    /// Examples:
+    ///   gwctl explain --pu web --identity 1001 --port 80 --direction incoming
+    ///   gwctl explain --pu 10.2.0.20 --address 192.168.50.7 --protocol udp --port 53 --direction outgoing
+    ///   gwctl observe --last 1 -o json | gwctl explain --flow -
+    #[command(verbatim_doc_comment)]
+    Explain(explain::ExplainArgs),
     /// The fleet in etcd (docs/fleet.md): apply, get, status, wait, rotate-key, keygen.
     ///
     /// Talks to etcd, not to a gateway: --socket and --server do not apply.
@@ -94,6 +103,7 @@ enum Cmd {
 }
 
 /// Why gwctl stops: its message and exit code.
+#[derive(Debug)]
 struct Fail(u8, String);
 
 type Res = Result<(), Fail>;
@@ -180,6 +190,7 @@ enum Prepared {
     Status(status::StatusArgs),
     Stats(stats::StatsArgs),
     Observe(observe::Observe),
+    Explain(explain::Prepared),
 }
 
 async fn run(cli: Cli) -> Res {
@@ -197,7 +208,12 @@ async fn run(cli: Cli) -> Res {
         Cmd::Status(a) => Prepared::Status(a),
         Cmd::Stats(a) => Prepared::Stats(a),
         Cmd::Observe(a) => Prepared::Observe(observe::Observe::new(&a)?),
+        Cmd::Explain(a) => Prepared::Explain(explain::prepare(a)?),
         Cmd::Fleet(_) => return Ok(()), // answered above, without a gateway
+    };
+    let prepared = match prepared {
+        Prepared::Observe(o) if o.is_merge() => return o.run_merge(timeout).await,
+        p => p,
     };
     let mut c = tokio::time::timeout(timeout, Clients::connect(&target))
         .await
@@ -211,6 +227,7 @@ async fn run(cli: Cli) -> Res {
         Prepared::Status(a) => status::run(&mut c, a, timeout).await,
         Prepared::Stats(a) => stats::run(&mut c, a, timeout).await,
         Prepared::Observe(o) => o.run(&mut c, timeout).await,
+        Prepared::Explain(e) => explain::run(&mut c, e, timeout).await,
     }
 }
 

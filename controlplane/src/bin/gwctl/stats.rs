@@ -20,7 +20,7 @@ pub struct StatsArgs {
 
 pub async fn run(c: &mut Clients, a: StatsArgs, t: Duration) -> Res {
     let all = a.all;
-    let s = with_timeout(t, "stats", c.stats.get_stats(pb::GetStatsRequest {})).await?;
+    let s = with_timeout(t, "stats", c.stats.get_stats(pb::GetStatsRequest::default())).await?;
     if a.output == Output::Json {
         print_json_pretty(&s);
         return Ok(());

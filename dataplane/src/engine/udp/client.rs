@@ -141,7 +141,7 @@ impl Engine {
         }
         self.udp.count_answered();
         self.note(c.side, Note::UdpHandshakeDone);
-        self.tell_decision(c.side, flow.decision(&decision, Some(v.identity)), &decision, rejected);
+        self.tell_decision(c.cfg, c.side, flow.decision(&decision, Some(v.identity)), &decision, rejected);
         self.finish_slot(slot, decision.allowed(), rejected, c.now);
         Action::Consume
     }
@@ -189,7 +189,7 @@ impl Engine {
         let mut rec = flow.decision(&d, None);
         rec.note = Some(Note::UdpHandshakeTimeout);
         let rejected = drop_of_reason(d.reason);
-        self.tell_decision(Side::Inside, rec, &d, rejected);
+        self.tell_decision(cfg, Side::Inside, rec, &d, rejected);
         self.finish_slot(slot, d.allowed(), rejected, now);
     }
 

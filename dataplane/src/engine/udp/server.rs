@@ -54,7 +54,7 @@ impl Engine {
                 Err(_) => return self.drop(c.side, DropReason::FlowTableFull),
             }
             let rec = c.flow(c.side).decision(&decision, Some(v.identity));
-            self.tell_decision(c.side, rec, &decision, drop_of_reason(decision.reason));
+            self.tell_decision(c.cfg, c.side, rec, &decision, drop_of_reason(decision.reason));
         } else {
             let t = *self.table.timeouts();
             if let Some(e) = self.table.lookup(&c.key, c.now) {

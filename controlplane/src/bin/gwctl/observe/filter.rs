@@ -5,6 +5,7 @@
 
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use controlplane::api::pb;
+use controlplane::flownames;
 
 use crate::{usage, Fail};
 
@@ -20,6 +21,7 @@ enum Field {
     Verdict,
     Reason,
     Ruleset,
+    Direction,
 }
 
 /// Which end of the flow a filter looks at (`Flow`: the flow as a whole).
@@ -45,14 +47,14 @@ const fn filter(long: &'static str, value_name: &'static str, help: &'static str
 }
 
 /// Every filter option, in the order `--help` lists them.
-const FILTERS: [Filter; 19] = [
+const FILTERS: [Filter; 20] = [
     filter("from-ip", "CIDR", "Source IP or CIDR", Field::Ip, End::Source),
     filter("to-ip", "CIDR", "Destination IP or CIDR", Field::Ip, End::Destination),
     filter("ip", "CIDR", "Either end's IP or CIDR", Field::Ip, End::Either),
     filter("from-port", "PORT", "Source port or range lo-hi", Field::Port, End::Source),
     filter("to-port", "PORT", "Destination port or range lo-hi", Field::Port, End::Destination),
     filter("port", "PORT", "Either end's port", Field::Port, End::Either),
-    filter("protocol", "PROTO", "tcp, udp, icmp or a number", Field::Protocol, End::Flow),
+    filter("protocol", "PROTO", "tcp, udp, icmp or a number 0-255", Field::Protocol, End::Flow),
     filter("from-identity", "ID", "Source numeric identity", Field::Identity, End::Source),
     filter("to-identity", "ID", "Destination numeric identity", Field::Identity, End::Destination),
     filter("identity", "ID", "Either end's identity", Field::Identity, End::Either),
@@ -71,6 +73,7 @@ const FILTERS: [Filter; 19] = [
     filter("verdict", "VERDICT", "allowed, rejected or passed", Field::Verdict, End::Flow),
     filter("reason", "REASON", "A reason as flow events carry it: policy_allow, policy_reject, no_match, identity_bad_mac, … (a wrong one is refused with the list)", Field::Reason, End::Flow),
     filter("ruleset", "NAME", "The deciding rule's ruleset", Field::Ruleset, End::Flow),
+    filter("direction", "DIR", "incoming or outgoing, seen from the local PU", Field::Direction, End::Flow),
 ];
 
 /// The `--not` option.
@@ -224,10 +227,11 @@ fn add(f: &mut pb::FlowFilter, g: &Given, source: bool) -> Result<(), Fail> {
         (Value::Text(v), Field::Port) => pick(&mut f.source_port, &mut f.destination_port, v),
         (Value::Text(v), Field::Tag) => pick(&mut f.source_tags, &mut f.destination_tags, v),
         (Value::Text(v), Field::Name) => pick(&mut f.source_name, &mut f.destination_name, v),
-        (Value::Text(v), Field::Protocol) => f.protocol.push(v.clone()),
-        (Value::Text(v), Field::Verdict) => f.verdict.push(verdict_of(v)?),
-        (Value::Text(v), Field::Reason) => {
-            f.reason.push(controlplane::flowlog::check_reason(v).map_err(|e| usage(format!("--reason: {e}")))?.into())
+        (Value::Text(v), Field::Protocol) => f.protocol.push(flownames::check_protocol(v).map_err(refused(g))?.into()),
+        (Value::Text(v), Field::Verdict) => f.verdict.push(flownames::check_verdict(v).map_err(refused(g))? as i32),
+        (Value::Text(v), Field::Reason) => f.reason.push(flownames::check_reason(v).map_err(refused(g))?.into()),
+        (Value::Text(v), Field::Direction) => {
+            f.direction.push(flownames::check_direction(v).map_err(refused(g))?.into())
         }
         (Value::Text(v), Field::Ruleset) => f.ruleset.push(v.clone()),
         (v, _) => return Err(usage(format!("--{}: {v:?} is not a value it takes", g.filter.long))),
@@ -235,13 +239,10 @@ fn add(f: &mut pb::FlowFilter, g: &Given, source: bool) -> Result<(), Fail> {
     Ok(())
 }
 
-fn verdict_of(s: &str) -> Result<i32, Fail> {
-    Ok(match s.to_ascii_lowercase().as_str() {
-        "allowed" | "allow" | "forwarded" => pb::Verdict::Allowed,
-        "rejected" | "reject" | "dropped" | "denied" => pb::Verdict::Rejected,
-        "passed" | "pass" => pb::Verdict::Passed,
-        _ => return Err(usage(format!("--verdict {s:?}: not a verdict (allowed, rejected, passed)"))),
-    } as i32)
+/// A value the one list of flow names ([`flownames`]) does not have: refused
+/// before anything is sent, with the names that can match.
+fn refused(g: &Given) -> impl Fn(String) -> Fail + '_ {
+    move |e| usage(format!("--{}: {e}", g.filter.long))
 }
 
 #[cfg(test)]
@@ -318,10 +319,25 @@ mod tests {
     }
 
     #[test]
+    fn every_listed_name_is_sent_as_it_is() {
+        for d in flownames::DIRECTIONS {
+            assert_eq!(parse(&["--direction", d.name()]).unwrap().0[0].direction, [d.name()]);
+        }
+        for (v, n) in flownames::VERDICTS {
+            assert_eq!(parse(&["--verdict", n]).unwrap().0[0].verdict, [v as i32]);
+        }
+        assert_eq!(parse(&["--protocol", "6"]).unwrap().0[0].protocol, ["tcp"]);
+    }
+
+    #[test]
     fn mistakes_are_named() {
         assert!(parse(&["--reason", "no_match", "--not"]).unwrap_err().contains("--not must come before a filter"));
-        assert!(parse(&["--verdict", "maybe"]).unwrap_err().contains("not a verdict"));
-        assert!(parse(&["--not", "--verdict", "maybe"]).unwrap_err().contains("not a verdict"));
+        let valid = flownames::VERDICTS.map(|(_, n)| n).join(", ");
+        assert!(parse(&["--verdict", "maybe"]).unwrap_err().contains(&valid));
+        assert!(parse(&["--not", "--verdict", "maybe"]).unwrap_err().contains(&valid));
+        assert!(parse(&["--protocol", "sctp"]).unwrap_err().contains("--protocol: unknown protocol"));
+        let e = parse(&["--direction", "inbound"]).unwrap_err();
+        assert!(e.contains("--direction") && e.contains("incoming, outgoing"), "{e}");
         assert!(parse(&["--identity", "web"]).is_err(), "an identity is a number");
         assert!(parse(&["--from-ip"]).is_err(), "a filter takes a value");
     }

@@ -2,26 +2,19 @@
 //! or one JSON object.
 
 use controlplane::api::pb;
+use controlplane::flowjson::flow_json;
+use controlplane::flownames;
 use pb::get_flows_response::Response as R;
 
 use crate::output::{ns_time, Output};
 
+/// A verdict as every shape of a flow names it (`allowed`, …).
 fn verdict_name(v: i32) -> &'static str {
-    match pb::Verdict::try_from(v) {
-        Ok(pb::Verdict::Allowed) => "ALLOWED",
-        Ok(pb::Verdict::Rejected) => "REJECTED",
-        Ok(pb::Verdict::Passed) => "PASSED",
-        _ => "UNKNOWN",
-    }
+    flownames::verdict_name(v).unwrap_or("unknown")
 }
 
 fn event_name(v: i32) -> &'static str {
-    match pb::FlowEventType::try_from(v) {
-        Ok(pb::FlowEventType::Started) => "started",
-        Ok(pb::FlowEventType::Ended) => "ended",
-        Ok(pb::FlowEventType::Rejected) => "rejected",
-        _ => "",
-    }
+    flownames::event_type_name(v).unwrap_or("")
 }
 
 fn lost_source(v: i32) -> &'static str {
@@ -78,6 +71,9 @@ fn flow_line(f: &pb::Flow) -> String {
     if let Some(o) = &f.observed {
         line.push_str(&format!("  observed {} {}", o.action, policy_text(o)));
     }
+    if !f.note.is_empty() {
+        line.push_str(&format!("  note {}", f.note));
+    }
     let ev = event_name(f.r#type);
     if !ev.is_empty() {
         line.push_str(&format!("  [{ev}"));
@@ -90,70 +86,6 @@ fn flow_line(f: &pb::Flow) -> String {
         line.push(']');
     }
     line
-}
-
-/// `observe -o json`: one object per line, `{"flow": {...}}`, the `Flow`
-/// message's fields with the verdict and event type by name and the time in
-/// RFC 3339 beside the nanoseconds. Serialized from borrowed fields straight
-/// into the output (no intermediate `serde_json::Value` per line).
-#[derive(serde::Serialize)]
-struct FlowJson<'a> {
-    flow: FlowFields<'a>,
-}
-
-#[derive(serde::Serialize)]
-struct FlowFields<'a> {
-    time: String,
-    time_unix_ns: u64,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    worker: u32,
-    source: &'a Option<pb::Endpoint>,
-    destination: &'a Option<pb::Endpoint>,
-    protocol: &'a str,
-    verdict: &'static str,
-    reason: &'a str,
-    policy: &'a Option<pb::PolicyRef>,
-    observed: &'a Option<pb::PolicyRef>,
-    policy_generation: u32,
-    policy_revision: &'a str,
-    packets_to_server: u64,
-    bytes_to_server: u64,
-    packets_to_client: u64,
-    bytes_to_client: u64,
-    handshake_ns: u64,
-    direction: &'a str,
-}
-
-fn flow_json(f: &pb::Flow) -> FlowJson<'_> {
-    FlowJson {
-        flow: FlowFields {
-            time: ns_time(f.time_unix_ns),
-            time_unix_ns: f.time_unix_ns,
-            kind: event_name(f.r#type),
-            worker: f.worker,
-            source: &f.source,
-            destination: &f.destination,
-            protocol: &f.protocol,
-            verdict: match pb::Verdict::try_from(f.verdict) {
-                Ok(pb::Verdict::Allowed) => "allowed",
-                Ok(pb::Verdict::Rejected) => "rejected",
-                Ok(pb::Verdict::Passed) => "passed",
-                _ => "unknown",
-            },
-            reason: &f.reason,
-            policy: &f.policy,
-            observed: &f.observed,
-            policy_generation: f.policy_generation,
-            policy_revision: &f.policy_revision,
-            packets_to_server: f.packets_to_server,
-            bytes_to_server: f.bytes_to_server,
-            packets_to_client: f.packets_to_client,
-            bytes_to_client: f.bytes_to_client,
-            handshake_ns: f.handshake_ns,
-            direction: &f.direction,
-        },
-    }
 }
 
 /// One response as printed, without its newline (a batch: a line per flow;
@@ -202,14 +134,14 @@ pub fn response_line(r: &R, output: Output) -> String {
 fn flow_text(f: &pb::Flow, output: Output) -> String {
     match output {
         Output::Text => flow_line(f),
-        Output::Json => serde_json::to_string(&flow_json(f)).unwrap_or_default(),
+        Output::Json => serde_json::to_string(&flow_json(f, None)).unwrap_or_default(),
     }
 }
 
 /// Writes one flow as `output` prints it, with its newline.
 pub fn write_flow(out: &mut impl std::io::Write, f: &pb::Flow, output: Output) -> std::io::Result<()> {
     match output {
-        Output::Json => serde_json::to_writer(&mut *out, &flow_json(f)).map_err(std::io::Error::from)?,
+        Output::Json => serde_json::to_writer(&mut *out, &flow_json(f, None)).map_err(std::io::Error::from)?,
         Output::Text => out.write_all(flow_line(f).as_bytes())?,
     }
     out.write_all(b"\n")
@@ -219,29 +151,22 @@ pub fn write_flow(out: &mut impl std::io::Write, f: &pb::Flow, output: Output) -
 mod tests {
     use super::*;
 
-    /// `-o json` names the `Flow` message's fields one by one: a field added
-    /// to the .proto must be added there too, or it would silently vanish.
+    /// The text line and the JSON line name the verdict and the event the same way.
     #[test]
-    fn json_lines_carry_every_field_of_the_flow_message() {
-        let f = pb::Flow {
-            time_unix_ns: 1_700_000_000_123_456_789,
-            r#type: pb::FlowEventType::Rejected as i32,
-            verdict: pb::Verdict::Rejected as i32,
-            protocol: "tcp".into(),
-            reason: "no_match".into(),
-            ..Default::default()
-        };
-        let all = serde_json::to_value(&f).unwrap();
-        let line = serde_json::to_value(flow_json(&f)).unwrap();
-        let keys =
-            |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<std::collections::BTreeSet<_>>();
-        let mut want = keys(&all);
-        want.insert("time".into());
-        assert_eq!(keys(&line["flow"]), want);
-        assert_eq!(line["flow"]["verdict"], "rejected");
-        assert_eq!(line["flow"]["type"], "rejected");
-        assert_eq!(line["flow"]["time"], "2023-11-14T22:13:20.123Z");
-        assert_eq!(line["flow"]["time_unix_ns"], 1_700_000_000_123_456_789u64);
-        assert_eq!(line["flow"]["reason"], all["reason"]);
+    fn text_and_json_use_the_same_names() {
+        for (v, name) in flownames::VERDICTS {
+            let f = pb::Flow {
+                r#type: pb::FlowEventType::Started as i32,
+                verdict: v as i32,
+                protocol: "tcp".into(),
+                reason: "policy_allow".into(),
+                ..Default::default()
+            };
+            let text = flow_text(&f, Output::Text);
+            let json: serde_json::Value = serde_json::from_str(&flow_text(&f, Output::Json)).unwrap();
+            assert!(text.contains(&format!("  {name}  ")), "{text}");
+            assert_eq!(json["flow"]["verdict"], name);
+            assert!(text.contains(&format!("[{}]", json["flow"]["type"].as_str().unwrap())), "{text}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 mod filter;
 mod format;
+mod merge;
 mod stream;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,6 +38,14 @@ pub struct ObserveArgs {
     /// records are framed, not decoded: for measuring rates).
     #[arg(short = 'o', long, value_enum, default_value_t = ObserveOutput::Text)]
     output: ObserveOutput,
+    /// Merge the flows of several gateways (their control sockets, comma-separated;
+    /// NAME=PATH names one), in time order, each line naming its gateway; a gateway
+    /// that is down is said so and (with --follow) tried again.
+    #[arg(long, value_name = "SOCKETS")]
+    gateways: Option<String>,
+    /// With --gateways: how long a flow waits for older ones from the other gateways.
+    #[arg(long, value_name = "SECS", default_value_t = 0.5)]
+    reorder_window: f64,
     /// `--not` and the filters, in the order given.
     #[command(flatten)]
     filters: Filters,
@@ -53,6 +62,8 @@ enum ObserveOutput {
 pub struct Observe {
     req: pb::GetFlowsRequest,
     output: ObserveOutput,
+    /// `--gateways`: the merge of several gateways' streams.
+    merge: Option<merge::Merge>,
 }
 
 impl Observe {
@@ -81,7 +92,36 @@ impl Observe {
             deny,
             aggregate_interval_ms,
         };
-        Ok(Observe { req, output: a.output })
+        let merge = match &a.gateways {
+            None => None,
+            Some(list) => {
+                if a.output == ObserveOutput::Count {
+                    return Err(usage("--gateways prints flows (text or json), not -o count"));
+                }
+                if !(0.0..=60.0).contains(&a.reorder_window) {
+                    return Err(usage(format!("--reorder-window {}: not in [0, 60] seconds", a.reorder_window)));
+                }
+                Some(merge::Merge {
+                    gateways: merge::parse_gateways(list)?,
+                    window: Duration::from_secs_f64(a.reorder_window),
+                })
+            }
+        };
+        Ok(Observe { req, output: a.output, merge })
+    }
+
+    /// Whether it merges several gateways (and so connects to them itself).
+    pub fn is_merge(&self) -> bool {
+        self.merge.is_some()
+    }
+
+    /// `--gateways`: the merged stream.
+    pub async fn run_merge(self, t: Duration) -> Res {
+        let output = if self.output == ObserveOutput::Json { Output::Json } else { Output::Text };
+        match self.merge {
+            Some(m) => m.run(self.req, output, t).await,
+            None => Ok(()),
+        }
     }
 
     pub async fn run(self, c: &mut Clients, t: Duration) -> Res {
