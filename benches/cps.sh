@@ -1,29 +1,49 @@
 #!/usr/bin/env bash
-# Connections per second through two gateways in series, beside the same
-# topology with dpdk-testpmd io-forwarding in place of each gateway.
+# Connections per second through two middle boxes in series: two gatewayd,
+# beside the same topology with dpdk-testpmd io-forwarding in place of each
+# gateway, and with the Linux kernel doing the job (what a user would pick
+# instead): a bridge per box filtering with nftables conntrack rules.
 #
-#   benches/cps.sh [seconds-per-run (10)] [concurrency (16)]
+#   benches/cps.sh [--rounds N (5)] [--quick] [seconds-per-run (10)] [concurrency (16)]
+#   --quick: one round of 4 s runs (a smoke test, not a figure)
 #
 # Topology: tools/topology.sh double (client ─ in0 [gwt-a] out0 ══ out0
-# [gwt-b] in0 ─ server), net_af_packet on both ports of both middle boxes.
-#   gatewayd: the e2e lab policies docs/examples/e2e-gw-{a,b}.yaml (client
-#             198.18.0.1 may open 198.18.0.2:8080): every connection's SYN and
-#             SYN-ACK are signed, verified, judged and stripped, one worker
-#             each (topology.sh config: idle back-off 20 µs).
+# [gwt-b] in0 ─ server), set up once; each run puts its middle boxes in place
+# and takes them away again:
+#   gatewayd: net_af_packet on both ports of both middle boxes, the e2e lab
+#             policies docs/examples/e2e-gw-{a,b}.yaml (client 198.18.0.1 may
+#             open 198.18.0.2:8080): every connection's SYN and SYN-ACK are
+#             signed, verified, judged and stripped, one worker each
+#             (topology.sh config: idle back-off 20 µs).
 #   testpmd:  dpdk-testpmd --forward-mode=io on the same two af_packet ports in
 #             each middle namespace, one forwarding core (it busy-polls).
+#   kernel:   in each middle namespace a bridge br0 over in0 and out0 with
+#             bridge-nf-call-iptables on, so bridged IPv4 passes the inet
+#             forward hook, and an nftables table allowing what the lab
+#             policies allow: `ct state established,related accept`, new TCP
+#             198.18.0.1 -> 198.18.0.2:8080 accepted, IPv6 neighbour
+#             discovery accepted (the gateways pass it too), everything else
+#             dropped and counted (ARP is not IP: it is bridged). Conntrack tracks every
+#             connection, as the gateways' flow tables do.
 # Load: ab (apache2-utils) in the client namespace, one new TCP connection per
 # request (no keep-alive), against a small asyncio HTTP server in the server
-# namespace answering with 6 bytes. Figure: ab's "Requests per second"; the
-# target is gatewayd >= 0.9 x testpmd.
+# namespace answering with 6 bytes. Figure: ab's "Requests per second". The
+# three runs alternate over the rounds (the order rotates each round); printed:
+# per-round connections/s and ratios, their medians and min-max, the load
+# average, and `RESULT bench=cps ...` (benches/lib.sh); rounds where ab saw
+# failed requests or a side was unreachable are named in problems=.
+# Targets: gatewayd >= 0.9 x testpmd, gatewayd >= 1.0 x kernel.
 #
 # The namespaces have fixed names (gwt-*): the script refuses to run while they
-# exist (a test may be using them) unless FORCE=1.
+# exist (a test may be using them) unless FORCE=1. Run it under
+# `flock /tmp/gw-serial.lock` on a shared machine.
 set -eu
 . "$(dirname "$0")/lib.sh"
 bench_init
-SECS=${1:-10}; CONC=${2:-16}
-for c in dpdk-testpmd ab python3 ethtool; do
+bench_opts "$@"
+set -- "${ARGS[@]+"${ARGS[@]}"}"
+SECS=${1:-$([ "$QUICK" = 1 ] && echo 4 || echo 10)}; CONC=${2:-16}
+for c in dpdk-testpmd ab python3 ethtool nft; do
     command -v "$c" >/dev/null || { echo "$c missing: run tools/setup.sh" >&2; exit 1; }
 done
 if ip netns list | grep -q '^gwt-' && [ "${FORCE:-0}" != 1 ]; then
@@ -40,6 +60,7 @@ cleanup() {
     sleep 1
     for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
     bash tools/topology.sh down >/dev/null 2>&1 || true
+    bench_cleanup
     [ "${KEEP:-0}" = 1 ] && echo "kept $W" || rm -rf "$W"
 }
 trap cleanup EXIT
@@ -76,48 +97,113 @@ load() {
     awk '/^Requests per second/ {r = $4} /^Failed requests/ {f = $3} END {print (r == "" ? 0 : r), (f == "" ? "?" : f)}' "$W/ab.$1.log"
 }
 
+# 1. testpmd io in each middle namespace
+testpmd_up() {
+    for ns in gwt-a gwt-b; do
+        ip netns exec "$ns" dpdk-testpmd -l 0-1 --no-pci --no-huge -m 512 --log-level '*:warning' --file-prefix "cps-$ns" \
+            --vdev net_af_packet0,iface=in0 --vdev net_af_packet1,iface=out0 -- \
+            --forward-mode=io --nb-cores=1 --total-num-mbufs=16384 --stats-period 3600 < /dev/null > "$W/$ns.testpmd.log" 2>&1 &
+        PIDS+=($!)
+    done
+    for ns in gwt-a gwt-b; do
+        for _ in $(seq 100); do grep -q "Press enter\|forwarding - ports" "$W/$ns.testpmd.log" 2>/dev/null && break; sleep 0.1; done
+    done
+    sleep 1
+}
+
+# 2. gatewayd with the lab policies
+gatewayd_up() {
+    for g in a b; do
+        bash tools/topology.sh config "gwt-$g" 1 > "$W/gw-$g.toml"
+        printf '[policy]\nfile = "%s"\n[flows]\ncapacity = 262144\n' "$PWD/docs/examples/e2e-gw-$g.yaml" >> "$W/gw-$g.toml"
+        rm -f "$W/gw-$g.json"
+        ip netns exec "gwt-$g" "$T/gatewayd" --config "$W/gw-$g.toml" --counters-json "$W/gw-$g.json" > "$W/gw-$g.log" 2>&1 &
+        PIDS+=($!)
+    done
+    for g in a b; do
+        for _ in $(seq 300); do grep -q "gatewayd: running" "$W/gw-$g.log" && break; sleep 0.1; done
+    done
+}
+
+# 3. the kernel: a bridge per middle box, nftables conntrack rules
+kernel_up() {
+    for ns in gwt-a gwt-b; do
+        ip -n "$ns" link add br0 type bridge stp_state 0 forward_delay 0
+        ip netns exec "$ns" sysctl -qw net.ipv6.conf.br0.disable_ipv6=1
+        ip -n "$ns" link set in0 master br0
+        ip -n "$ns" link set out0 master br0
+        ip -n "$ns" link set br0 up
+        ip netns exec "$ns" sysctl -qw net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
+        ip netns exec "$ns" nft -f - <<'NFT'
+table inet cps {
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+        ct state established,related accept
+        icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept
+        ip saddr 198.18.0.1 ip daddr 198.18.0.2 tcp dport 8080 ct state new accept
+        counter
+    }
+}
+NFT
+    done
+}
+kernel_down() {
+    for ns in gwt-a gwt-b; do
+        KERNEL_DROPS+=$(ip netns exec "$ns" nft list chain inet cps forward 2>/dev/null | awk '/counter packets/ {print $3}')" "
+        ip netns exec "$ns" nft delete table inet cps 2>/dev/null || true
+        ip -n "$ns" link del br0 2>/dev/null || true
+    done
+}
+
 stop_all() {
     for p in "${PIDS[@]:1}"; do kill -INT "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]:1}"; do wait "$p" 2>/dev/null || true; done
     PIDS=("${PIDS[0]}")
 }
 
-echo "machine: $(nproc) cpus, $(uptime | sed 's/.*load average/load average/')"
-echo "${SECS}s of ab -c $CONC per run"
-
-# 1. testpmd io in each middle namespace
-for ns in gwt-a gwt-b; do
-    ip netns exec "$ns" dpdk-testpmd -l 0-1 --no-pci --no-huge -m 512 --log-level '*:warning' --file-prefix "cps-$ns" \
-        --vdev net_af_packet0,iface=in0 --vdev net_af_packet1,iface=out0 -- \
-        --forward-mode=io --nb-cores=1 --total-num-mbufs=16384 --stats-period 3600 < /dev/null > "$W/$ns.testpmd.log" 2>&1 &
-    PIDS+=($!)
-done
-for ns in gwt-a gwt-b; do
-    for _ in $(seq 100); do grep -q "Press enter\|forwarding - ports" "$W/$ns.testpmd.log" 2>/dev/null && break; sleep 0.1; done
-done
-sleep 1
-read -r tp tp_failed < <(load testpmd)
-stop_all
-
-# 2. gatewayd with the lab policies
-for g in a b; do
-    bash tools/topology.sh config "gwt-$g" 1 > "$W/gw-$g.toml"
-    printf '[policy]\nfile = "%s"\n[flows]\ncapacity = 262144\n' "$PWD/docs/examples/e2e-gw-$g.yaml" >> "$W/gw-$g.toml"
-    ip netns exec "gwt-$g" "$T/gatewayd" --config "$W/gw-$g.toml" --counters-json "$W/gw-$g.json" > "$W/gw-$g.log" 2>&1 &
-    PIDS+=($!)
-done
-for g in a b; do
-    for _ in $(seq 300); do grep -q "gatewayd: running" "$W/gw-$g.log" && break; sleep 0.1; done
-done
-read -r gw gw_failed < <(load gatewayd)
-stop_all
-sleep 0.5
+# run MODE -> sets RATE, FAILED (ab's figures), and notes problems
+run() {
+    case $1 in
+    testpmd) testpmd_up ;;
+    gatewayd) gatewayd_up ;;
+    kernel) KERNEL_DROPS=; kernel_up ;;
+    esac
+    read -r RATE FAILED < <(load "$1")
+    case $1 in
+    kernel) kernel_down ;;
+    *) stop_all ;;
+    esac
+    [ "$RATE" != 0 ] || PROBLEMS+=("round$r:${1}_unreachable_or_failed")
+    [ "$FAILED" = 0 ] || PROBLEMS+=("round$r:${1}_${FAILED}_failed_requests")
+    local said=""
+    if [ "$1" = gatewayd ]; then
+        sleep 0.5
+        said="identity_inserted A $(notes "$W/gw-a.json"), B $(notes "$W/gw-b.json")"
+    elif [ "$1" = kernel ]; then
+        said="dropped by the nft rules (a, b): ${KERNEL_DROPS% }"
+    fi
+    printf '    %-8s %10s connections/s, %s failed  %s\n' "$1" "$RATE" "$FAILED" "$said"
+}
 notes() { jq -r '[.workers[].from_inside.notes.identity_inserted] | add' "$1" 2>/dev/null || echo "?"; }
-echo "gateway A identity_inserted: $(notes "$W/gw-a.json"), gateway B identity_inserted: $(notes "$W/gw-b.json")"
 
-echo
-printf '%-36s %14s %8s\n' "two middle boxes" "connections/s" "failed"
-printf '%-36s %14s %8s\n' "dpdk-testpmd io (af_packet)" "$tp" "$tp_failed"
-printf '%-36s %14s %8s\n' "gatewayd + identity + policy" "$gw" "$gw_failed"
-awk -v g="$gw" -v t="$tp" 'BEGIN {printf "ratio gatewayd / testpmd: %.3f (target >= 0.9)\n", (t > 0 ? g / t : 0)}'
-echo "load after: $(uptime | sed 's/.*load average/load average/')"
+echo "machine: $(nproc) cpus, load average $(loadavg)"
+echo "$ROUNDS rounds; ${SECS}s of ab -c $CONC per run"
+MODES=(testpmd kernel gatewayd) TP=() KN=() GW=() PROBLEMS=() RESULTS=()
+CASE_LOAD=$(loadavg)
+for r in $(seq 1 "$ROUNDS"); do
+    k=$(((r - 1) % 3))
+    order=("${MODES[@]:k}" "${MODES[@]:0:k}")
+    echo "round $r (${order[*]}), load $(loadavg)"
+    for m in "${order[@]}"; do
+        run "$m"
+        case $m in testpmd) TP+=("$RATE") ;; kernel) KN+=("$RATE") ;; gatewayd) GW+=("$RATE") ;; esac
+    done
+done
+UNIT=connections/s UNIT_KEY=cps
+j() { local IFS=,; echo "$*"; }
+p=$(j "${PROBLEMS[@]+"${PROBLEMS[@]}"}")
+echo "connections/s through two middle boxes:"
+report_case cps "c$CONC" "$p" testpmd="$(j "${TP[@]}")" kernel="$(j "${KN[@]}")" gw="$(j "${GW[@]}")" -- \
+    gw_testpmd=gw/testpmd gw_kernel=gw/kernel
+[ -z "$p" ] || echo "NOTE: some runs failed requests or were unreachable: $p"
+echo "targets: gw_testpmd >= 0.9, gw_kernel >= 1.0; load after: $(loadavg)"

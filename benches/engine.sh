@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # The packet engine's rates beside dpdk-testpmd, on the same devices, in the
 # same run (forwarding.sh's method): a capture written by scenario-gen, fed by
-# net_pcap (infinite_rx=1) into net_null, one forwarding core each; Mpps are
-# the median of the 1-second samples after the first two (warm-up).
+# net_pcap (infinite_rx=1) into net_null, one forwarding core each; a run's
+# Mpps are the median of its 1-second samples after the first two (warm-up).
+# Each case runs testpmd (io, and 5tswap for the established cases) and
+# gatewayd in alternating rounds (testpmd first in odd rounds, gatewayd first
+# in even ones) and prints the per-round rates and ratios, their medians, the
+# ratios' min-max, cycles per frame for each side (TSC Hz / rate), and a
+# `RESULT bench=engine case=...` line (benches/lib.sh); `problems=` names the
+# rounds whose gatewayd run dropped or skipped work (the checks below).
 #
-#   benches/engine.sh [seconds-per-run (8)] [case...]
-#   cases: est-1k est-1m udp-est-1k udp-est-1m syn-insert syn-verify
-#          (default: all but udp-est-1m)
+#   benches/engine.sh [--rounds N (5)] [--quick] [seconds-per-run (8)] [case...]
+#   cases: est-1k est-1m est-1m-huge udp-est-1k udp-est-1m syn-insert syn-verify
+#          (default: est-1k est-1m est-1m-huge udp-est-1k syn-insert syn-verify)
+#   --quick: one round of 4 s runs (a smoke test, not a figure)
 #
 # est-1k / est-1m  established TCP, 64-byte frames round-robin over 1024 /
 #                  1048576 flows, into gatewayd's inside port with
@@ -19,9 +26,14 @@
 #                  the two warm-up seconds; `no_flow_state_allowed` is printed
 #                  and must equal the flow count. Compared with testpmd io and
 #                  5tswap (target: gatewayd >= 0.5 x 5tswap at 1k flows).
-#                  1M flows need 1M mbufs held by net_pcap: that run uses
+#                  1M flows need 1M mbufs held by net_pcap: est-1m uses
 #                  --no-huge -m 6144 for testpmd and gatewayd alike (loading the
-#                  capture takes some seconds, not counted).
+#                  capture takes some seconds, not counted); est-1m-huge the
+#                  same with 6144 MB of hugepages, reserving more 2 MiB pages
+#                  for the run when the machine has the memory (given back
+#                  at exit; skipped, and said, when it has not). Checked per
+#                  run: no_flow_state_allowed = flows, no drops in the
+#                  measured seconds.
 # udp-est-1k /     established UDP, 64-byte datagrams (scenario-gen udp-request,
 # udp-est-1m       18 payload bytes, port 5001) round-robin over 1024 / 1048576
 #                  flows, into gatewayd's inside port with
@@ -62,29 +74,35 @@
 #                  --identity-key docs/examples/bench-gw-a.yaml) into the
 #                  outside port of bench-gw-b: verified, identity checked
 #                  against the peer, judged by policy, stripped.
-#                  Target for both SYN cases: >= 2 Mpps. The capture repeats,
+#                  Target for both SYN cases: >= 4 Mpps. The capture repeats,
 #                  so after the first pass each SYN is a retransmission of a
 #                  flow in syn_sent: handled in full again (same key, same MAC
 #                  work), as the engine does for real retransmissions.
+#                  Checked per run: identity_inserted (identity_verified and
+#                  policy_allow) > 0, no drops in the measured seconds.
 set -eu
 . "$(dirname "$0")/lib.sh"
 bench_init
-SECS=${1:-8}; shift || true
-CASES=("$@"); [ ${#CASES[@]} -gt 0 ] || CASES=(est-1k est-1m udp-est-1k syn-insert syn-verify)
+[ -z "${GW_ONLY:-}" ] || ROUNDS=${ROUNDS:-1}
+bench_opts "$@"
+set -- "${ARGS[@]+"${ARGS[@]}"}"
+SECS=${1:-$([ "$QUICK" = 1 ] && echo 4 || echo 8)}; shift || true
+CASES=("$@"); [ ${#CASES[@]} -gt 0 ] || CASES=(est-1k est-1m est-1m-huge udp-est-1k syn-insert syn-verify)
 command -v dpdk-testpmd >/dev/null || { echo "dpdk-testpmd missing: run tools/setup.sh" >&2; exit 1; }
 
 echo "building (release)..."
 set -o pipefail
 cargo build --release --locked -q -p controlplane --bin gatewayd
 cargo build --release --locked -q -p scenario-gen --bin scenario-gen
-W=$(mktemp -d /tmp/gw-engine-bench.XXXXXX); trap 'rm -rf "$W"' EXIT
+W=$(mktemp -d /tmp/gw-engine-bench.XXXXXX); trap 'rm -rf "$W"; bench_cleanup' EXIT
 set +o pipefail # from here pipelines end in a rate parser; runners stopped by timeout are expected
 
 bench_mem; HUGE=("${MEM[@]}")
+bench_tsc_hz
 
-# testpmd MODE PCAP MBUFS MEM... -> Mpps (GW_ONLY=1: not run, "-": for A/B runs of gatewayd alone)
+# testpmd MODE PCAP MBUFS MEM... -> Mpps (not run with GW_ONLY=1: A/B runs of gatewayd alone,
+# benches/observability.sh; the RESULT line then has gw_ only, and the rounds default to 1)
 testpmd() {
-    [ -z "${GW_ONLY:-}" ] || { echo -; return; }
     local mode=$1 pcap=$2 mbufs=$3; shift 3
     # (loading a large capture happens before the first sample: allow ~25 s per 1M frames on a loaded machine)
     timeout -s INT "$((SECS + mbufs / 40000))" dpdk-testpmd -l 0-1 --no-pci "$@" --log-level '*:warning' --file-prefix "tpm$$" \
@@ -135,43 +153,96 @@ counters() { # dir notes...
         | "forwarded=\($tx) drops={\($drops)} " + ([$notes[] as $n | "\($n)=\([$w[].notes[$n]] | add)"] | join(" "))
     ' "$W/counters.json"
 }
+note() { # dir note -> the note's total (0 without counters)
+    [ -s "$W/counters.json" ] || { echo 0; return; }
+    jq -r --arg d "$1" --arg n "$2" '[.workers[][$d].notes[$n]] | add // 0' "$W/counters.json"
+}
+measured_drops() { awk -v s="$GW_SKIP" '/^stats:/ {n++; if (n > s) d += $NF} END {print d + 0}' "$W/stats.log"; }
 
-ROWS=()
-row() { ROWS+=("$(printf '%-30s %10s %10s %10s %10s %9s %9s  %s' "$@")"); }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}'; }
+# check ROUND COND WHAT: adds "roundR:WHAT" to PROBLEMS unless COND (an awk expression) holds
+check() { awk "BEGIN {exit !($2)}" || PROBLEMS+=("round$1:$3"); }
 
-echo "machine: $(nproc) cpus, $(uptime | sed 's/.*load average/load average/')"
-echo "${SECS}s per run; EAL memory: ${HUGE[*]} (1M flows: --no-huge -m 6144)"
+# run_case CASE FLOWS PCAP MBUFS SWAP(0|1) GW-ARGS... -- TESTPMD-MEM...: the rounds of one case
+# (per-run checks in the function check_gw, set by the caller), then its report
+run_case() {
+    local c=$1 n=$2 pcap=$3 mb=$4 swap=$5; shift 5
+    local gwargs=() tpmem=() io sw gw r side
+    while [ "$1" != -- ]; do gwargs+=("$1"); shift; done
+    shift; tpmem=("$@")
+    local IO=() SW=() GW=(); PROBLEMS=()
+    CASE_LOAD=$(loadavg)
+    echo "$c ($n flows, ${mb} mbufs): $ROUNDS rounds, load $CASE_LOAD"
+    for r in $(seq 1 "$ROUNDS"); do
+        for side in $(round_order "$r"); do
+            if [ "$side" = tp ] && [ -n "${GW_ONLY:-}" ]; then
+                io=0 sw=0
+            elif [ "$side" = tp ]; then
+                io=$(testpmd io "$pcap" "$mb" "${tpmem[@]}")
+                sw=0; [ "$swap" = 1 ] && sw=$(testpmd 5tswap "$pcap" "$mb" "${tpmem[@]}")
+            else
+                gw=$(gatewayd "${gwargs[@]}")
+                check_gw "$r"
+                check "$r" "$(measured_drops) == 0" "dropped_$(measured_drops)_in_measured_seconds"
+            fi
+        done
+        check "$r" "($io > 0 || ${GW_ONLY:-0} + 0 > 0) && $gw > 0" "a_run_gave_no_samples"
+        IO+=("$io") SW+=("$sw") GW+=("$gw")
+        printf '  round %d (%s): io %s%s, gatewayd %s Mpps; %s; load %s\n' "$r" "$(round_order "$r")" "$io" \
+            "$([ "$swap" = 1 ] && echo ", 5tswap $sw")" "$gw" "$GW_SAID" "$(loadavg)"
+    done
+    local p j_io j_sw j_gw
+    p=$(IFS=,; echo "${PROBLEMS[*]}")
+    j_io=$(IFS=,; echo "${IO[*]}") j_sw=$(IFS=,; echo "${SW[*]}") j_gw=$(IFS=,; echo "${GW[*]}")
+    if [ -n "${GW_ONLY:-}" ]; then
+        report_case engine "$c" "$p" gw="$j_gw"
+    elif [ "$swap" = 1 ]; then
+        report_case engine "$c" "$p" io="$j_io" 5tswap="$j_sw" gw="$j_gw" -- gw_io=gw/io gw_5tswap=gw/5tswap
+    else
+        report_case engine "$c" "$p" io="$j_io" gw="$j_gw" -- gw_io=gw/io
+    fi
+    [ -z "$p" ] && return
+    echo "  NOTE: some runs dropped or skipped work: $p"
+    HAD_PROBLEMS=1
+}
+
+RESULTS=() HAD_PROBLEMS=0 GW_SAID=
+echo "machine: $(nproc) cpus, load average $(loadavg); TSC $TSC_HZ Hz"
+echo "$ROUNDS rounds of ${SECS}s runs per case; EAL memory: ${HUGE[*]} (1M flows: --no-huge -m 6144, est-1m-huge: -m 6144 of hugepages)"
 for c in "${CASES[@]}"; do
     case $c in
-    est-1k | est-1m)
+    est-1k | est-1m | est-1m-huge)
         if [ "$c" = est-1k ]; then n=1024; frames=4096; mem=("${HUGE[@]}"); cap=65536
         else n=1048576; frames=1048576; mem=(--no-huge -m 6144); cap=2097152; fi
+        if [ "$c" = est-1m-huge ]; then
+            bench_hugepages 6400 || { echo "$c: skipped (not enough memory for 6400 MB of hugepages)"; HAD_PROBLEMS=1; continue; }
+            mem=(-m 6144)
+        fi
         "$T/scenario-gen" tcp-established --flows "$n" --size 64 -c "$frames" -o "$W/$c.pcap" >/dev/null
         mb=$((frames + 32768))
-        io=$(testpmd io "$W/$c.pcap" "$mb" "${mem[@]}")
-        sw=$(testpmd 5tswap "$W/$c.pcap" "$mb" "${mem[@]}")
-        gw=$(gatewayd inside "$W/$c.pcap" bench-gw-a.yaml "$cap" "$mb" "${mem[@]}")
-        echo "  $c: $(counters from_inside no_flow_state_allowed) (flows: $n)"
-        row "established, $n flows" "$frames" "$io" "$sw" "$gw" "$(ratio "$gw" "$io")" "$(ratio "$gw" "$sw")" \
-            "$([ "$c" = est-1k ] && echo 'target gw/5tswap >= 0.5')"
+        check_gw() {
+            GW_SAID="$(counters from_inside no_flow_state_allowed)"
+            check "$1" "$(note from_inside no_flow_state_allowed) == $n" "no_flow_state_allowed_not_$n"
+        }
+        run_case "$c" "$n" "$W/$c.pcap" "$mb" 1 inside "$W/$c.pcap" bench-gw-a.yaml "$cap" "$mb" "${mem[@]}" -- "${mem[@]}"
         ;;
     udp-est-1k | udp-est-1m)
         if [ "$c" = udp-est-1k ]; then n=1024; frames=4096; mem=("${HUGE[@]}"); gmem=("${HUGE[@]}"); cap=65536
         else n=1048576; frames=1048576; mem=(--no-huge -m 6144); gmem=(--no-huge -m 12288); cap=2097152; GW_SKIP=10; fi
         "$T/scenario-gen" udp-request --flows "$n" --size 64 -c "$frames" -o "$W/$c.pcap" >/dev/null
         mb=$((frames + 32768))
-        io=$(testpmd io "$W/$c.pcap" "$mb" "${mem[@]}")
-        sw=$(testpmd 5tswap "$W/$c.pcap" "$mb" "${mem[@]}")
         GW_TOML=$(printf '[udp_handshake]\npending = %d\nhold_total = %d\nhold_per_flow = 1' "$n" "$n")
+        check_gw() {
+            GW_SAID="$(counters from_inside udp_request_sent udp_request_retransmit udp_handshake_timeout \
+                external_network_allow udp_released udp_handshake_done)"
+            local x
+            for x in udp_request_sent udp_handshake_timeout external_network_allow udp_released; do
+                check "$1" "$(note from_inside $x) == $n" "${x}_not_$n"
+            done
+            check "$1" "$(note from_inside udp_request_retransmit) == 3 * $n" "udp_request_retransmit_not_3x$n"
+        }
         # the pool also holds one datagram per pending flow, and the generated requests
-        gw=$(gatewayd inside "$W/$c.pcap" bench-gw-a-udp.yaml "$cap" "$((mb + n + 64))" "${gmem[@]}")
-        measured=$(awk -v s="$GW_SKIP" '/^stats:/ {n++; if (n > s) d += $NF} END {print d + 0}' "$W/stats.log")
-        GW_TOML= GW_SKIP=2
-        echo "  $c: $(counters from_inside udp_request_sent udp_request_retransmit udp_handshake_timeout \
-            external_network_allow udp_released udp_handshake_done) (flows: $n; drops in measured seconds: $measured)"
-        row "established UDP, $n flows" "$frames" "$io" "$sw" "$gw" "$(ratio "$gw" "$io")" "$(ratio "$gw" "$sw")" \
-            "handshake timed out, ACL allow"
+        run_case "$c" "$n" "$W/$c.pcap" "$mb" 1 inside "$W/$c.pcap" bench-gw-a-udp.yaml "$cap" "$((mb + n + 64))" "${gmem[@]}" -- "${mem[@]}"
+        GW_TOML=${GW_EXTRA_TOML:-} GW_SKIP=2
         ;;
     syn-insert | syn-verify)
         frames=16384
@@ -183,15 +254,18 @@ for c in "${CASES[@]}"; do
             from=outside policy=bench-gw-b.yaml notes=(identity_verified policy_allow); dir=from_outside
         fi
         mb=$((frames + 32768))
-        io=$(testpmd io "$W/$c.pcap" "$mb" "${HUGE[@]}")
-        gw=$(gatewayd "$from" "$W/$c.pcap" "$policy" 65536 "$mb" "${HUGE[@]}")
-        echo "  $c: $(counters "$dir" "${notes[@]}")"
-        row "SYN ${c#syn-} ($frames SYNs)" "$frames" "$io" "-" "$gw" "$(ratio "$gw" "$io")" "-" "target gw >= 2 Mpps"
+        check_gw() {
+            GW_SAID="$(counters "$dir" "${notes[@]}")"
+            local x
+            for x in "${notes[@]}"; do check "$1" "$(note "$dir" "$x") > 0" "no_$x"; done
+        }
+        run_case "$c" "$frames" "$W/$c.pcap" "$mb" 0 "$from" "$W/$c.pcap" "$policy" 65536 "$mb" "${HUGE[@]}" -- "${HUGE[@]}"
         ;;
     *) echo "unknown case $c" >&2; exit 2 ;;
     esac
 done
 echo
-printf '%-30s %10s %10s %10s %10s %9s %9s  %s\n' case frames "io Mpps" "5tswap" "gatewayd" "gw/io" "gw/5tswap" ""
-printf '%s\n' "${ROWS[@]}"
-echo "load after: $(uptime | sed 's/.*load average/load average/')"
+echo "summary (medians over rounds; targets: est-1k gw_5tswap >= 0.6, est-1m-huge >= 0.5, SYN cases >= 4 Mpps = <= $(awk -v hz="$TSC_HZ" 'BEGIN {printf "%.0f", hz / 4e6}') cycles/frame):"
+printf '%s\n' "${RESULTS[@]}"
+[ "$HAD_PROBLEMS" = 0 ] || echo "NOTE: some runs dropped or skipped work (problems= above)"
+echo "load after: $(loadavg)"

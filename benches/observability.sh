@@ -31,11 +31,10 @@ SCRAPER=
 cleanup() { [ -z "$SCRAPER" ] || kill "$SCRAPER" 2>/dev/null || true; rm -rf "$D"; }
 trap cleanup EXIT
 
-# engine.sh's gatewayd Mpps for CASE (its table row: the gatewayd column)
+# engine.sh's gatewayd Mpps for CASE (its RESULT line's gw_mpps, one round)
 gw() {
-    GW_ONLY=1 bash benches/engine.sh "$SECS" "$1" 2>&1 | tee -a "$D/engine.log" | awk -v c="$1" '
-        c ~ /^est/ && /^established, / {print $7}
-        c ~ /^syn/ && /^SYN / {print $8}'
+    GW_ONLY=1 bash benches/engine.sh "$SECS" "$1" 2>&1 | tee -a "$D/engine.log" |
+        awk '/^RESULT / {for (i = 1; i <= NF; i++) if ($i ~ /^gw_mpps=/) {sub(/^gw_mpps=/, "", $i); print $i; exit}}'
 }
 
 med() { tr ' ' '\n' | grep -v '^$' | median; }

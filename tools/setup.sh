@@ -17,8 +17,9 @@ PACKAGES=(
     dpdk dpdk-dev libdpdk-dev pkg-config libclang-dev clang build-essential
     # namespaces, veth and the traffic the tests and demo send
     iproute2 ethtool iputils-ping curl netcat-openbsd socat tcpdump python3 python3-scapy apache2-utils dnsutils dnsmasq-base iptables
-    # the benches read gatewayd's JSON counters
-    jq
+    # the benches read gatewayd's JSON counters; benches/cps.sh compares with
+    # a Linux bridge filtering with nftables conntrack rules
+    jq nftables
     # static checks of the lab files (Lua scripts, Vagrantfile: vagrant validate)
     lua5.4 ruby vagrant
     # protoc and its well-known types (google/protobuf/*.proto), for the gRPC

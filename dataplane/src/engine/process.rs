@@ -85,9 +85,6 @@ impl Engine {
     pub fn look(&self, side: Side, frame: &[u8], hint: impl Fn(*const u8)) -> Looked {
         let Some(p) = peek(frame) else { return Looked::NOT_PLAIN };
         let tcp = p.proto == ip_proto::TCP;
-        if tcp && p.tcp_flags & TcpFlags::SYN != 0 {
-            return Looked::HANDSHAKE;
-        }
         let t = Tuple {
             src: p.src,
             dst: p.dst,
@@ -98,6 +95,11 @@ impl Engine {
         };
         let (key, h) = self.table.key_hashed(side, &t);
         self.table.prefetch(h, hint);
+        // A handshake packet takes the full path, which looks its flow up:
+        // the slot is on its way by then.
+        if tcp && p.tcp_flags & TcpFlags::SYN != 0 {
+            return Looked::HANDSHAKE;
+        }
         let replay = tcp && super::option_scan::has_identity_option(frame, p.tcp_opts_offset, p.tcp_opts_len);
         let kind = if replay {
             LookKind::Replay
