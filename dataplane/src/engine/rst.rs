@@ -44,21 +44,25 @@ impl RstSpec {
     /// For a SYN-ACK: the reset towards its sender (the server), from the
     /// client, at the sequence number the server expects next.
     pub fn synack_to_server(info: &FrameInfo) -> RstSpec {
+        RstSpec::to_sender(info)
+    }
+
+    /// The bare reset towards the sender of the packet `info` describes, at
+    /// the sequence number it expects next (the packet's acknowledgment).
+    pub fn to_sender(info: &FrameInfo) -> RstSpec {
         RstSpec { src: info.dst, dst: info.src, sport: info.dst_port, dport: info.src_port, seq: info.ack, ack: None }
+    }
+
+    /// The reset towards the packet's destination, as if from its sender.
+    pub fn onwards(info: &FrameInfo, seq: u32, ack: Option<u32>) -> RstSpec {
+        RstSpec { src: info.src, dst: info.dst, sport: info.src_port, dport: info.dst_port, seq, ack }
     }
 
     /// For a SYN-ACK: the reset towards its destination (the client), as if
     /// from the server, acknowledging the client's SYN (so a client in
     /// SYN-SENT accepts it).
     pub fn synack_to_client(info: &FrameInfo) -> RstSpec {
-        RstSpec {
-            src: info.src,
-            dst: info.dst,
-            sport: info.src_port,
-            dport: info.dst_port,
-            seq: info.seq.wrapping_add(1),
-            ack: Some(info.ack),
-        }
+        RstSpec::onwards(info, info.seq.wrapping_add(1), Some(info.ack))
     }
 }
 

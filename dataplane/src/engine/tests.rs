@@ -253,7 +253,8 @@ pub(super) fn option_of(frame: &[u8]) -> Option<(u32, u32)> {
     })
 }
 
-fn checksums_ok(frame: &[u8]) -> bool {
+/// Whether the frame's IPv4 header and TCP checksums hold.
+pub(super) fn checksums_ok(frame: &[u8]) -> bool {
     let info = parse_frame(frame).unwrap();
     let l4 = &frame[usize::from(info.l4_offset)..usize::from(info.ip_end)];
     let pseudo = match (info.src, info.dst) {

@@ -212,15 +212,8 @@ impl Engine {
             return self.l4_strip_and_forward(c, buf, seg, &done);
         }
         let i = c.info;
-        let back = RstSpec { src: i.dst, dst: i.src, sport: i.dst_port, dport: i.src_port, seq: i.ack, ack: None };
-        let onwards = RstSpec {
-            src: i.src,
-            dst: i.dst,
-            sport: i.src_port,
-            dport: i.dst_port,
-            seq: f.isn_s.wrapping_add(1),
-            ack: Some(f.isn_c.wrapping_add(1)),
-        };
+        let back = RstSpec::to_sender(i);
+        let onwards = RstSpec::onwards(i, f.isn_s.wrapping_add(1), Some(f.isn_c.wrapping_add(1)));
         self.l4_reset_both(c, buf, rec, drop_of_reason(d.reason), (back, onwards), Trust::Verified)
     }
 }

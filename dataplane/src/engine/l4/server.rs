@@ -105,15 +105,8 @@ impl Engine {
         to: Trust,
     ) -> Action {
         let i = c.info;
-        let back = RstSpec { src: i.dst, dst: i.src, sport: i.dst_port, dport: i.src_port, seq: i.ack, ack: None };
-        let onwards = RstSpec {
-            src: i.src,
-            dst: i.dst,
-            sport: i.src_port,
-            dport: i.dst_port,
-            seq: f.isn_c.wrapping_add(1),
-            ack: None,
-        };
+        let back = RstSpec::to_sender(i);
+        let onwards = RstSpec::onwards(i, f.isn_c.wrapping_add(1), None);
         self.l4_reset_both(c, buf, rec, r, (back, onwards), to)
     }
 

@@ -5,7 +5,7 @@
 use super::segment::Seg;
 use crate::buf::{PacketBuf, VecBuf};
 use crate::engine::test_harness::Counted;
-use crate::engine::tests::{a_key, doc_a, doc_b, option_of, Conn, Gw, NOW};
+use crate::engine::tests::{a_key, checksums_ok, doc_a, doc_b, option_of, Conn, Gw, NOW};
 use crate::engine::udp::Effect;
 use crate::engine::Action;
 use crate::events::EventKind;
@@ -44,24 +44,6 @@ fn payload(frame: &[u8]) -> Vec<u8> {
 fn seq_ack(frame: &[u8]) -> (u32, u32) {
     let i = parse_frame(frame).unwrap();
     (i.seq, i.ack)
-}
-
-fn checksums_ok(frame: &[u8]) -> bool {
-    let info = parse_frame(frame).unwrap();
-    let l4 = &frame[usize::from(info.l4_offset)..usize::from(info.ip_end)];
-    let pseudo = match (info.src, info.dst) {
-        (Addr::V4(s), Addr::V4(d)) => wire::checksum::pseudo_v4(&s, &d, 6, l4.len() as u16),
-        (Addr::V6(s), Addr::V6(d)) => wire::checksum::pseudo_v6(&s, &d, 6, l4.len() as u32),
-        _ => return false,
-    };
-    let ip_ok = match info.src {
-        Addr::V4(_) => {
-            let l3 = usize::from(info.l3_offset);
-            wire::checksum::fold(wire::checksum::sum(&frame[l3..l3 + 20])) == 0xffff
-        }
-        _ => true,
-    };
-    wire::checksum::fold(pseudo + wire::checksum::sum(l4)) == 0xffff && ip_ok
 }
 
 /// The frames B queued to send (its records), drained.
