@@ -20,11 +20,11 @@ use crate::Side;
 
 pub(super) const NOW: u64 = 2_000 * 1_000_000_000; // Unix ns
 
-fn hex(b: [u8; 32]) -> String {
+pub(super) fn hex(b: [u8; 32]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn public(secret: u8) -> String {
+pub(super) fn public(secret: u8) -> String {
     hex(GatewayKeyPair::from_secret_bytes(0, [secret; 32]).public())
 }
 
@@ -32,8 +32,10 @@ pub(super) fn doc_a(key_id: u32, secret: u8) -> String {
     doc_a_local(&format!("{{gateway: gw-a, key_id: {key_id}, private_key: \"{}\"}}", hex([secret; 32])))
 }
 
-/// A with `local` as given (a YAML flow mapping).
-fn doc_a_local(local: &str) -> String {
+/// Gateway A's head, shared by the TCP and UDP tests' documents: `local`
+/// as given (a YAML flow mapping), PUs client and batch, identities web and
+/// db of peer gw-b.
+pub(super) fn a_head(local: &str) -> String {
     format!(
         r#"
 local: {local}
@@ -45,30 +47,14 @@ identities:
   - {{identity: 2002, name: db, tags: [app=db], peer: gw-b}}
 peers:
   - {{name: gw-b, keys: [{{id: 2, public_key: "{pb}"}}], networks: [10.2.0.0/16, "fd00:2::/64"]}}
-rulesets:
-  - name: front
-    subject: all()
-    outgoing:
-      - {{name: to-web, action: allow, object: app == web, protocols: [tcp], ports: [80]}}
-      - {{name: no-db, action: reject, object: app == db}}
-      - {{name: internet-https, action: allow, object: ext == internet, protocols: [tcp, udp], ports: [443]}}
-external_networks:
-  - {{name: internet, tags: [ext=internet], cidrs: [0.0.0.0/0, "::/0"]}}
-enforcer_profile:
-  managed_tcp_networks: [10.0.0.0/8, "fd00::/8"]
-  excluded_networks: [10.9.0.0/16]
 "#,
         pb = public(2)
     )
 }
 
-/// B: `a_keys` lists gateway A's keys as YAML flow items.
-pub(super) fn doc_b(a_keys: &str, web_rule: bool) -> String {
-    let web = if web_rule {
-        "      - {name: frontends, action: allow, object: app == frontend, protocols: [tcp], ports: [80]}\n"
-    } else {
-        ""
-    };
+/// Gateway B's head (key 2, PUs web and db, identities client and batch of
+/// peer gw-a); its peers follow.
+pub(super) fn b_head() -> String {
     format!(
         r#"
 local: {{gateway: gw-b, key_id: 2, private_key: "{sk}"}}
@@ -78,7 +64,39 @@ processing_units:
 identities:
   - {{identity: 1001, name: client, tags: [app=frontend], peer: gw-a}}
   - {{identity: 1002, name: batch, tags: [app=batch], peer: gw-a}}
-peers:
+"#,
+        sk = hex([2; 32])
+    )
+}
+
+/// A with `local` as given (a YAML flow mapping).
+fn doc_a_local(local: &str) -> String {
+    a_head(local)
+        + r#"rulesets:
+  - name: front
+    subject: all()
+    outgoing:
+      - {name: to-web, action: allow, object: app == web, protocols: [tcp], ports: [80]}
+      - {name: no-db, action: reject, object: app == db}
+      - {name: internet-https, action: allow, object: ext == internet, protocols: [tcp, udp], ports: [443]}
+external_networks:
+  - {name: internet, tags: [ext=internet], cidrs: [0.0.0.0/0, "::/0"]}
+enforcer_profile:
+  managed_tcp_networks: [10.0.0.0/8, "fd00::/8"]
+  excluded_networks: [10.9.0.0/16]
+"#
+}
+
+/// B: `a_keys` lists gateway A's keys as YAML flow items.
+pub(super) fn doc_b(a_keys: &str, web_rule: bool) -> String {
+    let web = if web_rule {
+        "      - {name: frontends, action: allow, object: app == frontend, protocols: [tcp], ports: [80]}\n"
+    } else {
+        ""
+    };
+    b_head()
+        + &format!(
+            r#"peers:
   - {{name: gw-a, keys: [{a_keys}], networks: [10.1.0.0/16, "fd00:1::/64"]}}
   - {{name: gw-c, keys: [{{id: 3, public_key: "{pc}"}}], networks: [10.3.0.0/16]}}
 rulesets:
@@ -96,9 +114,8 @@ enforcer_profile:
   managed_tcp_networks: [10.0.0.0/8, "fd00::/8"]
   excluded_networks: [10.9.0.0/16]
 "#,
-        sk = hex([2; 32]),
-        pc = public(3)
-    )
+            pc = public(3)
+        )
 }
 
 pub(super) fn a_key(id: u32, secret: u8) -> String {

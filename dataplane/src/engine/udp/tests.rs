@@ -10,10 +10,10 @@ use std::sync::Arc;
 use super::*;
 use crate::buf::VecBuf;
 use crate::engine::test_harness::Counted;
+use crate::engine::tests::{a_head, b_head, hex, public};
 use crate::engine::{Action, Engine, EngineConfig};
 use crate::events::{channel, Consumer, EventKind, FlowRecord};
 use crate::flow::{FlowKey, FlowState, UdpState};
-use crate::identity::GatewayKeyPair;
 use crate::policy::Reason;
 use crate::stats::{DropReason, Note, WorkerStats};
 use crate::wire::builder::{build, Spec};
@@ -23,55 +23,27 @@ use crate::Side;
 const NOW: u64 = 2_000 * 1_000_000_000;
 const MS: u64 = 1_000_000;
 
-fn hex(b: [u8; 32]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn public(secret: u8) -> String {
-    hex(GatewayKeyPair::from_secret_bytes(0, [secret; 32]).public())
-}
-
 fn doc_a() -> String {
-    format!(
-        r#"
-local: {{gateway: gw-a, key_id: 1, private_key: "{sk}"}}
-processing_units:
-  - {{name: client, tags: [app=frontend], addresses: [10.1.0.10, "fd00:1::10"], identity: 1001}}
-  - {{name: batch, tags: [app=batch], addresses: [10.1.0.11], identity: 1002}}
-identities:
-  - {{identity: 2001, name: web, tags: [app=web], peer: gw-b}}
-  - {{identity: 2002, name: db, tags: [app=db], peer: gw-b}}
-peers:
-  - {{name: gw-b, keys: [{{id: 2, public_key: "{pb}"}}], networks: [10.2.0.0/16, "fd00:2::/64"]}}
-rulesets:
+    a_head(&format!("{{gateway: gw-a, key_id: 1, private_key: \"{}\"}}", hex([1; 32])))
+        + r#"rulesets:
   - name: front
     subject: all()
     outgoing:
-      - {{name: dns-to-web, action: allow, object: app == web, protocols: [udp], ports: [53]}}
-      - {{name: no-db, action: reject, object: app == db}}
-      - {{name: lab-dns, action: allow, object: ext == lab, protocols: [udp], ports: [53]}}
+      - {name: dns-to-web, action: allow, object: app == web, protocols: [udp], ports: [53]}
+      - {name: no-db, action: reject, object: app == db}
+      - {name: lab-dns, action: allow, object: ext == lab, protocols: [udp], ports: [53]}
 external_networks:
-  - {{name: lab, tags: [ext=lab], cidrs: [10.0.0.0/8]}}
+  - {name: lab, tags: [ext=lab], cidrs: [10.0.0.0/8]}
 enforcer_profile:
   managed_tcp_networks: [10.0.0.0/8, "fd00::/8"]
   managed_udp_networks: [10.2.0.0/16, 10.5.0.0/16, "fd00::/8"]
-"#,
-        sk = hex([1; 32]),
-        pb = public(2)
-    )
+"#
 }
 
 fn doc_b() -> String {
-    format!(
-        r#"
-local: {{gateway: gw-b, key_id: 2, private_key: "{sk}"}}
-processing_units:
-  - {{name: web, tags: [app=web], addresses: [10.2.0.20, "fd00:2::20"], identity: 2001}}
-  - {{name: db, tags: [app=db], addresses: [10.2.0.30], identity: 2002}}
-identities:
-  - {{identity: 1001, name: client, tags: [app=frontend], peer: gw-a}}
-  - {{identity: 1002, name: batch, tags: [app=batch], peer: gw-a}}
-peers:
+    b_head()
+        + &format!(
+            r#"peers:
   - {{name: gw-a, keys: [{{id: 1, public_key: "{pa}"}}], networks: [10.1.0.0/16, "fd00:1::/64"]}}
 rulesets:
   - name: web
@@ -85,9 +57,8 @@ rulesets:
 enforcer_profile:
   managed_udp_networks: [10.1.0.0/16, "fd00::/8"]
 "#,
-        sk = hex([2; 32]),
-        pa = public(1)
-    )
+            pa = public(1)
+        )
 }
 
 struct Gw {
