@@ -123,10 +123,13 @@ fn policy_b_broken() -> String {
         )
 }
 
-/// Lines of a `gwctl observe -o json` output file.
+/// Lines of a `gwctl observe -o json` output file. The file is read while
+/// gwctl writes it: a last line without its newline is still being written
+/// (a batch goes out through an 8 KiB buffer) and is left for the next read.
 fn json_lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("gwctl observe -o json line {l:?}: {e}")))

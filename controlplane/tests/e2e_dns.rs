@@ -175,12 +175,12 @@ fn curl(url: &str) -> std::process::Output {
     in_ns(CLIENT_NS, &format!("curl -sS --max-time 4 -o /dev/null -w '%{{http_code}}' {url}"))
 }
 
+/// The complete lines of a file gatewayd is still writing (a last line
+/// without its newline is left for the next read).
 fn lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
-        .collect()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete.lines().map(|l| serde_json::from_str(l).expect("a JSON object per line")).collect()
 }
 
 /// Waits until `pred` holds for the lines of `path`.
@@ -332,6 +332,16 @@ fn connections_by_name_follow_trusted_answers_and_nothing_else() {
     assert_eq!(allowed["destination"]["name"], "api", "decided by the FQDN network: {allowed}");
     let refused = flows.iter().find(|e| e["destination"]["ip"] == Y && e["verdict"] == "rejected");
     assert!(refused.is_some(), "the connection to other refused: {flows:#?}");
+    // The API's stream names it too (`gwctl observe`, JSON and text).
+    let out = gwctl(&dir, &["observe", "--last", "200", "-o", "json"]);
+    let named = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["flow"]["remote_dns_name"] == "api.example.test" && e["flow"]["destination"]["ip"] == X)
+        .count();
+    assert!(named >= 1, "gwctl observe -o json names api.example.test: {out:?}");
+    let out = gwctl(&dir, &["observe", "--last", "200"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("name api.example.test"), "gwctl observe: {out:?}");
 
     // TTL 2 s: after 4 s without a lookup, X is no longer allowed by name.
     std::thread::sleep(Duration::from_secs(4));

@@ -300,11 +300,13 @@ impl ControlPlane {
     /// Feeds drained records to the hub, resolved (through `history`) and
     /// encoded once. `lost` and `queued` are, per worker, the drain's running
     /// counts of records that worker could not queue and did queue (each
-    /// worker's new losses become a notice naming it).
+    /// worker's new losses become a notice naming it). `dns` names remote
+    /// ends by the DNS answers their PUs read.
     pub fn push_records(
         &mut self,
         history: &ConfigHistory,
         records: &[(u32, WorkerRecord)],
+        dns: &crate::dnslog::NameCache,
         lost: &[u64],
         queued: &[u64],
     ) {
@@ -322,7 +324,7 @@ impl ControlPlane {
             let _ = self.delay_us.record((now.saturating_sub(r.time) / 1000).max(1));
         }
         if !records.is_empty() {
-            self.hub.push_batch(self.feed.resolve(history, records));
+            self.hub.push_batch(self.feed.resolve_named(history, records, Some(dns)));
         }
     }
 

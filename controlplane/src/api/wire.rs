@@ -22,6 +22,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
+use crate::dnslog::NameCache;
 use dataplane::engine::EngineConfig;
 use dataplane::events::{EventKind, FlowRecord};
 use dataplane::policy::{ExtNetRef, RuleRef, Side, TagSet};
@@ -482,6 +483,18 @@ impl FlowFeed {
     /// Resolves and encodes `records` (with the worker each came from), in
     /// order; records of a generation no configuration covers are skipped.
     pub fn resolve(&mut self, history: &ConfigHistory, records: &[(u32, FlowRecord)]) -> Vec<RingFlow> {
+        self.resolve_named(history, records, None)
+    }
+
+    /// [`Self::resolve`], each flow with the remote end's DNS name when
+    /// `dns` knows which name its PU resolved to that address
+    /// (`Flow.remote_dns_name`, docs/dns.md).
+    pub fn resolve_named(
+        &mut self,
+        history: &ConfigHistory,
+        records: &[(u32, FlowRecord)],
+        dns: Option<&NameCache>,
+    ) -> Vec<RingFlow> {
         let mut out = Vec::with_capacity(records.len());
         let mut ends: Vec<usize> = Vec::with_capacity(records.len());
         // One history lookup per generation change within the batch (not per record).
@@ -490,7 +503,7 @@ impl FlowFeed {
         for (worker, r) in records {
             let Some(i) = self.names_index(history, r.generation, &mut memo) else { continue };
             let names = &mut self.names[i];
-            out.push(encode(names, &mut self.buf, *worker, r));
+            out.push(encode(names, &mut self.buf, *worker, r, dns));
             ends.push(self.buf.len());
         }
         let bytes = self.buf.split().freeze();
@@ -505,7 +518,7 @@ impl FlowFeed {
 
 /// One record: its ring fields, and its `Flow` message appended to `buf`
 /// (`wire` is set by the caller once the batch's buffer is frozen).
-fn encode(names: &mut Names, buf: &mut BytesMut, worker: u32, r: &FlowRecord) -> RingFlow {
+fn encode(names: &mut Names, buf: &mut BytesMut, worker: u32, r: &FlowRecord, dns: Option<&NameCache>) -> RingFlow {
     let d = r.decision();
     let ((cip, cport), (sip, sport)) = r.client_server();
     let local = names.pu(r.pu).clone();
@@ -575,6 +588,11 @@ fn encode(names: &mut Names, buf: &mut BytesMut, worker: u32, r: &FlowRecord) ->
     let (mode, why) = crate::flowlog::identity_mode_of(r.note.map(|n| n.name()), r.remote_identity.is_some());
     put_str(buf, 30, mode);
     put_str(buf, 31, why);
+    let remote_ip = if r.initiator == Side::Inside { sip } else { cip };
+    let pu_name = if r.initiator == Side::Inside { &src.name } else { &dst.name };
+    if let Some(n) = dns.and_then(|d| d.name(pu_name, remote_ip, r.time)) {
+        put_str(buf, 32, n);
+    }
 
     RingFlow {
         time_ns: r.time,

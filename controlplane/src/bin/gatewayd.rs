@@ -286,9 +286,7 @@ impl Events {
         while Instant::now() < until {
             self.records.clear();
             took += d.poll_records(4096, &mut self.records);
-            if let Some(cp) = control.as_mut() {
-                cp.push_records(&self.history, &self.records, &d.lost_per_worker(), &d.queued_per_worker());
-            }
+            // DNS first: names learned in this batch name its flows too.
             self.dns.clear();
             d.take_dns(&mut self.dns);
             if !self.dns.is_empty() {
@@ -304,6 +302,10 @@ impl Events {
                         eprintln!("gatewayd: writing DNS events: {e}");
                     }
                 }
+            }
+            if let Some(cp) = control.as_mut() {
+                let (lost, queued) = (d.lost_per_worker(), d.queued_per_worker());
+                cp.push_records(&self.history, &self.records, &self.names, &lost, &queued);
             }
             if self.records.is_empty() {
                 return (took, false);
