@@ -76,6 +76,16 @@ fn id_of(m: &[u8]) -> u16 {
     u16::from_be_bytes([m[0], m[1]])
 }
 
+/// One DNS datagram between a client PU and a server, on VLANs `vlans`.
+#[derive(Clone, Copy)]
+struct Dgram<'a> {
+    client: &'a str,
+    server: &'a str,
+    client_port: u16,
+    payload: &'a [u8],
+    vlans: &'a [u16],
+}
+
 impl Gw {
     fn new() -> Gw {
         let stats = Arc::new(WorkerStats::default());
@@ -94,20 +104,12 @@ impl Gw {
     }
 
     fn udp(&mut self, side: Side, client: &str, server: &str, sport_client: u16, payload: &[u8], now: u64) -> Action {
-        self.udp_spec(side, client, server, sport_client, payload, &[], now)
+        let d = Dgram { client, server, client_port: sport_client, payload, vlans: &[] };
+        self.udp_spec(side, &d, now)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn udp_spec(
-        &mut self,
-        side: Side,
-        client: &str,
-        server: &str,
-        client_port: u16,
-        payload: &[u8],
-        vlans: &[u16],
-        now: u64,
-    ) -> Action {
+    fn udp_spec(&mut self, side: Side, d: &Dgram<'_>, now: u64) -> Action {
+        let Dgram { client, server, client_port, payload, vlans } = *d;
         let v6 = client.contains(':');
         let (src, dst, sport, dport) = match side {
             Side::Inside => (ip16(client), ip16(server), client_port, 53),
@@ -169,8 +171,9 @@ fn a_trusted_answer_allows_the_first_connection_until_its_ttl_ends() {
 fn ipv6_with_a_vlan_and_cname_chains_are_read() {
     let mut g = Gw::new();
     let q = query(id_of(AAAA), "v6.example.test");
-    assert_eq!(g.udp_spec(Side::Inside, "fd00:1::1", "fd00:2::53", 40000, &q, &[7], NOW), Action::Forward);
-    assert_eq!(g.udp_spec(Side::Outside, "fd00:1::1", "fd00:2::53", 40000, AAAA, &[7], NOW + 1), Action::Forward);
+    let d = |payload| Dgram { client: "fd00:1::1", server: "fd00:2::53", client_port: 40000, payload, vlans: &[7] };
+    assert_eq!(g.udp_spec(Side::Inside, &d(&q), NOW), Action::Forward);
+    assert_eq!(g.udp_spec(Side::Outside, &d(AAAA), NOW + 1), Action::Forward);
     assert_eq!(g.syn("fd00:9::2", 41000, 8080, NOW + 2), Action::Forward);
     // a.example.test -> b -> api: logged with its chain; not learned
     // (the pattern is api.example.test, matched on the name asked)
