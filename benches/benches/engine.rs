@@ -36,16 +36,10 @@ use dataplane::policy::Side;
 use dataplane::stats::WorkerStats;
 use dataplane::wire::builder::{build, Spec};
 use dataplane::wire::tcp::flags as tf;
+use gw_benches::{median, thread_cpu_ns};
 
 const NOW: u64 = 2_000 * 1_000_000_000;
 const LINUX_OPTS: [u8; 20] = [2, 4, 5, 180, 4, 2, 8, 10, 0, 1, 2, 3, 0, 0, 0, 0, 1, 3, 3, 7];
-
-fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
 
 fn policy(name: &str) -> Arc<EngineConfig> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples").join(name);
@@ -242,11 +236,7 @@ fn events() {
         on.push(b);
         ratios.push(a / b);
     }
-    let med = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (a, b, r) = (med(&mut off), med(&mut on), med(&mut ratios));
+    let (a, b, r) = (median(&mut off), median(&mut on), median(&mut ratios));
     println!(
         "{:<28} on-CPU {b:7.1} ns/frame with export, {a:7.1} without (medians of 7); \
          the rate with / without, median of the 7 pairs: {r:.3}",
@@ -337,13 +327,9 @@ fn rule_hits(syns: &[Vec<u8>]) {
             on.push(b);
             ratios.push(a / b);
         }
-        let med = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
         let p = &on_cfg.policy;
         let hits: u64 = (0..p.rule_count() as u32).map(|r| on_cfg.rule_hits.total(dataplane::policy::RuleRef(r))).sum();
-        let (a, b, r) = (med(&mut off), med(&mut on), med(&mut ratios));
+        let (a, b, r) = (median(&mut off), median(&mut on), median(&mut ratios));
         println!(
             "{name:<28} on-CPU {b:7.1} ns/frame counting, {a:7.1} not (medians of 7); rate counting / not, \
              median of the 7 pairs: {r:.4} ({hits} hits counted)"
@@ -391,11 +377,7 @@ fn scrape() {
         on.push(b);
         ratios.push(a / b);
     }
-    let med = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (a, b, r) = (med(&mut off), med(&mut on), med(&mut ratios));
+    let (a, b, r) = (median(&mut off), median(&mut on), median(&mut ratios));
     println!(
         "{:<28} on-CPU {b:7.1} ns/frame scraped every 100 ms, {a:7.1} not (medians of 7); rate scraped / not, \
          median of the 7 pairs: {r:.4} ({scrapes} scrapes)",

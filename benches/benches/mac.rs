@@ -19,28 +19,7 @@ use aes::cipher::KeyInit;
 use cmac::{Cmac, Mac};
 use criterion::{criterion_group, criterion_main, Criterion};
 use dataplane::identity::{keys, mac::TCP_INPUT_LEN, GatewayKeyPair};
-
-/// This thread's on-CPU time in ns (see the packet bench).
-fn thread_cpu_ns() -> Option<u64> {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-}
-
-fn cpu_report(name: &str, mut f: impl FnMut()) {
-    let Some(c0) = thread_cpu_ns() else { return };
-    let t0 = std::time::Instant::now();
-    let mut n: u64 = 0;
-    while t0.elapsed() < std::time::Duration::from_secs(2) {
-        for _ in 0..10_000 {
-            f();
-        }
-        n += 10_000;
-    }
-    let wall = t0.elapsed().as_nanos() as f64 / n as f64;
-    let cpu = thread_cpu_ns().unwrap_or(c0).saturating_sub(c0) as f64 / n as f64;
-    println!("{name:<36} on-CPU {cpu:8.1} ns/iter   wall {wall:8.1} ns/iter   ({n} iters)");
-}
+use gw_benches::cpu_report;
 
 fn bench(c: &mut Criterion) {
     let a = GatewayKeyPair::from_secret_bytes(1, [1; 32]);

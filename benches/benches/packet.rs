@@ -11,6 +11,7 @@ use dataplane::buf::{PacketBuf, VecBuf};
 use dataplane::identity::{insert_tcp, keys, verify_and_strip_tcp, GatewayKeyPair, KeyRing, MacKey};
 use dataplane::wire::builder::{build, Spec};
 use dataplane::wire::parse_frame;
+use gw_benches::cpu_report;
 
 // Linux SYN options: MSS, SACK_PERM, TS, NOP, WS (20 bytes)
 const LINUX_OPTS: [u8; 20] = [2, 4, 5, 180, 4, 2, 8, 10, 0, 1, 2, 3, 0, 0, 0, 0, 1, 3, 3, 7];
@@ -19,32 +20,6 @@ const NOW: u64 = 1_000;
 fn frames() -> [(&'static str, Vec<u8>); 2] {
     let s = Spec { tcp_options: &LINUX_OPTS, ..Spec::default() };
     [("ipv4", build(&s)), ("ipv6", build(&s.clone().with_v6()))]
-}
-
-/// This thread's on-CPU time in ns from `/proc/thread-self/schedstat` (updated
-/// at scheduler ticks, so only long runs are precise).
-fn thread_cpu_ns() -> Option<u64> {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-}
-
-/// On a machine shared with other work, wall-clock times include the time the
-/// benchmark thread sat descheduled. This runs `f` for about two seconds and
-/// reports on-CPU ns per iteration as well (tick granularity: ±0.5 %).
-fn cpu_report(name: &str, mut f: impl FnMut()) {
-    let Some(c0) = thread_cpu_ns() else { return };
-    let t0 = std::time::Instant::now();
-    let mut n: u64 = 0;
-    while t0.elapsed() < std::time::Duration::from_secs(2) {
-        for _ in 0..10_000 {
-            f();
-        }
-        n += 10_000;
-    }
-    let wall = t0.elapsed().as_nanos() as f64 / n as f64;
-    let cpu = thread_cpu_ns().unwrap_or(c0).saturating_sub(c0) as f64 / n as f64;
-    println!("{name:<32} on-CPU {cpu:8.1} ns/iter   wall {wall:8.1} ns/iter   ({n} iters)");
 }
 
 fn keys() -> (MacKey, KeyRing) {

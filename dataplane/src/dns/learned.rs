@@ -41,6 +41,23 @@ struct Slot {
     pattern: AtomicU64,
 }
 
+impl Slot {
+    /// The slot's live entry at `now` as (address high, low word, pattern,
+    /// expiry), read as the module's seqlock says; `None` when it is empty,
+    /// expired or was rewritten while read.
+    #[inline]
+    fn read(&self, now: u64) -> Option<(u64, u64, u64, u64)> {
+        let e = self.expiry.load(Ordering::Acquire);
+        if e == 0 || e == LOCKED || e <= now {
+            return None;
+        }
+        let (h, l, p) =
+            (self.hi.load(Ordering::Relaxed), self.lo.load(Ordering::Relaxed), self.pattern.load(Ordering::Relaxed));
+        fence(Ordering::Acquire);
+        (self.expiry.load(Ordering::Relaxed) == e).then_some((h, l, p, e))
+    }
+}
+
 /// What [`FqdnTable::learn`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Learn {
@@ -158,16 +175,7 @@ impl FqdnTable {
             if n == out.len() {
                 break;
             }
-            let e = s.expiry.load(Ordering::Acquire);
-            if e == 0 || e == LOCKED || e <= now {
-                continue;
-            }
-            let (h, l, p) =
-                (s.hi.load(Ordering::Relaxed), s.lo.load(Ordering::Relaxed), s.pattern.load(Ordering::Relaxed));
-            fence(Ordering::Acquire);
-            if s.expiry.load(Ordering::Relaxed) != e {
-                continue; // rewritten while read
-            }
+            let Some((h, l, p, _)) = s.read(now) else { continue };
             if (h, l) == (hi, lo) && !out[..n].contains(&p) {
                 out[n] = p;
                 n += 1;
@@ -180,16 +188,7 @@ impl FqdnTable {
     pub fn entries(&self, now: u64) -> Vec<LearnedEntry> {
         let mut v = Vec::new();
         for s in self.slots.iter() {
-            let e = s.expiry.load(Ordering::Acquire);
-            if e == 0 || e == LOCKED || e <= now {
-                continue;
-            }
-            let (h, l, p) =
-                (s.hi.load(Ordering::Relaxed), s.lo.load(Ordering::Relaxed), s.pattern.load(Ordering::Relaxed));
-            fence(Ordering::Acquire);
-            if s.expiry.load(Ordering::Relaxed) != e {
-                continue;
-            }
+            let Some((h, l, p, e)) = s.read(now) else { continue };
             let a = std::net::Ipv6Addr::from((u128::from(h) << 64) | u128::from(l));
             let addr = a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4);
             v.push(LearnedEntry { addr, pattern: p, expiry_ns: e });
