@@ -29,6 +29,8 @@ pub struct TxOutcome {
     pub dropped: usize,
     /// Bytes of the packets handed to the device.
     pub sent_bytes: u64,
+    /// Bytes of all the packets offered (sent or not).
+    pub bytes: u64,
 }
 
 impl Default for Burst {
@@ -106,7 +108,7 @@ impl Burst {
             unsafe { sys::gw_pktmbuf_free_bulk(self.pkts.as_mut_ptr().add(sent), dropped as u32) };
         }
         self.len = 0;
-        TxOutcome { sent, dropped, sent_bytes: bytes - unsent_bytes }
+        TxOutcome { sent, dropped, sent_bytes: bytes - unsent_bytes, bytes }
     }
 
     /// Takes every mbuf out, in order. Those not taken by the time the
