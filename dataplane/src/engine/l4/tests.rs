@@ -300,6 +300,45 @@ fn sack_blocks_move_with_the_shift_and_timestamps_do_not() {
     assert_eq!(a.pass(Side::Outside, &w), (Action::Forward, sack));
 }
 
+/// The established fast path's shift (`fast.rs`, the checksum updated over
+/// the words as they sit in memory) on Linux's timestamps-only segments,
+/// with sequence and acknowledgment numbers that wrap past 2^32 when
+/// shifted, both ways, IPv4 and IPv6: the checksums hold and each end gets
+/// the bytes its peer sent.
+#[test]
+fn shifted_numbers_that_wrap_keep_their_checksums_on_the_fast_path() {
+    for (client, server) in [("10.1.0.10", "10.2.0.20"), ("fd00:1::10", "fd00:2::20")] {
+        let (mut a, mut b) = pair();
+        let c = Conn { isn: u32::MAX - 30, sisn: u32::MAX - 25, ..Conn::new(client, server, 80) };
+        handshake(&mut a, &mut b, &c, &c.syn());
+        exchange(&mut a, &mut b, &c);
+        let ts = [1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9];
+        // 15 bytes into each stream: +20 crosses 2^32.
+        let (seq, ack) = (c.isn + 16, c.sisn + 16);
+        let req = c.c2s(tf::ACK | tf::PSH, seq, ack, &ts, b"more");
+        let (act, w) = a.pass(Side::Inside, &req);
+        assert_eq!(act, Action::Forward);
+        assert_eq!(seq_ack(&w), (seq.wrapping_add(20), ack.wrapping_add(20)), "{client}");
+        assert!(checksums_ok(&w), "{client}");
+        let info = parse_frame(&w).unwrap();
+        assert_eq!(&w[usize::from(info.tcp_opts_offset)..][..12], &ts, "timestamps untouched");
+        assert_eq!(b.pass(Side::Outside, &w), (Action::Forward, req), "{client}: restored at B");
+        let resp = c.s2c(tf::ACK | tf::PSH, ack, seq + 4, &ts, b"ok");
+        let (act, w) = b.pass(Side::Inside, &resp);
+        assert_eq!(act, Action::Forward);
+        assert_eq!(seq_ack(&w), (ack.wrapping_add(20), (seq + 4).wrapping_add(20)), "{client}");
+        assert!(checksums_ok(&w), "{client}");
+        assert_eq!(a.pass(Side::Outside, &w), (Action::Forward, resp), "{client}: restored at A");
+        // A pure ACK without the ACK flag's number (RST|ACK aside, none is
+        // sent, but the flag decides): the sequence alone moves.
+        let bare = c.c2s(tf::PSH, seq + 4, 0, &[], b"x");
+        let (act, w) = a.pass(Side::Inside, &bare);
+        assert_eq!(act, Action::Forward);
+        assert_eq!(seq_ack(&w), ((seq + 4).wrapping_add(20), 0));
+        assert!(checksums_ok(&w));
+    }
+}
+
 #[test]
 fn forged_and_replayed_records_are_refused_with_their_own_reasons() {
     let (mut a, mut b) = pair();
