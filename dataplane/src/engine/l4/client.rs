@@ -17,7 +17,7 @@ use crate::engine::rst::RstSpec;
 use crate::engine::Action;
 use crate::flow::key::addr128;
 use crate::flow::TcpFlags;
-use crate::identity::l4::{context, looks_like_record, make_record, Binding, RECORD_LEN};
+use crate::identity::l4::{context, is_split_record, looks_like_record, make_record, Binding, RECORD_LEN};
 use crate::policy::{Direction, Remote};
 use crate::stats::{DropReason, Note};
 use crate::wire::{ip_proto, tcp::flags};
@@ -152,7 +152,13 @@ impl Engine {
         seg: &Seg,
         f: &L4Flow,
     ) -> Action {
-        let first = c.info.seq == f.isn_s.wrapping_add(1);
+        let at = super::seq_diff(c.info.seq, f.isn_s.wrapping_add(1));
+        if (0..super::SHIFT as i32).contains(&at) && (at > 0 || is_split_record(seg.payload(buf.data()))) {
+            if c.info.payload_len > 0 {
+                return self.l4_record_not_whole(c, at, f);
+            }
+        }
+        let first = at == 0;
         if first && looks_like_record(seg.payload(buf.data())) {
             return self.l4_client_judge(c, buf, seg, f);
         }
