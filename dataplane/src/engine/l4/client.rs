@@ -143,10 +143,9 @@ impl Engine {
     pub(super) fn l4_client_from_server<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, s: L4Seg<'_>) -> Action {
         let L4Seg { seg, f } = s;
         let at = super::seq_diff(c.info.seq, f.isn_s.wrapping_add(1));
-        if (0..super::SHIFT as i32).contains(&at) && (at > 0 || is_split_record(seg.payload(buf.data()))) {
-            if c.info.payload_len > 0 {
-                return self.l4_record_not_whole(c, at, f);
-            }
+        let in_record = (0..super::SHIFT as i32).contains(&at);
+        if in_record && c.info.payload_len > 0 && (at > 0 || is_split_record(seg.payload(buf.data()))) {
+            return self.l4_record_not_whole(c, at, f);
         }
         let first = at == 0;
         if first && looks_like_record(seg.payload(buf.data())) {

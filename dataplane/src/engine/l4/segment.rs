@@ -125,7 +125,7 @@ fn sack_edges(tcp: &[u8]) -> ([usize; 8], usize, bool) {
 #[inline(always)]
 pub(super) fn shift_header(tcp: &mut [u8], seq: u32, ack: &impl Fn(u32) -> u32) -> bool {
     let Some((fixed, opts)) = tcp.split_first_chunk_mut::<{ wtcp::HEADER_LEN }>() else { return false };
-    if !opts.is_empty() && !(opts.len() == TS_ONLY.len() && opts[..4] == TS_ONLY[..4]) {
+    if may_hold_sack(opts) {
         return shift_with_options(tcp, seq, ack);
     }
     shift_fixed_raw(fixed, seq, ack);
@@ -139,12 +139,19 @@ pub(super) fn shift_header(tcp: &mut [u8], seq: u32, ack: &impl Fn(u32) -> u32) 
 pub(super) fn shift_at(frame: &mut [u8], at: usize, len: usize, seq: u32, ack: &impl Fn(u32) -> u32) -> bool {
     let Some(tcp) = frame.get_mut(at..) else { return false };
     let Some((fixed, opts)) = tcp.split_first_chunk_mut::<{ wtcp::HEADER_LEN }>() else { return false };
-    let n = len.wrapping_sub(wtcp::HEADER_LEN);
-    if n != 0 && !(n == TS_ONLY.len() && opts.get(..4) == Some(&TS_ONLY[..4])) {
+    let Some(opts) = opts.get(..len.wrapping_sub(wtcp::HEADER_LEN)) else { return false };
+    if may_hold_sack(opts) {
         return tcp.get_mut(..len).is_some_and(|t| shift_with_options(t, seq, ack));
     }
     shift_fixed_raw(fixed, seq, ack);
     true
+}
+
+/// Whether an option area may hold a SACK block: not when empty, nor when
+/// it is Linux's `NOP NOP timestamps` alone (nothing else fits beside it).
+#[inline(always)]
+fn may_hold_sack(opts: &[u8]) -> bool {
+    !(opts.is_empty() || opts.len() == TS_ONLY.len() && opts[..4] == TS_ONLY[..4])
 }
 
 /// The option area Linux sends on every segment of a connection with
