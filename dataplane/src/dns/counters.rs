@@ -59,6 +59,14 @@ impl DnsCounters {
         self.counts[c as usize].add(1);
     }
 
+    /// Adds `n` (nothing when 0: no write to the counter's line).
+    #[inline]
+    pub fn add_n(&self, c: DnsCount, n: u64) {
+        if n > 0 {
+            self.counts[c as usize].add(n);
+        }
+    }
+
     pub fn error(&self, e: DnsError) {
         self.add(DnsCount::Malformed);
         if let Some(i) = DnsError::ALL.iter().position(|&x| x == e) {
