@@ -247,6 +247,44 @@ fn dns_count(counters: &serde_json::Value, name: &str) -> u64 {
     counters["dns"][name].as_u64().unwrap_or_else(|| panic!("no DNS counter {name}: {}", counters["dns"]))
 }
 
+/// The hold of the answers that taught the learned table, from the
+/// gateway's own histogram (`hold_lt_*us`, docs/dns.md): from the worker's
+/// timestamp of the round that brought the answer to its learned entries
+/// published, visible to every worker (the answer is transmitted after, so
+/// this bounds the answer's added latency too). Printed as p50/p99/max; the
+/// assertion is that every answer that learned was held and released (one
+/// sample per answer that learned or refreshed its one address: nothing
+/// released any other way; the gateway has no hold timeout to count), not a
+/// time.
+fn hold_report(counters: &serde_json::Value) {
+    use dataplane::dns::counters::HOLD_BUCKET_NAMES;
+    let buckets: Vec<u64> = HOLD_BUCKET_NAMES.iter().map(|n| dns_count(counters, n)).collect();
+    let n: u64 = buckets.iter().sum();
+    let taught = dns_count(counters, "fqdn_learned") + dns_count(counters, "fqdn_refreshed");
+    assert!(n >= 20, "at least the 20 lookups of api were held: {}", counters["dns"]);
+    assert_eq!(n, taught, "every answer that learned was held and released: {}", counters["dns"]);
+    // the upper edge of the bucket holding the q-quantile
+    let quantile = |q: f64| {
+        let rank = (q * n as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, b) in buckets.iter().enumerate() {
+            seen += b;
+            if seen >= rank {
+                return HOLD_BUCKET_NAMES[i];
+            }
+        }
+        "none"
+    };
+    let max_us = dns_count(counters, "hold_max_ns") as f64 / 1000.0;
+    println!(
+        "DNS answer hold (answer seen -> learned entries visible to every worker), {n} answers: \
+         p50 {} p99 {} max {max_us:.1} us; histogram {:?}",
+        quantile(0.5),
+        quantile(0.99),
+        HOLD_BUCKET_NAMES.iter().zip(&buckets).filter(|(_, &b)| b > 0).collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn connections_by_name_follow_trusted_answers_and_nothing_else() {
     require(&["ip", "ethtool", "curl", "dnsmasq", "dig", "ss", "/usr/bin/python3"]);
@@ -373,5 +411,6 @@ fn connections_by_name_follow_trusted_answers_and_nothing_else() {
     assert!(dns_count(&counters, "unsolicited") >= 1, "{}", counters["dns"]);
     assert!(dns_count(&counters, "fqdn_learned") >= 1, "{}", counters["dns"]);
     assert_eq!(dns_count(&counters, "fqdn_table_full"), 0);
+    hold_report(&counters);
     let _ = std::fs::remove_dir_all(&dir);
 }

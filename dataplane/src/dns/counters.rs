@@ -36,12 +36,41 @@ dns_counts! {
     TcpIncomplete => "dns_tcp_incomplete", "DNS over TCP segments that do not hold one whole message (not reassembled).";
 }
 
+/// The hold's histogram: bucket `i` counts holds under `2^i` µs (the last,
+/// 8192 µs or more). Names in [`HOLD_BUCKET_NAMES`].
+pub const HOLD_BUCKETS: usize = 15;
+pub const HOLD_BUCKET_NAMES: [&str; HOLD_BUCKETS] = [
+    "hold_lt_1us",
+    "hold_lt_2us",
+    "hold_lt_4us",
+    "hold_lt_8us",
+    "hold_lt_16us",
+    "hold_lt_32us",
+    "hold_lt_64us",
+    "hold_lt_128us",
+    "hold_lt_256us",
+    "hold_lt_512us",
+    "hold_lt_1024us",
+    "hold_lt_2048us",
+    "hold_lt_4096us",
+    "hold_lt_8192us",
+    "hold_ge_8192us",
+];
+
 /// The counters of one worker.
 #[derive(Debug)]
 pub struct DnsCounters {
     pub counts: [Counter; DnsCount::COUNT],
     /// Per parser error ([`DnsError::ALL`] order).
     pub errors: [Counter; DnsError::ALL.len()],
+    /// The hold of each answer that taught the learned table (new or
+    /// refreshed entries): from the worker's timestamp of the round of
+    /// bursts that brought the answer to the last learned entry published
+    /// (visible to every worker; the answer is transmitted after). Only
+    /// with a clock set ([`crate::engine::Engine::set_dns_clock`]).
+    pub hold: [Counter; HOLD_BUCKETS],
+    /// The longest hold seen (ns, a gauge).
+    pub hold_max_ns: Counter,
 }
 
 impl Default for DnsCounters {
@@ -49,6 +78,8 @@ impl Default for DnsCounters {
         DnsCounters {
             counts: std::array::from_fn(|_| Counter::default()),
             errors: std::array::from_fn(|_| Counter::default()),
+            hold: std::array::from_fn(|_| Counter::default()),
+            hold_max_ns: Counter::default(),
         }
     }
 }
@@ -74,14 +105,27 @@ impl DnsCounters {
         }
     }
 
+    /// Records one answer's hold of `ns`.
+    pub fn hold(&self, ns: u64) {
+        let us = ns / 1000;
+        let i = (u64::BITS - us.leading_zeros()) as usize;
+        self.hold[i.min(HOLD_BUCKETS - 1)].add(1);
+        if ns > self.hold_max_ns.get() {
+            self.hold_max_ns.set(ns);
+        }
+    }
+
     pub fn get(&self, c: DnsCount) -> u64 {
         self.counts[c as usize].get()
     }
 
-    /// Every counter with its name, errors last.
+    /// Every counter with its name: counts, parser errors, then the hold's
+    /// histogram and maximum.
     pub fn read(&self) -> Vec<(&'static str, u64)> {
         let mut v: Vec<_> = DnsCount::ALL.iter().map(|&c| (c.name(), self.get(c))).collect();
         v.extend(DnsError::ALL.iter().zip(&self.errors).map(|(e, c)| (e.name(), c.get())));
+        v.extend(HOLD_BUCKET_NAMES.iter().zip(&self.hold).map(|(&n, c)| (n, c.get())));
+        v.push(("hold_max_ns", self.hold_max_ns.get()));
         v
     }
 }

@@ -50,13 +50,20 @@ struct Query {
 pub(crate) struct DnsState {
     queries: Box<[Query]>,
     rec: Box<DnsRecord>,
+    /// The worker's clock (Unix ns, the time base of `now`), to measure
+    /// each learning answer's hold; none in tests and benches.
+    clock: Option<DnsClock>,
 }
+
+/// A clock in Unix ns on the time base of the `now` the engine is given.
+pub type DnsClock = Box<dyn Fn() -> u64 + Send>;
 
 impl Default for DnsState {
     fn default() -> Self {
         DnsState {
             queries: vec![Query::default(); QUERY_SLOTS].into_boxed_slice(),
             rec: Box::new(DnsRecord::default()),
+            clock: None,
         }
     }
 }
@@ -103,6 +110,14 @@ fn message_bytes<'a>(frame: &'a [u8], info: &FrameInfo, c: &DnsCounters) -> Opti
 }
 
 impl Engine {
+    /// Sets the clock the hold of each learning answer is measured with
+    /// (`DnsCounters::hold`): read once per answer that learned, after its
+    /// entries are published, against the `now` its frame was processed
+    /// with (the worker's timestamp of the round of bursts).
+    pub fn set_dns_clock(&mut self, clock: DnsClock) {
+        self.dns.clock = Some(clock);
+    }
+
     /// Whether a forwarded frame's flow has port 53 at its remote end (the
     /// look ahead's key: `outside_port` is the remote port either way).
     #[inline(always)]
@@ -245,6 +260,13 @@ impl Engine {
                         Learn::Refreshed => c.add(DnsCount::Refreshed),
                         Learn::Full => c.add(DnsCount::LearnFull),
                     }
+                }
+            }
+            // Every entry is published (release stores) by now: the hold
+            // ends here, and the frame is transmitted after.
+            if n_ids > 0 && rec.n_answers > 0 {
+                if let Some(clock) = &self.dns.clock {
+                    c.hold(clock().saturating_sub(now));
                 }
             }
         }

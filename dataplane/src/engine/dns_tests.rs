@@ -168,6 +168,30 @@ fn a_trusted_answer_allows_the_first_connection_until_its_ttl_ends() {
 }
 
 #[test]
+fn the_hold_of_each_learning_answer_is_measured() {
+    use crate::dns::counters::HOLD_BUCKET_NAMES;
+    let mut g = Gw::new();
+    // the clock reads 3 µs after the round's `now` the answer came with
+    g.engine.set_dns_clock(Box::new(|| NOW + 3_500));
+    let q = query(id_of(A), "api.example.test");
+    g.udp(Side::Inside, "10.1.0.1", "10.2.0.53", 40000, &q, NOW);
+    g.udp(Side::Outside, "10.1.0.1", "10.2.0.53", 40000, A, NOW);
+    // an answer that learns nothing (unsolicited) has no hold
+    g.udp(Side::Outside, "10.1.0.1", "10.2.0.53", 40000, A, NOW);
+    let d = &g.engine.stats.dns;
+    let held: Vec<(&str, u64)> =
+        HOLD_BUCKET_NAMES.iter().zip(&d.hold).map(|(&n, c)| (n, c.get())).filter(|(_, v)| *v > 0).collect();
+    assert_eq!(held, [("hold_lt_4us", 1)]);
+    assert_eq!(d.hold_max_ns.get(), 3_500);
+    // the bucket edges
+    d.hold(999);
+    d.hold(1_000);
+    d.hold(20_000_000);
+    assert_eq!((d.hold[0].get(), d.hold[1].get(), d.hold[14].get()), (1, 1, 1));
+    assert_eq!(d.hold_max_ns.get(), 20_000_000);
+}
+
+#[test]
 fn ipv6_with_a_vlan_and_cname_chains_are_read() {
     let mut g = Gw::new();
     let q = query(id_of(AAAA), "v6.example.test");
