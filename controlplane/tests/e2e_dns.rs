@@ -117,6 +117,11 @@ impl Drop for DnsTopology {
 }
 
 fn gateway_config(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    gateway_config_with(dir, "")
+}
+
+/// The gateway's configuration; `dnslog_extra`: more `[dnslog]` settings.
+fn gateway_config_with(dir: &Path, dnslog_extra: &str) -> (PathBuf, PathBuf, PathBuf) {
     // Two workers: a lookup's flow and the connection after it are hashed
     // independently, so the answer is often learned by one worker and the
     // connection decided by the other.
@@ -127,7 +132,7 @@ fn gateway_config(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let (flowlog, dnslog) = (dir.join("flows.jsonl"), dir.join("dns.jsonl"));
     let mut text = String::from_utf8(out.stdout).unwrap();
     text += &format!(
-        "[policy]\nfile = \"{}\"\n[flowlog]\nfile = \"{}\"\n[dnslog]\nfile = \"{}\"\n[flows]\ncapacity = 4096\n\
+        "[policy]\nfile = \"{}\"\n[flowlog]\nfile = \"{}\"\n[dnslog]\nfile = \"{}\"\n{dnslog_extra}[flows]\ncapacity = 4096\n\
          [control]\nsocket = \"{}\"\nreadonly_socket = \"\"\nstate_dir = \"{}\"\n",
         policy.display(),
         flowlog.display(),
@@ -412,5 +417,88 @@ fn connections_by_name_follow_trusted_answers_and_nothing_else() {
     assert!(dns_count(&counters, "fqdn_learned") >= 1, "{}", counters["dns"]);
     assert_eq!(dns_count(&counters, "fqdn_table_full"), 0);
     hold_report(&counters);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// DNS over TCP (`dig +tcp`) through the gateway: the answer is logged
+/// (transport tcp) and learned (the address is then allowed by name, with
+/// nothing else having taught it). Then the DNS log aggregated per interval
+/// (`[dnslog] aggregate_s = 1`): lookups of api over UDP and TCP and of
+/// other make one record per name (and rcode) per interval, with their
+/// count and latency.
+#[test]
+fn dns_over_tcp_is_read_and_the_log_aggregates_per_interval() {
+    require(&["ip", "ethtool", "curl", "dnsmasq", "dig", "ss", "/usr/bin/python3"]);
+    let dir = scratch("e2e-dns-tcp");
+    let _topo = DnsTopology::up();
+    let (cfg, _flowlog, dnslog) = gateway_config_with(&dir, "aggregate_s = 1\n");
+    let web = dir.join("www");
+    std::fs::create_dir_all(&web).unwrap();
+    std::fs::write(web.join("index.txt"), "hello\n").unwrap();
+    let _http = spawn_ns(
+        NET_NS,
+        &["python3", "-m", "http.server", "8080", "--bind", "0.0.0.0", "--directory", web.to_str().unwrap()],
+    );
+    wait_listening("tcp", "0.0.0.0", 8080);
+    let _dns = dnsmasq(&dir);
+    wait_listening("tcp", DNS_IP, 53);
+    let gw = Gatewayd::start(Some(GW_NS), &cfg, &[]);
+
+    // Nothing learned yet: X by address is refused.
+    let out = curl(&format!("http://{X}:8080/index.txt"));
+    assert!(!out.status.success(), "{X} is not allowed before a lookup: {out:?}");
+    // One lookup over TCP teaches it.
+    let out = in_ns(CLIENT_NS, &format!("dig +tcp +short +tries=1 +time=2 @{DNS_IP} api.example.test A"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(X), "dig +tcp: {out:?}");
+    let out = curl(&format!("http://{X}:8080/index.txt"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "learned from the TCP answer: {out:?}\n{}", gw.output());
+    // Logged, as TCP (the API's stream has every event; the file aggregates).
+    let out = gwctl(&dir, &["observe", "--dns", "--last", "50", "-o", "json"]);
+    let tcp = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["query"] == "api.example.test" && e["transport"] == "tcp")
+        .unwrap_or_else(|| panic!("a TCP DNS event for api: {out:?}"));
+    assert_eq!(tcp["answers"][0]["ip"], X, "{tcp}");
+    assert_eq!(tcp["learned"], 1, "{tcp}");
+    assert!(tcp["latency_ms"].as_f64().is_some(), "the TCP query was matched: {tcp}");
+
+    // More lookups in the same second or the next: aggregated records.
+    for _ in 0..4 {
+        let out = in_ns(CLIENT_NS, &format!("dig +short +tries=1 +time=2 @{DNS_IP} api.example.test A"));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(X), "{out:?}");
+    }
+    for _ in 0..3 {
+        let _ = in_ns(CLIENT_NS, &format!("dig +short +tries=1 +time=2 @{DNS_IP} other.example.test A"));
+    }
+    let _ = in_ns(CLIENT_NS, &format!("dig +short +tries=1 +time=2 @{DNS_IP} missing.example.test A"));
+    let sum = |v: &[serde_json::Value], q: &str, rcode: &str| -> u64 {
+        v.iter()
+            .filter(|r| r["event"] == "dns_aggregate" && r["qname"] == q && r["qtype"] == "A" && r["rcode"] == rcode)
+            .map(|r| r["count"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    let recs = wait_for(&dnslog, "aggregated records of api (5), other (3), missing (1)", |v| {
+        sum(v, "api.example.test", "NOERROR") >= 5
+            && sum(v, "other.example.test", "NOERROR") >= 3
+            && sum(v, "missing.example.test", "NXDOMAIN") >= 1
+    });
+    assert!(recs.iter().all(|r| r["event"] == "dns_aggregate"), "the file holds aggregated records only: {recs:#?}");
+    let api: Vec<&serde_json::Value> = recs.iter().filter(|r| r["qname"] == "api.example.test").collect();
+    // fewer records than lookups: they were aggregated
+    assert!(api.len() < 5, "5 lookups of api in 1-s intervals: {api:#?}");
+    for r in &api {
+        assert_eq!(r["pu"], "client", "{r}");
+        assert_eq!(r["servers"][0]["ip"], DNS_IP, "{r}");
+        assert_eq!(r["rrsets"]["answers"][0], X, "{r}");
+        assert_eq!(r["flush"], "interval", "{r}");
+        let (n, mean, max) = (r["latency_count"].as_u64(), r["latency_mean_ms"].as_f64(), r["latency_max_ms"].as_f64());
+        assert!(n.is_some_and(|n| n >= 1) && mean.is_some_and(|m| m > 0.0), "{r}");
+        assert!(max >= mean, "{r}");
+    }
+    let (out, counters) = gw.stop();
+    assert!(out.contains("DNS log aggregation:") && out.contains("0 early flushes"), "{out}");
+    assert_eq!(dns_count(&counters, "dns_tcp_incomplete"), 0, "{}", counters["dns"]);
+    assert!(dns_count(&counters, "fqdn_learned") >= 1, "{}", counters["dns"]);
     let _ = std::fs::remove_dir_all(&dir);
 }

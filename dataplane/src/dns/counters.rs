@@ -33,7 +33,8 @@ dns_counts! {
     Refreshed => "fqdn_refreshed", "Addresses learned again before they expired.";
     LearnFull => "fqdn_table_full", "Addresses not learned: their slots in the learned table were all live.";
     QueryOverwritten => "query_overwritten", "Queries forgotten before their response (the query table slot was reused).";
-    TcpIncomplete => "dns_tcp_incomplete", "DNS over TCP segments that do not hold one whole message (not reassembled).";
+    TcpIncomplete => "dns_tcp_incomplete", "DNS over TCP responses that start a segment but do not fit it (split over several segments: not reassembled, not read).";
+    TcpNotStart => "dns_tcp_not_message_start", "DNS over TCP segments from a server that do not start the response to a query seen on the connection (a split message's continuation, or unasked): not read.";
 }
 
 /// The hold's histogram: bucket `i` counts holds under `2^i` µs (the last,

@@ -42,6 +42,9 @@ struct Query {
     client_port: u16,
     server_port: u16,
     id: u16,
+    /// Over TCP: the query segment's acknowledgement number, i.e. the
+    /// sequence number the server's response starts at.
+    tcp: Option<u32>,
 }
 
 /// One worker's DNS state: the queries seen going out, and the event record
@@ -157,8 +160,25 @@ impl Engine {
         if q.time != 0 && now.saturating_sub(q.time) < QUERY_MAX_AGE_NS {
             c.add(DnsCount::QueryOverwritten);
         }
-        *q = Query { time: now.max(1), client, server, client_port: info.src_port, server_port: info.dst_port, id };
+        let tcp = (info.l4 == L4Kind::Tcp).then_some(info.ack);
+        *q =
+            Query { time: now.max(1), client, server, client_port: info.src_port, server_port: info.dst_port, id, tcp };
         c.add(DnsCount::Queries);
+    }
+
+    /// Whether a TCP segment from a server starts the response to a query
+    /// seen on its connection: the query's id (read past the 2-byte length)
+    /// and the segment's sequence number where the query's acknowledgement
+    /// said the server's next byte is. A segment continuing a message split
+    /// over several (or anything unasked) is not, and is never read as one.
+    fn dns_tcp_starts_response(&self, client: u128, server: u128, info: &FrameInfo, payload: &[u8]) -> bool {
+        let Some(&[i0, i1]) = payload.get(2..4) else { return false };
+        let id = u16::from_be_bytes([i0, i1]);
+        let q = &self.dns.queries[slot(client, info.dst_port, id)];
+        q.time != 0
+            && (q.client, q.server, q.client_port, q.server_port, q.id)
+                == (client, server, info.dst_port, info.src_port, id)
+            && q.tcp == Some(info.seq)
     }
 
     /// The query this response answers, if it was seen (and forgets it).
@@ -192,6 +212,17 @@ impl Engine {
             self.stats.dns.add(DnsCount::NotLocal);
             return;
         };
+        if info.l4 == L4Kind::Tcp {
+            let off = usize::from(info.payload_offset);
+            let payload = frame.get(off..off + usize::from(info.payload_len)).unwrap_or(&[]);
+            if payload.is_empty() {
+                return;
+            }
+            if !self.dns_tcp_starts_response(client, server, info, payload) {
+                self.stats.dns.add(DnsCount::TcpNotStart);
+                return;
+            }
+        }
         let Some(bytes) = message_bytes(frame, info, &self.stats.dns) else { return };
         // One walk of the message validates it and fills the event as it
         // goes; nothing is learned (nor logged) unless the whole message
