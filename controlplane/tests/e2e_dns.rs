@@ -30,11 +30,15 @@ const DNS_IP: &str = "198.19.0.53";
 const X: &str = "198.19.0.10";
 const Y: &str = "198.19.0.11";
 const UNTRUSTED_IP: &str = "198.19.0.66";
+/// The IPv6 case's addresses (`DnsTopology::up_v6`).
+const CLIENT_V6: &str = "fd00:19::1";
+const DNS_V6: &str = "fd00:19::53";
+const X6: &str = "fd00:19::10";
 
 const POLICY: &str = r#"
 revision: e2e-dns-1
 processing_units:
-  - {name: client, tags: [app=client], addresses: [198.19.0.1], identity: 1}
+  - {name: client, tags: [app=client], addresses: [198.19.0.1, "fd00:19::1"], identity: 1}
 rulesets:
   - name: client
     subject: app == client
@@ -42,11 +46,11 @@ rulesets:
       - {name: dns, action: allow, object: ext == dns, protocols: [udp, tcp], ports: [53]}
       - {name: api, action: allow, object: ext == api, protocols: [tcp], ports: [8080]}
 external_networks:
-  - {name: dns, tags: [ext=dns], cidrs: [198.19.0.53/32, 198.19.0.66/32]}
-  - {name: api, tags: [ext=api], fqdns: [api.example.test]}
+  - {name: dns, tags: [ext=dns], cidrs: [198.19.0.53/32, 198.19.0.66/32, "fd00:19::53/128"]}
+  - {name: api, tags: [ext=api], fqdns: [api.example.test, api6.example.test]}
 enforcer_profile:
   managed_tcp_networks: []
-  dns_servers: [198.19.0.53/32]
+  dns_servers: [198.19.0.53/32, "fd00:19::53/128"]
   fqdn_min_ttl: 1
   fqdn_max_ttl: 3600
 "#;
@@ -62,6 +66,16 @@ fn sh(script: &str) {
 
 impl DnsTopology {
     fn up() -> DnsTopology {
+        DnsTopology::up_with(false)
+    }
+
+    /// With IPv6 on the client and network sides too (`CLIENT_V6`, `DNS_V6`,
+    /// `X6`), no duplicate address detection.
+    fn up_v6() -> DnsTopology {
+        DnsTopology::up_with(true)
+    }
+
+    fn up_with(v6: bool) -> DnsTopology {
         DnsTopology::down();
         for ns in [CLIENT_NS, GW_NS, NET_NS] {
             sh(&format!("ip netns add {ns}"));
@@ -84,13 +98,19 @@ impl DnsTopology {
             no_offloads(GW_NS, dev);
         }
         for ns in [CLIENT_NS, NET_NS] {
-            sh(&format!("ip netns exec {ns} sysctl -qw net.ipv6.conf.all.disable_ipv6=1"));
+            sh(&format!("ip netns exec {ns} sysctl -qw net.ipv6.conf.all.disable_ipv6={}", u8::from(!v6)));
             sh(&format!("ip -n {ns} link set eth0 up && ip -n {ns} link set lo up"));
             no_offloads(ns, "eth0");
         }
         sh(&format!("ip -n {CLIENT_NS} addr add {CLIENT_IP}/24 dev eth0"));
         for a in [DNS_IP, X, Y, UNTRUSTED_IP] {
             sh(&format!("ip -n {NET_NS} addr add {a}/24 dev eth0"));
+        }
+        if v6 {
+            sh(&format!("ip -n {CLIENT_NS} addr add {CLIENT_V6}/64 dev eth0 nodad"));
+            for a in [DNS_V6, X6] {
+                sh(&format!("ip -n {NET_NS} addr add {a}/64 dev eth0 nodad"));
+            }
         }
         std::fs::create_dir_all(format!("/etc/netns/{CLIENT_NS}")).unwrap();
         std::fs::write(
@@ -147,13 +167,18 @@ fn gateway_config_with(dir: &Path, dnslog_extra: &str) -> (PathBuf, PathBuf, Pat
 
 /// dnsmasq on 198.19.0.53, authoritative for example.test, TTL 2 s, no cache.
 fn dnsmasq(dir: &Path) -> Proc {
+    dnsmasq_with(dir, "")
+}
+
+/// `dnsmasq`, with more configuration lines.
+fn dnsmasq_with(dir: &Path, extra: &str) -> Proc {
     let conf = dir.join("dnsmasq.conf");
     std::fs::write(
         &conf,
         format!(
             "port=53\nlisten-address={DNS_IP}\nbind-interfaces\nno-resolv\nno-hosts\nlocal=/example.test/\n\
              host-record=api.example.test,{X}\nhost-record=other.example.test,{Y}\nlocal-ttl=2\nauth-ttl=2\n\
-             cache-size=0\nkeep-in-foreground\n"
+             cache-size=0\nkeep-in-foreground\n{extra}"
         ),
     )
     .unwrap();
@@ -500,5 +525,50 @@ fn dns_over_tcp_is_read_and_the_log_aggregates_per_interval() {
     assert!(out.contains("DNS log aggregation:") && out.contains("0 early flushes"), "{out}");
     assert_eq!(dns_count(&counters, "dns_tcp_incomplete"), 0, "{}", counters["dns"]);
     assert!(dns_count(&counters, "fqdn_learned") >= 1, "{}", counters["dns"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// AAAA over IPv6 transport end to end: the client asks dnsmasq at its IPv6
+/// address for api6.example.test's AAAA record; the answer is logged and
+/// learned, and the client's connection to the IPv6 address is then allowed
+/// by name (refused before the lookup).
+#[test]
+fn aaaa_over_ipv6_is_logged_and_learned() {
+    require(&["ip", "ethtool", "curl", "dnsmasq", "dig", "ss", "/usr/bin/python3"]);
+    let dir = scratch("e2e-dns-v6");
+    let _topo = DnsTopology::up_v6();
+    let (cfg, _flowlog, dnslog) = gateway_config(&dir);
+    let web = dir.join("www");
+    std::fs::create_dir_all(&web).unwrap();
+    std::fs::write(web.join("index.txt"), "hello\n").unwrap();
+    let _http = spawn_ns(
+        NET_NS,
+        &["python3", "-m", "http.server", "8080", "--bind", "::", "--directory", web.to_str().unwrap()],
+    );
+    // ss writes a dual-stack socket "*:8080" or "[::]:8080"
+    wait_listening("tcp", "", 8080);
+    let _dns = dnsmasq_with(&dir, &format!("listen-address={DNS_V6}\nhost-record=api6.example.test,{X6}\n"));
+    wait_listening("udp", &format!("[{DNS_V6}]"), 53);
+    let gw = Gatewayd::start(Some(GW_NS), &cfg, &[]);
+
+    let url = format!("http://[{X6}]:8080/index.txt");
+    let out = curl(&url);
+    assert!(!out.status.success(), "{X6} is not allowed before a lookup: {out:?}");
+    let out = in_ns(CLIENT_NS, &format!("dig -6 +short +tries=1 +time=2 @{DNS_V6} api6.example.test AAAA"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(X6), "dig AAAA over IPv6: {out:?}");
+    let out = curl(&url);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "learned from the AAAA answer: {out:?}\n{}", gw.output());
+    let log = wait_for(&dnslog, "the AAAA event", |v| v.iter().any(|e| e["query"] == "api6.example.test"));
+    let e = log.iter().find(|e| e["query"] == "api6.example.test").unwrap();
+    assert_eq!((&e["qtype"], &e["rcode"], &e["pu"]), (&"AAAA".into(), &"NOERROR".into(), &"client".into()), "{e}");
+    assert_eq!((&e["server"]["ip"], &e["client"]["ip"]), (&DNS_V6.into(), &CLIENT_V6.into()), "{e}");
+    assert_eq!((&e["answers"][0]["ip"], &e["learned"]), (&X6.into(), &1.into()), "{e}");
+    assert!(e["latency_ms"].as_f64().is_some(), "{e}");
+    let out = gwctl(&dir, &["get", "fqdn", "-o", "json"]);
+    let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = t["entries"].as_array().unwrap();
+    assert!(entries.iter().any(|e| e["address"] == X6 && e["pattern"] == "api6.example.test"), "{t:#}");
+    let (_, counters) = gw.stop();
+    assert_eq!(dns_count(&counters, "malformed"), 0, "{}", counters["dns"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
