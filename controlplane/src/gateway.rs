@@ -368,6 +368,8 @@ impl Gateway {
         for w in &self.workers {
             for (i, (n, v)) in w.stats.dns.read().into_iter().enumerate() {
                 match sum.get_mut(i) {
+                    // a maximum over the workers, not a sum
+                    Some(s) if n == "hold_max_ns" => s.1 = s.1.max(v),
                     Some(s) => s.1 += v,
                     None => sum.push((n, v)),
                 }
