@@ -45,6 +45,19 @@ pub trait PacketBuf {
     fn is_empty(&self) -> bool {
         self.data().is_empty()
     }
+
+    /// Makes the frame `bytes` (grown or trimmed at the end to their length,
+    /// then overwritten). Fails, changing nothing, if there is no room.
+    fn replace(&mut self, bytes: &[u8]) -> Result<(), NoRoom> {
+        let (n, len) = (bytes.len(), self.len());
+        if n <= len {
+            self.trim(len - n)?;
+        } else {
+            self.append(n - len)?;
+        }
+        self.data_mut().copy_from_slice(bytes);
+        Ok(())
+    }
 }
 
 /// A [`PacketBuf`] in ordinary memory: `[headroom | data | tailroom]`.
@@ -95,16 +108,22 @@ impl fmt::Debug for VecBuf {
     }
 }
 
+// Inlined as the mbuf's are (`worker/io.rs`): the in-process benches then
+// measure the engine as gatewayd runs it, not a call per access.
 impl PacketBuf for VecBuf {
+    #[inline]
     fn data(&self) -> &[u8] {
         &self.mem[self.start..self.end]
     }
+    #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         &mut self.mem[self.start..self.end]
     }
+    #[inline]
     fn headroom(&self) -> usize {
         self.start
     }
+    #[inline]
     fn tailroom(&self) -> usize {
         self.mem.len() - self.end
     }

@@ -9,14 +9,14 @@
 //! rules decide, as they would have at the SYN.
 
 use super::segment::{self, Made, Seg};
-use super::{Engine, L4Flow, SHIFT};
+use super::{Engine, L4Flow, L4Seg, SHIFT};
 use crate::buf::PacketBuf;
 use crate::engine::context::Ctx;
 use crate::engine::reasons::{drop_of_reason, note_of_allow};
 use crate::engine::reply_limit::Trust;
 use crate::engine::rst::RstSpec;
 use crate::engine::Action;
-use crate::identity::l4::{context, looks_like_record, make_record, Binding};
+use crate::identity::l4::{context, is_split_record, looks_like_record, make_record, Binding};
 use crate::identity::mac::Flow;
 use crate::identity::PeerId;
 use crate::policy::{Decision, Direction, Remote};
@@ -56,20 +56,16 @@ impl Engine {
     }
 
     /// A segment of the client while the exchange is pending.
-    pub(super) fn l4_server_from_client<B: PacketBuf>(
-        &mut self,
-        c: &Ctx<'_>,
-        buf: &mut B,
-        seg: &Seg,
-        f: &L4Flow,
-    ) -> Action {
-        if c.info.seq != f.isn_c.wrapping_add(1) {
-            return self.drop(c.side, DropReason::L4RecordMissing);
+    pub(super) fn l4_server_from_client<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, s: L4Seg<'_>) -> Action {
+        let L4Seg { seg, f } = s;
+        let at = super::seq_diff(c.info.seq, f.isn_c.wrapping_add(1));
+        if at != 0 || is_split_record(seg.payload(buf.data())) {
+            return self.l4_record_not_whole(c, at, f);
         }
         if !looks_like_record(seg.payload(buf.data())) {
             return self.l4_server_without_record(c, buf, f);
         }
-        let v = match self.l4_verify(c, buf.data(), seg, f) {
+        let v = match self.l4_verify(c, buf.data(), s) {
             Ok(v) => v,
             Err(a) => return a,
         };
@@ -87,7 +83,7 @@ impl Engine {
             self.emit(c.side, &rec);
             self.l4_send_server_record(c, buf.data(), f, (v.peer, key_bytes));
             let done = L4Flow { done: true, why: key_bytes, ..*f };
-            return self.l4_strip_and_forward(c, buf, seg, &done);
+            return self.l4_strip_and_forward(c, buf, L4Seg { seg, f: &done });
         }
         self.l4_server_refuse(c, buf, rec, drop_of_reason(d.reason), f, Trust::Verified)
     }
@@ -190,8 +186,11 @@ impl Engine {
     pub(super) fn l4_watching<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, f: &L4Flow) -> Action {
         let i = c.info;
         let t = *self.table.timeouts();
-        if c.side == Side::Outside && i.seq == f.isn_c.wrapping_add(1) && i.payload_len as usize >= super::RECORD {
+        if c.side == Side::Outside && i.seq == f.isn_c.wrapping_add(1) && i.payload_len > 0 {
             if let Some(seg) = Seg::of(buf.data(), i) {
+                if is_split_record(seg.payload(buf.data())) {
+                    return self.drop_told(c.side, c.flow(f.initiator), DropReason::L4RecordSplit, None);
+                }
                 if looks_like_record(seg.payload(buf.data())) {
                     let b =
                         Binding { flow: super::flow_of(c), own_isn: f.isn_c, peer_isn: f.isn_s, ctx: context::CLIENT };
@@ -207,7 +206,7 @@ impl Engine {
                             self.note(c.side, Note::L4RecordVerified);
                             self.l4_send_server_record(c, buf.data(), f, (v.peer, key_bytes));
                             let done = L4Flow { done: true, why: key_bytes, ..*f };
-                            return self.l4_strip_and_forward(c, buf, &seg, &done);
+                            return self.l4_strip_and_forward(c, buf, L4Seg { seg: &seg, f: &done });
                         }
                     }
                 }
