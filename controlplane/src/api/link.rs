@@ -482,6 +482,7 @@ pub fn stats_of(s: &Snapshot) -> pb::GetStatsResponse {
             flows_evicted: w.flows_evicted,
             replay_remembered: w.replay_remembered,
             replay_overwritten: w.replay_overwritten,
+            on_cpu_ns: w.on_cpu_ns,
             event_queue_drops: w.from_inside.noted(Note::EventsLost) + w.from_outside.noted(Note::EventsLost),
             from_inside: Some(dir(&w.from_inside, &mut totals)),
             from_outside: Some(dir(&w.from_outside, &mut totals)),
