@@ -76,20 +76,11 @@ fn identity_by_tags(p: &PolicySnapshot, tags: &str) -> Result<u32, Status> {
 pub fn explain(cfg: &EngineConfig, req: &pb::ExplainRequest) -> Result<pb::ExplainResponse, Status> {
     use pb::explain_request::Remote as R;
     let p = &cfg.policy;
-    let dir = match flownames::check_direction(&req.direction)
-        .map_err(|e| Status::invalid_argument(format!("direction: {e}")))?
-    {
-        "incoming" => Direction::Incoming,
-        _ => Direction::Outgoing,
-    };
-    let proto: u8 = match &*flownames::check_protocol(&req.protocol)
-        .map_err(|e| Status::invalid_argument(format!("protocol: {e}")))?
-    {
-        "tcp" => 6,
-        "udp" => 17,
-        "icmp" => 1,
-        n => n.parse().unwrap_or(0),
-    };
+    let dir =
+        flownames::check_direction(&req.direction).map_err(|e| Status::invalid_argument(format!("direction: {e}")))?;
+    // `icmp` is ICMP and ICMPv6 alike to the policy: the first (1) decides as both would.
+    let proto: u8 =
+        flownames::check_protocol(&req.protocol).map_err(|e| Status::invalid_argument(format!("protocol: {e}")))?[0];
     let port = u16::try_from(req.port)
         .map_err(|_| Status::invalid_argument(format!("port: {} is not a port (0-65535)", req.port)))?;
     let (pu, pu_addr) = find_pu(p, &req.pu)?;

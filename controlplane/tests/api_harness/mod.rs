@@ -182,7 +182,8 @@ pub fn flow(
             tags: vec!["role=db".into()],
             kind: pb::EndpointKind::ProcessingUnit as i32,
         }),
-        protocol: "tcp".into(),
+        protocol: pb::Protocol::Tcp as i32,
+        direction: pb::TrafficDirection::Incoming as i32,
         verdict: verdict as i32,
         reason: reason.into(),
         policy: Some(pb::PolicyRef {
