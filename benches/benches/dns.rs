@@ -8,7 +8,11 @@
 //! query before it and the learned-table write (a refresh after the first).
 //! No allocation in the engine.
 //!
-//! Run: `cargo bench -p gw-benches --bench dns`
+//! After criterion's estimates, the engine cases print on-CPU ns per
+//! iteration (`gw_benches::cpu_report`), the figures that survive a shared
+//! machine.
+//!
+//! Run: `cargo bench -p gw-benches --bench dns [-- dns/engine]`
 
 use std::hint::black_box;
 
@@ -140,6 +144,29 @@ fn engine_bench(c: &mut Criterion) {
         })
     });
     g.finish();
+    // On-CPU ns per iteration (time descheduled on a shared machine not
+    // counted): the figures to compare across builds. A response's own cost
+    // is query_response_learn − query_only.
+    gw_benches::cpu_report("dns/engine/query_response_learn", || {
+        n += 1;
+        let t = now + n * 10;
+        black_box(pass(&mut engine, &q, t));
+        black_box(pass(&mut engine, &r, t + 1));
+        if n.is_multiple_of(32) {
+            engine.publish_events();
+        }
+    });
+    gw_benches::cpu_report("dns/engine/query_only", || {
+        n += 1;
+        black_box(pass(&mut engine, &q, now + n * 10));
+    });
+    gw_benches::cpu_report("dns/engine/response_unsolicited", || {
+        n += 1;
+        black_box(pass(&mut engine, &r, now + n * 10));
+        if n.is_multiple_of(32) {
+            engine.publish_events();
+        }
+    });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = drainer.join();
     // what the cases did (a filtered run may skip some)

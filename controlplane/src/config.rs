@@ -65,6 +65,19 @@ pub struct GatewayConfig {
 pub struct DnslogConfig {
     /// DNS events are appended here, one JSON object per line.
     pub file: std::path::PathBuf,
+    /// 0 (default): a line per DNS response. N > 0: one record per (PU,
+    /// query name, type, class, rcode, server) per N seconds, with the count
+    /// and the latency's count, mean and maximum (`crate::dnsagg`).
+    #[serde(default)]
+    pub aggregate_s: u64,
+    /// Aggregated records open at once, at most; a new key past it flushes
+    /// the interval early (counted, marked `"flush": "table_full"`).
+    #[serde(default = "default_aggregate_max_keys")]
+    pub aggregate_max_keys: usize,
+}
+
+fn default_aggregate_max_keys() -> usize {
+    crate::dnsagg::DEFAULT_MAX_KEYS
 }
 
 /// Addresses the gateway's learned FQDN table holds (shared by the workers,
@@ -514,6 +527,20 @@ impl GatewayConfig {
         if self.dnslog.is_some() && self.policy.is_none() && self.control.is_none() {
             errs.push(ConfigProblem::setting("dnslog.file", "DNS events need a policy: add [policy] file = \"...\""));
         }
+        if let Some(d) = &self.dnslog {
+            if d.aggregate_s > 86_400 {
+                errs.push(ConfigProblem::setting(
+                    "dnslog.aggregate_s",
+                    format!("{} is not in 0..=86400 (0: a line per response)", d.aggregate_s),
+                ));
+            }
+            if !(1..=1_000_000).contains(&d.aggregate_max_keys) {
+                errs.push(ConfigProblem::setting(
+                    "dnslog.aggregate_max_keys",
+                    format!("{} is not in 1..=1000000", d.aggregate_max_keys),
+                ));
+            }
+        }
         if self.flowlog.is_some() && self.policy.is_none() && self.control.is_none() {
             errs.push(ConfigProblem::setting("flowlog.file", "flow events need a policy: add [policy] file = \"...\""));
         }
@@ -600,6 +627,19 @@ lcore = 2
         assert_eq!(fields, ["flows.capacity", "flowlog.file"], "{e}");
         let e = GatewayConfig::parse(&(GOOD.to_owned() + "[policy]\nfil = \"x\"\n"), "t").unwrap_err();
         assert!(e.to_string().contains("fil"), "{e}");
+    }
+
+    #[test]
+    fn dnslog_aggregation_defaults_off_and_bad_bounds_are_named() {
+        let with = |extra: &str| GOOD.to_owned() + "[policy]\nfile = \"/p.yaml\"\n[dnslog]\nfile = \"/d\"\n" + extra;
+        let c = GatewayConfig::parse(&with(""), "t").unwrap();
+        let d = c.dnslog.unwrap();
+        assert_eq!((d.aggregate_s, d.aggregate_max_keys), (0, crate::dnsagg::DEFAULT_MAX_KEYS));
+        let d = GatewayConfig::parse(&with("aggregate_s = 10\n"), "t").unwrap().dnslog.unwrap();
+        assert_eq!(d.aggregate_s, 10);
+        let e = GatewayConfig::parse(&with("aggregate_s = 86401\naggregate_max_keys = 0\n"), "t").unwrap_err();
+        let fields: Vec<&str> = e.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["dnslog.aggregate_s", "dnslog.aggregate_max_keys"], "{e}");
     }
 
     #[test]

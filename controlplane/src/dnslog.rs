@@ -70,6 +70,8 @@ pub struct DnsEvent {
     /// Addresses beyond what a record carries; answers for names not on the
     /// chain (not believed).
     pub more_answers: u8,
+    /// CNAMEs on the chain the worker's record had no room for.
+    pub more_cnames: u8,
     pub off_chain: u8,
     /// Addresses learned for FQDN external networks.
     pub learned: u8,
@@ -101,6 +103,7 @@ impl DnsEvent {
             cnames,
             answers: r.answers().iter().map(|a| (a.ip(), a.ttl)).collect(),
             more_answers: r.more_answers,
+            more_cnames: r.more_cnames,
             off_chain: r.off_chain,
             learned: r.learned,
             latency_ns: r.latency_ns,
@@ -126,6 +129,7 @@ impl DnsEvent {
             "cnames": self.cnames.iter().map(|(n, t)| json!({"name": n, "ttl": t})).collect::<Vec<_>>(),
             "answers": self.answers.iter().map(|(a, t)| json!({"ip": a.to_string(), "ttl": t})).collect::<Vec<_>>(),
             "more_answers": self.more_answers,
+            "more_cnames": self.more_cnames,
             "answers_off_chain": self.off_chain,
             "learned": self.learned,
             "latency_ms": self.latency_ns.map(|l| l as f64 / 1e6),

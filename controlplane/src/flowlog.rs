@@ -5,8 +5,8 @@
 //! [`Drain::poll`], resolves each record's numbers to names through the
 //! engine configuration of the record's generation ([`ConfigHistory`]) into a
 //! [`FlowEvent`], and hands it on: `gatewayd` writes JSON lines
-//! ([`write_json_lines`]); the gRPC `GetFlows` of issue 5 can consume the
-//! same iterator.
+//! ([`write_json_lines`]); the gRPC `GetFlows` stream takes the records
+//! unresolved ([`Drain::poll_records`], `crate::api::wire::FlowFeed`).
 
 use std::io::Write;
 use std::net::IpAddr;

@@ -110,42 +110,80 @@ fn rule_hits_on() -> bool {
     std::env::var("GATEWAYD_RULE_HITS").map_or(true, |v| v != "off")
 }
 
+/// Every worker on an lcore the EAL enabled, and none on the main lcore
+/// (the control thread's).
+fn check_lcores(cfg: &GatewayConfig, eal: &Eal) -> Result<(), StartError> {
+    let main = eal.main_lcore();
+    for (i, w) in cfg.workers.iter().enumerate() {
+        if w.lcore == main {
+            return Err(StartError::Config {
+                field: format!("workers[{i}].lcore"),
+                message: format!("{} is the EAL main lcore, which runs the control thread; pick another", w.lcore),
+            });
+        }
+        if !eal.lcore_enabled(w.lcore) {
+            return Err(StartError::Config {
+                field: format!("workers[{i}].lcore"),
+                message: format!(
+                    "{} is not enabled by the EAL arguments (-l/--lcores); enabled: {:?}",
+                    w.lcore,
+                    eal.worker_lcores()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The mbufs the gateway can hold at once, as a pool size (2^k − 1).
+fn mbufs_needed(cfg: &GatewayConfig, engine: bool) -> u32 {
+    // One queue per worker on each port.
+    let n = cfg.workers.len() as u32;
+    let desc = u32::from(cfg.ports.rx_desc) + u32::from(cfg.ports.tx_desc);
+    // Every descriptor of both ports may hold an mbuf, plus bursts and
+    // hand-off rings in flight and the per-lcore caches.
+    let needed = 2 * n * desc
+        + n * (4 * dpdk_bindings::burst::MAX_BURST as u32 + 2 * cfg.tuning.handoff_ring)
+        + 512 * (n + 1)
+        // datagrams held during UDP handshakes, and generated handshake frames
+        + if engine { n * (cfg.udp_handshake.hold_total + 64) } else { 0 };
+    needed.next_power_of_two() - 1
+}
+
+/// The hand-off rings between workers: `producers[from][to]` (none towards
+/// itself), and each worker's consumers.
+type HandoffRings = (Vec<Vec<Option<RingProducer>>>, Vec<Vec<RingConsumer>>);
+
+fn handoff_rings(cfg: &GatewayConfig) -> Result<HandoffRings, StartError> {
+    let n = cfg.workers.len();
+    let mut producers: Vec<Vec<Option<RingProducer>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    let mut consumers: Vec<Vec<RingConsumer>> = (0..n).map(|_| Vec::new()).collect();
+    if n > 1 {
+        for (from, row) in producers.iter_mut().enumerate() {
+            for (to, slot) in row.iter_mut().enumerate() {
+                if from == to {
+                    continue;
+                }
+                let (p, c) = mbuf_ring(&format!("gw_ho_{from}_{to}"), cfg.tuning.handoff_ring, -1)
+                    .map_err(dpdk(format!("creating hand-off ring {from}->{to}")))?;
+                *slot = Some(p);
+                consumers[to].push(c);
+            }
+        }
+    }
+    Ok((producers, consumers))
+}
+
 impl Gateway {
     /// Brings everything up and launches the workers. With `engine`, every
     /// frame goes through identity and policy; each worker gets a flow table
     /// of `cfg.flows.capacity` (allocated here) and a flow-event queue.
     pub fn start(cfg: &GatewayConfig, engine: Option<EngineConfig>) -> Result<Gateway, StartError> {
         let eal = Eal::init(cfg.eal.effective_args()).map_err(dpdk("EAL initialisation (check [eal] args)"))?;
-        let main = eal.main_lcore();
-        for (i, w) in cfg.workers.iter().enumerate() {
-            if w.lcore == main {
-                return Err(StartError::Config {
-                    field: format!("workers[{i}].lcore"),
-                    message: format!("{} is the EAL main lcore, which runs the control thread; pick another", w.lcore),
-                });
-            }
-            if !eal.lcore_enabled(w.lcore) {
-                return Err(StartError::Config {
-                    field: format!("workers[{i}].lcore"),
-                    message: format!(
-                        "{} is not enabled by the EAL arguments (-l/--lcores); enabled: {:?}",
-                        w.lcore,
-                        eal.worker_lcores()
-                    ),
-                });
-            }
-        }
+        check_lcores(cfg, &eal)?;
         let n = cfg.workers.len();
         let queues = n as u16;
-        let desc = u32::from(cfg.ports.rx_desc) + u32::from(cfg.ports.tx_desc);
-        // Every descriptor of both ports may hold an mbuf, plus bursts and
-        // hand-off rings in flight and the per-lcore caches.
-        let needed = 2 * u32::from(queues) * desc
-            + (n as u32) * (4 * dpdk_bindings::burst::MAX_BURST as u32 + 2 * cfg.tuning.handoff_ring)
-            + 512 * (n as u32 + 1)
-            // datagrams held during UDP handshakes, and generated handshake frames
-            + if engine.is_some() { (n as u32) * (cfg.udp_handshake.hold_total + 64) } else { 0 };
-        let count = if cfg.tuning.mbufs > 0 { cfg.tuning.mbufs } else { needed.next_power_of_two() - 1 };
+        let count = if cfg.tuning.mbufs > 0 { cfg.tuning.mbufs } else { mbufs_needed(cfg, engine.is_some()) };
         let pool = Arc::new(Mempool::new("gw_mbufs", count, 256, 2048 + 128, -1).map_err(dpdk(format!(
             "creating a pool of {count} mbufs (are hugepages reserved, or --no-huge given?)"
         )))?);
@@ -163,22 +201,7 @@ impl Gateway {
         inside.start().map_err(dpdk("starting the inside port"))?;
         outside.start().map_err(dpdk("starting the outside port"))?;
 
-        // rings[from][to]
-        let mut producers: Vec<Vec<Option<RingProducer>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
-        let mut consumers: Vec<Vec<RingConsumer>> = (0..n).map(|_| Vec::new()).collect();
-        if n > 1 {
-            for (from, row) in producers.iter_mut().enumerate() {
-                for (to, slot) in row.iter_mut().enumerate() {
-                    if from == to {
-                        continue;
-                    }
-                    let (p, c) = mbuf_ring(&format!("gw_ho_{from}_{to}"), cfg.tuning.handoff_ring, -1)
-                        .map_err(dpdk(format!("creating hand-off ring {from}->{to}")))?;
-                    *slot = Some(p);
-                    consumers[to].push(c);
-                }
-            }
-        }
+        let (producers, consumers) = handoff_rings(cfg)?;
 
         let stop = Arc::new(AtomicBool::new(false));
         let history = Arc::new(ConfigHistory::default());
@@ -353,6 +376,8 @@ impl Gateway {
         for w in &self.workers {
             for (i, (n, v)) in w.stats.dns.read().into_iter().enumerate() {
                 match sum.get_mut(i) {
+                    // a maximum over the workers, not a sum
+                    Some(s) if n == "hold_max_ns" => s.1 = s.1.max(v),
                     Some(s) => s.1 += v,
                     None => sum.push((n, v)),
                 }

@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod config;
+pub mod dnsagg;
 pub mod dnslog;
 pub mod fleet;
 pub mod flowhub;

@@ -224,6 +224,13 @@ fn control_families(s: &Scrape) -> Vec<Family> {
         for c in &s.stats.dns {
             if c.reason == "fqdn_table_entries" {
                 out.push(Family::one("fqdn_table_entries", "Live entries of the learned FQDN table.", Gauge, c.count));
+            } else if c.reason == "hold_max_ns" {
+                out.push(Family::one(
+                    "dns_hold_max_ns",
+                    "Longest hold of a DNS answer that taught the learned FQDN table, ns (docs/dns.md).",
+                    Gauge,
+                    c.count,
+                ));
             } else {
                 events.add(vec![("counter", c.reason.clone())], c.count);
             }

@@ -134,3 +134,60 @@ pub fn final_json(s: &Snapshot) -> serde_json::Value {
         "mbufs": { "in_use": s.mbufs_in_use, "available": s.mbufs_available },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use dataplane::stats::{DirCounts, DropReason, Note, WorkerCounts};
+
+    use super::*;
+
+    /// One worker that received 10 frames from the inside, sent 7, dropped 2
+    /// (`no_local_pu`) and consumed 1, after `secs` seconds.
+    fn snapshot(secs: u64, rx: u64) -> Snapshot {
+        let mut d = DirCounts { rx_packets: rx, tx_packets: rx - 3, ..DirCounts::default() };
+        d.drops[DropReason::NoLocalPu as usize] = 2;
+        d.notes[Note::FramesConsumed as usize] = 1;
+        let w = WorkerCounts { from_inside: d, ..WorkerCounts::default() };
+        Snapshot {
+            elapsed: Duration::from_secs(secs),
+            inside: Default::default(),
+            outside: Default::default(),
+            inside_name: "in0".into(),
+            outside_name: "out0".into(),
+            workers: vec![(1, 0, w)],
+            handshake_ns: Vec::new(),
+            mbufs_in_use: 0,
+            mbufs_available: 511,
+            dns: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn every_frame_is_accounted_for() {
+        let s = snapshot(1, 10);
+        assert_eq!(forwarded(&s), (7, 0));
+        assert_eq!(unaccounted(&s), [0, 0]);
+        let text = final_report(&s);
+        assert!(text.contains("(every frame accounted for)"), "{text}");
+        assert!(text.contains(&format!("{} 2", DropReason::NoLocalPu.name())), "{text}");
+        let json = final_json(&s);
+        assert_eq!(json["workers"][0]["from_inside"]["drops"][DropReason::NoLocalPu.name()], 2);
+        assert_eq!(json["unaccounted"]["from_inside"], 0);
+    }
+
+    #[test]
+    fn a_frame_missing_is_shown() {
+        let mut s = snapshot(1, 10);
+        s.workers[0].2.from_inside.tx_packets -= 1;
+        assert_eq!(unaccounted(&s), [1, 0]);
+        assert!(!final_report(&s).contains("every frame accounted for"));
+    }
+
+    #[test]
+    fn rate_line_is_the_difference_over_the_interval() {
+        let line = rate_line(&snapshot(1, 10), &snapshot(3, 2_000_010));
+        assert_eq!(line, "stats: t=3.0s rx 1.000 Mpps, in->out 1.000 Mpps, out->in 0.000 Mpps, drops 0");
+    }
+}

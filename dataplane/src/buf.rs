@@ -45,6 +45,19 @@ pub trait PacketBuf {
     fn is_empty(&self) -> bool {
         self.data().is_empty()
     }
+
+    /// Makes the frame `bytes` (grown or trimmed at the end to their length,
+    /// then overwritten). Fails, changing nothing, if there is no room.
+    fn replace(&mut self, bytes: &[u8]) -> Result<(), NoRoom> {
+        let (n, len) = (bytes.len(), self.len());
+        if n <= len {
+            self.trim(len - n)?;
+        } else {
+            self.append(n - len)?;
+        }
+        self.data_mut().copy_from_slice(bytes);
+        Ok(())
+    }
 }
 
 /// A [`PacketBuf`] in ordinary memory: `[headroom | data | tailroom]`.

@@ -88,3 +88,52 @@ pub fn certificate_names(der: &[u8]) -> Result<Vec<String>, String> {
     names.dedup();
     Ok(names)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certificate(cn: &str, sans: &[&str]) -> Vec<u8> {
+        let mut p = rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().unwrap();
+        p.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn names_are_the_common_name_and_the_dns_names() {
+        let der = certificate("ops-laptop", &["ops.example.test", "gw-admin.example.test"]);
+        assert_eq!(certificate_names(&der).unwrap(), ["ops-laptop", "ops.example.test", "gw-admin.example.test"]);
+        assert!(certificate_names(b"not a certificate").is_err());
+    }
+
+    #[test]
+    fn a_fixed_listener_gives_its_role() {
+        let req = Request::new(());
+        assert_eq!(Access::Fixed(Role::ReadWrite).role(&req).unwrap(), Role::ReadWrite);
+        assert!(Access::Fixed(Role::ReadWrite).require_write(&req).is_ok());
+        let e = Access::Fixed(Role::ReadOnly).require_write(&req).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert!(e.message().contains("read-only"), "{}", e.message());
+    }
+
+    #[test]
+    fn a_certificate_listener_refuses_a_client_without_one() {
+        let map = Arc::new(HashMap::from([("ops-laptop".to_owned(), Role::ReadWrite)]));
+        let e = Access::ByCertificate(map).role(&Request::new(())).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert_eq!(e.message(), "no client certificate was presented");
+    }
+
+    #[test]
+    fn roles_read_as_the_config_writes_them() {
+        #[derive(Deserialize)]
+        struct C {
+            role: Role,
+        }
+        let c: C = toml::from_str("role = \"read-only\"").unwrap();
+        assert_eq!((c.role, c.role.name()), (Role::ReadOnly, "read-only"));
+        assert!(Role::ReadWrite > Role::ReadOnly, "the larger role of a certificate's names wins");
+        assert!(toml::from_str::<C>("role = \"admin\"").is_err());
+    }
+}

@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +19,7 @@ use controlplane::gateway::{Gateway, Snapshot};
 use controlplane::ipfix::Exporter;
 use controlplane::metrics::MetricsServer;
 use controlplane::report;
-use controlplane::{dnslog, flowlog};
+use controlplane::{dnsagg, dnslog, flowlog};
 use dataplane::engine::EngineConfig;
 use dataplane::events::{DnsRecord, FlowRecord};
 
@@ -110,6 +110,11 @@ fn run(args: Args) -> Result<ExitCode, ExitCode> {
         ipfix,
         dns: Vec::new(),
         dnslog,
+        dnsagg: cfg
+            .dnslog
+            .as_ref()
+            .filter(|d| d.aggregate_s > 0)
+            .map(|d| dnsagg::Aggregator::new(d.aggregate_s, d.aggregate_max_keys)),
         names: dnslog::NameCache::new(dnslog::NAME_CACHE_ENTRIES),
     };
     println!("gatewayd: running; stop with SIGINT/SIGTERM");
@@ -268,6 +273,8 @@ struct Events {
     /// names they taught (put on flow events).
     dns: Vec<(u32, DnsRecord)>,
     dnslog: Option<BufWriter<File>>,
+    /// `[dnslog] aggregate_s`: the DNS log gets per-interval records.
+    dnsagg: Option<dnsagg::Aggregator>,
     names: dnslog::NameCache,
 }
 
@@ -297,11 +304,22 @@ impl Events {
                 if let Some(cp) = control.as_ref() {
                     cp.push_dns(&dev);
                 }
-                if let Some(out) = self.dnslog.as_mut() {
-                    if let Err(e) = dnslog::write_json_lines(out, &dev) {
-                        eprintln!("gatewayd: writing DNS events: {e}");
+                match (self.dnslog.as_mut(), self.dnsagg.as_mut()) {
+                    (Some(out), None) => {
+                        if let Err(e) = dnslog::write_json_lines(out, &dev) {
+                            eprintln!("gatewayd: writing DNS events: {e}");
+                        }
                     }
+                    (Some(out), Some(agg)) => {
+                        let now = unix_ns();
+                        let early: Vec<_> = dev.iter().flat_map(|e| agg.add(e, now)).collect();
+                        write_values(out, &early);
+                    }
+                    _ => {}
                 }
+            }
+            if let (Some(out), Some(agg)) = (self.dnslog.as_mut(), self.dnsagg.as_mut()) {
+                write_values(out, &agg.due(unix_ns()));
             }
             if let Some(cp) = control.as_mut() {
                 let (lost, queued) = (d.lost_per_worker(), d.queued_per_worker());
@@ -336,8 +354,16 @@ impl Events {
         (took, true)
     }
 
-    /// Sends what the exporter still holds and says what it did.
-    fn close(self) {
+    /// Writes the DNS records still aggregating; sends what the exporter
+    /// still holds; says what both did.
+    fn close(mut self) {
+        if let (Some(out), Some(agg)) = (self.dnslog.as_mut(), self.dnsagg.as_mut()) {
+            write_values(out, &agg.flush(unix_ns(), dnsagg::Flush::Stop));
+            println!(
+                "gatewayd: DNS log aggregation: {} records, {} early flushes (table full)",
+                agg.records, agg.early_flushes
+            );
+        }
         let Some(x) = self.ipfix else { return };
         let c = x.stop();
         let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -350,6 +376,28 @@ impl Events {
             n(&c.send_errors),
             n(&c.records_lost)
         );
+    }
+}
+
+/// Unix time in ns (the control thread's clock, for DNS aggregation intervals).
+fn unix_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Writes JSON values as lines (the aggregated DNS records).
+fn write_values(out: &mut BufWriter<File>, v: &[serde_json::Value]) {
+    if v.is_empty() {
+        return;
+    }
+    let mut write = || -> std::io::Result<()> {
+        for r in v {
+            serde_json::to_writer(&mut *out, r)?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()
+    };
+    if let Err(e) = write() {
+        eprintln!("gatewayd: writing DNS records: {e}");
     }
 }
 

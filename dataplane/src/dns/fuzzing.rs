@@ -14,7 +14,18 @@ pub fn parse(data: &[u8]) {
 }
 
 fn read(data: &[u8]) {
-    let Ok(m) = Message::parse(data) else { return };
+    // the one-walk parse (the engine's) accepts and refuses exactly what
+    // parse does, and hands the same records as walk_chain
+    let mut walked = Vec::new();
+    let one = Message::parse_walk(data, |r, on| walked.push((r.ttl, on, r.name.to_wire())));
+    let Ok(m) = Message::parse(data) else {
+        assert!(one.is_err(), "parse_walk accepted what parse refused");
+        return;
+    };
+    assert!(one.is_ok(), "parse_walk refused what parse accepted");
+    let mut chained = Vec::new();
+    m.walk_chain(|r, on| chained.push((r.ttl, on, r.name.to_wire())));
+    assert!(walked == chained, "parse_walk and walk_chain disagree");
     let h = m.header();
     let _ = (h.is_response(), h.truncated(), h.rcode(), h.opcode());
     let q = m.question();

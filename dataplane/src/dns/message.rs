@@ -144,6 +144,76 @@ impl<'a> Message<'a> {
     }
 }
 
+impl<'a> Message<'a> {
+    /// [`Self::parse`] and [`Self::walk_chain`] in one walk: validates the
+    /// whole message as `parse` does and, as it goes, hands each answer
+    /// record to `each` with whether it is on the chain from the question.
+    /// `each` is called before the rest of the message is checked: what it
+    /// was handed may be acted on only when this returns `Ok` (the engine
+    /// fills its event as it goes and learns after).
+    pub fn parse_walk(bytes: &'a [u8], mut each: impl FnMut(&Record<'a>, bool)) -> Result<Self, DnsError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(DnsError::HeaderTruncated);
+        }
+        if be16(bytes, field::QDCOUNT.start) != 1 {
+            return Err(DnsError::QuestionCount);
+        }
+        let records = [field::ANCOUNT, field::NSCOUNT, field::ARCOUNT].map(|f| usize::from(be16(bytes, f.start)));
+        let least = HEADER_LEN + MIN_QUESTION + (records[0] + records[1] + records[2]) * MIN_RECORD;
+        if least > bytes.len() {
+            return Err(DnsError::CountsTooLarge);
+        }
+        let question_end = name::check(bytes, HEADER_LEN)? + 4;
+        if question_end > bytes.len() {
+            return Err(DnsError::Truncated);
+        }
+        let mut chain = [Name::new(bytes, HEADER_LEN); MAX_CHAIN];
+        let mut len = 1usize;
+        let mut pos = question_end;
+        for _ in 0..records[0] {
+            let (end, r) = read_record(bytes, pos)?;
+            pos = end;
+            let on = chain[..len].iter().any(|n| n.eq_ignore_case(&r.name));
+            if let (true, RData::Cname(target)) = (on, r.data) {
+                if len < MAX_CHAIN {
+                    chain[len] = target;
+                    len += 1;
+                }
+            }
+            each(&r, on);
+        }
+        for _ in 0..records[1] + records[2] {
+            pos = check_record(bytes, pos, false)?;
+        }
+        Ok(Message { bytes, question_end })
+    }
+}
+
+/// Checks one answer record at `pos` as [`check_record`] does and reads it;
+/// returns the offset after it and the record.
+fn read_record(b: &[u8], pos: usize) -> Result<(usize, Record<'_>), DnsError> {
+    let at = name::check(b, pos)?;
+    if at + RR_FIXED > b.len() {
+        return Err(DnsError::Truncated);
+    }
+    let (ty, class) = (be16(b, at), be16(b, at + 2));
+    let data = at + RR_FIXED;
+    let end = data + usize::from(be16(b, at + 8));
+    let rd = b.get(data..end).ok_or(DnsError::Truncated)?;
+    let rdata = match (ty, class) {
+        (rtype::A, CLASS_IN) => RData::A(rd.try_into().map_err(|_| DnsError::BadRdata)?),
+        (rtype::AAAA, CLASS_IN) => RData::Aaaa(rd.try_into().map_err(|_| DnsError::BadRdata)?),
+        (rtype::CNAME, CLASS_IN) => {
+            if name::check(b, data).map_err(|_| DnsError::BadRdata)? != end {
+                return Err(DnsError::BadRdata);
+            }
+            RData::Cname(Name::new(b, data))
+        }
+        _ => RData::Other { rtype: ty },
+    };
+    Ok((end, Record { name: Name::new(b, pos), class, ttl: be32(b, at + 4), data: rdata }))
+}
+
 /// Checks one record at `pos`; returns the offset after it.
 fn check_record(b: &[u8], pos: usize, answer: bool) -> Result<usize, DnsError> {
     let at = name::check(b, pos)?;

@@ -128,20 +128,29 @@ impl<'a> Name<'a> {
     /// The name copied out: lowercase, uncompressed.
     pub fn to_wire(&self) -> WireName {
         let mut w = WireName::root();
+        w.len = self.write_wire(&mut w.bytes).unwrap_or(1) as u8;
+        w
+    }
+
+    /// Writes the name into `out` as [`Self::to_wire`] would (lowercase,
+    /// uncompressed, final zero; labels past 255 bytes dropped) and returns
+    /// its length; `None`, with `out` partly written, when it does not fit.
+    /// For events that carry names without a 255-byte copy in between.
+    pub fn write_wire(&self, out: &mut [u8]) -> Option<usize> {
         let mut n = 0usize;
         for l in self.labels() {
             if n + 1 + l.len() + 1 > MAX_NAME {
                 break;
             }
-            w.bytes[n] = l.len() as u8;
-            for (d, s) in w.bytes[n + 1..n + 1 + l.len()].iter_mut().zip(l) {
+            let (len, dst) = out.get_mut(n..n + 1 + l.len())?.split_first_mut()?;
+            *len = l.len() as u8;
+            for (d, s) in dst.iter_mut().zip(l) {
                 *d = s.to_ascii_lowercase();
             }
             n += 1 + l.len();
         }
-        w.bytes[n] = 0;
-        w.len = (n + 1) as u8;
-        w
+        *out.get_mut(n)? = 0;
+        Some(n + 1)
     }
 }
 

@@ -14,7 +14,7 @@
 //! every later policy naming the same pattern.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use super::name::NameTextError;
 use super::WireName;
@@ -69,12 +69,35 @@ impl Pattern {
     }
 }
 
+/// The hash of the name maps a worker looks every answer's query name up
+/// in: a multiply-rotate over 8-byte words (SipHash was a tenth of a
+/// response's cost). Not keyed, and need not be: the maps hold the policy's
+/// patterns only, so a hostile name can make a lookup miss, never make a
+/// bucket longer.
+#[derive(Default, Clone, Copy)]
+struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, b: &[u8]) {
+        for c in b.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type NameMap = HashMap<Box<[u8]>, u64, BuildHasherDefault<NameHasher>>;
+
 /// The patterns of one policy snapshot.
 #[derive(Debug, Default, Clone)]
 pub struct FqdnPatterns {
-    exact: HashMap<Box<[u8]>, u64>,
+    exact: NameMap,
     /// Wildcards by their suffix.
-    wild: HashMap<Box<[u8]>, u64>,
+    wild: NameMap,
     /// Pattern id → the external-network sets (the singleton set of each
     /// network naming it) whose verdicts apply to an address learned for it.
     sets: HashMap<u64, Vec<u32>>,
@@ -105,11 +128,11 @@ impl FqdnPatterns {
     /// The ids of the patterns `name` matches, into `out`; returns how many
     /// (at most [`MAX_MATCH`]). No allocation: the map lookups borrow the
     /// name's bytes and its suffixes'.
-    pub fn matching(&self, name: &WireName, out: &mut [u64; MAX_MATCH]) -> usize {
+    pub fn matching(&self, name: &[u8], out: &mut [u64; MAX_MATCH]) -> usize {
         if self.is_empty() {
             return 0;
         }
-        let b = name.as_bytes();
+        let b = name;
         let mut n = 0;
         if let Some(&id) = self.exact.get(b) {
             out[0] = id;
@@ -159,7 +182,7 @@ mod tests {
         p.add(&wild, 8);
         let m = |s: &str| {
             let mut out = [0; MAX_MATCH];
-            let n = p.matching(&WireName::from_text(s).unwrap(), &mut out);
+            let n = p.matching(WireName::from_text(s).unwrap().as_bytes(), &mut out);
             out[..n].to_vec()
         };
         assert_eq!(m("api.example.test"), [api.id(), wild.id()]);

@@ -13,18 +13,24 @@ fn text(n: &Name<'_>) -> String {
     n.to_wire().to_string()
 }
 
-/// Every answer as `owner type value ttl on-chain`.
+fn answer_text(r: &Record<'_>, on: bool) -> String {
+    let value = match r.data {
+        RData::A(a) => format!("A {}", std::net::Ipv4Addr::from(a)),
+        RData::Aaaa(a) => format!("AAAA {}", std::net::Ipv6Addr::from(a)),
+        RData::Cname(n) => format!("CNAME {}", text(&n)),
+        RData::Other { rtype } => format!("TYPE{rtype}"),
+    };
+    format!("{} {value} {} {on}", text(&r.name), r.ttl)
+}
+
+/// Every answer as `owner type value ttl on-chain`, by `walk_chain`; the
+/// one-walk `parse_walk` must hand the same.
 fn answers(m: &Message<'_>) -> Vec<String> {
     let mut v = Vec::new();
-    m.walk_chain(|r, on| {
-        let value = match r.data {
-            RData::A(a) => format!("A {}", std::net::Ipv4Addr::from(a)),
-            RData::Aaaa(a) => format!("AAAA {}", std::net::Ipv6Addr::from(a)),
-            RData::Cname(n) => format!("CNAME {}", text(&n)),
-            RData::Other { rtype } => format!("TYPE{rtype}"),
-        };
-        v.push(format!("{} {value} {} {on}", text(&r.name), r.ttl));
-    });
+    m.walk_chain(|r, on| v.push(answer_text(r, on)));
+    let mut w = Vec::new();
+    assert!(Message::parse_walk(m.bytes(), |r, on| w.push(answer_text(r, on))).is_ok());
+    assert_eq!(v, w, "parse_walk and walk_chain disagree");
     v
 }
 
@@ -112,7 +118,11 @@ fn a_rr(name: &[u8], addr: [u8; 4]) -> Vec<u8> {
 
 #[test]
 fn hostile_messages_are_refused() {
-    let err = |b: &[u8]| Message::parse(b).unwrap_err();
+    let err = |b: &[u8]| {
+        let e = Message::parse(b).unwrap_err();
+        assert_eq!(Message::parse_walk(b, |_, _| {}).unwrap_err(), e, "parse_walk refuses alike");
+        e
+    };
     assert_eq!(err(&[0; 11]), DnsError::HeaderTruncated);
     // a pointer to itself (offset 24 is where the answer starts)
     assert_eq!(err(&message(1, &a_rr(&[0xc0, 24], [1, 2, 3, 4]))), DnsError::BadPointer);

@@ -16,8 +16,10 @@
 use super::{Engine, EngineConfig};
 use crate::dns::counters::{DnsCount, DnsCounters};
 use crate::dns::learned::Learn;
+use crate::dns::message::HEADER_LEN;
 use crate::dns::patterns::MAX_MATCH;
-use crate::dns::{tcp_message, Message, RData};
+use crate::dns::{tcp_message, Message, Name, RData};
+use crate::events::dns::MAX_ANSWERS;
 use crate::events::{DnsAnswer, DnsRecord};
 use crate::stats::Note;
 use crate::wire::{parse_frame, Addr, FrameInfo, L4Kind};
@@ -40,22 +42,47 @@ struct Query {
     client_port: u16,
     server_port: u16,
     id: u16,
+    /// Over TCP: the query segment's acknowledgement number, i.e. the
+    /// sequence number the server's response starts at.
+    tcp: Option<u32>,
 }
 
-/// One worker's DNS state: the queries seen going out.
+/// One worker's DNS state: the queries seen going out, and the event record
+/// each response is read into (reused: an 830-byte record is not cleared
+/// and built anew per response).
 pub(crate) struct DnsState {
     queries: Box<[Query]>,
+    rec: Box<DnsRecord>,
+    /// The worker's clock (Unix ns, the time base of `now`), to measure
+    /// each learning answer's hold; none in tests and benches.
+    clock: Option<DnsClock>,
 }
+
+/// A clock in Unix ns on the time base of the `now` the engine is given.
+pub type DnsClock = Box<dyn Fn() -> u64 + Send>;
 
 impl Default for DnsState {
     fn default() -> Self {
-        DnsState { queries: vec![Query::default(); QUERY_SLOTS].into_boxed_slice() }
+        DnsState {
+            queries: vec![Query::default(); QUERY_SLOTS].into_boxed_slice(),
+            rec: Box::new(DnsRecord::default()),
+            clock: None,
+        }
     }
 }
 
 fn slot(client: u128, client_port: u16, id: u16) -> usize {
     let x = (client as u64) ^ ((client >> 64) as u64) ^ (u64::from(client_port) << 16) ^ u64::from(id);
     (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54) as usize % QUERY_SLOTS
+}
+
+/// An IPv4 address as the IPv4-mapped IPv6 address events and the learned
+/// table key it by.
+fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
+    let mut m = [0u8; 16];
+    m[10..12].copy_from_slice(&[0xff, 0xff]);
+    m[12..].copy_from_slice(&a);
+    m
 }
 
 fn addr128(a: Addr) -> Option<(u128, u8)> {
@@ -86,6 +113,14 @@ fn message_bytes<'a>(frame: &'a [u8], info: &FrameInfo, c: &DnsCounters) -> Opti
 }
 
 impl Engine {
+    /// Sets the clock the hold of each learning answer is measured with
+    /// (`DnsCounters::hold`): read once per answer that learned, after its
+    /// entries are published, against the `now` its frame was processed
+    /// with (the worker's timestamp of the round of bursts).
+    pub fn set_dns_clock(&mut self, clock: DnsClock) {
+        self.dns.clock = Some(clock);
+    }
+
     /// Whether a forwarded frame's flow has port 53 at its remote end (the
     /// look ahead's key: `outside_port` is the remote port either way).
     #[inline(always)]
@@ -94,7 +129,9 @@ impl Engine {
     }
 
     /// A forwarded frame to or from port 53: a query to remember or a
-    /// response to read. Never changes what happens to the frame.
+    /// response to read. Never changes what happens to the frame. The frame
+    /// is parsed here, after the policy's path: the fast path has only its
+    /// flow key, and the full path may have rewritten the frame.
     #[cold]
     #[inline(never)]
     pub(super) fn dns_seen(&mut self, cfg: &EngineConfig, side: Side, frame: &[u8], now: u64) {
@@ -123,8 +160,25 @@ impl Engine {
         if q.time != 0 && now.saturating_sub(q.time) < QUERY_MAX_AGE_NS {
             c.add(DnsCount::QueryOverwritten);
         }
-        *q = Query { time: now.max(1), client, server, client_port: info.src_port, server_port: info.dst_port, id };
+        let tcp = (info.l4 == L4Kind::Tcp).then_some(info.ack);
+        *q =
+            Query { time: now.max(1), client, server, client_port: info.src_port, server_port: info.dst_port, id, tcp };
         c.add(DnsCount::Queries);
+    }
+
+    /// Whether a TCP segment from a server starts the response to a query
+    /// seen on its connection: the query's id (read past the 2-byte length)
+    /// and the segment's sequence number where the query's acknowledgement
+    /// said the server's next byte is. A segment continuing a message split
+    /// over several (or anything unasked) is not, and is never read as one.
+    fn dns_tcp_starts_response(&self, client: u128, server: u128, info: &FrameInfo, payload: &[u8]) -> bool {
+        let Some(&[i0, i1]) = payload.get(2..4) else { return false };
+        let id = u16::from_be_bytes([i0, i1]);
+        let q = &self.dns.queries[slot(client, info.dst_port, id)];
+        q.time != 0
+            && (q.client, q.server, q.client_port, q.server_port, q.id)
+                == (client, server, info.dst_port, info.src_port, id)
+            && q.tcp == Some(info.seq)
     }
 
     /// The query this response answers, if it was seen (and forgets it).
@@ -158,8 +212,42 @@ impl Engine {
             self.stats.dns.add(DnsCount::NotLocal);
             return;
         };
+        if info.l4 == L4Kind::Tcp {
+            let off = usize::from(info.payload_offset);
+            let payload = frame.get(off..off + usize::from(info.payload_len)).unwrap_or(&[]);
+            if payload.is_empty() {
+                return;
+            }
+            if !self.dns_tcp_starts_response(client, server, info, payload) {
+                self.stats.dns.add(DnsCount::TcpNotStart);
+                return;
+            }
+        }
         let Some(bytes) = message_bytes(frame, info, &self.stats.dns) else { return };
-        let m = match Message::parse(bytes) {
+        // One walk of the message validates it and fills the event as it
+        // goes; nothing is learned (nor logged) unless the whole message
+        // is good.
+        let rec = &mut *self.dns.rec;
+        rec.clear_lists();
+        // The query name first (the CNAMEs follow it in the names area);
+        // read before the message is validated, which is safe (every name
+        // walk is bounded) and moot if the message is refused.
+        rec.set_qname_from(&Name::new(bytes, HEADER_LEN));
+        let parsed = Message::parse_walk(bytes, |r, on| {
+            if !on {
+                rec.off_chain = rec.off_chain.saturating_add(1);
+                return;
+            }
+            match r.data {
+                RData::Cname(t) => {
+                    rec.push_cname_from(&t, r.ttl);
+                }
+                RData::A(a) => rec.push_answer(DnsAnswer { addr: v4_mapped(a), v6: false, ttl: r.ttl }),
+                RData::Aaaa(a) => rec.push_answer(DnsAnswer { addr: a, v6: true, ttl: r.ttl }),
+                RData::Other { .. } => {}
+            }
+        });
+        let m = match parsed {
             Ok(m) => m,
             Err(e) => {
                 self.stats.dns.error(e);
@@ -173,70 +261,49 @@ impl Engine {
         }
         let latency = self.dns_match(client, server, info, h.id, now);
         let q = m.question();
-        let mut rec = DnsRecord {
-            time: now,
-            pu: pu.0,
-            generation: cfg.generation(),
-            client: client.to_be_bytes(),
-            server: server.to_be_bytes(),
-            client_port: info.dst_port,
-            server_port: info.src_port,
-            family,
-            proto: info.proto,
-            id: h.id,
-            flags: h.flags,
-            qtype: q.qtype,
-            qclass: q.qclass,
-            latency_ns: latency,
-            ..DnsRecord::default()
-        };
-        let qname = q.name.to_wire();
-        rec.set_qname(&qname);
-        // Learn only from answers to queries this worker saw (a response
-        // nobody asked for teaches nothing), with no error.
-        let mut ids = [0u64; MAX_MATCH];
-        let table = cfg.fqdn.as_deref();
-        let n_ids = match table {
-            Some(_) if h.rcode() == 0 && latency.is_some() => p.fqdn_patterns().matching(&qname, &mut ids),
-            _ => 0,
-        };
-        if latency.is_none() {
-            self.stats.dns.add(DnsCount::Unsolicited);
-        }
-        let (min_ttl, max_ttl) = p.fqdn_ttl_bounds();
+        let rec = &mut *self.dns.rec;
+        (rec.time, rec.pu, rec.generation) = (now, pu.0, cfg.generation());
+        (rec.client, rec.server) = (client.to_be_bytes(), server.to_be_bytes());
+        (rec.client_port, rec.server_port, rec.family, rec.proto) = (info.dst_port, info.src_port, family, info.proto);
+        (rec.id, rec.flags, rec.qtype, rec.qclass, rec.latency_ns) = (h.id, h.flags, q.qtype, q.qclass, latency);
         let c = &self.stats.dns;
-        m.walk_chain(|r, on| {
-            if !on {
-                c.add(DnsCount::OffChain);
-                rec.off_chain = rec.off_chain.saturating_add(1);
-                return;
-            }
-            let (addr, v6) = match r.data {
-                RData::Cname(t) => {
-                    rec.push_cname(&t.to_wire(), r.ttl);
-                    return;
-                }
-                RData::A(a) => ((0xffff_u128 << 32) | u128::from(u32::from_be_bytes(a)), false),
-                RData::Aaaa(a) => (u128::from_be_bytes(a), true),
-                RData::Other { .. } => return,
-            };
-            rec.push_answer(DnsAnswer { addr: addr.to_be_bytes(), v6, ttl: r.ttl });
-            let Some(t) = table else { return };
-            let ttl = r.ttl.clamp(min_ttl, max_ttl.max(min_ttl));
-            for &id in &ids[..n_ids] {
-                match t.learn(addr, id, now.saturating_add(u64::from(ttl) * NS), now) {
-                    Learn::New => {
-                        c.add(DnsCount::Learned);
-                        rec.learned = rec.learned.saturating_add(1);
+        c.add_n(DnsCount::OffChain, u64::from(rec.off_chain));
+        if latency.is_none() {
+            c.add(DnsCount::Unsolicited);
+        }
+        // Learn only from answers to queries this worker saw (a response
+        // nobody asked for teaches nothing), with no error: the addresses
+        // the event carries (the first MAX_ANSWERS on the chain).
+        let mut ids = [0u64; MAX_MATCH];
+        let table = cfg.fqdn.as_deref().filter(|_| h.rcode() == 0 && latency.is_some());
+        if let Some(t) = table {
+            let n_ids = p.fqdn_patterns().matching(rec.qname_wire(), &mut ids);
+            let (min_ttl, max_ttl) = p.fqdn_ttl_bounds();
+            for a in rec.answers[..usize::from(rec.n_answers).min(MAX_ANSWERS)].iter() {
+                let ttl = a.ttl.clamp(min_ttl, max_ttl.max(min_ttl));
+                let addr = u128::from_be_bytes(a.addr);
+                for &id in &ids[..n_ids] {
+                    match t.learn(addr, id, now.saturating_add(u64::from(ttl) * NS), now) {
+                        Learn::New => {
+                            c.add(DnsCount::Learned);
+                            rec.learned = rec.learned.saturating_add(1);
+                        }
+                        Learn::Refreshed => c.add(DnsCount::Refreshed),
+                        Learn::Full => c.add(DnsCount::LearnFull),
                     }
-                    Learn::Refreshed => c.add(DnsCount::Refreshed),
-                    Learn::Full => c.add(DnsCount::LearnFull),
                 }
             }
-        });
+            // Every entry is published (release stores) by now: the hold
+            // ends here, and the frame is transmitted after.
+            if n_ids > 0 && rec.n_answers > 0 {
+                if let Some(clock) = &self.dns.clock {
+                    c.hold(clock().saturating_sub(now));
+                }
+            }
+        }
         c.add(DnsCount::Responses);
         if let Some(ev) = self.events.as_mut() {
-            if !ev.push_dns(&rec) {
+            if !ev.push_dns(rec) {
                 self.stats.dir(Side::Outside).note_count(Note::EventsLost).add(1);
             }
         }

@@ -168,6 +168,30 @@ fn a_trusted_answer_allows_the_first_connection_until_its_ttl_ends() {
 }
 
 #[test]
+fn the_hold_of_each_learning_answer_is_measured() {
+    use crate::dns::counters::HOLD_BUCKET_NAMES;
+    let mut g = Gw::new();
+    // the clock reads 3 µs after the round's `now` the answer came with
+    g.engine.set_dns_clock(Box::new(|| NOW + 3_500));
+    let q = query(id_of(A), "api.example.test");
+    g.udp(Side::Inside, "10.1.0.1", "10.2.0.53", 40000, &q, NOW);
+    g.udp(Side::Outside, "10.1.0.1", "10.2.0.53", 40000, A, NOW);
+    // an answer that learns nothing (unsolicited) has no hold
+    g.udp(Side::Outside, "10.1.0.1", "10.2.0.53", 40000, A, NOW);
+    let d = &g.engine.stats.dns;
+    let held: Vec<(&str, u64)> =
+        HOLD_BUCKET_NAMES.iter().zip(&d.hold).map(|(&n, c)| (n, c.get())).filter(|(_, v)| *v > 0).collect();
+    assert_eq!(held, [("hold_lt_4us", 1)]);
+    assert_eq!(d.hold_max_ns.get(), 3_500);
+    // the bucket edges
+    d.hold(999);
+    d.hold(1_000);
+    d.hold(20_000_000);
+    assert_eq!((d.hold[0].get(), d.hold[1].get(), d.hold[14].get()), (1, 1, 1));
+    assert_eq!(d.hold_max_ns.get(), 20_000_000);
+}
+
+#[test]
 fn ipv6_with_a_vlan_and_cname_chains_are_read() {
     let mut g = Gw::new();
     let q = query(id_of(AAAA), "v6.example.test");
@@ -251,25 +275,39 @@ fn a_dns_response_through_the_engine_allocates_nothing_it_frees_later() {
 fn dns_over_tcp_is_read_when_a_message_fits_a_segment() {
     const TCP: &[u8] = include_bytes!("../../tests/fixtures/dns/tcp.bin");
     let mut g = Gw::new();
-    let seg = |g: &mut Gw, side: Side, payload: &[u8], now: u64| {
+    // client seq 100.., server seq 200..
+    let seg = |g: &mut Gw, side: Side, seq: u32, ack: u32, payload: &[u8], now: u64| {
         let (c, s) = (ip16("10.1.0.1"), ip16("10.2.0.53"));
         let (src, dst, sport, dport) = match side {
             Side::Inside => (c, s, 40100, 53),
             Side::Outside => (s, c, 53, 40100),
         };
         let flags = TcpFlags::ACK | TcpFlags::PSH;
-        let f = build(&Spec { src, dst, sport, dport, flags, seq: 100, ack: 200, payload, ..Spec::default() });
+        let f = build(&Spec { src, dst, sport, dport, flags, seq, ack, payload, ..Spec::default() });
         g.pass(side, &f, now)
     };
     // the query (length-prefixed), mid-stream: the no-state path allows it by the dns rule
-    let mut q = query(u16::from_be_bytes([TCP[2], TCP[3]]), "multi.example.test");
+    let id = u16::from_be_bytes([TCP[2], TCP[3]]);
+    let mut q = query(id, "multi.example.test");
     q.splice(0..0, (q.len() as u16).to_be_bytes());
-    assert_eq!(seg(&mut g, Side::Inside, &q, NOW), Action::Forward);
-    assert_eq!(seg(&mut g, Side::Outside, TCP, NOW + 7), Action::Forward);
+    assert_eq!(seg(&mut g, Side::Inside, 100, 200, &q, NOW), Action::Forward);
+    // a segment where the response does not start (seq 201: not what the
+    // query acknowledged) is not read, whatever it holds
+    assert_eq!(seg(&mut g, Side::Outside, 201, 100, TCP, NOW + 6), Action::Forward);
+    assert_eq!((g.count(DnsCount::TcpNotStart), g.count(DnsCount::Responses)), (1, 0));
+    assert_eq!(seg(&mut g, Side::Outside, 200, 100, TCP, NOW + 7), Action::Forward);
     let ev = g.dns_events();
     assert_eq!(ev.len(), 1);
     assert_eq!((ev[0].proto, ev[0].n_answers, ev[0].latency_ns), (ip_proto::TCP, 2, Some(7)));
-    // a message split across segments is counted, not read
-    assert_eq!(seg(&mut g, Side::Outside, &TCP[..20], NOW + 8), Action::Forward);
+    // the next query on the connection; its response split over two
+    // segments: the first starts the response but does not hold it (counted
+    // dns_tcp_incomplete), the second does not start one (counted
+    // dns_tcp_not_message_start): neither is read
+    let (cseq, sseq) = (100 + q.len() as u32, 200 + TCP.len() as u32);
+    assert_eq!(seg(&mut g, Side::Inside, cseq, sseq, &q, NOW + 8), Action::Forward);
+    assert_eq!(seg(&mut g, Side::Outside, sseq, cseq + q.len() as u32, &TCP[..20], NOW + 9), Action::Forward);
+    assert_eq!(seg(&mut g, Side::Outside, sseq + 20, cseq + q.len() as u32, &TCP[20..], NOW + 9), Action::Forward);
     assert_eq!(g.count(DnsCount::TcpIncomplete), 1);
+    assert_eq!((g.count(DnsCount::TcpNotStart), g.count(DnsCount::Responses)), (2, 1));
+    assert!(g.dns_events().is_empty());
 }

@@ -1,5 +1,5 @@
 //! The engine against replays after a flow ended, reset floods and identity
-//! options hidden where a workload would receive them (issue 18), on the two
+//! options hidden where a workload would receive them, on the two
 //! gateways of `tests.rs`.
 
 use super::tests::{allowed_handshake, option_of, pair, Conn, Gw, NOW};

@@ -127,7 +127,7 @@ impl Engine {
         let plain = match l.kind {
             LookKind::NotPlain => false,
             LookKind::Handshake => true,
-            _ => match self.fast(cfg, side, buf, l, now) {
+            _ => match self.fast(side, buf, l, cfg.generation(), now) {
                 Some(a) => {
                     if Self::is_dns_port(l.key.outside_port) && a == Action::Forward {
                         self.dns_seen(cfg, side, buf.data(), now);
@@ -141,26 +141,19 @@ impl Engine {
     }
 
     /// The fast path: a plain frame of a flow already decided under this
-    /// snapshot, not a handshake packet: one lookup, nothing parsed in full,
-    /// no byte changed. `None`: not such a flow.
+    /// snapshot (generation `gen`), not a handshake packet: one lookup,
+    /// nothing parsed in full, no byte changed. `None`: not such a flow.
     #[inline(always)]
-    fn fast<B: PacketBuf>(
-        &mut self,
-        cfg: &EngineConfig,
-        side: Side,
-        buf: &mut B,
-        l: &Looked,
-        now: u64,
-    ) -> Option<Action> {
+    fn fast<B: PacketBuf>(&mut self, side: Side, buf: &mut B, l: &Looked, gen: u32, now: u64) -> Option<Action> {
         let tcp = l.kind != LookKind::Udp;
         let p =
             Seen { tcp, tcp_flags: l.tcp_flags, seq: l.seq, replay: l.kind == LookKind::Replay, len: buf.len() as u32 };
         if tcp {
             // The same lookup, and flows shifted by the layer-4 exchange
             // (`super::l4`) shifted in place.
-            return self.established_or_shifted(side, buf, &l.peeked(), &p, cfg.generation(), now);
+            return self.established_or_shifted(side, buf, &l.peeked(), &p, gen, now);
         }
-        self.established(side, &l.key, l.h, &p, Some(cfg.generation()), now)
+        self.established(side, &l.key, l.h, &p, Some(gen), now)
     }
 
     /// Everything but the fast path, on the fully parsed frame. `plain`: the

@@ -70,7 +70,6 @@ impl RstSpec {
 /// header: MACs, VLAN tags, ethertype). Returns its length, or `None` if the
 /// addresses are not IP or `out`/`eth` have the wrong size.
 pub fn write(out: &mut [u8; MAX_RST], eth: &[u8], swap_macs: bool, r: &RstSpec) -> Option<usize> {
-    let l2 = emit::copy_l2(out, eth, swap_macs)?;
     let ip = IpRepr::new(r.src, r.dst, ip_proto::TCP)?;
     let header = tcp::Repr {
         src_port: r.sport,
@@ -81,8 +80,7 @@ pub fn write(out: &mut [u8; MAX_RST], eth: &[u8], swap_macs: bool, r: &RstSpec) 
         window: 0,
         options_len: 0,
     };
-    let n = emit::tcp_packet(&mut out[l2..], ip, &TcpSegment { header, options: &[], payload: &[] })?;
-    Some(l2 + n)
+    emit::tcp_frame(out, eth, swap_macs, ip, &TcpSegment { header, options: &[], payload: &[] })
 }
 
 /// Turns the packet in `buf` (described by `info`) into the reset `r`, in
@@ -94,12 +92,7 @@ pub fn in_place<B: PacketBuf>(buf: &mut B, info: &FrameInfo, swap_macs: bool, r:
     let Some(n) = write(&mut tmp, eth, swap_macs, r) else { return false };
     // The reset is never longer than the packet it replaces (its IP header is
     // no longer, and the packet had at least a 20-byte TCP header).
-    let len = buf.len();
-    if n > len || buf.trim(len - n).is_err() {
-        return false;
-    }
-    buf.data_mut()[..n].copy_from_slice(&tmp[..n]);
-    true
+    n <= buf.len() && buf.replace(&tmp[..n]).is_ok()
 }
 
 #[cfg(test)]

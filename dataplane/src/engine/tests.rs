@@ -290,25 +290,21 @@ pub(super) fn checksums_ok(frame: &[u8]) -> bool {
     tcp_ok && ip_ok
 }
 
+/// A SYN or SYN-ACK through its sender's gateway, which adds its PU's
+/// identity `id`, then the receiver's, which strips it: the receiving PU
+/// sees the packet its peer sent, byte for byte.
+fn signed_leg(from: &mut Gw, to: &mut Gw, packet: &[u8], id: u32) {
+    let (act, on_wire) = from.pass(Side::Inside, packet);
+    assert_eq!(act, Action::Forward);
+    assert_eq!(option_of(&on_wire).map(|o| o.1), Some(id), "the sender's gateway adds its PU's identity");
+    assert!(checksums_ok(&on_wire));
+    assert_eq!(to.pass(Side::Outside, &on_wire), (Action::Forward, packet.to_vec()), "the option stripped");
+}
+
 /// A full allowed handshake and data both ways through A then B.
 pub(super) fn allowed_handshake(a: &mut Gw, b: &mut Gw, c: Conn, a_id: u32, b_id: u32) {
-    let syn = c.syn();
-    let (act, on_wire) = a.pass(Side::Inside, &syn);
-    assert_eq!(act, Action::Forward);
-    assert_eq!(option_of(&on_wire).map(|o| o.1), Some(a_id), "A adds the client's identity to the SYN");
-    assert!(checksums_ok(&on_wire));
-    let (act, at_server) = b.pass(Side::Outside, &on_wire);
-    assert_eq!(act, Action::Forward);
-    assert_eq!(at_server, syn, "B strips the option: the server sees the client's SYN byte for byte");
-
-    let sa = c.syn_ack();
-    let (act, on_wire) = b.pass(Side::Inside, &sa);
-    assert_eq!(act, Action::Forward);
-    assert_eq!(option_of(&on_wire).map(|o| o.1), Some(b_id), "B adds the server's identity to the SYN-ACK");
-    assert!(checksums_ok(&on_wire));
-    let (act, at_client) = a.pass(Side::Outside, &on_wire);
-    assert_eq!(act, Action::Forward);
-    assert_eq!(at_client, sa);
+    signed_leg(a, b, &c.syn(), a_id);
+    signed_leg(b, a, &c.syn_ack(), b_id);
 
     for f in [c.ack(), c.data_c2s(b"GET / HTTP/1.1\r\n\r\n")] {
         assert_eq!(a.pass(Side::Inside, &f), (Action::Forward, f.clone()), "established: no byte changed");
@@ -545,13 +541,27 @@ fn forged_replayed_and_misattributed_options_are_refused_with_their_reason() {
     assert_eq!(b.pass(Side::Outside, &w).0, Action::Drop(DropReason::IdentityNotAllowedForPeer));
 }
 
+/// A handshake of A already on key 4 with B: signed 4 → 2, and back 2 → 4
+/// (B's newest key towards A).
+fn new_a_handshake(b: &mut Gw, a_new: &mut Gw, c: Conn) {
+    let (_, w) = a_new.pass(Side::Inside, &c.syn());
+    assert_eq!(option_of(&w).unwrap().0, KeyId::pairwise(4, 2).get());
+    assert_eq!(b.pass(Side::Outside, &w).0, Action::Forward);
+    let (_, sa) = b.pass(Side::Inside, &c.syn_ack());
+    assert_eq!(option_of(&sa).unwrap().0, KeyId::pairwise(2, 4).get());
+    assert_eq!(a_new.pass(Side::Outside, &sa).0, Action::Forward);
+}
+
+/// Gateway A rotating from key 1 to key 4 (valid from t = 1000 s): B, which
+/// knows both of A's keys; A still on key 1; A already on key 4.
+fn rotating_a() -> (Gw, Gw, Gw) {
+    let both = format!("{}, {{id: 4, public_key: \"{}\", not_before: 1000}}", a_key(1, 1), public(4));
+    (Gw::new(&doc_b(&both, true)), Gw::new(&doc_a(1, 1)), Gw::new(&doc_a(4, 4)))
+}
+
 #[test]
 fn key_rotation_and_expiry() {
-    // B knows A's old key 1 and its new key 4 (valid from t = 1000 s).
-    let both = format!("{}, {{id: 4, public_key: \"{}\", not_before: 1000}}", a_key(1, 1), public(4));
-    let mut b = Gw::new(&doc_b(&both, true));
-    let mut a_old = Gw::new(&doc_a(1, 1));
-    let mut a_new = Gw::new(&doc_a(4, 4));
+    let (mut b, mut a_old, mut a_new) = rotating_a();
     // Old A still verifies at B.
     let c = Conn::new("10.1.0.10", "10.2.0.20", 80);
     let (_, w) = a_old.pass(Side::Inside, &c.syn());
@@ -559,12 +569,7 @@ fn key_rotation_and_expiry() {
     assert_eq!(b.pass(Side::Outside, &w).0, Action::Forward);
     // New A: full handshake; B signs back with the newest key towards A.
     let c2 = Conn { cport: 40002, ..c };
-    let (_, w) = a_new.pass(Side::Inside, &c2.syn());
-    assert_eq!(option_of(&w).unwrap().0, KeyId::pairwise(4, 2).get());
-    assert_eq!(b.pass(Side::Outside, &w).0, Action::Forward);
-    let (_, sa) = b.pass(Side::Inside, &c2.syn_ack());
-    assert_eq!(option_of(&sa).unwrap().0, KeyId::pairwise(2, 4).get());
-    assert_eq!(a_new.pass(Side::Outside, &sa).0, Action::Forward);
+    new_a_handshake(&mut b, &mut a_new, c2);
     // Key 1 expired (not_after 1000 s, now 2000 s), and key 1 dropped from the document.
     let expired = format!("{{id: 1, public_key: \"{}\", not_after: 1000}}", public(1));
     let mut b_exp = Gw::new(&doc_b(&expired, true));
@@ -810,10 +815,7 @@ fn syn_ack_is_signed_with_the_key_pair_the_syn_used_during_a_rotation_overlap() 
     // already lists both of A's keys, both valid now; the client's gateway is
     // still on key 1 and knows B only under it. Before the fix B signed every
     // SYN-ACK with its newest key towards A, (2 → 4), which old A cannot verify.
-    let both = format!("{}, {{id: 4, public_key: \"{}\", not_before: 1000}}", a_key(1, 1), public(4));
-    let mut b = Gw::new(&doc_b(&both, true));
-    let mut a_old = Gw::new(&doc_a(1, 1));
-    let mut a_new = Gw::new(&doc_a(4, 4));
+    let (mut b, mut a_old, mut a_new) = rotating_a();
 
     // Old A → B: the SYN (1 → 2) verifies at B; the SYN-ACK comes back signed
     // 2 → 1 and verifies at old A; data flows both ways.
@@ -839,12 +841,7 @@ fn syn_ack_is_signed_with_the_key_pair_the_syn_used_during_a_rotation_overlap() 
 
     // New A → B on another connection at the same time: 4 → 2 and back 2 → 4.
     let c2 = Conn { cport: 40002, ..c };
-    let (_, w) = a_new.pass(Side::Inside, &c2.syn());
-    assert_eq!(option_of(&w).unwrap().0, KeyId::pairwise(4, 2).get());
-    assert_eq!(b.pass(Side::Outside, &w).0, Action::Forward);
-    let (_, sa) = b.pass(Side::Inside, &c2.syn_ack());
-    assert_eq!(option_of(&sa).unwrap().0, KeyId::pairwise(2, 4).get());
-    assert_eq!(a_new.pass(Side::Outside, &sa).0, Action::Forward);
+    new_a_handshake(&mut b, &mut a_new, c2);
 
     // Neither gateway refused anything.
     for g in [&a_old, &a_new, &b] {

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
 use super::{Consumer, FlowRecord, Producer, Slot, WORDS};
-use crate::dns::WireName;
+use crate::dns::{Name, WireName};
 
 /// The first byte of a DNS record's second word (flow records use their
 /// `EventKind`, 0-2, there).
@@ -19,14 +19,17 @@ pub const KIND_DNS: u8 = 0xd5;
 /// Addresses a record carries; more are counted in `more_answers`.
 pub const MAX_ANSWERS: usize = 8;
 /// Bytes of names a record carries: the query name and the CNAME chain, in
-/// uncompressed wire form.
+/// uncompressed wire form; CNAMEs that do not fit are counted in
+/// `more_cnames`.
 pub const MAX_NAMES: usize = 512;
 const SLOT_BYTES: usize = WORDS * 8;
-/// Longest encoding: fixed part, answers, names.
-const MAX_BYTES: usize = FIXED + MAX_ANSWERS * ANSWER + MAX_NAMES;
-const FIXED: usize = 96;
-const ANSWER: usize = 24;
-/// Slots a record may take.
+/// The fixed part of the encoding (see [`DnsRecord::encode`]).
+const FIXED: usize = 82;
+/// Longest encoding: fixed part, answers (IPv6: TTL and 16 bytes), CNAME
+/// TTLs, names.
+const MAX_BYTES: usize = FIXED + MAX_ANSWERS * 20 + MAX_ANSWERS * 4 + MAX_NAMES;
+/// Slots a record may take. A typical answer (one A record, a 20-byte name)
+/// takes one.
 pub const MAX_SLOTS: usize = MAX_BYTES.div_ceil(SLOT_BYTES);
 
 /// One address answer on the chain from the question.
@@ -75,6 +78,9 @@ pub struct DnsRecord {
     /// not on the chain (not believed, not learned).
     pub more_answers: u8,
     pub off_chain: u8,
+    /// CNAMEs on the chain not carried (the names area or the CNAME slots
+    /// were full).
+    pub more_cnames: u8,
     /// Addresses learned for FQDN external networks from this response.
     pub learned: u8,
     pub n_answers: u8,
@@ -106,6 +112,7 @@ impl Default for DnsRecord {
             latency_ns: None,
             more_answers: 0,
             off_chain: 0,
+            more_cnames: 0,
             learned: 0,
             n_answers: 0,
             answers: [DnsAnswer::default(); MAX_ANSWERS],
@@ -125,24 +132,69 @@ impl DnsRecord {
         self.flags & 0x0200 != 0
     }
 
+    /// Empties the answers and names and zeroes their counts (a record
+    /// reused for the next response; the arrays are not cleared, their
+    /// lengths bound every read).
+    pub fn clear_lists(&mut self) {
+        (self.n_answers, self.more_answers, self.off_chain, self.learned) = (0, 0, 0, 0);
+        (self.n_cnames, self.more_cnames, self.names_len) = (0, 0, 0);
+    }
+
     /// Sets the query name (the first name); clears the CNAMEs.
     pub fn set_qname(&mut self, n: &WireName) {
         let b = n.as_bytes();
         self.names[..b.len()].copy_from_slice(b);
         self.names_len = b.len() as u16;
-        self.n_cnames = 0;
+        (self.n_cnames, self.more_cnames) = (0, 0);
     }
 
-    /// Appends a CNAME target; `false` (nothing added) when the names area
-    /// or the CNAME slots are full.
+    /// [`Self::set_qname`] from the name in its message.
+    pub fn set_qname_from(&mut self, n: &Name<'_>) {
+        self.names_len = n.write_wire(&mut self.names).unwrap_or(0) as u16;
+        (self.n_cnames, self.more_cnames) = (0, 0);
+    }
+
+    /// The query name in wire form (what the FQDN patterns match).
+    pub fn qname_wire(&self) -> &[u8] {
+        let b = &self.names[..usize::from(self.names_len).min(MAX_NAMES)];
+        let mut pos = 0usize;
+        while let Some(&l) = b.get(pos) {
+            pos += 1 + usize::from(l);
+            if l == 0 {
+                return &b[..pos];
+            }
+        }
+        &[]
+    }
+
+    /// Appends a CNAME target; `false` (nothing added, counted in
+    /// `more_cnames`) when the names area or the CNAME slots are full.
     pub fn push_cname(&mut self, n: &WireName, ttl: u32) -> bool {
         let b = n.as_bytes();
         let at = usize::from(self.names_len);
         if usize::from(self.n_cnames) >= MAX_ANSWERS || at + b.len() > MAX_NAMES {
+            self.more_cnames = self.more_cnames.saturating_add(1);
             return false;
         }
         self.names[at..at + b.len()].copy_from_slice(b);
         self.names_len += b.len() as u16;
+        self.cname_ttls[usize::from(self.n_cnames)] = ttl;
+        self.n_cnames += 1;
+        true
+    }
+
+    /// [`Self::push_cname`] from the name in its message, written in place.
+    pub fn push_cname_from(&mut self, n: &Name<'_>, ttl: u32) -> bool {
+        let at = usize::from(self.names_len).min(MAX_NAMES);
+        let written = match usize::from(self.n_cnames) < MAX_ANSWERS {
+            true => n.write_wire(&mut self.names[at..]),
+            false => None,
+        };
+        let Some(len) = written else {
+            self.more_cnames = self.more_cnames.saturating_add(1);
+            return false;
+        };
+        self.names_len += len as u16;
         self.cname_ttls[usize::from(self.n_cnames)] = ttl;
         self.n_cnames += 1;
         true
@@ -184,14 +236,28 @@ impl DnsRecord {
         ip(self.server, self.family)
     }
 
-    /// The bytes of the record; returns their length.
-    fn encode(&self, out: &mut [u8; MAX_SLOTS * SLOT_BYTES]) -> usize {
-        let mut w = Writer { out, at: 0 };
+    /// The length of the encoding.
+    fn encoded_len(&self) -> usize {
+        let answers: usize = self.answers().iter().map(|a| if a.v6 { 20 } else { 8 }).sum();
+        FIXED + answers + 4 * usize::from(self.n_cnames).min(MAX_ANSWERS) + usize::from(self.names_len).min(MAX_NAMES)
+    }
+
+    /// Writes the record, `slots` slots long:
+    ///
+    /// ```text
+    ///  0 time                      8 KIND_DNS slots family proto n_answers n_cnames more_answers off_chain
+    /// 16 pu generation            24 client (16)  40 server (16)
+    /// 56 client_port server_port id flags qtype qclass names_len (u16 each)
+    /// 70 learned has_latency      72 latency_ns   80 v6 mask (bit i: answer i is AAAA) more_cnames
+    /// 82 answers: TTL (4) then the address (4, or 16 for AAAA) each; CNAME TTLs (4 each); names
+    /// ```
+    ///
+    /// An A answer takes 8 bytes, so a typical answer fits one 128-byte slot.
+    fn encode(&self, w: &mut impl Put, slots: u8) {
         w.put(&self.time.to_le_bytes());
-        // the second word: KIND_DNS, slots (filled in below), small fields
         w.put(&[
             KIND_DNS,
-            0,
+            slots,
             self.family,
             self.proto,
             self.n_answers,
@@ -208,19 +274,16 @@ impl DnsRecord {
         }
         w.put(&[self.learned, self.latency_ns.is_some() as u8]);
         w.put(&self.latency_ns.unwrap_or(0).to_le_bytes());
-        w.at = FIXED;
+        let v6_mask = self.answers().iter().enumerate().fold(0u8, |m, (i, a)| m | (u8::from(a.v6) << i));
+        w.put(&[v6_mask, self.more_cnames]);
         for a in self.answers() {
-            w.put(&a.addr);
             w.put(&a.ttl.to_le_bytes());
-            w.put(&[a.v6 as u8, 0, 0, 0]);
+            w.put(if a.v6 { &a.addr } else { &a.addr[12..] });
         }
         for t in &self.cname_ttls[..usize::from(self.n_cnames).min(MAX_ANSWERS)] {
             w.put(&t.to_le_bytes());
         }
         w.put(&self.names[..usize::from(self.names_len).min(MAX_NAMES)]);
-        let len = w.at;
-        out[9] = len.div_ceil(SLOT_BYTES) as u8;
-        len
     }
 
     fn decode(b: &[u8]) -> DnsRecord {
@@ -246,19 +309,28 @@ impl DnsRecord {
         d.learned = learned;
         let lat = r.u64();
         d.latency_ns = (has_latency != 0).then_some(lat);
-        r.at = FIXED;
+        let [v6_mask, more_cnames]: [u8; 2] = r.take();
+        d.more_cnames = more_cnames;
         for i in 0..usize::from(d.n_answers) {
-            let addr = r.take();
             let ttl = r.u32();
-            let [v6, _, _, _]: [u8; 4] = r.take();
-            d.answers[i] = DnsAnswer { addr, v6: v6 != 0, ttl };
+            let v6 = v6_mask & (1 << i) != 0;
+            let addr = if v6 {
+                r.take()
+            } else {
+                let mut a = [0u8; 16];
+                a[10..12].copy_from_slice(&[0xff, 0xff]);
+                a[12..].copy_from_slice(&r.take::<4>());
+                a
+            };
+            d.answers[i] = DnsAnswer { addr, v6, ttl };
         }
         for i in 0..usize::from(d.n_cnames) {
             d.cname_ttls[i] = r.u32();
         }
         let n = usize::from(d.names_len);
-        let names: [u8; MAX_NAMES] = r.take();
-        d.names[..n].copy_from_slice(&names[..n]);
+        let names = r.b.get(r.at..r.at + n).unwrap_or(&[]);
+        d.names[..names.len()].copy_from_slice(names);
+        d.names_len = names.len() as u16;
         d
     }
 }
@@ -271,17 +343,59 @@ fn ip(a: [u8; 16], family: u8) -> IpAddr {
     }
 }
 
-struct Writer<'a> {
-    out: &'a mut [u8; MAX_SLOTS * SLOT_BYTES],
-    at: usize,
+/// Where [`DnsRecord::encode`] writes.
+trait Put {
+    fn put(&mut self, b: &[u8]);
 }
 
-impl Writer<'_> {
-    fn put(&mut self, b: &[u8]) {
-        let end = (self.at + b.len()).min(self.out.len());
-        let n = end - self.at;
-        self.out[self.at..end].copy_from_slice(&b[..n]);
-        self.at = end;
+/// Writes an encoding straight into the queue's slots, one 128-byte slot at
+/// a time (no record-sized buffer to clear and copy); writes past `slots`
+/// slots are dropped (the length was computed from the same fields).
+struct SlotWriter<'a> {
+    q: &'a super::Shared,
+    first: usize,
+    slots: usize,
+    k: usize,
+    at: usize,
+    buf: [u8; SLOT_BYTES],
+}
+
+impl SlotWriter<'_> {
+    fn flush(&mut self) {
+        if self.k < self.slots {
+            self.buf[self.at..].fill(0);
+            let slot = &self.q.slots[self.first.wrapping_add(self.k) & self.q.mask].0;
+            for (a, w) in slot.iter().zip(self.buf.chunks_exact(8)) {
+                a.store(u64::from_le_bytes(w.try_into().unwrap_or([0; 8])), Ordering::Relaxed);
+            }
+        }
+        self.k += 1;
+        self.at = 0;
+    }
+}
+
+impl Put for SlotWriter<'_> {
+    #[inline(always)]
+    fn put(&mut self, mut b: &[u8]) {
+        // Most puts are a few bytes of known size that fit the slot: one
+        // copy the compiler sizes, no loop, no call to memcpy.
+        if let Some(d) = self.buf.get_mut(self.at..self.at + b.len()) {
+            d.copy_from_slice(b);
+            self.at += b.len();
+            if self.at == SLOT_BYTES {
+                self.flush();
+            }
+            return;
+        }
+        while !b.is_empty() {
+            let n = b.len().min(SLOT_BYTES - self.at);
+            self.buf[self.at..self.at + n].copy_from_slice(&b[..n]);
+            self.at += n;
+            b = &b[n..];
+            if self.at == SLOT_BYTES {
+                self.flush();
+            }
+        }
     }
 }
 
@@ -293,10 +407,10 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn take<const N: usize>(&mut self) -> [u8; N] {
-        let mut out = [0u8; N];
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = self.b.get(self.at + i).copied().unwrap_or(0);
-        }
+        let out = match self.b.get(self.at..self.at + N) {
+            Some(s) => s.try_into().unwrap_or([0; N]),
+            None => [0; N],
+        };
         self.at += N;
         out
     }
@@ -333,9 +447,7 @@ impl Producer {
     /// nothing; a full queue drops it and counts it (`lost`), as for flow
     /// records.
     pub fn push_dns(&mut self, r: &DnsRecord) -> bool {
-        let mut bytes = [0u8; MAX_SLOTS * SLOT_BYTES];
-        let len = r.encode(&mut bytes);
-        let n = len.div_ceil(SLOT_BYTES);
+        let n = r.encoded_len().div_ceil(SLOT_BYTES).clamp(1, MAX_SLOTS);
         let cap = self.q.mask + 1;
         if self.tail.wrapping_sub(self.head_cache) + n > cap {
             if !self.full {
@@ -347,11 +459,10 @@ impl Producer {
                 return false;
             }
         }
-        for (k, chunk) in bytes[..n * SLOT_BYTES].chunks_exact(SLOT_BYTES).enumerate() {
-            let slot = &self.q.slots[self.tail.wrapping_add(k) & self.q.mask].0;
-            for (a, w) in slot.iter().zip(chunk.chunks_exact(8)) {
-                a.store(u64::from_le_bytes(w.try_into().unwrap_or([0; 8])), Ordering::Relaxed);
-            }
+        let mut w = SlotWriter { q: &self.q, first: self.tail, slots: n, k: 0, at: 0, buf: [0; SLOT_BYTES] };
+        r.encode(&mut w, n as u8);
+        if w.at > 0 {
+            w.flush();
         }
         self.tail = self.tail.wrapping_add(n);
         if self.tail.wrapping_sub(self.published) >= super::PUBLISH_EVERY {
@@ -456,5 +567,33 @@ mod tests {
         // flow consumers skip DNS records
         assert_eq!(c.pop_many(100, |_| panic!("only DNS records queued")), 0);
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_typical_answer_takes_one_slot_and_what_does_not_fit_is_counted() {
+        // one A record for a 20-byte name: 82 + 8 + 22 bytes, one slot
+        let mut r = DnsRecord { time: 1, ..Default::default() };
+        r.set_qname(&WireName::from_text("api.svc.example.test").unwrap());
+        let mut a = [0u8; 16];
+        a[10..].copy_from_slice(&[0xff, 0xff, 10, 9, 0, 2]);
+        r.push_answer(DnsAnswer { addr: a, v6: false, ttl: 30 });
+        assert_eq!(r.encoded_len().div_ceil(SLOT_BYTES), 1);
+        // A and AAAA answers mixed keep their order and families
+        r.push_answer(DnsAnswer { addr: [7; 16], v6: true, ttl: 31 });
+        r.push_answer(DnsAnswer { addr: a, v6: false, ttl: 32 });
+        // CNAMEs past the names area are counted, not carried
+        let long = WireName::from_text(&format!("{}.{}.{}", "a".repeat(63), "b".repeat(63), "c".repeat(63))).unwrap();
+        while r.push_cname(&long, 5) {}
+        assert!(!r.push_cname(&long, 5) && r.more_cnames == 2);
+        let (mut p, mut c) = channel(16);
+        assert!(p.push_dns(&r));
+        p.publish();
+        let mut got = Vec::new();
+        c.pop_events(10, |e| got.push(e));
+        let [Event::Dns(d)] = got.as_slice() else { panic!("{got:?}") };
+        assert_eq!(d.answers(), r.answers());
+        assert_eq!((d.answers()[0].ip().to_string(), d.answers()[1].v6), ("10.9.0.2".into(), true));
+        assert_eq!((d.more_cnames, d.n_cnames, d.names().count()), (2, r.n_cnames, 1 + usize::from(r.n_cnames)));
+        assert_eq!(d.qname_wire(), WireName::from_text("api.svc.example.test").unwrap().as_bytes());
     }
 }

@@ -28,7 +28,7 @@ pub struct Timeouts {
     pub closing: u64,
     /// `Closed` (both FINs or a RST): late retransmissions still find the flow.
     pub closed: u64,
-    /// UDP before authorization (issue 6).
+    /// UDP flows whose handshake has not completed (datagrams held).
     pub udp_pending: u64,
     pub udp_authorized: u64,
 }

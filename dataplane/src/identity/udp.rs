@@ -4,8 +4,8 @@
 //! `[0x00 if the UDP length is odd] OCS(2) identity option(45)`; the UDP length
 //! and checksum are untouched (they do not cover the surplus), the IP length
 //! grows (IPv4 header checksum updated incrementally). The MAC binds the flow,
-//! the message type and both nonces, so issue 6's handshake
-//! (request → response/reject) can build on it. It does not bind the UDP payload.
+//! the message type and both nonces, which the UDP handshake (request →
+//! response/reject, `engine::udp`) relies on. It does not bind the UDP payload.
 
 use subtle::ConstantTimeEq;
 

@@ -101,7 +101,7 @@ enforcer_profile:
 
     fn ids(s: &PolicySnapshot, name: &str) -> Vec<u64> {
         let mut out = [0; MAX_MATCH];
-        let n = s.fqdn_patterns().matching(&WireName::from_text(name).unwrap(), &mut out);
+        let n = s.fqdn_patterns().matching(WireName::from_text(name).unwrap().as_bytes(), &mut out);
         out[..n].to_vec()
     }
 

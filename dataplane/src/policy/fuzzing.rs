@@ -25,8 +25,8 @@ use super::{compile, Direction, PolicySnapshot, PuId, Reason, Remote, Selector, 
 
 /// Longest message allowed for a problem, as a function of the input's size:
 /// a message may quote a few values of the input (escaped, so up to 6 chars a
-/// byte) but must never grow faster than that. Loose on purpose: item 2 of
-/// issue 18 bounds echoed values much more tightly.
+/// byte) but must never grow faster than that. Loose on purpose: the echoed
+/// values themselves are bounded much more tightly (`crate::problem`).
 pub fn message_limit(input_len: usize) -> usize {
     1024 + 16 * input_len
 }

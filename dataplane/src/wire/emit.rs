@@ -143,6 +143,20 @@ pub fn udp_packet(out: &mut [u8], ip: IpRepr, d: &UdpDatagram<'_>) -> Option<usi
     Some(hl + len)
 }
 
+/// Writes a whole frame at the start of `out`: a received frame's L2 header
+/// (`l2`, as [`copy_l2`] takes it), then `ip` and the segment. Returns its
+/// length, or `None` as those two say.
+pub fn tcp_frame(out: &mut [u8], l2: &[u8], swap: bool, ip: IpRepr, seg: &TcpSegment<'_>) -> Option<usize> {
+    let n = copy_l2(out, l2, swap)?;
+    Some(n + tcp_packet(&mut out[n..], ip, seg)?)
+}
+
+/// [`tcp_frame`] for a UDP datagram.
+pub fn udp_frame(out: &mut [u8], l2: &[u8], swap: bool, ip: IpRepr, d: &UdpDatagram<'_>) -> Option<usize> {
+    let n = copy_l2(out, l2, swap)?;
+    Some(n + udp_packet(&mut out[n..], ip, d)?)
+}
+
 /// Copies a received frame's Ethernet header and VLAN tags (`l2`, the bytes
 /// before its IP header: 14 to 22) to the start of `out`, the addresses
 /// exchanged when `swap` (a frame sent back where that one came from).

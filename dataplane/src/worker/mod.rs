@@ -149,7 +149,9 @@ struct Enforcer {
 }
 
 impl Enforcer {
-    fn new(e: EngineSetup) -> Enforcer {
+    fn new(mut e: EngineSetup) -> Enforcer {
+        let clock = e.clock;
+        e.engine.set_dns_clock(Box::new(move || clock.unix_ns(dpdk_bindings::tsc())));
         let c = e.engine.udp().config();
         let hold = hold::HoldStore::new(c.pending as usize, usize::from(c.hold_per_flow));
         let config = e.config.load_full();

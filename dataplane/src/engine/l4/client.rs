@@ -7,8 +7,8 @@
 //! outgoing rules; a segment of the server before its record is dropped and
 //! answered by our record again (the server's gateway then repeats its own).
 
-use super::segment::{self, Made, Seg};
-use super::{flow_of, note_of, Engine, L4Flow, Learned};
+use super::segment::{self, Made};
+use super::{flow_of, note_of, Engine, L4Flow, L4Seg, Learned};
 use crate::buf::PacketBuf;
 use crate::engine::context::Ctx;
 use crate::engine::reasons::{drop_of_reason, note_of_allow};
@@ -102,13 +102,8 @@ impl Engine {
 
     /// A segment of our PU while the exchange is pending: it becomes the
     /// carrier of our record at the start of the stream.
-    pub(super) fn l4_client_carrier<B: PacketBuf>(
-        &mut self,
-        c: &Ctx<'_>,
-        buf: &mut B,
-        seg: &Seg,
-        f: &L4Flow,
-    ) -> Action {
+    pub(super) fn l4_client_carrier<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, s: L4Seg<'_>) -> Action {
+        let L4Seg { seg, f } = s;
         let b = Binding { flow: flow_of(c), own_isn: f.isn_c, peer_isn: f.isn_s, ctx: context::CLIENT };
         let Some(rec) = self.l4_client_record(c, &b) else {
             self.note(c.side, Note::NoKeyForPeer);
@@ -116,7 +111,7 @@ impl Engine {
         };
         let had_data = c.info.payload_len > 0 || TcpFlags(c.info.tcp_flags).has(TcpFlags::FIN);
         if had_data {
-            if let Some(a) = self.l4_client_hold(c, buf, seg, f, &rec) {
+            if let Some(a) = self.l4_client_hold(c, buf, s, &rec) {
                 return a;
             }
         }
@@ -145,16 +140,11 @@ impl Engine {
 
     /// A segment of the server while the exchange is pending: its record
     /// (verified, judged), or anything else (dropped, our record sent back).
-    pub(super) fn l4_client_from_server<B: PacketBuf>(
-        &mut self,
-        c: &Ctx<'_>,
-        buf: &mut B,
-        seg: &Seg,
-        f: &L4Flow,
-    ) -> Action {
+    pub(super) fn l4_client_from_server<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, s: L4Seg<'_>) -> Action {
+        let L4Seg { seg, f } = s;
         let first = c.info.seq == f.isn_s.wrapping_add(1);
         if first && looks_like_record(seg.payload(buf.data())) {
-            return self.l4_client_judge(c, buf, seg, f);
+            return self.l4_client_judge(c, buf, s);
         }
         // The server's record was lost (or this came first): ours again,
         // back to the server's gateway, which answers with its record again.
@@ -191,8 +181,9 @@ impl Engine {
 
     /// The server's record: verified, judged by our PU's outgoing rules; the
     /// flow decided (mode layer 4), or refused with resets to both ends.
-    fn l4_client_judge<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, seg: &Seg, f: &L4Flow) -> Action {
-        let v = match self.l4_verify(c, buf.data(), seg, f) {
+    fn l4_client_judge<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, s: L4Seg<'_>) -> Action {
+        let L4Seg { seg, f } = s;
+        let v = match self.l4_verify(c, buf.data(), s) {
             Ok(v) => v,
             Err(a) => return a,
         };
@@ -209,7 +200,7 @@ impl Engine {
             self.note(c.side, note_of_allow(&d));
             self.emit(c.side, &rec);
             let done = L4Flow { done: true, ..*f };
-            return self.l4_strip_and_forward(c, buf, seg, &done);
+            return self.l4_strip_and_forward(c, buf, L4Seg { seg, f: &done });
         }
         let i = c.info;
         let back = RstSpec::to_sender(i);

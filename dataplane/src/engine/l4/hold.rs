@@ -8,8 +8,8 @@
 //! answered: discarded when the slot's timer (the UDP backoff's last wait)
 //! runs out, for the client's TCP to retransmit.
 
-use super::segment::{self, Made, Seg};
-use super::{Engine, L4Flow, SHIFT};
+use super::segment::{self, Made};
+use super::{Engine, L4Seg, SHIFT};
 use crate::buf::PacketBuf;
 use crate::engine::context::Ctx;
 use crate::engine::udp::Ending;
@@ -25,10 +25,10 @@ impl Engine {
         &mut self,
         c: &Ctx<'_>,
         buf: &mut B,
-        seg: &Seg,
-        f: &L4Flow,
+        s: L4Seg<'_>,
         record: &[u8],
     ) -> Option<Action> {
+        let L4Seg { seg, f } = s;
         let i = c.info;
         let m = Made {
             src: i.src,

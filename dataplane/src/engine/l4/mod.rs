@@ -54,6 +54,14 @@ use segment::Seg;
 pub(super) const RECORD: usize = RECORD_LEN;
 const SHIFT: u32 = RECORD_LEN as u32;
 
+/// A segment of a flow in layer-4 mode, as its handlers take it: where its
+/// bytes are, and what the flow's entry says.
+#[derive(Debug, Clone, Copy)]
+struct L4Seg<'a> {
+    seg: &'a Seg,
+    f: &'a L4Flow,
+}
+
 /// What the layer-4 path reads of a flow's entry.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct L4Flow {
@@ -161,8 +169,9 @@ impl Engine {
             return self.drop(c.side, DropReason::OutOfState);
         }
         let Some(seg) = Seg::of(buf.data(), c.info) else { return self.drop(c.side, DropReason::Malformed) };
+        let s = L4Seg { seg: &seg, f: &f };
         if f.done {
-            return self.l4_shifted(c, buf, &seg, &f);
+            return self.l4_shifted(c, buf, s);
         }
         if flags.has(TcpFlags::RST) {
             // Before the exchange nothing is shifted yet; a reset passes.
@@ -170,9 +179,9 @@ impl Engine {
             return Action::Forward;
         }
         match (f.initiator, c.side) {
-            (Side::Inside, Side::Inside) => self.l4_client_carrier(c, buf, &seg, &f),
-            (Side::Inside, Side::Outside) => self.l4_client_from_server(c, buf, &seg, &f),
-            (Side::Outside, Side::Outside) => self.l4_server_from_client(c, buf, &seg, &f),
+            (Side::Inside, Side::Inside) => self.l4_client_carrier(c, buf, s),
+            (Side::Inside, Side::Outside) => self.l4_client_from_server(c, buf, s),
+            (Side::Outside, Side::Outside) => self.l4_server_from_client(c, buf, s),
             (Side::Outside, Side::Inside) => self.drop(c.side, DropReason::L4Pending),
         }
     }
@@ -180,13 +189,14 @@ impl Engine {
     /// A segment of a flow whose exchange is done: shifted and forwarded on
     /// the cached verdict; a record again at the start of the peer's stream
     /// (a retransmission) is verified again and handled.
-    fn l4_shifted<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, seg: &Seg, f: &L4Flow) -> Action {
+    fn l4_shifted<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, s: L4Seg<'_>) -> Action {
+        let L4Seg { seg, f } = s;
         let seq = c.info.seq;
         if c.side == Side::Outside {
             let at = seq_diff(seq, f.outside_isn().wrapping_add(1));
             if (0..SHIFT as i32).contains(&at) && c.info.payload_len > 0 {
                 if at == 0 {
-                    return self.l4_record_again(c, buf, seg, f);
+                    return self.l4_record_again(c, buf, s);
                 }
                 return self.drop(c.side, DropReason::L4RecordMissing);
             }
@@ -211,22 +221,24 @@ impl Engine {
     /// The peer's record again on a flow whose exchange is done: at our
     /// server, the client's gateway did not get our record (send it again);
     /// at our client, a duplicate of the server's. Forged: dropped.
-    fn l4_record_again<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, seg: &Seg, f: &L4Flow) -> Action {
-        let v = match self.l4_verify(c, buf.data(), seg, f) {
+    fn l4_record_again<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, s: L4Seg<'_>) -> Action {
+        let f = s.f;
+        let v = match self.l4_verify(c, buf.data(), s) {
             Ok(v) => v,
             Err(a) => return a,
         };
         if f.initiator == Side::Outside {
             self.l4_send_server_record(c, buf.data(), f, (v.peer, v.key_id.answer_bytes()));
         }
-        self.l4_strip_and_forward(c, buf, seg, f)
+        self.l4_strip_and_forward(c, buf, s)
     }
 
     /// Removes the verified record at the front of the segment and forwards
     /// what remains, shifted; a segment that was only the record is
     /// consumed — unless our PU is the server, whose TCP needs the client's
     /// ACK the record rode on.
-    fn l4_strip_and_forward<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, seg: &Seg, f: &L4Flow) -> Action {
+    fn l4_strip_and_forward<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, s: L4Seg<'_>) -> Action {
+        let L4Seg { seg, f } = s;
         let only_record = usize::from(c.info.payload_len) == RECORD;
         let fin = TcpFlags(c.info.tcp_flags).has(TcpFlags::FIN);
         if only_record && !fin && f.initiator == Side::Inside {
@@ -248,13 +260,8 @@ impl Engine {
     }
 
     /// Verifies the record at the start of the segment from the peer gateway.
-    fn l4_verify(
-        &mut self,
-        c: &Ctx<'_>,
-        frame: &[u8],
-        seg: &Seg,
-        f: &L4Flow,
-    ) -> Result<crate::identity::Verified, Action> {
+    fn l4_verify(&mut self, c: &Ctx<'_>, frame: &[u8], s: L4Seg<'_>) -> Result<crate::identity::Verified, Action> {
+        let L4Seg { seg, f } = s;
         use crate::identity::l4::{context, verify_record, Binding};
         let ctx = if f.initiator == Side::Inside { context::SERVER } else { context::CLIENT };
         let b = Binding { flow: flow_of(c), own_isn: f.outside_isn(), peer_isn: f.inside_isn(), ctx };

@@ -243,7 +243,6 @@ pub(super) struct Made {
 /// before the IP header; MACs swapped when it goes back where the frame
 /// came from). ACK|PSH, no options.
 pub(super) fn make(out: &mut [u8; MAX_MADE], eth: &[u8], swap_macs: bool, m: &Made, record: &[u8]) -> Option<usize> {
-    let l2 = emit::copy_l2(out, eth, swap_macs)?;
     let ip = IpRepr::new(m.src, m.dst, ip_proto::TCP)?;
     let header = wtcp::Repr {
         src_port: m.sport,
@@ -254,8 +253,7 @@ pub(super) fn make(out: &mut [u8; MAX_MADE], eth: &[u8], swap_macs: bool, m: &Ma
         window: MADE_WINDOW,
         options_len: 0,
     };
-    let n = emit::tcp_packet(&mut out[l2..], ip, &TcpSegment { header, options: &[], payload: record })?;
-    Some(l2 + n)
+    emit::tcp_frame(out, eth, swap_macs, ip, &TcpSegment { header, options: &[], payload: record })
 }
 
 /// Turns the frame in `buf` into the made segment, in place (the buffer
@@ -271,11 +269,5 @@ pub(super) fn make_in_place<B: PacketBuf>(
     let l3 = usize::from(info.l3_offset);
     let Some(eth) = buf.data().get(..l3) else { return false };
     let Some(n) = make(&mut tmp, eth, swap_macs, m, record) else { return false };
-    let len = buf.len();
-    let ok = if n <= len { buf.trim(len - n).is_ok() } else { buf.append(n - len).is_ok() };
-    if !ok {
-        return false;
-    }
-    buf.data_mut()[..n].copy_from_slice(&tmp[..n]);
-    true
+    buf.replace(&tmp[..n]).is_ok()
 }

@@ -9,7 +9,7 @@
 //! rules decide, as they would have at the SYN.
 
 use super::segment::{self, Made, Seg};
-use super::{Engine, L4Flow, SHIFT};
+use super::{Engine, L4Flow, L4Seg, SHIFT};
 use crate::buf::PacketBuf;
 use crate::engine::context::Ctx;
 use crate::engine::reasons::{drop_of_reason, note_of_allow};
@@ -56,20 +56,15 @@ impl Engine {
     }
 
     /// A segment of the client while the exchange is pending.
-    pub(super) fn l4_server_from_client<B: PacketBuf>(
-        &mut self,
-        c: &Ctx<'_>,
-        buf: &mut B,
-        seg: &Seg,
-        f: &L4Flow,
-    ) -> Action {
+    pub(super) fn l4_server_from_client<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, s: L4Seg<'_>) -> Action {
+        let L4Seg { seg, f } = s;
         if c.info.seq != f.isn_c.wrapping_add(1) {
             return self.drop(c.side, DropReason::L4RecordMissing);
         }
         if !looks_like_record(seg.payload(buf.data())) {
             return self.l4_server_without_record(c, buf, f);
         }
-        let v = match self.l4_verify(c, buf.data(), seg, f) {
+        let v = match self.l4_verify(c, buf.data(), s) {
             Ok(v) => v,
             Err(a) => return a,
         };
@@ -87,7 +82,7 @@ impl Engine {
             self.emit(c.side, &rec);
             self.l4_send_server_record(c, buf.data(), f, (v.peer, key_bytes));
             let done = L4Flow { done: true, why: key_bytes, ..*f };
-            return self.l4_strip_and_forward(c, buf, seg, &done);
+            return self.l4_strip_and_forward(c, buf, L4Seg { seg, f: &done });
         }
         self.l4_server_refuse(c, buf, rec, drop_of_reason(d.reason), f, Trust::Verified)
     }
@@ -207,7 +202,7 @@ impl Engine {
                             self.note(c.side, Note::L4RecordVerified);
                             self.l4_send_server_record(c, buf.data(), f, (v.peer, key_bytes));
                             let done = L4Flow { done: true, why: key_bytes, ..*f };
-                            return self.l4_strip_and_forward(c, buf, &seg, &done);
+                            return self.l4_strip_and_forward(c, buf, L4Seg { seg: &seg, f: &done });
                         }
                     }
                 }

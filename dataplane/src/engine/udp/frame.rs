@@ -77,11 +77,10 @@ pub fn build_handshake(
     key: &MacKey,
     id: &UdpIdentity,
 ) -> Option<usize> {
-    let l2 = emit::copy_l2(out, eth, swap_macs)?;
     let ip = IpRepr::new(h.src, h.dst, ip_proto::UDP)?;
     let d = UdpDatagram { src_port: h.sport, dst_port: h.dport, payload: &[], surplus: &[] };
-    let n = emit::udp_packet(&mut out[l2..], ip, &d)?;
-    let mut buf = ArrayBuf { mem: out, len: l2 + n };
+    let n = emit::udp_frame(out, eth, swap_macs, ip, &d)?;
+    let mut buf = ArrayBuf { mem: out, len: n };
     let info = parse_frame(buf.data()).ok()?;
     insert_udp(&mut buf, &info, key, id).ok()?;
     Some(buf.len)

@@ -110,12 +110,9 @@ impl Engine {
         else {
             return self.drop(c.side, DropReason::Malformed);
         };
-        let len = buf.len();
-        let fits = if n <= len { buf.trim(len - n).is_ok() } else { buf.append(n - len).is_ok() };
-        if !fits {
+        if buf.replace(&scratch[..n]).is_err() {
             return self.drop(c.side, DropReason::IdentityBufferFull);
         }
-        buf.data_mut()[..n].copy_from_slice(&scratch[..n]);
         if decision.allowed() {
             self.note(c.side, Note::UdpResponseSent);
             Action::Answer
