@@ -187,7 +187,13 @@ mod tests {
 
     #[test]
     fn rate_line_is_the_difference_over_the_interval() {
-        let line = rate_line(&snapshot(1, 10), &snapshot(3, 2_000_010));
-        assert_eq!(line, "stats: t=3.0s rx 1.000 Mpps, in->out 1.000 Mpps, out->in 0.000 Mpps, drops 0");
+        let (a, mut b) = (snapshot(1, 10), snapshot(3, 2_000_010));
+        // the kernel ran the worker 1.5 s of the 2: another task had its core a quarter of the time
+        b.workers[0].2.on_cpu_ns = 1_500_000_000;
+        let line = rate_line(&a, &b);
+        assert_eq!(
+            line,
+            "stats: t=3.0s rx 1.000 Mpps, in->out 1.000 Mpps, out->in 0.000 Mpps, worker-cpu 75.0%, drops 0"
+        );
     }
 }
