@@ -51,13 +51,15 @@ cleanup() { [ -z "$SCRAPER" ] || kill "$SCRAPER" 2>/dev/null || true; rm -rf "$D
 trap cleanup EXIT
 
 # engine.sh's gatewayd run of CASE (one round): "WALL ONCPU" Mpps (medians of
-# the samples after warm-up: in->out, and in->out / worker-cpu share)
+# the samples after warm-up: the forwarded rate, and that / worker-cpu share)
 gw() {
     rm -f "$D/stats.log"
     GW_ONLY=1 GW_STATS_LOG="$D/stats.log" bash benches/engine.sh "$SECS" "$1" >> "$D/engine.log" 2>&1 || true
     local wall oncpu
-    wall=$(awk '/^stats:/ {for (i = 1; i <= NF; i++) if ($i == "in->out") print $(i+1)}' "$D/stats.log" 2>/dev/null | tail -n +3 | median)
-    oncpu=$(awk '/^stats:/ {r = c = 0; for (i = 1; i <= NF; i++) {if ($i == "in->out") r = $(i+1); if ($i == "worker-cpu") c = $(i+1) + 0}
+    # both directions summed: est-1k loads in->out, syn-verify out->in
+    wall=$(awk '/^stats:/ {r = 0; for (i = 1; i <= NF; i++) if ($i == "in->out" || $i == "out->in") r += $(i+1); print r}' \
+        "$D/stats.log" 2>/dev/null | tail -n +3 | median)
+    oncpu=$(awk '/^stats:/ {r = c = 0; for (i = 1; i <= NF; i++) {if ($i == "in->out" || $i == "out->in") r += $(i+1); if ($i == "worker-cpu") c = $(i+1) + 0}
         if (c > 0) print r / (c / 100)}' "$D/stats.log" 2>/dev/null | tail -n +3 | median)
     echo "$wall $oncpu"
 }

@@ -27,7 +27,7 @@ pub struct ExplainArgs {
     /// …or an address (judged by the external-network rules).
     #[arg(long, value_name = "IP", conflicts_with = "flow")]
     address: Option<String>,
-    /// tcp, udp, icmp or a number 0-255.
+    /// tcp, udp, icmp or a number 1-255.
     #[arg(long, default_value = "tcp", value_name = "PROTO")]
     protocol: String,
     /// The server's port.

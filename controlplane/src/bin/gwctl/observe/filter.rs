@@ -54,7 +54,7 @@ const FILTERS: [Filter; 20] = [
     filter("from-port", "PORT", "Source port or range lo-hi", Field::Port, End::Source),
     filter("to-port", "PORT", "Destination port or range lo-hi", Field::Port, End::Destination),
     filter("port", "PORT", "Either end's port", Field::Port, End::Either),
-    filter("protocol", "PROTO", "tcp, udp, icmp or a number 0-255", Field::Protocol, End::Flow),
+    filter("protocol", "PROTO", "tcp, udp, icmp or a number 1-255", Field::Protocol, End::Flow),
     filter("from-identity", "ID", "Source numeric identity", Field::Identity, End::Source),
     filter("to-identity", "ID", "Destination numeric identity", Field::Identity, End::Destination),
     filter("identity", "ID", "Either end's identity", Field::Identity, End::Either),
