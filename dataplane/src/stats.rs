@@ -136,6 +136,11 @@ pub enum DropReason {
     /// Layer 4: a workload's segment before the exchange completed (its TCP
     /// retransmits it; nothing unauthenticated is delivered).
     L4Pending,
+    /// Layer 4: the peer gateway's record arrived split across segments (a
+    /// re-segmenting middlebox): a segment at the stream's start holding only
+    /// the record's first bytes, or one starting inside the record. Not
+    /// reassembled: dropped (docs/identity-l4.md).
+    L4RecordSplit,
     /// Told in flow events only, never counted as a drop (the reset is
     /// forwarded; the count is the note `peer_refused`): the far side
     /// reset our PU's connection before it was decided (its gateway refused it).
@@ -143,7 +148,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 40] = [
+    pub const ALL: [DropReason; 41] = [
         DropReason::TxFull,
         DropReason::HandoffFull,
         DropReason::Malformed,
@@ -183,6 +188,7 @@ impl DropReason {
         DropReason::L4RecordBadVersion,
         DropReason::L4RecordMissing,
         DropReason::L4Pending,
+        DropReason::L4RecordSplit,
         DropReason::RefusedByPeer,
     ];
     pub const COUNT: usize = Self::ALL.len();
@@ -229,6 +235,7 @@ impl DropReason {
             DropReason::L4RecordBadVersion => "l4_record_bad_version",
             DropReason::L4RecordMissing => "l4_record_missing",
             DropReason::L4Pending => "l4_pending",
+            DropReason::L4RecordSplit => "l4_record_split",
             DropReason::RefusedByPeer => "refused_by_peer",
         }
     }

@@ -53,6 +53,16 @@ pub fn looks_like_record(payload: &[u8]) -> bool {
     matches!(payload, [TCP_KIND, l, a, b, ..] if usize::from(*l) == TCP_LEN && *a == e[0] && *b == e[1])
 }
 
+/// Whether `payload` is the start of a record cut short: at least the
+/// record's first four bytes (kind, length, ExID: 32 bits a stream's data
+/// does not start with by chance) and fewer bytes than a record. A record is
+/// sent whole; only a re-segmenting middlebox makes this. (A head of one to
+/// three bytes is not told from data.)
+#[inline]
+pub fn is_split_record(payload: &[u8]) -> bool {
+    (4..RECORD_LEN).contains(&payload.len()) && looks_like_record(payload)
+}
+
 /// The record of `identity`, signed with `key` for `b`.
 pub fn make_record(key: &MacKey, identity: u32, b: &Binding) -> [u8; RECORD_LEN] {
     let mut r = [0u8; RECORD_LEN];

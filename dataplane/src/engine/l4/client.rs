@@ -17,7 +17,7 @@ use crate::engine::rst::RstSpec;
 use crate::engine::Action;
 use crate::flow::key::addr128;
 use crate::flow::TcpFlags;
-use crate::identity::l4::{context, looks_like_record, make_record, Binding, RECORD_LEN};
+use crate::identity::l4::{context, is_split_record, looks_like_record, make_record, Binding, RECORD_LEN};
 use crate::policy::{Direction, Remote};
 use crate::stats::{DropReason, Note};
 use crate::wire::{ip_proto, tcp::flags};
@@ -142,7 +142,12 @@ impl Engine {
     /// (verified, judged), or anything else (dropped, our record sent back).
     pub(super) fn l4_client_from_server<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, s: L4Seg<'_>) -> Action {
         let L4Seg { seg, f } = s;
-        let first = c.info.seq == f.isn_s.wrapping_add(1);
+        let at = super::seq_diff(c.info.seq, f.isn_s.wrapping_add(1));
+        let in_record = (0..super::SHIFT as i32).contains(&at);
+        if in_record && c.info.payload_len > 0 && (at > 0 || is_split_record(seg.payload(buf.data()))) {
+            return self.l4_record_not_whole(c, at, f);
+        }
+        let first = at == 0;
         if first && looks_like_record(seg.payload(buf.data())) {
             return self.l4_client_judge(c, buf, s);
         }

@@ -6,7 +6,7 @@
 //! FIN, RST, a segment where a record sits, an odd SACK block) goes to the
 //! full path (`super::l4_segment`) untouched.
 
-use super::segment::shift_header;
+use super::segment::shift_at;
 use super::{from_outside, seq_diff, SHIFT};
 use crate::buf::PacketBuf;
 use crate::engine::established::{step, Seen};
@@ -52,9 +52,10 @@ impl Engine {
 }
 
 /// The step of a shifted flow's segment: `None` (nothing changed) for
-/// anything the full path must see. Out of line: the plain flows' path
-/// stays as short as it was.
-#[inline(never)]
+/// anything the full path must see. Inlined: out of line, the call and its
+/// seven arguments cost more than the shift (measured, `est-l4-1k`), and the
+/// plain flows' path measured no slower for it (`est-1k`).
+#[inline(always)]
 fn shifted_step<B: PacketBuf>(
     e: &mut FlowEntry,
     t: &Timeouts,
@@ -78,21 +79,21 @@ fn shifted_step<B: PacketBuf>(
 
 /// Shifts a plain segment of a done layer-4 flow in place; false (nothing
 /// changed) for anything the full path must see.
-#[inline]
+#[inline(always)]
 fn shift<B: PacketBuf>(e: &FlowEntry, side: Side, buf: &mut B, pk: &Peeked<'_>) -> bool {
-    let (in_isn, out_isn) = match e.initiator() {
-        Side::Inside => (e.syn_seq(), e.synack_seq()),
-        Side::Outside => (e.synack_seq(), e.syn_seq()),
-    };
-    let Some(tcp) = buf.data_mut().get_mut(pk.tcp_at..pk.tcp_at + pk.tcp_len) else { return false };
+    let (frame, at, len) = (buf.data_mut(), pk.tcp_at, pk.tcp_len);
     match side {
-        Side::Inside => shift_header(tcp, pk.seq.wrapping_add(SHIFT), &|a: u32| a.wrapping_add(SHIFT)),
+        Side::Inside => shift_at(frame, at, len, pk.seq.wrapping_add(SHIFT), &|a: u32| a.wrapping_add(SHIFT)),
         Side::Outside => {
+            let (in_isn, out_isn) = match e.initiator() {
+                Side::Inside => (e.syn_seq(), e.synack_seq()),
+                Side::Outside => (e.synack_seq(), e.syn_seq()),
+            };
             // Where the peer's record sits: the full path looks.
             if (0..SHIFT as i32).contains(&seq_diff(pk.seq, out_isn.wrapping_add(1))) {
                 return false;
             }
-            shift_header(tcp, from_outside(pk.seq, out_isn), &|a| from_outside(a, in_isn))
+            shift_at(frame, at, len, from_outside(pk.seq, out_isn), &|a| from_outside(a, in_isn))
         }
     }
 }

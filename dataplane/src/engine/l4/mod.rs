@@ -42,7 +42,7 @@ use super::{Action, Engine};
 use crate::buf::PacketBuf;
 use crate::events::FlowRecord;
 use crate::flow::{FlowState, TcpFlags, TcpStep};
-use crate::identity::l4::RECORD_LEN;
+use crate::identity::l4::{is_split_record, RECORD_LEN};
 use crate::identity::mac::Flow;
 use crate::identity::VerifyError;
 use crate::stats::{DropReason, Note};
@@ -195,10 +195,10 @@ impl Engine {
         if c.side == Side::Outside {
             let at = seq_diff(seq, f.outside_isn().wrapping_add(1));
             if (0..SHIFT as i32).contains(&at) && c.info.payload_len > 0 {
-                if at == 0 {
+                if at == 0 && !is_split_record(seg.payload(buf.data())) {
                     return self.l4_record_again(c, buf, s);
                 }
-                return self.drop(c.side, DropReason::L4RecordMissing);
+                return self.l4_record_not_whole(c, at, f);
             }
         }
         let Some(e) = self.table.lookup(&c.key, c.now) else { return self.drop(c.side, DropReason::OutOfState) };
@@ -216,6 +216,17 @@ impl Engine {
             }
         }
         Action::Forward
+    }
+
+    /// A segment from the peer gateway where its record should start whole
+    /// and does not: a split record (its head alone, or a segment starting
+    /// inside it: `l4_record_split`, told), or another segment before the
+    /// record (`l4_record_missing`). Not reassembled (docs/identity-l4.md).
+    fn l4_record_not_whole(&mut self, c: &Ctx<'_>, at: i32, f: &L4Flow) -> Action {
+        if (0..SHIFT as i32).contains(&at) && c.info.payload_len > 0 {
+            return self.drop_told(c.side, c.flow(f.initiator), DropReason::L4RecordSplit, None);
+        }
+        self.drop(c.side, DropReason::L4RecordMissing)
     }
 
     /// The peer's record again on a flow whose exchange is done: at our

@@ -118,27 +118,107 @@ fn sack_edges(tcp: &[u8]) -> ([usize; 8], usize, bool) {
 /// checksum updated once for every field changed: the established path of a
 /// shifted flow. False, and nothing changed, if a SACK block sits at an odd
 /// offset.
-#[inline]
+///
+/// The common headers (no options, or Linux's `NOP NOP timestamps` alone)
+/// cannot hold a SACK block: their fields are rewritten without walking the
+/// options; anything else walks them out of line ([`shift_with_options`]).
+#[inline(always)]
 pub(super) fn shift_header(tcp: &mut [u8], seq: u32, ack: &impl Fn(u32) -> u32) -> bool {
-    if tcp.len() < wtcp::HEADER_LEN {
-        return false;
+    let Some((fixed, opts)) = tcp.split_first_chunk_mut::<{ wtcp::HEADER_LEN }>() else { return false };
+    if may_hold_sack(opts) {
+        return shift_with_options(tcp, seq, ack);
     }
-    let (edges, n, odd) = if tcp.len() > wtcp::HEADER_LEN { sack_edges(tcp) } else { ([0; 8], 0, false) };
-    if odd {
-        return false;
+    shift_fixed_raw(fixed, seq, ack);
+    true
+}
+
+/// [`shift_header`] on the TCP header at `at` in `frame`, `len` bytes with
+/// its options (as the look ahead found them): the established path of a
+/// shifted flow, with nothing sliced twice.
+#[inline(always)]
+pub(super) fn shift_at(frame: &mut [u8], at: usize, len: usize, seq: u32, ack: &impl Fn(u32) -> u32) -> bool {
+    let Some(tcp) = frame.get_mut(at..) else { return false };
+    let Some((fixed, opts)) = tcp.split_first_chunk_mut::<{ wtcp::HEADER_LEN }>() else { return false };
+    let Some(opts) = opts.get(..len.wrapping_sub(wtcp::HEADER_LEN)) else { return false };
+    if may_hold_sack(opts) {
+        return tcp.get_mut(..len).is_some_and(|t| shift_with_options(t, seq, ack));
     }
-    // One's-complement sums of the words replaced and of their new values.
+    shift_fixed_raw(fixed, seq, ack);
+    true
+}
+
+/// Whether an option area may hold a SACK block: not when empty, nor when
+/// it is Linux's `NOP NOP timestamps` alone (nothing else fits beside it).
+#[inline(always)]
+fn may_hold_sack(opts: &[u8]) -> bool {
+    !(opts.is_empty() || opts.len() == TS_ONLY.len() && opts[..4] == TS_ONLY[..4])
+}
+
+/// The option area Linux sends on every segment of a connection with
+/// timestamps and no SACK: NOP, NOP, timestamps (kind 8, length 10).
+const TS_ONLY: [u8; 12] = [1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// Sequence and acknowledgment (if the ACK flag is set) rewritten in the
+/// fixed header, the checksum updated by RFC 1624 eqn. 3 over the 32-bit
+/// words as they sit in memory: the one's-complement sum does not depend on
+/// byte order (RFC 1071 §2(B)) and a 32-bit word's complement is its two
+/// halves' complements, so nothing is swapped but the two numbers and the
+/// sum folds once at the end.
+#[inline(always)]
+fn shift_fixed_raw(fixed: &mut [u8; wtcp::HEADER_LEN], seq: u32, ack: &impl Fn(u32) -> u32) {
+    let raw = |f: &[u8; wtcp::HEADER_LEN], at: usize| u32::from_ne_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]]);
+    let old_seq = raw(fixed, 4);
+    let new_seq = seq.to_be();
+    let csum = u16::from_ne_bytes([fixed[16], fixed[17]]);
+    let mut acc = u64::from(!csum) + u64::from(!old_seq) + u64::from(new_seq);
+    fixed[4..8].copy_from_slice(&new_seq.to_ne_bytes());
+    if fixed[13] & flags::ACK != 0 {
+        let old_ack = raw(fixed, 8);
+        let new_ack = ack(u32::from_be(old_ack)).to_be();
+        acc += u64::from(!old_ack) + u64::from(new_ack);
+        fixed[8..12].copy_from_slice(&new_ack.to_ne_bytes());
+    }
+    let c = !fold64(acc);
+    fixed[16..18].copy_from_slice(&c.to_ne_bytes());
+}
+
+/// Folds a one's-complement sum of 32-bit words (at most 2^34) to 16 bits.
+#[inline(always)]
+fn fold64(acc: u64) -> u16 {
+    let s = (acc & 0xffff_ffff) + (acc >> 32);
+    let s = (s & 0xffff_ffff) + (s >> 32);
+    checksum::fold(s as u32)
+}
+
+/// Sequence and acknowledgment (if the ACK flag is set) rewritten in the
+/// fixed header: the one's-complement sums of the words replaced and of
+/// their new values, for the checksum.
+fn shift_fixed(fixed: &mut [u8; wtcp::HEADER_LEN], seq: u32, ack: &impl Fn(u32) -> u32) -> (u32, u32) {
     let words = |x: u32| (x >> 16) + (x & 0xffff);
-    let old_seq = get_u32(tcp, 4);
+    let old_seq = get_u32(fixed, 4);
     let (mut removed, mut added) = (words(old_seq), words(seq));
-    tcp[4..8].copy_from_slice(&seq.to_be_bytes());
-    if tcp[13] & flags::ACK != 0 {
-        let a = get_u32(tcp, 8);
+    fixed[4..8].copy_from_slice(&seq.to_be_bytes());
+    if fixed[13] & flags::ACK != 0 {
+        let a = get_u32(fixed, 8);
         let na = ack(a);
         removed += words(a);
         added += words(na);
-        tcp[8..12].copy_from_slice(&na.to_be_bytes());
+        fixed[8..12].copy_from_slice(&na.to_be_bytes());
     }
+    (removed, added)
+}
+
+/// [`shift_header`] for a header whose options may hold SACK blocks: every
+/// edge mapped through `ack` too.
+#[inline(never)]
+fn shift_with_options(tcp: &mut [u8], seq: u32, ack: &impl Fn(u32) -> u32) -> bool {
+    let (edges, n, odd) = sack_edges(tcp);
+    if odd {
+        return false;
+    }
+    let Some((fixed, _)) = tcp.split_first_chunk_mut::<{ wtcp::HEADER_LEN }>() else { return false };
+    let words = |x: u32| (x >> 16) + (x & 0xffff);
+    let (mut removed, mut added) = shift_fixed(fixed, seq, ack);
     for &e in &edges[..n] {
         let v = get_u32(tcp, e);
         let nv = ack(v);

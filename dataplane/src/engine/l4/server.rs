@@ -16,7 +16,7 @@ use crate::engine::reasons::{drop_of_reason, note_of_allow};
 use crate::engine::reply_limit::Trust;
 use crate::engine::rst::RstSpec;
 use crate::engine::Action;
-use crate::identity::l4::{context, looks_like_record, make_record, Binding};
+use crate::identity::l4::{context, is_split_record, looks_like_record, make_record, Binding};
 use crate::identity::mac::Flow;
 use crate::identity::PeerId;
 use crate::policy::{Decision, Direction, Remote};
@@ -58,8 +58,9 @@ impl Engine {
     /// A segment of the client while the exchange is pending.
     pub(super) fn l4_server_from_client<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, s: L4Seg<'_>) -> Action {
         let L4Seg { seg, f } = s;
-        if c.info.seq != f.isn_c.wrapping_add(1) {
-            return self.drop(c.side, DropReason::L4RecordMissing);
+        let at = super::seq_diff(c.info.seq, f.isn_c.wrapping_add(1));
+        if at != 0 || is_split_record(seg.payload(buf.data())) {
+            return self.l4_record_not_whole(c, at, f);
         }
         if !looks_like_record(seg.payload(buf.data())) {
             return self.l4_server_without_record(c, buf, f);
@@ -185,8 +186,11 @@ impl Engine {
     pub(super) fn l4_watching<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, f: &L4Flow) -> Action {
         let i = c.info;
         let t = *self.table.timeouts();
-        if c.side == Side::Outside && i.seq == f.isn_c.wrapping_add(1) && i.payload_len as usize >= super::RECORD {
+        if c.side == Side::Outside && i.seq == f.isn_c.wrapping_add(1) && i.payload_len > 0 {
             if let Some(seg) = Seg::of(buf.data(), i) {
+                if is_split_record(seg.payload(buf.data())) {
+                    return self.drop_told(c.side, c.flow(f.initiator), DropReason::L4RecordSplit, None);
+                }
                 if looks_like_record(seg.payload(buf.data())) {
                     let b =
                         Binding { flow: super::flow_of(c), own_isn: f.isn_c, peer_isn: f.isn_s, ctx: context::CLIENT };

@@ -300,6 +300,45 @@ fn sack_blocks_move_with_the_shift_and_timestamps_do_not() {
     assert_eq!(a.pass(Side::Outside, &w), (Action::Forward, sack));
 }
 
+/// The established fast path's shift (`fast.rs`, the checksum updated over
+/// the words as they sit in memory) on Linux's timestamps-only segments,
+/// with sequence and acknowledgment numbers that wrap past 2^32 when
+/// shifted, both ways, IPv4 and IPv6: the checksums hold and each end gets
+/// the bytes its peer sent.
+#[test]
+fn shifted_numbers_that_wrap_keep_their_checksums_on_the_fast_path() {
+    for (client, server) in [("10.1.0.10", "10.2.0.20"), ("fd00:1::10", "fd00:2::20")] {
+        let (mut a, mut b) = pair();
+        let c = Conn { isn: u32::MAX - 30, sisn: u32::MAX - 25, ..Conn::new(client, server, 80) };
+        handshake(&mut a, &mut b, &c, &c.syn());
+        exchange(&mut a, &mut b, &c);
+        let ts = [1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9];
+        // 15 bytes into each stream: +20 crosses 2^32.
+        let (seq, ack) = (c.isn + 16, c.sisn + 16);
+        let req = c.c2s(tf::ACK | tf::PSH, seq, ack, &ts, b"more");
+        let (act, w) = a.pass(Side::Inside, &req);
+        assert_eq!(act, Action::Forward);
+        assert_eq!(seq_ack(&w), (seq.wrapping_add(20), ack.wrapping_add(20)), "{client}");
+        assert!(checksums_ok(&w), "{client}");
+        let info = parse_frame(&w).unwrap();
+        assert_eq!(&w[usize::from(info.tcp_opts_offset)..][..12], &ts, "timestamps untouched");
+        assert_eq!(b.pass(Side::Outside, &w), (Action::Forward, req), "{client}: restored at B");
+        let resp = c.s2c(tf::ACK | tf::PSH, ack, seq + 4, &ts, b"ok");
+        let (act, w) = b.pass(Side::Inside, &resp);
+        assert_eq!(act, Action::Forward);
+        assert_eq!(seq_ack(&w), (ack.wrapping_add(20), (seq + 4).wrapping_add(20)), "{client}");
+        assert!(checksums_ok(&w), "{client}");
+        assert_eq!(a.pass(Side::Outside, &w), (Action::Forward, resp), "{client}: restored at A");
+        // A pure ACK without the ACK flag's number (RST|ACK aside, none is
+        // sent, but the flag decides): the sequence alone moves.
+        let bare = c.c2s(tf::PSH, seq + 4, 0, &[], b"x");
+        let (act, w) = a.pass(Side::Inside, &bare);
+        assert_eq!(act, Action::Forward);
+        assert_eq!(seq_ack(&w), ((seq + 4).wrapping_add(20), 0));
+        assert!(checksums_ok(&w));
+    }
+}
+
 #[test]
 fn forged_and_replayed_records_are_refused_with_their_own_reasons() {
     let (mut a, mut b) = pair();
@@ -478,4 +517,115 @@ fn an_option_flow_stops_being_watched_at_its_first_data() {
     let e = b.engine.table().get(&FlowKey::from_v4(Side::Outside, [10, 1, 0, 10], [10, 2, 0, 20], 40000, 80, 6));
     let e = e.expect("B's flow");
     assert!(!e.l4_path(), "back on the fast path after the client's first data");
+}
+
+/// A server that speaks first (SMTP, SSH): its banner follows the client's
+/// handshake ACK, which is A's carrier, so B has verified the client's record
+/// before the server can send a byte; the banner is shifted like any data.
+/// On a path stripping both ways and on one stripping only the SYN-ACK (B
+/// watching its option flow), IPv4 and IPv6.
+#[test]
+fn a_server_that_speaks_first_gets_its_banner_through() {
+    for (client, server) in [("10.1.0.10", "10.2.0.20"), ("fd00:1::10", "fd00:2::20")] {
+        for asymmetric in [false, true] {
+            let (mut a, mut b) = pair();
+            let c = Conn::new(client, server, 80);
+            if asymmetric {
+                let (_, w) = a.pass(Side::Inside, &c.syn());
+                assert_eq!(b.pass(Side::Outside, &w).0, Action::Forward);
+                let (_, w) = b.pass(Side::Inside, &c.syn_ack());
+                assert_eq!(a.pass(Side::Outside, &stripped(&w)).0, Action::Forward);
+            } else {
+                handshake(&mut a, &mut b, &c, &c.syn());
+            }
+            exchange(&mut a, &mut b, &c);
+            let banner = c.s2c(tf::ACK | tf::PSH, c.sisn + 1, c.isn + 1, &[], b"220 mail ESMTP\r\n");
+            let (act, w) = b.pass(Side::Inside, &banner);
+            assert_eq!(act, Action::Forward, "{client} asymmetric {asymmetric}");
+            assert_eq!(seq_ack(&w), (c.sisn + 21, c.isn + 21));
+            assert!(checksums_ok(&w));
+            assert_eq!(a.pass(Side::Outside, &w), (Action::Forward, banner.clone()), "the client gets the banner");
+            let ehlo = c.c2s(tf::ACK | tf::PSH, c.isn + 1, c.sisn + 17, &[], b"EHLO a\r\n");
+            let (_, w) = a.pass(Side::Inside, &ehlo);
+            assert_eq!(seq_ack(&w), (c.isn + 21, c.sisn + 37));
+            assert_eq!(b.pass(Side::Outside, &w), (Action::Forward, ehlo), "the server gets the reply");
+            let dropped =
+                a.stats.read().dir(Side::Outside).dropped_total() + b.stats.read().dir(Side::Inside).dropped_total();
+            assert_eq!(dropped, 0, "{client} asymmetric {asymmetric}: nothing of the server's dropped");
+        }
+    }
+}
+
+/// The client's ACK, A's carrier, lost before a server that speaks first:
+/// the server never completed its handshake, so it has nothing to send but
+/// its SYN-ACK again; the client's TCP answers that with the ACK again, which
+/// A makes the carrier again. The banner then passes: one SYN-ACK
+/// retransmission timeout of the server, nothing dropped by a gateway.
+#[test]
+fn a_lost_carrier_before_a_server_that_speaks_first_is_sent_again() {
+    let (mut a, mut b) = pair();
+    let c = Conn::new("10.1.0.10", "10.2.0.20", 80);
+    handshake(&mut a, &mut b, &c, &c.syn());
+    let (_, lost) = a.pass(Side::Inside, &c.ack());
+    assert!(looks_like_record(&payload(&lost)));
+    // The server's SYN-ACK again, through both gateways as it was.
+    let (act, w) = b.pass(Side::Inside, &c.syn_ack());
+    assert_eq!((act, &w), (Action::Forward, &c.syn_ack()), "B passes the repeated SYN-ACK bare");
+    assert_eq!(a.pass(Side::Outside, &w), (Action::Forward, c.syn_ack()));
+    // The client's duplicate ACK carries A's record again: the exchange as usual.
+    exchange(&mut a, &mut b, &c);
+    let banner = c.s2c(tf::ACK | tf::PSH, c.sisn + 1, c.isn + 1, &[], b"220 hello\r\n");
+    let (_, w) = b.pass(Side::Inside, &banner);
+    assert_eq!(a.pass(Side::Outside, &w), (Action::Forward, banner));
+    assert_eq!(a.noted(Side::Inside, Note::L4RecordSent), 2);
+}
+
+/// A record split across two segments by a re-segmenting middlebox is not
+/// reassembled: each part is dropped with its own reason (`l4_record_split`,
+/// counted and told in a flow event), nothing of it reaches a workload, and
+/// the connection stays unauthenticated (fail closed). A's record at B, and
+/// B's record at A.
+#[test]
+fn a_record_split_across_segments_fails_closed_with_its_own_reason() {
+    let (mut a, mut b) = pair();
+    let c = Conn::new("10.1.0.10", "10.2.0.20", 80);
+    handshake(&mut a, &mut b, &c, &c.syn());
+    let (_, carrier) = a.pass(Side::Inside, &c.ack());
+    let rec = payload(&carrier);
+    let head = c.c2s(tf::ACK, c.isn + 1, c.sisn + 1, &[], &rec[..8]);
+    let tail = c.c2s(tf::ACK | tf::PSH, c.isn + 9, c.sisn + 1, &[], &rec[8..]);
+    assert_eq!(b.pass(Side::Outside, &head).0, Action::Drop(DropReason::L4RecordSplit));
+    assert_eq!(b.pass(Side::Outside, &tail).0, Action::Drop(DropReason::L4RecordSplit));
+    assert_eq!(b.dropped(Side::Outside, DropReason::L4RecordSplit), 2);
+    assert!(sent(&mut b).is_empty(), "B sends no record for a split one");
+    let ev = b.events();
+    assert_eq!(ev.last().map(|e| e.drop), Some(Some(DropReason::L4RecordSplit)), "{ev:?}");
+    // A three-byte head is not told from data: B judges it as a peer
+    // without layer 4 would be (the ACLs; here none allows: refused).
+    let (mut a2, mut b2) = pair();
+    handshake(&mut a2, &mut b2, &c, &c.syn());
+    let short = c.c2s(tf::ACK, c.isn + 1, c.sisn + 1, &[], &rec[..3]);
+    assert!(matches!(b2.pass(Side::Outside, &short).0, Action::Reply(_) | Action::ReplyAndReset(_)));
+    assert_eq!(b2.dropped(Side::Outside, DropReason::NoIdentityFromPeer), 1);
+
+    // B's record split on its way to A.
+    let (mut a, mut b) = pair();
+    handshake(&mut a, &mut b, &c, &c.syn());
+    let (_, carrier) = a.pass(Side::Inside, &c.ack());
+    assert_eq!(b.pass(Side::Outside, &carrier).0, Action::Forward);
+    let (_, s) = sent(&mut b).pop().unwrap();
+    let srec = payload(&s);
+    let head = c.s2c(tf::ACK, c.sisn + 1, c.isn + 21, &[], &srec[..12]);
+    let tail = c.s2c(tf::ACK | tf::PSH, c.sisn + 13, c.isn + 21, &[], &srec[12..]);
+    assert_eq!(a.pass(Side::Outside, &head).0, Action::Drop(DropReason::L4RecordSplit));
+    assert_eq!(a.pass(Side::Outside, &tail).0, Action::Drop(DropReason::L4RecordSplit));
+    assert_eq!(a.dropped(Side::Outside, DropReason::L4RecordSplit), 2);
+    let e = a.engine.table().get(&FlowKey::from_v4(Side::Inside, [10, 1, 0, 10], [10, 2, 0, 20], 40000, 80, 6));
+    assert!(!e.expect("A's flow").verdict().is_decided(), "nothing decided on a split record");
+    // And after the exchange, a repeated record split at B: the same reason.
+    let (mut a, mut b) = pair();
+    handshake(&mut a, &mut b, &c, &c.syn());
+    exchange(&mut a, &mut b, &c);
+    let head = c.c2s(tf::ACK, c.isn + 1, c.sisn + 21, &[], &rec[..8]);
+    assert_eq!(b.pass(Side::Outside, &head).0, Action::Drop(DropReason::L4RecordSplit));
 }
