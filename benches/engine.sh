@@ -90,10 +90,13 @@ SECS=${1:-$([ "$QUICK" = 1 ] && echo 4 || echo 8)}; shift || true
 CASES=("$@"); [ ${#CASES[@]} -gt 0 ] || CASES=(est-1k est-1m est-1m-huge udp-est-1k syn-insert syn-verify)
 command -v dpdk-testpmd >/dev/null || { echo "dpdk-testpmd missing: run tools/setup.sh" >&2; exit 1; }
 
-echo "building (release)..."
 set -o pipefail
-cargo build --release --locked -q -p controlplane --bin gatewayd
-cargo build --release --locked -q -p scenario-gen --bin scenario-gen
+# BENCH_PREBUILT=1: the release binaries as they are (benches/observability.sh builds once, then runs this many times)
+if [ -z "${BENCH_PREBUILT:-}" ]; then
+    echo "building (release)..."
+    cargo build --release --locked -q -p controlplane --bin gatewayd
+    cargo build --release --locked -q -p scenario-gen --bin scenario-gen
+fi
 W=$(mktemp -d /tmp/gw-engine-bench.XXXXXX); trap 'rm -rf "$W"; bench_cleanup' EXIT
 set +o pipefail # from here pipelines end in a rate parser; runners stopped by timeout are expected
 
@@ -140,6 +143,8 @@ TOML
     "$T/gatewayd" --config "$W/gw.toml" --stats-interval 1 --duration "$((SECS + mbufs / 100000))" --counters-json "$W/counters.json" 2>&1 |
         tee "$W/stats.log" | awk -v f="$field" '/^stats:/ {for (i = 1; i <= NF; i++) if ($i == f) print $(i+1)}' |
         tail -n +$((GW_SKIP + 1)) | median
+    # GW_STATS_LOG: keep the run's stats lines (benches/observability.sh reads worker-cpu from them)
+    [ -z "${GW_STATS_LOG:-}" ] || cp "$W/stats.log" "$GW_STATS_LOG"
 }
 
 # What the gateway did, from its final counters: "forwarded=… drops=… note=…".

@@ -4,11 +4,15 @@
 # exporter's records/s and what nfcapd stored (nfdump), so that a record
 # lost on the way shows.
 #
-# usage: benches/ipfix.sh [records per round (1000000)] [rounds (3)]
+# usage: benches/ipfix.sh [records per round (1000000)] [rounds (3)] [rate (0)]
+#   rate: records/s offered at most (in batches of 4096, as gatewayd's control
+#   thread offers them), e.g. 500000 for the sustained target; 0 = as fast as
+#   the exporter sends (then the collector, on the same 2 cores, may lose some)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
 ROUNDS=${2:-3}
+RATE=${3:-0}
 command -v nfcapd >/dev/null || { echo "ipfix.sh: nfcapd not found (tools/setup.sh installs nfdump)" >&2; exit 1; }
 cargo build -q --release -p controlplane --example ipfix_bench
 BIN=target/release/examples/ipfix_bench
@@ -20,9 +24,10 @@ for r in $(seq 1 "$ROUNDS"); do
     nfcapd -b 127.0.0.1 -p "$port" -w "$work/$r" -t 3600 -B 67108864 >/dev/null 2>&1 &
     nf=$!
     sleep 0.5
-    line=$($BIN "udp://127.0.0.1:$port" "$N")
+    l0=$(uptime | sed 's/.*load average: //')
+    line=$($BIN "udp://127.0.0.1:$port" "$N" "$RATE")
     sleep 1
     kill -INT "$nf"; wait "$nf" 2>/dev/null || true
     stored=$(nfdump -R "$work/$r" -q -o csv 2>/dev/null | grep -c ',198.19.0.2,' || true)
-    echo "round $r: $line; nfcapd stored $stored"
+    echo "round $r: $line; nfcapd stored $stored (load $l0)"
 done

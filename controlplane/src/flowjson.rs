@@ -28,7 +28,7 @@ pub struct FlowFields<'a> {
     worker: u32,
     source: &'a Option<pb::Endpoint>,
     destination: &'a Option<pb::Endpoint>,
-    protocol: &'a str,
+    protocol: std::borrow::Cow<'static, str>,
     verdict: &'static str,
     reason: &'a str,
     policy: &'a Option<pb::PolicyRef>,
@@ -40,7 +40,7 @@ pub struct FlowFields<'a> {
     packets_to_client: u64,
     bytes_to_client: u64,
     handshake_ns: u64,
-    direction: &'a str,
+    direction: &'static str,
     note: &'a str,
     identity_mode: &'a str,
     layer4_reason: &'a str,
@@ -63,7 +63,7 @@ pub fn flow_json<'a>(f: &'a pb::Flow, gateway: Option<&'a str>) -> FlowJson<'a> 
             worker: f.worker,
             source: &f.source,
             destination: &f.destination,
-            protocol: &f.protocol,
+            protocol: flownames::protocol_name_of(f.protocol).unwrap_or(std::borrow::Cow::Borrowed("")),
             verdict: flownames::verdict_name(f.verdict).unwrap_or("unknown"),
             reason: &f.reason,
             policy: &f.policy,
@@ -75,7 +75,7 @@ pub fn flow_json<'a>(f: &'a pb::Flow, gateway: Option<&'a str>) -> FlowJson<'a> 
             packets_to_client: f.packets_to_client,
             bytes_to_client: f.bytes_to_client,
             handshake_ns: f.handshake_ns,
-            direction: &f.direction,
+            direction: flownames::direction_name(f.direction).unwrap_or(""),
             note: &f.note,
             identity_mode: &f.identity_mode,
             layer4_reason: &f.layer4_reason,
@@ -102,7 +102,8 @@ mod tests {
             time_unix_ns: 1_700_000_000_123_456_789,
             r#type: pb::FlowEventType::Rejected as i32,
             verdict: pb::Verdict::Rejected as i32,
-            protocol: "tcp".into(),
+            protocol: pb::Protocol::Tcp as i32,
+            direction: pb::TrafficDirection::Incoming as i32,
             reason: "no_match".into(),
             source: Some(pb::Endpoint { kind: pb::EndpointKind::RemoteIdentity as i32, ..Default::default() }),
             ..Default::default()
@@ -121,6 +122,7 @@ mod tests {
         assert_eq!(line["flow"]["time"], "2023-11-14T22:13:20.123Z");
         assert_eq!(line["flow"]["time_unix_ns"], 1_700_000_000_123_456_789u64);
         assert_eq!(line["flow"]["reason"], all["reason"]);
+        assert_eq!((&line["flow"]["protocol"], &line["flow"]["direction"]), (&"tcp".into(), &"incoming".into()));
         let named = serde_json::to_value(flow_json(&f, Some("gw-a"))).unwrap();
         assert_eq!(named["gateway"], "gw-a");
     }

@@ -36,11 +36,13 @@ pub const ENDPOINT_KINDS: [(pb::EndpointKind, &str); 4] = [
     (pb::EndpointKind::Unknown, "unknown"),
 ];
 
-/// The directions, seen from the local PU (the dataplane's names).
+/// The directions, seen from the local PU (the dataplane's names), and the
+/// [`pb::TrafficDirection`] each travels as.
 pub const DIRECTIONS: [Direction; 2] = [Direction::Incoming, Direction::Outgoing];
 
 /// Named protocols by IP protocol number (ICMPv6 is `icmp`, as the policy
-/// treats both); any other protocol is its number.
+/// treats both); any other protocol is its number. On the wire a flow's
+/// protocol is the number ([`pb::Protocol`] is an open enum of IANA numbers).
 pub const PROTOCOLS: [(u8, &str); 4] = [(6, "tcp"), (17, "udp"), (1, "icmp"), (58, "icmp")];
 
 /// The policy's actions (a rule's `action`, a `PolicyRef.action`).
@@ -60,6 +62,25 @@ pub fn event_type_name(v: i32) -> Option<&'static str> {
 
 pub fn endpoint_kind_name(v: i32) -> Option<&'static str> {
     by_number(&ENDPOINT_KINDS, v)
+}
+
+/// The [`pb::TrafficDirection`] of a direction.
+pub fn direction_pb(d: Direction) -> pb::TrafficDirection {
+    match d {
+        Direction::Incoming => pb::TrafficDirection::Incoming,
+        Direction::Outgoing => pb::TrafficDirection::Outgoing,
+    }
+}
+
+/// A [`pb::TrafficDirection`] number by its name (`None`: unspecified or unknown).
+pub fn direction_name(v: i32) -> Option<&'static str> {
+    DIRECTIONS.iter().find(|d| direction_pb(**d) as i32 == v).map(|d| d.name())
+}
+
+/// A [`pb::Protocol`] number by its name: `tcp`, `udp`, `icmp` or the
+/// number (`None`: unspecified, or not 1-255).
+pub fn protocol_name_of(v: i32) -> Option<Cow<'static, str>> {
+    u8::try_from(v).ok().filter(|p| *p != 0).map(protocol_name)
 }
 
 pub fn action_name(a: Action) -> &'static str {
@@ -91,25 +112,50 @@ pub fn check_verdict(s: &str) -> Result<pb::Verdict, String> {
         .ok_or_else(|| format!("unknown verdict {}; flows carry: {}", shown(s), VERDICTS.map(|(_, n)| n).join(", ")))
 }
 
+fn direction_list() -> String {
+    DIRECTIONS.map(|d| d.name()).join(", ")
+}
+
 /// A direction filter value: one of [`DIRECTIONS`].
-pub fn check_direction(s: &str) -> Result<&'static str, String> {
-    DIRECTIONS.iter().map(|d| d.name()).find(|n| *n == s).ok_or_else(|| {
-        format!("unknown direction {}; flows carry: {}", shown(s), DIRECTIONS.map(|d| d.name()).join(", "))
+pub fn check_direction(s: &str) -> Result<Direction, String> {
+    DIRECTIONS
+        .iter()
+        .find(|d| d.name() == s)
+        .copied()
+        .ok_or_else(|| format!("unknown direction {}; flows carry: {}", shown(s), direction_list()))
+}
+
+/// A direction filter value as it comes in a request: a
+/// [`pb::TrafficDirection`] number other than unspecified.
+pub fn check_direction_value(v: i32) -> Result<&'static str, String> {
+    direction_name(v).ok_or_else(|| {
+        let valid = DIRECTIONS.map(|d| format!("{} ({})", direction_pb(d) as i32, d.name())).join(", ");
+        format!("unknown direction {v}; flows carry: {valid}")
     })
 }
 
-/// A protocol filter value: a name of [`PROTOCOLS`] or a number 0–255, as
-/// flows carry it (`6` is `tcp`, `58` is `icmp`).
-pub fn check_protocol(s: &str) -> Result<Cow<'static, str>, String> {
-    if let Some((_, n)) = PROTOCOLS.iter().find(|(_, n)| *n == s) {
-        return Ok(Cow::Borrowed(n));
+const PROTOCOL_LIST: &str = "tcp, udp, icmp or a protocol number (1-255)";
+
+/// A protocol filter value: a name of [`PROTOCOLS`] or a number 1–255, as
+/// the protocol numbers flows carry (`icmp` is both 1 and 58; `6` is `tcp`).
+pub fn check_protocol(s: &str) -> Result<Vec<u8>, String> {
+    let named: Vec<u8> = PROTOCOLS.iter().filter(|(_, n)| *n == s).map(|(p, _)| *p).collect();
+    if !named.is_empty() {
+        return Ok(named);
     }
     match s.parse::<u8>() {
-        Ok(p) => Ok(protocol_name(p)),
-        Err(_) => {
-            Err(format!("unknown protocol {}; flows carry: tcp, udp, icmp or a protocol number (0-255)", shown(s)))
-        }
+        Ok(p) if p != 0 => Ok(vec![p]),
+        _ => Err(format!("unknown protocol {}; flows carry: {PROTOCOL_LIST}", shown(s))),
     }
+}
+
+/// A protocol filter value as it comes in a request: a [`pb::Protocol`]
+/// number 1–255.
+pub fn check_protocol_value(v: i32) -> Result<u8, String> {
+    u8::try_from(v)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("unknown protocol {v}; flows carry: {PROTOCOL_LIST}"))
 }
 
 /// Every name a flow event's `reason` can carry: the policy's reasons, then
@@ -146,13 +192,30 @@ mod tests {
             assert_eq!(verdict_name(v as i32), Some(n));
         }
         for d in DIRECTIONS {
-            assert_eq!(check_direction(d.name()), Ok(d.name()));
+            assert_eq!(check_direction(d.name()), Ok(d));
+            assert_eq!(check_direction_value(direction_pb(d) as i32), Ok(d.name()));
+            assert_eq!(direction_name(direction_pb(d) as i32), Some(d.name()));
         }
         for (p, n) in PROTOCOLS {
-            assert_eq!(check_protocol(n).unwrap(), n);
-            assert_eq!(check_protocol(&p.to_string()).unwrap(), n);
+            assert!(check_protocol(n).unwrap().contains(&p));
+            assert_eq!(check_protocol(&p.to_string()).unwrap(), [p]);
+            assert_eq!(protocol_name_of(i32::from(p)).as_deref(), Some(n));
+            assert_eq!(check_protocol_value(i32::from(p)), Ok(p));
         }
-        assert_eq!(check_protocol("47").unwrap(), "47");
+        assert_eq!(check_protocol("icmp").unwrap(), [1, 58]);
+        assert_eq!(check_protocol("47").unwrap(), [47]);
+        assert_eq!(protocol_name_of(47).as_deref(), Some("47"));
+        // the enum's named values are the IANA numbers the list has
+        for (v, p) in
+            [(pb::Protocol::Tcp, 6), (pb::Protocol::Udp, 17), (pb::Protocol::Icmp, 1), (pb::Protocol::Icmpv6, 58)]
+        {
+            assert_eq!(v as i32, p);
+            assert!(PROTOCOLS.iter().any(|(n, _)| i32::from(*n) == p));
+        }
+        let e = check_direction_value(0).unwrap_err();
+        assert!(e.contains("1 (incoming), 2 (outgoing)"), "{e}");
+        assert!(check_protocol_value(0).is_err() && check_protocol_value(256).is_err());
+        assert!(check_protocol("0").is_err());
         for r in reason_names() {
             assert_eq!(check_reason(r), Ok(r));
         }
@@ -161,6 +224,7 @@ mod tests {
         assert!(check_direction("inbound").unwrap_err().contains("incoming, outgoing"));
         assert!(check_protocol("sctp").unwrap_err().contains("tcp, udp, icmp"));
         assert!(check_protocol("256").is_err());
+        assert!(check_protocol_value(-1).unwrap_err().contains("tcp, udp, icmp"));
         let long = "x".repeat(10_000);
         assert!(check_reason(&long).unwrap_err().len() < 2_000, "the echoed value is bounded");
     }

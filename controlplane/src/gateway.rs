@@ -353,7 +353,15 @@ impl Gateway {
             outside: self.outside.stats(),
             inside_name: self.inside.name().to_owned(),
             outside_name: self.outside.name().to_owned(),
-            workers: self.workers.iter().map(|w| (w.lcore, w.queue, w.stats.read())).collect(),
+            workers: self
+                .workers
+                .iter()
+                .map(|w| {
+                    let mut c = w.stats.read();
+                    c.on_cpu_ns = on_cpu_ns(w.stats.os_thread.get()).unwrap_or(0);
+                    (w.lcore, w.queue, c)
+                })
+                .collect(),
             handshake_ns: self.workers.iter().flat_map(|w| w.stats.handshake_ns.read()).collect(),
             mbufs_in_use: self.pool.in_use(),
             mbufs_available: self.pool.available(),
@@ -414,4 +422,15 @@ impl Drop for Gateway {
         // Workers must never outlive the ports and pool they use.
         self.stop_workers();
     }
+}
+
+/// The time the kernel ran thread `tid` of this process, in ns (the first
+/// field of its schedstat): a worker given less than the wall time shares
+/// its core with other tasks.
+fn on_cpu_ns(tid: u64) -> Option<u64> {
+    if tid == 0 {
+        return None;
+    }
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+    text.split_ascii_whitespace().next()?.parse().ok()
 }

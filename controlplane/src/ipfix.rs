@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -161,12 +161,33 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&s.as_bytes()[..end]);
 }
 
-/// One data record for `e` (its start time in ms given), and whether it is IPv6.
-pub fn record(e: &FlowEvent, start_ms: u64) -> (bool, Vec<u8>) {
+/// Whether `e`'s record goes by the IPv6 template.
+fn is_v6(e: &FlowEvent) -> bool {
+    e.source.ip.is_ipv6() || e.destination.ip.is_ipv6()
+}
+
+/// A string field's bytes as [`put_str`] writes it.
+fn str_field_len(s: usize) -> usize {
+    1 + s.min(254)
+}
+
+/// The length of `e`'s data record as [`put_record`] writes it (at most 3
+/// bytes more when a string is cut inside a multi-byte character).
+fn encoded_len(e: &FlowEvent) -> usize {
+    let addrs = if is_v6(e) { 32 } else { 8 };
+    let rule = match (&e.ruleset, &e.rule) {
+        (Some(rs), Some(rule)) => rs.len() + 1 + rule.len(),
+        _ => 0,
+    };
+    16 + addrs + 4 + 2 + 32 + 8 + str_field_len(rule) + str_field_len(e.reason.len())
+}
+
+/// Appends `e`'s data record (its start time in ms given) to `r`, with no
+/// allocation; returns whether it is IPv6.
+fn put_record(r: &mut Vec<u8>, e: &FlowEvent, start_ms: u64) -> bool {
     // A flow event's source is the connection's client, its destination the server.
     let (client, server) = (&e.source, &e.destination);
-    let v6 = client.ip.is_ipv6() || server.ip.is_ipv6();
-    let mut r = Vec::with_capacity(96);
+    let v6 = is_v6(e);
     let end_ms = e.time_ns / 1_000_000;
     r.extend_from_slice(&start_ms.min(end_ms).to_be_bytes());
     r.extend_from_slice(&end_ms.to_be_bytes());
@@ -190,12 +211,32 @@ pub fn record(e: &FlowEvent, start_ms: u64) -> (bool, Vec<u8>) {
     }
     r.extend_from_slice(&client.identity.unwrap_or(0).to_be_bytes());
     r.extend_from_slice(&server.identity.unwrap_or(0).to_be_bytes());
-    let rule = match (&e.ruleset, &e.rule) {
-        (Some(rs), Some(rule)) => format!("{rs}/{rule}"),
-        _ => String::new(),
-    };
-    put_str(&mut r, &rule);
-    put_str(&mut r, &e.reason);
+    // "ruleset/rule", written in place (short form, cut at 254 bytes as put_str does)
+    match (&e.ruleset, &e.rule) {
+        (Some(rs), Some(rule)) => {
+            let at = r.len();
+            r.push(0);
+            let room = 254;
+            for part in [rs.as_str(), "/", rule.as_str()] {
+                let used = r.len() - at - 1;
+                let mut end = part.len().min(room - used);
+                while !part.is_char_boundary(end) {
+                    end -= 1;
+                }
+                r.extend_from_slice(&part.as_bytes()[..end]);
+            }
+            r[at] = (r.len() - at - 1) as u8;
+        }
+        _ => r.push(0),
+    }
+    put_str(r, &e.reason);
+    v6
+}
+
+/// One data record for `e` (its start time in ms given), and whether it is IPv6.
+pub fn record(e: &FlowEvent, start_ms: u64) -> (bool, Vec<u8>) {
+    let mut r = Vec::with_capacity(encoded_len(e));
+    let v6 = put_record(&mut r, e, start_ms);
     (v6, r)
 }
 
@@ -214,18 +255,25 @@ impl MessageBuilder {
     /// sequence number counts data records sent before it (RFC 7011 3.1).
     pub fn message(&mut self, export_s: u32, sets: &[u8], data_records: u32) -> Vec<u8> {
         let mut m = Vec::with_capacity(16 + sets.len());
+        self.header(&mut m, export_s, sets.len(), data_records);
+        m.extend_from_slice(sets);
+        m
+    }
+
+    /// Appends the header of a message whose sets take `sets_len` bytes and
+    /// hold `data_records` records (the sets follow it).
+    pub fn header(&mut self, m: &mut Vec<u8>, export_s: u32, sets_len: usize, data_records: u32) {
         m.extend_from_slice(&VERSION.to_be_bytes());
-        m.extend_from_slice(&((16 + sets.len()) as u16).to_be_bytes());
+        m.extend_from_slice(&((16 + sets_len) as u16).to_be_bytes());
         m.extend_from_slice(&export_s.to_be_bytes());
         m.extend_from_slice(&self.sequence.to_be_bytes());
         m.extend_from_slice(&self.domain.to_be_bytes());
-        m.extend_from_slice(sets);
         self.sequence = self.sequence.wrapping_add(data_records);
-        m
     }
 }
 
 /// Frames records of one template into a data set.
+#[cfg(test)]
 fn data_set(template: u16, records: &[Vec<u8>]) -> Vec<u8> {
     let len: usize = 4 + records.iter().map(Vec::len).sum::<usize>();
     let mut s = Vec::with_capacity(len);
@@ -251,12 +299,19 @@ pub struct ExportCounters {
     pub records_lost: AtomicU64,
 }
 
+/// Batches waiting for the exporter thread at most (the queue's bound in
+/// events is `queue`; this only sizes the channel).
+const MAX_BATCHES: usize = 4096;
+
 /// The exporter: a queue and a thread; stopping drains what is queued.
 pub struct Exporter {
-    tx: Option<SyncSender<FlowEvent>>,
+    tx: Option<SyncSender<Vec<FlowEvent>>>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub counters: Arc<ExportCounters>,
     pub collector: SocketAddr,
+    /// Events queued and not yet taken by the thread, and the bound.
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
 }
 
 impl Exporter {
@@ -266,29 +321,47 @@ impl Exporter {
         let socket = UdpSocket::bind(bind).map_err(|e| format!("ipfix: cannot open a UDP socket: {e}"))?;
         socket.connect(collector).map_err(|e| format!("ipfix: cannot reach {collector}: {e}"))?;
         let _ = socket.set_write_timeout(Some(Duration::from_millis(100)));
-        let (tx, rx) = sync_channel(cfg.queue);
+        let (tx, rx) = sync_channel(MAX_BATCHES.min(cfg.queue));
         let counters = Arc::new(ExportCounters::default());
-        let c = counters.clone();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (c, q) = (counters.clone(), queued.clone());
         let refresh = Duration::from_secs(cfg.template_refresh_s);
         let domain = cfg.observation_domain;
         let thread = std::thread::Builder::new()
             .name("ipfix".into())
-            .spawn(move || export_loop(rx, socket, domain, refresh, &c))
+            .spawn(move || export_loop(rx, socket, domain, refresh, &c, &q))
             .map_err(|e| format!("cannot start the IPFIX thread: {e}"))?;
-        Ok(Exporter { tx: Some(tx), thread: Some(thread), counters, collector })
+        Ok(Exporter { tx: Some(tx), thread: Some(thread), counters, collector, queued, capacity: cfg.queue })
     }
 
-    /// Queues `events` without waiting; what does not fit is counted as dropped.
+    /// Queues copies of `events` without waiting; what does not fit is counted as dropped.
     pub fn offer(&self, events: &[FlowEvent]) {
-        let Some(tx) = &self.tx else { return };
-        for e in events {
-            self.counters.offered.fetch_add(1, Ordering::Relaxed);
-            match tx.try_send(e.clone()) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+        self.offer_owned(events.to_vec());
+    }
+
+    /// Queues `events` (moved: no copy) without waiting, as one batch; what
+    /// does not fit in the queue is counted as dropped.
+    pub fn offer_owned(&self, mut events: Vec<FlowEvent>) {
+        let n = events.len();
+        self.counters.offered.fetch_add(n as u64, Ordering::Relaxed);
+        let Some(tx) = &self.tx else {
+            self.counters.dropped.fetch_add(n as u64, Ordering::Relaxed);
+            return;
+        };
+        // Only this thread adds to `queued`: the room seen here can only grow.
+        let room = self.capacity.saturating_sub(self.queued.load(Ordering::Acquire));
+        if n > room {
+            events.truncate(room);
+            self.counters.dropped.fetch_add((n - room) as u64, Ordering::Relaxed);
+        }
+        let kept = events.len();
+        if kept == 0 {
+            return;
+        }
+        self.queued.fetch_add(kept, Ordering::AcqRel);
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(events) {
+            self.queued.fetch_sub(kept, Ordering::AcqRel);
+            self.counters.dropped.fetch_add(kept as u64, Ordering::Relaxed);
         }
     }
 
@@ -318,33 +391,75 @@ fn flow_id(e: &FlowEvent) -> FlowId {
     (e.source.ip, e.source.port, e.destination.ip, e.destination.port, e.protocol)
 }
 
-fn export_loop(rx: Receiver<FlowEvent>, socket: UdpSocket, domain: u32, refresh: Duration, c: &ExportCounters) {
+/// The message being filled: one data set per template, written in place;
+/// framed and sent as one datagram (one reused buffer, no allocation per
+/// record or message).
+struct Pending {
+    /// Data set bodies: IPv4 records, IPv6 records.
+    sets: [Vec<u8>; 2],
+    records: u32,
+    out: Vec<u8>,
+}
+
+impl Pending {
+    fn new() -> Pending {
+        Pending {
+            sets: [Vec::with_capacity(MAX_MESSAGE), Vec::with_capacity(MAX_MESSAGE)],
+            records: 0,
+            out: Vec::with_capacity(MAX_MESSAGE + 512),
+        }
+    }
+
+    /// The message's length with one more record of `len` bytes in set `v6`.
+    fn len_with(&self, v6: bool, len: usize) -> usize {
+        let set = |i: usize, extra: usize| {
+            let b = self.sets[i].len() + extra;
+            if b == 0 {
+                0
+            } else {
+                4 + b
+            }
+        };
+        16 + set(0, if v6 { 0 } else { len }) + set(1, if v6 { len } else { 0 })
+    }
+}
+
+fn export_loop(
+    rx: Receiver<Vec<FlowEvent>>,
+    socket: UdpSocket,
+    domain: u32,
+    refresh: Duration,
+    c: &ExportCounters,
+    queued: &AtomicUsize,
+) {
     let mut builder = MessageBuilder::new(domain);
     let mut last_templates: Option<Instant> = None;
     let mut starts: HashMap<FlowId, u64> = HashMap::new();
-    let mut pending: [Vec<Vec<u8>>; 2] = [Vec::new(), Vec::new()];
-    let mut pending_len = 0usize;
+    let mut p = Pending::new();
     let templates = template_set();
     let now_s = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
-    let mut flush = |pending: &mut [Vec<Vec<u8>>; 2], pending_len: &mut usize, with_templates: bool| {
-        let mut sets = Vec::with_capacity(*pending_len + templates.len() + 8);
-        if with_templates {
-            sets.extend_from_slice(&templates);
-        }
-        let mut n = 0u32;
-        for (i, recs) in pending.iter_mut().enumerate() {
-            if !recs.is_empty() {
-                sets.extend_from_slice(&data_set(if i == 0 { TEMPLATE_V4 } else { TEMPLATE_V6 }, recs));
-                n += recs.len() as u32;
-                recs.clear();
-            }
-        }
-        *pending_len = 0;
-        if sets.is_empty() {
+    let mut flush = |p: &mut Pending, with_templates: bool| {
+        if p.records == 0 && !with_templates {
             return;
         }
-        let m = builder.message(now_s(), &sets, n);
-        match socket.send(&m) {
+        let Pending { sets, records, out } = p;
+        out.clear();
+        let body: usize = (if with_templates { templates.len() } else { 0 })
+            + sets.iter().filter(|s| !s.is_empty()).map(|s| 4 + s.len()).sum::<usize>();
+        builder.header(out, now_s(), body, *records);
+        if with_templates {
+            out.extend_from_slice(&templates);
+        }
+        for (i, set) in sets.iter_mut().enumerate() {
+            if !set.is_empty() {
+                out.extend_from_slice(&(if i == 0 { TEMPLATE_V4 } else { TEMPLATE_V6 }).to_be_bytes());
+                out.extend_from_slice(&((4 + set.len()) as u16).to_be_bytes());
+                out.extend_from_slice(set);
+                set.clear();
+            }
+        }
+        let n = std::mem::take(records);
+        match socket.send(out) {
             Ok(_) => {
                 c.messages_sent.fetch_add(1, Ordering::Relaxed);
                 c.records_sent.fetch_add(u64::from(n), Ordering::Relaxed);
@@ -358,37 +473,40 @@ fn export_loop(rx: Receiver<FlowEvent>, socket: UdpSocket, domain: u32, refresh:
     loop {
         let due = last_templates.is_none_or(|t| t.elapsed() >= refresh);
         if due {
-            flush(&mut pending, &mut pending_len, true);
+            flush(&mut p, true);
             last_templates = Some(Instant::now());
         }
-        let e = match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(e) => e,
+        let batch = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(b) => b,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                flush(&mut pending, &mut pending_len, false);
+                flush(&mut p, false);
                 continue;
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                flush(&mut pending, &mut pending_len, false);
+                flush(&mut p, false);
                 return;
             }
         };
-        let id = flow_id(&e);
-        let start_ms = match (e.kind, e.action) {
-            ("end", _) => starts.remove(&id).unwrap_or(e.time_ns / 1_000_000),
-            ("decision", "allow") => {
-                if starts.len() < STARTS_KEPT {
-                    starts.insert(id, e.time_ns / 1_000_000);
+        queued.fetch_sub(batch.len(), Ordering::AcqRel);
+        for e in &batch {
+            let id = flow_id(e);
+            let start_ms = match (e.kind, e.action) {
+                ("end", _) => starts.remove(&id).unwrap_or(e.time_ns / 1_000_000),
+                ("decision", "allow") => {
+                    if starts.len() < STARTS_KEPT {
+                        starts.insert(id, e.time_ns / 1_000_000);
+                    }
+                    e.time_ns / 1_000_000
                 }
-                e.time_ns / 1_000_000
+                _ => e.time_ns / 1_000_000,
+            };
+            let v6 = is_v6(e);
+            if p.len_with(v6, encoded_len(e)) > MAX_MESSAGE {
+                flush(&mut p, false);
             }
-            _ => e.time_ns / 1_000_000,
-        };
-        let (v6, r) = record(&e, start_ms);
-        if 16 + 8 + pending_len + r.len() + 8 > MAX_MESSAGE {
-            flush(&mut pending, &mut pending_len, false);
+            put_record(&mut p.sets[usize::from(v6)], e, start_ms);
+            p.records += 1;
         }
-        pending_len += r.len();
-        pending[usize::from(v6)].push(r);
         // A full message leaves at once (above); a partial one when the
         // queue stays empty for the receive timeout.
     }
@@ -489,6 +607,76 @@ mod tests {
         assert_eq!(&sets[..2], &[0, 2]);
         assert_eq!(u16::from_be_bytes([sets[4], sets[5]]), TEMPLATE_V4);
         assert_eq!(u16::from_be_bytes([sets[6], sets[7]]), 16);
+    }
+
+    #[test]
+    fn records_are_written_in_place_at_their_length() {
+        let mut long = event("end", "allow", true);
+        long.ruleset = Some("r".repeat(200));
+        long.rule = Some("é".repeat(40));
+        long.reason = "x".repeat(300);
+        for e in [event("end", "allow", false), event("decision", "reject", true), long] {
+            let (v6, r) = record(&e, 5);
+            assert_eq!(v6, is_v6(&e));
+            assert_eq!(record_len(&template_fields(v6), &r), r.len(), "the template walks it");
+            assert!(encoded_len(&e) >= r.len() && encoded_len(&e) <= r.len() + 3);
+        }
+        // "ruleset/rule" cut at 254 bytes: 250 + "/" + 3 of "abcdef"
+        let mut e = event("end", "allow", false);
+        e.ruleset = Some("r".repeat(250));
+        e.rule = Some("abcdef".into());
+        let (_, r) = record(&e, 0);
+        let rule_at = r.len() - (1 + "policy_allow".len()) - 255;
+        assert_eq!(r[rule_at], 254);
+        assert_eq!(&r[rule_at + 251..rule_at + 255], b"/abc");
+        assert_eq!(encoded_len(&e), r.len());
+    }
+
+    /// A real socket: every record arrives in messages within the size
+    /// bound, with sequence numbers that count the records before them.
+    #[test]
+    fn batches_are_sent_whole_in_bounded_messages() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let cfg = IpfixConfig {
+            collector: format!("udp://{}", rx.local_addr().unwrap()),
+            template_refresh_s: 60,
+            observation_domain: 3,
+            queue: 4096,
+        };
+        let x = Exporter::start(&cfg).unwrap();
+        let n = 1000;
+        let events: Vec<FlowEvent> = (0..n).map(|i| event("end", "allow", i % 3 == 0)).collect();
+        x.offer_owned(events[..600].to_vec());
+        x.offer(&events[600..]);
+        let c = x.stop();
+        assert_eq!((c.records_sent.load(Ordering::Relaxed), c.dropped.load(Ordering::Relaxed)), (n as u64, 0));
+        let (mut got, mut buf) = (0u32, [0u8; 65536]);
+        for i in 0..c.messages_sent.load(Ordering::Relaxed) {
+            let len = rx.recv(&mut buf).unwrap();
+            let m = &buf[..len];
+            assert!(len <= MAX_MESSAGE, "message {i}: {len} bytes");
+            assert_eq!(usize::from(u16::from_be_bytes([m[2], m[3]])), len);
+            assert_eq!(u32::from_be_bytes(m[8..12].try_into().unwrap()), got, "sequence of message {i}");
+            assert_eq!(u32::from_be_bytes(m[12..16].try_into().unwrap()), 3);
+            let mut at = 16;
+            while at < len {
+                let (id, slen) =
+                    (u16::from_be_bytes([m[at], m[at + 1]]), usize::from(u16::from_be_bytes([m[at + 2], m[at + 3]])));
+                if id == TEMPLATE_V4 || id == TEMPLATE_V6 {
+                    let fields = template_fields(id == TEMPLATE_V6);
+                    let mut r = at + 4;
+                    while r < at + slen {
+                        r += record_len(&fields, &m[r..at + slen]);
+                        got += 1;
+                    }
+                    assert_eq!(r, at + slen, "records fill their set");
+                }
+                at += slen;
+            }
+            assert_eq!(at, len);
+        }
+        assert_eq!(got, n as u32);
     }
 
     #[test]

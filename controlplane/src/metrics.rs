@@ -67,12 +67,19 @@ pub type Source = Arc<dyn Fn() -> Option<Scrape> + Send + Sync>;
 
 type Labels = Vec<(&'static str, String)>;
 
+/// A sample's value: a count, or seconds (from nanoseconds).
+#[derive(Clone, Copy)]
+enum Value {
+    Count(u64),
+    Seconds(f64),
+}
+
 /// One metric family: its full name, help, type, and samples.
 struct Family {
     name: String,
     help: &'static str,
     kind: MetricType,
-    samples: Vec<(Labels, u64)>,
+    samples: Vec<(Labels, Value)>,
 }
 
 fn family(name: &str, help: &'static str, kind: MetricType) -> Family {
@@ -81,7 +88,10 @@ fn family(name: &str, help: &'static str, kind: MetricType) -> Family {
 
 impl Family {
     fn add(&mut self, labels: Labels, v: u64) {
-        self.samples.push((labels, v));
+        self.samples.push((labels, Value::Count(v)));
+    }
+    fn add_seconds(&mut self, labels: Labels, ns: u64) {
+        self.samples.push((labels, Value::Seconds(ns as f64 / 1e9)));
     }
     fn one(name: &str, help: &'static str, kind: MetricType, v: u64) -> Family {
         let mut f = family(name, help, kind);
@@ -151,6 +161,11 @@ fn worker_families(st: &pb::GetStatsResponse) -> Vec<Family> {
     let mut evicted = family("flows_evicted", "Handshake flows evicted to make room.", Counter);
     let mut queue_drops = family("flow_event_queue_drops", "Flow events a worker could not queue.", Counter);
     let mut polls = family("worker_polls", "Receive polls, by whether they found frames.", Counter);
+    let mut cpu = family(
+        "worker_cpu_seconds",
+        "Time the kernel ran the worker's thread (below the wall time: its core is shared with other tasks).",
+        Counter,
+    );
     for w in &st.workers {
         let worker = w.index.to_string();
         for (dir, d) in [("from_inside", &w.from_inside), ("from_outside", &w.from_outside)] {
@@ -181,8 +196,9 @@ fn worker_families(st: &pb::GetStatsResponse) -> Vec<Family> {
         queue_drops.add(l(), w.event_queue_drops);
         polls.add(vec![("worker", worker.clone()), ("result", "idle".into())], w.idle_polls);
         polls.add(vec![("worker", worker.clone()), ("result", "frames".into())], w.polls.saturating_sub(w.idle_polls));
+        cpu.add_seconds(l(), w.on_cpu_ns);
     }
-    vec![rx_p, rx_b, tx_p, tx_b, drops, events, active, capacity, evicted, queue_drops, polls]
+    vec![rx_p, rx_b, tx_p, tx_b, drops, events, active, capacity, evicted, queue_drops, polls, cpu]
 }
 
 fn control_families(s: &Scrape) -> Vec<Family> {
@@ -303,9 +319,13 @@ impl prometheus_client::collector::Collector for ScrapeCollector {
             let mut m = enc.encode_descriptor(&f.name, f.help, None, f.kind)?;
             for (labels, v) in &f.samples {
                 let mut sample = m.encode_family(labels)?;
-                match f.kind {
-                    MetricType::Counter => sample.encode_counter::<NoLabelSet, _, u64>(v, None)?,
-                    _ => sample.encode_gauge(&(*v as i64))?,
+                match (f.kind, *v) {
+                    (MetricType::Counter, Value::Count(n)) => sample.encode_counter::<NoLabelSet, _, u64>(&n, None)?,
+                    (MetricType::Counter, Value::Seconds(s)) => {
+                        sample.encode_counter::<NoLabelSet, _, u64>(&s, None)?
+                    }
+                    (_, Value::Count(n)) => sample.encode_gauge(&(n as i64))?,
+                    (_, Value::Seconds(s)) => sample.encode_gauge(&s)?,
                 }
             }
         }
@@ -446,6 +466,7 @@ mod tests {
                     from_outside: Some(dir),
                     flows_active: 4,
                     flow_capacity: 1024,
+                    on_cpu_ns: 2_500_000_000,
                     ..Default::default()
                 }],
                 ports: vec![pb::PortCounters {
@@ -483,6 +504,7 @@ mod tests {
             "igw_events_total{worker=\"0\",direction=\"from_outside\",event=\"rst_sent\"} 2",
             "igw_port_rx_packets_total{port=\"inside\",device=\"net_null0\"} 5",
             "igw_flows_active{worker=\"0\"} 4",
+            "igw_worker_cpu_seconds_total{worker=\"0\"} 2.5",
             "igw_rule_hits_total{ruleset=\"web\",direction=\"incoming\",rule=\"http\",action=\"allow\",observe=\"false\"} 9",
             "igw_config_state{state=\"no_config_fail_closed\"} 1",
             "igw_tcp_handshake_seconds_count 3",

@@ -26,19 +26,25 @@ pub fn unaccounted(s: &Snapshot) -> [i128; 2] {
 }
 
 /// One line of rates between two snapshots, e.g. for `--stats-interval`:
-/// `stats: t=3.0s in->out 1.23 Mpps, out->in 0.00 Mpps, drops 0`.
+/// `stats: t=3.0s rx 1.23 Mpps, in->out 1.23 Mpps, out->in 0.00 Mpps, worker-cpu 99.8%, drops 0`.
 pub fn rate_line(prev: &Snapshot, now: &Snapshot) -> String {
     let dt = (now.elapsed - prev.elapsed).as_secs_f64().max(1e-9);
     let (a1, b1) = forwarded(now);
     let (a0, b0) = forwarded(prev);
     let drops = |s: &Snapshot| sum(s, |w| w.from_inside.dropped_total() + w.from_outside.dropped_total());
     let rx = |s: &Snapshot| sum(s, |w| w.from_inside.rx_packets + w.from_outside.rx_packets);
+    // The share of the interval the kernel ran the workers (over all of
+    // them): below 100% their cores are shared with other tasks, and the
+    // rates above are what was left to them.
+    let cpu = sum(now, |w| w.on_cpu_ns).saturating_sub(sum(prev, |w| w.on_cpu_ns)) as f64
+        / (dt * 1e9 * now.workers.len().max(1) as f64);
     format!(
-        "stats: t={:.1}s rx {:.3} Mpps, in->out {:.3} Mpps, out->in {:.3} Mpps, drops {}",
+        "stats: t={:.1}s rx {:.3} Mpps, in->out {:.3} Mpps, out->in {:.3} Mpps, worker-cpu {:.1}%, drops {}",
         now.elapsed.as_secs_f64(),
         (rx(now) - rx(prev)) as f64 / dt / 1e6,
         (a1 - a0) as f64 / dt / 1e6,
         (b1 - b0) as f64 / dt / 1e6,
+        cpu * 100.0,
         drops(now) - drops(prev),
     )
 }
@@ -120,7 +126,7 @@ pub fn final_json(s: &Snapshot) -> serde_json::Value {
             "handed_off": w.handed_off, "handed_in": w.handed_in,
             "flows_active": w.flows_active, "flow_capacity": w.flow_capacity, "flows_evicted": w.flows_evicted,
             "replay_remembered": w.replay_remembered, "replay_overwritten": w.replay_overwritten,
-            "held": w.held,
+            "held": w.held, "on_cpu_s": w.on_cpu_ns as f64 / 1e9,
             "from_inside": dir(&w.from_inside), "from_outside": dir(&w.from_outside),
         })).collect::<Vec<_>>(),
         "dns": s.dns.iter().map(|(n, v)| ((*n).to_owned(), json!(v))).collect::<serde_json::Map<_, _>>(),
@@ -181,7 +187,13 @@ mod tests {
 
     #[test]
     fn rate_line_is_the_difference_over_the_interval() {
-        let line = rate_line(&snapshot(1, 10), &snapshot(3, 2_000_010));
-        assert_eq!(line, "stats: t=3.0s rx 1.000 Mpps, in->out 1.000 Mpps, out->in 0.000 Mpps, drops 0");
+        let (a, mut b) = (snapshot(1, 10), snapshot(3, 2_000_010));
+        // the kernel ran the worker 1.5 s of the 2: another task had its core a quarter of the time
+        b.workers[0].2.on_cpu_ns = 1_500_000_000;
+        let line = rate_line(&a, &b);
+        assert_eq!(
+            line,
+            "stats: t=3.0s rx 1.000 Mpps, in->out 1.000 Mpps, out->in 0.000 Mpps, worker-cpu 75.0%, drops 0"
+        );
     }
 }

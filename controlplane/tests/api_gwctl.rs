@@ -175,3 +175,80 @@ fn gwctl_refuses_wiping_applies_and_names_the_state() {
 fn bad_mac() -> &'static str {
     dataplane::stats::DropReason::IdentityBadMac.name()
 }
+
+/// A dataplane whose policy in force is `doc` (Explain runs the workers'
+/// decision code on it; no DPDK needed).
+struct InForce(std::sync::Arc<dataplane::engine::EngineConfig>);
+
+impl controlplane::api::stats::StatsSource for InForce {
+    fn stats(&self) -> pb::GetStatsResponse {
+        pb::GetStatsResponse::default()
+    }
+    fn policy_in_force(&self) -> Option<std::sync::Arc<dataplane::engine::EngineConfig>> {
+        Some(self.0.clone())
+    }
+}
+
+const TAGGED: &str = r#"
+revision: t1
+processing_units:
+  - {name: web, tags: [app=web], addresses: [10.2.0.20], identity: 2001}
+identities:
+  - {identity: 1001, name: client, tags: [app=frontend, env=prod], peer: gw-a}
+  - {identity: 1002, name: batch, tags: [app=batch, env=prod], peer: gw-a}
+  - {identity: 1003, name: canary, tags: [app=frontend, env=dev], peer: gw-a}
+peers:
+  - {name: gw-a, keys: [{id: 21, public_key: rpkk17OQp1XpEndN4If+uJpXXc82EU7P8keCkbzIpBs=}]}
+rulesets:
+  - name: web
+    subject: app == web
+    incoming:
+      - {name: frontends, action: allow, object: app == frontend, protocols: [tcp], ports: [80]}
+      - {name: no-dev, action: reject, object: env == dev, protocols: [tcp], ports: [80]}
+"#;
+
+/// `explain --tags` that several identities have: each is explained, by the
+/// same decision code as by number; tags nobody has are a clear error.
+#[test]
+fn gwctl_explains_tags_once_per_identity_that_has_them() {
+    use dataplane::policy::Reason;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = std::sync::Arc::new(dataplane::engine::EngineConfig::from_yaml(TAGGED).unwrap());
+    let h = Harness::start_with_stats(dir.path(), 64, control_config(dir.path()), std::sync::Arc::new(InForce(cfg)));
+    let explain = |extra: &[&str]| {
+        let mut args = vec!["explain", "--pu", "web", "--port", "80", "--direction", "incoming"];
+        args.extend_from_slice(extra);
+        gwctl(&h.ro, &args)
+    };
+    // One identity: one answer, as by number.
+    let o = explain(&["--tags", "app=batch"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).starts_with(&format!("verdict   rejected ({})", Reason::NoMatch.name())), "{}", text(&o));
+    // app=frontend: 1001 (allowed by `frontends`) and 1003 (rejected by `no-dev`, rejects first).
+    let o = explain(&["--tags", "app=frontend"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.starts_with("2 identities have the tags:"), "{t}");
+    let block = |id: &str| {
+        t.split(&format!("identity {id}\n")).nth(1).and_then(|b| b.split("\nidentity ").next()).unwrap_or("")
+    };
+    assert!(block("1001").contains(&format!("verdict   allowed ({})", Reason::PolicyAllow.name())), "{t}");
+    assert!(block("1001").contains("rule      web/incoming/frontends allow"), "{t}");
+    assert!(block("1003").contains(&format!("verdict   rejected ({})", Reason::PolicyReject.name())), "{t}");
+    assert!(block("1003").contains("rule      web/incoming/no-dev reject"), "{t}");
+    // Each block is what --identity N answers.
+    for id in ["1001", "1003"] {
+        let one = text(&explain(&["--identity", id]));
+        assert_eq!(block(id).trim_end(), one.trim_end(), "identity {id}");
+    }
+    // JSON: one answer per identity, in identity order.
+    let o = explain(&["--tags", "app=frontend", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    let per = v["explain"]["per_identity"].as_array().unwrap_or_else(|| panic!("{v}"));
+    let ids: Vec<u64> = per.iter().map(|r| r["remote"]["identity"].as_u64().unwrap()).collect();
+    assert_eq!((ids, v["explain"]["identities_matched"].as_u64()), (vec![1001, 1003], Some(2)));
+    // Nobody has them: NOT_FOUND, exit 1, naming the tags.
+    let o = explain(&["--tags", "app=nobody"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("no identity in the directory has the tags \"app=nobody\""), "{}", text(&o));
+}

@@ -162,8 +162,15 @@ fn every_flow_name_in_the_docs_is_the_codes_accepted_and_matches_what_the_datapl
             verdict: vec![flownames::check_verdict(v).unwrap() as i32],
             ..Default::default()
         }),
-        ("direction", "--direction", |v| pb::FlowFilter { direction: vec![v.into()], ..Default::default() }),
-        ("protocol", "--protocol", |v| pb::FlowFilter { protocol: vec![v.into()], ..Default::default() }),
+        // Direction and protocol travel as enums: the names become their numbers as gwctl sends them.
+        ("direction", "--direction", |v| pb::FlowFilter {
+            direction: vec![flownames::direction_pb(flownames::check_direction(v).unwrap()) as i32],
+            ..Default::default()
+        }),
+        ("protocol", "--protocol", |v| pb::FlowFilter {
+            protocol: flownames::check_protocol(v).unwrap().into_iter().map(i32::from).collect(),
+            ..Default::default()
+        }),
         ("reason", "--reason", |v| pb::FlowFilter { reason: vec![v.into()], ..Default::default() }),
     ];
     for (field, flag, filter) in filters {
@@ -176,6 +183,8 @@ fn every_flow_name_in_the_docs_is_the_codes_accepted_and_matches_what_the_datapl
         assert!(e.contains(flag) && e.contains(&table[field][0]), "gwctl names the valid values: {e}");
         let bad = match field {
             "verdict" => pb::FlowFilter { verdict: vec![99], ..Default::default() },
+            "direction" => pb::FlowFilter { direction: vec![0], ..Default::default() },
+            "protocol" => pb::FlowFilter { protocol: vec![256], ..Default::default() },
             _ => filter("no-such-name"),
         };
         let e = FlowFilterSet::new(&[bad], &[]).err().unwrap_or_else(|| panic!("the server takes a bad {field}"));

@@ -1,7 +1,9 @@
 //! gatewayd on the real EAL with net_pcap devices: frames read from one
 //! port's capture come out of the opposite port byte for byte, and with two
 //! workers both directions of every flow are handled by the same worker even
-//! when the device delivers them to different queues.
+//! when the device delivers them to different queues. gatewayd's own
+//! threads stay off the workers' cores, and the time the kernel gives each
+//! worker is counted.
 
 mod common;
 
@@ -224,4 +226,78 @@ fn an_event_storm_does_not_stall_the_control_thread() {
     assert!(dropped > 20_000, "a storm: {dropped} forged SYNs\n{out}");
     assert_eq!(written + lost, dropped, "every drop is an event, written or counted as lost");
     assert!(lines >= 4, "the control thread printed {lines} stats lines in 4 s of storm\n{out}");
+}
+
+/// Every thread of gatewayd but the workers (control, API runtime, metrics,
+/// the EAL's own) may only run on the main lcore's CPU, so a scrape or an
+/// API call never takes a worker's core; and the time the kernel gave the
+/// worker is counted (stats lines, counters JSON, /metrics).
+#[test]
+fn gatewayds_own_threads_stay_off_the_workers_core_and_the_workers_cpu_time_is_counted() {
+    use std::io::{Read, Write};
+    let dir = scratch("pcapcpus");
+    let frames = assorted(true);
+    let rx = dir.join("in.pcap");
+    write_pcap(&rx, &frames);
+    let toml = format!(
+        "[eal]\nargs = [\"--lcores\", \"0@0,1@1\", \"--no-pci\", \"--no-huge\", \"-m\", \"128\", \
+         \"--file-prefix\", \"cpus{}\", \"--log-level\", \"*:warning\", \"--vdev\", \"net_pcap0,rx_pcap={},infinite_rx=1\", \
+         \"--vdev\", \"net_null1,no-rx=1\"]\n\
+         [ports]\ninside = \"net_pcap0\"\noutside = \"net_null1\"\n[[workers]]\nlcore = 1\n\
+         [tuning]\nmbufs = 8192\n[control]\nsocket = \"{}\"\nreadonly_socket = \"\"\nstate_dir = \"{}\"\n\
+         [metrics]\nlisten = \"127.0.0.1:0\"\n",
+        std::process::id(),
+        rx.display(),
+        dir.join("gw.sock").display(),
+        dir.join("state").display()
+    );
+    let cfg = dir.join("gatewayd.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let gw = Gatewayd::start(None, &cfg, &["--stats-interval", "0.5"]);
+    let out = gw.output();
+    let addr = out
+        .lines()
+        .find_map(|l| l.strip_prefix("gatewayd: metrics on http://"))
+        .and_then(|l| l.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("no metrics address:\n{out}"))
+        .to_owned();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let mut threads = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{}/task", gw.pid())).unwrap() {
+        let t = t.unwrap().path();
+        let comm = std::fs::read_to_string(t.join("comm")).unwrap_or_default().trim().to_owned();
+        let status = std::fs::read_to_string(t.join("status")).unwrap_or_default();
+        let cpus = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or("").trim().to_owned();
+        threads.push((comm, cpus));
+    }
+    let workers: Vec<_> = threads.iter().filter(|(c, _)| c.starts_with("rte-worker")).collect();
+    assert_eq!(workers.len(), 1, "{threads:?}");
+    assert_eq!(workers[0].1, "1", "the worker is pinned to CPU 1: {threads:?}");
+    for (comm, cpus) in &threads {
+        if !comm.starts_with("rte-worker") {
+            assert_eq!(cpus, "0", "{comm} may only run on the main lcore's CPU 0: {threads:?}");
+        }
+    }
+    assert!(threads.iter().any(|(c, _)| c == "metrics") && threads.iter().any(|(c, _)| c == "gw-control"));
+    // One scrape: the worker's CPU seconds are there and plausible.
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    let secs: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("igw_worker_cpu_seconds_total{worker=\"0\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no igw_worker_cpu_seconds_total:\n{text}"));
+    assert!(secs > 0.5 && secs < 60.0, "a busy-polling worker ran {secs} s");
+    let (out, counters) = gw.stop();
+    let on_cpu = counters["workers"][0]["on_cpu_s"].as_f64().unwrap_or(0.0);
+    let elapsed = counters["elapsed_s"].as_f64().unwrap_or(0.0);
+    assert!(on_cpu >= secs && on_cpu < elapsed + 5.0, "on CPU {on_cpu} s of {elapsed} s\n{out}");
+    let shares: Vec<f64> = out
+        .lines()
+        .filter_map(|l| l.split("worker-cpu ").nth(1))
+        .filter_map(|v| v.split('%').next()?.parse().ok())
+        .collect();
+    assert!(!shares.is_empty() && shares.iter().all(|s| (0.0..=101.0).contains(s)), "{shares:?}\n{out}");
 }

@@ -582,7 +582,13 @@ impl std::fmt::Debug for LatencyHist {
 
 /// A worker's counters: `from_inside` counts frames received on the inside port
 /// (workload → network), `from_outside` the reverse.
+///
+/// Aligned to a cache line: the counters the worker writes never share a
+/// line with anything another thread writes (the `Arc`'s reference counts,
+/// which come first in its allocation, or a heap neighbour's malloc header
+/// or data), so the control thread's reads are the only traffic on them.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 pub struct WorkerStats {
     pub from_inside: DirStats,
     pub from_outside: DirStats,
@@ -610,6 +616,11 @@ pub struct WorkerStats {
     pub handshake_ns: LatencyHist,
     /// What the worker saw of DNS (`engine::dns`).
     pub dns: crate::dns::counters::DnsCounters,
+    /// The worker's kernel thread id (0 until it starts; set once): the
+    /// control plane reads the time the kernel gave the thread from it
+    /// (`/proc/self/task/<tid>/schedstat`), which shows a worker whose core
+    /// is shared with other tasks.
+    pub os_thread: Counter,
 }
 
 impl WorkerStats {
@@ -637,6 +648,18 @@ impl WorkerStats {
             replay_remembered: self.replay_remembered.get(),
             replay_overwritten: self.replay_overwritten.get(),
             held: self.held.get(),
+            on_cpu_ns: 0,
+        }
+    }
+
+    /// Records the calling thread's kernel id as the worker's (the worker
+    /// calls this once when it starts; nothing when /proc is not mounted).
+    pub fn record_os_thread(&self) {
+        let tid = std::fs::read_link("/proc/thread-self")
+            .ok()
+            .and_then(|p| p.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<u64>().ok()));
+        if let Some(t) = tid {
+            self.os_thread.set(t);
         }
     }
 }
@@ -656,6 +679,9 @@ pub struct WorkerCounts {
     pub replay_remembered: u64,
     pub replay_overwritten: u64,
     pub held: u64,
+    /// Time the kernel ran the worker's thread (ns since it started; 0 when
+    /// unknown): filled in by the control plane, not by [`WorkerStats::read`].
+    pub on_cpu_ns: u64,
 }
 
 impl WorkerCounts {

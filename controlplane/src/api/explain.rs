@@ -48,48 +48,65 @@ fn find_pu(p: &PolicySnapshot, pu: &str) -> Result<(PuId, Option<IpAddr>), Statu
     })
 }
 
-/// The identity whose tags include every `k=v` of `tags`: exactly one.
-fn identity_by_tags(p: &PolicySnapshot, tags: &str) -> Result<u32, Status> {
+/// At most this many identities are explained for one `remote_tags`.
+pub const MAX_PER_IDENTITY: usize = 64;
+
+/// The identities whose tags include every `k=v` of `tags`, by number: at
+/// least one (none is NOT_FOUND).
+fn identities_by_tags(p: &PolicySnapshot, tags: &str) -> Result<Vec<u32>, Status> {
     let want: Vec<String> = tags.split(',').map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
+    if want.is_empty() {
+        return Err(Status::invalid_argument("remote_tags: give at least one k=v"));
+    }
     let want =
         TagSet::parse(&want).map_err(|e| Status::invalid_argument(format!("remote_tags: {}: {e}", shown(tags))))?;
-    let found: Vec<u32> = p
+    let mut found: Vec<u32> = p
         .identities()
         .iter()
         .filter(|i| want.iter().all(|(k, v)| i.tags.iter().any(|(k2, v2)| k == k2 && v == v2)))
         .map(|i| i.identity)
         .collect();
-    match found.as_slice() {
-        [one] => Ok(*one),
-        [] => Err(Status::not_found(format!("remote_tags: no identity in the directory has the tags {}", shown(tags)))),
-        many => Err(Status::invalid_argument(format!(
-            "remote_tags: {} identities have the tags {} ({}{}): give one by number",
-            many.len(),
-            shown(tags),
-            many.iter().take(5).map(u32::to_string).collect::<Vec<_>>().join(", "),
-            if many.len() > 5 { ", …" } else { "" }
-        ))),
+    found.sort_unstable();
+    if found.is_empty() {
+        return Err(Status::not_found(format!(
+            "remote_tags: no identity in the directory has the tags {} (the gateway would drop such a peer: unknown_identity)",
+            shown(tags)
+        )));
     }
+    Ok(found)
 }
 
-/// Explains `req` against `cfg` (the engine configuration in force).
+/// Explains `req` against `cfg` (the engine configuration in force). Tags
+/// that several identities have are explained once per identity, each by the
+/// same decision code.
 pub fn explain(cfg: &EngineConfig, req: &pb::ExplainRequest) -> Result<pb::ExplainResponse, Status> {
     use pb::explain_request::Remote as R;
+    let Some(R::RemoteTags(t)) = &req.remote else { return explain_one(cfg, req) };
+    let ids = identities_by_tags(&cfg.policy, t)?;
+    let one = |id: u32| explain_one(cfg, &pb::ExplainRequest { remote: Some(R::RemoteIdentity(id)), ..req.clone() });
+    if let [id] = ids[..] {
+        return Ok(pb::ExplainResponse { identities_matched: 1, ..one(id)? });
+    }
+    let per_identity = ids.iter().take(MAX_PER_IDENTITY).map(|id| one(*id)).collect::<Result<Vec<_>, _>>()?;
+    Ok(pb::ExplainResponse {
+        local: per_identity.first().and_then(|r| r.local.clone()),
+        policy_generation: cfg.generation(),
+        policy_revision: cfg.policy.revision().unwrap_or("").into(),
+        identities_matched: ids.len() as u32,
+        per_identity,
+        ..Default::default()
+    })
+}
+
+/// Explains a request for one remote end (an identity number or an address).
+fn explain_one(cfg: &EngineConfig, req: &pb::ExplainRequest) -> Result<pb::ExplainResponse, Status> {
+    use pb::explain_request::Remote as R;
     let p = &cfg.policy;
-    let dir = match flownames::check_direction(&req.direction)
-        .map_err(|e| Status::invalid_argument(format!("direction: {e}")))?
-    {
-        "incoming" => Direction::Incoming,
-        _ => Direction::Outgoing,
-    };
-    let proto: u8 = match &*flownames::check_protocol(&req.protocol)
-        .map_err(|e| Status::invalid_argument(format!("protocol: {e}")))?
-    {
-        "tcp" => 6,
-        "udp" => 17,
-        "icmp" => 1,
-        n => n.parse().unwrap_or(0),
-    };
+    let dir =
+        flownames::check_direction(&req.direction).map_err(|e| Status::invalid_argument(format!("direction: {e}")))?;
+    // `icmp` is ICMP and ICMPv6 alike to the policy: the first (1) decides as both would.
+    let proto: u8 =
+        flownames::check_protocol(&req.protocol).map_err(|e| Status::invalid_argument(format!("protocol: {e}")))?[0];
     let port = u16::try_from(req.port)
         .map_err(|_| Status::invalid_argument(format!("port: {} is not a port (0-65535)", req.port)))?;
     let (pu, pu_addr) = find_pu(p, &req.pu)?;
@@ -102,7 +119,7 @@ pub fn explain(cfg: &EngineConfig, req: &pb::ExplainRequest) -> Result<pb::Expla
             }
             Remote::Identity(*id)
         }
-        Some(R::RemoteTags(t)) => Remote::Identity(identity_by_tags(p, t)?),
+        Some(R::RemoteTags(_)) => return Err(Status::internal("remote_tags reach explain_one only as identities")),
         Some(R::RemoteAddress(a)) => Remote::Address(
             a.parse::<IpAddr>()
                 .map_err(|_| Status::invalid_argument(format!("remote_address: {} is not an IP address", shown(a))))?,
@@ -189,6 +206,8 @@ pub fn explain(cfg: &EngineConfig, req: &pb::ExplainRequest) -> Result<pb::Expla
         remote: Some(pb::Endpoint { port: if dir == Direction::Outgoing { port.into() } else { 0 }, ..remote_end }),
         policy_generation: cfg.generation(),
         policy_revision: p.revision().unwrap_or("").into(),
+        per_identity: Vec::new(),
+        identities_matched: 0,
     })
 }
 
@@ -266,7 +285,8 @@ external_networks:
         assert!(names.contains(&("watch", false, true)));
         // By tags and by the PU's address; the same answer.
         let t = explain(&cfg, &req("10.2.0.20", R::RemoteTags("app=frontend".into()), 80)).unwrap();
-        assert_eq!((t.policy, t.local.unwrap().ip), (r.policy, "10.2.0.20".to_string()));
+        assert_eq!((t.identities_matched, t.per_identity.len()), (1, 0));
+        assert_eq!((t.policy, t.local.unwrap().ip), (r.policy.clone(), "10.2.0.20".to_string()));
         let n = explain(&cfg, &req("web", R::RemoteIdentity(1002), 82)).unwrap();
         assert_eq!((n.verdict, n.reason.as_str(), n.matching.len()), (pb::Verdict::Rejected as i32, "no_match", 0));
         let x = explain(&cfg, &req("web", R::RemoteAddress("192.168.50.7".into()), 443)).unwrap();
@@ -277,8 +297,28 @@ external_networks:
         assert!(e.message().contains("no processing unit") && e.message().contains("\"db\""), "{}", e.message());
         let e = explain(&cfg, &req("web", R::RemoteIdentity(4242), 80)).unwrap_err();
         assert!(e.code() == tonic::Code::NotFound && e.message().contains("identity 4242"), "{}", e.message());
-        let e = explain(&cfg, &req("web", R::RemoteTags("env=prod".into()), 80)).unwrap_err();
-        assert!(e.message().contains("2 identities") && e.message().contains("1001, 1002"), "{}", e.message());
+        // Tags two identities have: each explained by itself, in identity order.
+        let both = explain(&cfg, &req("web", R::RemoteTags("env=prod".into()), 80)).unwrap();
+        assert_eq!((both.verdict, both.identities_matched, both.per_identity.len()), (0, 2, 2));
+        let each: Vec<(u32, &str, Option<&str>)> = both
+            .per_identity
+            .iter()
+            .map(|r| {
+                (r.remote.as_ref().unwrap().identity, r.reason.as_str(), r.policy.as_ref().map(|p| p.rule.as_str()))
+            })
+            .collect();
+        assert_eq!(each, [(1001, "policy_allow", Some("frontends")), (1002, "policy_allow", Some("prod"))]);
+        assert_eq!(both.per_identity[0], r, "the same answer as by number");
+        assert_eq!(both.local.as_ref().map(|l| l.name.as_str()), Some("web"));
+        // ... on port 81 only the env=prod rule matches
+        let on81 = explain(&cfg, &req("web", R::RemoteTags("env=prod".into()), 81)).unwrap();
+        assert!(on81.per_identity.iter().all(|r| r.policy.as_ref().unwrap().rule == "prod"));
+        // No identity has them: NOT_FOUND, saying so.
+        let e = explain(&cfg, &req("web", R::RemoteTags("env=dev".into()), 80)).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        assert!(e.message().contains("no identity") && e.message().contains("env=dev"), "{}", e.message());
+        let e = explain(&cfg, &req("web", R::RemoteTags(" , ".into()), 80)).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
         let mut bad = req("web", R::RemoteIdentity(1001), 80);
         bad.direction = "inbound".into();
         assert!(explain(&cfg, &bad).unwrap_err().message().contains("incoming, outgoing"));

@@ -142,7 +142,7 @@ impl EndFilter {
 pub struct CompiledFilter {
     source: EndFilter,
     destination: EndFilter,
-    protocols: Vec<std::borrow::Cow<'static, str>>,
+    protocols: Vec<u8>,
     verdicts: Vec<i32>,
     reasons: Vec<String>,
     directions: Vec<&'static str>,
@@ -154,6 +154,9 @@ impl CompiledFilter {
     pub fn new(f: &pb::FlowFilter) -> Result<CompiledFilter, String> {
         fn each<T>(v: &[String], field: &str, f: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
             v.iter().map(|s| f(s).map_err(|e| format!("{field}: {e}"))).collect()
+        }
+        fn values<T>(v: &[i32], field: &str, f: impl Fn(i32) -> Result<T, String>) -> Result<Vec<T>, String> {
+            v.iter().map(|x| f(*x).map_err(|e| format!("{field}: {e}"))).collect()
         }
         let cidr = |s: &str| parse_cidr(s).map_err(|e| format!("{s:?}: {e}"));
         Ok(CompiledFilter {
@@ -171,7 +174,7 @@ impl CompiledFilter {
                 tags: each(&f.destination_tags, "destination_tags", tag_selector)?,
                 names: f.destination_name.clone(),
             },
-            protocols: each(&f.protocol, "protocol", flownames::check_protocol)?,
+            protocols: values(&f.protocol, "protocol", flownames::check_protocol_value)?,
             verdicts: f
                 .verdict
                 .iter()
@@ -184,7 +187,7 @@ impl CompiledFilter {
                 })
                 .collect::<Result<_, _>>()?,
             reasons: each(&f.reason, "reason", |r| flownames::check_reason(r).map(str::to_owned))?,
-            directions: each(&f.direction, "direction", flownames::check_direction)?,
+            directions: values(&f.direction, "direction", flownames::check_direction_value)?,
             rulesets: f.ruleset.clone(),
         })
     }
@@ -235,19 +238,19 @@ struct AggKey {
     src: Arc<EndInfo>,
     dst: Arc<EndInfo>,
     dst_port: u32,
-    protocol: std::borrow::Cow<'static, str>,
+    protocol: u8,
     verdict: i32,
 }
 
 impl AggKey {
-    fn parts(&self) -> (u32, &str, u32, &str, u32, &str, i32) {
+    fn parts(&self) -> (u32, &str, u32, &str, u32, u8, i32) {
         (
             self.src.identity,
             &self.src.name,
             self.dst.identity,
             &self.dst.name,
             self.dst_port,
-            &self.protocol,
+            self.protocol,
             self.verdict,
         )
     }
@@ -276,14 +279,14 @@ impl Aggregator {
             src: r.source.info.clone(),
             dst: r.destination.info.clone(),
             dst_port: r.destination.port,
-            protocol: r.protocol.clone(),
+            protocol: r.protocol,
             verdict: r.verdict,
         };
         let a = self.groups.entry(key).or_insert_with(|| pb::FlowAggregate {
             // Addresses cleared: the group is by identity; the destination keeps its port.
             source: Some(r.source.info.endpoint(String::new(), 0)),
             destination: Some(r.destination.info.endpoint(String::new(), r.destination.port)),
-            protocol: r.protocol.to_string(),
+            protocol: i32::from(r.protocol),
             verdict: r.verdict,
             ..Default::default()
         });
@@ -674,7 +677,8 @@ mod tests {
                 ..Default::default()
             }),
             destination: Some(pb::Endpoint { ip: "10.0.1.5".into(), port: dport, identity: 200, ..Default::default() }),
-            protocol: "tcp".into(),
+            protocol: pb::Protocol::Tcp as i32,
+            direction: pb::TrafficDirection::Incoming as i32,
             verdict: verdict as i32,
             reason: reason.into(),
             policy: Some(pb::PolicyRef { ruleset: "db".into(), ..Default::default() }),
@@ -761,8 +765,14 @@ mod tests {
         assert!(not_web.matches(&a) && !not_web.matches(&b));
         let ruleset = f(vec![pb::FlowFilter { ruleset: vec!["other".into()], ..Default::default() }], vec![]);
         assert!(!ruleset.matches(&a));
-        let proto = f(vec![pb::FlowFilter { protocol: vec!["6".into()], ..Default::default() }], vec![]);
+        let proto = f(vec![pb::FlowFilter { protocol: vec![6], ..Default::default() }], vec![]);
         assert!(proto.matches(&a));
+        let udp = f(vec![pb::FlowFilter { protocol: vec![pb::Protocol::Udp as i32], ..Default::default() }], vec![]);
+        assert!(!udp.matches(&a));
+        let dir = |d: pb::TrafficDirection| {
+            f(vec![pb::FlowFilter { direction: vec![d as i32], ..Default::default() }], vec![])
+        };
+        assert!(dir(pb::TrafficDirection::Incoming).matches(&a) && !dir(pb::TrafficDirection::Outgoing).matches(&a));
         let ident = f(vec![pb::FlowFilter { destination_identity: vec![201], ..Default::default() }], vec![]);
         assert!(!ident.matches(&a));
     }
@@ -784,6 +794,11 @@ mod tests {
                 .err()
                 .unwrap();
         assert!(e.contains("source_tags"), "{e}");
+        // Enum values a flow never carries are refused with the valid ones.
+        let e = FlowFilterSet::new(&[pb::FlowFilter { direction: vec![0], ..Default::default() }], &[]).err().unwrap();
+        assert!(e.starts_with("allow[0].direction") && e.contains("1 (incoming), 2 (outgoing)"), "{e}");
+        let e = FlowFilterSet::new(&[pb::FlowFilter { protocol: vec![300], ..Default::default() }], &[]).err().unwrap();
+        assert!(e.starts_with("allow[0].protocol") && e.contains("tcp, udp, icmp"), "{e}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use dataplane::engine::EngineConfig;
-use dataplane::policy::PolicySnapshot;
+use dataplane::policy::{Direction, PolicySnapshot};
 use dataplane::stats::{DropReason, Note};
 use hdrhistogram::Histogram;
 
@@ -382,7 +382,8 @@ pub fn flow_from_event(e: &FlowEvent) -> pb::Flow {
         (_, pb::Verdict::Allowed | pb::Verdict::Passed) => pb::FlowEventType::Started,
         _ => pb::FlowEventType::Rejected,
     };
-    let direction = if e.source.kind == "pu" { "outgoing" } else { "incoming" };
+    let dir = if e.source.kind == "pu" { Direction::Outgoing } else { Direction::Incoming };
+    let direction = dir.name();
     let policy = |rs: &Option<String>, r: &Option<String>, action: Option<&str>| match (rs, r) {
         (Some(rs), Some(r)) => Some(pb::PolicyRef {
             ruleset: rs.clone(),
@@ -398,7 +399,7 @@ pub fn flow_from_event(e: &FlowEvent) -> pb::Flow {
         worker: e.worker,
         source: Some(ep(&e.source)),
         destination: Some(ep(&e.destination)),
-        protocol: crate::flownames::protocol_name(e.protocol).into_owned(),
+        protocol: e.protocol.into(),
         verdict: verdict as i32,
         reason: e.reason.clone(),
         policy: policy(&e.ruleset, &e.rule, Some(e.action)),
@@ -410,7 +411,7 @@ pub fn flow_from_event(e: &FlowEvent) -> pb::Flow {
         packets_to_client: e.packets[1],
         bytes_to_client: e.bytes[1],
         handshake_ns: 0,
-        direction: direction.into(),
+        direction: crate::flownames::direction_pb(dir) as i32,
         note: e.note.unwrap_or("").into(),
         identity_mode: e.identity_mode().0.into(),
         layer4_reason: e.identity_mode().1.into(),
@@ -482,6 +483,7 @@ pub fn stats_of(s: &Snapshot) -> pb::GetStatsResponse {
             flows_evicted: w.flows_evicted,
             replay_remembered: w.replay_remembered,
             replay_overwritten: w.replay_overwritten,
+            on_cpu_ns: w.on_cpu_ns,
             event_queue_drops: w.from_inside.noted(Note::EventsLost) + w.from_outside.noted(Note::EventsLost),
             from_inside: Some(dir(&w.from_inside, &mut totals)),
             from_outside: Some(dir(&w.from_outside, &mut totals)),

@@ -25,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 use crate::dnslog::NameCache;
 use dataplane::engine::EngineConfig;
 use dataplane::events::{EventKind, FlowRecord};
-use dataplane::policy::{ExtNetRef, RuleRef, Side, TagSet};
+use dataplane::policy::{Direction, ExtNetRef, RuleRef, Side, TagSet};
 use prost::bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{encoded_len_varint, WireType};
 use prost::Message;
@@ -34,7 +34,7 @@ use super::pb;
 use super::pb::EndpointKind;
 use crate::flowhub::HubRecord;
 use crate::flowlog::ConfigHistory;
-use crate::flownames::{action_name, protocol_name};
+use crate::flownames::{action_name, direction_pb};
 
 // ---------------------------------------------------------------------------
 // Protobuf encoding helpers (proto3: default values are not written)
@@ -351,8 +351,8 @@ pub struct RingFlow {
     pub ty: i32,
     /// A [`pb::Verdict`].
     pub verdict: i32,
-    /// As the message has it: `tcp`, `udp`, `icmp` or the number.
-    pub protocol: Cow<'static, str>,
+    /// The IP protocol number (the message's [`pb::Protocol`]).
+    pub protocol: u8,
     pub reason: Cow<'static, str>,
     /// `incoming` or `outgoing`, seen from the local PU.
     pub direction: Cow<'static, str>,
@@ -397,9 +397,9 @@ impl From<pb::Flow> for RingFlow {
             time_ns: f.time_unix_ns,
             ty: f.r#type,
             verdict: f.verdict,
-            protocol: Cow::Owned(f.protocol),
+            protocol: u8::try_from(f.protocol).unwrap_or(0),
             reason: Cow::Owned(f.reason),
-            direction: Cow::Owned(f.direction),
+            direction: Cow::Borrowed(crate::flownames::direction_name(f.direction).unwrap_or("")),
             ruleset: f.policy.map(|p| Arc::from(p.ruleset)),
             source: end(f.source),
             destination: end(f.destination),
@@ -554,13 +554,13 @@ fn encode(names: &mut Names, buf: &mut BytesMut, worker: u32, r: &FlowRecord, dn
         _ => pb::FlowEventType::Rejected,
     };
     // The source is the PU when it opened the connection.
-    let direction = if r.initiator == Side::Inside { "outgoing" } else { "incoming" };
+    let dir = if r.initiator == Side::Inside { Direction::Outgoing } else { Direction::Incoming };
+    let direction = dir.name();
     // Counters are kept per port: inside = the PU's packets.
     let (pc, bc) = match r.initiator {
         Side::Inside => (r.packets, r.bytes),
         Side::Outside => ([r.packets[1], r.packets[0]], [r.bytes[1], r.bytes[0]]),
     };
-    let protocol = protocol_name(r.key.proto);
     let (cip_text, sip_text) = (IpText::new(cip), IpText::new(sip));
 
     put_u64(buf, 1, r.time);
@@ -568,7 +568,6 @@ fn encode(names: &mut Names, buf: &mut BytesMut, worker: u32, r: &FlowRecord, dn
     put_u64(buf, 3, worker.into());
     put_endpoint(buf, 4, cip_text.as_bytes(), cport, &src);
     put_endpoint(buf, 5, sip_text.as_bytes(), sport, &dst);
-    put_str(buf, 6, &protocol);
     put_u64(buf, 7, verdict as u64);
     put_str(buf, 8, reason);
     if let Some(n) = &rule {
@@ -583,7 +582,6 @@ fn encode(names: &mut Names, buf: &mut BytesMut, worker: u32, r: &FlowRecord, dn
     put_u64(buf, 14, bc[0]);
     put_u64(buf, 15, pc[1]);
     put_u64(buf, 16, bc[1]);
-    put_str(buf, 18, direction);
     put_str(buf, 19, r.note.map_or("", |n| n.name()));
     let (mode, why) = crate::flowlog::identity_mode_of(r.note.map(|n| n.name()), r.remote_identity.is_some());
     put_str(buf, 30, mode);
@@ -593,12 +591,15 @@ fn encode(names: &mut Names, buf: &mut BytesMut, worker: u32, r: &FlowRecord, dn
     if let Some(n) = dns.and_then(|d| d.name(pu_name, remote_ip, r.time)) {
         put_str(buf, 32, n);
     }
+    // (fields in tag order, as prost writes them: the enums that replaced 6 and 18 come last)
+    put_u64(buf, 33, r.key.proto.into());
+    put_u64(buf, 34, direction_pb(dir) as u64);
 
     RingFlow {
         time_ns: r.time,
         ty: ty as i32,
         verdict: verdict as i32,
-        protocol,
+        protocol: r.key.proto,
         reason: Cow::Borrowed(reason),
         direction: Cow::Borrowed(direction),
         ruleset: rule.map(|n| n.ruleset.clone()),
@@ -760,6 +761,7 @@ external_networks:
                 let m = RingFlow::from(want);
                 assert_eq!((f.time_ns, f.ty, f.verdict), (m.time_ns, m.ty, m.verdict));
                 assert_eq!((&f.protocol, &f.reason, &f.ruleset), (&m.protocol, &m.reason, &m.ruleset));
+                assert_eq!(f.direction, m.direction);
                 for (a, b) in [(&f.source, &m.source), (&f.destination, &m.destination)] {
                     assert_eq!(
                         (a.ip, a.port, a.info.identity, &a.info.name),

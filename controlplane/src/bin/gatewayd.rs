@@ -347,7 +347,8 @@ impl Events {
                 }
             }
             if let Some(x) = &self.ipfix {
-                x.offer(&ev);
+                // moved, not copied: the exporter's thread takes the batch as it is
+                x.offer_owned(ev);
             }
         }
         (took, true)

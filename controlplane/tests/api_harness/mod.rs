@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use controlplane::api::client::{Clients, Target};
 use controlplane::api::flows::FlowRing;
 use controlplane::api::server::Backends;
-use controlplane::api::stats::NoDataplane;
+use controlplane::api::stats::{NoDataplane, StatsSource};
 use controlplane::api::{pb, ControlConfig, ControlServer};
 use controlplane::flowhub::FlowHub;
 use controlplane::store::{BeforeConfig, ConfigStore, SnapshotPublisher, StoreOptions};
@@ -92,6 +92,11 @@ impl Harness {
     }
 
     pub fn start_with(dir: &Path, ring: usize, cfg: ControlConfig) -> Harness {
+        Self::start_with_stats(dir, ring, cfg, Arc::new(NoDataplane))
+    }
+
+    /// With `stats` as the dataplane (e.g. one with a policy in force for `Explain`).
+    pub fn start_with_stats(dir: &Path, ring: usize, cfg: ControlConfig, stats: Arc<dyn StatsSource>) -> Harness {
         let published = Arc::new(Mutex::new(Vec::new()));
         let p2 = published.clone();
         let store = Arc::new(
@@ -104,13 +109,7 @@ impl Harness {
         let hub = FlowHub::new(ring);
         let server = ControlServer::start(
             &cfg,
-            Backends {
-                store: store.clone(),
-                hub: hub.clone(),
-                stats: Arc::new(NoDataplane),
-                dns: Default::default(),
-                fqdn: None,
-            },
+            Backends { store: store.clone(), hub: hub.clone(), stats, dns: Default::default(), fqdn: None },
         )
         .expect("server starts");
         Harness {
@@ -182,7 +181,8 @@ pub fn flow(
             tags: vec!["role=db".into()],
             kind: pb::EndpointKind::ProcessingUnit as i32,
         }),
-        protocol: "tcp".into(),
+        protocol: pb::Protocol::Tcp as i32,
+        direction: pb::TrafficDirection::Incoming as i32,
         verdict: verdict as i32,
         reason: reason.into(),
         policy: Some(pb::PolicyRef {

@@ -194,6 +194,11 @@ impl Gatewayd {
         self.output.lock().unwrap().clone()
     }
 
+    /// The process id (gatewayd itself when started without a namespace).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
     /// Sends SIGINT, waits for the exit, and returns (output, final counters).
     pub fn stop(self) -> (String, serde_json::Value) {
         let _ = run("kill", &["-INT", &self.child.as_ref().unwrap().id().to_string()]);

@@ -200,6 +200,7 @@ impl WorkerSetup {
     pub fn run(self) -> i32 {
         let n = self.workers;
         let mut setup = self;
+        setup.stats.record_os_thread();
         let enforcer = setup.engine.take().map(Enforcer::new);
         let mut w = Worker {
             setup,

@@ -21,13 +21,13 @@ pub struct ExplainArgs {
     /// The remote end: a directory identity by number…
     #[arg(long, value_name = "N", conflicts_with_all = ["tags", "address", "flow"])]
     identity: Option<u32>,
-    /// …or by tags (k=v,k2=v2: exactly one identity must have them all)…
+    /// …or by tags (k=v,k2=v2: every identity that has them all is explained)…
     #[arg(long, value_name = "TAGS", conflicts_with_all = ["address", "flow"])]
     tags: Option<String>,
     /// …or an address (judged by the external-network rules).
     #[arg(long, value_name = "IP", conflicts_with = "flow")]
     address: Option<String>,
-    /// tcp, udp, icmp or a number 0-255.
+    /// tcp, udp, icmp or a number 1-255.
     #[arg(long, default_value = "tcp", value_name = "PROTO")]
     protocol: String,
     /// The server's port.
@@ -151,8 +151,24 @@ fn end_text(e: &pb::Endpoint) -> String {
     format!("{} [{kind}]", who.join(" "))
 }
 
-/// The answer as printed.
+/// The answer as printed: one block, or one per identity the tags matched.
 pub fn text(r: &pb::ExplainResponse) -> String {
+    if r.per_identity.is_empty() {
+        return one_text(r);
+    }
+    let mut out = format!("{} identities have the tags", r.identities_matched);
+    if r.identities_matched as usize > r.per_identity.len() {
+        out += &format!(" (the first {} explained)", r.per_identity.len());
+    }
+    out += ":\n";
+    for x in &r.per_identity {
+        let id = x.remote.as_ref().map_or(0, |e| e.identity);
+        out += &format!("\nidentity {id}\n{}", one_text(x));
+    }
+    out
+}
+
+fn one_text(r: &pb::ExplainResponse) -> String {
     let mut out = format!("verdict   {} ({})\n", flownames::verdict_name(r.verdict).unwrap_or("unknown"), r.reason);
     out += &format!("rule      {}\n", r.policy.as_ref().map_or("-".into(), rule_text));
     if let Some(o) = &r.observed {
@@ -204,7 +220,8 @@ pub async fn run(c: &mut Clients, p: Prepared, t: Duration) -> Res {
             }
         }
     }
-    if r.verdict == 0 {
+    let answers = if r.per_identity.is_empty() { std::slice::from_ref(&r) } else { &r.per_identity[..] };
+    if answers.iter().any(|x| x.verdict == 0) {
         return Err(Fail(1, "explain: the gateway gave no verdict".into()));
     }
     Ok(())

@@ -54,7 +54,7 @@ const FILTERS: [Filter; 20] = [
     filter("from-port", "PORT", "Source port or range lo-hi", Field::Port, End::Source),
     filter("to-port", "PORT", "Destination port or range lo-hi", Field::Port, End::Destination),
     filter("port", "PORT", "Either end's port", Field::Port, End::Either),
-    filter("protocol", "PROTO", "tcp, udp, icmp or a number 0-255", Field::Protocol, End::Flow),
+    filter("protocol", "PROTO", "tcp, udp, icmp or a number 1-255", Field::Protocol, End::Flow),
     filter("from-identity", "ID", "Source numeric identity", Field::Identity, End::Source),
     filter("to-identity", "ID", "Destination numeric identity", Field::Identity, End::Destination),
     filter("identity", "ID", "Either end's identity", Field::Identity, End::Either),
@@ -227,11 +227,13 @@ fn add(f: &mut pb::FlowFilter, g: &Given, source: bool) -> Result<(), Fail> {
         (Value::Text(v), Field::Port) => pick(&mut f.source_port, &mut f.destination_port, v),
         (Value::Text(v), Field::Tag) => pick(&mut f.source_tags, &mut f.destination_tags, v),
         (Value::Text(v), Field::Name) => pick(&mut f.source_name, &mut f.destination_name, v),
-        (Value::Text(v), Field::Protocol) => f.protocol.push(flownames::check_protocol(v).map_err(refused(g))?.into()),
+        (Value::Text(v), Field::Protocol) => {
+            f.protocol.extend(flownames::check_protocol(v).map_err(refused(g))?.into_iter().map(i32::from))
+        }
         (Value::Text(v), Field::Verdict) => f.verdict.push(flownames::check_verdict(v).map_err(refused(g))? as i32),
         (Value::Text(v), Field::Reason) => f.reason.push(flownames::check_reason(v).map_err(refused(g))?.into()),
         (Value::Text(v), Field::Direction) => {
-            f.direction.push(flownames::check_direction(v).map_err(refused(g))?.into())
+            f.direction.push(flownames::direction_pb(flownames::check_direction(v).map_err(refused(g))?) as i32)
         }
         (Value::Text(v), Field::Ruleset) => f.ruleset.push(v.clone()),
         (v, _) => return Err(usage(format!("--{}: {v:?} is not a value it takes", g.filter.long))),
@@ -321,12 +323,14 @@ mod tests {
     #[test]
     fn every_listed_name_is_sent_as_it_is() {
         for d in flownames::DIRECTIONS {
-            assert_eq!(parse(&["--direction", d.name()]).unwrap().0[0].direction, [d.name()]);
+            assert_eq!(parse(&["--direction", d.name()]).unwrap().0[0].direction, [flownames::direction_pb(d) as i32]);
         }
         for (v, n) in flownames::VERDICTS {
             assert_eq!(parse(&["--verdict", n]).unwrap().0[0].verdict, [v as i32]);
         }
-        assert_eq!(parse(&["--protocol", "6"]).unwrap().0[0].protocol, ["tcp"]);
+        assert_eq!(parse(&["--protocol", "6"]).unwrap().0[0].protocol, [pb::Protocol::Tcp as i32]);
+        assert_eq!(parse(&["--protocol", "tcp"]).unwrap().0[0].protocol, [6]);
+        assert_eq!(parse(&["--protocol", "icmp"]).unwrap().0[0].protocol, [1, 58]);
     }
 
     #[test]

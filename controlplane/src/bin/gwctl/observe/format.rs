@@ -50,6 +50,11 @@ fn endpoint_text(e: &pb::Endpoint, with_port: bool) -> String {
     }
 }
 
+/// A flow's protocol as the one list names it (`?` when unset).
+fn protocol_text(p: i32) -> std::borrow::Cow<'static, str> {
+    flownames::protocol_name_of(p).unwrap_or(std::borrow::Cow::Borrowed("?"))
+}
+
 fn policy_text(p: &pb::PolicyRef) -> String {
     format!("{}/{}/{}", p.ruleset, p.direction, p.rule)
 }
@@ -61,7 +66,7 @@ fn flow_line(f: &pb::Flow) -> String {
     let mut line = format!(
         "{}  {src} -> {dst}  {}  {}  {}",
         ns_time(f.time_unix_ns),
-        f.protocol,
+        protocol_text(f.protocol),
         verdict_name(f.verdict),
         if f.reason.is_empty() { "-" } else { &f.reason }
     );
@@ -124,7 +129,7 @@ pub fn response_line(r: &R, output: Output) -> String {
                 "{} .. {}  {src} -> {dst}  {}  {}  started {} completed {} rejected {}  to server {} pkts {} B, to client {} pkts {} B",
                 ns_time(a.start_unix_ns),
                 ns_time(a.end_unix_ns),
-                a.protocol,
+                protocol_text(a.protocol),
                 verdict_name(a.verdict),
                 a.flows_started,
                 a.flows_completed,
@@ -166,7 +171,7 @@ mod tests {
             let f = pb::Flow {
                 r#type: pb::FlowEventType::Started as i32,
                 verdict: v as i32,
-                protocol: "tcp".into(),
+                protocol: pb::Protocol::Tcp as i32,
                 reason: "policy_allow".into(),
                 ..Default::default()
             };
