@@ -86,8 +86,13 @@ bench_init
 [ -z "${GW_ONLY:-}" ] || ROUNDS=${ROUNDS:-1}
 bench_opts "$@"
 set -- "${ARGS[@]+"${ARGS[@]}"}"
-SECS=${1:-$([ "$QUICK" = 1 ] && echo 4 || echo 8)}; shift || true
+# The seconds are optional: `engine.sh est-1k` runs that case for the default.
+if [ $# -gt 0 ] && [[ $1 =~ ^[0-9]+$ ]]; then SECS=$1; shift; else SECS=$([ "$QUICK" = 1 ] && echo 4 || echo 8); fi
+KNOWN="est-1k est-1m est-1m-huge udp-est-1k udp-est-1m syn-insert syn-verify"
 CASES=("$@"); [ ${#CASES[@]} -gt 0 ] || CASES=(est-1k est-1m est-1m-huge udp-est-1k syn-insert syn-verify)
+for c in "${CASES[@]}"; do
+    [[ " $KNOWN " == *" $c "* ]] || { echo "engine.sh: unknown case '${c:0:40}' (cases: $KNOWN)" >&2; exit 2; }
+done
 command -v dpdk-testpmd >/dev/null || { echo "dpdk-testpmd missing: run tools/setup.sh" >&2; exit 1; }
 
 set -o pipefail

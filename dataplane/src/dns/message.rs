@@ -85,6 +85,27 @@ fn be32(b: &[u8], at: usize) -> u32 {
     }
 }
 
+/// The header and the question checked: the three sections' record counts
+/// (which the length can hold) and where the question ends.
+fn check_head(bytes: &[u8]) -> Result<([usize; 3], usize), DnsError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(DnsError::HeaderTruncated);
+    }
+    if be16(bytes, field::QDCOUNT.start) != 1 {
+        return Err(DnsError::QuestionCount);
+    }
+    let records = [field::ANCOUNT, field::NSCOUNT, field::ARCOUNT].map(|f| usize::from(be16(bytes, f.start)));
+    let least = HEADER_LEN + MIN_QUESTION + (records[0] + records[1] + records[2]) * MIN_RECORD;
+    if least > bytes.len() {
+        return Err(DnsError::CountsTooLarge);
+    }
+    let question_end = name::check(bytes, HEADER_LEN)? + 4;
+    if question_end > bytes.len() {
+        return Err(DnsError::Truncated);
+    }
+    Ok((records, question_end))
+}
+
 impl<'a> Message<'a> {
     /// Validates the whole message once: header, exactly one question,
     /// counts the length can hold, then every record of the three sections
@@ -92,21 +113,7 @@ impl<'a> Message<'a> {
     /// data exactly one name). Records of other types, and EDNS0's OPT in the
     /// additional section, are checked for shape and otherwise skipped.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, DnsError> {
-        if bytes.len() < HEADER_LEN {
-            return Err(DnsError::HeaderTruncated);
-        }
-        if be16(bytes, field::QDCOUNT.start) != 1 {
-            return Err(DnsError::QuestionCount);
-        }
-        let records = [field::ANCOUNT, field::NSCOUNT, field::ARCOUNT].map(|f| usize::from(be16(bytes, f.start)));
-        let least = HEADER_LEN + MIN_QUESTION + (records[0] + records[1] + records[2]) * MIN_RECORD;
-        if least > bytes.len() {
-            return Err(DnsError::CountsTooLarge);
-        }
-        let question_end = name::check(bytes, HEADER_LEN)? + 4;
-        if question_end > bytes.len() {
-            return Err(DnsError::Truncated);
-        }
+        let (records, question_end) = check_head(bytes)?;
         let mut pos = question_end;
         for (section, &count) in records.iter().enumerate() {
             for _ in 0..count {
@@ -152,21 +159,7 @@ impl<'a> Message<'a> {
     /// was handed may be acted on only when this returns `Ok` (the engine
     /// fills its event as it goes and learns after).
     pub fn parse_walk(bytes: &'a [u8], mut each: impl FnMut(&Record<'a>, bool)) -> Result<Self, DnsError> {
-        if bytes.len() < HEADER_LEN {
-            return Err(DnsError::HeaderTruncated);
-        }
-        if be16(bytes, field::QDCOUNT.start) != 1 {
-            return Err(DnsError::QuestionCount);
-        }
-        let records = [field::ANCOUNT, field::NSCOUNT, field::ARCOUNT].map(|f| usize::from(be16(bytes, f.start)));
-        let least = HEADER_LEN + MIN_QUESTION + (records[0] + records[1] + records[2]) * MIN_RECORD;
-        if least > bytes.len() {
-            return Err(DnsError::CountsTooLarge);
-        }
-        let question_end = name::check(bytes, HEADER_LEN)? + 4;
-        if question_end > bytes.len() {
-            return Err(DnsError::Truncated);
-        }
+        let (records, question_end) = check_head(bytes)?;
         let mut chain = [Name::new(bytes, HEADER_LEN); MAX_CHAIN];
         let mut len = 1usize;
         let mut pos = question_end;
