@@ -478,12 +478,24 @@ fn dns_over_tcp_is_read_and_the_log_aggregates_per_interval() {
     let out = curl(&format!("http://{X}:8080/index.txt"));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "learned from the TCP answer: {out:?}\n{}", gw.output());
     // Logged, as TCP (the API's stream has every event; the file aggregates).
-    let out = gwctl(&dir, &["observe", "--dns", "--last", "50", "-o", "json"]);
-    let tcp = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|e| e["query"] == "api.example.test" && e["transport"] == "tcp")
-        .unwrap_or_else(|| panic!("a TCP DNS event for api: {out:?}"));
+    // The worker learns before the answer leaves; its event reaches the
+    // control plane's history on the next drain, so ask until it is there.
+    let tcp_event = || {
+        let out = gwctl(&dir, &["observe", "--dns", "--last", "50", "-o", "json"]);
+        let found = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| e["query"] == "api.example.test" && e["transport"] == "tcp");
+        (found, out)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let tcp = loop {
+        match tcp_event() {
+            (Some(e), _) => break e,
+            (None, out) if std::time::Instant::now() > deadline => panic!("a TCP DNS event for api: {out:?}"),
+            _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    };
     assert_eq!(tcp["answers"][0]["ip"], X, "{tcp}");
     assert_eq!(tcp["learned"], 1, "{tcp}");
     assert!(tcp["latency_ms"].as_f64().is_some(), "the TCP query was matched: {tcp}");
