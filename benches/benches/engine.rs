@@ -31,7 +31,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use dataplane::buf::{PacketBuf, VecBuf};
-use dataplane::engine::{Action, Engine, EngineConfig};
+use dataplane::engine::{Action, Engine, EngineConfig, Looked};
 use dataplane::policy::Side;
 use dataplane::stats::WorkerStats;
 use dataplane::wire::builder::{build, Spec};
@@ -71,12 +71,20 @@ fn spec(i: u32, flags: u8, opts: &[u8]) -> Spec<'_> {
 fn run(name: &str, engine: &mut Engine, cfg: &EngineConfig, side: Side, frames: &[Vec<u8>]) {
     let fixed: Option<u64> = std::env::var("ENGINE_BENCH_FRAMES").ok().and_then(|v| v.parse().ok());
     let mut buf = VecBuf::with_room(&frames[0], 128, 128);
+    // As the worker does: each frame looked at (key, hash, flow slot
+    // prefetched) LOOK_AHEAD frames before it is processed.
+    const LOOK_AHEAD: usize = 4;
+    let look = |e: &Engine, i: usize| e.look(side, &frames[i % frames.len()], dpdk_bindings::prefetch::<u8>);
+    let mut ahead: Vec<Looked> = (0..LOOK_AHEAD).map(|k| look(engine, k)).collect();
     let (c0, t0) = (thread_cpu_ns(), std::time::Instant::now());
     let (mut n, mut i) = (0u64, 0usize);
     loop {
         for _ in 0..4096 {
             buf.reset(&frames[i], 128).expect("room");
-            let a = engine.process(cfg, side, &mut buf, NOW + n);
+            let slot = i % LOOK_AHEAD;
+            let l = ahead[slot];
+            ahead[slot] = look(engine, i + LOOK_AHEAD);
+            let a = engine.process_looked(cfg, side, &mut buf, &l, NOW + n);
             assert_eq!(a, Action::Forward, "{name}: frame {i}");
             black_box(buf.data());
             i += 1;

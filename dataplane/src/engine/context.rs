@@ -31,6 +31,9 @@ pub(super) struct Ctx<'a> {
     pub info: &'a FrameInfo,
     /// Its flow, inside end first.
     pub key: FlowKey,
+    /// The key's hash in the flow table (computed once per packet: every
+    /// lookup of the flow passes it).
+    pub h: u64,
     pub pu: LocalPu,
     /// The policy snapshot's generation (`cfg.generation()`).
     pub gen: u32,

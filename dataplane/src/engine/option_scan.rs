@@ -3,13 +3,17 @@
 //! carries one is a replay, and no second copy may reach a workload.
 
 use crate::identity::option;
-use crate::wire::{self, parse_frame};
+use crate::wire;
 
 /// Whether the TCP options (`len` bytes at `offset` in the frame) hold our
 /// identity option. Options are walked as a host would; if the walk meets a
 /// malformed option, the bytes after it are searched for the option's first
 /// four bytes (kind, length, ExID), so that an option hidden behind a broken
 /// one is still found: the gateway never lets one through to a workload.
+///
+/// The walk reads each option's kind and length only
+/// ([`wire::tcp::option_extent`], the checks of the full option parser): it
+/// runs on every SYN, and a SYN's options are the Linux five plus ours.
 #[inline]
 pub(super) fn has_identity_option(frame: &[u8], offset: u16, len: u8) -> bool {
     if usize::from(len) < option::TCP_LEN {
@@ -17,12 +21,14 @@ pub(super) fn has_identity_option(frame: &[u8], offset: u16, len: u8) -> bool {
     }
     let o = usize::from(offset);
     let Some(opts) = frame.get(o..o + usize::from(len)) else { return false };
-    for r in wire::tcp::options(opts) {
-        match r {
-            Ok((_, wire::tcp::TcpOption::Experimental { kind: option::TCP_KIND, exid: option::EXID, .. })) => {
-                return true
-            }
-            Ok(_) => {}
+    let exid = option::EXID.to_be_bytes();
+    let mut at = 0;
+    while let Some(rest) = opts.get(at..).filter(|r| !r.is_empty()) {
+        match wire::tcp::option_extent(rest) {
+            Ok((wire::tcp::kind::EOL, _)) => return false,
+            // (an experimental option's extent has its two ExID bytes)
+            Ok((option::TCP_KIND, _)) if rest[2..4] == exid => return true,
+            Ok((_, n)) => at += n,
             Err(_) => return option_bytes_anywhere(opts),
         }
     }
@@ -39,21 +45,22 @@ fn option_bytes_anywhere(opts: &[u8]) -> bool {
 
 /// Whether the options of a frame whose identity option was just stripped
 /// still hold one (a second copy). Only an options area that had room for two
-/// (40 bytes) is parsed again.
-pub(super) fn second_identity_option(frame: &[u8], opts_len_before: u8) -> bool {
+/// (40 bytes) is scanned again. Stripping leaves the TCP header where it was
+/// (`identity::tcp`: the bytes after the option move back, or those before
+/// it forward with the frame's start), so the options are still at
+/// `opts_offset`, 20 bytes fewer: no second parse of the frame.
+pub(super) fn second_identity_option(frame: &[u8], opts_offset: u16, opts_len_before: u8) -> bool {
     if usize::from(opts_len_before) < 2 * option::TCP_LEN {
         return false;
     }
-    match parse_frame(frame) {
-        Ok(i) => has_identity_option(frame, i.tcp_opts_offset, i.tcp_opts_len),
-        Err(_) => true,
-    }
+    has_identity_option(frame, opts_offset, opts_len_before - option::TCP_LEN as u8)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::wire::builder::{build, Spec};
+    use crate::wire::parse_frame;
 
     /// Our option's first four bytes and 16 more.
     fn ours() -> Vec<u8> {
@@ -87,12 +94,15 @@ mod tests {
     fn a_second_copy_is_found_after_the_first_was_stripped() {
         let mut two = ours();
         two.extend(ours());
+        // `ours()` as the options left after the first copy was stripped
         let f = build(&Spec { tcp_options: &ours(), ..Spec::default() });
-        // Only an options area that had room for two is parsed again.
-        assert!(!second_identity_option(&f, option::TCP_LEN as u8));
-        assert!(second_identity_option(&f, two.len() as u8));
+        let at = parse_frame(&f).unwrap().tcp_opts_offset;
+        // Only an options area that had room for two is scanned again.
+        assert!(!second_identity_option(&f, at, option::TCP_LEN as u8));
+        assert!(second_identity_option(&f, at, two.len() as u8));
+        let mss = build(&Spec { tcp_options: &[2, 4, 5, 180, 1, 1, 1, 0], ..Spec::default() });
+        assert!(!second_identity_option(&mss, at, (8 + option::TCP_LEN) as u8));
         let plain = build(&Spec::default());
-        assert!(!second_identity_option(&plain, two.len() as u8));
-        assert!(second_identity_option(&plain[..20], two.len() as u8), "unparsable: refused");
+        assert!(!second_identity_option(&plain, at, two.len() as u8));
     }
 }

@@ -193,8 +193,12 @@ impl Engine {
             self.note(side, Note::NotIpOrNd);
             return Action::Forward;
         }
+        // The key and its hash once, for every lookup of this packet (the
+        // paths after the classification read `Ctx::h`).
+        let kh = self.table.key_hashed(side, &tuple_of(&info));
+        let (key, h) = kh;
         if !plain {
-            if let Some(a) = self.established_parsed(cfg, side, buf, &info, now) {
+            if let Some(a) = self.established_parsed(cfg.generation(), side, buf, &info, &kh, now) {
                 return a;
             }
         }
@@ -210,37 +214,29 @@ impl Engine {
             Classification::NotLocal => return self.drop(side, DropReason::NoLocalPu),
             Classification::LocalPu { pu, managed_tcp, managed_udp } => LocalPu { id: pu, managed_tcp, managed_udp },
         };
-        let key = FlowKey::new(side, src, dst, info.src_port, info.dst_port, info.proto);
-        let c = Ctx { cfg, side, info: &info, key, pu, gen: cfg.generation(), now };
+        let c = Ctx { cfg, side, info: &info, key, h, pu, gen: cfg.generation(), now };
         self.by_protocol(&c, buf)
     }
 
     /// The established path for a frame the look ahead could not read: a
     /// decided flow of this generation, not a handshake packet (a UDP
     /// datagram with an options area may carry a handshake message).
+    /// `(key, h)`: its flow key and hash, computed once by the caller.
     fn established_parsed<B: PacketBuf>(
         &mut self,
-        cfg: &EngineConfig,
+        gen: u32,
         side: Side,
         buf: &B,
         info: &FrameInfo,
+        (key, h): &(FlowKey, u64),
         now: u64,
     ) -> Option<Action> {
         let tcp = info.l4 == L4Kind::Tcp;
         if info.fragment || (tcp && info.tcp_flags & TcpFlags::SYN != 0) || info.udp_opts_len > 0 {
             return None;
         }
-        // The key from the parsed addresses, not from `IpAddr`s: no round
-        // trip through memory (see `FlowKey::new_hashed`).
-        let (src, dst, family) = match (info.src, info.dst) {
-            (Addr::V4(s), Addr::V4(d)) => (v4_mapped(s), v4_mapped(d), 4),
-            (Addr::V6(s), Addr::V6(d)) => (u128::from_be_bytes(s), u128::from_be_bytes(d), 6),
-            _ => (0, 0, 0), // not reached: both are IP addresses here
-        };
-        let t = Tuple { src, dst, family, proto: info.proto, src_port: info.src_port, dst_port: info.dst_port };
-        let (key, h) = self.table.key_hashed(side, &t);
         let p = Seen::parsed(info, buf.data(), buf.len() as u32);
-        self.established(side, &key, h, &p, Some(cfg.generation()), now)
+        self.established(side, key, *h, &p, Some(gen), now)
     }
 
     /// The path of a local PU's packet, by protocol.
@@ -263,7 +259,7 @@ impl Engine {
         if flags.is_syn() {
             return self.syn(c, buf);
         }
-        let h = self.table.hash(&c.key);
+        let h = c.h;
         let Some(e) = self.table.lookup_hashed(&c.key, h, c.now) else { return self.no_state(c, buf) };
         e.set_pu(c.pu.id);
         let l4 = e.l4_path();
@@ -286,6 +282,18 @@ impl Engine {
             None => self.drop(c.side, DropReason::OutOfState),
         }
     }
+}
+
+/// The 5-tuple of a parsed IP frame, from the parsed addresses, not from
+/// `IpAddr`s: no round trip through memory (see `FlowKey::new_hashed`).
+#[inline(always)]
+fn tuple_of(info: &FrameInfo) -> Tuple {
+    let (src, dst, family) = match (info.src, info.dst) {
+        (Addr::V4(s), Addr::V4(d)) => (v4_mapped(s), v4_mapped(d), 4),
+        (Addr::V6(s), Addr::V6(d)) => (u128::from_be_bytes(s), u128::from_be_bytes(d), 6),
+        _ => (0, 0, 0), // not reached: the callers have two IP addresses
+    };
+    Tuple { src, dst, family, proto: info.proto, src_port: info.src_port, dst_port: info.dst_port }
 }
 
 /// An IPv4 address as the IPv4-mapped IPv6 value flow keys store.

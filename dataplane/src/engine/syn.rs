@@ -54,7 +54,7 @@ impl Engine {
     /// replay. A SYN against the flow's direction: out of state.
     fn refuse_syn_replay(&mut self, c: &Ctx<'_>, has_opt: bool) -> Result<(), Action> {
         let mut live = false;
-        if let Some(e) = self.table.get(&c.key) {
+        if let Some(e) = self.table.get_hashed(&c.key, c.h) {
             if e.initiator() != c.side {
                 return Err(self.drop(c.side, DropReason::OutOfState));
             }
@@ -164,7 +164,7 @@ impl Engine {
         match verify_and_strip_tcp(buf, c.info, &c.cfg.keys, c.now) {
             Ok(v) => {
                 self.note(c.side, Note::IdentityVerified);
-                if second_identity_option(buf.data(), c.info.tcp_opts_len) {
+                if second_identity_option(buf.data(), c.info.tcp_opts_offset, c.info.tcp_opts_len) {
                     return Err(self.drop(c.side, DropReason::IdentityDuplicate));
                 }
                 self.refuse_unowned(c, c.flow(initiator), v.identity, v.key_id)?;
@@ -206,7 +206,7 @@ impl Engine {
         rec.drop = Some(r);
         self.count_decision(c.cfg, &j.decision);
         self.emit(c.side, &rec);
-        self.table.remove(&c.key, c.now);
+        self.table.remove_hashed(&c.key, c.h, c.now);
         // A local PU, or a peer that proved its identity: the generous
         // budget. A source that proved nothing may be forged.
         let proved = c.side == Side::Inside || j.remote_identity.is_some();
@@ -227,7 +227,7 @@ impl Engine {
         let (side, seq, now) = (c.side, c.info.seq, c.now);
         let t = *self.table.timeouts();
         let fresh;
-        let e = match self.table.lookup(&c.key, now) {
+        let e = match self.table.lookup_hashed(&c.key, c.h, now) {
             Some(e) => {
                 if e.syn_seq() != seq {
                     // A new connection on the tuple replaces the old one.
@@ -240,7 +240,7 @@ impl Engine {
             None => {
                 fresh = true;
                 let init = NewFlow { pu: c.pu.id, initiator: side, state: FlowState::SynSent, seq };
-                self.table.insert(c.key, init, now).map_err(|_| DropReason::FlowTableFull)?
+                self.table.insert_hashed(c.key, c.h, init, now).map_err(|_| DropReason::FlowTableFull)?
             }
         };
         if let Some((d, id)) = decided {

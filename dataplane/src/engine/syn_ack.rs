@@ -38,7 +38,9 @@ impl Engine {
         let has_opt = has_identity_option(buf.data(), c.info.tcp_opts_offset, c.info.tcp_opts_len);
         let len = buf.len() as u32;
         let t = *self.table.timeouts();
-        let Some(e) = self.table.lookup(&c.key, c.now) else { return self.drop(c.side, DropReason::OutOfState) };
+        let Some(e) = self.table.lookup_hashed(&c.key, c.h, c.now) else {
+            return self.drop(c.side, DropReason::OutOfState);
+        };
         let step = e.on_tcp(c.side, TcpFlags(c.info.tcp_flags), c.info.seq, c.now, &t);
         if !matches!(step, TcpStep::SynAck | TcpStep::SynAckRetransmit) {
             return self.drop(c.side, DropReason::OutOfState);
@@ -142,7 +144,9 @@ impl Engine {
             },
         };
         let fresh = syn.cached.is_none() || syn.first && syn.cached != Some(decision);
-        let Some(e) = self.table.lookup(&c.key, c.now) else { return self.drop(c.side, DropReason::OutOfState) };
+        let Some(e) = self.table.lookup_hashed(&c.key, c.h, c.now) else {
+            return self.drop(c.side, DropReason::OutOfState);
+        };
         e.set_verdict(&decision, remote_identity, c.gen);
         let rec = c.flow(Side::Inside).decision(&decision, remote_identity);
         if decision.allowed() {
@@ -172,7 +176,7 @@ impl Engine {
     ) -> Action {
         rec.drop = Some(r);
         self.emit(c.side, &rec);
-        self.table.remove(&c.key, c.now);
+        self.table.remove_hashed(&c.key, c.h, c.now);
         let to_client = RstSpec::synack_to_client(c.info);
         let l3 = usize::from(c.info.l3_offset);
         self.extra_len =

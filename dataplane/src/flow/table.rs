@@ -259,13 +259,30 @@ impl FlowTable {
 
     /// Read-only view of a flow, expired or not (for inspection and tests).
     pub fn get(&self, key: &FlowKey) -> Option<&FlowEntry> {
-        self.find(key, self.hash(key)).ok().map(|i| &self.entries[i])
+        self.get_hashed(key, self.hash(key))
+    }
+
+    /// [`Self::get`] with the key's hash already computed ([`Self::hash`]).
+    #[inline]
+    pub fn get_hashed(&self, key: &FlowKey, h: u64) -> Option<&FlowEntry> {
+        self.find(key, h).ok().map(|i| &self.entries[i])
     }
 
     /// Creates a flow. The caller has just missed it with [`Self::lookup`]; if
     /// the key is present anyway, the old flow ends with reason `Replaced`.
     pub fn insert(&mut self, key: FlowKey, init: NewFlow, now: u64) -> Result<&mut FlowEntry, TableFull> {
         let h = self.hash(&key);
+        self.insert_hashed(key, h, init, now)
+    }
+
+    /// [`Self::insert`] with the key's hash already computed ([`Self::hash`]).
+    pub fn insert_hashed(
+        &mut self,
+        key: FlowKey,
+        h: u64,
+        init: NewFlow,
+        now: u64,
+    ) -> Result<&mut FlowEntry, TableFull> {
         if let Ok(i) = self.find(&key, h) {
             self.stats.replaced += 1;
             self.remove_at(i, EndReason::Replaced, now);
@@ -286,7 +303,12 @@ impl FlowTable {
 
     /// Ends the flow of `key` (reason `Removed`). Returns whether it existed.
     pub fn remove(&mut self, key: &FlowKey, now: u64) -> bool {
-        match self.find(key, self.hash(key)) {
+        self.remove_hashed(key, self.hash(key), now)
+    }
+
+    /// [`Self::remove`] with the key's hash already computed ([`Self::hash`]).
+    pub fn remove_hashed(&mut self, key: &FlowKey, h: u64, now: u64) -> bool {
+        match self.find(key, h) {
             Ok(i) => {
                 self.stats.removed += 1;
                 self.remove_at(i, EndReason::Removed, now);

@@ -177,11 +177,11 @@ pub fn insert_tcp<B: PacketBuf>(
     let old_len = old_opts.len();
 
     let mut kept = 0usize;
-    for r in wtcp::options(old_opts) {
-        match r?.1 {
-            TcpOption::Nop | TcpOption::EndOfList => {}
-            TcpOption::Experimental { kind: TCP_KIND, exid: EXID, .. } => return Err(RewriteError::AlreadyPresent),
-            o => kept += o.buffer_len(),
+    for (kind, at, n) in extents(old_opts) {
+        match kind? {
+            wtcp::kind::NOP => {}
+            TCP_KIND if is_ours(&old_opts[at..]) => return Err(RewriteError::AlreadyPresent),
+            _ => kept += n,
         }
     }
 
@@ -284,13 +284,42 @@ fn grow_at<B: PacketBuf>(
 fn find(frame: &[u8], loc: &Loc) -> Result<Option<(usize, usize)>, Malformed> {
     let (tcp, hdr_len) = segment(frame, loc)?;
     let opts = &tcp[wtcp::HEADER_LEN..hdr_len];
-    for r in wtcp::options(opts) {
-        let (off, o) = r?;
-        if let TcpOption::Experimental { kind: TCP_KIND, exid: EXID, .. } = o {
-            return Ok(Some((loc.l4 + wtcp::HEADER_LEN + off, o.buffer_len())));
+    for (kind, at, n) in extents(opts) {
+        if kind? == TCP_KIND && is_ours(&opts[at..]) {
+            return Ok(Some((loc.l4 + wtcp::HEADER_LEN + at, n)));
         }
     }
     Ok(None)
+}
+
+/// The options of `opts` as a host walks them, by kind and extent only
+/// ([`wtcp::option_extent`]: the checks of [`wtcp::options`]' parser without
+/// building each option): `(kind, offset, length)`, up to an End of List
+/// (not yielded) or the first malformed option (yielded as the error, last).
+fn extents(opts: &[u8]) -> impl Iterator<Item = (Result<u8, Malformed>, usize, usize)> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let rest = opts.get(at..).filter(|r| !r.is_empty())?;
+        match wtcp::option_extent(rest) {
+            Ok((wtcp::kind::EOL, _)) => None,
+            Ok((kind, n)) => {
+                let this = at;
+                at += n;
+                Some((Ok(kind), this, n))
+            }
+            Err(e) => {
+                at = opts.len();
+                Some((Err(e), 0, 0))
+            }
+        }
+    })
+}
+
+/// Whether the experimental option at the start of `opt` (its extent
+/// checked: four bytes at least) carries our ExID.
+#[inline(always)]
+fn is_ours(opt: &[u8]) -> bool {
+    opt[2..4] == EXID.to_be_bytes()
 }
 
 fn verify_inner(

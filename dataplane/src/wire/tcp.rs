@@ -444,6 +444,43 @@ impl<'a> TcpOption<'a> {
     }
 }
 
+/// The kind and wire length of the option at the start of `buf`, checked
+/// exactly as [`TcpOption::parse`] checks it (the same errors for the same
+/// bytes: a unit test compares the two over every kind, length byte and
+/// buffer length up to 48), without building the option. For the walks that
+/// only look for one kind (the identity option's scans on every SYN).
+#[inline(always)]
+pub fn option_extent(buf: &[u8]) -> Result<(u8, usize), Malformed> {
+    let kind = *buf.first().ok_or(Malformed::TcpOptionTruncated)?;
+    if kind == kind::EOL || kind == kind::NOP {
+        return Ok((kind, 1));
+    }
+    let len = usize::from(*buf.get(1).ok_or(Malformed::TcpOptionTruncated)?);
+    if len < 2 {
+        return Err(Malformed::TcpOptionBadLength);
+    }
+    if len > buf.len() {
+        return Err(Malformed::TcpOptionTruncated);
+    }
+    let data = len - 2;
+    let ok = match kind {
+        kind::MSS => data == 2,
+        kind::WINDOW_SCALE => data == 1,
+        kind::SACK_PERMITTED => data == 0,
+        kind::SACK => data != 0 && data % 8 == 0,
+        kind::TIMESTAMP => data == 8,
+        kind::FAST_OPEN => data == 0 || (4..=16).contains(&data),
+        kind::MPTCP => data >= 1,
+        kind::EXP1 | kind::EXP2 => data >= 2,
+        _ => true,
+    };
+    if ok {
+        Ok((kind, len))
+    } else {
+        Err(Malformed::TcpOptionBadLength)
+    }
+}
+
 /// Iterates over the options in `buf`, yielding `(offset, option)`. Stops after
 /// an End-of-List (the rest is padding) or at the first malformed option, which
 /// is yielded as an error.
@@ -490,6 +527,24 @@ impl<'a> Iterator for Options<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn option_extent_checks_what_parse_checks() {
+        let mut buf = [0u8; 48];
+        for kind in 0..=255u8 {
+            for len_byte in 0..=48u8 {
+                for n in 0..=48usize {
+                    buf[0] = kind;
+                    buf[1] = len_byte;
+                    let b = &buf[..n];
+                    // (an option's `buffer_len` is its wire length: the walks count with either)
+                    let parsed = TcpOption::parse(b).map(|(o, l)| (kind, l, o.buffer_len()));
+                    let extent = option_extent(b).map(|(k, l)| (k, l, l));
+                    assert_eq!(extent, parsed, "kind {kind} length byte {len_byte} buffer {n}");
+                }
+            }
+        }
+    }
+
     use super::*;
 
     // Linux SYN options: MSS 1460, SACK_PERM, TS, NOP, WS 7

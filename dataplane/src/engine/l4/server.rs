@@ -172,7 +172,7 @@ impl Engine {
         if !Self::l4_enabled(c) {
             return;
         }
-        if let Some(e) = self.table.lookup(&c.key, c.now) {
+        if let Some(e) = self.table.lookup_hashed(&c.key, c.h, c.now) {
             if !e.is_l4() {
                 e.set_l4_watch(true);
             }
