@@ -37,14 +37,12 @@ impl Engine {
         if let Err(a) = self.refuse_syn_replay(c, has_opt) {
             return a;
         }
-        // Of the SYN as it came (before an option is inserted or stripped).
-        let rst = RstSpec::answer_syn(c.info);
         let judged = match c.side {
             Side::Inside => self.syn_from_pu(c, buf, has_opt),
             Side::Outside => self.syn_to_pu(c, buf, has_opt),
         };
         match judged {
-            Ok(j) => self.syn_verdict(c, buf, &rst, j),
+            Ok(j) => self.syn_verdict(c, buf, j),
             Err(a) => a,
         }
     }
@@ -179,9 +177,15 @@ impl Engine {
 
     /// Lets a judged SYN through (the flow made or restarted, a new
     /// connection told), or refuses it with a reset to the client.
-    fn syn_verdict<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, rst: &RstSpec, j: Judged) -> Action {
-        let mut rec = c.flow(c.side).decision(&j.decision, j.remote_identity);
-        rec.note = j.note;
+    // The event and the reset are made only where they are used: a
+    // retransmitted SYN, allowed, needs neither.
+    fn syn_verdict<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, j: Judged) -> Action {
+        let record = |drop: Option<DropReason>| {
+            let mut rec = c.flow(c.side).decision(&j.decision, j.remote_identity);
+            rec.note = j.note;
+            rec.drop = drop;
+            rec
+        };
         if j.decision.allowed() {
             let decided = Some((&j.decision, j.remote_identity));
             return match self.upsert_syn(c, buf.len() as u32, decided, j.syn_key) {
@@ -189,7 +193,7 @@ impl Engine {
                     if fresh {
                         self.count_decision(c.cfg, &j.decision);
                         self.note(c.side, note_of_allow(&j.decision));
-                        self.emit(c.side, &rec);
+                        self.emit(c.side, &record(None));
                     }
                     if c.side == Side::Outside && j.remote_identity.is_some() {
                         self.l4_watch_option_flow(c);
@@ -203,15 +207,16 @@ impl Engine {
             (Side::Outside, None) => Self::reason_without_identity(c, &j.decision),
             _ => drop_of_reason(j.decision.reason),
         };
-        rec.drop = Some(r);
         self.count_decision(c.cfg, &j.decision);
-        self.emit(c.side, &rec);
+        self.emit(c.side, &record(Some(r)));
         self.table.remove_hashed(&c.key, c.h, c.now);
         // A local PU, or a peer that proved its identity: the generous
         // budget. A source that proved nothing may be forged.
         let proved = c.side == Side::Inside || j.remote_identity.is_some();
         let to = if proved { Trust::Verified } else { Trust::Unverified };
-        self.reply_rst(c.side, buf, rst, r, to, c.now)
+        // Of the SYN as it came (`c.info`: before an option was inserted or
+        // stripped).
+        self.reply_rst(c.side, buf, &RstSpec::answer_syn(c.info), r, to, c.now)
     }
 
     /// Creates or restarts the flow of a SYN of `len` bytes, with its verdict

@@ -322,6 +322,8 @@ fn is_ours(opt: &[u8]) -> bool {
     opt[2..4] == EXID.to_be_bytes()
 }
 
+// Inlined: its result (verified identity, offsets) then stays in registers.
+#[inline(always)]
 fn verify_inner(
     frame: &[u8],
     info: &FrameInfo,
