@@ -41,9 +41,12 @@ impl Engine {
             Side::Inside => self.syn_from_pu(c, buf, has_opt),
             Side::Outside => self.syn_to_pu(c, buf, has_opt),
         };
-        match judged {
+        // By reference: moving the judgement (written field by field) into
+        // a by-value argument reads it back in wider loads than it was
+        // written with, and such loads wait for the stores to drain.
+        match &judged {
             Ok(j) => self.syn_verdict(c, buf, j),
-            Err(a) => a,
+            Err(a) => *a,
         }
     }
 
@@ -179,7 +182,7 @@ impl Engine {
     /// connection told), or refuses it with a reset to the client.
     // The event and the reset are made only where they are used: a
     // retransmitted SYN, allowed, needs neither.
-    fn syn_verdict<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, j: Judged) -> Action {
+    fn syn_verdict<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, j: &Judged) -> Action {
         let record = |drop: Option<DropReason>| {
             let mut rec = c.flow(c.side).decision(&j.decision, j.remote_identity);
             rec.note = j.note;
