@@ -199,26 +199,27 @@ pub fn insert_tcp<B: PacketBuf>(
     let m = key.mac(&mac::tcp_input(ctx, &bound, &flow(info, tcp), seq, ack));
     ours[tcp_field::MAC].copy_from_slice(&m[..TCP_MAC_LEN]);
 
-    // the new options area
-    let mut new_opts = [0u8; wtcp::MAX_OPTIONS_LEN];
-    new_opts[..TCP_LEN].copy_from_slice(&ours);
-    let new_len = if old_len + TCP_LEN <= wtcp::MAX_OPTIONS_LEN {
-        new_opts[TCP_LEN..TCP_LEN + old_len].copy_from_slice(old_opts);
-        old_len + TCP_LEN
+    // The new options area: ours, then the old options as they are (the
+    // common case: written in place, see below) or, when both do not fit,
+    // the old options without NOP/EOL, built here.
+    let mut compacted = [0u8; wtcp::MAX_OPTIONS_LEN];
+    let (new_len, in_place) = if old_len + TCP_LEN <= wtcp::MAX_OPTIONS_LEN {
+        (old_len + TCP_LEN, true)
     } else if kept + TCP_LEN <= wtcp::MAX_OPTIONS_LEN {
+        compacted[..TCP_LEN].copy_from_slice(&ours);
         let mut at = TCP_LEN;
         for r in wtcp::options(old_opts) {
             let (off, o) = r?;
             if !matches!(o, TcpOption::Nop | TcpOption::EndOfList) {
                 let n = o.buffer_len();
                 let src = old_opts.get(off..off + n).ok_or(Malformed::TcpOptionTruncated)?;
-                let dst = new_opts.get_mut(at..at + n).ok_or(RewriteError::NoRoom)?;
+                let dst = compacted.get_mut(at..at + n).ok_or(RewriteError::NoRoom)?;
                 dst.copy_from_slice(src);
                 at += n;
             }
         }
         // never shrink the header: pad with EOL up to the old length
-        ((at + 3) & !3).max(old_len)
+        (((at + 3) & !3).max(old_len), false)
     } else {
         return Err(RewriteError::NoRoom);
     };
@@ -228,17 +229,28 @@ pub fn insert_tcp<B: PacketBuf>(
         return Err(RewriteError::NoRoom);
     }
     let old_sum = checksum::sum(old_opts);
-    let new_sum = checksum::sum(&new_opts[..new_len]);
+    // Ours is 20 bytes (even): the old options keep their word alignment
+    // after it, so the new area's sum is the two sums added.
+    let new_sum = if in_place { checksum::sum(&ours) + old_sum } else { checksum::sum(&compacted[..new_len]) };
     let old_word = u16::from_be_bytes([tcp[12], tcp[13]]);
     let new_word = (old_word & 0x0fff) | ((((wtcp::HEADER_LEN + new_len) / 4) as u16) << 12);
     let old_csum = u16::from_be_bytes([tcp[16], tcp[17]]);
     let opts_start = loc.l4 + wtcp::HEADER_LEN;
     let opts_end = loc.l4 + hdr_len;
 
-    grow_at(buf, opts_start, opts_end, loc.ip_end, delta)?;
+    let grew = grow_at(buf, opts_start, opts_end, loc.ip_end, delta)?;
 
     let frame = buf.data_mut();
-    frame[opts_start..opts_start + new_len].copy_from_slice(&new_opts[..new_len]);
+    if in_place {
+        // The old options move 20 bytes on, unless growing at the head
+        // moved them there already; ours goes before them.
+        if grew == Grew::AtTail {
+            frame.copy_within(opts_start..opts_start + old_len, opts_start + TCP_LEN);
+        }
+        frame[opts_start..opts_start + TCP_LEN].copy_from_slice(&ours);
+    } else {
+        frame[opts_start..opts_start + new_len].copy_from_slice(&compacted[..new_len]);
+    }
     frame[loc.l4 + 12..loc.l4 + 14].copy_from_slice(&new_word.to_be_bytes());
     let removed = old_sum + u32::from(old_word) + tcp_len as u32;
     let added = new_sum + u32::from(new_word) + (tcp_len + delta) as u32;
@@ -246,6 +258,16 @@ pub fn insert_tcp<B: PacketBuf>(
     frame[loc.l4 + 16..loc.l4 + 18].copy_from_slice(&c.to_be_bytes());
     set_ip_len(frame, &loc, loc.ip_end + delta);
     Ok(())
+}
+
+/// Where [`grow_at`] made its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grew {
+    /// At `opts_end`: what was before it is where it was.
+    AtTail,
+    /// Before `opts_start`: what was from `opts_start` on is `delta` bytes
+    /// further on.
+    AtHead,
 }
 
 /// Opens `delta` bytes at `opts_end` (moving what follows towards the tail,
@@ -258,7 +280,7 @@ fn grow_at<B: PacketBuf>(
     opts_end: usize,
     ip_end: usize,
     delta: usize,
-) -> Result<(), RewriteError> {
+) -> Result<Grew, RewriteError> {
     let extra = buf.len() - ip_end;
     let tail_ok = buf.tailroom() + extra >= delta;
     let head_ok = buf.headroom() >= delta;
@@ -269,12 +291,12 @@ fn grow_at<B: PacketBuf>(
         if tail_bytes > 0 && delta > 0 {
             buf.data_mut().copy_within(opts_end..ip_end, opts_end + delta);
         }
-        Ok(())
+        Ok(Grew::AtTail)
     } else if head_ok {
         buf.trim(extra).map_err(|_| RewriteError::BufferFull)?;
         buf.prepend(delta).map_err(|_| RewriteError::BufferFull)?;
         buf.data_mut().copy_within(delta..delta + opts_start, 0);
-        Ok(())
+        Ok(Grew::AtHead)
     } else {
         Err(RewriteError::BufferFull)
     }
