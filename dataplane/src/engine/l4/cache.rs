@@ -40,11 +40,19 @@ pub enum Learned {
 pub struct StripCache {
     slots: Box<[Slot]>,
     seed: u64,
+    /// The latest expiry of any entry stored: from then on nothing can hit,
+    /// and a lookup reads no bucket (every SYN from a PU asks, and the
+    /// cache is empty on most gateways).
+    latest: u64,
 }
 
 impl StripCache {
     pub fn new(seed: u64) -> StripCache {
-        StripCache { slots: vec![Slot::default(); SLOTS].into_boxed_slice(), seed: seed ^ 0x6c34_7374_7269_7000 }
+        StripCache {
+            slots: vec![Slot::default(); SLOTS].into_boxed_slice(),
+            seed: seed ^ 0x6c34_7374_7269_7000,
+            latest: 0,
+        }
     }
 
     fn fingerprint(&self, addr: u128) -> (usize, u64) {
@@ -59,6 +67,9 @@ impl StripCache {
     /// Whether `addr` (an IPv6 or IPv4-mapped address) is remembered at `now`.
     #[inline]
     pub fn hit(&self, addr: u128, now: u64) -> bool {
+        if self.latest <= now {
+            return false;
+        }
         let (b, fp) = self.fingerprint(addr);
         self.slots[b..b + WAYS].iter().any(|s| s.fp == fp && s.until > now)
     }
@@ -70,6 +81,7 @@ impl StripCache {
         }
         let (b, fp) = self.fingerprint(addr);
         let until = now.saturating_add(lifetime_ns);
+        self.latest = self.latest.max(until);
         let bucket = &mut self.slots[b..b + WAYS];
         if let Some(s) = bucket.iter_mut().find(|s| s.fp == fp) {
             s.until = until;
@@ -84,6 +96,7 @@ impl StripCache {
     /// Forgets every destination (a test or an operator's reset).
     pub fn clear(&mut self) {
         self.slots.fill(Slot::default());
+        self.latest = 0;
     }
 }
 
