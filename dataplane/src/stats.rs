@@ -345,10 +345,14 @@ pub enum Note {
     L4Held,
     /// Layer 4: held segments released in order when the peer's record verified.
     L4Released,
+    /// Layer 4: our record sent again by the hold's timer (the backoff of
+    /// `[udp_handshake]`), the peer's record not yet come (also counted in
+    /// `l4_record_sent`).
+    L4RecordResent,
 }
 
 impl Note {
-    pub const ALL: [Note; 39] = [
+    pub const ALL: [Note; 40] = [
         Note::IdentityInserted,
         Note::IdentityVerified,
         Note::PolicyAllow,
@@ -388,6 +392,7 @@ impl Note {
         Note::PeerRefused,
         Note::L4Held,
         Note::L4Released,
+        Note::L4RecordResent,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -432,6 +437,7 @@ impl Note {
             Note::PeerRefused => "peer_refused",
             Note::L4Held => "l4_held",
             Note::L4Released => "l4_released",
+            Note::L4RecordResent => "l4_record_resent",
         }
     }
 }

@@ -225,18 +225,72 @@ fn a_lost_carrier_is_sent_again_beside_the_clients_held_data() {
     assert_eq!(b.pass(Side::Outside, &held), (Action::Forward, req), "the server gets the request as sent");
 }
 
+/// While data is held, A sends its record again on the `[udp_handshake]`
+/// backoff (50, 100, 200 ms: at 50, 150 and 350 ms), not only when the
+/// client's TCP retransmits (its timer backs off to seconds); the server's
+/// record never coming, the held data is discarded at the last wait's end
+/// (750 ms).
 #[test]
 fn held_data_is_discarded_when_the_server_record_never_comes() {
+    const MS: u64 = 1_000_000;
     let (mut a, mut b) = pair();
     let c = Conn::new("10.1.0.10", "10.2.0.20", 80);
     handshake(&mut a, &mut b, &c, &c.syn());
-    let _ = a.pass(Side::Inside, &c.ack());
+    let (_, carrier) = a.pass(Side::Inside, &c.ack());
     let (act, _) = a.pass(Side::Inside, &c.data_c2s(b"x"));
     let Action::Hold(slot) = act else { panic!("{act:?}") };
     a.engine.clear_effects();
-    a.engine.udp_timers(&a.cfg.clone(), NOW + 2 * S);
+    let mut resent = Vec::new();
+    for at in [49, 50, 149, 150, 349, 350, 749] {
+        a.engine.udp_timers(&a.cfg.clone(), NOW + at * MS);
+        for (side, f) in sent(&mut a) {
+            assert_eq!(side, Side::Outside);
+            assert_eq!((payload(&f), seq_ack(&f)), (payload(&carrier), seq_ack(&carrier)), "the same record");
+            assert!(checksums_ok(&f));
+            resent.push(at);
+        }
+    }
+    assert_eq!(resent, [50, 150, 350], "our record again on the backoff");
+    assert_eq!(a.noted(Side::Inside, Note::L4RecordResent), 3);
+    assert_eq!(a.dropped(Side::Inside, DropReason::L4Pending), 0, "still held at 749 ms");
+    a.engine.udp_timers(&a.cfg.clone(), NOW + 750 * MS);
     assert!(a.engine.effects().iter().any(|e| matches!(e, Effect::Discard { slot: s, .. } if *s == slot)));
     assert_eq!(a.dropped(Side::Inside, DropReason::L4Pending), 1);
+    // A record re-sent by the timer is answered by B as any repeat is.
+    assert_eq!(b.pass(Side::Outside, &carrier).0, Action::Forward);
+    assert!(looks_like_record(&payload(&sent(&mut b).pop().unwrap().1)));
+}
+
+/// The record re-sent by the hold's timer repairs a lost server record with
+/// no help from the client's TCP: A's first records and B's first answer
+/// lost, the timer's record brings B's answer again and the held request
+/// goes out.
+#[test]
+fn a_lost_exchange_is_repaired_by_the_hold_timer() {
+    const MS: u64 = 1_000_000;
+    let (mut a, mut b) = pair();
+    let c = Conn::new("10.1.0.10", "10.2.0.20", 80);
+    handshake(&mut a, &mut b, &c, &c.syn());
+    let (_, carrier) = a.pass(Side::Inside, &c.ack());
+    // The carrier reaches B, whose record is lost on the way back.
+    assert_eq!(b.pass(Side::Outside, &carrier).0, Action::Forward);
+    let _lost = sent(&mut b);
+    let req = c.data_c2s(b"GET / HTTP/1.1\r\n\r\n");
+    let (act, held) = a.pass(Side::Inside, &req);
+    let Action::Hold(slot) = act else { panic!("{act:?}") };
+    let _lost_too = sent(&mut a);
+    a.engine.udp_timers(&a.cfg.clone(), NOW + 50 * MS);
+    let (_, again) = sent(&mut a).pop().expect("our record again at 50 ms");
+    assert_eq!(b.pass(Side::Outside, &again).0, Action::Forward);
+    let (_, rec) = sent(&mut b).pop().expect("B answers again");
+    assert_eq!(a.pass(Side::Outside, &rec).0, Action::Consume);
+    assert!(a.engine.effects().contains(&Effect::Release { slot }), "{:?}", a.engine.effects());
+    a.engine.clear_effects();
+    assert_eq!(b.pass(Side::Outside, &held), (Action::Forward, req));
+    // Released: no timer left to fire.
+    a.engine.udp_timers(&a.cfg.clone(), NOW + 2 * S);
+    assert!(sent(&mut a).is_empty());
+    assert_eq!(a.noted(Side::Inside, Note::L4RecordResent), 1);
 }
 
 #[test]
