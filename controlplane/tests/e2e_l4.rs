@@ -577,3 +577,75 @@ fn random_loss_on_the_wire_is_survived() {
     assert!(l4(&log_b, "source", 1001) >= n, "B logged every connection at layer 4");
     let _ = topo;
 }
+
+/// A restart of gateway B in the middle of a layer-4 transfer (killed, as a
+/// crash, and started again with the same configuration): the shift lived in
+/// B's flow table, so the connection cannot go on; what is tested is that it
+/// ends cleanly. The client's curl ends with a reset soon after B is back
+/// (not at its timeout), what it received is an exact prefix of the file
+/// (nothing skipped or repeated: no unshifted segment was forwarded), and
+/// the new B counted and logged the reason, `no_flow_state_from_peer`.
+#[test]
+fn a_restart_mid_transfer_resets_the_layer4_connection_cleanly() {
+    require(&["ip", "ethtool", "curl", "python3", "iptables"]);
+    let topo = Topology::up("double-ext");
+    let dir = scratch("e2e-l4-restart");
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let big: Vec<u8> = (0..8 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(dir.join("big.bin"), &big).unwrap();
+    let (cfg_a, _) = gw_config_with_policy(&topo, "gwt-a", &dir, &policy(&dir, "e2e-gw-a.yaml"));
+    let (cfg_b, log_b) = gw_config_with_policy(&topo, "gwt-b", &dir, &policy(&dir, "e2e-gw-b.yaml"));
+    stripper(true);
+    let gw_a = Gatewayd::start(Some("gwt-a"), &cfg_a, &[]);
+    let gw_b = Gatewayd::start(Some("gwt-b"), &cfg_b, &[]);
+    let _server = http_server(&dir, "0.0.0.0", 8080);
+    let got = dir.join("got.bin");
+    // 8 MB at 1 MB/s: the transfer is under way when B goes down.
+    let script = format!(
+        "curl -sS --limit-rate 1M --max-time 60 -o {} http://{SERVER_V4}:8080/big.bin; echo rc=$?",
+        got.display()
+    );
+    let client = std::process::Command::new("ip")
+        .args(["netns", "exec", CLIENT, "sh", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let size = || std::fs::metadata(&got).map(|m| m.len()).unwrap_or(0);
+    let t = Instant::now();
+    while size() < 1 << 20 {
+        assert!(t.elapsed() < Duration::from_secs(20), "the transfer did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = gw_b.kill9();
+    let gw_b = Gatewayd::start(Some("gwt-b"), &cfg_b, &[]);
+    let back = Instant::now();
+    let out = client.wait_with_output().unwrap();
+    let after = back.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    stripper(false);
+    let (_, b) = gw_b.stop();
+    let _ = gw_a.stop();
+    let received = std::fs::read(&got).unwrap_or_default();
+    let _ = std::fs::remove_file(&got);
+    let _ = std::fs::remove_file(dir.join("big.bin"));
+    eprintln!("restart of B mid-transfer: curl said {text:?} {after:.2}s after B was back; {} bytes", received.len());
+    assert!(text.contains("rc=56"), "a reset (curl 56), not a timeout nor a completed transfer: {text}");
+    assert!(after < 15.0, "the reset came {after:.1}s after B was back");
+    assert!(received.len() < big.len(), "the transfer did not complete");
+    assert!(received == big[..received.len()], "what the client received is an exact prefix of the file");
+    let lost =
+        drops(&b, "from_outside", "no_flow_state_from_peer") + drops(&b, "from_inside", "no_flow_state_from_peer");
+    assert!(lost >= 1, "the new B counted the reason: {b}");
+    assert_eq!(drops(&b, "from_outside", "no_flow_state") + drops(&b, "from_inside", "no_flow_state"), 0, "{b}");
+    let told = flows(&log_b).into_iter().filter(|e| e["reason"] == "no_flow_state_from_peer").count();
+    assert!(told >= 1, "the new B logged the reason");
+    let _ = topo;
+}

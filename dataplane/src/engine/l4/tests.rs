@@ -97,7 +97,8 @@ fn exchange(a: &mut Gw, b: &mut Gw, c: &Conn) -> Vec<u8> {
     rec
 }
 
-/// Data both ways after the exchange: shifted between the gateways, as sent at the ends.
+/// Data both ways after the exchange: shifted between the gateways, as sent
+/// at the ends (18 bytes from the client, 19 from the server).
 fn data_both_ways(a: &mut Gw, b: &mut Gw, c: &Conn) {
     let req = c.data_c2s(b"GET / HTTP/1.1\r\n\r\n");
     let (act, w) = a.pass(Side::Inside, &req);
@@ -682,4 +683,96 @@ fn a_record_split_across_segments_fails_closed_with_its_own_reason() {
     exchange(&mut a, &mut b, &c);
     let head = c.c2s(tf::ACK, c.isn + 1, c.sisn + 21, &[], &rec[..8]);
     assert_eq!(b.pass(Side::Outside, &head).0, Action::Drop(DropReason::L4RecordSplit));
+}
+
+/// Gateway B restarted after a layer-4 exchange (a fresh engine, the same
+/// policy; B's external networks even allow the client's network by address,
+/// so the old path would re-create the flow unshifted and A, still shifting,
+/// would skip 20 bytes of the server's stream): each end's next segment at
+/// the new B is dropped with `no_flow_state_from_peer`, told in a flow event,
+/// and its sender reset at exactly the sequence number its TCP expects; A
+/// carries the client's reset back, shifted.
+#[test]
+fn a_restarted_gateway_resets_a_layer4_connection_instead_of_corrupting_it() {
+    let wide = |d: String| d.replace("cidrs: [192.168.50.0/24]", "cidrs: [192.168.50.0/24, 10.1.0.0/16]");
+    let (mut a, mut b) = pair();
+    for c in
+        [Conn::new("10.1.0.10", "10.2.0.20", 80), Conn { cport: 40001, ..Conn::new("fd00:1::10", "fd00:2::20", 80) }]
+    {
+        handshake(&mut a, &mut b, &c, &c.syn());
+        exchange(&mut a, &mut b, &c);
+        data_both_ways(&mut a, &mut b, &c);
+        let mut b2 = Gw::new(&wide(doc_b(&a_key(1, 1), true)));
+        // The client's next request, shifted by A, at the restarted B.
+        let req = c.c2s(tf::ACK | tf::PSH, c.isn + 1 + 18, c.sisn + 1 + 19, &[], b"more");
+        let (act, w) = a.pass(Side::Inside, &req);
+        assert_eq!(act, Action::Forward);
+        let (act, rst) = b2.pass(Side::Outside, &w);
+        assert_eq!(act, Action::ReplyAndReset(DropReason::NoFlowStateFromPeer), "not re-created by address");
+        // Onwards to the server: an ACK far outside its window, which its
+        // TCP answers with an ACK of what it expects (reset below).
+        let onwards = parse_frame(b2.engine.extra_frame()).unwrap();
+        let probe = (c.isn + 1 + 18 + 20).wrapping_sub(1 << 30);
+        assert_eq!((onwards.tcp_flags, onwards.seq, onwards.dst_port), (tf::ACK, probe, c.sport), "to the server");
+        assert!(checksums_ok(b2.engine.extra_frame()));
+        let i = parse_frame(&rst).unwrap();
+        assert_eq!((i.tcp_flags, i.src_port, i.dst_port), (tf::RST, c.sport, c.cport));
+        assert!(checksums_ok(&rst));
+        let (act, at_client) = a.pass(Side::Outside, &rst);
+        assert_eq!(act, Action::Forward, "A carries the reset to its client");
+        let j = parse_frame(&at_client).unwrap();
+        assert_eq!((j.tcp_flags, j.seq), (tf::RST, c.sisn + 1 + 19), "exactly the client's rcv_nxt");
+        assert!(checksums_ok(&at_client));
+        // The server's next segment at the restarted B: reset, not forwarded.
+        let more = c.s2c(tf::ACK | tf::PSH, c.sisn + 1 + 19, c.isn + 1 + 18, &[], b"late");
+        let (act, rst) = b2.pass(Side::Inside, &more);
+        assert_eq!(act, Action::ReplyAndReset(DropReason::NoFlowStateFromPeer));
+        let k = parse_frame(&rst).unwrap();
+        assert_eq!((k.tcp_flags, k.seq, k.dst_port), (tf::RST, c.isn + 1 + 18, c.sport), "the server's rcv_nxt");
+        // Onwards to the client: the probe, which A carries (shifted).
+        let onwards = parse_frame(b2.engine.extra_frame()).unwrap();
+        let probe = (c.sisn + 1 + 19).wrapping_sub(1 << 30);
+        assert_eq!((onwards.tcp_flags, onwards.seq, onwards.dst_port), (tf::ACK, probe, c.cport));
+        // A reset from either end is dropped, not answered.
+        let r = c.c2s(tf::RST, c.isn + 1 + 38, 0, &[], &[]);
+        assert_eq!(
+            b2.pass(Side::Inside, &c.s2c(tf::RST, c.sisn + 20, 0, &[], &[])).0,
+            Action::Drop(DropReason::NoFlowStateFromPeer)
+        );
+        assert_eq!(b2.pass(Side::Outside, &r).0, Action::Drop(DropReason::NoFlowStateFromPeer));
+        assert_eq!(b2.dropped(Side::Outside, DropReason::NoFlowStateFromPeer), 2);
+        assert_eq!(b2.dropped(Side::Inside, DropReason::NoFlowStateFromPeer), 2);
+        assert_eq!(b2.noted(Side::Outside, Note::NoFlowStateAllowed), 0);
+        let ev = b2.events();
+        assert_eq!(ev.len(), 4, "{ev:?}");
+        assert!(ev.iter().all(|e| e.drop == Some(DropReason::NoFlowStateFromPeer)));
+    }
+}
+
+/// Gateway A restarted: the same rule at the client's side (A's own ACL
+/// would not allow it anyway; the reset makes the failure clean instead of
+/// a stall): the client's segment is reset at once, the server's, shifted by
+/// B, is reset through B at the server's rcv_nxt.
+#[test]
+fn a_restarted_client_gateway_resets_its_side_too() {
+    let (mut a, mut b) = pair();
+    let c = Conn::new("10.1.0.10", "10.2.0.20", 80);
+    handshake(&mut a, &mut b, &c, &c.syn());
+    exchange(&mut a, &mut b, &c);
+    data_both_ways(&mut a, &mut b, &c);
+    let mut a2 = Gw::new(&doc_a(1, 1));
+    let req = c.c2s(tf::ACK | tf::PSH, c.isn + 1 + 18, c.sisn + 1 + 19, &[], b"more");
+    let (act, rst) = a2.pass(Side::Inside, &req);
+    assert_eq!(act, Action::ReplyAndReset(DropReason::NoFlowStateFromPeer));
+    assert_eq!(parse_frame(&rst).unwrap().seq, c.sisn + 1 + 19, "the client's rcv_nxt");
+    let resp = c.s2c(tf::ACK | tf::PSH, c.sisn + 1 + 19, c.isn + 1 + 18, &[], b"late");
+    let (act, w) = b.pass(Side::Inside, &resp);
+    assert_eq!(act, Action::Forward);
+    let (act, rst) = a2.pass(Side::Outside, &w);
+    assert_eq!(act, Action::ReplyAndReset(DropReason::NoFlowStateFromPeer));
+    let (act, at_server) = b.pass(Side::Outside, &rst);
+    assert_eq!(act, Action::Forward, "B carries the reset to its server");
+    let j = parse_frame(&at_server).unwrap();
+    assert_eq!((j.tcp_flags, j.seq), (tf::RST, c.isn + 1 + 18), "exactly the server's rcv_nxt");
+    assert!(checksums_ok(&at_server));
 }
