@@ -776,3 +776,63 @@ fn a_restarted_client_gateway_resets_its_side_too() {
     assert_eq!((j.tcp_flags, j.seq), (tf::RST, c.isn + 1 + 18), "exactly the server's rcv_nxt");
     assert!(checksums_ok(&at_server));
 }
+
+/// The lab pair with the roles reversed: B's PU `web` (10.2.0.20) is the
+/// client, allowed out to `app == frontend` on 8443; A's PU `client`
+/// (10.1.0.10) the server, allowing `app == web` in on 8443.
+fn reversed_pair() -> (Gw, Gw) {
+    let a = doc_a(1, 1).replace(
+        "    outgoing:\n      - {name: to-web",
+        "    incoming:\n      - {name: from-web, action: allow, object: app == web, protocols: [tcp], ports: [8443]}\n    \
+         outgoing:\n      - {name: to-web",
+    );
+    let b = doc_b(&a_key(1, 1), true).replace(
+        "rulesets:\n",
+        "rulesets:\n  - name: web-out\n    subject: app == web\n    outgoing:\n      \
+         - {name: to-front, action: allow, object: app == frontend, protocols: [tcp], ports: [8443]}\n",
+    );
+    (Gw::new(&a), Gw::new(&b))
+}
+
+/// The exchange with B's PU as the client and A's as the server, through a
+/// stripper: B learns the stripping path and sends its record on its
+/// client's ACK, A verifies it by its server's incoming rules and answers;
+/// data both ways shifted between the gateways and as sent at the ends.
+fn layer4_with_roles_reversed(c: Conn) {
+    let (mut a, mut b) = reversed_pair();
+    handshake(&mut b, &mut a, &c, &c.syn());
+    assert_eq!(b.noted(Side::Outside, Note::L4Stripped), 1, "B, the client's gateway, saw the stripping");
+    exchange(&mut b, &mut a, &c);
+    data_both_ways(&mut b, &mut a, &c);
+    let eb = b.events();
+    assert_eq!(eb.len(), 1, "{eb:?}");
+    assert_eq!(
+        (eb[0].kind, eb[0].remote_identity, eb[0].note),
+        (EventKind::Decision, Some(1001), Some(Note::L4Stripped))
+    );
+    assert_eq!(b.rule_name(&eb[0]), "to-front");
+    let ea = a.events();
+    assert_eq!(ea.len(), 1, "{ea:?}");
+    assert_eq!((ea[0].remote_identity, ea[0].note), (Some(2001), Some(Note::L4FromPeer)));
+    assert_eq!(a.rule_name(&ea[0]), "from-web");
+    assert_eq!(a.noted(Side::Outside, Note::L4RecordVerified), 1);
+    assert_eq!(b.noted(Side::Outside, Note::L4RecordVerified), 1);
+    assert_eq!(b.stats.read().dir(Side::Inside).dropped_total() + a.stats.read().dir(Side::Outside).dropped_total(), 0);
+    // A port A's server does not allow: its record refused, both ends reset.
+    let refused = Conn { cport: 40100, ..Conn::new(c.client, c.server, 8444) };
+    let (mut a, mut b) = reversed_pair();
+    handshake(&mut b, &mut a, &refused, &refused.syn());
+    let (_, carrier) = b.pass(Side::Inside, &refused.ack());
+    let (act, _) = a.pass(Side::Outside, &carrier);
+    assert_eq!(act, Action::ReplyAndReset(DropReason::NoMatch), "refused at A, the server's gateway");
+}
+
+#[test]
+fn roles_reversed_the_peer_gateways_client_goes_to_layer4_ipv4() {
+    layer4_with_roles_reversed(Conn::new("10.2.0.20", "10.1.0.10", 8443));
+}
+
+#[test]
+fn roles_reversed_the_peer_gateways_client_goes_to_layer4_ipv6() {
+    layer4_with_roles_reversed(Conn::new("fd00:2::20", "fd00:1::10", 8443));
+}
