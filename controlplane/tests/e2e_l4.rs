@@ -173,6 +173,12 @@ fn layer4_identity_through_a_stripping_bridge() {
     assert!(notes(&a, "from_outside", "identity_verified") >= 1, "the option path after the cache: {a}");
     assert_eq!(drops(&b, "from_outside", "l4_record_bad_mac"), 0, "{b}");
     assert!(notes(&a, "from_outside", "peer_refused") >= 1, "{a}");
+    // Closed connections' late segments are not mistaken for lost state.
+    for (g, c) in [("A", &a), ("B", &b)] {
+        let n =
+            drops(c, "from_inside", "no_flow_state_from_peer") + drops(c, "from_outside", "no_flow_state_from_peer");
+        assert_eq!(n, 0, "{g}: {c}");
+    }
 
     // Flow logs: both sides name the remote identity and the mode.
     let fa = flows(&log_a);
