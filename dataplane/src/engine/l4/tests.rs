@@ -480,6 +480,32 @@ fn a_refused_record_resets_both_ends_and_the_client_side_tells_it() {
     assert_eq!(a.events().last().unwrap().drop, Some(DropReason::RefusedByPeer));
 }
 
+/// The far side refuses while A holds the client's request: the reset that
+/// comes back ends A's hold (the request discarded, counted) and its timer,
+/// which would otherwise send A's record to a connection B has forgotten.
+#[test]
+fn a_refusal_ends_the_hold_and_its_timer() {
+    const MS: u64 = 1_000_000;
+    let (mut a, mut b) = pair_with("", false);
+    let c = Conn::new("10.1.0.10", "10.2.0.20", 80);
+    handshake(&mut a, &mut b, &c, &c.syn());
+    let (_, carrier) = a.pass(Side::Inside, &c.ack());
+    let (act, _) = a.pass(Side::Inside, &c.data_c2s(b"GET / HTTP/1.1\r\n\r\n"));
+    let Action::Hold(slot) = act else { panic!("{act:?}") };
+    a.engine.clear_effects();
+    let (act, back) = b.pass(Side::Outside, &carrier);
+    assert_eq!(act, Action::ReplyAndReset(DropReason::NoMatch));
+    assert_eq!(a.pass(Side::Outside, &back).0, Action::Forward);
+    assert!(a.engine.effects().iter().any(|e| matches!(e, Effect::Discard { slot: s, .. } if *s == slot)));
+    assert_eq!(a.dropped(Side::Inside, DropReason::L4Pending), 1, "the held request");
+    a.engine.clear_effects();
+    for at in [50, 150, 350, 750] {
+        a.engine.udp_timers(&a.cfg.clone(), NOW + at * MS);
+    }
+    assert!(sent(&mut a).is_empty(), "no record after the reset");
+    assert_eq!(a.noted(Side::Inside, Note::L4RecordResent), 0);
+}
+
 #[test]
 fn an_option_path_refusal_is_told_at_the_client_side() {
     let (mut a, mut b) = pair_with("", false);
