@@ -86,8 +86,13 @@ impl Engine {
             if flags.is_syn_ack() { c.side == Side::Inside } else { c.key.inside_port < c.key.outside_port };
         let initiator = if pu_is_server { Side::Outside } else { Side::Inside };
         let r = DropReason::NoFlowStateFromPeer;
+        // A reset is counted only: it ends the connection and needs no answer
+        // (the far end's answer to our probe, when its TCP is gone, is one).
+        if flags.has(TcpFlags::RST) {
+            return self.drop(c.side, r);
+        }
         self.emit(c.side, &c.flow(initiator).dropped(r, None));
-        if flags.has(TcpFlags::RST) || !flags.has(TcpFlags::ACK) {
+        if !flags.has(TcpFlags::ACK) {
             return self.drop(c.side, r);
         }
         let l3 = usize::from(i.l3_offset);
