@@ -46,6 +46,14 @@ fn policy(name: &str) -> Arc<EngineConfig> {
     Arc::new(EngineConfig::load(&p).unwrap_or_else(|e| panic!("{}: {}", p.display(), dataplane::problem::lines(&e))))
 }
 
+/// `name` with the layer-4 exchange on (bench-gw-a.yaml has it off for its
+/// established flows made from no flow state).
+fn policy_layer4(name: &str) -> Arc<EngineConfig> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples").join(name);
+    let yaml = std::fs::read_to_string(&p).unwrap().replace("layer4_identity: false", "layer4_identity: true");
+    Arc::new(EngineConfig::from_yaml(&yaml).unwrap_or_else(|e| panic!("{name}: {}", dataplane::problem::lines(&e))))
+}
+
 /// Flow `i`: client 10.0.x.y:port → server 10.1.0.(1 + i % 254):80.
 fn spec(i: u32, flags: u8, opts: &[u8]) -> Spec<'_> {
     let mut src = [0u8; 16];
@@ -127,7 +135,7 @@ fn established(name: &str, flows: u32) {
 /// with the option stripped from each SYN by hand, then A's inside frames
 /// are run as in `est-1k`.
 fn established_layer4(name: &str, flows: u32) {
-    let (a_cfg, b_cfg) = (policy("bench-gw-a.yaml"), policy("bench-gw-b.yaml"));
+    let (a_cfg, b_cfg) = (policy_layer4("bench-gw-a.yaml"), policy("bench-gw-b.yaml"));
     let mut a = Engine::new(65_536, 7, Arc::new(WorkerStats::default()), None);
     let mut b = Engine::new(65_536, 9, Arc::new(WorkerStats::default()), None);
     let pass = |e: &mut Engine, cfg: &EngineConfig, side: Side, f: &[u8]| -> (Action, Vec<u8>) {

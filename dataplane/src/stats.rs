@@ -145,10 +145,16 @@ pub enum DropReason {
     /// forwarded; the count is the note `peer_refused`): the far side
     /// reset our PU's connection before it was decided (its gateway refused it).
     RefusedByPeer,
+    /// TCP without flow state (a restart mid-connection) between our PU and a
+    /// peer's networks, layer 4 on: the connection may have been shifted by
+    /// the layer-4 exchange, which this gateway no longer knows, so it is not
+    /// re-created by address (that could skip or repeat 20 bytes of the
+    /// stream silently); the sender is reset instead (docs/identity-l4.md).
+    NoFlowStateFromPeer,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 41] = [
+    pub const ALL: [DropReason; 42] = [
         DropReason::TxFull,
         DropReason::HandoffFull,
         DropReason::Malformed,
@@ -190,6 +196,7 @@ impl DropReason {
         DropReason::L4Pending,
         DropReason::L4RecordSplit,
         DropReason::RefusedByPeer,
+        DropReason::NoFlowStateFromPeer,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -237,6 +244,7 @@ impl DropReason {
             DropReason::L4Pending => "l4_pending",
             DropReason::L4RecordSplit => "l4_record_split",
             DropReason::RefusedByPeer => "refused_by_peer",
+            DropReason::NoFlowStateFromPeer => "no_flow_state_from_peer",
         }
     }
 
@@ -345,10 +353,14 @@ pub enum Note {
     L4Held,
     /// Layer 4: held segments released in order when the peer's record verified.
     L4Released,
+    /// Layer 4: our record sent again by the hold's timer (the backoff of
+    /// `[udp_handshake]`), the peer's record not yet come (also counted in
+    /// `l4_record_sent`).
+    L4RecordResent,
 }
 
 impl Note {
-    pub const ALL: [Note; 39] = [
+    pub const ALL: [Note; 40] = [
         Note::IdentityInserted,
         Note::IdentityVerified,
         Note::PolicyAllow,
@@ -388,6 +400,7 @@ impl Note {
         Note::PeerRefused,
         Note::L4Held,
         Note::L4Released,
+        Note::L4RecordResent,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -432,6 +445,7 @@ impl Note {
             Note::PeerRefused => "peer_refused",
             Note::L4Held => "l4_held",
             Note::L4Released => "l4_released",
+            Note::L4RecordResent => "l4_record_resent",
         }
     }
 }

@@ -174,8 +174,12 @@ impl Engine {
             return self.l4_shifted(c, buf, s);
         }
         if flags.has(TcpFlags::RST) {
-            // Before the exchange nothing is shifted yet; a reset passes.
+            // Before the exchange nothing is shifted yet; a reset passes, and
+            // ends a hold: its timer would send our record to a connection
+            // that is gone (the far side refused it, or our PU gave up).
             e.account(c.side, buf.len() as u32);
+            let held = e.l4_hold_slot();
+            self.l4_finish_hold(c, held, false, DropReason::L4Pending);
             return Action::Forward;
         }
         match (f.initiator, c.side) {

@@ -97,7 +97,8 @@ fn exchange(a: &mut Gw, b: &mut Gw, c: &Conn) -> Vec<u8> {
     rec
 }
 
-/// Data both ways after the exchange: shifted between the gateways, as sent at the ends.
+/// Data both ways after the exchange: shifted between the gateways, as sent
+/// at the ends (18 bytes from the client, 19 from the server).
 fn data_both_ways(a: &mut Gw, b: &mut Gw, c: &Conn) {
     let req = c.data_c2s(b"GET / HTTP/1.1\r\n\r\n");
     let (act, w) = a.pass(Side::Inside, &req);
@@ -225,18 +226,72 @@ fn a_lost_carrier_is_sent_again_beside_the_clients_held_data() {
     assert_eq!(b.pass(Side::Outside, &held), (Action::Forward, req), "the server gets the request as sent");
 }
 
+/// While data is held, A sends its record again on the `[udp_handshake]`
+/// backoff (50, 100, 200 ms: at 50, 150 and 350 ms), not only when the
+/// client's TCP retransmits (its timer backs off to seconds); the server's
+/// record never coming, the held data is discarded at the last wait's end
+/// (750 ms).
 #[test]
 fn held_data_is_discarded_when_the_server_record_never_comes() {
+    const MS: u64 = 1_000_000;
     let (mut a, mut b) = pair();
     let c = Conn::new("10.1.0.10", "10.2.0.20", 80);
     handshake(&mut a, &mut b, &c, &c.syn());
-    let _ = a.pass(Side::Inside, &c.ack());
+    let (_, carrier) = a.pass(Side::Inside, &c.ack());
     let (act, _) = a.pass(Side::Inside, &c.data_c2s(b"x"));
     let Action::Hold(slot) = act else { panic!("{act:?}") };
     a.engine.clear_effects();
-    a.engine.udp_timers(&a.cfg.clone(), NOW + 2 * S);
+    let mut resent = Vec::new();
+    for at in [49, 50, 149, 150, 349, 350, 749] {
+        a.engine.udp_timers(&a.cfg.clone(), NOW + at * MS);
+        for (side, f) in sent(&mut a) {
+            assert_eq!(side, Side::Outside);
+            assert_eq!((payload(&f), seq_ack(&f)), (payload(&carrier), seq_ack(&carrier)), "the same record");
+            assert!(checksums_ok(&f));
+            resent.push(at);
+        }
+    }
+    assert_eq!(resent, [50, 150, 350], "our record again on the backoff");
+    assert_eq!(a.noted(Side::Inside, Note::L4RecordResent), 3);
+    assert_eq!(a.dropped(Side::Inside, DropReason::L4Pending), 0, "still held at 749 ms");
+    a.engine.udp_timers(&a.cfg.clone(), NOW + 750 * MS);
     assert!(a.engine.effects().iter().any(|e| matches!(e, Effect::Discard { slot: s, .. } if *s == slot)));
     assert_eq!(a.dropped(Side::Inside, DropReason::L4Pending), 1);
+    // A record re-sent by the timer is answered by B as any repeat is.
+    assert_eq!(b.pass(Side::Outside, &carrier).0, Action::Forward);
+    assert!(looks_like_record(&payload(&sent(&mut b).pop().unwrap().1)));
+}
+
+/// The record re-sent by the hold's timer repairs a lost server record with
+/// no help from the client's TCP: A's first records and B's first answer
+/// lost, the timer's record brings B's answer again and the held request
+/// goes out.
+#[test]
+fn a_lost_exchange_is_repaired_by_the_hold_timer() {
+    const MS: u64 = 1_000_000;
+    let (mut a, mut b) = pair();
+    let c = Conn::new("10.1.0.10", "10.2.0.20", 80);
+    handshake(&mut a, &mut b, &c, &c.syn());
+    let (_, carrier) = a.pass(Side::Inside, &c.ack());
+    // The carrier reaches B, whose record is lost on the way back.
+    assert_eq!(b.pass(Side::Outside, &carrier).0, Action::Forward);
+    let _lost = sent(&mut b);
+    let req = c.data_c2s(b"GET / HTTP/1.1\r\n\r\n");
+    let (act, held) = a.pass(Side::Inside, &req);
+    let Action::Hold(slot) = act else { panic!("{act:?}") };
+    let _lost_too = sent(&mut a);
+    a.engine.udp_timers(&a.cfg.clone(), NOW + 50 * MS);
+    let (_, again) = sent(&mut a).pop().expect("our record again at 50 ms");
+    assert_eq!(b.pass(Side::Outside, &again).0, Action::Forward);
+    let (_, rec) = sent(&mut b).pop().expect("B answers again");
+    assert_eq!(a.pass(Side::Outside, &rec).0, Action::Consume);
+    assert!(a.engine.effects().contains(&Effect::Release { slot }), "{:?}", a.engine.effects());
+    a.engine.clear_effects();
+    assert_eq!(b.pass(Side::Outside, &held), (Action::Forward, req));
+    // Released: no timer left to fire.
+    a.engine.udp_timers(&a.cfg.clone(), NOW + 2 * S);
+    assert!(sent(&mut a).is_empty());
+    assert_eq!(a.noted(Side::Inside, Note::L4RecordResent), 1);
 }
 
 #[test]
@@ -423,6 +478,32 @@ fn a_refused_record_resets_both_ends_and_the_client_side_tells_it() {
     assert_eq!(a.pass(Side::Outside, &back), (Action::Forward, back.clone()));
     assert_eq!(a.noted(Side::Outside, Note::PeerRefused), 1);
     assert_eq!(a.events().last().unwrap().drop, Some(DropReason::RefusedByPeer));
+}
+
+/// The far side refuses while A holds the client's request: the reset that
+/// comes back ends A's hold (the request discarded, counted) and its timer,
+/// which would otherwise send A's record to a connection B has forgotten.
+#[test]
+fn a_refusal_ends_the_hold_and_its_timer() {
+    const MS: u64 = 1_000_000;
+    let (mut a, mut b) = pair_with("", false);
+    let c = Conn::new("10.1.0.10", "10.2.0.20", 80);
+    handshake(&mut a, &mut b, &c, &c.syn());
+    let (_, carrier) = a.pass(Side::Inside, &c.ack());
+    let (act, _) = a.pass(Side::Inside, &c.data_c2s(b"GET / HTTP/1.1\r\n\r\n"));
+    let Action::Hold(slot) = act else { panic!("{act:?}") };
+    a.engine.clear_effects();
+    let (act, back) = b.pass(Side::Outside, &carrier);
+    assert_eq!(act, Action::ReplyAndReset(DropReason::NoMatch));
+    assert_eq!(a.pass(Side::Outside, &back).0, Action::Forward);
+    assert!(a.engine.effects().iter().any(|e| matches!(e, Effect::Discard { slot: s, .. } if *s == slot)));
+    assert_eq!(a.dropped(Side::Inside, DropReason::L4Pending), 1, "the held request");
+    a.engine.clear_effects();
+    for at in [50, 150, 350, 750] {
+        a.engine.udp_timers(&a.cfg.clone(), NOW + at * MS);
+    }
+    assert!(sent(&mut a).is_empty(), "no record after the reset");
+    assert_eq!(a.noted(Side::Inside, Note::L4RecordResent), 0);
 }
 
 #[test]
@@ -628,4 +709,156 @@ fn a_record_split_across_segments_fails_closed_with_its_own_reason() {
     exchange(&mut a, &mut b, &c);
     let head = c.c2s(tf::ACK, c.isn + 1, c.sisn + 21, &[], &rec[..8]);
     assert_eq!(b.pass(Side::Outside, &head).0, Action::Drop(DropReason::L4RecordSplit));
+}
+
+/// Gateway B restarted after a layer-4 exchange (a fresh engine, the same
+/// policy; B's external networks even allow the client's network by address,
+/// so the old path would re-create the flow unshifted and A, still shifting,
+/// would skip 20 bytes of the server's stream): each end's next segment at
+/// the new B is dropped with `no_flow_state_from_peer`, told in a flow event,
+/// and its sender reset at exactly the sequence number its TCP expects; A
+/// carries the client's reset back, shifted.
+#[test]
+fn a_restarted_gateway_resets_a_layer4_connection_instead_of_corrupting_it() {
+    let wide = |d: String| d.replace("cidrs: [192.168.50.0/24]", "cidrs: [192.168.50.0/24, 10.1.0.0/16]");
+    let (mut a, mut b) = pair();
+    for c in
+        [Conn::new("10.1.0.10", "10.2.0.20", 80), Conn { cport: 40001, ..Conn::new("fd00:1::10", "fd00:2::20", 80) }]
+    {
+        handshake(&mut a, &mut b, &c, &c.syn());
+        exchange(&mut a, &mut b, &c);
+        data_both_ways(&mut a, &mut b, &c);
+        let mut b2 = Gw::new(&wide(doc_b(&a_key(1, 1), true)));
+        // The client's next request, shifted by A, at the restarted B.
+        let req = c.c2s(tf::ACK | tf::PSH, c.isn + 1 + 18, c.sisn + 1 + 19, &[], b"more");
+        let (act, w) = a.pass(Side::Inside, &req);
+        assert_eq!(act, Action::Forward);
+        let (act, rst) = b2.pass(Side::Outside, &w);
+        assert_eq!(act, Action::ReplyAndReset(DropReason::NoFlowStateFromPeer), "not re-created by address");
+        // Onwards to the server: an ACK far outside its window, which its
+        // TCP answers with an ACK of what it expects (reset below).
+        let onwards = parse_frame(b2.engine.extra_frame()).unwrap();
+        let probe = (c.isn + 1 + 18 + 20).wrapping_sub(1 << 30);
+        assert_eq!((onwards.tcp_flags, onwards.seq, onwards.dst_port), (tf::ACK, probe, c.sport), "to the server");
+        assert!(checksums_ok(b2.engine.extra_frame()));
+        let i = parse_frame(&rst).unwrap();
+        assert_eq!((i.tcp_flags, i.src_port, i.dst_port), (tf::RST, c.sport, c.cport));
+        assert!(checksums_ok(&rst));
+        let (act, at_client) = a.pass(Side::Outside, &rst);
+        assert_eq!(act, Action::Forward, "A carries the reset to its client");
+        let j = parse_frame(&at_client).unwrap();
+        assert_eq!((j.tcp_flags, j.seq), (tf::RST, c.sisn + 1 + 19), "exactly the client's rcv_nxt");
+        assert!(checksums_ok(&at_client));
+        // The server's next segment at the restarted B: reset, not forwarded.
+        let more = c.s2c(tf::ACK | tf::PSH, c.sisn + 1 + 19, c.isn + 1 + 18, &[], b"late");
+        let (act, rst) = b2.pass(Side::Inside, &more);
+        assert_eq!(act, Action::ReplyAndReset(DropReason::NoFlowStateFromPeer));
+        let k = parse_frame(&rst).unwrap();
+        assert_eq!((k.tcp_flags, k.seq, k.dst_port), (tf::RST, c.isn + 1 + 18, c.sport), "the server's rcv_nxt");
+        // Onwards to the client: the probe, which A carries (shifted).
+        let onwards = parse_frame(b2.engine.extra_frame()).unwrap();
+        let probe = (c.sisn + 1 + 19).wrapping_sub(1 << 30);
+        assert_eq!((onwards.tcp_flags, onwards.seq, onwards.dst_port), (tf::ACK, probe, c.cport));
+        // A reset from either end is dropped, not answered.
+        let r = c.c2s(tf::RST, c.isn + 1 + 38, 0, &[], &[]);
+        assert_eq!(
+            b2.pass(Side::Inside, &c.s2c(tf::RST, c.sisn + 20, 0, &[], &[])).0,
+            Action::Drop(DropReason::NoFlowStateFromPeer)
+        );
+        assert_eq!(b2.pass(Side::Outside, &r).0, Action::Drop(DropReason::NoFlowStateFromPeer));
+        assert_eq!(b2.dropped(Side::Outside, DropReason::NoFlowStateFromPeer), 2);
+        assert_eq!(b2.dropped(Side::Inside, DropReason::NoFlowStateFromPeer), 2);
+        assert_eq!(b2.noted(Side::Outside, Note::NoFlowStateAllowed), 0);
+        let ev = b2.events();
+        assert_eq!(ev.len(), 2, "resets are counted, not told: {ev:?}");
+        assert!(ev.iter().all(|e| e.drop == Some(DropReason::NoFlowStateFromPeer)));
+    }
+}
+
+/// Gateway A restarted: the same rule at the client's side (A's own ACL
+/// would not allow it anyway; the reset makes the failure clean instead of
+/// a stall): the client's segment is reset at once, the server's, shifted by
+/// B, is reset through B at the server's rcv_nxt.
+#[test]
+fn a_restarted_client_gateway_resets_its_side_too() {
+    let (mut a, mut b) = pair();
+    let c = Conn::new("10.1.0.10", "10.2.0.20", 80);
+    handshake(&mut a, &mut b, &c, &c.syn());
+    exchange(&mut a, &mut b, &c);
+    data_both_ways(&mut a, &mut b, &c);
+    let mut a2 = Gw::new(&doc_a(1, 1));
+    let req = c.c2s(tf::ACK | tf::PSH, c.isn + 1 + 18, c.sisn + 1 + 19, &[], b"more");
+    let (act, rst) = a2.pass(Side::Inside, &req);
+    assert_eq!(act, Action::ReplyAndReset(DropReason::NoFlowStateFromPeer));
+    assert_eq!(parse_frame(&rst).unwrap().seq, c.sisn + 1 + 19, "the client's rcv_nxt");
+    let resp = c.s2c(tf::ACK | tf::PSH, c.sisn + 1 + 19, c.isn + 1 + 18, &[], b"late");
+    let (act, w) = b.pass(Side::Inside, &resp);
+    assert_eq!(act, Action::Forward);
+    let (act, rst) = a2.pass(Side::Outside, &w);
+    assert_eq!(act, Action::ReplyAndReset(DropReason::NoFlowStateFromPeer));
+    let (act, at_server) = b.pass(Side::Outside, &rst);
+    assert_eq!(act, Action::Forward, "B carries the reset to its server");
+    let j = parse_frame(&at_server).unwrap();
+    assert_eq!((j.tcp_flags, j.seq), (tf::RST, c.isn + 1 + 18), "exactly the server's rcv_nxt");
+    assert!(checksums_ok(&at_server));
+}
+
+/// The lab pair with the roles reversed: B's PU `web` (10.2.0.20) is the
+/// client, allowed out to `app == frontend` on 8443; A's PU `client`
+/// (10.1.0.10) the server, allowing `app == web` in on 8443.
+fn reversed_pair() -> (Gw, Gw) {
+    let a = doc_a(1, 1).replace(
+        "    outgoing:\n      - {name: to-web",
+        "    incoming:\n      - {name: from-web, action: allow, object: app == web, protocols: [tcp], ports: [8443]}\n    \
+         outgoing:\n      - {name: to-web",
+    );
+    let b = doc_b(&a_key(1, 1), true).replace(
+        "rulesets:\n",
+        "rulesets:\n  - name: web-out\n    subject: app == web\n    outgoing:\n      \
+         - {name: to-front, action: allow, object: app == frontend, protocols: [tcp], ports: [8443]}\n",
+    );
+    (Gw::new(&a), Gw::new(&b))
+}
+
+/// The exchange with B's PU as the client and A's as the server, through a
+/// stripper: B learns the stripping path and sends its record on its
+/// client's ACK, A verifies it by its server's incoming rules and answers;
+/// data both ways shifted between the gateways and as sent at the ends.
+fn layer4_with_roles_reversed(c: Conn) {
+    let (mut a, mut b) = reversed_pair();
+    handshake(&mut b, &mut a, &c, &c.syn());
+    assert_eq!(b.noted(Side::Outside, Note::L4Stripped), 1, "B, the client's gateway, saw the stripping");
+    exchange(&mut b, &mut a, &c);
+    data_both_ways(&mut b, &mut a, &c);
+    let eb = b.events();
+    assert_eq!(eb.len(), 1, "{eb:?}");
+    assert_eq!(
+        (eb[0].kind, eb[0].remote_identity, eb[0].note),
+        (EventKind::Decision, Some(1001), Some(Note::L4Stripped))
+    );
+    assert_eq!(b.rule_name(&eb[0]), "to-front");
+    let ea = a.events();
+    assert_eq!(ea.len(), 1, "{ea:?}");
+    assert_eq!((ea[0].remote_identity, ea[0].note), (Some(2001), Some(Note::L4FromPeer)));
+    assert_eq!(a.rule_name(&ea[0]), "from-web");
+    assert_eq!(a.noted(Side::Outside, Note::L4RecordVerified), 1);
+    assert_eq!(b.noted(Side::Outside, Note::L4RecordVerified), 1);
+    assert_eq!(b.stats.read().dir(Side::Inside).dropped_total() + a.stats.read().dir(Side::Outside).dropped_total(), 0);
+    // A port A's server does not allow: its record refused, both ends reset.
+    let refused = Conn { cport: 40100, ..Conn::new(c.client, c.server, 8444) };
+    let (mut a, mut b) = reversed_pair();
+    handshake(&mut b, &mut a, &refused, &refused.syn());
+    let (_, carrier) = b.pass(Side::Inside, &refused.ack());
+    let (act, _) = a.pass(Side::Outside, &carrier);
+    assert_eq!(act, Action::ReplyAndReset(DropReason::NoMatch), "refused at A, the server's gateway");
+}
+
+#[test]
+fn roles_reversed_the_peer_gateways_client_goes_to_layer4_ipv4() {
+    layer4_with_roles_reversed(Conn::new("10.2.0.20", "10.1.0.10", 8443));
+}
+
+#[test]
+fn roles_reversed_the_peer_gateways_client_goes_to_layer4_ipv6() {
+    layer4_with_roles_reversed(Conn::new("fd00:2::20", "fd00:1::10", 8443));
 }

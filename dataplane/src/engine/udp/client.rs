@@ -150,8 +150,12 @@ impl Engine {
     pub(super) fn run_udp_timers(&mut self, cfg: &EngineConfig, now: u64) {
         while let Some(due) = self.udp.next_due(now) {
             match due {
-                Due::Retransmitted { sent: true } => self.note(Side::Inside, Note::UdpRequestRetransmit),
-                Due::Retransmitted { sent: false } => {}
+                Due::Retransmitted { sent: true, proto: ip_proto::TCP } => {
+                    self.note(Side::Inside, Note::L4RecordSent);
+                    self.note(Side::Inside, Note::L4RecordResent);
+                }
+                Due::Retransmitted { sent: true, .. } => self.note(Side::Inside, Note::UdpRequestRetransmit),
+                Due::Retransmitted { sent: false, .. } => {}
                 // A layer-4 TCP flow's held segments (`super::super::l4`).
                 Due::Expired { slot, flow } if flow.key.proto == ip_proto::TCP => self.l4_hold_expired(slot, now),
                 Due::Expired { slot, flow } => self.udp_fallback(cfg, slot, &flow, now),

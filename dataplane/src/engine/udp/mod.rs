@@ -31,8 +31,8 @@ mod pending;
 mod server;
 
 pub use frame::{build_handshake, udp_option_msg, HandshakeSpec, MAX_HANDSHAKE_FRAME};
-pub(in crate::engine) use pending::Ending;
 pub use pending::{Effect, UdpConfig, UdpHandshake, UdpHandshakeStats};
+pub(in crate::engine) use pending::{Ending, PendingFlow};
 
 use super::context::Ctx;
 use super::{Action, Engine, EngineConfig};

@@ -184,8 +184,10 @@ pub(in crate::engine) struct PendingFlow {
 /// A timer that ran out ([`UdpHandshake::next_due`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(in crate::engine) enum Due {
-    /// The request of a slot went out again (`sent`: it fit the outbox).
-    Retransmitted { sent: bool },
+    /// The request of a slot went out again (`sent`: it fit the outbox);
+    /// `proto`: its flow's (UDP: our handshake request; TCP: our layer-4
+    /// record, `start_tcp_hold`).
+    Retransmitted { sent: bool, proto: u8 },
     /// The last wait of `slot` ran out: the ACLs decide its flow.
     Expired { slot: u32, flow: PendingFlow },
 }
@@ -350,17 +352,24 @@ impl UdpHandshake {
     }
 
     /// Holds the first segment of a layer-4 TCP flow (`docs/identity-l4.md`)
-    /// in `slot` (taken): no request of its own, only the last stage's timer,
-    /// whose expiry discards what is held if the peer's record never comes.
-    pub(in crate::engine) fn start_tcp_hold(&mut self, slot: u32, key: FlowKey, pu: PuId, now: u64) {
+    /// in `slot` (taken). `record` is the segment carrying our record (the
+    /// caller sent it beside the held segment): it goes out again on the
+    /// backoff, as a UDP request does, so a record or an answer lost on the
+    /// wire is repaired at the gateway's pace rather than at the workload's
+    /// backed-off retransmission timer; the last wait's expiry discards what
+    /// is held if the peer's record never comes.
+    pub(in crate::engine) fn start_tcp_hold(&mut self, slot: u32, flow: PendingFlow, record: &[u8], now: u64) {
         let s = &mut self.slots[slot as usize];
         *s = Pending::FREE;
-        s.key = key;
-        s.pu = pu;
+        s.key = flow.key;
+        s.pu = flow.pu;
         s.started = now;
         s.held = 1;
+        let n = record.len().min(MAX_HANDSHAKE_FRAME);
+        s.frame_len = n as u8;
+        s.frame[..n].copy_from_slice(&record[..n]);
         self.held_total += 1;
-        self.push_stage(slot, self.stages - 1, now);
+        self.push_stage(slot, 0, now);
     }
 
     /// The flow a busy slot serves, if `slot` is busy and serves `key`.
@@ -402,10 +411,10 @@ impl UdpHandshake {
             if stage + 1 == self.stages {
                 return Some(Due::Expired { slot: i, flow: PendingFlow { key: s.key, pu: s.pu, nonce: s.nonce } });
             }
-            let (frame, len) = (s.frame, usize::from(s.frame_len));
+            let (frame, len, proto) = (s.frame, usize::from(s.frame_len), s.key.proto);
             let sent = self.send(Side::Outside, &frame[..len]);
             self.push_stage(i, stage + 1, now);
-            return Some(Due::Retransmitted { sent });
+            return Some(Due::Retransmitted { sent, proto });
         }
         None
     }
@@ -544,7 +553,7 @@ mod tests {
         assert_eq!(h.frame(0), [1000u16 as u8]);
         h.clear_effects();
         assert_eq!(h.next_due(49 * MS), None);
-        assert_eq!(h.next_due(50 * MS), Some(Due::Retransmitted { sent: true }));
+        assert_eq!(h.next_due(50 * MS), Some(Due::Retransmitted { sent: true, proto: ip_proto::UDP }));
         assert_eq!(h.next_due(50 * MS), None, "the next wait starts at the retransmission");
         assert_eq!(h.next_due(149 * MS), None);
         let flow = h.pending_flow(s, &key(1000)).unwrap();
@@ -599,7 +608,7 @@ mod tests {
         assert_eq!(h.next_due(MS), None, "no room to retransmit");
         h.clear_effects();
         let mut sent = 0;
-        while let Some(Due::Retransmitted { sent: true }) = h.next_due(MS) {
+        while let Some(Due::Retransmitted { sent: true, proto: ip_proto::UDP }) = h.next_due(MS) {
             sent += 1;
         }
         assert_eq!(sent, OUTBOX - 1);
