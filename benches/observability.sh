@@ -162,10 +162,13 @@ for part in "${PARTS[@]}"; do
                 for mode in $order; do
                     a=$(sample)
                     if [ $mode = scraped ]; then
-                        end=$(( $(date +%s%N) + WIN * 1000000000 ))
-                        while [ "$(date +%s%N)" -lt $end ]; do
+                        # a scrape every 100 ms from the window's start (the sleep is what is
+                        # left of the period: a scrape takes tens of ms here)
+                        next=$(date +%s%N); end=$(( next + WIN * 1000000000 ))
+                        while [ "$next" -lt $end ]; do
                             curl -s -o /dev/null -w "%{http_code}\n" --max-time 1 "$url" >> "$D/scrapes" || true
-                            sleep 0.1
+                            next=$(( next + 100000000 )); now=$(date +%s%N)
+                            [ "$next" -le "$now" ] || sleep "$(awk -v d=$(( next - now )) 'BEGIN {printf "%.3f", d / 1e9}')"
                         done
                     else
                         sleep "$WIN"
