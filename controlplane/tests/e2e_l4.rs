@@ -106,6 +106,19 @@ fn ordinary_stream(frames: &[Vec<u8>], place: &str) {
     assert!(data <= 6, "{place}: no retransmission storm: {data} data segments for one small GET");
 }
 
+/// LEN bytes of xorshift output from SEED: a file whose corruption shows.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 #[test]
 fn layer4_identity_through_a_stripping_bridge() {
     require(&["ip", "ethtool", "curl", "python3", "tcpdump", "iptables", "md5sum"]);
@@ -113,15 +126,7 @@ fn layer4_identity_through_a_stripping_bridge() {
     let dir = scratch("e2e-l4");
     std::fs::write(dir.join("index.txt"), "hello layer 4\n").unwrap();
     // 20 MB that are not all alike.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let big: Vec<u8> = (0..20 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let big = noise(20 << 20, 0x9e37_79b9_7f4a_7c15);
     std::fs::write(dir.join("big.bin"), &big).unwrap();
     let (cfg_a, log_a) = gw_config_with_policy(&topo, "gwt-a", &dir, &policy(&dir, "e2e-gw-a.yaml"));
     let (cfg_b, log_b) = gw_config_with_policy(&topo, "gwt-b", &dir, &policy(&dir, "e2e-gw-b.yaml"));
@@ -606,15 +611,7 @@ fn a_restart_mid_transfer_resets_the_layer4_connection_cleanly() {
     require(&["ip", "ethtool", "curl", "python3", "iptables"]);
     let topo = Topology::up("double-ext");
     let dir = scratch("e2e-l4-restart");
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let big: Vec<u8> = (0..8 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let big = noise(8 << 20, 0x2545_f491_4f6c_dd1d);
     std::fs::write(dir.join("big.bin"), &big).unwrap();
     let (cfg_a, _) = gw_config_with_policy(&topo, "gwt-a", &dir, &policy(&dir, "e2e-gw-a.yaml"));
     let (cfg_b, log_b) = gw_config_with_policy(&topo, "gwt-b", &dir, &policy(&dir, "e2e-gw-b.yaml"));
