@@ -34,10 +34,11 @@ impl Engine {
         }
         let key = &c.key;
         let flags = TcpFlags(c.info.tcp_flags);
-        if Self::l4_enabled(c) && c.pu.managed_tcp && c.cfg.policy.peer_for(key.outside_ip()).is_some() {
-            return self.no_state_from_peer(c, buf, flags);
-        }
         let pu_is_server = if flags.is_syn_ack() { c.side == Side::Inside } else { key.inside_port < key.outside_port };
+        if Self::l4_enabled(c) && c.pu.managed_tcp && c.cfg.policy.peer_for(key.outside_ip()).is_some() {
+            let initiator = if pu_is_server { Side::Outside } else { Side::Inside };
+            return self.no_state_from_peer(c, buf, flags, initiator);
+        }
         let (dir, port, initiator) = if pu_is_server {
             (Direction::Incoming, key.inside_port, Side::Outside)
         } else {
@@ -80,11 +81,14 @@ impl Engine {
     /// its next expected number (RFC 9293 3.10.7.4); that ACK meets this
     /// rule and is reset exactly. Without it a far end with nothing to send
     /// (a client waiting for data) would wait for its own timeout.
-    fn no_state_from_peer<B: PacketBuf>(&mut self, c: &Ctx<'_>, buf: &mut B, flags: TcpFlags) -> Action {
+    fn no_state_from_peer<B: PacketBuf>(
+        &mut self,
+        c: &Ctx<'_>,
+        buf: &mut B,
+        flags: TcpFlags,
+        initiator: Side,
+    ) -> Action {
         let i = c.info;
-        let pu_is_server =
-            if flags.is_syn_ack() { c.side == Side::Inside } else { c.key.inside_port < c.key.outside_port };
-        let initiator = if pu_is_server { Side::Outside } else { Side::Inside };
         let r = DropReason::NoFlowStateFromPeer;
         // A reset is counted only: it ends the connection and needs no answer
         // (the far end's answer to our probe, when its TCP is gone, is one).
