@@ -11,8 +11,8 @@
 # rounds whose gatewayd run dropped or skipped work (the checks below).
 #
 #   benches/engine.sh [--rounds N (5)] [--quick] [seconds-per-run (8)] [case...]
-#   cases: est-1k est-1m est-1m-huge udp-est-1k udp-est-1m syn-insert syn-verify
-#          (default: est-1k est-1m est-1m-huge udp-est-1k syn-insert syn-verify)
+#   cases: est-1k est-l4-1k est-1m est-1m-huge udp-est-1k udp-est-1m syn-insert syn-verify
+#          (default: est-1k est-l4-1k est-1m est-1m-huge udp-est-1k syn-insert syn-verify)
 #   --quick: one round of 4 s runs (a smoke test, not a figure)
 #
 # est-1k / est-1m  established TCP, 64-byte frames round-robin over 1024 /
@@ -80,6 +80,39 @@
 #                  work), as the engine does for real retransmissions.
 #                  Checked per run: identity_inserted (identity_verified and
 #                  policy_allow) > 0, no drops in the measured seconds.
+# est-l4-1k       established TCP over 1024 flows authenticated by the layer-4
+#                  exchange (docs/identity-l4.md), so every frame is shifted
+#                  (sequence and acknowledgment +20, checksum updated), against
+#                  the same flows unshifted, through the PMDs. gatewayd is the
+#                  server's gateway (docs/examples/bench-gw-b-l4.yaml), the one
+#                  side whose exchange a capture can complete: scenario-gen
+#                  l4-server writes its inside port's capture (64 established
+#                  frames from the servers, a SYN-ACK per flow, 65472 more
+#                  established frames; looping, infinite_rx=1) and its outside
+#                  port's (a SYN per flow from 10.0.0.0/16 without identity,
+#                  then the client's ACK per flow carrying gateway A's record,
+#                  signed with bench-gw-a.yaml's key; read once). The worker
+#                  polls inside then outside, a full burst each, so each
+#                  SYN-ACK meets its flow after the SYN and each record after
+#                  the SYN-ACK (tools/scenario-gen/src/layer4.rs). In the first
+#                  pass (warm-up) the first 64 frames meet no flow
+#                  (no_flow_state_from_peer) and the servers' frames before
+#                  their flow's record are dropped (l4_pending); from then on
+#                  the capture's SYN-ACKs (1024 of 66560 frames a pass, 1.5%)
+#                  are retransmissions on established flows, passed on by the
+#                  full path, and the rest are shifted on the fast path.
+#                  `plain`: the same captures with a bare ACK instead of each
+#                  record (--no-record: a client gateway without layer 4), so
+#                  the address rule `clients-by-address` decides and the flows
+#                  stay unshifted; the inside capture is the same file, byte for
+#                  byte. Each round runs testpmd (io, 5tswap on the inside
+#                  capture), gatewayd plain and gatewayd layer 4, in the order
+#                  tp plain l4 in odd rounds, l4 plain tp in even ones. Checked
+#                  per run: l4_record_verified = l4_record_sent = policy_allow
+#                  = 1024 (plain: l4_peer_without_record = external_network_allow
+#                  = 1024, l4_record_verified = 0) from the final counters, and
+#                  no drops in the measured seconds (so every flow was set up
+#                  in the warm-up). Target: l4/plain >= 0.9 (issue 15).
 set -eu
 . "$(dirname "$0")/lib.sh"
 bench_init
@@ -88,8 +121,8 @@ bench_opts "$@"
 set -- "${ARGS[@]+"${ARGS[@]}"}"
 # The seconds are optional: `engine.sh est-1k` runs that case for the default.
 if [ $# -gt 0 ] && [[ $1 =~ ^[0-9]+$ ]]; then SECS=$1; shift; else SECS=$([ "$QUICK" = 1 ] && echo 4 || echo 8); fi
-KNOWN="est-1k est-1m est-1m-huge udp-est-1k udp-est-1m syn-insert syn-verify"
-CASES=("$@"); [ ${#CASES[@]} -gt 0 ] || CASES=(est-1k est-1m est-1m-huge udp-est-1k syn-insert syn-verify)
+KNOWN="est-1k est-l4-1k est-1m est-1m-huge udp-est-1k udp-est-1m syn-insert syn-verify"
+CASES=("$@"); [ ${#CASES[@]} -gt 0 ] || CASES=(est-1k est-l4-1k est-1m est-1m-huge udp-est-1k syn-insert syn-verify)
 for c in "${CASES[@]}"; do
     [[ " $KNOWN " == *" $c "* ]] || { echo "engine.sh: unknown case '${c:0:40}' (cases: $KNOWN)" >&2; exit 2; }
 done
@@ -126,11 +159,13 @@ GW_TOML=${GW_EXTRA_TOML:-} GW_SKIP=2
 gatewayd() {
     local from=$1 pcap=$2 policy=$3 flows=$4 mbufs=$5; shift 5
     local eal=(-l 0-1 --no-pci "$@" --log-level '*:warning')
-    local inside=net_pcap0 outside=net_null0 field="in->out"
+    local inside=net_pcap0 outside=net_null0 field="in->out" other="net_null0,no-rx=1"
     [ "$from" = outside ] && { inside=net_null0; outside=net_pcap0; field="out->in"; }
+    # GW_PEER_PCAP: the opposite port reads this capture once (no loop) instead of nothing (est-l4-1k)
+    [ -n "${GW_PEER_PCAP:-}" ] && { other="net_pcap1,rx_pcap=$GW_PEER_PCAP"; [ "$from" = inside ] && outside=net_pcap1 || inside=net_pcap1; }
     cat > "$W/gw.toml" <<TOML
 [eal]
-args = [$(printf '"%s", ' "${eal[@]}")"--file-prefix", "gwb$$", "--vdev", "net_pcap0,rx_pcap=$pcap,infinite_rx=1", "--vdev", "net_null0,no-rx=1"]
+args = [$(printf '"%s", ' "${eal[@]}")"--file-prefix", "gwb$$", "--vdev", "net_pcap0,rx_pcap=$pcap,infinite_rx=1", "--vdev", "$other"]
 [ports]
 inside = "$inside"
 outside = "$outside"
@@ -215,6 +250,62 @@ run_case() {
     HAD_PROBLEMS=1
 }
 
+# run_l4_case N PCAP-IN PCAP-OUT PCAP-OUT-PLAIN MBUFS: est-l4-1k's rounds (testpmd, gatewayd plain,
+# gatewayd layer 4), its checks and its report (l4/plain: the shifted flows' rate over the plain ones')
+run_l4_case() {
+    local n=$1 pin=$2 pout=$3 pplain=$4 mb=$5 c=est-l4-1k
+    local IO=() SW=() PL=() L4=() io=0 sw=0 pl=0 l4=0 r side order said_pl said_l4 x
+    PROBLEMS=()
+    CASE_LOAD=$(loadavg)
+    echo "$c ($n flows, ${mb} mbufs): $ROUNDS rounds, load $CASE_LOAD"
+    for r in $(seq 1 "$ROUNDS"); do
+        order="tp plain l4"; [ $((r % 2)) = 0 ] && order="l4 plain tp"
+        for side in $order; do
+            case $side in
+            tp)
+                [ -n "${GW_ONLY:-}" ] && continue
+                io=$(testpmd io "$pin" "$mb" "${HUGE[@]}")
+                sw=$(testpmd 5tswap "$pin" "$mb" "${HUGE[@]}")
+                ;;
+            plain)
+                pl=$(GW_PEER_PCAP=$pplain gatewayd inside "$pin" bench-gw-b-l4.yaml 65536 "$mb" "${HUGE[@]}")
+                said_pl="$(counters from_outside l4_peer_without_record external_network_allow l4_record_verified)"
+                for x in l4_peer_without_record external_network_allow; do
+                    check "$r" "$(note from_outside $x) == $n" "plain_${x}_not_$n"
+                done
+                check "$r" "$(note from_outside l4_record_verified) == 0" "plain_l4_record_verified"
+                check "$r" "$(measured_drops) == 0" "plain_dropped_$(measured_drops)_in_measured_seconds"
+                ;;
+            l4)
+                l4=$(GW_PEER_PCAP=$pout gatewayd inside "$pin" bench-gw-b-l4.yaml 65536 "$mb" "${HUGE[@]}")
+                said_l4="$(counters from_outside l4_record_verified l4_record_sent policy_allow)"
+                for x in l4_record_verified l4_record_sent policy_allow; do
+                    check "$r" "$(note from_outside $x) == $n" "l4_${x}_not_$n"
+                done
+                check "$r" "$(measured_drops) == 0" "l4_dropped_$(measured_drops)_in_measured_seconds"
+                ;;
+            esac
+        done
+        check "$r" "$pl > 0 && $l4 > 0" "a_run_gave_no_samples"
+        IO+=("$io") SW+=("$sw") PL+=("$pl") L4+=("$l4")
+        printf '  round %d (%s): io %s, 5tswap %s, plain %s, l4 %s Mpps (l4/plain %s); load %s\n' "$r" "$order" \
+            "$io" "$sw" "$pl" "$l4" "$(awk -v a="$l4" -v b="$pl" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}')" "$(loadavg)"
+        printf '    plain: %s\n    l4: %s\n' "$said_pl" "$said_l4"
+    done
+    local p j_io j_sw j_pl j_l4
+    p=$(IFS=,; echo "${PROBLEMS[*]}")
+    j_io=$(IFS=,; echo "${IO[*]}") j_sw=$(IFS=,; echo "${SW[*]}") j_pl=$(IFS=,; echo "${PL[*]}") j_l4=$(IFS=,; echo "${L4[*]}")
+    if [ -n "${GW_ONLY:-}" ]; then
+        report_case engine "$c" "$p" plain="$j_pl" l4="$j_l4" -- l4_plain=l4/plain
+    else
+        report_case engine "$c" "$p" io="$j_io" 5tswap="$j_sw" plain="$j_pl" l4="$j_l4" -- \
+            l4_plain=l4/plain plain_5tswap=plain/5tswap l4_5tswap=l4/5tswap
+    fi
+    [ -z "$p" ] && return
+    echo "  NOTE: some runs dropped or skipped work: $p"
+    HAD_PROBLEMS=1
+}
+
 RESULTS=() HAD_PROBLEMS=0 GW_SAID=
 echo "machine: $(nproc) cpus, load average $(loadavg); TSC $TSC_HZ Hz"
 echo "$ROUNDS rounds of ${SECS}s runs per case; EAL memory: ${HUGE[*]} (1M flows: --no-huge -m 6144, est-1m-huge: -m 6144 of hugepages)"
@@ -234,6 +325,15 @@ for c in "${CASES[@]}"; do
             check "$1" "$(note from_inside no_flow_state_allowed) == $n" "no_flow_state_allowed_not_$n"
         }
         run_case "$c" "$n" "$W/$c.pcap" "$mb" 1 inside "$W/$c.pcap" bench-gw-a.yaml "$cap" "$mb" "${mem[@]}" -- "${mem[@]}"
+        ;;
+    est-l4-1k)
+        n=1024 est=${EST_L4_FRAMES:-65536} # established frames a pass (besides the 1024 SYN-ACKs)
+        "$T/scenario-gen" l4-server --flows "$n" -c "$est" --identity-key docs/examples/bench-gw-a.yaml \
+            -o "$W/$c-in.pcap" --outside "$W/$c-out.pcap" >/dev/null
+        "$T/scenario-gen" l4-server --flows "$n" -c "$est" --no-record \
+            -o "$W/$c-in-plain.pcap" --outside "$W/$c-out-plain.pcap" >/dev/null
+        cmp -s "$W/$c-in.pcap" "$W/$c-in-plain.pcap" || { echo "$c: the two inside captures differ" >&2; exit 1; }
+        run_l4_case "$n" "$W/$c-in.pcap" "$W/$c-out.pcap" "$W/$c-out-plain.pcap" $((est + n + 32768))
         ;;
     udp-est-1k | udp-est-1m)
         if [ "$c" = udp-est-1k ]; then n=1024; frames=4096; mem=("${HUGE[@]}"); gmem=("${HUGE[@]}"); cap=65536
@@ -275,7 +375,7 @@ for c in "${CASES[@]}"; do
     esac
 done
 echo
-echo "summary (medians over rounds; targets: est-1k gw_5tswap >= 0.6, est-1m-huge >= 0.5, SYN cases >= 4 Mpps = <= $(awk -v hz="$TSC_HZ" 'BEGIN {printf "%.0f", hz / 4e6}') cycles/frame):"
+echo "summary (medians over rounds; targets: est-1k gw_5tswap >= 0.6, est-l4-1k l4_plain >= 0.9, est-1m-huge >= 0.5, SYN cases >= 4 Mpps = <= $(awk -v hz="$TSC_HZ" 'BEGIN {printf "%.0f", hz / 4e6}') cycles/frame):"
 printf '%s\n' "${RESULTS[@]}"
 [ "$HAD_PROBLEMS" = 0 ] || echo "NOTE: some runs dropped or skipped work (problems= above)"
 echo "load after: $(loadavg)"

@@ -210,6 +210,14 @@ impl IdentitySigner {
     }
 }
 
+impl IdentitySigner {
+    /// The layer-4 record (docs/identity-l4.md) for `b`, as the sending
+    /// gateway makes it (`dataplane::identity::l4::make_record`).
+    pub fn record_for(&self, b: &dataplane::identity::l4::Binding) -> [u8; dataplane::identity::l4::RECORD_LEN] {
+        dataplane::identity::l4::make_record(&self.key, self.identity, b)
+    }
+}
+
 impl SynOptionHook for IdentitySigner {
     fn extra_options(&mut self, syn: &SynInfo<'_>) -> Vec<u8> {
         self.option_for(syn).to_vec()

@@ -7,6 +7,8 @@
 //!   carry extra options.
 //! - [`identity`]: the hook that signs SYNs with valid identity options
 //!   (`--identity-key`), through `dataplane::identity`.
+//! - [`layer4`]: `l4-server`, the layer-4 exchange at the server's gateway
+//!   in two captures (one per port).
 //! - [`scenario`]: flows and frame order of `tcp-established`, `syn-flood`,
 //!   `udp-request` and `mixed`; deterministic for a given seed.
 //! - [`pcap`]: the classic libpcap writer (LINKTYPE_ETHERNET, microseconds).
@@ -17,6 +19,7 @@
 pub mod checksum;
 pub mod frame;
 pub mod identity;
+pub mod layer4;
 pub mod net;
 pub mod pcap;
 pub mod rng;

@@ -3,12 +3,14 @@
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use scenario_gen::layer4::{l4_server, L4ServerConfig};
 use scenario_gen::net::{IpNet, MacAddr, PortRange};
-use scenario_gen::scenario::{write_pcap, DEFAULT_FLOWS};
+use scenario_gen::pcap::PcapWriter;
+use scenario_gen::scenario::{write_pcap, DEFAULT_FLOWS, PCAP_EPOCH_USEC};
 use scenario_gen::tcp_options::FORGED_IDENTITY;
 use scenario_gen::{
     Config, ForgedOption, IdentitySigner, Kind, Mix, NoExtraOptions, OsProfile, Scenario, SynOptionHook,
@@ -55,6 +57,25 @@ enum ScenarioCmd {
         common: Common,
         #[command(flatten)]
         size: SizeArgs,
+    },
+    /// The layer-4 identity exchange at the server's gateway, in two captures: --output for its
+    /// inside port (LEAD established frames from the servers, a SYN-ACK per flow, the rest of the
+    /// established frames: meant to loop) and --outside for its outside port (a SYN per flow,
+    /// then the client gateway's record on the client's ACK: finite). See src/layer4.rs.
+    L4Server {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        size: SizeArgs,
+        /// The outside port's capture
+        #[arg(long, value_name = "FILE")]
+        outside: PathBuf,
+        /// The client gateway's key (its policy document or a key file, as for syn-flood)
+        #[arg(long, value_name = "FILE", required_unless_present = "no_record")]
+        identity_key: Option<PathBuf>,
+        /// Bare ACKs instead of records: a client gateway without layer 4 (the flows stay unshifted)
+        #[arg(long, conflicts_with = "identity_key")]
+        no_record: bool,
     },
     /// Established TCP, SYNs and UDP interleaved by --mix weights
     Mixed {
@@ -155,6 +176,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    if let ScenarioCmd::L4Server { common, size, outside, identity_key, no_record: _ } = cli.scenario {
+        return run_l4_server(common, size, &outside, identity_key.as_deref());
+    }
     let mut syn_port = None;
     let (kind, common, size, syn, mix, udp_port, prelude) = match cli.scenario {
         ScenarioCmd::TcpEstablished { common, size, prelude_syn, syn } => {
@@ -168,6 +192,7 @@ fn run(cli: Cli) -> Result<(), String> {
             syn_port = syn_dst_port;
             (Kind::Mixed, common, size.size, Some(syn), mix, Some(udp_dst_port), prelude_syn)
         }
+        ScenarioCmd::L4Server { .. } => unreachable!("handled above"),
     };
     let v6 = common.ipv6;
     let default_net =
@@ -270,4 +295,72 @@ fn run(cli: Cli) -> Result<(), String> {
         io::stdout().flush().ok();
     }
     Ok(())
+}
+
+/// `l4-server`: the two captures of the layer-4 exchange (src/layer4.rs).
+fn run_l4_server(common: Common, size: SizeArgs, outside: &Path, key: Option<&Path>) -> Result<(), String> {
+    let v6 = common.ipv6;
+    let net = |given: Option<IpNet>, v4: &str, v6s: &str| -> IpNet {
+        given.unwrap_or_else(|| (if v6 { v6s } else { v4 }).parse().expect("valid default network"))
+    };
+    let src_net = net(common.src_net, "10.0.0.0/16", "fd00:a::/64");
+    let dst_net = net(common.dst_net, "10.1.0.0/24", "fd00:b::/120");
+    if src_net.is_ipv6() != v6 || dst_net.is_ipv6() != v6 {
+        return Err(format!("--src-net {src_net} / --dst-net {dst_net} do not match the IP version (--ipv6)"));
+    }
+    let signer = match key {
+        Some(k) => Some(
+            IdentitySigner::from_file(k, src_net.host(0), dst_net.host(0), None)
+                .map_err(|e| format!("--identity-key {e}"))?,
+        ),
+        None => None,
+    };
+    let cfg = L4ServerConfig {
+        src_net,
+        dst_net,
+        src_ports: common.src_ports,
+        dst_port: common.dst_port.unwrap_or(80),
+        src_mac: common.src_mac,
+        dst_mac: common.dst_mac,
+        flows: common.flows.unwrap_or(DEFAULT_FLOWS),
+        count: common.count,
+        frame_size: size.size.unwrap_or(if v6 { 78 } else { 64 }),
+        seed: common.seed,
+    };
+    let caps = l4_server(&cfg, signer.as_ref()).map_err(|e| e.to_string())?;
+    write_frames(&common.output, &caps.inside, common.pps)?;
+    write_frames(outside, &caps.outside, common.pps)?;
+    println!(
+        "scenario-gen: l4-server flows={} inside={} frames ({} established, {} SYN-ACKs) outside={} frames ({} SYNs, {} {}) -> {} {}",
+        cfg.flows,
+        caps.inside.len(),
+        cfg.count,
+        cfg.flows,
+        caps.outside.len(),
+        cfg.flows,
+        cfg.flows,
+        if signer.is_some() { "records" } else { "bare ACKs" },
+        common.output.display(),
+        outside.display()
+    );
+    Ok(())
+}
+
+/// Writes `frames` as a pcap file beside its place, then renames it there.
+fn write_frames(path: &Path, frames: &[Vec<u8>], pps: u64) -> Result<(), String> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let write = || -> io::Result<()> {
+        let mut w = PcapWriter::new(BufWriter::new(File::create(&tmp)?))?;
+        for (n, f) in frames.iter().enumerate() {
+            w.write_frame(PCAP_EPOCH_USEC + (n as u128 * 1_000_000 / u128::from(pps.max(1))) as u64, f)?;
+        }
+        w.finish()?.into_inner().map_err(|e| e.into_error())?.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = fs::remove_file(&tmp);
+        return Err(format!("writing {}: {e}", tmp.display()));
+    }
+    fs::rename(&tmp, path).map_err(|e| format!("renaming {} into place: {e}", tmp.display()))
 }
