@@ -6,7 +6,7 @@
 //! FIN, RST, a segment where a record sits, an odd SACK block) goes to the
 //! full path (`super::l4_segment`) untouched.
 
-use super::segment::shift_at;
+use super::segment::{shift_at, shift_inside_at};
 use super::{from_outside, seq_diff, SHIFT};
 use crate::buf::PacketBuf;
 use crate::engine::established::{step, Seen};
@@ -83,7 +83,7 @@ fn shifted_step<B: PacketBuf>(
 fn shift<B: PacketBuf>(e: &FlowEntry, side: Side, buf: &mut B, pk: &Peeked<'_>) -> bool {
     let (frame, at, len) = (buf.data_mut(), pk.tcp_at, pk.tcp_len);
     match side {
-        Side::Inside => shift_at(frame, at, len, pk.seq.wrapping_add(SHIFT), &|a: u32| a.wrapping_add(SHIFT)),
+        Side::Inside => shift_inside_at(frame, at, len, pk.seq.wrapping_add(SHIFT)),
         Side::Outside => {
             let (in_isn, out_isn) = match e.initiator() {
                 Side::Inside => (e.syn_seq(), e.synack_seq()),
