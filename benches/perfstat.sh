@@ -10,7 +10,8 @@
 #   benches/perfstat.sh SIDE CASE [seconds (5)] [perf events (task-clock,context-switches)]
 #   SIDE: io | 5tswap (dpdk-testpmd) | gw (gatewayd)
 #   CASE: fwd (no policy; forwarding.sh's capture), est-1k, syn-insert,
-#         syn-verify (engine.sh's captures and policies)
+#         syn-verify, est-l4-1k (engine.sh's captures and policies), est-l4-1k-plain
+#         (est-l4-1k's flows unshifted: its comparison)
 #
 # The process runs with --stats-period/--stats-interval 1; after 3 warm-up
 # seconds `perf stat -p PID` counts for the given seconds, and the frames
@@ -23,7 +24,7 @@
 set -eu
 . "$(dirname "$0")/lib.sh"
 bench_init
-SIDE=${1:?side: io, 5tswap or gw}; CASE=${2:?case: fwd, est-1k, syn-insert, syn-verify}; SECS=${3:-5}
+SIDE=${1:?side: io, 5tswap or gw}; CASE=${2:?case: fwd, est-1k, syn-insert, syn-verify, est-l4-1k, est-l4-1k-plain}; SECS=${3:-5}
 EVENTS=${4:-task-clock,context-switches}
 command -v perf >/dev/null || { echo "perf missing (linux-perf)" >&2; exit 1; }
 # GATEWAYD=path runs another build of gatewayd (e.g. a copy of the one before a change, for A/B rounds)
@@ -38,11 +39,17 @@ bench_mem
 bench_tsc_hz
 # fwd: the pools forwarding.sh gives (each program's default); the engine cases: engine.sh's
 MBUFS=49152; [ "$CASE" = fwd ] && MBUFS=
-from=inside policy=""
+from=inside policy="" peer=""
 case $CASE in
 fwd | est-1k) "$T/scenario-gen" tcp-established --flows 1024 --size 64 -c 4096 -o "$W/in.pcap" >/dev/null
     [ "$CASE" = est-1k ] && policy=bench-gw-a.yaml ;;
 syn-insert) "$T/scenario-gen" syn-flood -c 16384 -o "$W/in.pcap" >/dev/null; policy=bench-gw-a.yaml ;;
+# engine.sh's est-l4-1k: shifted flows after the layer-4 exchange, or (-plain) the same flows unshifted;
+# the outside port reads the exchange's other half once
+est-l4-1k | est-l4-1k-plain)
+    rec=(--identity-key docs/examples/bench-gw-a.yaml); [ "$CASE" = est-l4-1k-plain ] && rec=(--no-record)
+    "$T/scenario-gen" l4-server --flows 1024 -c 65536 "${rec[@]}" -o "$W/in.pcap" --outside "$W/out.pcap" >/dev/null
+    policy=bench-gw-b-l4.yaml peer="net_pcap1,rx_pcap=$W/out.pcap" MBUFS=99328 ;;
 syn-verify) "$T/scenario-gen" syn-flood -c 16384 --identity-key docs/examples/bench-gw-a.yaml -o "$W/in.pcap" >/dev/null 2>&1
     policy=bench-gw-b.yaml from=outside ;;
 *) echo "unknown case $CASE" >&2; exit 2 ;;
@@ -51,9 +58,10 @@ EAL=(-l 0-1 --no-pci "${MEM[@]}" --log-level '*:warning')
 if [ "$SIDE" = gw ]; then
     inside=net_pcap0 outside=net_null0 field="in->out"
     [ "$from" = outside ] && { inside=net_null0; outside=net_pcap0; field="out->in"; }
+    [ -n "$peer" ] && outside=net_pcap1
     {
         echo "[eal]"
-        echo "args = [$(printf '"%s", ' "${EAL[@]}")\"--file-prefix\", \"gwp$$\", \"--vdev\", \"net_pcap0,rx_pcap=$W/in.pcap,infinite_rx=1\", \"--vdev\", \"net_null0,no-rx=1\"]"
+        echo "args = [$(printf '"%s", ' "${EAL[@]}")\"--file-prefix\", \"gwp$$\", \"--vdev\", \"net_pcap0,rx_pcap=$W/in.pcap,infinite_rx=1\", \"--vdev\", \"${peer:-net_null0,no-rx=1}\"]"
         printf '[ports]\ninside = "%s"\noutside = "%s"\n[[workers]]\nlcore = 1\n' "$inside" "$outside"
         [ -n "$MBUFS" ] && printf '[tuning]\nmbufs = %s\n' "$MBUFS"
         [ -n "$policy" ] && printf '[policy]\nfile = "%s"\n[flows]\ncapacity = 65536\n' "$PWD/docs/examples/$policy"
