@@ -115,7 +115,7 @@ pub fn l4_server(cfg: &L4ServerConfig, signer: Option<&IdentitySigner>) -> Resul
     if cfg.count < LEAD as u64 {
         return cerr(format!("--count {} must be at least {LEAD}", cfg.count));
     }
-    let frame_len = cfg.frame_size.checked_sub(FCS_LEN).unwrap_or(0);
+    let frame_len = cfg.frame_size.saturating_sub(FCS_LEN);
     let hdr = frame::header_len(v6, TCP_HDR_LEN);
     if frame_len < MIN_FRAME_LEN.max(hdr) || cfg.frame_size > 9018 {
         return cerr(format!(
