@@ -262,6 +262,7 @@ fn after_a_restart_the_peers_in_force_are_kept_until_they_register_or_their_grac
         name: "gw-b".into(),
         keys: vec![PeerKey { id: 2, public_key: hex::encode([2u8; 32]), not_before: None, not_after: None }],
         networks: vec!["198.18.2.0/24".into()],
+        option_version: None,
     };
     e.view.remember_peers(&[peer]);
     e.view.refresh(1000);
