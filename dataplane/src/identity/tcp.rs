@@ -200,8 +200,8 @@ pub fn insert_tcp<B: PacketBuf>(
     let mut bound = [0u8; 8];
     bound.copy_from_slice(&ours[tcp_field::BOUND]);
     let (seq, ack) = seq_ack(tcp, ctx);
-    let m = key.tcp_mac(version, &mac::tcp_input(ctx, &bound, &flow(info, tcp), seq, ack));
-    ours[tcp_field::MAC].copy_from_slice(&m[..TCP_MAC_LEN]);
+    let tag = key.tcp_tag(version, &mac::tcp_input(ctx, &bound, &flow(info, tcp), seq, ack));
+    ours[tcp_field::MAC].copy_from_slice(&tag.to_be_bytes());
 
     // The new options area: ours, then the old options as they are (the
     // common case: written in place, see below) or, when both do not fit,
@@ -376,8 +376,11 @@ fn verify_inner(
     let (seq, ack) = seq_ack(tcp, ctx);
     // Both versions' MACs cover the version nibble (`bound`): an option
     // passed off as the other version is a MAC of another input.
-    let m = key.tcp_mac(version, &mac::tcp_input(ctx, &bound, &flow(info, tcp), seq, ack));
-    if !bool::from(m[..TCP_MAC_LEN].ct_eq(&opt[tcp_field::MAC])) {
+    let tag = key.tcp_tag(version, &mac::tcp_input(ctx, &bound, &flow(info, tcp), seq, ack));
+    let mut carried = [0u8; TCP_MAC_LEN];
+    carried.copy_from_slice(&opt[tcp_field::MAC]);
+    // One word compared in constant time (not byte by byte).
+    if !bool::from(tag.ct_eq(&u64::from_be_bytes(carried))) {
         return Err(VerifyError::BadMac);
     }
     let identity = u32::from_be_bytes([opt[8], opt[9], opt[10], opt[11]]);
