@@ -88,13 +88,27 @@ PY
 ip netns exec gwt-server python3 "$W/server.py" & PIDS+=($!); disown
 for _ in $(seq 100); do ip netns exec gwt-server ss -tlnH 'sport = :8080' | grep -q . && break; sleep 0.1; done
 
-# ab against the server through whatever forwards now -> "rps failed"
+# The machine's busy and total CPU time so far, in clock ticks (/proc/stat's
+# cpu line: busy = all but idle and iowait).
+cpu_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat; }
+
+# ab against the server through whatever forwards now
+#   -> "rps failed busy% cpu_us_per_connection"
+# The last two say what each connection cost the whole machine (ab, the
+# server, the forwarders, the kernel): on a machine with few CPUs all busy,
+# the rate is that cost's inverse, whoever pays it.
 load() {
-    ip netns exec gwt-client curl -s --max-time 5 -o /dev/null http://198.18.0.2:8080/ || { echo "0 unreachable"; return; }
+    ip netns exec gwt-client curl -s --max-time 5 -o /dev/null http://198.18.0.2:8080/ || { echo "0 unreachable - -"; return; }
+    local b0 t0 b1 t1
+    read -r b0 t0 < <(cpu_ticks)
     # -r: a reset or timed-out connection is counted as failed, not fatal
     ip netns exec gwt-client ab -q -r -s 5 -t "$SECS" -n 10000000 -c "$CONC" http://198.18.0.2:8080/ > "$W/ab.$1.log" 2>&1 || true
+    read -r b1 t1 < <(cpu_ticks)
     grep -q '^Requests per second' "$W/ab.$1.log" || { echo "ab ($1) failed:" >&2; tail -n 5 "$W/ab.$1.log" >&2; }
-    awk '/^Requests per second/ {r = $4} /^Failed requests/ {f = $3} END {print (r == "" ? 0 : r), (f == "" ? "?" : f)}' "$W/ab.$1.log"
+    awk -v busy=$((b1 - b0)) -v total=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" \
+        '/^Requests per second/ {r = $4} /^Failed requests/ {f = $3} /^Complete requests/ {n = $3}
+         END {printf "%s %s %.0f %s\n", (r == "" ? 0 : r), (f == "" ? "?" : f), (total > 0 ? 100 * busy / total : 0),
+              (n > 0 ? sprintf("%.0f", busy * 1e6 / hz / n) : "-")}' "$W/ab.$1.log"
 }
 
 # 1. testpmd io in each middle namespace
@@ -168,7 +182,7 @@ run() {
     gatewayd) gatewayd_up ;;
     kernel) KERNEL_DROPS=; kernel_up ;;
     esac
-    read -r RATE FAILED < <(load "$1")
+    read -r RATE FAILED BUSY CPU_US < <(load "$1")
     case $1 in
     kernel) kernel_down ;;
     *) stop_all ;;
@@ -182,13 +196,15 @@ run() {
     elif [ "$1" = kernel ]; then
         said="dropped by the nft rules (a, b): ${KERNEL_DROPS% }"
     fi
-    printf '    %-8s %10s connections/s, %s failed  %s\n' "$1" "$RATE" "$FAILED" "$said"
+    printf '    %-8s %10s connections/s, %s failed, machine %s%% busy, %s us of CPU per connection  %s\n' \
+        "$1" "$RATE" "$FAILED" "$BUSY" "$CPU_US" "$said"
 }
 notes() { jq -r '[.workers[].from_inside.notes.identity_inserted] | add' "$1" 2>/dev/null || echo "?"; }
 
 echo "machine: $(nproc) cpus, load average $(loadavg)"
 echo "$ROUNDS rounds; ${SECS}s of ab -c $CONC per run"
 MODES=(testpmd kernel gatewayd) TP=() KN=() GW=() PROBLEMS=() RESULTS=()
+declare -A CPU=()
 CASE_LOAD=$(loadavg)
 for r in $(seq 1 "$ROUNDS"); do
     k=$(((r - 1) % 3))
@@ -197,6 +213,7 @@ for r in $(seq 1 "$ROUNDS"); do
     for m in "${order[@]}"; do
         run "$m"
         case $m in testpmd) TP+=("$RATE") ;; kernel) KN+=("$RATE") ;; gatewayd) GW+=("$RATE") ;; esac
+        CPU[$m]+="$CPU_US "
     done
 done
 UNIT=connections/s UNIT_KEY=cps
@@ -205,5 +222,9 @@ p=$(j "${PROBLEMS[@]+"${PROBLEMS[@]}"}")
 echo "connections/s through two middle boxes:"
 report_case cps "c$CONC" "$p" testpmd="$(j "${TP[@]}")" kernel="$(j "${KN[@]}")" gw="$(j "${GW[@]}")" -- \
     gw_testpmd=gw/testpmd gw_kernel=gw/kernel
+for m in "${MODES[@]}"; do
+    printf '  %-8s us of machine CPU per connection, per round: %s median %s\n' "$m" "${CPU[$m]}" \
+        "$(tr ' ' '\n' <<<"${CPU[$m]}" | grep -v '^-\?$' | spread | cut -d' ' -f1)"
+done
 [ -z "$p" ] || echo "NOTE: some runs failed requests or were unreachable: $p"
 echo "targets: gw_testpmd >= 0.9, gw_kernel >= 1.0; load after: $(loadavg)"
