@@ -21,6 +21,7 @@ pub fn policy_10k_rules_100k_identities() -> PolicyDocument {
         name: "west".into(),
         keys: vec![PeerKey { id: 1, public_key: "11".repeat(32), not_before: None, not_after: None }],
         networks: vec![],
+        option_version: None,
     });
     for i in 0..PUS {
         doc.processing_units.push(ProcessingUnit {

@@ -1,6 +1,8 @@
 //! End to end, identity and policy: two gatewayd in series (client ─ A ─ wire
 //! ─ B ─ server, tools/topology.sh double-ext) with the example policies in
 //! docs/examples/e2e-gw-{a,b}.yaml. Real kernels, real curl, real captures.
+//! A sends the option's version 2 to B, B sends version 1 to A (the
+//! documents' `option_version`): a mixed pair, as during a rolling upgrade.
 
 mod common;
 
@@ -28,10 +30,11 @@ fn gw_config(topo: &Topology, ns: &str, dir: &Path, policy: &str) -> (PathBuf, P
 /// The identity option gateway A signs for a SYN 198.18.0.1:40000 → 198.18.0.2:8080, seq 1000.
 fn option_for_client_syn() -> Vec<u8> {
     use dataplane::buf::{PacketBuf, VecBuf};
-    use dataplane::identity::{insert_tcp, keys, GatewayKeyPair};
+    use dataplane::identity::{insert_tcp, keys, GatewayKeyPair, TcpVersion};
     let a = GatewayKeyPair::from_secret_bytes(1, [0x0a; 32]);
     let b = GatewayKeyPair::from_secret_bytes(2, [0x0b; 32]);
     let (tx, _) = keys::derive_pair(&a, &b.peer_public(0), 0, u64::MAX).unwrap();
+    let tx = tx.sending(TcpVersion::OneBlock); // as e2e-gw-a.yaml sends to gw-b
     let mut src = [0u8; 16];
     src[..4].copy_from_slice(&[198, 18, 0, 1]);
     let mut dst = [0u8; 16];
@@ -119,6 +122,13 @@ fn identity_and_policy_through_two_gateways() {
     assert!(notes(&a, "from_inside", "identity_inserted") >= 3, "{a}");
     assert!(notes(&a, "from_outside", "identity_verified") >= 2, "{a}");
     assert!(notes(&b, "from_outside", "identity_verified") >= 3, "{b}");
+    // A signs version 2 towards B, B version 1 towards A.
+    assert_eq!(notes(&b, "from_outside", "identity_verified_v1"), 0, "{b}");
+    assert_eq!(
+        notes(&a, "from_outside", "identity_verified_v1"),
+        notes(&a, "from_outside", "identity_verified"),
+        "{a}"
+    );
     assert!(drops(&b, "from_outside", "no_match") >= 2, "8081 and the ext host on 8080: {b}");
     assert!(drops(&a, "from_outside", "no_match") >= 1, "8083 at A: {a}");
     assert_eq!(drops(&b, "from_outside", "identity_bad_mac"), 4, "forged ×2 and replayed ×2: {b}");
@@ -206,10 +216,11 @@ fn capture_shows_the_option_on_the_wire_and_not_at_the_server() {
     );
     assert_eq!((syn_c.seq, syn_s.seq, sa_s.seq, sa_c.seq), (syn_w.seq, syn_w.seq, sa_w.seq, sa_w.seq), "same segments");
 
-    // On the wire: A's option on the SYN (key 1→2, identity 1001 = client),
-    // B's on the SYN-ACK (key 2→1, identity 2001 = server).
+    // On the wire: A's option on the SYN (key 1→2, identity 1001 = client,
+    // version 2 as e2e-gw-a.yaml says), B's on the SYN-ACK (key 2→1,
+    // identity 2001 = server, version 1: e2e-gw-b.yaml's default).
     let opt = syn_w.option.clone().expect("the SYN on the wire carries the identity option");
-    assert_eq!(&opt[..5], &[253, 20, 0x4d, 0x49, 0x10], "kind, length, ExID, version 1");
+    assert_eq!(&opt[..5], &[253, 20, 0x4d, 0x49, 0x20], "kind, length, ExID, version 2");
     assert_eq!(&opt[5..8], &[0, 1, 2], "key id: sender 1 (A), receiver 2 (B)");
     assert_eq!(u32::from_be_bytes(opt[8..12].try_into().unwrap()), 1001);
     let opt = sa_w.option.clone().expect("the SYN-ACK on the wire carries the identity option");
@@ -236,5 +247,7 @@ fn capture_shows_the_option_on_the_wire_and_not_at_the_server() {
     assert!(notes(&b, "from_outside", "identity_verified") >= 1, "{b}");
     assert!(notes(&b, "from_inside", "identity_inserted") >= 1, "{b}");
     assert!(notes(&a, "from_outside", "identity_verified") >= 1, "{a}");
+    assert_eq!(notes(&b, "from_outside", "identity_verified_v1"), 0, "A sends version 2: {b}");
+    assert!(notes(&a, "from_outside", "identity_verified_v1") >= 1, "B sends version 1: {a}");
     let _ = topo;
 }

@@ -357,10 +357,15 @@ pub enum Note {
     /// `[udp_handshake]`), the peer's record not yet come (also counted in
     /// `l4_record_sent`).
     L4RecordResent,
+    /// Of `identity_verified`, the TCP options of format version 1 (HMAC):
+    /// when it stays at zero on every gateway, no peer signs version 1 any
+    /// more (`docs/identity-option.md`, "Rolling upgrade"). Last, so that
+    /// the other notes keep their numbers.
+    IdentityVerifiedV1,
 }
 
 impl Note {
-    pub const ALL: [Note; 40] = [
+    pub const ALL: [Note; 41] = [
         Note::IdentityInserted,
         Note::IdentityVerified,
         Note::PolicyAllow,
@@ -401,6 +406,7 @@ impl Note {
         Note::L4Held,
         Note::L4Released,
         Note::L4RecordResent,
+        Note::IdentityVerifiedV1,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -408,6 +414,7 @@ impl Note {
         match self {
             Note::IdentityInserted => "identity_inserted",
             Note::IdentityVerified => "identity_verified",
+            Note::IdentityVerifiedV1 => "identity_verified_v1",
             Note::PolicyAllow => "policy_allow",
             Note::ExternalNetworkAllow => "external_network_allow",
             Note::NoPeerForDestination => "no_peer_for_destination",

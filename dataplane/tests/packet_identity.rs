@@ -105,7 +105,7 @@ fn samples_parse_with_valid_checksums() {
 #[test]
 fn round_trip_all_samples_with_and_without_vlans() {
     let (key, ring) = keys();
-    for (name, f) in all_samples() {
+    for (name, f, key) in all_samples().into_iter().flat_map(|(n, f)| both_versions(&key).map(|k| (n, f.clone(), k))) {
         for tags in 0..=2 {
             let f = with_vlans(&f, tags);
             for (head, tail) in [(128, 2048), (128, 0), (0, 64)] {
@@ -124,7 +124,7 @@ fn round_trip_all_samples_with_and_without_vlans() {
                 }
                 let i2 = parse_frame(&inserted).unwrap();
                 let v = verify_and_strip_tcp(&mut b, &i2, &ring, NOW).unwrap();
-                assert_eq!((v.identity, v.peer), (4242, 1));
+                assert_eq!((v.identity, v.peer, v.version), (4242, 1, key.tx_version()));
                 assert!(l4_ok(b.data()) && ip_ok(b.data()), "{name}: checksums after strip");
                 assert_equivalent(&f, b.data());
                 if opts(&f).len() <= 20 {
@@ -196,6 +196,11 @@ fn syn_with_payload_and_ethernet_padding() {
     }
 }
 
+/// The key signing version 1 (as it comes) and the same key signing 2.
+fn both_versions(key: &MacKey) -> [MacKey; 2] {
+    [key.clone(), key.clone().sending(TcpVersion::OneBlock)]
+}
+
 fn verify_frame(f: &[u8], ring: &KeyRing) -> Result<Verified, VerifyError> {
     let i = parse_frame(f).map_err(VerifyError::Malformed)?;
     verify_tcp(f, &i, ring, NOW)
@@ -204,7 +209,9 @@ fn verify_frame(f: &[u8], ring: &KeyRing) -> Result<Verified, VerifyError> {
 #[test]
 fn every_bit_of_the_option_and_bound_fields_matters() {
     let (key, ring) = keys();
-    for name in ["linux_syn_v4.hex", "linux_synack_v6.hex"] {
+    for (name, key) in
+        ["linux_syn_v4.hex", "linux_synack_v6.hex"].into_iter().flat_map(|n| both_versions(&key).map(|k| (n, k)))
+    {
         let f = if name.contains("v6") { data!("linux_synack_v6.hex") } else { data!("linux_syn_v4.hex") };
         let signed = insert(&f, &key).data().to_vec();
         verify_frame(&signed, &ring).unwrap();
@@ -230,8 +237,9 @@ fn every_bit_of_the_option_and_bound_fields_matters() {
                 g[at] ^= 1 << bit;
                 let r = verify_frame(&g, &ring);
                 assert!(r.is_err(), "{name}: flip of byte {at} bit {bit} verified");
-                if at >= opt + 12 && at < opt + 20 || at < opt {
-                    assert_eq!(r, Err(VerifyError::BadMac), "{name}: byte {at}");
+                // (a flip of the version nibble to the other version: BadMac too)
+                if at >= opt + 12 && at < opt + 20 || at < opt || at == opt + 4 && matches!(g[at] >> 4, 1 | 2) {
+                    assert_eq!(r, Err(VerifyError::BadMac), "{name}: byte {at} bit {bit}");
                 }
             }
         }
@@ -249,10 +257,15 @@ fn typed_reasons() {
     let mut g = signed.clone();
     g[opt + 7] ^= 0x80;
     assert_eq!(verify_frame(&g, &ring), Err(VerifyError::UnknownKey));
-    // version
+    // version: 0 and 3.. are no version; 2 is, but the MAC is version 1's
+    for ver in [0x00, 0x30, 0xf0] {
+        let mut g = signed.clone();
+        g[opt + 4] = ver;
+        assert_eq!(verify_frame(&g, &ring), Err(VerifyError::BadVersion));
+    }
     let mut g = signed.clone();
     g[opt + 4] = 0x20;
-    assert_eq!(verify_frame(&g, &ring), Err(VerifyError::BadVersion));
+    assert_eq!(verify_frame(&g, &ring), Err(VerifyError::BadMac));
     // flags are bound
     let mut g = signed.clone();
     g[opt + 4] = 0x11;

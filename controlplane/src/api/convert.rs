@@ -221,6 +221,7 @@ pub fn peers_to_pb(v: &[Peer]) -> Vec<pb::Peer> {
                 })
                 .collect(),
             networks: p.networks.clone(),
+            option_version: p.option_version,
         })
         .collect()
 }
@@ -460,6 +461,7 @@ fn peers(v: Vec<pb::Peer>) -> Vec<Peer> {
                 })
                 .collect(),
             networks: p.networks,
+            option_version: p.option_version,
         })
         .collect()
 }

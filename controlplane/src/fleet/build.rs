@@ -138,7 +138,12 @@ pub fn build(view: &FleetView, me: &Me, now: u64) -> Option<Built> {
         if keys.is_empty() {
             continue;
         }
-        peers.push(Peer { name: (*name).to_owned(), keys, networks: r.networks.clone() });
+        peers.push(Peer {
+            name: (*name).to_owned(),
+            keys,
+            networks: r.networks.clone(),
+            option_version: doc.settings.option_version,
+        });
     }
     // Identities: the oldest claim of a number wins, whoever makes it.
     let mut claims: Vec<(i64, &str, &super::model::PuRecord)> = Vec::new();

@@ -113,6 +113,14 @@ pub struct FleetSettings {
     /// a gateway that lost etcd for a while is not cut off from the fleet.
     #[serde(default = "default_peer_grace")]
     pub peer_grace_s: u64,
+    /// The TCP identity option version every gateway sends to every peer
+    /// (each peer's `option_version` in the documents the gateways build):
+    /// unset, 1 (HMAC); 2 (one compression) once every gateway of the fleet
+    /// runs a release that verifies it (`docs/identity-option.md`, "Rolling
+    /// upgrade"). A gateway of an older release refuses a fleet document
+    /// with this setting (unknown field) and keeps its last good one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub option_version: Option<u32>,
 }
 
 fn default_key_lead() -> u64 {
@@ -132,6 +140,7 @@ impl Default for FleetSettings {
             key_lead_s: default_key_lead(),
             key_overlap_s: default_key_overlap(),
             peer_grace_s: default_peer_grace(),
+            option_version: None,
         }
     }
 }

@@ -147,6 +147,22 @@ fn a_gateway_gets_its_pus_the_others_as_identities_and_peers_and_the_profile_its
 }
 
 #[test]
+fn the_fleets_option_version_is_what_every_peer_is_sent() {
+    let mut e = three_gateways();
+    let d = build(&e.view, &me("gw-a", &[]), 1000).unwrap().document.unwrap();
+    assert!(d.peers.iter().all(|p| p.option_version.is_none()), "unset: each peer gets the default, 1");
+    let mut doc = fleet_doc(2);
+    doc.settings.option_version = Some(2);
+    e.document(&doc);
+    e.view.refresh(1000);
+    let d = build(&e.view, &me("gw-a", &[]), 1000).unwrap().document.unwrap();
+    assert_eq!(d.peers.iter().map(|p| p.option_version).collect::<Vec<_>>(), [Some(2), Some(2)]);
+    let cfg = dataplane::engine::EngineConfig::from_document(&d).unwrap();
+    let sent = cfg.keys.tx_key(0, 1).map(|k| k.tx_version());
+    assert_eq!(sent, Some(dataplane::identity::TcpVersion::OneBlock));
+}
+
+#[test]
 fn two_matching_profile_mappings_refuse_the_document_naming_both() {
     let e = three_gateways();
     let b = build(&e.view, &me("gw-a", &["site=lab", "zone=dmz"]), 1000).unwrap();
@@ -262,6 +278,7 @@ fn after_a_restart_the_peers_in_force_are_kept_until_they_register_or_their_grac
         name: "gw-b".into(),
         keys: vec![PeerKey { id: 2, public_key: hex::encode([2u8; 32]), not_before: None, not_after: None }],
         networks: vec!["198.18.2.0/24".into()],
+        option_version: None,
     };
     e.view.remember_peers(&[peer]);
     e.view.refresh(1000);

@@ -97,6 +97,9 @@ impl EngineConfig {
                 }
             }
         }
+        for (pi, peer) in policy.peers().iter().enumerate() {
+            keys.set_tx_version(pi as u32, peer.option_version);
+        }
         if errors.is_empty() {
             Ok(EngineConfig { policy, keys, local_key_id, rule_hits: RuleHits::none(), fqdn: None })
         } else {

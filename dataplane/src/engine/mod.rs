@@ -247,3 +247,5 @@ mod hardening_tests;
 mod test_harness;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod version_tests;

@@ -15,7 +15,7 @@ use super::sweep::retire;
 use super::{Action, Engine};
 use crate::buf::PacketBuf;
 use crate::flow::{FlowState, NewFlow, TcpFlags, TcpStep};
-use crate::identity::{insert_tcp, verify_and_strip_tcp, MacKey, RewriteError, Verified, VerifyError};
+use crate::identity::{insert_tcp, verify_and_strip_tcp, MacKey, RewriteError, TcpVersion, Verified, VerifyError};
 use crate::policy::{Decision, Direction, Remote};
 use crate::stats::{DropReason, Note};
 use crate::wire::ip_proto;
@@ -165,6 +165,9 @@ impl Engine {
         match verify_and_strip_tcp(buf, c.info, &c.cfg.keys, c.now) {
             Ok(v) => {
                 self.note(c.side, Note::IdentityVerified);
+                if v.version == TcpVersion::Hmac {
+                    self.note(c.side, Note::IdentityVerifiedV1);
+                }
                 if second_identity_option(buf.data(), c.info.tcp_opts_offset, c.info.tcp_opts_len) {
                     return Err(self.drop(c.side, DropReason::IdentityDuplicate));
                 }

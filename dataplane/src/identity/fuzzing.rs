@@ -2,9 +2,11 @@
 //! unit test that replays the seed corpus plus pseudo-random mutations.
 //!
 //! Input format for all targets: byte 0 chooses the buffer's headroom/tailroom
-//! (so both growth paths run), the rest is the frame.
+//! (bits 0–1, so both growth paths run) and the TCP option version inserted
+//! (bit 2: version 2), the rest is the frame. Verification accepts both.
 
 use super::keys::{KeyId, KeyRing, MacKey};
+use super::option::TcpVersion;
 use super::{insert_tcp, insert_udp, strip_tcp, strip_udp, verify_and_strip_tcp, verify_and_strip_udp};
 use super::{verify_tcp, verify_udp, RewriteError, UdpIdentity, UdpMsg, VerifyError};
 use crate::buf::{PacketBuf, VecBuf};
@@ -18,6 +20,14 @@ pub fn test_keys() -> (MacKey, KeyRing) {
     // cannot fail: the ring is empty
     let _ = ring.add_rx(k.clone());
     (k, ring)
+}
+
+/// The key signing the TCP option version bit 2 of the selector byte picks.
+fn key_for(data: &[u8], key: MacKey) -> MacKey {
+    match data.first() {
+        Some(sel) if sel & 4 != 0 => key.sending(TcpVersion::OneBlock),
+        _ => key,
+    }
 }
 
 pub const NOW: u64 = 1_000;
@@ -43,13 +53,14 @@ pub fn insert(data: &[u8]) {
     let Some(mut b) = buffer(data) else { return };
     let Ok(info) = parse_frame(b.data()) else { return };
     let (key, ring) = test_keys();
+    let key = key_for(data, key);
     let before = b.clone();
     match info.l4 {
         L4Kind::Tcp => match insert_tcp(&mut b, &info, &key, IDENTITY) {
             Ok(()) => {
                 let i2 = parse_frame(b.data()).expect("inserted frame parses");
                 let v = verify_tcp(b.data(), &i2, &ring, NOW).expect("inserted option verifies");
-                assert_eq!(v.identity, IDENTITY);
+                assert_eq!((v.identity, v.version), (IDENTITY, key.tx_version()));
             }
             Err(e) => assert_unchanged(&before, &b, e),
         },
@@ -112,6 +123,7 @@ pub fn round_trip(data: &[u8]) {
     let Ok(info) = parse_frame(b.data()) else { return };
     let orig = b.data()[..usize::from(info.ip_end)].to_vec();
     let (key, ring) = test_keys();
+    let key = key_for(data, key);
     match info.l4 {
         L4Kind::Tcp => {
             if insert_tcp(&mut b, &info, &key, IDENTITY).is_err() {

@@ -18,8 +18,10 @@
 //! previous) the sender used, so both sides can rotate independently.
 //!
 //! A [`MacKey`] holds the HMAC-SHA256 state already keyed (inner and outer pads
-//! absorbed), so a MAC on the fast path is a clone plus two SHA-256
-//! compressions. The [`KeyRing`] is built off the fast path and only read on
+//! absorbed), so a version-1 MAC on the fast path is a clone plus two SHA-256
+//! compressions, and the chaining value after the version-2 key block
+//! `K2 = HKDF-Expand(K(A→B), "igw one-block mac" ‖ key_id, 64)`, so a
+//! version-2 MAC is one compression. The [`KeyRing`] is built off the fast path and only read on
 //! it (share it with `arc-swap`); lookups are a binary search, no allocation.
 
 use core::fmt;
@@ -28,6 +30,9 @@ use hkdf::Hkdf;
 use sha2::digest::generic_array::GenericArray;
 use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
+
+use super::mac::TCP_INPUT_LEN;
+use super::option::TcpVersion;
 
 /// A 24-bit key identifier as carried in the option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -73,7 +78,9 @@ pub type PeerId = u32;
 
 /// A pre-keyed MAC state for one pairwise, one-directional key: the SHA-256
 /// chaining values after absorbing `key ⊕ ipad` and `key ⊕ opad` (RFC 2104),
-/// so a MAC of a message ≤ 55 bytes is exactly two compressions.
+/// so a MAC of a message ≤ 55 bytes is exactly two compressions; and the
+/// chaining value after the 64-byte version-2 key block, so a version-2 TCP
+/// MAC is one.
 #[derive(Clone)]
 pub struct MacKey {
     key_id: KeyId,
@@ -82,7 +89,16 @@ pub struct MacKey {
     not_after: u64,
     inner: [u32; 8],
     outer: [u32; 8],
+    one_block: [u32; 8],
+    /// The TCP option version signed with this key when it transmits
+    /// (`peers[].option_version`); a receive key verifies both.
+    tx_version: TcpVersion,
 }
+
+/// The HKDF-Expand label of the version-2 key block.
+const ONE_BLOCK_LABEL: &[u8; 17] = b"igw one-block mac";
+/// Bits hashed by a version-2 MAC: the 64-byte key block and the 55-byte input.
+const ONE_BLOCK_BITS: u64 = (64 + TCP_INPUT_LEN as u64) * 8;
 
 const SHA256_IV: [u32; 8] =
     [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
@@ -132,6 +148,9 @@ impl fmt::Debug for MacKey {
 impl MacKey {
     /// A key from 32 secret bytes (derived, or issued by the control plane),
     /// valid for `not_before <= now <= not_after`.
+    ///
+    /// The version-2 key block is derived from the same secret, see
+    /// [`Self::one_block_key`].
     pub fn from_secret(key_id: KeyId, peer: PeerId, secret: &[u8; 32], not_before: u64, not_after: u64) -> Self {
         let mut ipad = [0x36u8; 64];
         let mut opad = [0x5cu8; 64];
@@ -143,7 +162,56 @@ impl MacKey {
         let mut outer = SHA256_IV;
         compress(&mut inner, &ipad);
         compress(&mut outer, &opad);
-        MacKey { key_id, peer, not_before, not_after, inner, outer }
+        let mut k = MacKey {
+            key_id,
+            peer,
+            not_before,
+            not_after,
+            inner,
+            outer,
+            one_block: SHA256_IV,
+            tx_version: TcpVersion::default(),
+        };
+        let block = k.one_block_key();
+        compress(&mut k.one_block, &block);
+        k
+    }
+
+    /// The version-2 key block: `HKDF-Expand(PRK = secret, info =
+    /// "igw one-block mac" ‖ key id (3 bytes), 64 bytes)` (RFC 5869), i.e.
+    /// `T1 = HMAC(secret, info ‖ 1)`, `T2 = HMAC(secret, T1 ‖ info ‖ 2)`.
+    /// Those HMAC inputs are 21 and 53 bytes long, and the secret MACs
+    /// nothing else of those lengths (TCP MAC inputs are 55 bytes, UDP's 64):
+    /// the block is independent of every version-1 MAC (HMAC as a PRF).
+    fn one_block_key(&self) -> [u8; 64] {
+        let mut info = [0u8; 17 + 3];
+        info[..17].copy_from_slice(ONE_BLOCK_LABEL);
+        info[17..].copy_from_slice(&self.key_id.get().to_be_bytes()[1..]);
+        let mut m1 = [0u8; 21];
+        m1[..20].copy_from_slice(&info);
+        m1[20] = 1;
+        let t1 = self.mac(&m1);
+        let mut m2 = [0u8; 53];
+        m2[..32].copy_from_slice(&t1);
+        m2[32..52].copy_from_slice(&info);
+        m2[52] = 2;
+        let t2 = self.mac(&m2);
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(&t1);
+        block[32..].copy_from_slice(&t2);
+        block
+    }
+
+    /// This key, signing TCP options of version `v` when it transmits.
+    pub fn sending(mut self, v: TcpVersion) -> Self {
+        self.tx_version = v;
+        self
+    }
+
+    /// The TCP option version this key signs with.
+    #[inline]
+    pub fn tx_version(&self) -> TcpVersion {
+        self.tx_version
     }
 
     pub fn key_id(&self) -> KeyId {
@@ -166,6 +234,57 @@ impl MacKey {
         let d = sha256_finish(&mut s, 64, msg);
         let mut o = self.outer;
         sha256_finish(&mut o, 64, &d)
+    }
+
+    /// The version-2 MAC: SHA-256(K2 ‖ msg) (full 32 bytes), one compression
+    /// of `msg` and its padding from the chaining value after K2. Only the
+    /// one input length exists: length extension needs another.
+    #[inline]
+    pub fn mac_one_block(&self, msg: &[u8; TCP_INPUT_LEN]) -> [u8; 32] {
+        let mut block = [0u8; 64];
+        block[..TCP_INPUT_LEN].copy_from_slice(msg);
+        block[TCP_INPUT_LEN] = 0x80;
+        block[56..].copy_from_slice(&ONE_BLOCK_BITS.to_be_bytes());
+        let mut s = self.one_block;
+        compress(&mut s, &block);
+        let mut out = [0u8; 32];
+        for (o, w) in out.chunks_exact_mut(4).zip(s.iter()) {
+            o.copy_from_slice(&w.to_be_bytes());
+        }
+        out
+    }
+
+    /// The MAC of a TCP option (or layer-4 record) of version `v` over its
+    /// 55-byte input, full width (the option carries the first 8 bytes).
+    #[inline]
+    pub fn tcp_mac(&self, v: TcpVersion, msg: &[u8; TCP_INPUT_LEN]) -> [u8; 32] {
+        match v {
+            TcpVersion::Hmac => self.mac(msg),
+            TcpVersion::OneBlock => self.mac_one_block(msg),
+        }
+    }
+
+    /// The 8 bytes of a TCP option's MAC of version `v` as one big-endian
+    /// word, what the option carries and what verification compares whole.
+    /// Inlined into the SYN paths: version 2 then converts only the two
+    /// state words it keeps.
+    #[inline(always)]
+    pub fn tcp_tag(&self, v: TcpVersion, msg: &[u8; TCP_INPUT_LEN]) -> u64 {
+        match v {
+            TcpVersion::Hmac => {
+                let m = self.mac(msg);
+                u64::from_be_bytes([m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]])
+            }
+            TcpVersion::OneBlock => {
+                let mut block = [0u8; 64];
+                block[..TCP_INPUT_LEN].copy_from_slice(msg);
+                block[TCP_INPUT_LEN] = 0x80;
+                block[56..].copy_from_slice(&ONE_BLOCK_BITS.to_be_bytes());
+                let mut s = self.one_block;
+                compress(&mut s, &block);
+                (u64::from(s[0]) << 32) | u64::from(s[1])
+            }
+        }
     }
 }
 
@@ -327,6 +446,13 @@ impl KeyRing {
         Ok(())
     }
 
+    /// Every transmit key towards `peer` signs TCP options of version `v`.
+    pub fn set_tx_version(&mut self, peer: PeerId, v: TcpVersion) {
+        for k in self.tx.iter_mut().filter(|k| k.peer == peer) {
+            k.tx_version = v;
+        }
+    }
+
     /// Drops keys whose window ended before `now`.
     pub fn remove_expired(&mut self, now: u64) {
         self.rx.retain(|k| k.not_after >= now);
@@ -412,6 +538,55 @@ mod tests {
             let want: [u8; 32] = h.finalize().into_bytes().into();
             assert_eq!(k.mac(&msg), want, "len {len}");
         }
+    }
+
+    /// The version-2 MAC is plain SHA-256 over the key block and the input,
+    /// the block being HKDF-Expand of the secret (both from other crates).
+    #[test]
+    fn one_block_mac_is_sha256_of_the_key_block_and_the_input() {
+        use sha2::Digest;
+        let mut x = 0x0bad_5eed_1234_5678u64;
+        for round in 0..64u32 {
+            let mut secret = [0u8; 32];
+            let mut msg = [0u8; TCP_INPUT_LEN];
+            for b in secret.iter_mut().chain(msg.iter_mut()) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            let id = KeyId::new(round * 0x01_0307).unwrap();
+            let k = MacKey::from_secret(id, 1, &secret, 0, 1);
+            let mut info = b"igw one-block mac".to_vec();
+            info.extend_from_slice(&id.get().to_be_bytes()[1..]);
+            let mut k2 = [0u8; 64];
+            Hkdf::<Sha256>::from_prk(&secret).unwrap().expand(&info, &mut k2).unwrap();
+            assert_eq!(k.one_block_key(), k2, "round {round}");
+            let mut h = Sha256::new();
+            h.update(k2);
+            h.update(msg);
+            let want: [u8; 32] = h.finalize().into();
+            assert_eq!(k.mac_one_block(&msg), want, "round {round}");
+            assert_eq!(k.tcp_mac(TcpVersion::OneBlock, &msg), want);
+            assert_eq!(k.tcp_mac(TcpVersion::Hmac, &msg), k.mac(&msg));
+            for v in [TcpVersion::Hmac, TcpVersion::OneBlock] {
+                let full = k.tcp_mac(v, &msg);
+                assert_eq!(k.tcp_tag(v, &msg).to_be_bytes(), full[..8], "round {round} {v:?}");
+            }
+            assert_ne!(k.mac(&msg), want, "the versions' MACs differ");
+        }
+    }
+
+    #[test]
+    fn the_sending_version_is_set_per_peer() {
+        let (a, b) = (kp(1, 11), kp(2, 22));
+        let mut ring = KeyRing::new();
+        ring.add_peer(&a, &b.peer_public(7), 0, 100).unwrap();
+        ring.add_peer(&a, &kp(3, 33).peer_public(8), 0, 100).unwrap();
+        assert_eq!(ring.tx_key(7, 1).unwrap().tx_version(), TcpVersion::Hmac, "the default");
+        ring.set_tx_version(7, TcpVersion::OneBlock);
+        assert_eq!(ring.tx_key(7, 1).unwrap().tx_version(), TcpVersion::OneBlock);
+        assert_eq!(ring.tx_key(8, 1).unwrap().tx_version(), TcpVersion::Hmac);
     }
 
     #[test]

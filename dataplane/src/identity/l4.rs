@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 use super::keys::{KeyId, KeyRing, MacKey};
 use super::mac::{self, Flow};
-use super::option::{self, tcp_field, EXID, TCP_KIND, TCP_LEN, TCP_MAC_LEN, VERSION};
+use super::option::{self, tcp_field, TcpVersion, EXID, TCP_KIND, TCP_LEN, TCP_MAC_LEN, VERSION};
 use super::{Verified, VerifyError};
 
 /// MAC contexts of the records (after the option's 1 and 2 and UDP's 3).
@@ -101,7 +101,7 @@ pub fn verify_record(payload: &[u8], b: &Binding, ring: &KeyRing, now: u64) -> R
         return Err(VerifyError::BadMac);
     }
     let identity = u32::from_be_bytes([r[8], r[9], r[10], r[11]]);
-    Ok(Verified { key_id, peer: key.peer(), identity })
+    Ok(Verified { key_id, peer: key.peer(), identity, version: TcpVersion::Hmac })
 }
 
 #[cfg(test)]

@@ -15,11 +15,49 @@
 /// microsegmentation identity) must be registered (first come, first served)
 /// before deployment outside a lab; changing it is this one line.
 pub const EXID: u16 = 0x4D49;
-/// The format version this code speaks (high nibble of byte 4).
+/// The format version of the UDP option and the layer-4 record, and the
+/// TCP option's first (high nibble of byte 4).
 pub const VERSION: u8 = 1;
-/// Flags (low nibble of byte 4): none defined in version 1; sent as zero and
-/// bound by the MAC.
+/// Flags (low nibble of byte 4): none defined in version 1 or 2; sent as
+/// zero and bound by the MAC.
 pub const FLAGS: u8 = 0;
+
+/// The TCP option's format versions: the same 20 bytes, two MACs over the
+/// same 55-byte input (`docs/identity-option.md`, "The MAC"). A receiver
+/// verifies both; what a sender signs with is set per peer
+/// (`peers[].option_version`). The version nibble is in the MAC input, so an
+/// option cannot be passed off as the other version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TcpVersion {
+    /// HMAC-SHA256 (two SHA-256 compressions per MAC).
+    #[default]
+    Hmac = 1,
+    /// One SHA-256 compression keyed through its chaining value.
+    OneBlock = 2,
+}
+
+impl TcpVersion {
+    /// The version of a version nibble; `None`: not one we speak
+    /// (`BadVersion`).
+    #[inline]
+    pub const fn from_nibble(v: u8) -> Option<TcpVersion> {
+        match v {
+            1 => Some(TcpVersion::Hmac),
+            2 => Some(TcpVersion::OneBlock),
+            _ => None,
+        }
+    }
+
+    /// The number in the option (and in `peers[].option_version`).
+    pub const fn number(self) -> u8 {
+        self as u8
+    }
+
+    /// The version/flags byte of an option of this version.
+    pub const fn ver_flags(self) -> u8 {
+        (self.number() << 4) | FLAGS
+    }
+}
 
 /// TCP option kind (RFC 4727 experiment 1).
 pub const TCP_KIND: u8 = 253;
@@ -66,7 +104,7 @@ pub mod udp_field {
     pub const BOUND: Range<usize> = 4..29;
 }
 
-/// The version/flags byte for this version.
+/// The version/flags byte of the UDP option and the layer-4 record.
 pub const fn ver_flags() -> u8 {
     (VERSION << 4) | FLAGS
 }

@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 use super::keys::{KeyId, KeyRing, MacKey, PeerId};
 use super::mac::{self, context, Flow};
-use super::option::{self, tcp_field, EXID, TCP_KIND, TCP_LEN, TCP_MAC_LEN, VERSION};
+use super::option::{self, tcp_field, TcpVersion, EXID, TCP_KIND, TCP_LEN, TCP_MAC_LEN};
 use super::{RewriteError, VerifyError};
 use crate::buf::PacketBuf;
 use crate::wire::tcp::{self as wtcp, TcpOption};
@@ -27,6 +27,8 @@ pub struct Verified {
     pub peer: PeerId,
     /// The workload's numeric identity.
     pub identity: u32,
+    /// The option's format version (its MAC).
+    pub version: TcpVersion,
 }
 
 /// Offsets of one TCP segment inside a frame, cross-checked against the bytes.
@@ -158,7 +160,8 @@ fn sum_at(bytes: &[u8], odd: bool) -> u32 {
     }
 }
 
-/// Inserts the identity option into a SYN or SYN-ACK, signed with `key`.
+/// Inserts the identity option into a SYN or SYN-ACK, signed with `key` in
+/// the version it sends ([`MacKey::tx_version`]).
 ///
 /// `info` must come from [`crate::wire::parse_frame`] on this buffer; it is stale
 /// afterwards. On error the packet is unchanged (Ethernet padding after the IP
@@ -190,14 +193,15 @@ pub fn insert_tcp<B: PacketBuf>(
     ours[tcp_field::KIND] = TCP_KIND;
     ours[tcp_field::LEN] = TCP_LEN as u8;
     ours[tcp_field::EXID].copy_from_slice(&EXID.to_be_bytes());
-    ours[tcp_field::VER_FLAGS] = option::ver_flags();
+    let version = key.tx_version();
+    ours[tcp_field::VER_FLAGS] = version.ver_flags();
     option::put_u24(&mut ours[tcp_field::KEY_ID], key.key_id().get());
     ours[tcp_field::IDENTITY].copy_from_slice(&identity.to_be_bytes());
     let mut bound = [0u8; 8];
     bound.copy_from_slice(&ours[tcp_field::BOUND]);
     let (seq, ack) = seq_ack(tcp, ctx);
-    let m = key.mac(&mac::tcp_input(ctx, &bound, &flow(info, tcp), seq, ack));
-    ours[tcp_field::MAC].copy_from_slice(&m[..TCP_MAC_LEN]);
+    let tag = key.tcp_tag(version, &mac::tcp_input(ctx, &bound, &flow(info, tcp), seq, ack));
+    ours[tcp_field::MAC].copy_from_slice(&tag.to_be_bytes());
 
     // The new options area: ours, then the old options as they are (the
     // common case: written in place, see below) or, when both do not fit,
@@ -358,9 +362,7 @@ fn verify_inner(
     let (at, len) = find(frame, &loc)?.ok_or(VerifyError::NoIdentity)?;
     let opt = frame.get(at..at + len).ok_or(Malformed::TcpOptionTruncated)?;
     let ver = opt.get(tcp_field::VER_FLAGS).ok_or(Malformed::TcpOptionBadLength)? >> 4;
-    if ver != VERSION {
-        return Err(VerifyError::BadVersion);
-    }
+    let version = TcpVersion::from_nibble(ver).ok_or(VerifyError::BadVersion)?;
     if len != TCP_LEN {
         return Err(Malformed::TcpOptionBadLength.into());
     }
@@ -372,12 +374,17 @@ fn verify_inner(
     let mut bound = [0u8; 8];
     bound.copy_from_slice(&opt[tcp_field::BOUND]);
     let (seq, ack) = seq_ack(tcp, ctx);
-    let m = key.mac(&mac::tcp_input(ctx, &bound, &flow(info, tcp), seq, ack));
-    if !bool::from(m[..TCP_MAC_LEN].ct_eq(&opt[tcp_field::MAC])) {
+    // Both versions' MACs cover the version nibble (`bound`): an option
+    // passed off as the other version is a MAC of another input.
+    let tag = key.tcp_tag(version, &mac::tcp_input(ctx, &bound, &flow(info, tcp), seq, ack));
+    let mut carried = [0u8; TCP_MAC_LEN];
+    carried.copy_from_slice(&opt[tcp_field::MAC]);
+    // One word compared in constant time (not byte by byte).
+    if !bool::from(tag.ct_eq(&u64::from_be_bytes(carried))) {
         return Err(VerifyError::BadMac);
     }
     let identity = u32::from_be_bytes([opt[8], opt[9], opt[10], opt[11]]);
-    Ok((Verified { key_id, peer: key.peer(), identity }, loc, at))
+    Ok((Verified { key_id, peer: key.peer(), identity, version }, loc, at))
 }
 
 /// Verifies the identity option of a SYN or SYN-ACK without changing it.

@@ -456,6 +456,7 @@ mod tests {
             name: "p".into(),
             keys: vec![model::PeerKey { id: 1, public_key: "00".repeat(32), not_before: None, not_after: None }],
             networks: vec![],
+            option_version: None,
         });
         for i in 0..6 {
             doc.processing_units.push(model::ProcessingUnit {

@@ -164,6 +164,12 @@ pub struct Peer {
     /// them carries identity signed with the pairwise key towards this peer.
     #[serde(default)]
     pub networks: Vec<String>,
+    /// The TCP identity option's format version sent to this peer: 1 (HMAC,
+    /// what every gateway understands; the default) or 2 (one-compression
+    /// MAC, understood by gateways of this release on). Options of both
+    /// versions are accepted from every peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub option_version: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

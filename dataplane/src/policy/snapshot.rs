@@ -10,6 +10,7 @@ use super::lpm::{Cidr, LpmPair};
 use super::model::Action;
 use super::selector::TagSet;
 use super::{Direction, ExtNetRef, PuId, RuleRef};
+use crate::identity::TcpVersion;
 
 /// Protocol bits of an entry's protocol mask.
 pub(crate) const P_TCP: u8 = 1;
@@ -64,6 +65,8 @@ pub struct PeerInfo {
     pub key_windows: Box<[(u64, u64)]>,
     /// The networks behind the peer (`peers[].networks`).
     pub networks: Box<[Cidr]>,
+    /// The TCP option version sent to it (`peers[].option_version`).
+    pub option_version: TcpVersion,
 }
 
 /// A rule's names and settings, for flow events.

@@ -10,7 +10,8 @@
 //!   `private_key_file`), the peer whose `networks` contain the destination
 //!   (or the only peer) and that peer's key with the latest `not_before`; the
 //!   identity is that of the processing unit containing the source address
-//!   (or the only one), unless `identity` is given; or
+//!   (or the only one), unless `identity` is given; the option version is
+//!   that peer's `option_version` (default 1); or
 //! - **a key file** (TOML when the name ends in `.toml`, else YAML):
 //!
 //! ```toml
@@ -20,6 +21,7 @@
 //! peer_key_id = 2           # the receiving gateway's key id
 //! peer_public_key = "73b2…" # its X25519 public key
 //! identity = 1001           # the workload identity the SYNs claim
+//! option_version = 2        # optional: the option's format version (default 1)
 //! ```
 
 use std::net::IpAddr;
@@ -27,7 +29,7 @@ use std::path::Path;
 
 use dataplane::identity::keys::derive_pair;
 use dataplane::identity::option::{self, tcp_field};
-use dataplane::identity::{mac, GatewayKeyPair, MacKey, PeerPublicKey};
+use dataplane::identity::{mac, GatewayKeyPair, MacKey, PeerPublicKey, TcpVersion};
 use dataplane::policy::compile::decode_key32;
 use dataplane::policy::PolicyDocument;
 use dataplane::wire::Addr;
@@ -54,6 +56,19 @@ struct KeyFile {
     peer_key_id: u16,
     peer_public_key: String,
     identity: u32,
+    #[serde(default)]
+    option_version: Option<u32>,
+}
+
+/// The option version a document or key file asks for (1 when unset).
+fn tcp_version(v: Option<u32>, what: &str) -> Result<TcpVersion, String> {
+    match v {
+        None => Ok(TcpVersion::default()),
+        Some(n) => u8::try_from(n)
+            .ok()
+            .and_then(TcpVersion::from_nibble)
+            .ok_or_else(|| format!("{what}option_version {n}: not 1 or 2")),
+    }
 }
 
 fn secret(inline: Option<&str>, file: Option<&str>, base: &Path, what: &str) -> Result<[u8; 32], String> {
@@ -137,6 +152,7 @@ impl IdentitySigner {
             let public = decode_key32(&k.peer_public_key).map_err(|e| format!("peer_public_key: {e}"))?;
             let peer = PeerPublicKey { peer: 0, key_id: k.peer_key_id, public };
             let (tx, _) = derive_pair(&me, &peer, 0, u64::MAX).map_err(|e| format!("peer_public_key: {e}"))?;
+            let tx = tx.sending(tcp_version(k.option_version, "")?);
             return Ok(IdentitySigner::new(tx, identity.unwrap_or(k.identity)));
         }
         let doc = PolicyDocument::from_yaml(text).map_err(|e| format!("policy document: {e}"))?;
@@ -168,6 +184,7 @@ impl IdentitySigner {
             u16::try_from(pk.id).map_err(|_| format!("peers[{:?}] key id {} is not 0..=65535", peer.name, pk.id))?;
         let (tx, _) = derive_pair(&me, &PeerPublicKey { peer: 0, key_id: pk_id, public }, 0, u64::MAX)
             .map_err(|e| format!("peers[{:?}]: {e}", peer.name))?;
+        let tx = tx.sending(tcp_version(peer.option_version, &format!("peers[{:?}].", peer.name))?);
         let identity = match identity {
             Some(i) => i,
             None => {
@@ -188,7 +205,8 @@ impl IdentitySigner {
         o[tcp_field::KIND] = option::TCP_KIND;
         o[tcp_field::LEN] = option::TCP_LEN as u8;
         o[tcp_field::EXID].copy_from_slice(&option::EXID.to_be_bytes());
-        o[tcp_field::VER_FLAGS] = option::ver_flags();
+        let version = self.key.tx_version();
+        o[tcp_field::VER_FLAGS] = version.ver_flags();
         o[tcp_field::KEY_ID].copy_from_slice(&self.key.key_id().get().to_be_bytes()[1..]);
         o[tcp_field::IDENTITY].copy_from_slice(&self.identity.to_be_bytes());
         let addr = |a: IpAddr| match a {
@@ -204,7 +222,7 @@ impl IdentitySigner {
         };
         let mut bound = [0u8; 8];
         bound.copy_from_slice(&o[tcp_field::BOUND]);
-        let m = self.key.mac(&mac::tcp_input(mac::context::TCP_SYN, &bound, &flow, syn.seq, 0));
+        let m = self.key.tcp_mac(version, &mac::tcp_input(mac::context::TCP_SYN, &bound, &flow, syn.seq, 0));
         o[tcp_field::MAC].copy_from_slice(&m[..option::TCP_MAC_LEN]);
         o
     }
@@ -295,6 +313,23 @@ mod tests {
         let a_ring = EngineConfig::load(&a).unwrap();
         let info = parse_frame(&frames[0]).unwrap();
         assert_eq!(verify_tcp(&frames[0], &info, &a_ring.keys, 0).unwrap_err(), VerifyError::UnknownKey);
+    }
+
+    #[test]
+    fn the_peers_option_version_is_signed() {
+        // The bench documents send version 2: so do the SYNs signed with A's.
+        let a = examples("bench-gw-a.yaml");
+        let signer = IdentitySigner::from_file(&a, v4("10.0.0.1"), v4("10.1.0.1"), None).unwrap();
+        let b = EngineConfig::load(&examples("bench-gw-b.yaml")).unwrap();
+        for f in syns(&signer, "10.0.0.0/16", "10.1.0.0/24") {
+            let info = parse_frame(&f).unwrap();
+            let v = verify_tcp(&f, &info, &b.keys, 0).unwrap_or_else(|e| panic!("{e:?}"));
+            assert_eq!(v.version, TcpVersion::OneBlock);
+        }
+        let text = std::fs::read_to_string(&a).unwrap().replace("option_version: 2", "option_version: 7");
+        let e =
+            IdentitySigner::from_text(&text, false, Path::new("."), v4("10.0.0.1"), v4("10.1.0.1"), None).unwrap_err();
+        assert!(e.contains("option_version 7"), "{e}");
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub enum Problem {
     BadFqdn(String),
     /// `enforcer_profile`'s FQDN TTL bounds out of order or zero.
     BadTtlBounds,
+    /// `peers[].option_version` other than 1 or 2.
+    OptionVersion,
 }
 
 /// One problem in the document.
@@ -124,6 +126,11 @@ impl fmt::Display for CompileError {
                  so no two local keys may share them"
             ),
             Problem::BadFqdn(why) => write!(f, "{v:?} is not an FQDN pattern: {why}"),
+            Problem::OptionVersion => write!(
+                f,
+                "{v} is not an identity option version this gateway sends: 1 (HMAC, understood by every \
+                 gateway) or 2 (one-compression MAC, only for peers that all run a release that verifies it)"
+            ),
             Problem::BadTtlBounds => {
                 write!(f, "{v}: fqdn_max_ttl must be at least 1 and not below fqdn_min_ttl")
             }

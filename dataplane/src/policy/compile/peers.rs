@@ -6,6 +6,7 @@ use super::error::{Problem, ResourceKind as K};
 use super::validate::Validation;
 use super::values::decode_key32;
 use super::MAX_KEY_ID;
+use crate::identity::TcpVersion;
 use crate::policy::hash::FxHashMap;
 use crate::policy::lpm::Cidr;
 use crate::policy::model::Peer;
@@ -41,6 +42,7 @@ impl<'d> Validation<'d> {
             }
             let (keys, key_windows) = self.peer_keys(i as u32, p, local_ids, &mut out.key_index);
             let networks = self.cidrs(K::Peer, &p.name, "networks", &p.networks);
+            let option_version = self.option_version(p);
             for (j, c) in networks.iter().enumerate() {
                 out.prefixes.push((*c, i as u32, j));
             }
@@ -49,10 +51,24 @@ impl<'d> Validation<'d> {
                 keys: keys.into(),
                 key_windows: key_windows.into(),
                 networks: networks.into(),
+                option_version,
             });
         }
         self.ambiguous_networks(&out.prefixes);
         out
+    }
+
+    /// The TCP option version sent to `p`: 1 unless it says 2 (an old peer
+    /// refuses version 2 as `identity_bad_version`: docs/identity-option.md).
+    fn option_version(&mut self, p: &Peer) -> TcpVersion {
+        let Some(v) = p.option_version else { return TcpVersion::default() };
+        match u8::try_from(v).ok().and_then(TcpVersion::from_nibble) {
+            Some(version) => version,
+            None => {
+                self.err(K::Peer, &p.name, "option_version", v.to_string(), Problem::OptionVersion);
+                TcpVersion::default()
+            }
+        }
     }
 
     /// Peer `i`'s keys and their windows; a key id is this peer's only if no

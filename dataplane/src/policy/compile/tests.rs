@@ -257,6 +257,7 @@ fn large_directory_errors_in_order() {
         name: "w".into(),
         keys: vec![PeerKey { id: 1, public_key: "11".repeat(32), not_before: None, not_after: None }],
         networks: vec![],
+        option_version: None,
     });
     for i in 0..20_000u32 {
         let tags = match i {
