@@ -30,7 +30,7 @@ use super::auth::Access;
 use super::convert::unix_ns;
 use super::pb;
 use super::wire::{End, EndInfo, RingFlow};
-use crate::flowhub::{Filter, FlowHub, Item, LostSource, Query};
+use crate::flowhub::{Filter, FlowHub, Item, LostSource, Query, Reader};
 use crate::flownames;
 
 /// The record type the hub holds.
@@ -436,11 +436,27 @@ pub async fn run_stream(
     req: pb::GetFlowsRequest,
     filter: FlowFilterSet,
     tx: Tx,
+    stopping: Option<watch::Receiver<bool>>,
+) -> bool {
+    let reader = hub.reader(&query_of(&req), &filter);
+    stream_from(reader, req, filter, tx, stopping).await
+}
+
+fn query_of(req: &pb::GetFlowsRequest) -> Query {
+    Query { number: req.number, follow: req.follow, since_ns: req.since_unix_ns, until_ns: req.until_unix_ns }
+}
+
+/// [`run_stream`] from a reader already positioned: `GetFlows` positions it
+/// before it answers, so a follower gets every record pushed after its call
+/// returned (positioned later, in the spawned task, it could miss them).
+async fn stream_from(
+    mut reader: Reader<FlowRecord>,
+    req: pb::GetFlowsRequest,
+    filter: FlowFilterSet,
+    tx: Tx,
     mut stopping: Option<watch::Receiver<bool>>,
 ) -> bool {
-    let query =
-        Query { number: req.number, follow: req.follow, since_ns: req.since_unix_ns, until_ns: req.until_unix_ns };
-    let mut reader = hub.reader(&query, &filter);
+    let query = query_of(&req);
     let mut remaining = (req.number > 0).then_some(req.number);
     let interval = (req.aggregate_interval_ms > 0).then(|| Duration::from_millis(req.aggregate_interval_ms.into()));
     let mut agg = Aggregator::default();
@@ -587,10 +603,11 @@ impl FlowsService {
             ));
         }
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let (hub, stopping) = (self.hub.clone(), self.stopping.clone());
+        let reader = self.hub.reader(&query_of(&req), &filter);
+        let stopping = self.stopping.clone();
         tokio::spawn(async move {
             let last = tx.clone();
-            if run_stream(hub, req, filter, tx, Some(stopping)).await {
+            if stream_from(reader, req, filter, tx, Some(stopping)).await {
                 // A follower never ends by itself: end it with a status the
                 // client can tell from a broken connection.
                 let _ = last.send(Err(Status::unavailable(STOPPING))).await;
