@@ -241,12 +241,7 @@ impl MacKey {
     /// one input length exists: length extension needs another.
     #[inline]
     pub fn mac_one_block(&self, msg: &[u8; TCP_INPUT_LEN]) -> [u8; 32] {
-        let mut block = [0u8; 64];
-        block[..TCP_INPUT_LEN].copy_from_slice(msg);
-        block[TCP_INPUT_LEN] = 0x80;
-        block[56..].copy_from_slice(&ONE_BLOCK_BITS.to_be_bytes());
-        let mut s = self.one_block;
-        compress(&mut s, &block);
+        let s = self.one_block_state(msg);
         let mut out = [0u8; 32];
         for (o, w) in out.chunks_exact_mut(4).zip(s.iter()) {
             o.copy_from_slice(&w.to_be_bytes());
@@ -276,15 +271,22 @@ impl MacKey {
                 u64::from_be_bytes([m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]])
             }
             TcpVersion::OneBlock => {
-                let mut block = [0u8; 64];
-                block[..TCP_INPUT_LEN].copy_from_slice(msg);
-                block[TCP_INPUT_LEN] = 0x80;
-                block[56..].copy_from_slice(&ONE_BLOCK_BITS.to_be_bytes());
-                let mut s = self.one_block;
-                compress(&mut s, &block);
+                let s = self.one_block_state(msg);
                 (u64::from(s[0]) << 32) | u64::from(s[1])
             }
         }
+    }
+
+    /// The SHA-256 state after K2 ‖ `msg` and its padding: one compression.
+    #[inline(always)]
+    fn one_block_state(&self, msg: &[u8; TCP_INPUT_LEN]) -> [u32; 8] {
+        let mut block = [0u8; 64];
+        block[..TCP_INPUT_LEN].copy_from_slice(msg);
+        block[TCP_INPUT_LEN] = 0x80;
+        block[56..].copy_from_slice(&ONE_BLOCK_BITS.to_be_bytes());
+        let mut s = self.one_block;
+        compress(&mut s, &block);
+        s
     }
 }
 
