@@ -249,11 +249,10 @@ impl MacKey {
         out
     }
 
-    /// The MAC of a TCP option of version `v` over its 55-byte input, full
-    /// width: the tests' reference for [`Self::tcp_tag`] (the option carries
-    /// the first 8 bytes; the product only ever needs those).
-    #[cfg(test)]
-    fn tcp_mac(&self, v: TcpVersion, msg: &[u8; TCP_INPUT_LEN]) -> [u8; 32] {
+    /// The MAC of a TCP option (or layer-4 record) of version `v` over its
+    /// 55-byte input, full width (the option carries the first 8 bytes).
+    #[inline]
+    pub fn tcp_mac(&self, v: TcpVersion, msg: &[u8; TCP_INPUT_LEN]) -> [u8; 32] {
         match v {
             TcpVersion::Hmac => self.mac(msg),
             TcpVersion::OneBlock => self.mac_one_block(msg),
