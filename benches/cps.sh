@@ -6,6 +6,7 @@
 #
 #   benches/cps.sh [--rounds N (5)] [--quick] [seconds-per-run (10)] [concurrency (16)]
 #   --quick: one round of 4 s runs (a smoke test, not a figure)
+#   GATEWAYD=path: run that gatewayd binary instead of building one (A/B runs of two builds)
 #
 # Topology: tools/topology.sh double (client ─ in0 [gwt-a] out0 ══ out0
 # [gwt-b] in0 ─ server), set up once; each run puts its middle boxes in place
@@ -51,8 +52,11 @@ if ip netns list | grep -q '^gwt-' && [ "${FORCE:-0}" != 1 ]; then
     exit 1
 fi
 
-echo "building (release)..."
-cargo build --release --locked -q -p controlplane --bin gatewayd
+# GATEWAYD=path runs another build of gatewayd (e.g. a copy of the one before a change, for A/B runs)
+if [ -z "${GATEWAYD:-}" ]; then
+    echo "building (release)..."
+    cargo build --release --locked -q -p controlplane --bin gatewayd
+fi
 W=$(mktemp -d /tmp/gw-cps-bench.XXXXXX)
 PIDS=()
 cleanup() {
@@ -131,7 +135,7 @@ gatewayd_up() {
         bash tools/topology.sh config "gwt-$g" 1 > "$W/gw-$g.toml"
         printf '[policy]\nfile = "%s"\n[flows]\ncapacity = 262144\n' "$PWD/docs/examples/e2e-gw-$g.yaml" >> "$W/gw-$g.toml"
         rm -f "$W/gw-$g.json"
-        ip netns exec "gwt-$g" "$T/gatewayd" --config "$W/gw-$g.toml" --counters-json "$W/gw-$g.json" > "$W/gw-$g.log" 2>&1 &
+        ip netns exec "gwt-$g" "${GATEWAYD:-$T/gatewayd}" --config "$W/gw-$g.toml" --counters-json "$W/gw-$g.json" > "$W/gw-$g.log" 2>&1 &
         PIDS+=($!)
     done
     for g in a b; do

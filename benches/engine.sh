@@ -130,6 +130,7 @@ command -v dpdk-testpmd >/dev/null || { echo "dpdk-testpmd missing: run tools/se
 
 set -o pipefail
 # BENCH_PREBUILT=1: the release binaries as they are (benches/observability.sh builds once, then runs this many times)
+# GATEWAYD=path: run that gatewayd binary (e.g. a copy of the build before a change, for A/B runs)
 if [ -z "${BENCH_PREBUILT:-}" ]; then
     echo "building (release)..."
     cargo build --release --locked -q -p controlplane --bin gatewayd
@@ -180,7 +181,7 @@ capacity = $flows
 $GW_TOML
 TOML
     rm -f "$W/counters.json"
-    "$T/gatewayd" --config "$W/gw.toml" --stats-interval 1 --duration "$((SECS + mbufs / 100000))" --counters-json "$W/counters.json" 2>&1 |
+    "${GATEWAYD:-$T/gatewayd}" --config "$W/gw.toml" --stats-interval 1 --duration "$((SECS + mbufs / 100000))" --counters-json "$W/counters.json" 2>&1 |
         tee "$W/stats.log" | awk -v f="$field" '/^stats:/ {for (i = 1; i <= NF; i++) if ($i == f) print $(i+1)}' |
         tail -n +$((GW_SKIP + 1)) | median
     # GW_STATS_LOG: keep the run's stats lines (benches/observability.sh reads worker-cpu from them)

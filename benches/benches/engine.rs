@@ -23,6 +23,10 @@
 //! process competing for the worker's core.
 //!
 //! Run: `cargo bench -p gw-benches --bench engine [-- CASE...]`
+//! `ENGINE_BENCH_NO_LOOK=1`: every frame through `Engine::process` (looked
+//! at and processed at once, no prefetch ahead), as this bench ran before it
+//! looked ahead: for before/after figures against builds of that time.
+//!
 //! For an instruction profile: `ENGINE_BENCH_FRAMES=2000000 valgrind
 //! --tool=callgrind target/release/deps/engine-* est-1k` (a fixed frame count
 //! instead of two seconds).
@@ -80,19 +84,24 @@ fn run(name: &str, engine: &mut Engine, cfg: &EngineConfig, side: Side, frames: 
     let fixed: Option<u64> = std::env::var("ENGINE_BENCH_FRAMES").ok().and_then(|v| v.parse().ok());
     let mut buf = VecBuf::with_room(&frames[0], 128, 128);
     // As the worker does: each frame looked at (key, hash, flow slot
-    // prefetched) LOOK_AHEAD frames before it is processed.
-    const LOOK_AHEAD: usize = 4;
+    // prefetched) LOOK_AHEAD frames before it is processed (the worker's 8).
+    const LOOK_AHEAD: usize = 8;
     let look = |e: &Engine, i: usize| e.look(side, &frames[i % frames.len()], dpdk_bindings::prefetch::<u8>);
     let mut ahead: Vec<Looked> = (0..LOOK_AHEAD).map(|k| look(engine, k)).collect();
+    let no_look = std::env::var_os("ENGINE_BENCH_NO_LOOK").is_some_and(|v| v == "1");
     let (c0, t0) = (thread_cpu_ns(), std::time::Instant::now());
     let (mut n, mut i) = (0u64, 0usize);
     loop {
         for _ in 0..4096 {
             buf.reset(&frames[i], 128).expect("room");
-            let slot = i % LOOK_AHEAD;
-            let l = ahead[slot];
-            ahead[slot] = look(engine, i + LOOK_AHEAD);
-            let a = engine.process_looked(cfg, side, &mut buf, &l, NOW + n);
+            let a = if no_look {
+                engine.process(cfg, side, &mut buf, NOW + n)
+            } else {
+                let slot = i % LOOK_AHEAD;
+                let l = ahead[slot];
+                ahead[slot] = look(engine, i + LOOK_AHEAD);
+                engine.process_looked(cfg, side, &mut buf, &l, NOW + n)
+            };
             assert_eq!(a, Action::Forward, "{name}: frame {i}");
             black_box(buf.data());
             i += 1;

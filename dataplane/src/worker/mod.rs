@@ -113,15 +113,25 @@ impl Clock {
 /// How many frames ahead of the one it processes the worker reads a frame's
 /// flow key and prefetches its flow-table slot ([`Engine::look`]): far enough
 /// for the slot's lines to arrive, near enough that they are still in L1.
-const LOOK_AHEAD: usize = 4;
+/// With a million flows each slot is a DRAM miss (~350 cycles a frame): 4
+/// frames ahead left ~20 % of the worker's samples waiting on the entry's
+/// second line; 8 ran est-1m-huge 8.72 / 8.60 Mpps against 8.01 / 7.73 at 4
+/// (alternating), and est-1k at 102.7 / 100.3 cycles against 99.4 / 101.8;
+/// 16 cost est-1k ~5 % (docs/benchmarks.md).
+const LOOK_AHEAD: usize = 8;
 
 /// Flow-event slots prefetched for writing before each burst: as many
 /// records as a burst of rejected handshakes can fill with 1 frame in 8 an
 /// event, more being a flood that the queue absorbs anyway.
 const EVENTS_AHEAD: usize = 4;
 
-/// Empty polls in a row before an idle back-off sleep.
-const IDLE_POLLS_BEFORE_BACKOFF: u32 = 256;
+/// Empty polls in a row before an idle back-off sleep. Few: back-off is set
+/// where the worker shares its CPU, and there every poll spun before the
+/// sleep is CPU taken from the workloads, paid again at each wake-up.
+/// `benches/cps.sh` (two gateways, ab and the server on 2 vCPUs): 256
+/// spun polls gave 0.79–0.83 of the kernel's connections/s, 32 gave
+/// 0.77–0.89, 8 gave 0.88–0.96 (docs/benchmarks.md).
+const IDLE_POLLS_BEFORE_BACKOFF: u32 = 8;
 
 /// Per-burst totals, added to the shared counters once per iteration.
 #[derive(Default)]
