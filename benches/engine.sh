@@ -25,7 +25,7 @@
 #                  cached verdict. The first pass (1M packets at most) falls in
 #                  the two warm-up seconds; `no_flow_state_allowed` is printed
 #                  and must equal the flow count. Compared with testpmd io and
-#                  5tswap (target: gatewayd >= 0.5 x 5tswap at 1k flows).
+#                  5tswap (targets: gatewayd >= 0.6 x 5tswap at 1k flows, >= 0.5 at 1M with hugepages).
 #                  1M flows need 1M mbufs held by net_pcap: est-1m uses
 #                  --no-huge -m 6144 for testpmd and gatewayd alike (loading the
 #                  capture takes some seconds, not counted); est-1m-huge the
@@ -153,6 +153,18 @@ testpmd() {
         awk '/Rx-pps:/ {n++; if (n % 2 == 1) print $2 / 1e6}' | tail -n +3 | median
 }
 
+# testpmd, run once more (and said, on stderr) when it gave no rate: the first testpmd after
+# est-1m-huge reserves its hugepages forwarded a few hundred frames in its whole run and printed
+# no stats line (in 5 of 11 runs on 2026-12-06; a second run on the same pages was normal)
+testpmd_again() {
+    local r; r=$(testpmd "$@")
+    if [ "$r" = 0 ] || [ -z "$r" ]; then
+        echo "  (testpmd $1 gave no rate: run again)" >&2
+        r=$(testpmd "$@")
+    fi
+    echo "${r:-0}"
+}
+
 # gatewayd RXPORT(inside|outside) PCAP POLICY FLOWS MBUFS MEM... -> Mpps (counters in $W/counters.json,
 # stats lines in $W/stats.log); $GW_TOML is appended to its configuration; the first $GW_SKIP samples are warm-up
 # (GW_EXTRA_TOML: more configuration for every run, e.g. [metrics] for benches/observability.sh)
@@ -223,8 +235,8 @@ run_case() {
             if [ "$side" = tp ] && [ -n "${GW_ONLY:-}" ]; then
                 io=0 sw=0
             elif [ "$side" = tp ]; then
-                io=$(testpmd io "$pcap" "$mb" "${tpmem[@]}")
-                sw=0; [ "$swap" = 1 ] && sw=$(testpmd 5tswap "$pcap" "$mb" "${tpmem[@]}")
+                io=$(testpmd_again io "$pcap" "$mb" "${tpmem[@]}")
+                sw=0; [ "$swap" = 1 ] && sw=$(testpmd_again 5tswap "$pcap" "$mb" "${tpmem[@]}")
             else
                 gw=$(gatewayd "${gwargs[@]}")
                 check_gw "$r"
