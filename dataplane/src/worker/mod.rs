@@ -129,8 +129,9 @@ const EVENTS_AHEAD: usize = 4;
 /// where the worker shares its CPU, and there every poll spun before the
 /// sleep is CPU taken from the workloads, paid again at each wake-up.
 /// `benches/cps.sh` (two gateways, ab and the server on 2 vCPUs): 256
-/// spun polls gave 0.79–0.83 of the kernel's connections/s, 32 gave
-/// 0.77–0.89, 8 gave 0.88–0.96 (docs/benchmarks.md).
+/// spun polls gave 0.79–0.83 of the kernel's connections/s in 3-round
+/// runs, 32 gave 0.77–0.89, 8 gave 0.88 and 0.96, and 0.85 in a 5-round
+/// run after (docs/benchmarks.md).
 const IDLE_POLLS_BEFORE_BACKOFF: u32 = 8;
 
 /// Per-burst totals, added to the shared counters once per iteration.
