@@ -48,6 +48,12 @@ impl TcpVersion {
         }
     }
 
+    /// The version a document names (`peers[].option_version`, a fleet's
+    /// `settings.option_version`, a key file's); `None`: not 1 or 2.
+    pub fn from_number(n: u32) -> Option<TcpVersion> {
+        u8::try_from(n).ok().and_then(Self::from_nibble)
+    }
+
     /// The number in the option (and in `peers[].option_version`).
     pub const fn number(self) -> u8 {
         self as u8

@@ -64,10 +64,7 @@ struct KeyFile {
 fn tcp_version(v: Option<u32>, what: &str) -> Result<TcpVersion, String> {
     match v {
         None => Ok(TcpVersion::default()),
-        Some(n) => u8::try_from(n)
-            .ok()
-            .and_then(TcpVersion::from_nibble)
-            .ok_or_else(|| format!("{what}option_version {n}: not 1 or 2")),
+        Some(n) => TcpVersion::from_number(n).ok_or_else(|| format!("{what}option_version {n}: not 1 or 2")),
     }
 }
 

@@ -62,7 +62,7 @@ impl<'d> Validation<'d> {
     /// refuses version 2 as `identity_bad_version`: docs/identity-option.md).
     fn option_version(&mut self, p: &Peer) -> TcpVersion {
         let Some(v) = p.option_version else { return TcpVersion::default() };
-        match u8::try_from(v).ok().and_then(TcpVersion::from_nibble) {
+        match TcpVersion::from_number(v) {
             Some(version) => version,
             None => {
                 self.err(K::Peer, &p.name, "option_version", v.to_string(), Problem::OptionVersion);
